@@ -1,0 +1,41 @@
+# raftka — the two set-up commands: `make run` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.installed
+DEB_PACKAGES := iptables iproute2 faketime procps
+
+.PHONY: run test install deb-packages jepsen bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip setuptools wheel
+	$(PIP) install -q -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Debian packages the fault-injection tests use; installed only when root and missing.
+deb-packages:
+	@if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
+	  missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	  if [ -n "$$missing" ]; then echo "apt-get install$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi; \
+	else echo "not root or no apt-get: skipping Debian packages ($(DEB_PACKAGES))"; fi
+
+run: $(STAMP)
+	$(VENV)/bin/raftka dev --data-dir ./.raftka-data
+
+test: $(STAMP) deb-packages
+	$(PY) -m pytest -q
+
+jepsen: $(STAMP) deb-packages
+	$(PY) jepsen-style-tests/run.py --full
+
+bench: $(STAMP)
+	$(PIP) install -q -e '.[test,bench]'
+	$(PY) -m bench.storage
+
+clean:
+	rm -rf $(VENV) .raftka-data .pytest_cache

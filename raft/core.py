@@ -1,0 +1,602 @@
+"""Raft consensus for one group as a pure, deterministic state machine.
+
+In the style of etcd's `raft` package: no sockets, no clocks, no threads.  The
+host drives a `RaftNode` with three inputs —
+
+* `tick()`            logical time (the host calls it every `tick_ms`),
+* `step(message)`     a message from a peer,
+* `propose(data)`     a new entry (leader only),
+
+and collects three outputs —
+
+* `take_messages()`   messages to send, **only after** the group's log and hard
+                      state have been persisted (fsynced) by the host,
+* `take_committed()`  committed entries to apply to the state machine, in order,
+* `persisted()`       the host's call after an fsync; the leader counts itself
+                      toward a majority only for entries that are durable.
+
+Implemented: elections with pre-vote (a partitioned node cannot disrupt a
+healthy leader when it returns), check-quorum (a leader that cannot reach a
+majority steps down) and leader stickiness; log replication with per-follower
+flow control (probe / replicate / snapshot); commit only of entries of the
+leader's own term (Raft §5.4.2, with a no-op appended on election); leader
+leases for reads (`read_allowed`); leadership transfer (`transfer_leadership`);
+and catch-up of a follower whose entries were compacted away through a chunked
+snapshot stream supplied by the state machine (`Snapshotter`).
+
+Membership is static per group (replication factor = Raft membership).
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from dataclasses import dataclass
+from typing import Protocol
+
+from .messages import Entry, Message, MessageType as MT
+
+
+class Role(enum.Enum):
+    FOLLOWER = "follower"
+    PRE_CANDIDATE = "pre-candidate"
+    CANDIDATE = "candidate"
+    LEADER = "leader"
+
+
+class NotLeaderError(Exception):
+    """A proposal or read reached a replica that is not the group's leader."""
+
+    def __init__(self, group: str, leader: int | None):
+        self.group = group
+        self.leader = leader
+        super().__init__(f"not the leader of {group}; leader is {leader if leader is not None else 'unknown'}")
+
+
+class RaftLog(Protocol):
+    """Durable Raft log of one group: entries after a compaction point, plus hard state."""
+
+    snapshot_index: int
+    snapshot_term: int
+    term: int  # hard state: current term
+    vote: int | None  # hard state: vote in current term
+
+    @property
+    def last_index(self) -> int: ...
+    @property
+    def synced_index(self) -> int: ...
+    def term_at(self, index: int) -> int | None: ...
+    def entries(self, lo: int, hi: int, max_bytes: int) -> list[Entry]: ...
+    def append(self, entries: list[Entry]) -> None: ...
+    def truncate_from(self, index: int) -> None: ...
+    def reset(self, snapshot_index: int, snapshot_term: int) -> None: ...
+    def set_hard_state(self, term: int, vote: int | None) -> None: ...
+
+
+class Snapshotter(Protocol):
+    """State-machine side of snapshot transfer to a lagging follower.
+
+    The leader streams chunks; the follower answers each with the cursor of the
+    next chunk it wants, so the leader keeps no per-follower transfer state.
+    """
+
+    def begin_install(self) -> bytes: ...
+    def read_chunk(self, cursor: bytes) -> tuple[bytes, bool, int]: ...
+    def install_chunk(self, data: bytes) -> bytes: ...
+    def finish_install(self, index: int, term: int) -> bool: ...
+
+
+@dataclass
+class RaftConfig:
+    election_ticks: int = 10
+    heartbeat_ticks: int = 2
+    max_append_bytes: int = 1 << 20
+    max_inflight: int = 16
+    check_quorum: bool = True
+    snapshot_retry_ticks: int = 20
+
+
+class ProgressState(enum.Enum):
+    PROBE = 1
+    REPLICATE = 2
+    SNAPSHOT = 3
+
+
+class Progress:
+    """The leader's view of one follower."""
+
+    __slots__ = ("match", "next", "state", "inflight", "recent_active", "paused_ticks", "acked_tick", "resp_tick")
+
+    def __init__(self, next_index: int):
+        self.match = 0
+        self.next = next_index
+        self.state = ProgressState.PROBE
+        self.inflight = 0
+        self.recent_active = False
+        self.paused_ticks = 0
+        self.acked_tick = -(1 << 60)  # send tick of the latest message the follower answered
+        self.resp_tick = 0  # our tick when the follower last answered an append
+
+    def __repr__(self):
+        return f"Progress(match={self.match}, next={self.next}, {self.state.name})"
+
+
+class RaftNode:
+    def __init__(self, group: str, node_id: int, peers: list[int], log: RaftLog, config: RaftConfig | None = None,
+                 *, applied: int = 0, applied_term: int = 0, snapshotter: Snapshotter | None = None,
+                 rng: random.Random | None = None):
+        if node_id not in peers:
+            raise ValueError(f"node {node_id} is not a member of group {group} {peers}")
+        self.group = group
+        self.id = node_id
+        self.peers = sorted(peers)
+        self.others = [p for p in self.peers if p != node_id]
+        self.log = log
+        if applied > log.last_index or (applied > log.snapshot_index and log.term_at(applied) != applied_term):
+            # The state machine is ahead of the journal (a snapshot was installed
+            # but the journal reset was not yet durable): restart the log there.
+            log.reset(applied, applied_term)
+        self.cfg = config or RaftConfig()
+        self.snapshotter = snapshotter
+        self.rng = rng or random.Random()
+        self.role = Role.FOLLOWER
+        self.leader: int | None = None
+        self.commit = max(applied, log.snapshot_index)
+        self.applied = self.commit
+        self.progress: dict[int, Progress] = {}
+        self.votes: dict[int, bool] = {}
+        self.now = 0  # ticks since start
+        self.elapsed = 0  # ticks since last leader contact / election start / heartbeat
+        self.heard_from_leader = -(1 << 60)
+        self.term_start_index = 0  # index of the no-op of the current leadership
+        self.transfer_target: int | None = None
+        self.transfer_deadline = 0
+        self._broadcast_pending = False
+        self._outbox: list[Message] = []
+        self._reset_election_timeout()
+
+    # ------------------------------------------------------------------ inputs
+
+    def tick(self) -> None:
+        self.now += 1
+        self.elapsed += 1
+        if self.role is Role.LEADER:
+            self._tick_leader()
+        elif self.elapsed >= self.randomized_timeout:
+            self.campaign()
+
+    def step(self, m: Message) -> None:
+        if m.term > self.log.term:
+            if m.type in (MT.PREVOTE, MT.VOTE) and not m.transfer and self._in_lease():
+                return  # a leader is alive: ignore disruptive candidates (leader stickiness)
+            if m.type is MT.PREVOTE:
+                pass  # a pre-vote never changes our term
+            elif m.type is MT.PREVOTE_RESP and not m.reject:
+                pass  # granted pre-votes carry the future term
+            else:
+                leader = m.src if m.type in (MT.APPEND, MT.HEARTBEAT, MT.SNAPSHOT) else None
+                self._become_follower(m.term, leader)
+        elif m.term < self.log.term:
+            if m.type in (MT.APPEND, MT.HEARTBEAT, MT.SNAPSHOT):
+                # A stale leader: tell it about the newer term so it steps down.
+                self._send(MT.APPEND_RESP, m.src, reject=True, index=self.log.last_index)
+            elif m.type is MT.PREVOTE:
+                self._send(MT.PREVOTE_RESP, m.src, reject=True)
+            return
+        handler = self._handlers.get(m.type)
+        if handler is not None:
+            handler(self, m)
+
+    def propose(self, data: bytes) -> tuple[int, int]:
+        """Append `data` as a new entry; returns (index, term). Leader only."""
+        if self.role is not Role.LEADER or self.transfer_target is not None:
+            raise NotLeaderError(self.group, None if self.transfer_target else self.leader)
+        index = self.log.last_index + 1
+        self.log.append([Entry(self.log.term, data)])
+        self._broadcast_pending = True  # one append per follower for all proposals of this round
+        return index, self.log.term
+
+    def persisted(self) -> None:
+        """The host fsynced the log: durable entries now count toward commit."""
+        if self.role is Role.LEADER:
+            self._maybe_commit()
+
+    def campaign(self, transfer: bool = False) -> None:
+        if len(self.peers) == 1:
+            self._become_candidate()
+            self._become_leader()
+            return
+        if transfer:
+            self._become_candidate()
+            self._request_votes(MT.VOTE, self.log.term, transfer=True)
+        else:
+            self._become_pre_candidate()
+            self._request_votes(MT.PREVOTE, self.log.term + 1)
+
+    def transfer_leadership(self, target: int | None = None) -> int | None:
+        """Hand leadership to the most caught-up follower (graceful shutdown)."""
+        if self.role is not Role.LEADER or not self.others:
+            return None
+        if target is None:
+            target = max(self.others, key=lambda p: self.progress[p].match)
+        self.transfer_target = target
+        self.transfer_deadline = self.now + self.cfg.election_ticks
+        if self.progress[target].match == self.log.last_index:
+            self._send(MT.TIMEOUT_NOW, target)
+        else:
+            self._send_append(target)
+        return target
+
+    # ----------------------------------------------------------------- outputs
+
+    def take_messages(self) -> list[Message]:
+        if self._broadcast_pending:
+            self._broadcast_pending = False
+            self._broadcast_append()
+        out, self._outbox = self._outbox, []
+        return out
+
+    def take_committed(self) -> list[tuple[int, Entry]]:
+        if self.applied >= self.commit:
+            return []
+        lo = self.applied + 1
+        entries = self.log.entries(lo, self.commit + 1, 1 << 62)
+        self.applied = lo + len(entries) - 1
+        return [(lo + i, e) for i, e in enumerate(entries)]
+
+    def read_allowed(self) -> bool:
+        """May this replica serve reads of committed state now (leader lease held)?
+
+        True only for a leader that has applied an entry of its own term and has
+        heard from a majority within the minimum election timeout: no other
+        leader can have been elected meanwhile (voters honour leader stickiness).
+        """
+        if self.role is not Role.LEADER or self.applied < self.term_start_index:
+            return False
+        if len(self.peers) == 1:
+            return True
+        acks = sorted((self.progress[p].acked_tick for p in self.others), reverse=True)
+        quorum_ack = acks[len(self.peers) // 2 - 1]
+        return self.now - quorum_ack < self.cfg.election_ticks - 1
+
+    def status(self) -> dict:
+        return {
+            "group": self.group,
+            "id": self.id,
+            "role": self.role.value,
+            "leader": self.leader,
+            "term": self.log.term,
+            "commit_index": self.commit,
+            "applied_index": self.applied,
+            "last_index": self.log.last_index,
+            "snapshot_index": self.log.snapshot_index,
+            "followers": {
+                p: {"match_index": pr.match, "next_index": pr.next, "state": pr.state.name.lower(),
+                    "lag": self.log.last_index - pr.match}
+                for p, pr in self.progress.items()
+            } if self.role is Role.LEADER else {},
+        }
+
+    # ------------------------------------------------------------- transitions
+
+    def _reset_election_timeout(self) -> None:
+        self.elapsed = 0
+        self.randomized_timeout = self.cfg.election_ticks + self.rng.randrange(self.cfg.election_ticks)
+
+    def _become_follower(self, term: int, leader: int | None) -> None:
+        if term != self.log.term:
+            self.log.set_hard_state(term, None)
+        self.role = Role.FOLLOWER
+        self.leader = leader
+        self.transfer_target = None
+        self._reset_election_timeout()
+
+    def _become_pre_candidate(self) -> None:
+        self.role = Role.PRE_CANDIDATE
+        self.leader = None
+        self.votes = {self.id: True}
+        self._reset_election_timeout()
+
+    def _become_candidate(self) -> None:
+        self.log.set_hard_state(self.log.term + 1, self.id)
+        self.role = Role.CANDIDATE
+        self.leader = None
+        self.votes = {self.id: True}
+        self._reset_election_timeout()
+
+    def _become_leader(self) -> None:
+        self.role = Role.LEADER
+        self.leader = self.id
+        self.transfer_target = None
+        self.elapsed = 0
+        last = self.log.last_index
+        self.progress = {p: Progress(last + 1) for p in self.others}
+        for pr in self.progress.values():
+            pr.resp_tick = self.now
+        self.log.append([Entry(self.log.term, b"")])  # no-op: commits earlier terms' entries
+        self.term_start_index = self.log.last_index
+        self._broadcast_append()
+
+    def _request_votes(self, kind: MT, term: int, transfer: bool = False) -> None:
+        last = self.log.last_index
+        last_term = self.log.term_at(last)
+        for p in self.others:
+            self._outbox.append(Message(kind, self.group, self.id, p, term, index=last, log_term=last_term,
+                                        transfer=transfer))
+
+    # ----------------------------------------------------------------- leader
+
+    def _tick_leader(self) -> None:
+        if self.elapsed >= self.cfg.heartbeat_ticks:
+            self.elapsed = 0
+            for p in self.others:
+                self._send(MT.HEARTBEAT, p, commit=min(self.progress[p].match, self.commit), context=self.now)
+        if self.cfg.check_quorum and self.now % self.cfg.election_ticks == 0:
+            active = 1 + sum(1 for pr in self.progress.values() if pr.recent_active)
+            for pr in self.progress.values():
+                pr.recent_active = False
+            if active <= len(self.peers) // 2:
+                self._become_follower(self.log.term, None)
+                return
+        for p, pr in self.progress.items():
+            if pr.state is ProgressState.SNAPSHOT:
+                pr.paused_ticks += 1
+                if pr.paused_ticks >= self.cfg.snapshot_retry_ticks:
+                    pr.paused_ticks = 0
+                    self._send(MT.SNAPSHOT, p, context=self.now)  # restart a stalled transfer
+        if self.transfer_target is not None and self.now >= self.transfer_deadline:
+            self.transfer_target = None  # transfer timed out; keep leading
+
+    def _broadcast_append(self) -> None:
+        if len(self.peers) == 1:
+            return  # commit follows persistence (persisted())
+        for p in self.others:
+            self._send_append(p)
+
+    def _send_append(self, p: int) -> None:
+        pr = self.progress[p]
+        if pr.state is ProgressState.SNAPSHOT:
+            return
+        if pr.state is ProgressState.PROBE and pr.inflight > 0:
+            return
+        if pr.state is ProgressState.REPLICATE and pr.inflight >= self.cfg.max_inflight:
+            return
+        prev = pr.next - 1
+        prev_term = self.log.term_at(prev)
+        if prev_term is None:
+            self._start_snapshot(p)
+            return
+        last = self.log.last_index
+        entries = self.log.entries(pr.next, last + 1, self.cfg.max_append_bytes) if pr.next <= last else []
+        if not entries and pr.state is ProgressState.REPLICATE and pr.inflight > 0:
+            return
+        self._outbox.append(Message(MT.APPEND, self.group, self.id, p, self.log.term, index=prev,
+                                    log_term=prev_term, commit=self.commit, context=self.now, entries=entries))
+        pr.inflight += 1
+        if pr.state is ProgressState.REPLICATE and entries:
+            pr.next = prev + len(entries) + 1
+
+    def _start_snapshot(self, p: int) -> None:
+        pr = self.progress[p]
+        if self.snapshotter is None:
+            raise RuntimeError(f"{self.group}: follower {p} needs compacted entries and no snapshotter is set")
+        pr.state = ProgressState.SNAPSHOT
+        pr.paused_ticks = 0
+        pr.inflight = 0
+        self._send(MT.SNAPSHOT, p, context=self.now)
+
+    def _on_append_resp(self, m: Message) -> None:
+        if self.role is not Role.LEADER:
+            return
+        pr = self.progress.get(m.src)
+        if pr is None:
+            return
+        pr.recent_active = True
+        pr.acked_tick = max(pr.acked_tick, m.context)
+        if pr.state is ProgressState.SNAPSHOT:
+            return
+        if m.reject:
+            # m.log_term carries the rejected prev index; ignore rejections of superseded appends.
+            if pr.state is ProgressState.REPLICATE and m.log_term <= pr.match:
+                return
+            if pr.state is ProgressState.PROBE and m.log_term != pr.next - 1:
+                return
+            # m.index is the follower's hint (its last index): jump back to it.
+            pr.next = max(1, min(pr.next - 1, m.index + 1))
+            pr.state = ProgressState.PROBE
+            pr.inflight = 0
+            self._send_append(m.src)
+            return
+        pr.inflight = max(0, pr.inflight - 1)
+        pr.resp_tick = self.now
+        if m.index > pr.match:
+            pr.match = m.index
+        if pr.next <= m.index:
+            pr.next = m.index + 1
+        if pr.state is ProgressState.PROBE:
+            pr.state = ProgressState.REPLICATE
+            pr.inflight = 0
+        self._maybe_commit()
+        if self.transfer_target == m.src and pr.match == self.log.last_index:
+            self._send(MT.TIMEOUT_NOW, m.src)
+        if pr.next <= self.log.last_index:
+            self._send_append(m.src)
+
+    def _on_heartbeat_resp(self, m: Message) -> None:
+        if self.role is not Role.LEADER:
+            return
+        pr = self.progress.get(m.src)
+        if pr is None:
+            return
+        pr.recent_active = True
+        pr.acked_tick = max(pr.acked_tick, m.context)
+        if pr.state is ProgressState.PROBE:
+            pr.inflight = 0  # the probe may have been lost
+        elif (pr.state is ProgressState.REPLICATE and pr.inflight > 0
+              and self.now - pr.resp_tick > 2 * self.cfg.heartbeat_ticks + 1):
+            # Appends in flight went unanswered while heartbeats get through: they were lost.
+            pr.state, pr.next, pr.inflight = ProgressState.PROBE, pr.match + 1, 0
+        if pr.match < self.log.last_index:
+            self._send_append(m.src)
+
+    def _on_snapshot_resp(self, m: Message) -> None:
+        if self.role is not Role.LEADER:
+            return
+        pr = self.progress.get(m.src)
+        if pr is None or pr.state is not ProgressState.SNAPSHOT:
+            return
+        pr.recent_active = True
+        pr.acked_tick = max(pr.acked_tick, m.context)
+        pr.paused_ticks = 0
+        if m.reject:
+            self._send(MT.SNAPSHOT, m.src, context=self.now)
+            return
+        if m.final:
+            pr.match = max(pr.match, m.index)
+            pr.next = m.index + 1
+            pr.state = ProgressState.PROBE
+            pr.inflight = 0
+            self._send_append(m.src)
+            return
+        data, done, index = self.snapshotter.read_chunk(m.payload)
+        log_term = self.log.term_at(index) if done else 0
+        if done and log_term is None:
+            self._send(MT.SNAPSHOT, m.src, context=self.now)  # our own state moved; restart from the follower's cursor
+            return
+        self._outbox.append(Message(MT.SNAPSHOT, self.group, self.id, m.src, self.log.term, index=index if done else 0,
+                                    log_term=log_term or 0, context=self.now, final=done, payload=data))
+
+    def _maybe_commit(self) -> None:
+        matches = sorted([self.log.synced_index] + [pr.match for pr in self.progress.values()], reverse=True)
+        candidate = matches[len(self.peers) // 2]
+        if candidate > self.commit and self.log.term_at(candidate) == self.log.term:
+            self.commit = candidate  # followers learn it with the next append or heartbeat
+
+    # --------------------------------------------------------------- follower
+
+    def _on_append(self, m: Message) -> None:
+        self._accept_leader(m.src)
+        prev, entries = m.index, m.entries
+        if prev <= self.commit:
+            # Entries up to our commit index are committed, hence the leader's too: skip them.
+            skip = self.commit - prev
+            if skip >= len(entries):
+                self._send(MT.APPEND_RESP, m.src, index=self.commit, context=m.context)
+                return
+            entries = entries[skip:]
+            prev = self.commit
+        elif self.log.term_at(prev) != m.log_term:
+            hint = max(min(prev - 1, self.log.last_index), self.commit)
+            self._send(MT.APPEND_RESP, m.src, reject=True, index=hint, log_term=m.index, context=m.context)
+            return
+        new = []
+        for i, entry in enumerate(entries):
+            idx = prev + 1 + i
+            existing = self.log.term_at(idx)
+            if existing != entry.term:
+                if existing is not None:
+                    assert idx > self.commit, "a committed entry conflicts with the leader's log"
+                    self.log.truncate_from(idx)
+                new = entries[i:]
+                break
+        if new:
+            self.log.append(new)
+        last_new = prev + len(entries)
+        if m.commit > self.commit:
+            self.commit = min(m.commit, last_new)
+        self._send(MT.APPEND_RESP, m.src, index=last_new, context=m.context)
+
+    def _on_heartbeat(self, m: Message) -> None:
+        self._accept_leader(m.src)
+        if m.commit > self.commit:
+            self.commit = min(m.commit, self.log.last_index)
+        self._send(MT.HEARTBEAT_RESP, m.src, context=m.context)
+
+    def _on_snapshot(self, m: Message) -> None:
+        self._accept_leader(m.src)
+        if not m.payload and not m.final:
+            self._send(MT.SNAPSHOT_RESP, m.src, payload=self.snapshotter.begin_install(), context=m.context)
+            return
+        cursor = self.snapshotter.install_chunk(m.payload)
+        if not m.final:
+            self._send(MT.SNAPSHOT_RESP, m.src, payload=cursor, context=m.context)
+            return
+        if m.index > self.commit:
+            if not self.snapshotter.finish_install(m.index, m.log_term):
+                self._send(MT.SNAPSHOT_RESP, m.src, reject=True, context=m.context)
+                return
+            self.log.reset(m.index, m.log_term)
+            self.commit = self.applied = m.index
+        self._send(MT.SNAPSHOT_RESP, m.src, final=True, index=max(m.index, self.commit), context=m.context)
+
+    def _on_timeout_now(self, m: Message) -> None:
+        if m.src == self.leader and self.role is Role.FOLLOWER:
+            self.campaign(transfer=True)
+
+    def _accept_leader(self, leader: int) -> None:
+        if self.role is not Role.FOLLOWER:
+            self._become_follower(self.log.term, leader)
+        self.leader = leader
+        self.heard_from_leader = self.now
+        self._reset_election_timeout()
+
+    def _in_lease(self) -> bool:
+        """Might a leader hold a lease that counts on us? Then refuse to help elect another.
+
+        Also true for the first election timeout after start: we may have
+        acknowledged a leader just before a restart and forgotten it.
+        """
+        if self.role is Role.LEADER or self.now < self.cfg.election_ticks:
+            return True
+        return self.leader is not None and self.now - self.heard_from_leader < self.cfg.election_ticks
+
+    # -------------------------------------------------------------- elections
+
+    def _on_vote_request(self, m: Message) -> None:
+        last = self.log.last_index
+        up_to_date = (m.log_term, m.index) >= (self.log.term_at(last), last)
+        if m.type is MT.PREVOTE:
+            grant = up_to_date and m.term > self.log.term
+            self._send(MT.PREVOTE_RESP, m.src, term=m.term if grant else self.log.term, reject=not grant)
+            return
+        grant = up_to_date and self.log.vote in (None, m.src)
+        if grant:
+            self.log.set_hard_state(self.log.term, m.src)
+            self._reset_election_timeout()
+        self._send(MT.VOTE_RESP, m.src, reject=not grant)
+
+    def _on_vote_resp(self, m: Message) -> None:
+        expected = Role.PRE_CANDIDATE if m.type is MT.PREVOTE_RESP else Role.CANDIDATE
+        if self.role is not expected:
+            return
+        self.votes[m.src] = not m.reject
+        granted = sum(1 for v in self.votes.values() if v)
+        rejected = len(self.votes) - granted
+        quorum = len(self.peers) // 2 + 1
+        if granted >= quorum:
+            if expected is Role.PRE_CANDIDATE:
+                self._become_candidate()
+                self._request_votes(MT.VOTE, self.log.term)
+            else:
+                self._become_leader()
+        elif rejected >= quorum:
+            self._become_follower(self.log.term, None)
+
+    # ---------------------------------------------------------------- helpers
+
+    def _send(self, kind: MT, to: int, *, term: int | None = None, **fields) -> None:
+        self._outbox.append(Message(kind, self.group, self.id, to, self.log.term if term is None else term, **fields))
+
+    _handlers = {
+        MT.APPEND: _on_append,
+        MT.APPEND_RESP: _on_append_resp,
+        MT.HEARTBEAT: _on_heartbeat,
+        MT.HEARTBEAT_RESP: _on_heartbeat_resp,
+        MT.SNAPSHOT: _on_snapshot,
+        MT.SNAPSHOT_RESP: _on_snapshot_resp,
+        MT.PREVOTE: _on_vote_request,
+        MT.VOTE: _on_vote_request,
+        MT.PREVOTE_RESP: _on_vote_resp,
+        MT.VOTE_RESP: _on_vote_resp,
+        MT.TIMEOUT_NOW: _on_timeout_now,
+    }

@@ -1,0 +1,165 @@
+"""Raft messages between replicas of one group, and their compact binary wire form.
+
+A message is a plain `Message` object; `encode_message` / `decode_message` turn it
+into bytes and back with `struct` only (no pickle: peers never reach an
+unpickler).  Wire layout, all integers big-endian:
+
+    u8  type            (MessageType)
+    u16 group-id length, group-id bytes (utf-8)
+    i32 src, i32 dst
+    u64 term
+    u64 index           (prev_index for APPEND, last_index for votes, match for responses)
+    u64 log_term        (prev_term for APPEND, last_term for votes)
+    u64 commit
+    u64 context         (heartbeat tick, snapshot cursor length, ...)
+    u8  flags           (bit0 reject, bit1 transfer, bit2 final)
+    u32 entry count, then per entry: u64 term, u32 length, data
+    u32 payload length, payload  (snapshot chunk / cursor)
+
+Several messages for the same peer are packed into one transport frame with
+`encode_frame` (u32 count, then u32 length + message each), so heartbeats of
+many groups cost one frame.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from dataclasses import dataclass, field
+
+
+class MessageType(enum.IntEnum):
+    PREVOTE = 1
+    PREVOTE_RESP = 2
+    VOTE = 3
+    VOTE_RESP = 4
+    APPEND = 5
+    APPEND_RESP = 6
+    HEARTBEAT = 7
+    HEARTBEAT_RESP = 8
+    SNAPSHOT = 9
+    SNAPSHOT_RESP = 10
+    TIMEOUT_NOW = 11
+
+
+class MessageDecodeError(ValueError):
+    """Bytes from a peer that are not a well-formed Raft message."""
+
+
+@dataclass(slots=True)
+class Entry:
+    term: int
+    data: bytes
+
+
+@dataclass(slots=True)
+class Message:
+    type: MessageType
+    group: str
+    src: int
+    dst: int
+    term: int
+    index: int = 0
+    log_term: int = 0
+    commit: int = 0
+    context: int = 0
+    reject: bool = False
+    transfer: bool = False
+    final: bool = False
+    entries: list[Entry] = field(default_factory=list)
+    payload: bytes = b""
+
+
+_HEAD = struct.Struct(">B H")
+_BODY = struct.Struct(">i i Q Q Q Q Q B I")
+_ENTRY = struct.Struct(">Q I")
+_U32 = struct.Struct(">I")
+
+_FLAG_REJECT = 1
+_FLAG_TRANSFER = 2
+_FLAG_FINAL = 4
+
+
+def encode_message(msg: Message) -> bytes:
+    group = msg.group.encode()
+    flags = (_FLAG_REJECT if msg.reject else 0) | (_FLAG_TRANSFER if msg.transfer else 0) | (
+        _FLAG_FINAL if msg.final else 0
+    )
+    parts = [
+        _HEAD.pack(msg.type, len(group)),
+        group,
+        _BODY.pack(msg.src, msg.dst, msg.term, msg.index, msg.log_term, msg.commit, msg.context, flags,
+                   len(msg.entries)),
+    ]
+    for entry in msg.entries:
+        parts.append(_ENTRY.pack(entry.term, len(entry.data)))
+        parts.append(entry.data)
+    parts.append(_U32.pack(len(msg.payload)))
+    parts.append(msg.payload)
+    return b"".join(parts)
+
+
+def decode_message(buf: bytes | memoryview) -> Message:
+    view = memoryview(buf)
+    try:
+        mtype, glen = _HEAD.unpack_from(view, 0)
+        pos = _HEAD.size
+        if pos + glen > len(view):
+            raise MessageDecodeError("truncated group id")
+        group = bytes(view[pos:pos + glen]).decode()
+        pos += glen
+        src, dst, term, index, log_term, commit, context, flags, count = _BODY.unpack_from(view, pos)
+        pos += _BODY.size
+        if count > len(view):
+            raise MessageDecodeError(f"entry count {count} exceeds message size")
+        entries = []
+        for _ in range(count):
+            eterm, elen = _ENTRY.unpack_from(view, pos)
+            pos += _ENTRY.size
+            if pos + elen > len(view):
+                raise MessageDecodeError("truncated entry")
+            entries.append(Entry(eterm, bytes(view[pos:pos + elen])))
+            pos += elen
+        (plen,) = _U32.unpack_from(view, pos)
+        pos += _U32.size
+        if pos + plen != len(view):
+            raise MessageDecodeError("payload length does not match message size")
+        payload = bytes(view[pos:pos + plen])
+        return Message(MessageType(mtype), group, src, dst, term, index, log_term, commit, context,
+                       bool(flags & _FLAG_REJECT), bool(flags & _FLAG_TRANSFER), bool(flags & _FLAG_FINAL),
+                       entries, payload)
+    except (struct.error, UnicodeDecodeError, ValueError) as exc:
+        if isinstance(exc, MessageDecodeError):
+            raise
+        raise MessageDecodeError(f"malformed raft message: {exc}") from None
+
+
+def encode_frame(messages: list[bytes]) -> bytes:
+    """Pack already-encoded messages for one peer into one transport frame."""
+    parts = [_U32.pack(len(messages))]
+    for m in messages:
+        parts.append(_U32.pack(len(m)))
+        parts.append(m)
+    return b"".join(parts)
+
+
+def decode_frame(frame: bytes | memoryview) -> list[Message]:
+    view = memoryview(frame)
+    try:
+        (count,) = _U32.unpack_from(view, 0)
+        pos = 4
+        if count > len(view):
+            raise MessageDecodeError("message count exceeds frame size")
+        out = []
+        for _ in range(count):
+            (length,) = _U32.unpack_from(view, pos)
+            pos += 4
+            if pos + length > len(view):
+                raise MessageDecodeError("truncated message in frame")
+            out.append(decode_message(view[pos:pos + length]))
+            pos += length
+        if pos != len(view):
+            raise MessageDecodeError("trailing bytes after last message")
+        return out
+    except struct.error as exc:
+        raise MessageDecodeError(f"malformed raft frame: {exc}") from None
