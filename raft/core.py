@@ -236,11 +236,17 @@ class RaftNode:
         out, self._outbox = self._outbox, []
         return out
 
-    def take_committed(self) -> list[tuple[int, Entry]]:
-        if self.applied >= self.commit:
+    def has_ready(self) -> bool:
+        """Is there output for the host (messages to send or entries to apply)?"""
+        return bool(self._outbox) or self._broadcast_pending or self.commit > self.applied
+
+    def take_committed(self, limit: int | None = None) -> list[tuple[int, Entry]]:
+        """Committed entries not yet handed out, up to index `limit` (the host passes its synced index)."""
+        hi = self.commit if limit is None else min(self.commit, limit)
+        if self.applied >= hi:
             return []
         lo = self.applied + 1
-        entries = self.log.entries(lo, self.commit + 1, 1 << 62)
+        entries = self.log.entries(lo, hi + 1, 1 << 62)
         self.applied = lo + len(entries) - 1
         return [(lo + i, e) for i, e in enumerate(entries)]
 

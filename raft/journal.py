@@ -1,0 +1,229 @@
+"""The durable Raft log of one group: entries after the last compaction, and hard state.
+
+Entries live in a `raftka.storage.PartitionLog` of their own (directory
+`journal/`): Raft index i is stored at offset i-1 as a one-record batch whose
+partitionLeaderEpoch is the entry's term, so recovery, checksums, torn-tail
+truncation and segment deletion are the storage engine's, not a second copy.
+Hard state (term, vote, compaction point) is a small JSON file replaced
+atomically (`hardstate.json`).
+
+Writes are buffered: `sync()` is the group commit — one fsync for everything
+appended since the last one, plus the hard state if it changed.  The host calls
+it before sending any message of the group, so a follower acknowledges only
+durable entries and a node votes only after its vote is durable.  Compaction
+and snapshot resets write the hard state first, so a crash in between leaves
+at worst extra entries below the compaction point, never a hole.
+
+A bounded cache of the newest entries serves replication and apply without
+reading the disk in the common case.
+"""
+
+from __future__ import annotations
+
+import os
+
+import orjson
+
+from raftka.storage import LogConfig, PartitionLog, Record, atomic_write, iter_batches, iter_records
+
+from .messages import Entry
+
+HARD_STATE_FILE = "hardstate.json"
+JOURNAL_DIR = "journal"
+MAX_ENTRY_BYTES = 64 << 20
+
+
+class JournalError(Exception):
+    """The journal on disk is inconsistent in a way recovery must not paper over."""
+
+
+class Journal:
+    def __init__(self, directory: str, *, segment_bytes: int = 64 << 20, cache_bytes: int = 8 << 20):
+        self.directory = directory
+        os.makedirs(directory, exist_ok=True)
+        self._hard_state_path = os.path.join(directory, HARD_STATE_FILE)
+        self._log = PartitionLog.open(
+            os.path.join(directory, JOURNAL_DIR),
+            LogConfig(segment_bytes=segment_bytes, max_message_bytes=MAX_ENTRY_BYTES + 1024, retention_ms=-1),
+        )
+        state = self._read_hard_state()
+        self.term = state["term"]
+        self.vote = state["vote"]
+        self.snapshot_index = state["snapshot_index"]
+        self.snapshot_term = state["snapshot_term"]
+        self._hard_state_dirty = False
+        start = self._log.log_start_offset
+        if start > self.snapshot_index:
+            raise JournalError(f"{directory}: journal starts at index {start + 1} but the hard state's compaction "
+                               f"point is {self.snapshot_index}: entries in between are missing")
+        self._terms: list[int] = []  # term of index snapshot_index+1+i
+        self._load_terms()
+        self._cache: list[Entry] = []  # entries cache_base .. last_index
+        self._cache_base = self.last_index + 1
+        self._cache_bytes = 0
+        self._cache_limit = cache_bytes
+
+    # -------------------------------------------------------------- RaftLog
+
+    @property
+    def last_index(self) -> int:
+        return self.snapshot_index + len(self._terms)
+
+    @property
+    def synced_index(self) -> int:
+        return min(self._log.flushed_offset, self.last_index)
+
+    def term_at(self, index: int) -> int | None:
+        if index == self.snapshot_index:
+            return self.snapshot_term
+        i = index - self.snapshot_index - 1
+        if 0 <= i < len(self._terms):
+            return self._terms[i]
+        return None
+
+    def entries(self, lo: int, hi: int, max_bytes: int) -> list[Entry]:
+        lo = max(lo, self.snapshot_index + 1)
+        hi = min(hi, self.last_index + 1)
+        out: list[Entry] = []
+        size = 0
+        index = lo
+        while index < hi:
+            if index >= self._cache_base:
+                chunk = self._cache[index - self._cache_base:hi - self._cache_base]
+            else:
+                chunk = self._read_disk(index, min(hi, self._cache_base), max_bytes - size)
+            if not chunk:
+                break
+            for entry in chunk:
+                if out and size + len(entry.data) > max_bytes:
+                    return out
+                out.append(entry)
+                size += len(entry.data)
+            index += len(chunk)
+        return out
+
+    def append(self, entries: list[Entry]) -> None:
+        for entry in entries:
+            if len(entry.data) > MAX_ENTRY_BYTES:
+                raise ValueError(f"raft entry of {len(entry.data)} bytes exceeds {MAX_ENTRY_BYTES}")
+            self._log.append([Record(None, entry.data, (), 0)], partition_leader_epoch=entry.term, timestamp_ms=0)
+            self._terms.append(entry.term)
+            self._cache.append(entry)
+            self._cache_bytes += len(entry.data)
+        self._trim_cache()
+
+    def truncate_from(self, index: int) -> None:
+        if index <= self.snapshot_index:
+            raise JournalError(f"cannot truncate at {index}: entries up to {self.snapshot_index} are compacted")
+        if index > self.last_index:
+            return
+        self._log.truncate(index - 1)
+        del self._terms[index - self.snapshot_index - 1:]
+        if index < self._cache_base:
+            self._cache, self._cache_base, self._cache_bytes = [], index, 0
+        else:
+            dropped = self._cache[index - self._cache_base:]
+            del self._cache[index - self._cache_base:]
+            self._cache_bytes -= sum(len(e.data) for e in dropped)
+
+    def reset(self, snapshot_index: int, snapshot_term: int) -> None:
+        """Discard every entry: the state machine now holds everything up to snapshot_index."""
+        self.snapshot_index, self.snapshot_term = snapshot_index, snapshot_term
+        self._write_hard_state()
+        self._log.reset(snapshot_index)
+        self._terms = []
+        self._cache, self._cache_base, self._cache_bytes = [], snapshot_index + 1, 0
+
+    def set_hard_state(self, term: int, vote: int | None) -> None:
+        if (term, vote) != (self.term, self.vote):
+            self.term, self.vote = term, vote
+            self._hard_state_dirty = True
+
+    # --------------------------------------------------------- host duties
+
+    @property
+    def dirty(self) -> bool:
+        return self._hard_state_dirty or self._log.flushed_offset < self._log.log_end_offset
+
+    def sync(self) -> None:
+        """Group commit: make every appended entry and the hard state durable."""
+        self._log.flush()
+        if self._hard_state_dirty:
+            self._write_hard_state()
+
+    def compact(self, upto: int) -> None:
+        """Forget entries up to `upto` (the state machine holds them durably)."""
+        upto = min(upto, self.synced_index)
+        if upto <= self.snapshot_index:
+            return
+        term = self.term_at(upto)
+        drop = upto - self.snapshot_index
+        self.snapshot_index, self.snapshot_term = upto, term
+        self._write_hard_state()
+        del self._terms[:drop]
+        if self._cache_base <= upto:
+            cut = upto - self._cache_base + 1
+            self._cache_bytes -= sum(len(e.data) for e in self._cache[:cut])
+            del self._cache[:cut]
+            self._cache_base = upto + 1
+        self._log.advance_start_offset(upto)
+
+    def size_bytes(self) -> int:
+        return self._log.size_bytes
+
+    def close(self) -> None:
+        self.sync()
+        self._log.close()
+
+    # -------------------------------------------------------------- private
+
+    def _read_hard_state(self) -> dict:
+        try:
+            with open(self._hard_state_path, "rb") as f:
+                state = orjson.loads(f.read())
+        except FileNotFoundError:
+            if self._log.log_end_offset > 0:
+                raise JournalError(f"{self.directory}: journal entries exist but {HARD_STATE_FILE} is missing")
+            fresh = {"term": 0, "vote": None, "snapshot_index": 0, "snapshot_term": 0}
+            atomic_write(self._hard_state_path, orjson.dumps(fresh))
+            return fresh
+        except orjson.JSONDecodeError as exc:
+            raise JournalError(f"{self._hard_state_path} is corrupt: {exc}") from None
+        return state
+
+    def _write_hard_state(self) -> None:
+        atomic_write(self._hard_state_path, orjson.dumps({
+            "term": self.term, "vote": self.vote,
+            "snapshot_index": self.snapshot_index, "snapshot_term": self.snapshot_term,
+        }))
+        self._hard_state_dirty = False
+
+    def _load_terms(self) -> None:
+        offset = self.snapshot_index  # offset of index snapshot_index + 1
+        end = self._log.log_end_offset
+        while offset < end:
+            data = self._log.read(offset, 8 << 20).data
+            if not data:
+                break
+            for header, _ in iter_batches(data):
+                if header.base_offset >= offset:
+                    self._terms.append(header.partition_leader_epoch)
+                offset = header.next_offset
+        if self.snapshot_index + len(self._terms) != end:
+            raise JournalError(f"{self.directory}: journal index is not dense up to {end}")
+
+    def _read_disk(self, lo: int, hi: int, max_bytes: int) -> list[Entry]:
+        out: list[Entry] = []
+        data = self._log.read(lo - 1, max(max_bytes, 1), max_offset=hi - 1).data
+        for record in iter_records(data, start_offset=lo - 1):
+            out.append(Entry(self.term_at(record.offset + 1), record.value or b""))
+        return out
+
+    def _trim_cache(self) -> None:
+        cut = 0
+        while self._cache_bytes > self._cache_limit and cut < len(self._cache) - 1:
+            self._cache_bytes -= len(self._cache[cut].data)
+            cut += 1
+        if cut:
+            del self._cache[:cut]
+            self._cache_base += cut
