@@ -1,0 +1,361 @@
+"""Runs every Raft group of one broker in one asyncio event loop.
+
+One `RaftHost` per broker owns the broker's single Raft port (`PeerTransport`),
+one ticker for all groups, and the I/O that the pure `RaftNode`s ask for:
+
+* **Event-driven pump.**  Incoming frames, proposals and ticks only mark groups
+  active; one `_pump` per loop iteration then, for each active group, takes the
+  messages the node produced, fsyncs its journal if dirty (group commit: every
+  append since the last pump in one fsync), and only then sends those messages
+  and applies newly committed entries.  Messages of all groups to the same peer
+  travel in one frame.
+* **One ticker.**  Groups advance by elapsed time (`tick_ms`), catching up after
+  a stall so that a paused leader sees its lease expire; reads check that the
+  clock was ticked recently.  Idle groups cost a `tick()` call per tick.
+* **Checkpoints.**  Periodically each state machine makes its applied state
+  durable, and the journal is compacted up to it: memory and disk do not grow
+  with retained data, and replay after a restart starts at the checkpoint.
+
+State machines implement `StateMachine` (apply + checkpoint + the snapshot
+stream of `core.Snapshotter`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import shutil
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from .core import NotLeaderError, RaftConfig, RaftNode, Role
+from .journal import Journal
+from .messages import Message, MessageDecodeError, decode_frame, encode_frame, encode_message
+from .transport import PeerTransport
+
+log = logging.getLogger("raftka.raft.host")
+
+
+class StateMachine(Protocol):
+    applied_index: int  # durable checkpoint on open; advanced by apply()
+    applied_term: int
+
+    def apply(self, index: int, term: int, data: bytes) -> Any: ...
+    def checkpoint(self) -> int: ...  # make applied state durable; returns the durable index
+    def close(self) -> None: ...
+    # snapshot stream, see core.Snapshotter
+    def begin_install(self) -> bytes: ...
+    def read_chunk(self, cursor: bytes) -> tuple[bytes, bool, int]: ...
+    def install_chunk(self, data: bytes) -> bytes: ...
+    def finish_install(self, index: int, term: int) -> bool: ...
+
+
+class ProposalDroppedError(Exception):
+    """The entry was overwritten by another leader's log: it was definitely not applied."""
+
+
+class GroupClosedError(Exception):
+    """The group was removed (topic deleted or broker stopping) while the request waited."""
+
+
+@dataclass
+class HostConfig:
+    tick_ms: int = 50
+    election_ticks: int = 10
+    heartbeat_ticks: int = 2
+    max_append_bytes: int = 1 << 20
+    max_inflight: int = 16
+    checkpoint_interval_s: float = 1.0
+    journal_cache_bytes: int = 4 << 20
+    journal_keep_entries: int = 200
+
+    def raft_config(self) -> RaftConfig:
+        return RaftConfig(election_ticks=self.election_ticks, heartbeat_ticks=self.heartbeat_ticks,
+                          max_append_bytes=self.max_append_bytes, max_inflight=self.max_inflight)
+
+
+class RaftGroup:
+    """One replica of one group on this broker: node + journal + state machine."""
+
+    def __init__(self, name: str, node: RaftNode, journal: Journal, sm: StateMachine, directory: str):
+        self.name = name
+        self.node = node
+        self.journal = journal
+        self.sm = sm
+        self.directory = directory
+        self.waiting: dict[int, tuple[int, asyncio.Future]] = {}
+        self.checkpointed = sm.applied_index
+        self.closed = False
+
+    def status(self, tick_ms: int) -> dict:
+        st = self.node.status()
+        now = self.node.now
+        for peer, info in st["followers"].items():
+            pr = self.node.progress[peer]
+            info["last_contact_ms"] = max(0, now - pr.acked_tick) * tick_ms if pr.acked_tick > -(1 << 59) else None
+        st["journal_bytes"] = self.journal.size_bytes()
+        st["read_allowed"] = self.node.read_allowed()
+        return st
+
+
+class RaftHost:
+    def __init__(self, node_id: int, data_dir: str, *, listen: tuple[str, int] | None = None,
+                 peers: dict[int, tuple[str, int]] | None = None, secret: bytes | None = None,
+                 config: HostConfig | None = None):
+        self.id = node_id
+        self.data_dir = data_dir
+        self.cfg = config or HostConfig()
+        self.groups: dict[str, RaftGroup] = {}
+        others = {p: a for p, a in (peers or {}).items() if p != node_id}
+        if others and not secret:
+            raise ValueError("refusing to start: a cluster secret is required for a multi-broker cluster")
+        self.transport = (PeerTransport(node_id, listen or ("127.0.0.1", 0), others, secret, self._on_frame)
+                          if others else None)
+        self._active: set[RaftGroup] = set()
+        self._pump_scheduled = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ticker: asyncio.Task | None = None
+        self._last_tick = time.monotonic()
+        self._rng = random.Random()
+        self.dropped_messages = 0
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        if self.transport is not None:
+            await self.transport.start()
+        self._last_tick = time.monotonic()
+        self._ticker = asyncio.create_task(self._tick_forever(), name=f"raft-ticker-{self.id}")
+
+    @property
+    def port(self) -> int | None:
+        return self.transport.port if self.transport else None
+
+    async def stop(self, transfer_timeout: float = 1.0) -> None:
+        """Hand over leaderships, then close every group and the transport."""
+        leading = [g for g in self.groups.values() if g.node.role is Role.LEADER and g.node.others]
+        for g in leading:
+            g.node.transfer_leadership()
+            self._activate(g)
+        deadline = time.monotonic() + transfer_timeout
+        while leading and time.monotonic() < deadline and any(g.node.role is Role.LEADER for g in leading):
+            await asyncio.sleep(self.cfg.tick_ms / 1000)
+        if self._ticker:
+            self._ticker.cancel()
+            try:
+                await self._ticker
+            except asyncio.CancelledError:
+                pass
+        for name in list(self.groups):
+            await self.remove_group(name)
+        if self.transport is not None:
+            await self.transport.close()
+
+    # --------------------------------------------------------------- groups
+
+    def add_group(self, name: str, peers: list[int], sm: StateMachine) -> RaftGroup:
+        if name in self.groups:
+            raise ValueError(f"raft group {name} already exists on broker {self.id}")
+        directory = os.path.join(self.data_dir, "raft", name.replace("/", "~"))
+        journal = Journal(directory, cache_bytes=self.cfg.journal_cache_bytes)
+        node = RaftNode(name, self.id, peers, journal, self.cfg.raft_config(), applied=sm.applied_index,
+                        applied_term=sm.applied_term, snapshotter=sm, rng=random.Random(self._rng.random()))
+        group = RaftGroup(name, node, journal, sm, directory)
+        self.groups[name] = group
+        self._activate(group)  # replay committed journal entries beyond the checkpoint
+        return group
+
+    async def remove_group(self, name: str, *, delete_data: bool = False) -> None:
+        group = self.groups.pop(name, None)
+        if group is None:
+            return
+        group.closed = True
+        self._active.discard(group)
+        for _, fut in group.waiting.values():
+            if not fut.done():
+                fut.set_exception(GroupClosedError(f"raft group {name} closed"))
+        group.waiting.clear()
+        try:
+            if not delete_data:
+                group.sm.checkpoint()
+            group.sm.close()
+        finally:
+            group.journal.close()
+        if delete_data:
+            shutil.rmtree(group.directory, ignore_errors=True)
+
+    def group(self, name: str) -> RaftGroup:
+        group = self.groups.get(name)
+        if group is None:
+            raise KeyError(f"raft group {name} is not hosted on broker {self.id}")
+        return group
+
+    # ------------------------------------------------------- client requests
+
+    async def propose(self, name: str, data: bytes) -> Any:
+        """Replicate `data` in group `name`; returns the state machine's result once applied here.
+
+        Raises NotLeaderError (with a leader hint) at once on a follower, and
+        ProposalDroppedError if another leader overwrote the entry.
+        """
+        group = self.group(name)
+        index, term = group.node.propose(data)
+        fut = self._loop.create_future()
+        group.waiting[index] = (term, fut)
+        self._activate(group)
+        return await fut
+
+    def read_allowed(self, name: str) -> bool:
+        """Leader-lease check: may this broker serve reads of the group's committed state now?"""
+        group = self.group(name)
+        clock_fresh = time.monotonic() - self._last_tick < 2 * self.cfg.tick_ms / 1000
+        return clock_fresh and group.node.read_allowed()
+
+    def ensure_leader(self, name: str) -> RaftGroup:
+        group = self.group(name)
+        if not self.read_allowed(name):
+            raise NotLeaderError(name, None if group.node.role is Role.LEADER else group.node.leader)
+        return group
+
+    def leader_of(self, name: str) -> int | None:
+        return self.group(name).node.leader
+
+    def status(self) -> list[dict]:
+        return [g.status(self.cfg.tick_ms) for g in self.groups.values()]
+
+    def transport_stats(self) -> dict:
+        return self.transport.stats() if self.transport else {}
+
+    # ----------------------------------------------------------------- pump
+
+    def _activate(self, group: RaftGroup) -> None:
+        self._active.add(group)
+        if not self._pump_scheduled and self._loop is not None:
+            self._pump_scheduled = True
+            self._loop.call_soon(self._pump)
+
+    def _pump(self) -> None:
+        self._pump_scheduled = False
+        active, self._active = self._active, set()
+        frames: dict[int, list[bytes]] = defaultdict(list)
+        for group in active:
+            if group.closed:
+                continue
+            try:
+                self._drive(group, frames)
+            except Exception:
+                log.exception("raft group %s: unexpected error while driving it", group.name)
+        if self.transport is not None:
+            for peer, messages in frames.items():
+                self.transport.send(peer, encode_frame(messages))
+
+    def _drive(self, group: RaftGroup, frames: dict[int, list[bytes]]) -> None:
+        node = group.node
+        messages = node.take_messages()  # taken before the sync: they speak of state now being synced
+        if group.journal.dirty:
+            group.journal.sync()
+        node.persisted()
+        for m in messages:
+            frames[m.dst].append(encode_message(m))
+        for index, entry in node.take_committed(group.journal.synced_index):
+            self._apply(group, index, entry.term, entry.data)
+        if group.waiting and node.applied >= min(group.waiting):
+            self._fail_skipped(group)
+        if node.has_ready():
+            self._activate(group)
+
+    def _apply(self, group: RaftGroup, index: int, term: int, data: bytes) -> None:
+        try:
+            result: Any = group.sm.apply(index, term, data)
+            error = None
+        except Exception as exc:  # a state machine bug must not take the broker down
+            log.exception("raft group %s: applying index %d failed", group.name, index)
+            result, error = None, exc
+        waiting = group.waiting.pop(index, None)
+        if waiting is None:
+            return
+        proposed_term, fut = waiting
+        if fut.done():
+            return
+        if proposed_term != term:
+            fut.set_exception(ProposalDroppedError(f"{group.name}: entry {index} was replaced by a new leader"))
+        elif error is not None:
+            fut.set_exception(error)
+        else:
+            fut.set_result(result)
+
+    def _fail_skipped(self, group: RaftGroup) -> None:
+        """Proposals at indexes covered by an installed snapshot have an unknown fate here."""
+        for index in [i for i in group.waiting if i <= group.node.applied]:
+            _, fut = group.waiting.pop(index)
+            if not fut.done():
+                fut.set_exception(ProposalDroppedError(f"{group.name}: entry {index} outcome unknown (snapshot)"))
+
+    # ------------------------------------------------------------ network
+
+    def _on_frame(self, peer: int, payload: bytes) -> None:
+        try:
+            messages = decode_frame(payload)
+        except MessageDecodeError as exc:
+            log.warning("broker %d sent an undecodable raft frame: %s", peer, exc)
+            return
+        for m in messages:
+            self._deliver(peer, m)
+
+    def _deliver(self, peer: int, m: Message) -> None:
+        group = self.groups.get(m.group)
+        if group is None or m.dst != self.id or m.src != peer:
+            self.dropped_messages += 1
+            return
+        try:
+            group.node.step(m)
+        except Exception:
+            log.exception("raft group %s: message %s from %d failed", group.name, m.type.name, peer)
+            return
+        self._activate(group)
+
+    # --------------------------------------------------------------- ticks
+
+    async def _tick_forever(self) -> None:
+        tick_s = self.cfg.tick_ms / 1000
+        last_checkpoint = time.monotonic()
+        while True:
+            await asyncio.sleep(tick_s)
+            now = time.monotonic()
+            ticks = min(int((now - self._last_tick) / tick_s), self.cfg.election_ticks + 1)
+            if ticks <= 0:
+                continue
+            if ticks > self.cfg.election_ticks:
+                self._last_tick = now  # a long stall: every lease has expired anyway
+            else:
+                self._last_tick += ticks * tick_s
+            for group in list(self.groups.values()):
+                node = group.node
+                for _ in range(ticks):
+                    node.tick()
+                if node.has_ready():
+                    self._activate(group)
+            if now - last_checkpoint >= self.cfg.checkpoint_interval_s:
+                last_checkpoint = now
+                self._checkpoint_all()
+
+    def _checkpoint_all(self) -> None:
+        for group in list(self.groups.values()):
+            if group.closed or group.sm.applied_index <= group.checkpointed:
+                continue
+            try:
+                durable = group.sm.checkpoint()
+                group.checkpointed = durable
+                # Keep a tail so that briefly lagging followers catch up from the journal.
+                group.journal.compact(durable - self.cfg.journal_keep_entries)
+            except Exception:
+                log.exception("raft group %s: checkpoint failed", group.name)
+
+
+__all__ = ["HostConfig", "RaftHost", "RaftGroup", "StateMachine", "ProposalDroppedError", "GroupClosedError",
+           "NotLeaderError"]

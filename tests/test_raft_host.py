@@ -1,0 +1,219 @@
+"""RaftHost: several brokers' hosts on real sockets and real journals in one event loop."""
+
+import asyncio
+import os
+
+import orjson
+import pytest
+
+from raftka.raft.core import NotLeaderError, Role
+from raftka.raft.host import HostConfig, RaftHost
+from raftka.storage import atomic_write
+
+
+class JsonListMachine:
+    """A small durable state machine for host tests: the list of applied payloads."""
+
+    def __init__(self, directory):
+        os.makedirs(directory, exist_ok=True)
+        self.path = os.path.join(directory, "sm.json")
+        try:
+            with open(self.path, "rb") as f:
+                state = orjson.loads(f.read())
+        except FileNotFoundError:
+            state = {"index": 0, "term": 0, "items": []}
+        self.applied_index, self.applied_term, self.items = state["index"], state["term"], state["items"]
+        self.staging = None
+
+    def apply(self, index, term, data):
+        assert index == self.applied_index + 1, (index, self.applied_index)
+        self.applied_index, self.applied_term = index, term
+        if data:
+            self.items.append(data.decode())
+        return len(self.items)
+
+    def checkpoint(self):
+        atomic_write(self.path, orjson.dumps({"index": self.applied_index, "term": self.applied_term,
+                                              "items": self.items}))
+        return self.applied_index
+
+    def close(self):
+        pass
+
+    def begin_install(self):
+        self.staging = None
+        return b""
+
+    def read_chunk(self, cursor):
+        return orjson.dumps({"index": self.applied_index, "items": self.items}), True, self.applied_index
+
+    def install_chunk(self, data):
+        self.staging = orjson.loads(data)
+        return b""
+
+    def finish_install(self, index, term):
+        if self.staging is None or self.staging["index"] != index:
+            return False
+        self.items, self.applied_index, self.applied_term = self.staging["items"], index, term
+        self.staging = None
+        self.checkpoint()
+        return True
+
+
+FAST = HostConfig(tick_ms=20, election_ticks=10, heartbeat_ticks=2, checkpoint_interval_s=0.2,
+                  journal_keep_entries=5)
+
+
+async def start_cluster(tmp_path, n, secret=b"s3cret", ports=None):
+    ids = list(range(1, n + 1))
+    hosts = {}
+    # Bind every transport first (port 0), then tell each host its peers' real ports.
+    for i in ids:
+        port = ports[i] if ports else 0
+        hosts[i] = RaftHost(i, str(tmp_path / f"b{i}"), listen=("127.0.0.1", port),
+                            peers={j: ("127.0.0.1", 1) for j in ids}, secret=secret, config=FAST)
+        await hosts[i].start()
+    addresses = {i: ("127.0.0.1", hosts[i].port) for i in ids}
+    for i in ids:
+        hosts[i].transport.set_peers({j: a for j, a in addresses.items() if j != i})
+    return hosts, addresses
+
+
+def add_group(hosts, tmp_path, name="g", members=None):
+    members = members or sorted(hosts)
+    machines = {}
+    for i in members:
+        machines[i] = JsonListMachine(str(tmp_path / f"b{i}" / "sm" / name))
+        hosts[i].add_group(name, members, machines[i])
+    return machines
+
+
+async def wait_leader(hosts, name="g", timeout=5.0):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        leaders = [i for i, h in hosts.items() if name in h.groups and h.read_allowed(name)]
+        if len(leaders) == 1:
+            return leaders[0]
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"no leader for {name}: {[h.status() for h in hosts.values()]}")
+
+
+async def propose_retrying(hosts, value, name="g", timeout=10.0):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        leader = await wait_leader(hosts, name, timeout)
+        try:
+            return await asyncio.wait_for(hosts[leader].propose(name, value), 2)
+        except (NotLeaderError, asyncio.TimeoutError, Exception):
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.05)
+
+
+async def wait_until(predicate, timeout=5.0):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached")
+        await asyncio.sleep(0.02)
+
+
+def test_three_hosts_replicate_and_survive_leader_loss(tmp_path):
+    async def main():
+        hosts, addresses = await start_cluster(tmp_path, 3)
+        machines = add_group(hosts, tmp_path)
+        leader = await wait_leader(hosts)
+        for k in range(20):
+            await hosts[leader].propose("g", b"v%d" % k)
+        await wait_until(lambda: all(len(m.items) == 20 for m in machines.values()))
+        # A follower refuses proposals with a hint to the leader.
+        follower = next(i for i in hosts if i != leader)
+        with pytest.raises(NotLeaderError) as info:
+            await hosts[follower].propose("g", b"x")
+        assert info.value.leader == leader
+        await hosts.pop(leader).stop(transfer_timeout=0)  # crash-like: no transfer
+        await propose_retrying(hosts, b"after")
+        survivors = [machines[i] for i in hosts]
+        await wait_until(lambda: all(m.items[-1] == "after" for m in survivors))
+        assert all(m.items[:20] == ["v%d" % k for k in range(20)] for m in survivors)
+        for h in hosts.values():
+            await h.stop()
+    asyncio.run(main())
+
+
+def test_large_entries_replicate_to_every_follower(tmp_path):
+    async def main():
+        hosts, _ = await start_cluster(tmp_path, 3)
+        machines = add_group(hosts, tmp_path)
+        leader = await wait_leader(hosts)
+        big = b"x" * (1 << 20)
+        for _ in range(3):
+            await hosts[leader].propose("g", big)
+        await wait_until(lambda: all(len(m.items) == 3 for m in machines.values()), timeout=10)
+        statuses = {i: h.status()[0] for i, h in hosts.items()}
+        followers = statuses[leader]["followers"]
+        assert all(f["lag"] == 0 for f in followers.values()), followers
+        for h in hosts.values():
+            await h.stop()
+    asyncio.run(main())
+
+
+def test_wrong_secret_peer_cannot_make_a_node_apply_anything(tmp_path):
+    async def main():
+        hosts, addresses = await start_cluster(tmp_path, 2)
+        machines = add_group(hosts, tmp_path, members=[1, 2])
+        leader = await wait_leader(hosts)
+        await hosts[leader].propose("g", b"honest")
+        # An impostor claims to be broker 3 and then broker 1, with the wrong secret.
+        for claimed in (3, leader):
+            impostor = RaftHost(claimed, str(tmp_path / f"imp{claimed}"), listen=("127.0.0.1", 0),
+                                peers={**{i: a for i, a in addresses.items()}, claimed: ("127.0.0.1", 0)},
+                                secret=b"wrong", config=FAST)
+            await impostor.start()
+            impostor.add_group("g", [1, 2, claimed] if claimed == 3 else [1, 2], JsonListMachine(
+                str(tmp_path / f"imp{claimed}" / "sm")))
+            await asyncio.sleep(1.0)
+            await impostor.stop(transfer_timeout=0)
+        await wait_until(lambda: all(m.items == ["honest"] for m in machines.values()))
+        stats = hosts[1].transport_stats()
+        failures = stats["unattributed_handshake_failures"] + sum(
+            p["handshake_failures"] for p in stats["peers"].values())
+        assert failures >= 1
+        for h in hosts.values():
+            await h.stop()
+    asyncio.run(main())
+
+
+def test_multi_broker_host_requires_a_secret(tmp_path):
+    with pytest.raises(ValueError, match="cluster secret"):
+        RaftHost(1, str(tmp_path), listen=("127.0.0.1", 0), peers={1: ("127.0.0.1", 1), 2: ("127.0.0.1", 2)},
+                 secret=None)
+
+
+def test_restart_replays_without_applying_twice_and_lagging_follower_catches_up(tmp_path):
+    async def main():
+        hosts, addresses = await start_cluster(tmp_path, 3)
+        add_group(hosts, tmp_path)
+        leader = await wait_leader(hosts)
+        lagging = next(i for i in hosts if i != leader)
+        await hosts[lagging].stop(transfer_timeout=0)
+        for k in range(40):
+            await hosts[leader].propose("g", b"v%d" % k)
+        await asyncio.sleep(0.5)  # checkpoints compact the leader's journal past the lagging node
+        assert hosts[leader].groups["g"].journal.snapshot_index > 0
+        # Restart the lagging broker on its old port: it catches up through a snapshot.
+        port = addresses[lagging][1]
+        restarted = RaftHost(lagging, str(tmp_path / f"b{lagging}"), listen=("127.0.0.1", port),
+                             peers={j: a for j, a in addresses.items()}, secret=b"s3cret", config=FAST)
+        await restarted.start()
+        sm = JsonListMachine(str(tmp_path / f"b{lagging}" / "sm" / "g"))
+        restarted.add_group("g", sorted(hosts), sm)
+        await wait_until(lambda: len(sm.items) == 40, timeout=10)
+        assert sm.items == ["v%d" % k for k in range(40)]
+        # Restart the leader's broker: replay from its checkpoint must not apply twice.
+        hosts[lagging] = restarted
+        for h in hosts.values():
+            await h.stop()
+        again = JsonListMachine(str(tmp_path / f"b{leader}" / "sm" / "g"))
+        assert again.items == ["v%d" % k for k in range(40)]
+    asyncio.run(main())
