@@ -1,0 +1,588 @@
+"""Broker configuration: command line > RAFTKA_* environment > TOML file > defaults -> BrokerConfig.
+
+Every setting has a flag, an environment variable ``RAFTKA_<FLAG_IN_CAPS>``
+(``--cluster-secret`` -> ``RAFTKA_CLUSTER_SECRET``; an empty variable counts as
+unset) and a key in the TOML file given by ``--config``/``RAFTKA_CONFIG``
+(the flag name without dashes, ``data-dir`` or ``data_dir``; ``peers`` may
+also be a table ``{1 = "host:http_port:raft_port", ...}``). Unknown TOML
+keys are errors, so typos do not pass silently.
+
+``--peers 1=h1:8080:9090,2=h2:8080:9090,3=h3:8080:9090`` lists every broker,
+this one included, by the addresses the others use to reach it; IPv6 hosts go
+in brackets (``1=[::1]:8080:9090``). Without ``--peers`` the broker forms a
+single-broker cluster whose only peer is itself at its listen addresses.
+``--listen``/``--raft-listen`` are what this broker binds; they default to its
+own peer entry (port 0, "any free port", is allowed there for tests).
+
+The cluster secret (``--cluster-secret``, or ``--cluster-secret-file`` whose
+surrounding whitespace is stripped) authenticates and encrypts Raft traffic.
+Prefer the file or the environment: flags show up in ``ps``. A cluster of two
+or more brokers refuses to start without one, and a secret must be at least 16
+bytes. For the secret, the highest-precedence source that sets either form
+wins; giving both forms in one source is an error. The secret is never
+printed (``repr(BrokerConfig)`` hides it).
+
+``load_config`` raises ``ConfigError`` whose message names the flag, where the
+value came from and what is wrong with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import re
+import sys
+import tomllib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from raftka.node.errors import ApiError
+from raftka.node.topics import MAX_PARTITIONS, TopicConfig, parse_topic_configs, validate_replication_factor
+
+__all__ = [
+    "DEFAULT_ELECTION_TIMEOUT_MS",
+    "DEFAULT_HEARTBEAT_MS",
+    "DEFAULT_LISTEN",
+    "DEFAULT_LOG_LEVEL",
+    "DEFAULT_MAX_REQUEST_BYTES",
+    "DEFAULT_PARTITIONS",
+    "DEFAULT_RAFT_LISTEN",
+    "MIN_SECRET_BYTES",
+    "Address",
+    "BrokerConfig",
+    "ConfigError",
+    "Peer",
+    "build_parser",
+    "load_config",
+]
+
+MIN_SECRET_BYTES = 16
+DEFAULT_LISTEN = "127.0.0.1:8080"  # single-broker mode only; with --peers the own entry is the default
+DEFAULT_RAFT_LISTEN = "127.0.0.1:9090"
+DEFAULT_ELECTION_TIMEOUT_MS = 1000
+DEFAULT_HEARTBEAT_MS = 100
+DEFAULT_MAX_REQUEST_BYTES = 16 * 1024 * 1024
+DEFAULT_PARTITIONS = 1
+DEFAULT_LOG_LEVEL = "INFO"
+_TOPIC_DEFAULTS = TopicConfig()
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_HOSTNAME = re.compile(
+    r"(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?"
+)
+
+
+class ConfigError(Exception):
+    """The broker cannot start with this configuration; the message says why."""
+
+
+@dataclass(frozen=True)
+class Address:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{_bracketed(self.host)}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Peer:
+    """A broker of the cluster as the others reach it."""
+
+    broker_id: int
+    host: str
+    http_port: int
+    raft_port: int
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{_bracketed(self.host)}:{self.http_port}"
+
+    @property
+    def raft_address(self) -> tuple[str, int]:
+        return self.host, self.raft_port
+
+
+@dataclass(frozen=True)
+class BrokerConfig:
+    broker_id: int
+    data_dir: Path
+    listen: Address  # HTTP API bind address
+    raft_listen: Address  # Raft transport bind address (one port for all groups)
+    peers: tuple[Peer, ...]  # every broker including this one, sorted by id
+    cluster_secret: bytes | None = field(repr=False)
+    election_timeout_ms: int  # base election timeout; Raft randomises timeouts above it
+    heartbeat_ms: int
+    max_request_bytes: int  # HTTP request body limit
+    default_partitions: int
+    default_replication_factor: int
+    topic_defaults: TopicConfig  # configs of new topics unless the create request overrides them
+    log_level: str
+
+    @property
+    def self_peer(self) -> Peer:
+        return self.peer(self.broker_id)
+
+    def peer(self, broker_id: int) -> Peer:
+        for peer in self.peers:
+            if peer.broker_id == broker_id:
+                return peer
+        raise KeyError(broker_id)
+
+    @property
+    def peer_ids(self) -> tuple[int, ...]:
+        return tuple(peer.broker_id for peer in self.peers)
+
+
+def _bracketed(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+# --- value parsers (raw value -> typed value, ValueError with the reason) -----------------
+
+
+def _parse_int(low: int, high: int) -> Callable[[Any], int]:
+    def parse(raw: Any) -> int:
+        if type(raw) is int:
+            number = raw
+        elif isinstance(raw, str) and re.fullmatch(r"\s*-?[0-9]+\s*", raw):
+            number = int(raw)
+        else:
+            raise ValueError("not an integer")
+        if not low <= number <= high:
+            raise ValueError(f"must be between {low} and {high}")
+        return number
+
+    return parse
+
+
+def _parse_str(raw: Any) -> str:
+    if not isinstance(raw, str):
+        raise ValueError(f"expected a string, got {type(raw).__name__}")
+    return raw
+
+
+def _parse_topic_value(raw: Any) -> int | str:
+    """Checked later against the topic config rules (raftka.node.topics)."""
+    if type(raw) is not int and not isinstance(raw, str):
+        raise ValueError("not an integer")
+    return raw
+
+
+def _parse_host(host: str) -> str:
+    if not host:
+        raise ValueError("the host is missing (use 0.0.0.0 or [::] to listen on all interfaces)")
+    if host.startswith("[") and host.endswith("]"):
+        try:
+            return str(ipaddress.IPv6Address(host[1:-1]))
+        except ValueError:
+            raise ValueError(f"'{host}' is not an IPv6 address") from None
+    if ":" in host:
+        raise ValueError("IPv6 addresses need brackets, e.g. [::1]:8080")
+    if re.fullmatch(r"[0-9.]+", host):
+        try:
+            return str(ipaddress.IPv4Address(host))
+        except ValueError:
+            raise ValueError(f"'{host}' is not an IPv4 address") from None
+    if not _HOSTNAME.fullmatch(host):
+        raise ValueError(f"'{host}' is not a valid host name or address")
+    return host
+
+
+def _parse_port(text: str, allow_zero: bool) -> int:
+    low = 0 if allow_zero else 1
+    if not text.isdecimal() or not low <= int(text) <= 65535:
+        raise ValueError(f"port '{text}' must be a number from {low} to 65535")
+    return int(text)
+
+
+def _parse_address(raw: Any) -> Address:
+    text = _parse_str(raw).strip()
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        raise ValueError("expected HOST:PORT")
+    return Address(_parse_host(host), _parse_port(port, allow_zero=True))
+
+
+def _parse_peer_entry(broker_id: int, spec: str) -> Peer:
+    parts = spec.strip().rsplit(":", 2)
+    if len(parts) != 3:
+        raise ValueError(f"broker {broker_id}: expected HOST:HTTP_PORT:RAFT_PORT, got '{spec}'")
+    host, http_port, raft_port = parts
+    try:
+        return Peer(broker_id, _parse_host(host), _parse_port(http_port, False), _parse_port(raft_port, False))
+    except ValueError as exc:
+        raise ValueError(f"broker {broker_id}: {exc}") from None
+
+
+_parse_broker_id = _parse_int(1, 2**31 - 1)
+
+
+def _parse_peers(raw: Any) -> tuple[Peer, ...]:
+    if isinstance(raw, Mapping):
+        entries = [(str(key), value) for key, value in raw.items()]
+    else:
+        entries = []
+        for item in _parse_str(raw).split(","):
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise ValueError(f"expected ID=HOST:HTTP_PORT:RAFT_PORT, got '{item.strip()}'")
+            entries.append((key, value))
+    if not entries:
+        raise ValueError("no brokers listed")
+    peers = []
+    for key, value in entries:
+        try:
+            broker_id = _parse_broker_id(key)
+        except ValueError as exc:
+            raise ValueError(f"broker id '{key.strip()}' {exc}") from None
+        peers.append(_parse_peer_entry(broker_id, _parse_str(value)))
+    seen_ids: set[int] = set()
+    seen_endpoints: dict[tuple[str, int], int] = {}
+    for peer in peers:
+        if peer.broker_id in seen_ids:
+            raise ValueError(f"broker id {peer.broker_id} is listed twice")
+        seen_ids.add(peer.broker_id)
+        for port in (peer.http_port, peer.raft_port):
+            endpoint = (peer.host.lower(), port)
+            if endpoint in seen_endpoints:
+                other = seen_endpoints[endpoint]
+                whom = "itself" if other == peer.broker_id else f"broker {other}"
+                raise ValueError(f"broker {peer.broker_id} uses {_bracketed(peer.host)}:{port}, already used by {whom}")
+            seen_endpoints[endpoint] = peer.broker_id
+    return tuple(sorted(peers, key=lambda p: p.broker_id))
+
+
+def _parse_replication_factor(raw: Any) -> int | None:
+    """``auto`` (None here) picks 3 with at least 3 brokers, else 1."""
+    if isinstance(raw, str) and raw.strip().lower() == "auto":
+        return None
+    return _parse_int(1, 2**31 - 1)(raw)
+
+
+def _parse_log_level(raw: Any) -> str:
+    level = _parse_str(raw).strip().upper()
+    if level not in _LOG_LEVELS:
+        raise ValueError(f"must be one of {', '.join(_LOG_LEVELS)}")
+    return level
+
+
+def _parse_path(raw: Any) -> Path:
+    text = _parse_str(raw)
+    if not text.strip():
+        raise ValueError("must not be empty")
+    return Path(text).expanduser().absolute()
+
+
+@dataclass(frozen=True)
+class _Setting:
+    flag: str
+    parse: Callable[[Any], Any]
+    help: str
+    metavar: str | None = None
+    secret: bool = False  # never echo the value in errors
+
+    @property
+    def dest(self) -> str:
+        return self.flag[2:].replace("-", "_")
+
+    @property
+    def env(self) -> str:
+        return "RAFTKA_" + self.dest.upper()
+
+
+_SETTINGS = [
+    _Setting("--id", _parse_broker_id, "this broker's id (a positive integer, listed in --peers)", "ID"),
+    _Setting("--data-dir", _parse_path, "directory for this broker's logs and Raft state", "DIR"),
+    _Setting(
+        "--listen",
+        _parse_address,
+        f"HTTP API bind address (default: own --peers entry, or {DEFAULT_LISTEN} without --peers)",
+        "HOST:PORT",
+    ),
+    _Setting(
+        "--raft-listen",
+        _parse_address,
+        f"Raft bind address (default: own --peers entry, or {DEFAULT_RAFT_LISTEN} without --peers)",
+        "HOST:PORT",
+    ),
+    _Setting("--peers", _parse_peers, "all brokers: ID=HOST:HTTP_PORT:RAFT_PORT,...", "PEERS"),
+    _Setting("--cluster-secret", _parse_str, "shared secret for Raft traffic (prefer the file or env)", "SECRET", True),
+    _Setting("--cluster-secret-file", _parse_path, "file holding the cluster secret", "FILE"),
+    _Setting(
+        "--election-timeout-ms",
+        _parse_int(50, 60_000),
+        f"base Raft election timeout (default {DEFAULT_ELECTION_TIMEOUT_MS})",
+        "MS",
+    ),
+    _Setting(
+        "--heartbeat-ms", _parse_int(10, 10_000), f"Raft heartbeat interval (default {DEFAULT_HEARTBEAT_MS})", "MS"
+    ),
+    _Setting(
+        "--max-request-bytes",
+        _parse_int(1024, 1 << 30),
+        f"HTTP request body limit (default {DEFAULT_MAX_REQUEST_BYTES})",
+        "BYTES",
+    ),
+    _Setting(
+        "--default-partitions",
+        _parse_int(1, MAX_PARTITIONS),
+        f"partitions of new topics (default {DEFAULT_PARTITIONS})",
+        "N",
+    ),
+    _Setting(
+        "--default-replication-factor",
+        _parse_replication_factor,
+        "replication factor of new topics: 1, 3, 5 or auto (default auto: 3 with >= 3 brokers, else 1)",
+        "RF",
+    ),
+    _Setting(
+        "--default-retention-ms",
+        _parse_topic_value,
+        f"retention.ms of new topics (default {_TOPIC_DEFAULTS.retention_ms})",
+        "MS",
+    ),
+    _Setting(
+        "--default-retention-bytes",
+        _parse_topic_value,
+        f"retention.bytes of new topics (default {_TOPIC_DEFAULTS.retention_bytes})",
+        "BYTES",
+    ),
+    _Setting(
+        "--default-segment-bytes",
+        _parse_topic_value,
+        f"segment.bytes of new topics (default {_TOPIC_DEFAULTS.segment_bytes})",
+        "BYTES",
+    ),
+    _Setting(
+        "--default-max-message-bytes",
+        _parse_topic_value,
+        f"max.message.bytes of new topics (default {_TOPIC_DEFAULTS.max_message_bytes})",
+        "BYTES",
+    ),
+    _Setting(
+        "--log-level",
+        _parse_log_level,
+        f"DEBUG, INFO, WARNING, ERROR or CRITICAL (default {DEFAULT_LOG_LEVEL})",
+        "LEVEL",
+    ),
+]
+_BY_DEST = {s.dest: s for s in _SETTINGS}
+_TOPIC_DEFAULT_FLAGS = {
+    "default_retention_ms": "retention.ms",
+    "default_retention_bytes": "retention.bytes",
+    "default_segment_bytes": "segment.bytes",
+    "default_max_message_bytes": "max.message.bytes",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise ConfigError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``raftka-node`` argument parser (values stay raw strings; ``load_config`` validates)."""
+    parser = _Parser(
+        prog="raftka-node",
+        description="Run one raftka broker. Every flag can also be set as RAFTKA_<FLAG> "
+        "(e.g. RAFTKA_CLUSTER_SECRET) or in the --config TOML file; flags win over the "
+        "environment, which wins over the file.",
+        argument_default=argparse.SUPPRESS,
+    )
+    parser.add_argument(
+        "--config", metavar="FILE.toml", help="TOML file with any of the settings below [RAFTKA_CONFIG]"
+    )
+    for setting in _SETTINGS:
+        parser.add_argument(setting.flag, metavar=setting.metavar, help=f"{setting.help} [{setting.env}]")
+    return parser
+
+
+@dataclass(frozen=True)
+class _Raw:
+    value: Any
+    origin: str  # "" for a flag, else " (from ...)"
+
+
+def _read_toml(path_text: str, origin: str) -> dict[str, _Raw]:
+    path = Path(path_text).expanduser()
+    try:
+        with open(path, "rb") as handle:
+            document = tomllib.load(handle)
+    except OSError as exc:
+        raise ConfigError(f"--config{origin}: cannot read '{path}': {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"--config{origin}: '{path}' is not valid TOML: {exc}") from None
+    values = {}
+    for key, value in document.items():
+        dest = key.replace("-", "_")
+        if dest not in _BY_DEST:
+            known = ", ".join(s.flag[2:] for s in _SETTINGS)
+            raise ConfigError(f"--config: unknown key '{key}' in '{path}'; known keys: {known}")
+        if dest in values:
+            raise ConfigError(f"--config: '{path}' sets '{key}' twice (with '-' and '_')")
+        values[dest] = _Raw(value, f" (from '{path}' key '{key}')")
+    return values
+
+
+def _layers(argv: Sequence[str], environ: Mapping[str, str]) -> list[dict[str, _Raw]]:
+    """Raw settings per source, highest precedence first."""
+    args = vars(build_parser().parse_args(list(argv)))
+    flags = {dest: _Raw(value, "") for dest, value in args.items()}
+    env = {s.dest: _Raw(environ[s.env], f" (from {s.env})") for s in _SETTINGS if environ.get(s.env)}
+    config = flags.pop("config", None)
+    if config is None and environ.get("RAFTKA_CONFIG"):
+        config = _Raw(environ["RAFTKA_CONFIG"], " (from RAFTKA_CONFIG)")
+    toml = {} if config is None else _read_toml(config.value, config.origin)
+    return [flags, env, toml]
+
+
+def _error(dest: str, raw: _Raw, reason: str) -> ConfigError:
+    setting = _BY_DEST[dest]
+    shown = "" if setting.secret or isinstance(raw.value, Mapping) else f" '{raw.value}'"
+    return ConfigError(f"{setting.flag}{raw.origin}: invalid value{shown}: {reason}")
+
+
+def _read_secret_file(raw: _Raw) -> bytes:
+    try:
+        path = _parse_path(raw.value)
+    except ValueError as exc:
+        raise _error("cluster_secret_file", raw, str(exc)) from None
+    try:
+        secret = path.read_bytes().strip()
+    except OSError as exc:
+        raise ConfigError(f"--cluster-secret-file{raw.origin}: cannot read '{path}': {exc.strerror}") from None
+    if not secret:
+        raise ConfigError(f"--cluster-secret-file{raw.origin}: '{path}' is empty")
+    return secret
+
+
+def _resolve_secret(layers: list[dict[str, _Raw]]) -> bytes | None:
+    for layer in layers:
+        inline, file = layer.get("cluster_secret"), layer.get("cluster_secret_file")
+        if inline is not None and file is not None:
+            raise ConfigError(
+                f"--cluster-secret{inline.origin} and --cluster-secret-file{file.origin}: give one, not both"
+            )
+        if inline is not None:
+            if not isinstance(inline.value, str) or not inline.value:
+                raise _error("cluster_secret", inline, "must be a non-empty string")
+            secret = inline.value.encode()
+            origin = f"--cluster-secret{inline.origin}"
+        elif file is not None:
+            secret = _read_secret_file(file)
+            origin = f"--cluster-secret-file{file.origin}"
+        else:
+            continue
+        if len(secret) < MIN_SECRET_BYTES:
+            raise ConfigError(
+                f"{origin}: the cluster secret is too short ({len(secret)} bytes); use at least "
+                f"{MIN_SECRET_BYTES}, e.g. the output of `openssl rand -hex 32`"
+            )
+        return secret
+    return None
+
+
+def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> BrokerConfig:
+    """Build and validate the broker configuration from ``argv`` (default ``sys.argv[1:]``),
+    ``environ`` (default ``os.environ``) and the TOML file they name."""
+    layers = _layers(sys.argv[1:] if argv is None else argv, os.environ if environ is None else environ)
+
+    def get(dest: str, default: Any = None) -> Any:
+        for layer in layers:
+            raw = layer.get(dest)
+            if raw is not None:
+                try:
+                    return _BY_DEST[dest].parse(raw.value)
+                except ValueError as exc:
+                    raise _error(dest, raw, str(exc)) from None
+        return default
+
+    def raw_of(dest: str) -> _Raw:  # the winning raw value of a setting known to be set
+        return next(layer[dest] for layer in layers if dest in layer)
+
+    broker_id = get("id")
+    if broker_id is None:
+        raise ConfigError("--id is required (or RAFTKA_ID, or 'id' in the --config file)")
+    data_dir = get("data_dir")
+    if data_dir is None:
+        raise ConfigError("--data-dir is required (or RAFTKA_DATA_DIR, or 'data-dir' in the --config file)")
+    listen, raft_listen, peers = get("listen"), get("raft_listen"), get("peers")
+    if peers is None:
+        listen = listen or _parse_address(DEFAULT_LISTEN)
+        raft_listen = raft_listen or _parse_address(DEFAULT_RAFT_LISTEN)
+        peers = (Peer(broker_id, listen.host, listen.port, raft_listen.port),)
+    else:
+        own = [p for p in peers if p.broker_id == broker_id]
+        if not own:
+            listed = ", ".join(str(p.broker_id) for p in peers)
+            raise ConfigError(
+                f"--id{raw_of('id').origin}: broker {broker_id} is not in "
+                f"--peers{raw_of('peers').origin} (brokers {listed})"
+            )
+        listen = listen or Address(own[0].host, own[0].http_port)
+        raft_listen = raft_listen or Address(own[0].host, own[0].raft_port)
+    if (listen.host, listen.port) == (raft_listen.host, raft_listen.port) and listen.port != 0:
+        raise ConfigError(f"--listen and --raft-listen are both {listen}; they need different ports")
+
+    secret = _resolve_secret(layers)
+    if secret is None and len(peers) > 1:
+        raise ConfigError(
+            "refusing to start: a cluster secret is required for a multi-broker cluster "
+            "(--cluster-secret or RAFTKA_CLUSTER_SECRET)"
+        )
+
+    election_timeout_ms = get("election_timeout_ms", DEFAULT_ELECTION_TIMEOUT_MS)
+    heartbeat_ms = get("heartbeat_ms", DEFAULT_HEARTBEAT_MS)
+    if heartbeat_ms * 2 > election_timeout_ms:
+        raise ConfigError(
+            f"--heartbeat-ms ({heartbeat_ms}) must be at most half of --election-timeout-ms "
+            f"({election_timeout_ms}), or followers start elections between heartbeats"
+        )
+
+    topic_overrides = {}
+    for dest, name in _TOPIC_DEFAULT_FLAGS.items():
+        value = get(dest)
+        if value is not None:
+            try:
+                parse_topic_configs({name: value})
+            except ApiError as exc:
+                raise _error(dest, raw_of(dest), exc.message) from None
+            topic_overrides[name] = value
+    topic_defaults = parse_topic_configs(topic_overrides)
+
+    max_request_bytes = get("max_request_bytes", DEFAULT_MAX_REQUEST_BYTES)
+    if max_request_bytes < topic_defaults.max_message_bytes:
+        raise ConfigError(
+            f"--max-request-bytes ({max_request_bytes}) is smaller than the default max.message.bytes "
+            f"({topic_defaults.max_message_bytes}): a maximum-size record could not be produced"
+        )
+
+    replication_factor = get("default_replication_factor")
+    if replication_factor is None:
+        replication_factor = 3 if len(peers) >= 3 else 1
+    else:
+        try:
+            validate_replication_factor(replication_factor, len(peers))
+        except ApiError as exc:
+            raise ConfigError(
+                f"--default-replication-factor{raw_of('default_replication_factor').origin}: {exc.message}"
+            ) from None
+
+    return BrokerConfig(
+        broker_id=broker_id,
+        data_dir=data_dir,
+        listen=listen,
+        raft_listen=raft_listen,
+        peers=peers,
+        cluster_secret=secret,
+        election_timeout_ms=election_timeout_ms,
+        heartbeat_ms=heartbeat_ms,
+        max_request_bytes=max_request_bytes,
+        default_partitions=get("default_partitions", DEFAULT_PARTITIONS),
+        default_replication_factor=replication_factor,
+        topic_defaults=topic_defaults,
+        log_level=get("log_level", DEFAULT_LOG_LEVEL),
+    )

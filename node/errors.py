@@ -1,0 +1,295 @@
+"""HTTP API errors in Confluent REST Proxy style: status, five-digit error code, message.
+
+Every error the broker answers with is an ``ApiError`` subclass; the HTTP layer
+turns it into ``{"error_code": <code>, "message": <text>, ...}`` with the
+matching HTTP status (``error_code // 100 == http_status`` always holds).
+Codes follow Confluent REST Proxy v2 (kafka-rest ``Errors.java``, rest-utils
+``KafkaExceptionMapper``) where Confluent has a code for the same condition;
+raftka's own codes never reuse a Confluent code that means something else.
+
+==========================  ====  =====  =========================================
+class                       HTTP  code   meaning (C = Confluent's code, R = raftka)
+==========================  ====  =====  =========================================
+TopicNotFound                404  40401  C  topic does not exist
+PartitionNotFound            404  40402  C  partition does not exist in the topic
+ConsumerInstanceNotFound     404  40403  C  REST consumer instance does not exist
+GroupNotFound                404  40405  R  consumer group does not exist
+                                            (40404 is Confluent's "leader not
+                                            available"; raftka answers 50301)
+NotAcceptable                406  40601  C  Accept header asks for a format that
+                                            cannot be served
+ConsumerAlreadySubscribed    409  40901  C  subscribe/assign conflicts with the
+                                            instance's current subscription
+ConsumerAlreadyExists        409  40902  C  consumer instance name already taken
+TopicAlreadyExists           409  40904  R  (Confluent: generic 400/40002)
+StaleGeneration              409  40905  R  commit/heartbeat from an old generation
+RebalanceInProgress          409  40906  R  group is rebalancing; rejoin
+RequestTooLarge              413  41301  R  body over the limit, too many records
+RecordTooLarge               413  41302  R  one record over ``max.message.bytes``
+UnsupportedMediaType         415  41501  R  Content-Type not supported (Confluent
+                                            answers plain 415)
+OffsetOutOfRange             416  41601  R  offset outside [earliest, latest];
+                                            body adds ``earliest`` and ``latest``
+InvalidConsumerConfig        422  42204  C  bad REST consumer instance config
+InvalidRequest               422  42206  R  malformed JSON, wrong field or type
+InvalidEncoding              422  42207  R  key/value/header not valid base64
+InvalidTopicName             422  42208  R  name outside ``[a-zA-Z0-9._-]{1,249}``
+InvalidPartitions            422  42209  R  bad partition count
+InvalidReplicationFactor     422  42210  R  bad or too large replication factor
+InvalidTopicConfig           422  42211  R  unknown topic config or bad value
+InternalError                500  50002  C  unexpected failure ("Kafka error")
+RequestTimedOut              500  50003  C  retriable: not committed in time,
+                                            outcome unknown (Confluent's
+                                            "retriable Kafka error")
+NotLeader                    503  50301  C  retriable: this broker does not lead
+                                            the partition/group; body adds
+                                            ``leader_id``, ``leader_url`` (null
+                                            when unknown). Confluent's 50301 is
+                                            also a retry-later 503.
+BrokerNotAvailable           503  50302  C  retriable: forwarding target is down
+==========================  ====  =====  =========================================
+
+Confluent's 42201-42203 and 42205 concern schemas, which raftka does not have.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+__all__ = [
+    "ApiError",
+    "BrokerNotAvailable",
+    "ConsumerAlreadyExists",
+    "ConsumerAlreadySubscribed",
+    "ConsumerInstanceNotFound",
+    "GroupNotFound",
+    "InternalError",
+    "InvalidConsumerConfig",
+    "InvalidEncoding",
+    "InvalidPartitions",
+    "InvalidReplicationFactor",
+    "InvalidRequest",
+    "InvalidTopicConfig",
+    "InvalidTopicName",
+    "NotAcceptable",
+    "NotLeader",
+    "OffsetOutOfRange",
+    "PartitionNotFound",
+    "RebalanceInProgress",
+    "RecordTooLarge",
+    "RequestTimedOut",
+    "RequestTooLarge",
+    "StaleGeneration",
+    "TopicAlreadyExists",
+    "TopicNotFound",
+    "UnsupportedMediaType",
+    "error_body",
+]
+
+
+def error_body(error_code: int, message: str, **extra: Any) -> bytes:
+    """Render the REST Proxy error document ``{"error_code", "message", **extra}`` as JSON bytes."""
+    return orjson.dumps({"error_code": error_code, "message": message, **extra})
+
+
+class ApiError(Exception):
+    """Base of all client-visible errors; subclasses fix ``http_status`` and ``error_code``."""
+
+    http_status: int = 500
+    error_code: int = 50002
+    retriable: bool = False
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def extra(self) -> dict[str, Any]:
+        """Fields added to the error document besides ``error_code`` and ``message``."""
+        return {}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"error_code": self.error_code, "message": self.message, **self.extra()}
+
+    def to_json(self) -> bytes:
+        return error_body(self.error_code, self.message, **self.extra())
+
+
+# 404 -----------------------------------------------------------------------
+
+
+class TopicNotFound(ApiError):
+    http_status, error_code = 404, 40401
+
+    def __init__(self, topic: str) -> None:
+        super().__init__(f"Topic '{topic}' not found.")
+        self.topic = topic
+
+
+class PartitionNotFound(ApiError):
+    http_status, error_code = 404, 40402
+
+    def __init__(self, topic: str, partition: int) -> None:
+        super().__init__(f"Partition {partition} of topic '{topic}' not found.")
+        self.topic, self.partition = topic, partition
+
+
+class ConsumerInstanceNotFound(ApiError):
+    http_status, error_code = 404, 40403
+
+    def __init__(self, group: str, instance: str) -> None:
+        super().__init__(f"Consumer instance '{instance}' not found in group '{group}'.")
+        self.group, self.instance = group, instance
+
+
+class GroupNotFound(ApiError):
+    http_status, error_code = 404, 40405
+
+    def __init__(self, group: str) -> None:
+        super().__init__(f"Consumer group '{group}' not found.")
+        self.group = group
+
+
+# 406 / 409 -------------------------------------------------------------------
+
+
+class NotAcceptable(ApiError):
+    http_status, error_code = 406, 40601
+
+
+class ConsumerAlreadySubscribed(ApiError):
+    http_status, error_code = 409, 40901
+
+
+class ConsumerAlreadyExists(ApiError):
+    http_status, error_code = 409, 40902
+
+    def __init__(self, group: str, instance: str) -> None:
+        super().__init__(f"Consumer instance '{instance}' already exists in group '{group}'.")
+        self.group, self.instance = group, instance
+
+
+class TopicAlreadyExists(ApiError):
+    http_status, error_code = 409, 40904
+
+    def __init__(self, topic: str) -> None:
+        super().__init__(f"Topic '{topic}' already exists.")
+        self.topic = topic
+
+
+class StaleGeneration(ApiError):
+    http_status, error_code = 409, 40905
+
+    def __init__(self, group: str, generation: int, current_generation: int) -> None:
+        super().__init__(
+            f"Generation {generation} of group '{group}' is stale; the current generation is "
+            f"{current_generation}. Rejoin the group."
+        )
+        self.group, self.generation, self.current_generation = group, generation, current_generation
+
+    def extra(self) -> dict[str, Any]:
+        return {"generation": self.current_generation}
+
+
+class RebalanceInProgress(ApiError):
+    http_status, error_code = 409, 40906
+
+    def __init__(self, group: str) -> None:
+        super().__init__(f"Group '{group}' is rebalancing; rejoin the group.")
+        self.group = group
+
+
+# 413 / 415 / 416 -------------------------------------------------------------
+
+
+class RequestTooLarge(ApiError):
+    http_status, error_code = 413, 41301
+
+
+class RecordTooLarge(ApiError):
+    http_status, error_code = 413, 41302
+
+
+class UnsupportedMediaType(ApiError):
+    http_status, error_code = 415, 41501
+
+
+class OffsetOutOfRange(ApiError):
+    """Fetch below the log start offset or beyond the end; says where the valid range is."""
+
+    http_status, error_code = 416, 41601
+
+    def __init__(self, topic: str, partition: int, offset: int, earliest: int, latest: int) -> None:
+        super().__init__(
+            f"Offset {offset} is out of range for partition {partition} of topic '{topic}': "
+            f"valid offsets are {earliest} (earliest) to {latest} (latest)."
+        )
+        self.topic, self.partition, self.offset = topic, partition, offset
+        self.earliest, self.latest = earliest, latest
+
+    def extra(self) -> dict[str, Any]:
+        return {"earliest": self.earliest, "latest": self.latest}
+
+
+# 422 -------------------------------------------------------------------------
+
+
+class InvalidConsumerConfig(ApiError):
+    http_status, error_code = 422, 42204
+
+
+class InvalidRequest(ApiError):
+    http_status, error_code = 422, 42206
+
+
+class InvalidEncoding(ApiError):
+    http_status, error_code = 422, 42207
+
+
+class InvalidTopicName(ApiError):
+    http_status, error_code = 422, 42208
+
+
+class InvalidPartitions(ApiError):
+    http_status, error_code = 422, 42209
+
+
+class InvalidReplicationFactor(ApiError):
+    http_status, error_code = 422, 42210
+
+
+class InvalidTopicConfig(ApiError):
+    http_status, error_code = 422, 42211
+
+
+# 5xx -------------------------------------------------------------------------
+
+
+class InternalError(ApiError):
+    http_status, error_code = 500, 50002
+
+
+class RequestTimedOut(ApiError):
+    http_status, error_code, retriable = 500, 50003, True
+
+
+class NotLeader(ApiError):
+    """This broker cannot serve the request; ``leader_id``/``leader_url`` say who can (None: unknown yet)."""
+
+    http_status, error_code, retriable = 503, 50301, True
+
+    def __init__(self, what: str, leader_id: int | None = None, leader_url: str | None = None) -> None:
+        if leader_id is None:
+            hint = "no leader is known yet (election in progress); retry shortly"
+        else:
+            hint = f"the leader is broker {leader_id}" + (f" at {leader_url}" if leader_url else "")
+        super().__init__(f"Not the leader for {what}: {hint}.")
+        self.what, self.leader_id, self.leader_url = what, leader_id, leader_url
+
+    def extra(self) -> dict[str, Any]:
+        return {"leader_id": self.leader_id, "leader_url": self.leader_url}
+
+
+class BrokerNotAvailable(ApiError):
+    http_status, error_code, retriable = 503, 50302, True
