@@ -34,6 +34,7 @@ import random
 from dataclasses import dataclass
 from typing import Protocol
 
+from . import canary
 from .messages import Entry, Message, MessageType as MT
 
 
@@ -474,7 +475,7 @@ class RaftNode:
 
     def _maybe_commit(self) -> None:
         matches = sorted([self.log.synced_index] + [pr.match for pr in self.progress.values()], reverse=True)
-        candidate = matches[len(self.peers) // 2]
+        candidate = matches[0 if canary.enabled("ack-before-commit") else len(self.peers) // 2]
         if candidate > self.commit and self.log.term_at(candidate) == self.log.term:
             self.commit = candidate  # followers learn it with the next append or heartbeat
 
@@ -500,6 +501,8 @@ class RaftNode:
             idx = prev + 1 + i
             existing = self.log.term_at(idx)
             if existing != entry.term:
+                if existing is not None and canary.enabled("skip-truncate"):
+                    continue
                 if existing is not None:
                     assert idx > self.commit, "a committed entry conflicts with the leader's log"
                     self.log.truncate_from(idx)
@@ -549,10 +552,11 @@ class RaftNode:
     def _in_lease(self) -> bool:
         """Might a leader hold a lease that counts on us? Then refuse to help elect another.
 
-        Also true for the first election timeout after start: we may have
-        acknowledged a leader just before a restart and forgotten it.
+        Also true for the first election timeout after a restart: we may have
+        acknowledged a leader just before and forgotten it (a brand-new replica,
+        at term 0, never acknowledged anyone).
         """
-        if self.role is Role.LEADER or self.now < self.cfg.election_ticks:
+        if self.role is Role.LEADER or (self.now < self.cfg.election_ticks and self.log.term > 0):
             return True
         return self.leader is not None and self.now - self.heard_from_leader < self.cfg.election_ticks
 

@@ -90,6 +90,7 @@ class RaftGroup:
         self.waiting: dict[int, tuple[int, asyncio.Future]] = {}
         self.checkpointed = sm.applied_index
         self.closed = False
+        self.known_leader: tuple[int | None, int] = (None, 0)  # (leader, term) last logged
 
     def status(self, tick_ms: int) -> dict:
         st = self.node.status()
@@ -268,6 +269,9 @@ class RaftHost:
             self._fail_skipped(group)
         if node.has_ready():
             self._activate(group)
+        if (node.leader, node.log.term) != group.known_leader and node.leader is not None:
+            group.known_leader = (node.leader, node.log.term)
+            log.info("raft group %s: leader is broker %d in term %d", group.name, node.leader, node.log.term)
 
     def _apply(self, group: RaftGroup, index: int, term: int, data: bytes) -> None:
         try:

@@ -1,0 +1,245 @@
+"""A local cluster of real broker processes on loopback: `raftka dev`, tests and benchmarks.
+
+`LocalCluster` starts N `raftka-node` processes (one data directory each under
+a root directory, a generated cluster secret, free loopback ports), waits for
+them to be healthy, and can kill -9, stop, pause, resume and restart any of
+them.  It talks to the brokers over HTTP only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+SECRET_FILE = "cluster.secret"
+
+
+def free_ports(count: int) -> list[int]:
+    sockets, ports = [], []
+    for _ in range(count):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        sockets.append(s)
+        ports.append(s.getsockname()[1])
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def http_json(url: str, method: str = "GET", body: dict | None = None, timeout: float = 5.0):
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method,
+                                     headers={"Content-Type": "application/json"} if data else {})
+    with urllib.request.urlopen(request, timeout=timeout) as resp:
+        raw = resp.read()
+        return json.loads(raw) if raw else None
+
+
+class LocalCluster:
+    def __init__(self, brokers: int = 3, data_dir: str | os.PathLike = ".raftka-data", *,
+                 http_ports: list[int] | None = None, raft_ports: list[int] | None = None,
+                 env: dict[str, str] | None = None, extra_args: list[str] | None = None,
+                 election_timeout_ms: int | None = None, log_to_files: bool = True):
+        self.root = Path(data_dir)
+        self.ids = list(range(1, brokers + 1))
+        ports = free_ports(2 * brokers) if http_ports is None or raft_ports is None else []
+        self.http_ports = dict(zip(self.ids, http_ports or ports[:brokers]))
+        self.raft_ports = dict(zip(self.ids, raft_ports or ports[brokers:]))
+        self.env = env or {}
+        self.extra_args = list(extra_args or [])
+        if election_timeout_ms is not None:
+            self.extra_args += ["--election-timeout-ms", str(election_timeout_ms),
+                                "--heartbeat-ms", str(max(10, election_timeout_ms // 10))]
+        self.log_to_files = log_to_files
+        self.procs: dict[int, subprocess.Popen] = {}
+
+    # ----------------------------------------------------------- addresses
+
+    @property
+    def bootstrap(self) -> list[str]:
+        return [self.url(i) for i in self.ids]
+
+    def url(self, broker: int) -> str:
+        return f"http://127.0.0.1:{self.http_ports[broker]}"
+
+    def peers_arg(self) -> str:
+        return ",".join(f"{i}=127.0.0.1:{self.http_ports[i]}:{self.raft_ports[i]}" for i in self.ids)
+
+    def secret_file(self) -> Path:
+        path = self.root / SECRET_FILE
+        if not path.exists():
+            self.root.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(32))
+            path.chmod(0o600)
+        return path
+
+    # ----------------------------------------------------------- processes
+
+    def command(self, broker: int) -> list[str]:
+        return [sys.executable, "-m", "raftka.node.main", "--id", str(broker),
+                "--data-dir", str(self.root / f"broker-{broker}"), "--peers", self.peers_arg(),
+                "--cluster-secret-file", str(self.secret_file()), *self.extra_args]
+
+    def start_broker(self, broker: int) -> None:
+        env = {**os.environ, "MALLOC_TRIM_THRESHOLD_": str(64 << 20), "MALLOC_TOP_PAD_": str(64 << 20), **self.env}
+        if self.log_to_files:
+            self.root.mkdir(parents=True, exist_ok=True)
+            out = open(self.root / f"broker-{broker}.log", "ab")
+        else:
+            out = None
+        self.procs[broker] = subprocess.Popen(self.command(broker), env=env, stdout=out, stderr=out,
+                                              start_new_session=True)
+        if out is not None:
+            out.close()
+
+    def start(self, timeout: float = 30.0) -> "LocalCluster":
+        for broker in self.ids:
+            self.start_broker(broker)
+        self.wait_healthy(timeout)
+        return self
+
+    def wait_healthy(self, timeout: float = 30.0, brokers: list[int] | None = None) -> None:
+        deadline = time.monotonic() + timeout
+        pending = set(brokers or [b for b in self.ids if b in self.procs])
+        while pending:
+            for broker in list(pending):
+                proc = self.procs[broker]
+                if proc.poll() is not None:
+                    raise RuntimeError(f"broker {broker} exited with {proc.returncode}; see "
+                                       f"{self.root / f'broker-{broker}.log'}")
+                try:
+                    http_json(self.url(broker) + "/health", timeout=1)
+                    pending.discard(broker)
+                except (urllib.error.URLError, OSError, ValueError):
+                    pass
+            if pending and time.monotonic() > deadline:
+                raise TimeoutError(f"brokers {sorted(pending)} not healthy after {timeout} s")
+            if pending:
+                time.sleep(0.1)
+
+    def kill(self, broker: int) -> None:
+        """kill -9: no flush, no leadership hand-over."""
+        proc = self.procs.pop(broker)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+    def stop_broker(self, broker: int, timeout: float = 15.0) -> int:
+        proc = self.procs.pop(broker)
+        proc.send_signal(signal.SIGTERM)
+        try:
+            return proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            return proc.wait()
+
+    def pause(self, broker: int) -> None:
+        os.killpg(self.procs[broker].pid, signal.SIGSTOP)
+
+    def resume(self, broker: int) -> None:
+        os.killpg(self.procs[broker].pid, signal.SIGCONT)
+
+    def restart(self, broker: int, timeout: float = 30.0) -> None:
+        if broker in self.procs:
+            self.stop_broker(broker)
+        self.start_broker(broker)
+        self.wait_healthy(timeout, [broker])
+
+    def close(self) -> None:
+        for broker in list(self.procs):
+            self.resume(broker)
+            self.stop_broker(broker)
+
+    def __enter__(self) -> "LocalCluster":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------- queries
+
+    def create_topic(self, name: str, partitions: int = 1, replication_factor: int | None = None,
+                     configs: dict | None = None) -> dict:
+        body = {"name": name, "partitions": partitions, "configs": configs or {}}
+        if replication_factor is not None:
+            body["replication_factor"] = replication_factor
+        return http_json(self.bootstrap[0] + "/topics", "POST", body, timeout=30)
+
+    def leader_of(self, topic: str, partition: int, timeout: float = 10.0) -> int:
+        """The broker that currently leads the partition (asks the live brokers)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for broker in list(self.procs):
+                try:
+                    doc = http_json(self.url(broker) + f"/topics/{topic}/partitions/{partition}", timeout=2)
+                except (urllib.error.URLError, OSError, ValueError):
+                    continue
+                if doc.get("leader") in self.procs and doc.get("high_watermark") is not None:
+                    return doc["leader"]
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no leader for {topic}/{partition}")
+            time.sleep(0.1)
+
+
+def run_dev(brokers: int = 3, data_dir: str = ".raftka-data", base_port: int = 9091) -> None:
+    """Start a local cluster, show it working with curl-able requests, run until Ctrl-C."""
+    http_ports = [base_port + i for i in range(brokers)]
+    raft_ports = [base_port + 100 + i for i in range(brokers)]
+    cluster = LocalCluster(brokers, data_dir, http_ports=http_ports, raft_ports=raft_ports)
+    print(f"raftka: starting {brokers} brokers (data in {Path(data_dir).resolve()})", flush=True)
+    cluster.start(timeout=60)
+    try:
+        first = cluster.bootstrap[0]
+        topics = http_json(first + "/topics")
+        if "demo" not in topics:
+            cluster.create_topic("demo", partitions=3)
+            print(f"$ curl -X POST {first}/topics -H 'Content-Type: application/json' "
+                  "-d '{\"name\":\"demo\",\"partitions\":3}'", flush=True)
+        body = {"records": [{"key": "user-1", "value": {"clicks": 1}}, {"key": "user-2", "value": {"clicks": 7}},
+                            {"value": "hello raftka"}]}
+        request = urllib.request.Request(first + "/topics/demo", data=json.dumps(body).encode(), method="POST",
+                                         headers={"Content-Type": "application/vnd.kafka.json.v2+json"})
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(request, timeout=15) as resp:
+                    produced = json.loads(resp.read())
+                break
+            except urllib.error.HTTPError as exc:
+                if exc.code != 503 or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        print(f"$ curl -X POST {first}/topics/demo -H 'Content-Type: application/vnd.kafka.json.v2+json' "
+              f"-d '{json.dumps(body)}'\n{json.dumps(produced)}", flush=True)
+        p = produced["offsets"][0]["partition"]
+        fetch = f"{cluster.bootstrap[-1]}/topics/demo/partitions/{p}/records?offset=0"
+        request = urllib.request.Request(fetch, headers={"Accept": "application/vnd.kafka.json.v2+json"})
+        with urllib.request.urlopen(request, timeout=15) as resp:
+            print(f"$ curl -H 'Accept: application/vnd.kafka.json.v2+json' '{fetch}'\n{resp.read().decode()}",
+                  flush=True)
+        print("\nraftka is running:")
+        for broker in cluster.ids:
+            print(f"  broker {broker}: {cluster.url(broker)}   (health: {cluster.url(broker)}/health, "
+                  f"raft state: {cluster.url(broker)}/raft, metrics: {cluster.url(broker)}/metrics)")
+        print(f"  bootstrap for the CLI: export RAFTKA_BOOTSTRAP={','.join(cluster.bootstrap)}")
+        print("Press Ctrl-C to stop.", flush=True)
+        _wait_for_interrupt()
+    finally:
+        print("\nraftka: stopping brokers", flush=True)
+        cluster.close()
+
+
+def _wait_for_interrupt() -> None:
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass

@@ -1,0 +1,287 @@
+"""The broker: one RaftHost, the metadata group, the partition groups it hosts, and leader routing.
+
+`Broker` is what HTTP handlers talk to.  It owns no HTTP itself except the
+client session used to ask peers which groups they lead.  Its jobs:
+
+* start the Raft host and the metadata group (every broker is a member), and
+  reconcile the partition groups hosted here with the metadata whenever a
+  topic changes (create → add groups, delete → remove groups and their data);
+* propose metadata commands and produce batches, serve committed reads under
+  the leader lease, and wake long-polling fetches when data is applied;
+* know who leads what: groups hosted here know their leader; for the others a
+  background poller asks every peer which groups it leads (`GET /raft/leaders`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+
+import aiohttp
+import orjson
+
+from raftka.raft import canary
+from raftka.raft.core import NotLeaderError
+from raftka.raft.host import HostConfig, RaftHost
+from raftka.raft.partition import PartitionStateMachine, encode_produce
+from raftka.storage import LogConfig
+
+from .config import BrokerConfig
+from .errors import ApiError, NotLeader, PartitionNotFound, RequestTimedOut, TopicNotFound
+from .identity import ensure_identity
+from .metadata import MetadataStateMachine, command
+
+log = logging.getLogger("raftka.node.broker")
+
+METADATA_GROUP = "__metadata"
+LEADER_POLL_INTERVAL_S = 0.5
+
+
+
+class MetadataRejected(ApiError):
+    """A metadata command the state machine refused (topic exists, stale generation, ...)."""
+
+    def __init__(self, error_code: int, message: str):
+        super().__init__(message)
+        self.error_code, self.http_status = error_code, error_code // 100
+
+
+@dataclass
+class HostedPartition:
+    topic: str
+    partition: int
+    group: str
+    sm: "NotifyingPartition"
+
+
+class NotifyingPartition(PartitionStateMachine):
+    """A partition state machine that wakes long-polling fetches after each append."""
+
+    def __init__(self, directory: str, log_config: LogConfig):
+        super().__init__(directory, log_config)
+        self._waiters: list[asyncio.Future] = []
+
+    def apply(self, index, term, data):
+        result = super().apply(index, term, data)
+        if self._waiters:
+            waiters, self._waiters = self._waiters, []
+            for fut in waiters:
+                if not fut.done():
+                    fut.set_result(None)
+        return result
+
+    async def wait_beyond(self, offset: int, timeout: float) -> None:
+        """Return when the high watermark passes `offset`, or after `timeout` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.high_watermark <= offset and loop.time() < deadline:
+            fut = loop.create_future()
+            self._waiters.append(fut)
+            try:
+                await asyncio.wait_for(fut, deadline - loop.time())
+            except asyncio.TimeoutError:
+                return
+
+
+class Broker:
+    def __init__(self, config: BrokerConfig):
+        ensure_identity(config)  # before touching the data dir: refuse another broker's or cluster's
+        self.config = config
+        self.id = config.broker_id
+        self.data_dir = str(config.data_dir)
+        self.urls = {p.broker_id: p.http_url for p in config.peers}
+        tick_ms = max(10, min(50, config.heartbeat_ms // 2))
+        self.host_config = HostConfig(tick_ms=tick_ms,
+                                      heartbeat_ticks=max(1, config.heartbeat_ms // tick_ms),
+                                      election_ticks=max(3, config.election_timeout_ms // tick_ms))
+        self.host = RaftHost(self.id, self.data_dir, listen=(config.raft_listen.host, config.raft_listen.port),
+                             peers={p.broker_id: p.raft_address for p in config.peers},
+                             secret=config.cluster_secret, config=self.host_config)
+        self.metadata = MetadataStateMachine(os.path.join(self.data_dir, "metadata"), on_change=self._on_metadata_change)
+        self.partitions: dict[tuple[str, int], HostedPartition] = {}
+        self.remote_leaders: dict[str, int] = {}  # group -> leader, as reported by peers
+        self._reconcile_wanted = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+        self.session: aiohttp.ClientSession | None = None
+        self.change_listeners: list = []  # called after topics change (e.g. the group coordinator)
+        self.round_robin: dict[str, itertools.count] = defaultdict(itertools.count)  # null-key spreading
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30, connect=2))
+        await self.host.start()
+        self.host.add_group(METADATA_GROUP, sorted(self.urls), self.metadata)
+        self._reconcile()
+        self._tasks = [asyncio.create_task(self._reconcile_forever(), name="reconcile"),
+                       asyncio.create_task(self._poll_leaders_forever(), name="leader-poller")]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+        await self.host.stop()
+        if self.session:
+            await self.session.close()
+
+    # ------------------------------------------------------------- metadata
+
+    def metadata_leader(self) -> int | None:
+        return self.host.leader_of(METADATA_GROUP)
+
+    def is_metadata_leader(self) -> bool:
+        return self.host.read_allowed(METADATA_GROUP)
+
+    async def propose_metadata(self, cmd: bytes, timeout: float = 10.0) -> dict:
+        """Replicate a metadata command here (this broker must lead the metadata group)."""
+        try:
+            result = await asyncio.wait_for(self.host.propose(METADATA_GROUP, cmd), timeout)
+        except NotLeaderError as exc:
+            raise self.not_leader(exc.leader, "the metadata group") from None
+        except asyncio.TimeoutError:
+            raise RequestTimedOut(f"Metadata change not committed within {timeout:.0f} s; retry.") from None
+        if "error" in result:
+            raise MetadataRejected(result["error"], result["message"])
+        return result
+
+    def topic(self, name: str) -> dict:
+        topic = self.metadata.topic(name)
+        if topic is None:
+            raise TopicNotFound(name)
+        return topic
+
+    def replicas(self, topic: str, partition: int) -> list[int]:
+        assignment = self.topic(topic)["partitions"]
+        if not 0 <= partition < len(assignment):
+            raise PartitionNotFound(topic, partition)
+        return assignment[partition]
+
+    def group_name(self, topic: str, partition: int) -> str:
+        return f"{self.topic(topic)['id']}/{partition}"
+
+    def new_topic_id(self) -> str:
+        return uuid.uuid4().hex[:12]
+
+    def _on_metadata_change(self, op: str, cmd: dict) -> None:
+        self._reconcile_wanted.set()
+        for listener in self.change_listeners:
+            listener(op, cmd)
+
+    # ------------------------------------------------------------ routing
+
+    def not_leader(self, leader: int | None, what: str) -> NotLeader:
+        return NotLeader(what, leader_id=leader, leader_url=self.urls.get(leader) if leader is not None else None)
+
+    def leader_of(self, topic: str, partition: int) -> int | None:
+        """Best knowledge of a partition's leader: hosted group, peers' reports, else None."""
+        replicas = self.replicas(topic, partition)
+        group = self.group_name(topic, partition)
+        if group in self.host.groups:
+            leader = self.host.leader_of(group)
+            if leader is not None:
+                return leader
+        leader = self.remote_leaders.get(group)
+        return leader if leader in replicas else None
+
+    def local_partition(self, topic: str, partition: int) -> HostedPartition:
+        """The partition if this broker leads it with a valid lease, else NotLeader with a hint."""
+        self.replicas(topic, partition)
+        hosted = self.partitions.get((topic, partition))
+        if hosted is not None and canary.enabled("follower-reads"):
+            return hosted
+        if hosted is None or not self.host.read_allowed(hosted.group):
+            leader = self.leader_of(topic, partition)
+            raise self.not_leader(leader if leader != self.id else None, f"partition {topic}/{partition}")
+        return hosted
+
+    # ------------------------------------------------------- produce / fetch
+
+    async def produce(self, topic: str, partition: int, batch: bytes, timeout: float):
+        """Replicate one RecordBatch to the partition (leader only); returns the state machine's result."""
+        hosted = self.local_partition(topic, partition)
+        try:
+            result = await asyncio.wait_for(self.host.propose(hosted.group, encode_produce(batch)), timeout)
+        except NotLeaderError as exc:
+            raise self.not_leader(exc.leader, f"partition {topic}/{partition}") from None
+        except asyncio.TimeoutError:
+            raise RequestTimedOut(f"Produce to {topic}/{partition} not committed within {timeout:.1f} s; the "
+                                  "outcome is unknown (retry with the idempotent producer).") from None
+        except ApiError:
+            raise
+        except Exception as exc:
+            log.info("produce to %s/%d dropped: %s", topic, partition, exc)
+            raise NotLeader(f"partition {topic}/{partition} (the batch was not committed: {exc})") from None
+        return result
+
+    # ------------------------------------------------------ reconciliation
+
+    async def _reconcile_forever(self) -> None:
+        while True:
+            await self._reconcile_wanted.wait()
+            self._reconcile_wanted.clear()
+            try:
+                await self._reconcile_async()
+            except Exception:
+                log.exception("broker %d: reconciling partition groups failed", self.id)
+
+    def _reconcile(self) -> None:
+        self._reconcile_wanted.set()
+
+    def _wanted(self) -> dict[tuple[str, int], tuple[str, list[int], dict]]:
+        wanted = {}
+        for name, topic in self.metadata.topics.items():
+            for p, replicas in enumerate(topic["partitions"]):
+                if self.id in replicas:
+                    wanted[(name, p)] = (f"{topic['id']}/{p}", replicas, topic["configs"])
+        return wanted
+
+    async def _reconcile_async(self) -> None:
+        wanted = self._wanted()
+        for key, hosted in list(self.partitions.items()):
+            if key not in wanted or wanted[key][0] != hosted.group:
+                del self.partitions[key]
+                await self.host.remove_group(hosted.group, delete_data=True)
+                log.info("broker %d: removed partition %s/%d", self.id, *key)
+        for (topic, p), (group, replicas, configs) in wanted.items():
+            if (topic, p) in self.partitions:
+                continue
+            directory = os.path.join(self.data_dir, "partitions", f"{topic}-{p}-{group.split('/')[0]}")
+            sm = NotifyingPartition(directory, LogConfig.from_topic_config(configs))
+            self.host.add_group(group, replicas, sm)
+            self.partitions[(topic, p)] = HostedPartition(topic, p, group, sm)
+            node = self.host.group(group).node
+            if replicas[0] == self.id and node.log.term == 0:
+                node.campaign()  # a new partition: the preferred leader stands first
+            log.info("broker %d: hosting partition %s/%d (replicas %s)", self.id, topic, p, replicas)
+
+    # ------------------------------------------------------- leader poller
+
+    def led_groups(self) -> dict[str, int]:
+        return {name: g.node.log.term for name, g in self.host.groups.items() if g.node.read_allowed()}
+
+    async def _poll_leaders_forever(self) -> None:
+        while True:
+            await asyncio.sleep(LEADER_POLL_INTERVAL_S)
+            reports: dict[str, tuple[int, int]] = {}
+            peers = [b for b in self.urls if b != self.id]
+            results = await asyncio.gather(*(self._fetch_led(b) for b in peers), return_exceptions=True)
+            for broker, led in zip(peers, results):
+                if isinstance(led, dict):
+                    for group, term in led.items():
+                        if group not in reports or reports[group][1] < term:
+                            reports[group] = (broker, term)
+            self.remote_leaders = {g: b for g, (b, _) in reports.items()}
+
+    async def _fetch_led(self, broker: int) -> dict:
+        async with self.session.get(self.urls[broker] + "/raft/leaders",
+                                    timeout=aiohttp.ClientTimeout(total=1)) as resp:
+            return orjson.loads(await resp.read())["groups"] if resp.status == 200 else {}

@@ -1,0 +1,56 @@
+"""Forwarding a request to the broker that can serve it ("connect to one, reach them all").
+
+A broker that does not lead a partition (or the metadata group) replays the
+request to the broker that does and relays the answer.  The relayed answer
+keeps the leader's `X-Raftka-Broker` header, so smart clients learn where to
+go next time.  `X-Raftka-Forwarded` counts hops: a request is forwarded at most
+`MAX_HOPS` times, then answered with the retriable NotLeader error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+from aiohttp import web
+
+from .errors import BrokerNotAvailable, NotLeader
+
+FORWARDED_HEADER = "X-Raftka-Forwarded"
+BROKER_HEADER = "X-Raftka-Broker"
+MAX_HOPS = 2
+_PASSED_HEADERS = ("Content-Type", "Accept")
+_RELAYED_HEADERS = ("Content-Type", BROKER_HEADER, "X-Raftka-High-Watermark", "X-Raftka-Log-Start",
+                    "X-Raftka-Next-Offset")
+
+
+def hops(request: web.Request) -> int:
+    try:
+        return int(request.headers.get(FORWARDED_HEADER, "0"))
+    except ValueError:
+        return MAX_HOPS
+
+
+async def forward(request: web.Request, session: aiohttp.ClientSession, target_url: str, error: NotLeader,
+                  *, body: bytes | None = None, path: str | None = None, content_type: str | None = None,
+                  timeout: float = 35.0) -> web.Response:
+    """Replay `request` (or `body` of `content_type` to `path`) at `target_url`; raise `error` if hops
+    are exhausted."""
+    count = hops(request)
+    if count >= MAX_HOPS:
+        raise error
+    data = body if body is not None else await request.read()
+    headers = {h: request.headers[h] for h in _PASSED_HEADERS if h in request.headers}
+    if content_type is not None:
+        headers["Content-Type"] = content_type
+    headers[FORWARDED_HEADER] = str(count + 1)
+    url = target_url + (path if path is not None else request.path_qs)
+    try:
+        async with session.request(request.method, url, data=data, headers=headers,
+                                   timeout=aiohttp.ClientTimeout(total=timeout, connect=2)) as resp:
+            payload = await resp.read()
+            relayed = {h: resp.headers[h] for h in _RELAYED_HEADERS if h in resp.headers}
+            return web.Response(status=resp.status, body=payload, headers=relayed)
+    except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        raise BrokerNotAvailable(f"Could not reach {target_url} to forward the request "
+                                 f"({type(exc).__name__}: {exc}); retry.") from None

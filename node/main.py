@@ -1,0 +1,66 @@
+"""`raftka-node`: load the configuration, run one broker until SIGTERM/SIGINT, shut down gracefully."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+from aiohttp import web
+
+from .app import create_app
+from .broker import Broker
+from .config import ConfigError, load_config
+from .identity import IdentityError
+
+log = logging.getLogger("raftka.node")
+
+
+async def serve(broker: Broker) -> None:
+    config = broker.config
+    await broker.start()
+    runner = web.AppRunner(create_app(broker), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, config.listen.host, config.listen.port, reuse_address=True)
+    await site.start()
+    log.info("broker %d serving HTTP on %s:%d, raft on %s:%d", broker.id, config.listen.host, config.listen.port,
+             config.raft_listen.host, config.raft_listen.port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("broker %d shutting down: handing over leadership, flushing", broker.id)
+    await site.stop()
+    await broker.stop()
+    await runner.cleanup()
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        config = load_config(argv)
+    except ConfigError as exc:
+        print(f"raftka-node: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=config.log_level, stream=sys.stderr,
+                        format=f"%(asctime)s broker-{config.broker_id} %(levelname)s %(name)s: %(message)s")
+    try:
+        import uvloop
+        loop_factory = uvloop.new_event_loop
+    except ImportError:
+        loop_factory = None
+    try:
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            runner.run(serve(Broker(config)))
+    except (IdentityError, ValueError) as exc:
+        print(f"raftka-node: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"raftka-node: cannot start: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

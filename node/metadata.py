@@ -1,0 +1,209 @@
+"""The cluster metadata state machine, replicated by the metadata Raft group.
+
+State: topics (id, replica assignment, configs), the producer-id counter, and
+consumer groups (generation, committed offsets).  Broker addresses are static
+configuration, not state.  Commands are small orjson documents with an "op";
+`apply` validates them deterministically (every replica reaches the same
+verdict) and returns `{"ok": ...}` or `{"error": code, "message": ...}` —
+client mistakes are results, never exceptions.
+
+Checkpoint = the whole state as one JSON file written atomically; the snapshot
+stream to a lagging replica is that same document in one chunk.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from raftka.raft import canary
+from raftka.storage import atomic_write
+
+CHECKPOINT_FILE = "metadata.json"
+
+TOPIC_EXISTS = 40904
+TOPIC_NOT_FOUND = 40401
+STALE_GENERATION = 40905
+INVALID_REQUEST = 42206
+INVALID_PARTITIONS = 42209
+
+
+def command(op: str, **fields: Any) -> bytes:
+    return orjson.dumps({"op": op, **fields})
+
+
+def partition_key(topic: str, partition: int) -> str:
+    return f"{topic}/{partition}"
+
+
+class MetadataStateMachine:
+    def __init__(self, directory: str, on_change: Callable[[str, dict], None] | None = None):
+        os.makedirs(directory, exist_ok=True)
+        self.path = os.path.join(directory, CHECKPOINT_FILE)
+        self.on_change = on_change
+        try:
+            with open(self.path, "rb") as f:
+                doc = orjson.loads(f.read())
+        except FileNotFoundError:
+            doc = {"applied_index": 0, "applied_term": 0, "state": self._empty()}
+        self.applied_index = doc["applied_index"]
+        self.applied_term = doc["applied_term"]
+        self.state: dict = doc["state"]
+        self._staged: dict | None = None
+
+    @staticmethod
+    def _empty() -> dict:
+        return {"topics": {}, "next_producer_id": 1000, "groups": {}}
+
+    # -------------------------------------------------------------- queries
+
+    @property
+    def topics(self) -> dict[str, dict]:
+        return self.state["topics"]
+
+    def topic(self, name: str) -> dict | None:
+        return self.state["topics"].get(name)
+
+    def group(self, name: str) -> dict | None:
+        return self.state["groups"].get(name)
+
+    # ---------------------------------------------------------------- apply
+
+    def apply(self, index: int, term: int, data: bytes) -> dict:
+        self.applied_index, self.applied_term = index, term
+        if not data:
+            return {"ok": True}
+        try:
+            cmd = orjson.loads(data)
+            handler = self._ops[cmd["op"]]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            return {"error": INVALID_REQUEST, "message": "malformed metadata command"}
+        result = handler(self, cmd)
+        if "error" not in result and self.on_change is not None and cmd["op"] in self._topic_ops:
+            self.on_change(cmd["op"], cmd)
+        return result
+
+    def _create_topic(self, cmd: dict) -> dict:
+        name = cmd["name"]
+        if name in self.state["topics"]:
+            return {"error": TOPIC_EXISTS, "message": f"Topic '{name}' already exists."}
+        self.state["topics"][name] = {"id": cmd["id"], "partitions": cmd["assignment"], "configs": cmd["configs"],
+                                      "replication_factor": len(cmd["assignment"][0])}
+        return {"ok": True}
+
+    def _delete_topic(self, cmd: dict) -> dict:
+        name = cmd["name"]
+        if self.state["topics"].pop(name, None) is None:
+            return {"error": TOPIC_NOT_FOUND, "message": f"Topic '{name}' not found."}
+        prefix = name + "/"
+        for group in self.state["groups"].values():
+            for key in [k for k in group["offsets"] if k.startswith(prefix)]:
+                del group["offsets"][key]
+        return {"ok": True}
+
+    def _add_partitions(self, cmd: dict) -> dict:
+        topic = self.state["topics"].get(cmd["name"])
+        if topic is None:
+            return {"error": TOPIC_NOT_FOUND, "message": f"Topic '{cmd['name']}' not found."}
+        if cmd["from_count"] != len(topic["partitions"]):
+            return {"error": INVALID_PARTITIONS,
+                    "message": f"Topic '{cmd['name']}' has {len(topic['partitions'])} partitions, not {cmd['from_count']}."}
+        topic["partitions"].extend(cmd["assignment"])
+        return {"ok": True}
+
+    def _alter_configs(self, cmd: dict) -> dict:
+        topic = self.state["topics"].get(cmd["name"])
+        if topic is None:
+            return {"error": TOPIC_NOT_FOUND, "message": f"Topic '{cmd['name']}' not found."}
+        topic["configs"] = cmd["configs"]
+        return {"ok": True}
+
+    def _allocate_producer_id(self, cmd: dict) -> dict:
+        pid = self.state["next_producer_id"]
+        self.state["next_producer_id"] = pid + 1
+        return {"ok": True, "producer_id": pid}
+
+    def _group_generation(self, cmd: dict) -> dict:
+        group = self.state["groups"].setdefault(cmd["group"], {"generation": 0, "offsets": {}})
+        if cmd["generation"] <= group["generation"]:
+            return {"error": STALE_GENERATION,
+                    "message": f"Group '{cmd['group']}' is at generation {group['generation']} already."}
+        group["generation"] = cmd["generation"]
+        return {"ok": True}
+
+    def _commit_offsets(self, cmd: dict) -> dict:
+        group = self.state["groups"].setdefault(cmd["group"], {"generation": 0, "offsets": {}})
+        generation = cmd.get("generation")
+        if generation is not None and generation != group["generation"]:
+            return {"error": STALE_GENERATION,
+                    "message": f"Commit for generation {generation} of group '{cmd['group']}' rejected: "
+                               f"the group is at generation {group['generation']}; rejoin the group."}
+        for key, offset in cmd["offsets"].items():
+            topic, _, _ = key.rpartition("/")
+            if topic not in self.state["topics"]:
+                return {"error": TOPIC_NOT_FOUND, "message": f"Topic '{topic}' not found."}
+        offsets = group["offsets"]
+        if cmd.get("reset") or canary.enabled("commit-offset-lww"):
+            offsets.update(cmd["offsets"])
+        else:
+            # Grow-only per partition: a late or duplicated commit never moves a group back.
+            # An explicit seek-and-commit (reset=True) may.
+            for key, offset in cmd["offsets"].items():
+                offsets[key] = max(offset, offsets.get(key, offset))
+        return {"ok": True}
+
+    def _delete_group(self, cmd: dict) -> dict:
+        self.state["groups"].pop(cmd["group"], None)
+        return {"ok": True}
+
+    _ops = {
+        "create_topic": _create_topic,
+        "delete_topic": _delete_topic,
+        "add_partitions": _add_partitions,
+        "alter_configs": _alter_configs,
+        "allocate_producer_id": _allocate_producer_id,
+        "group_generation": _group_generation,
+        "commit_offsets": _commit_offsets,
+        "delete_group": _delete_group,
+    }
+    _topic_ops = frozenset({"create_topic", "delete_topic", "add_partitions", "alter_configs"})
+
+    # ----------------------------------------------------------- durability
+
+    def _document(self) -> bytes:
+        return orjson.dumps({"applied_index": self.applied_index, "applied_term": self.applied_term,
+                             "state": self.state})
+
+    def checkpoint(self) -> int:
+        atomic_write(self.path, self._document())
+        return self.applied_index
+
+    def close(self) -> None:
+        pass
+
+    # -------------------------------------------------------------- snapshot
+
+    def begin_install(self) -> bytes:
+        self._staged = None
+        return b""
+
+    def read_chunk(self, cursor: bytes) -> tuple[bytes, bool, int]:
+        return self._document(), True, self.applied_index
+
+    def install_chunk(self, data: bytes) -> bytes:
+        self._staged = orjson.loads(data)
+        return b""
+
+    def finish_install(self, index: int, term: int) -> bool:
+        staged, self._staged = self._staged, None
+        if staged is None or staged["applied_index"] != index:
+            return False
+        self.state = staged["state"]
+        self.applied_index, self.applied_term = index, term
+        self.checkpoint()
+        if self.on_change is not None:
+            self.on_change("snapshot", {})
+        return True
