@@ -40,6 +40,7 @@ log = logging.getLogger("raftka.node.broker")
 
 METADATA_GROUP = "__metadata"
 LEADER_POLL_INTERVAL_S = 0.5
+RETENTION_INTERVAL_S = 10.0
 
 
 
@@ -119,7 +120,8 @@ class Broker:
         self.host.add_group(METADATA_GROUP, sorted(self.urls), self.metadata)
         self._reconcile()
         self._tasks = [asyncio.create_task(self._reconcile_forever(), name="reconcile"),
-                       asyncio.create_task(self._poll_leaders_forever(), name="leader-poller")]
+                       asyncio.create_task(self._poll_leaders_forever(), name="leader-poller"),
+                       asyncio.create_task(self._retention_forever(), name="retention")]
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -262,6 +264,16 @@ class Broker:
             if replicas[0] == self.id and node.log.term == 0:
                 node.campaign()  # a new partition: the preferred leader stands first
             log.info("broker %d: hosting partition %s/%d (replicas %s)", self.id, topic, p, replicas)
+
+    async def _retention_forever(self) -> None:
+        """Each replica deletes whole segments past retention.ms / retention.bytes (as in Kafka)."""
+        while True:
+            await asyncio.sleep(RETENTION_INTERVAL_S)
+            for hosted in list(self.partitions.values()):
+                try:
+                    hosted.sm.apply_retention()
+                except Exception:
+                    log.exception("broker %d: retention of %s/%d failed", self.id, hosted.topic, hosted.partition)
 
     # ------------------------------------------------------- leader poller
 

@@ -1,0 +1,455 @@
+"""The partition state machine: applies committed produce commands to the partition's log.
+
+Each topic partition is a Raft group; its state is a `raftka.storage.PartitionLog`. Applying a
+committed entry appends its batch, so offsets are assigned at apply time, dense from 0, in Raft
+order, identically on every replica. Everything in the log has been applied, hence committed:
+the high watermark is the log end offset.
+
+Command (the Raft entry data): ``b"P" + RecordBatch v2`` (`encode_produce`); the batch header
+carries producer id / epoch / base sequence. An empty entry is Raft's no-op. Bad client input
+never raises: `apply` returns a `ProduceResult` with a Kafka error code. Idempotence rules: see
+`partition_producers`. Decisions:
+
+* max.message.bytes is NOT checked here: apply must be a pure function of the Raft log, and a
+  topic config change reaches replicas at different times. The broker checks it before
+  proposing; the log is opened with the storage ceiling so that it never refuses a committed
+  batch (nor a snapshot batch).
+* Batches keep the producer's CreateTime; `log_append_time` is always -1 (no wall clock here).
+  The partition leader epoch of an appended batch is the Raft term of its entry.
+* Transactional and control batches are refused (INVALID_RECORD): raftka has no transactions.
+
+Durability and exactly-once apply: `checkpoint()` fsyncs the log, then atomically replaces
+``checkpoint.json`` = {applied_index, applied_term, log_end_offset, producers, install}. On open
+the log is cut back to the checkpoint's log end (batches beyond it are re-applied from the Raft
+journal: no batch is appended twice); a log that ends before it is data loss
+(`PartitionDataLossError`). Retention deletes only checkpointed segments, so a crash never
+leaves the log starting beyond its checkpoint. An I/O error while changing the live log or the
+checkpoint stops the state machine (fail-stop, `PartitionStateError` from then on): skipping an
+entry would make this replica diverge; reopening recovers from the checkpoint.
+
+Snapshot stream (see `partition_snapshot` for the formats): the leader serves its stored batches
+from the follower's cursor; the follower stages them in ``snapshot-staging`` and
+`finish_install` moves them into the live log. Its commit point is a checkpoint with an
+``install`` marker written after the staging log and the live log are fsynced; open() finishes
+an install interrupted after that point.
+
+Directory layout: ``<dir>/checkpoint.json``, ``<dir>/log/`` (the PartitionLog),
+``<dir>/snapshot-staging/`` (only during an install).
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from typing import NamedTuple
+
+import orjson
+
+from raftka.storage import CorruptBatchError, LogConfig, PartitionLog, atomic_write, iter_batches, validate_batch
+
+from . import canary
+from .partition_producers import (
+    INT32_MAX,
+    CachedBatch,
+    OutOfOrderSequenceError,
+    ProducerFencedError,
+    ProducerTable,
+    last_sequence,
+)
+from .partition_snapshot import (
+    SnapshotFormatError,
+    Staging,
+    decode_chunk,
+    decode_cursor,
+    encode_chunk,
+    encode_cursor,
+)
+
+logger = logging.getLogger("raftka.raft.partition")
+
+PRODUCE_TAG = b"P"
+CHECKPOINT_FILE = "checkpoint.json"
+LOG_DIR = "log"
+DEFAULT_MAX_PRODUCERS = 1000
+DEFAULT_CHUNK_BYTES = 1 << 20
+_CHECKPOINT_FORMAT = "raftka-partition-checkpoint"
+_CHECKPOINT_VERSION = 1
+_STORAGE_MAX_MESSAGE_BYTES = (1 << 31) - 1
+_TRANSACTIONAL = 0x10
+_CONTROL = 0x20
+
+
+class ProduceError(enum.IntEnum):
+    """Kafka error codes a produce command can end with."""
+
+    NONE = 0
+    CORRUPT_MESSAGE = 2
+    INVALID_REQUEST = 42
+    OUT_OF_ORDER_SEQUENCE_NUMBER = 45
+    INVALID_PRODUCER_EPOCH = 47
+    INVALID_RECORD = 87
+
+
+@dataclass(frozen=True, slots=True)
+class ProduceResult:
+    """Outcome of one produce command. Offsets are -1 when error is not NONE."""
+
+    base_offset: int
+    last_offset: int
+    log_append_time: int = -1
+    duplicate: bool = False  # a retry of an appended batch: the offsets are the original ones
+    error: ProduceError = ProduceError.NONE
+    error_message: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is ProduceError.NONE
+
+    @classmethod
+    def failed(cls, error: ProduceError, message: str) -> ProduceResult:
+        return cls(-1, -1, error=error, error_message=message)
+
+
+class PartitionStateError(Exception):
+    """The partition's durable state is unusable (bad checkpoint, failed I/O, internal inconsistency)."""
+
+
+class PartitionDataLossError(PartitionStateError):
+    """The partition log lacks batches that its checkpoint says were applied."""
+
+
+class _Checkpoint(NamedTuple):
+    applied_index: int
+    applied_term: int
+    log_end_offset: int
+    producers: list
+    install: dict | None  # {"start": offset, "reset": bool} while an install is being committed
+
+
+def encode_produce(batch: bytes | bytearray | memoryview) -> bytes:
+    """The Raft command that appends `batch` (a RecordBatch v2 made by storage.encode_batch)."""
+    return b"".join((PRODUCE_TAG, batch))
+
+
+class PartitionStateMachine:
+    """The state of one partition replica: its log, applied Raft index and producer state.
+
+    Implements `raft.host.StateMachine` and `raft.core.Snapshotter`. `max_producers` must be
+    the same on every replica of the group (it decides evictions, which decide dedup results).
+    """
+
+    def __init__(self, directory: str, log_config: LogConfig, *, max_producers: int = DEFAULT_MAX_PRODUCERS,
+                 snapshot_chunk_bytes: int = DEFAULT_CHUNK_BYTES):
+        self.directory = os.path.abspath(directory)
+        os.makedirs(self.directory, exist_ok=True)
+        self._checkpoint_path = os.path.join(self.directory, CHECKPOINT_FILE)
+        self._max_producers = max_producers
+        self._chunk_bytes = snapshot_chunk_bytes
+        self._failure: str | None = None
+        config = replace(log_config, max_message_bytes=_STORAGE_MAX_MESSAGE_BYTES)
+        checkpoint = self._read_checkpoint()
+        self.applied_index = checkpoint.applied_index
+        self.applied_term = checkpoint.applied_term
+        self._checkpointed_end = checkpoint.log_end_offset
+        self._producers = self._load_producers(checkpoint.producers)
+        self.log = PartitionLog.open(os.path.join(self.directory, LOG_DIR), config)
+        self._staging = Staging(self.directory, config)
+        try:
+            if checkpoint.install is not None:
+                self._finish_interrupted_install(checkpoint)
+            else:
+                self._staging.discard()  # an install that never reached its commit point
+                self._cut_back_to(checkpoint.log_end_offset)
+        except BaseException:
+            self.close()
+            raise
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def high_watermark(self) -> int:
+        """Offset after the last committed record (= log end: everything applied is committed)."""
+        return self.log.log_end_offset
+
+    @property
+    def log_start_offset(self) -> int:
+        return self.log.log_start_offset
+
+    @property
+    def producer_count(self) -> int:
+        return len(self._producers)
+
+    # ------------------------------------------------------------------ apply
+
+    def apply(self, index: int, term: int, data: bytes) -> ProduceResult | None:
+        """Apply the committed entry at Raft `index`; None for a no-op or an entry applied before."""
+        self._check_usable()
+        if index <= self.applied_index:
+            return None  # already in the log (replay overlap): exactly-once
+        if index != self.applied_index + 1:
+            raise PartitionStateError(
+                f"{self.directory}: entry {index} applied after {self.applied_index}: entries are missing")
+        result = self._execute(index, term, data) if data else None
+        self.applied_index, self.applied_term = index, term
+        return result
+
+    def _execute(self, index: int, term: int, data: bytes) -> ProduceResult:
+        tag = data[:1]
+        if tag != PRODUCE_TAG:
+            logger.warning("%s: raft entry %d has unknown command tag %r; ignored", self.directory, index, tag)
+            return ProduceResult.failed(ProduceError.INVALID_REQUEST, f"unknown partition command tag {tag!r}")
+        batch = memoryview(data)[1:]
+        try:
+            header = validate_batch(batch, records=False)  # records were validated at the broker edge
+        except CorruptBatchError as exc:
+            return ProduceResult.failed(ProduceError.CORRUPT_MESSAGE, str(exc))
+        if header.attributes & _CONTROL:
+            return ProduceResult.failed(ProduceError.INVALID_RECORD, "clients may not write control batches")
+        if header.attributes & _TRANSACTIONAL:
+            return ProduceResult.failed(ProduceError.INVALID_RECORD, "transactional batches are not supported")
+        pid, epoch, first_seq = header.producer_id, header.producer_epoch, header.base_sequence
+        if pid >= 0:
+            if epoch < 0 or first_seq < 0:
+                return ProduceResult.failed(ProduceError.INVALID_RECORD,
+                                            f"batch of producer {pid} needs epoch >= 0 and base sequence >= 0, "
+                                            f"got epoch {epoch} and sequence {first_seq}")
+            last_seq = last_sequence(first_seq, header.record_count)
+            try:
+                original = None if canary.enabled("no-dedup") else self._producers.check(pid, epoch, first_seq,
+                                                                                           last_seq)
+            except ProducerFencedError as exc:
+                return ProduceResult.failed(ProduceError.INVALID_PRODUCER_EPOCH, str(exc))
+            except OutOfOrderSequenceError as exc:
+                return ProduceResult.failed(ProduceError.OUT_OF_ORDER_SEQUENCE_NUMBER, str(exc))
+            if original is not None:
+                return ProduceResult(original.base_offset, original.last_offset, duplicate=True)
+        with self._fail_stop(f"appending raft entry {index}"):
+            base = self.log.append_raw(batch, partition_leader_epoch=min(term, INT32_MAX), verify_records=False)
+        last = base + header.record_count - 1
+        if pid >= 0:
+            self._producers.record(pid, epoch, CachedBatch(first_seq, last_seq, base, last))
+        return ProduceResult(base, last)
+
+    # ------------------------------------------------------------- durability
+
+    def checkpoint(self) -> int:
+        """fsync the log, then record the applied state atomically; returns the durable applied index."""
+        self._check_usable()
+        with self._fail_stop("checkpoint"):
+            self.log.flush()
+            self._write_checkpoint()
+        return self.applied_index
+
+    def apply_retention(self, now: int | None = None) -> int:
+        """Delete old segments per retention.ms / retention.bytes (only checkpointed ones); returns the count."""
+        self._check_usable()
+        return self.log.apply_retention(now, max_offset=self._checkpointed_end)
+
+    def close(self) -> None:
+        """Release the files. Does not checkpoint (the host checkpoints before closing)."""
+        self._staging.close()
+        self.log.close()
+
+    # -------------------------------------------------------- snapshot stream
+
+    def begin_install(self) -> bytes:
+        """Follower: a new install starts; returns the cursor of the first chunk (our log end)."""
+        self._check_usable()
+        self._staging.discard()
+        return encode_cursor(self.log.log_end_offset)
+
+    def read_chunk(self, cursor: bytes) -> tuple[bytes, bool, int]:
+        """Leader: (chunk, done, index) of stored batches from the cursor; index is our applied index when done."""
+        self._check_usable()
+        offset = decode_cursor(cursor)
+        start, end = self.log.log_start_offset, self.log.log_end_offset
+        reset = offset < start
+        if reset:
+            offset = start
+        batches, next_offset = self._read_batches(offset, end)
+        if batches is None:  # the cursor is inside one of our batches: the follower's log does not line up
+            logger.warning("%s: snapshot cursor %d is not a batch boundary here; restarting from %d",
+                        self.directory, offset, start)
+            offset, reset = start, True
+            batches, next_offset = self._read_batches(offset, end)
+            if batches is None:
+                raise PartitionStateError(f"{self.directory}: log start offset {start} is not a batch boundary")
+        if next_offset < end:
+            return encode_chunk(offset, reset, batches), False, 0
+        done = {"end": end, "index": self.applied_index, "producers": self._producers.to_json()}
+        return encode_chunk(offset, reset, batches, done), True, self.applied_index
+
+    def _read_batches(self, offset: int, end: int) -> tuple[bytes | None, int]:
+        """Up to about one chunk of whole batches starting exactly at offset (None if offset is inside a batch)."""
+        if offset >= end:
+            return b"", offset
+        result = self.log.read(offset, self._chunk_bytes)
+        first, _ = next(iter_batches(result.data))
+        if first.base_offset != offset:
+            return None, offset
+        return result.data, result.next_offset
+
+    def install_chunk(self, data: bytes) -> bytes:
+        """Follower: stage a chunk (the live log does not change); returns the cursor of the next one.
+
+        Stale, duplicate, out-of-order or malformed chunks are ignored (the current cursor is returned).
+        """
+        self._check_usable()
+        try:
+            chunk = decode_chunk(data)
+        except SnapshotFormatError as exc:
+            logger.warning("%s: ignoring snapshot chunk: %s", self.directory, exc)
+            return self._cursor()
+        staging = self._staging
+        if chunk.reset and not (staging.active and staging.reset and staging.start == chunk.start):
+            staging.begin(chunk.start, reset=True)
+        elif not chunk.reset and not staging.active and chunk.start == self.log.log_end_offset:
+            staging.begin(chunk.start, reset=False)
+        if staging.active and staging.next_offset == chunk.start:
+            staging.add(chunk)
+        return self._cursor()
+
+    def _cursor(self) -> bytes:
+        staging = self._staging
+        return encode_cursor(staging.next_offset if staging.active else self.log.log_end_offset)
+
+    def finish_install(self, index: int, term: int) -> bool:
+        """Follower: make the staged snapshot (Raft index/term) the live state; False (discarding it) if unusable."""
+        self._check_usable()
+        staging = self._staging
+        problem = self._install_problem(index)
+        producers = None
+        if problem is None:
+            try:
+                producers = ProducerTable.from_json(staging.final.producers, self._max_producers)
+            except ValueError as exc:
+                problem = f"bad producer state: {exc}"
+        if problem is not None:
+            logger.info("%s: snapshot install at index %d refused: %s", self.directory, index, problem)
+            staging.discard()
+            return False
+        with self._fail_stop(f"installing the snapshot at index {index}"):
+            staging.log.flush()
+            self.log.flush()
+            self.applied_index, self.applied_term, self._producers = index, term, producers
+            marker = {"start": staging.start, "reset": staging.reset}
+            self._write_checkpoint(log_end=staging.next_offset, install=marker)  # commit point
+            self._copy_staged(staging.log, staging.start, staging.reset)
+            self._write_checkpoint()
+        staging.discard()
+        return True
+
+    def _install_problem(self, index: int) -> str | None:
+        staging = self._staging
+        if not staging.active:
+            return "nothing staged"
+        if not staging.complete:
+            return f"staging holds [{staging.start}, {staging.next_offset}) and is incomplete"
+        if staging.final.index != index:
+            return f"the staged snapshot is of index {staging.final.index}"
+        if index <= self.applied_index:
+            return f"already applied up to {self.applied_index}"
+        if not staging.reset and staging.start != self.log.log_end_offset:
+            return f"staging starts at {staging.start} but the log ends at {self.log.log_end_offset}"
+        return None
+
+    def _copy_staged(self, staged: PartitionLog, start: int, reset: bool) -> None:
+        """Move the staged batches into the live log (keeping their offsets) and fsync it."""
+        if reset:
+            self.log.reset(start)
+        else:
+            self.log.truncate(start)  # after a crash: drop a partial copy
+        offset, end = start, staged.log_end_offset
+        while offset < end:
+            result = staged.read(offset, self._chunk_bytes)
+            for header, batch in iter_batches(result.data):
+                base = self.log.append_raw(batch, verify_records=False)
+                if base != header.base_offset:
+                    raise PartitionStateError(
+                        f"{self.directory}: staged batch {header.base_offset} landed at offset {base}")
+            offset = result.next_offset
+        self.log.flush()
+
+    def _finish_interrupted_install(self, checkpoint: _Checkpoint) -> None:
+        start, reset, end = checkpoint.install["start"], checkpoint.install["reset"], checkpoint.log_end_offset
+        staged = self._staging.open_existing()
+        if staged is None or staged.log_start_offset != start or staged.log_end_offset != end:
+            found = ("no staging log" if staged is None
+                     else f"staging holds [{staged.log_start_offset}, {staged.log_end_offset})")
+            raise PartitionDataLossError(
+                f"{self.directory}: an interrupted snapshot install of [{start}, {end}) cannot be finished: {found}")
+        logger.warning("%s: finishing the snapshot install of index %d interrupted by a crash",
+                    self.directory, self.applied_index)
+        self._copy_staged(staged, start, reset)
+        self._write_checkpoint()
+        self._staging.discard()
+
+    # -------------------------------------------------------------- private
+
+    def _cut_back_to(self, end: int) -> None:
+        """Drop batches applied after the checkpoint (the journal replays them)."""
+        start, log_end = self.log.log_start_offset, self.log.log_end_offset
+        if log_end < end or start > end:
+            raise PartitionDataLossError(
+                f"{self.directory}: the checkpoint (raft index {self.applied_index}) says the log ends at offset "
+                f"{end}, but the log holds [{start}, {log_end}): committed batches are missing")
+        if log_end > end:
+            logger.info("%s: cutting the log back from %d to the checkpoint's %d; the journal replays the rest",
+                     self.directory, log_end, end)
+            self.log.truncate(end)
+
+    def _read_checkpoint(self) -> _Checkpoint:
+        try:
+            with open(self._checkpoint_path, "rb") as f:
+                raw = f.read()
+        except FileNotFoundError:
+            return _Checkpoint(0, 0, 0, [], None)
+        try:
+            doc = orjson.loads(raw)
+            if doc["format"] != _CHECKPOINT_FORMAT or doc["version"] != _CHECKPOINT_VERSION:
+                raise ValueError(f"format {doc['format']!r} version {doc['version']!r}")
+            checkpoint = _Checkpoint(doc["applied_index"], doc["applied_term"], doc["log_end_offset"],
+                                     doc["producers"], doc["install"])
+            for name in ("applied_index", "applied_term", "log_end_offset"):
+                value = getattr(checkpoint, name)
+                if type(value) is not int or value < 0:
+                    raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+            install = checkpoint.install
+            if install is not None and not (type(install.get("start")) is int and type(install.get("reset")) is bool):
+                raise ValueError(f"bad install marker {install!r}")
+        except (orjson.JSONDecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise PartitionStateError(f"unreadable partition checkpoint {self._checkpoint_path}: {exc}") from None
+        return checkpoint
+
+    def _load_producers(self, doc: list) -> ProducerTable:
+        try:
+            return ProducerTable.from_json(doc, self._max_producers)
+        except ValueError as exc:
+            raise PartitionStateError(f"unreadable producer state in {self._checkpoint_path}: {exc}") from None
+
+    def _write_checkpoint(self, *, log_end: int | None = None, install: dict | None = None) -> None:
+        log_end = self.log.log_end_offset if log_end is None else log_end
+        atomic_write(self._checkpoint_path, orjson.dumps({
+            "format": _CHECKPOINT_FORMAT, "version": _CHECKPOINT_VERSION,
+            "applied_index": self.applied_index, "applied_term": self.applied_term, "log_end_offset": log_end,
+            "producers": self._producers.to_json(), "install": install,
+        }))
+        self._checkpointed_end = log_end
+
+    @contextmanager
+    def _fail_stop(self, action: str) -> Iterator[None]:
+        try:
+            yield
+        except Exception as exc:
+            self._failure = f"{action} failed: {exc!r}"
+            logger.error("%s: %s; the state machine stops until reopened", self.directory, self._failure)
+            raise
+
+    def _check_usable(self) -> None:
+        if self._failure is not None:
+            raise PartitionStateError(f"{self.directory}: stopped after an I/O failure ({self._failure}); "
+                                      "reopen it to recover from its checkpoint")
