@@ -7,8 +7,8 @@ answered 500 50002) — a bad request never takes the broker down.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import time
 
 import orjson
 from aiohttp import web
@@ -34,6 +34,22 @@ def json_response(doc, status: int = 200, content_type: str = JSON) -> web.Respo
 
 def error_response(exc: ApiError) -> web.Response:
     return web.Response(body=exc.to_json(), status=exc.http_status, content_type=JSON)
+
+
+METADATA_CATCH_UP_S = 1.0
+
+
+@web.middleware
+async def topic_catch_up_middleware(request: web.Request, handler):
+    """A topic just created may not have reached this broker's metadata replica yet: wait a moment."""
+    topic = request.match_info.get("topic")
+    broker: Broker = request.app[BROKER_KEY]
+    if topic is not None and broker.metadata.topic(topic) is None and not broker.is_metadata_leader():
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + METADATA_CATCH_UP_S
+        while broker.metadata.topic(topic) is None and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+    return await handler(request)
 
 
 @web.middleware
@@ -106,11 +122,13 @@ def register_raft_metrics(registry: MetricsRegistry, broker: Broker) -> None:
                             lambda: [((), len(broker.partitions))])
 
 
-def create_app(broker: Broker) -> web.Application:
+def create_app(broker: Broker, groups) -> web.Application:
+    from .routes_groups import add_group_routes
     from .routes_records import add_record_routes
     from .routes_topics import add_topic_routes
 
-    app = web.Application(middlewares=[errors_middleware], client_max_size=broker.config.max_request_bytes)
+    app = web.Application(middlewares=[errors_middleware, topic_catch_up_middleware],
+                          client_max_size=broker.config.max_request_bytes)
     registry = MetricsRegistry()
     app[BROKER_KEY] = broker
     app[METRICS_KEY] = registry
@@ -121,11 +139,8 @@ def create_app(broker: Broker) -> web.Application:
     app.router.add_get("/metrics", metrics)
     add_topic_routes(app)
     add_record_routes(app)
+    add_group_routes(app, groups)
     return app
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 __all__ = ["BROKER_KEY", "METRICS_KEY", "create_app", "json_response", "METADATA_GROUP"]

@@ -12,6 +12,7 @@ from aiohttp import web
 from .app import create_app
 from .broker import Broker
 from .config import ConfigError, load_config
+from .groups import BrokerGroups
 from .identity import IdentityError
 
 log = logging.getLogger("raftka.node")
@@ -20,7 +21,9 @@ log = logging.getLogger("raftka.node")
 async def serve(broker: Broker) -> None:
     config = broker.config
     await broker.start()
-    runner = web.AppRunner(create_app(broker), access_log=None, handle_signals=False)
+    groups = BrokerGroups(broker)
+    await groups.start()
+    runner = web.AppRunner(create_app(broker, groups), access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, config.listen.host, config.listen.port, reuse_address=True)
     await site.start()
@@ -33,6 +36,7 @@ async def serve(broker: Broker) -> None:
     await stop.wait()
     log.info("broker %d shutting down: handing over leadership, flushing", broker.id)
     await site.stop()
+    await groups.stop()
     await broker.stop()
     await runner.cleanup()
 

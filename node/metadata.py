@@ -132,15 +132,23 @@ class MetadataStateMachine:
             return {"error": STALE_GENERATION,
                     "message": f"Group '{cmd['group']}' is at generation {group['generation']} already."}
         group["generation"] = cmd["generation"]
+        group["members"] = list(cmd.get("members", []))
         return {"ok": True}
 
     def _commit_offsets(self, cmd: dict) -> dict:
         group = self.state["groups"].setdefault(cmd["group"], {"generation": 0, "offsets": {}})
-        generation = cmd.get("generation")
+        generation, member, members = cmd.get("generation"), cmd.get("member"), group.get("members", [])
         if generation is not None and generation != group["generation"]:
             return {"error": STALE_GENERATION,
                     "message": f"Commit for generation {generation} of group '{cmd['group']}' rejected: "
                                f"the group is at generation {group['generation']}; rejoin the group."}
+        if generation is not None and member is not None and members and member not in members:
+            return {"error": STALE_GENERATION,
+                    "message": f"Member '{member}' is not in generation {generation} of group '{cmd['group']}'."}
+        if generation is None and members:
+            return {"error": STALE_GENERATION,
+                    "message": f"Group '{cmd['group']}' has active members (generation {group['generation']}); "
+                               "commits must carry member_id and generation."}
         for key, offset in cmd["offsets"].items():
             topic, _, _ = key.rpartition("/")
             if topic not in self.state["topics"]:

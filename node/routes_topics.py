@@ -21,6 +21,7 @@ from .topics import (TopicConfig, assign_replicas, parse_topic_configs, validate
                      validate_replication_factor, validate_topic_name)
 
 LEADER_WAIT_S = 3.0
+TOPIC_READY_WAIT_S = 10.0
 
 
 async def read_json(request: web.Request) -> dict:
@@ -158,6 +159,9 @@ async def create_topic(request: web.Request) -> web.Response:
                                                    assignment=assignment, configs=configs))
     if isinstance(result, web.Response):
         return result
+    # Answer once every partition has a leader, so that produce right after create succeeds.
+    await wait_for(lambda: True if all(broker.leader_of(name, p) is not None for p in range(partitions))
+                   else None, TOPIC_READY_WAIT_S)
     return json_response({"name": name, "partitions": partitions, "replication_factor": rf,
                           "configs": parse_topic_configs(configs, broker.config.topic_defaults).to_kafka()}, 201)
 
