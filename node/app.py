@@ -15,7 +15,7 @@ from aiohttp import web
 
 from raftka.raft.core import Role
 
-from .broker import METADATA_GROUP, Broker
+from .broker import Broker
 from .errors import ApiError, InternalError, RequestTooLarge, error_body
 from .forwarding import BROKER_HEADER
 from .metrics import CONTENT_TYPE, MetricsRegistry
@@ -143,4 +143,4 @@ def create_app(broker: Broker, groups) -> web.Application:
     return app
 
 
-__all__ = ["BROKER_KEY", "METRICS_KEY", "create_app", "json_response", "METADATA_GROUP"]
+__all__ = ["BROKER_KEY", "METRICS_KEY", "create_app", "json_response"]

@@ -34,7 +34,7 @@ from raftka.storage import LogConfig
 from .config import BrokerConfig
 from .errors import ApiError, NotLeader, PartitionNotFound, RequestTimedOut, TopicNotFound
 from .identity import ensure_identity
-from .metadata import MetadataStateMachine, command
+from .metadata import MetadataStateMachine
 
 log = logging.getLogger("raftka.node.broker")
 

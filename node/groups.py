@@ -23,8 +23,8 @@ from aiohttp import web
 from .assignor import TopicPartition
 from .broker import Broker
 from .coordinator import GroupCoordinator, JoinResult
-from .errors import (ApiError, BrokerNotAvailable, ConsumerInstanceNotFound, NotLeader, OffsetOutOfRange,
-                     RebalanceInProgress, RequestTimedOut, StaleGeneration)
+from .errors import (ApiError, BrokerNotAvailable, ConsumerInstanceNotFound, OffsetOutOfRange, RebalanceInProgress,
+                     StaleGeneration)
 from .forwarding import forward
 from .metadata import command, partition_key
 from .rest_consumers import RestConsumers, owner_broker
@@ -262,4 +262,4 @@ class BrokerGroups:
         return doc["beginning_offset"], doc["end_offset"]
 
 
-__all__ = ["BrokerGroups", "NotLeader", "RequestTimedOut"]
+__all__ = ["BrokerGroups"]

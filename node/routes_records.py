@@ -24,8 +24,8 @@ from raftka.storage.errors import OffsetOutOfRangeError, StorageError
 from .app import BROKER_KEY, json_response
 from .broker import Broker
 from .codecs import fetch_format, parse_produce_request, produce_format, render_produce_response, render_records
-from .errors import (ApiError, InvalidRequest, NotLeader, OffsetOutOfRange, RecordTooLarge, error_body)
-from .forwarding import forward, hops
+from .errors import ApiError, InvalidRequest, OffsetOutOfRange, RecordTooLarge
+from .forwarding import forward
 from .routes_topics import partition_number
 from .topics import parse_topic_configs
 
@@ -264,4 +264,4 @@ def add_record_routes(app: web.Application) -> None:
     r.add_get("/topics/{topic}/partitions/{partition}/offsets", partition_offsets)
 
 
-__all__ = ["add_record_routes", "BATCH_TYPE", "error_body", "NotLeader", "hops"]
+__all__ = ["add_record_routes", "BATCH_TYPE"]

@@ -13,12 +13,12 @@ import orjson
 from aiohttp import web
 
 from .app import BROKER_KEY, json_response
-from .broker import METADATA_GROUP, Broker
+from .broker import Broker
 from .errors import InvalidPartitions, InvalidRequest, NotLeader
 from .forwarding import forward
 from .metadata import command
-from .topics import (TopicConfig, assign_replicas, parse_topic_configs, validate_partition_count,
-                     validate_replication_factor, validate_topic_name)
+from .topics import (assign_replicas, parse_topic_configs, validate_partition_count, validate_replication_factor,
+                     validate_topic_name)
 
 LEADER_WAIT_S = 3.0
 TOPIC_READY_WAIT_S = 10.0
@@ -237,4 +237,4 @@ def add_topic_routes(app: web.Application) -> None:
     r.add_post("/producers", allocate_producer)
 
 
-__all__ = ["add_topic_routes", "metadata_write", "read_json", "partition_number", "METADATA_GROUP", "TopicConfig"]
+__all__ = ["add_topic_routes", "metadata_write", "read_json", "partition_number"]
