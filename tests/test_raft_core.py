@@ -30,7 +30,7 @@ def applied_data(c: SimCluster, i):
 
 def test_three_nodes_elect_one_leader_and_replicate():
     c = SimCluster(3, seed=1)
-    leader = elect(c)
+    elect(c)
     values = commit_values(c, 10)
     assert all(v in c.acked for v in values)
     for i in c.replicas:

@@ -6,7 +6,7 @@ import os
 import orjson
 import pytest
 
-from raftka.raft.core import NotLeaderError, Role
+from raftka.raft.core import NotLeaderError
 from raftka.raft.host import HostConfig, RaftHost
 from raftka.storage import atomic_write
 
