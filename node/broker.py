@@ -26,7 +26,7 @@ import aiohttp
 import orjson
 
 from raftka.raft import canary
-from raftka.raft.core import NotLeaderError
+from raftka.raft.core import NotLeaderError, Role
 from raftka.raft.host import HostConfig, RaftHost
 from raftka.raft.partition import PartitionStateMachine, encode_produce
 from raftka.storage import LogConfig
@@ -142,6 +142,11 @@ class Broker:
 
     def is_metadata_leader(self) -> bool:
         return self.host.read_allowed(METADATA_GROUP)
+
+    def metadata_leader_term(self) -> int | None:
+        """The term in which this broker is the metadata group's Raft leader (lease or not), else None."""
+        node = self.host.group(METADATA_GROUP).node
+        return node.log.term if node.role is Role.LEADER else None
 
     async def propose_metadata(self, cmd: bytes, timeout: float = 10.0) -> dict:
         """Replicate a metadata command here (this broker must lead the metadata group)."""
@@ -278,7 +283,8 @@ class Broker:
     # ------------------------------------------------------- leader poller
 
     def led_groups(self) -> dict[str, int]:
-        return {name: g.node.log.term for name, g in self.host.groups.items() if g.node.read_allowed()}
+        return {name: g.node.log.term for name in list(self.host.groups)
+                if (g := self.host.groups[name]).node.role is Role.LEADER and self.host.read_allowed(name)}
 
     async def _poll_leaders_forever(self) -> None:
         while True:

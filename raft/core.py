@@ -21,8 +21,13 @@ majority steps down) and leader stickiness; log replication with per-follower
 flow control (probe / replicate / snapshot); commit only of entries of the
 leader's own term (Raft §5.4.2, with a no-op appended on election); leader
 leases for reads (`read_allowed`); leadership transfer (`transfer_leadership`);
-and catch-up of a follower whose entries were compacted away through a chunked
-snapshot stream supplied by the state machine (`Snapshotter`).
+catch-up of a follower whose entries were compacted away through a chunked
+snapshot stream supplied by the state machine (`Snapshotter`); and quiescence:
+a leader whose followers are all caught up and know the commit index sends one
+last "quiesce" heartbeat and then stays silent, and its followers stop their
+election timers, so an idle group costs no messages.  Any other message, a
+proposal, or the host's `wake()` (it watches broker-level liveness: a quiesced
+follower whose leader's broker went silent is woken) ends the quiet.
 
 Membership is static per group (replication factor = Raft membership).
 """
@@ -94,6 +99,7 @@ class RaftConfig:
     max_append_bytes: int = 1 << 20
     max_inflight: int = 16
     check_quorum: bool = True
+    quiesce: bool = True
     snapshot_retry_ticks: int = 20
 
 
@@ -153,6 +159,7 @@ class RaftNode:
         self.transfer_target: int | None = None
         self.transfer_deadline = 0
         self._broadcast_pending = False
+        self.quiesced = False
         self._outbox: list[Message] = []
         self._reset_election_timeout()
 
@@ -160,6 +167,8 @@ class RaftNode:
 
     def tick(self) -> None:
         self.now += 1
+        if self.quiesced:
+            return
         self.elapsed += 1
         if self.role is Role.LEADER:
             self._tick_leader()
@@ -167,6 +176,8 @@ class RaftNode:
             self.campaign()
 
     def step(self, m: Message) -> None:
+        if self.quiesced and m.type is not MT.HEARTBEAT_RESP and not (m.type is MT.HEARTBEAT and m.final):
+            self.wake()
         if m.term > self.log.term:
             if m.type in (MT.PREVOTE, MT.VOTE) and not m.transfer and self._in_lease():
                 return  # a leader is alive: ignore disruptive candidates (leader stickiness)
@@ -192,10 +203,29 @@ class RaftNode:
         """Append `data` as a new entry; returns (index, term). Leader only."""
         if self.role is not Role.LEADER or self.transfer_target is not None:
             raise NotLeaderError(self.group, None if self.transfer_target else self.leader)
+        self.wake()
         index = self.log.last_index + 1
         self.log.append([Entry(self.log.term, data)])
         self._broadcast_pending = True  # one append per follower for all proposals of this round
         return index, self.log.term
+
+    def wake(self, leader_lost: bool = False) -> None:
+        """End quiescence: a leader resumes heartbeats at once, a follower its election timer.
+
+        `leader_lost`: the host saw the leader's broker fall silent for an election
+        timeout, so the follower may campaign after a short random delay.
+        """
+        if not self.quiesced:
+            return
+        self.quiesced = False
+        if self.role is Role.LEADER:
+            self.elapsed = self.cfg.heartbeat_ticks
+        elif leader_lost:
+            self._reset_election_timeout()
+            self.elapsed = self.cfg.election_ticks
+        else:
+            self.heard_from_leader = self.now
+            self._reset_election_timeout()
 
     def persisted(self) -> None:
         """The host fsynced the log: durable entries now count toward commit."""
@@ -218,6 +248,7 @@ class RaftNode:
         """Hand leadership to the most caught-up follower (graceful shutdown)."""
         if self.role is not Role.LEADER or not self.others:
             return None
+        self.wake()
         if target is None:
             target = max(self.others, key=lambda p: self.progress[p].match)
         self.transfer_target = target
@@ -277,6 +308,7 @@ class RaftNode:
             "applied_index": self.applied,
             "last_index": self.log.last_index,
             "snapshot_index": self.log.snapshot_index,
+            "quiesced": self.quiesced,
             "followers": {
                 p: {"match_index": pr.match, "next_index": pr.next, "state": pr.state.name.lower(),
                     "lag": self.log.last_index - pr.match}
@@ -336,8 +368,13 @@ class RaftNode:
     def _tick_leader(self) -> None:
         if self.elapsed >= self.cfg.heartbeat_ticks:
             self.elapsed = 0
+            quiesce = self._can_quiesce()
             for p in self.others:
-                self._send(MT.HEARTBEAT, p, commit=min(self.progress[p].match, self.commit), context=self.now)
+                self._send(MT.HEARTBEAT, p, commit=min(self.progress[p].match, self.commit), context=self.now,
+                           final=quiesce)
+            if quiesce:
+                self.quiesced = True
+                return
         if self.cfg.check_quorum and self.now % self.cfg.election_ticks == 0:
             active = 1 + sum(1 for pr in self.progress.values() if pr.recent_active)
             for pr in self.progress.values():
@@ -353,6 +390,19 @@ class RaftNode:
                     self._send(MT.SNAPSHOT, p, context=self.now)  # restart a stalled transfer
         if self.transfer_target is not None and self.now >= self.transfer_deadline:
             self.transfer_target = None  # transfer timed out; keep leading
+
+    def _can_quiesce(self) -> bool:
+        """Idle and fully replicated, with every follower heard from lately."""
+        if not self.cfg.quiesce or not self.others or self.transfer_target is not None or self._broadcast_pending:
+            return False
+        last = self.log.last_index
+        if self.commit != last or self.applied != last:
+            return False
+        for pr in self.progress.values():
+            if (pr.state is not ProgressState.REPLICATE or pr.match != last or pr.inflight
+                    or self.now - pr.acked_tick >= self.cfg.election_ticks):
+                return False
+        return True
 
     def _broadcast_append(self) -> None:
         if len(self.peers) == 1:
@@ -519,6 +569,8 @@ class RaftNode:
         self._accept_leader(m.src)
         if m.commit > self.commit:
             self.commit = min(m.commit, self.log.last_index)
+        if m.final and self.cfg.quiesce and m.commit == self.commit == self.log.last_index:
+            self.quiesced = True  # the leader went quiet with us fully caught up
         self._send(MT.HEARTBEAT_RESP, m.src, context=m.context)
 
     def _on_snapshot(self, m: Message) -> None:

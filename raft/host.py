@@ -12,6 +12,12 @@ one ticker for all groups, and the I/O that the pure `RaftNode`s ask for:
 * **One ticker.**  Groups advance by elapsed time (`tick_ms`), catching up after
   a stall so that a paused leader sees its lease expire; reads check that the
   clock was ticked recently.  Idle groups cost a `tick()` call per tick.
+* **Broker-level liveness.**  Every heartbeat interval the host exchanges one
+  heartbeat with each peer broker (group ""), whatever the number of groups.
+  Idle groups quiesce (see `core`); the host wakes a quiesced follower whose
+  leader's broker fell silent for an election timeout, wakes a quiesced
+  leader that lost touch with a quorum's brokers, and grants a quiesced leader
+  its read lease from these broker-level acknowledgements.
 * **Checkpoints.**  Periodically each state machine makes its applied state
   durable, and the journal is compacted up to it: memory and disk do not grow
   with retained data, and replay after a restart starts at the checkpoint.
@@ -34,7 +40,7 @@ from typing import Any, Protocol
 
 from .core import NotLeaderError, RaftConfig, RaftNode, Role
 from .journal import Journal
-from .messages import Message, MessageDecodeError, decode_frame, encode_frame, encode_message
+from .messages import Message, MessageDecodeError, MessageType, decode_frame, encode_frame, encode_message
 from .transport import PeerTransport
 
 log = logging.getLogger("raftka.raft.host")
@@ -91,6 +97,7 @@ class RaftGroup:
         self.checkpointed = sm.applied_index
         self.closed = False
         self.known_leader: tuple[int | None, int] = (None, 0)  # (leader, term) last logged
+        self.asleep_since: int | None = None  # host tick at which the ticker stopped ticking it (quiesced)
 
     def status(self, tick_ms: int) -> dict:
         st = self.node.status()
@@ -123,6 +130,10 @@ class RaftHost:
         self._last_tick = time.monotonic()
         self._rng = random.Random()
         self.dropped_messages = 0
+        self.peer_seen: dict[int, float] = {}  # broker -> when any frame from it last arrived
+        self.peer_acked: dict[int, float] = {}  # broker -> send time of the newest broker heartbeat it answered
+        self._peers = sorted(others)
+        self.host_ticks = 0  # ticks since start; quiesced groups are not ticked, see _catch_up
 
     # ------------------------------------------------------------ lifecycle
 
@@ -205,6 +216,7 @@ class RaftHost:
         ProposalDroppedError if another leader overwrote the entry.
         """
         group = self.group(name)
+        self._catch_up(group)
         index, term = group.node.propose(data)
         fut = self._loop.create_future()
         group.waiting[index] = (term, fut)
@@ -214,8 +226,18 @@ class RaftHost:
     def read_allowed(self, name: str) -> bool:
         """Leader-lease check: may this broker serve reads of the group's committed state now?"""
         group = self.group(name)
-        clock_fresh = time.monotonic() - self._last_tick < 2 * self.cfg.tick_ms / 1000
-        return clock_fresh and group.node.read_allowed()
+        self._catch_up(group)
+        node = group.node
+        now = time.monotonic()
+        if now - self._last_tick >= 2 * self.cfg.tick_ms / 1000:
+            return False  # our clock stalled (paused process): do not trust any lease
+        if node.quiesced and node.role is Role.LEADER:
+            if node.applied < node.term_start_index:
+                return False
+            lease_s = (self.cfg.election_ticks - 1) * self.cfg.tick_ms / 1000
+            fresh = sum(1 for p in node.others if now - self.peer_acked.get(p, -1e9) < lease_s)
+            return fresh + 1 > len(node.peers) // 2
+        return node.read_allowed()
 
     def ensure_leader(self, name: str) -> RaftGroup:
         group = self.group(name)
@@ -303,6 +325,7 @@ class RaftHost:
     # ------------------------------------------------------------ network
 
     def _on_frame(self, peer: int, payload: bytes) -> None:
+        self.peer_seen[peer] = time.monotonic()
         try:
             messages = decode_frame(payload)
         except MessageDecodeError as exc:
@@ -312,10 +335,14 @@ class RaftHost:
             self._deliver(peer, m)
 
     def _deliver(self, peer: int, m: Message) -> None:
+        if not m.group:
+            self._on_broker_heartbeat(peer, m)
+            return
         group = self.groups.get(m.group)
         if group is None or m.dst != self.id or m.src != peer:
             self.dropped_messages += 1
             return
+        self._catch_up(group)
         try:
             group.node.step(m)
         except Exception:
@@ -323,11 +350,44 @@ class RaftHost:
             return
         self._activate(group)
 
+    def _on_broker_heartbeat(self, peer: int, m: Message) -> None:
+        if m.type is MessageType.HEARTBEAT and self.transport is not None:
+            reply = Message(MessageType.HEARTBEAT_RESP, "", self.id, peer, 0, context=m.context)
+            self.transport.send(peer, encode_frame([encode_message(reply)]))
+        elif m.type is MessageType.HEARTBEAT_RESP:
+            self.peer_acked[peer] = max(self.peer_acked.get(peer, 0.0), m.context / 1e6)
+
+    def _send_broker_heartbeats(self) -> None:
+        if self.transport is None:
+            return
+        stamp = int(time.monotonic() * 1e6)
+        for peer in self._peers:
+            beat = Message(MessageType.HEARTBEAT, "", self.id, peer, 0, context=stamp)
+            self.transport.send(peer, encode_frame([encode_message(beat)]))
+
+    def _catch_up(self, group: RaftGroup) -> None:
+        """Give a quiesced node the ticks the ticker skipped, before anyone looks at or drives it."""
+        if group.asleep_since is not None:
+            group.node.now += self.host_ticks - group.asleep_since
+            group.asleep_since = self.host_ticks if group.node.quiesced else None
+
+    def _wake_if_needed(self, node: RaftNode, now: float, silence_s: float) -> None:
+        """Wake a quiesced node whose peers' brokers went silent (see the module docstring)."""
+        if node.role is Role.LEADER:
+            heard = sum(1 for p in node.others if now - self.peer_seen.get(p, -1e9) < silence_s)
+            if heard + 1 <= len(node.peers) // 2:
+                node.wake()
+        elif node.leader is not None and node.leader != self.id:
+            if now - self.peer_seen.get(node.leader, -1e9) > silence_s:
+                node.wake(leader_lost=True)
+
     # --------------------------------------------------------------- ticks
 
     async def _tick_forever(self) -> None:
         tick_s = self.cfg.tick_ms / 1000
+        silence_s = self.cfg.election_ticks * tick_s
         last_checkpoint = time.monotonic()
+        ticks_since_beat = 0
         while True:
             await asyncio.sleep(tick_s)
             now = time.monotonic()
@@ -338,12 +398,27 @@ class RaftHost:
                 self._last_tick = now  # a long stall: every lease has expired anyway
             else:
                 self._last_tick += ticks * tick_s
+            ticks_since_beat += ticks
+            if ticks_since_beat >= self.cfg.heartbeat_ticks:
+                ticks_since_beat = 0
+                self._send_broker_heartbeats()
+            silent = [p for p in self._peers if now - self.peer_seen.get(p, -1e9) > silence_s]
             for group in list(self.groups.values()):
                 node = group.node
+                self._catch_up(group)  # now == host_ticks (before this batch of ticks)
+                if node.quiesced:
+                    if not silent:
+                        continue  # every broker is alive: a quiesced group costs nothing, not even a tick
+                    self._wake_if_needed(node, now, silence_s)
+                    if node.quiesced:
+                        continue
                 for _ in range(ticks):
                     node.tick()
+                if node.quiesced:
+                    group.asleep_since = self.host_ticks + ticks
                 if node.has_ready():
                     self._activate(group)
+            self.host_ticks += ticks
             if now - last_checkpoint >= self.cfg.checkpoint_interval_s:
                 last_checkpoint = now
                 self._checkpoint_all()

@@ -197,8 +197,24 @@ class SimCluster:
     def tick_all(self):
         for i, r in self.replicas.items():
             if r.up:
+                self.wake_like_host(i)
                 r.node.tick()
                 self.persist(i)
+
+    def reachable(self, src, dst):
+        return self.replicas[src].up and (src, dst) not in self.blocked
+
+    def wake_like_host(self, i):
+        """What RaftHost does from broker-level liveness for a quiesced replica."""
+        node = self.replicas[i].node
+        if not node.quiesced:
+            return
+        if node.role is Role.LEADER:
+            heard = sum(1 for j in node.others if self.reachable(j, i))
+            if heard + 1 <= len(node.peers) // 2:
+                node.wake()  # a quorum's brokers went silent: resume heartbeats and check-quorum
+        elif node.leader is not None and not self.reachable(node.leader, i):
+            node.wake(leader_lost=True)
 
     def propose(self, i, persist=True):
         r = self.replicas[i]

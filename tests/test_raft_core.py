@@ -381,3 +381,23 @@ def test_old_term_entries_are_not_committed_by_counting_replicas():
     assert s5.role is Role.LEADER
     # Node 5 overwrote index 2: legal only because it was never committed (check() raises otherwise).
     assert c.committed[2] == b"e3"
+
+
+def test_idle_group_quiesces_and_wakes_on_proposal_or_leader_loss():
+    c = SimCluster(3, seed=11)
+    leader = elect(c)
+    values = commit_values(c, 3)
+    c.run(10)
+    assert all(r.node.quiesced for r in c.replicas.values()), [r.node.status() for r in c.replicas.values()]
+    c.tick_all()
+    c.tick_all()
+    assert c.network == [], "a quiesced group still sends messages"
+    more = [c.propose(leader)]
+    c.run(5)
+    assert all(applied_data(c, i) == values + more for i in c.replicas)
+    c.run(10)
+    assert all(r.node.quiesced for r in c.replicas.values())
+    c.crash(leader)  # followers learn it from broker-level liveness, then elect a new leader
+    new = elect(c, 100)
+    assert new != leader
+    assert c.propose(new) is not None
