@@ -39,3 +39,9 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .raftka-data .pytest_cache
+
+## Real docker test of docker/ (image, 3- and 5-broker compose files with brokers killed);
+## needs a running docker engine, or root (docker/test.sh installs and starts one). Takes minutes.
+.PHONY: docker-test
+docker-test: $(STAMP)
+	RAFTKA_DOCKER_TESTS=1 $(PY) -m pytest -q -s -m docker tests/test_docker.py
