@@ -155,7 +155,10 @@ class LocalCluster:
 
     def close(self) -> None:
         for broker in list(self.procs):
-            self.resume(broker)
+            try:
+                self.resume(broker)
+            except ProcessLookupError:
+                pass  # it already exited
             self.stop_broker(broker)
 
     def __enter__(self) -> "LocalCluster":

@@ -1,0 +1,68 @@
+"""Raft durability and visibility with real broker processes: power loss of every broker at
+once, and a follower that stops replicating showing up in /raft."""
+
+import base64
+import os
+import time
+
+from cluster import request, retry
+from raftka.storage.powerloss import apply_ledger
+
+BINARY = "application/vnd.kafka.binary.v2+json"
+
+
+def produce_acked(url, topic, values):
+    acked = []
+    for v in values:
+        resp = retry(lambda: request(f"{url}/topics/{topic}/partitions/0", "POST",
+                                     {"records": [{"value": base64.b64encode(v).decode()}]}, content_type=BINARY))
+        if resp.status == 200:
+            acked.append((resp.json()["offsets"][0]["offset"], v))
+    return acked
+
+
+def fetch_values(url, topic):
+    resp = retry(lambda: request(f"{url}/topics/{topic}/partitions/0/records?offset=0&max_bytes=10000000",
+                                 accept=BINARY), timeout=60)
+    assert resp.status == 200, resp.body
+    return [(r["offset"], base64.b64decode(r["value"])) for r in resp.json()]
+
+
+def test_power_loss_of_every_broker_keeps_acknowledged_writes(cluster_factory, tmp_path):
+    ledger = tmp_path / "fsync.ledger"
+    c = cluster_factory(3, env={"RAFTKA_FSYNC_LEDGER": str(ledger)})
+    url = c.bootstrap[0]
+    assert c.create_topic("durable", partitions=1, replication_factor=3)["name"] == "durable"
+    acked = produce_acked(url, "durable", [b"v%d" % i for i in range(60)])
+    assert len(acked) == 60
+    for broker in list(c.procs):
+        c.kill(broker)  # all at once: nothing gets flushed on the way down
+    for broker in c.ids:  # the page cache is lost: only fsynced bytes remain in the data dirs
+        apply_ledger(str(ledger), str(c.root / f"broker-{broker}"))
+    os.remove(ledger)
+    for broker in c.ids:
+        c.start_broker(broker)
+    c.wait_healthy(60)
+    got = dict(fetch_values(c.bootstrap[1], "durable"))
+    missing = [(o, v) for o, v in acked if got.get(o) != v]
+    assert not missing, f"acknowledged records lost after power loss: {missing[:5]}"
+
+
+def test_a_follower_that_stops_replicating_shows_in_raft_status(cluster_factory):
+    c = cluster_factory(3)
+    c.create_topic("stall", partitions=1, replication_factor=3)
+    leader = c.leader_of("stall", 0)
+    follower = next(b for b in c.ids if b != leader)
+    c.pause(follower)  # SIGSTOP: the follower silently stops acknowledging
+    try:
+        produce_acked(c.url(leader), "stall", [b"x%d" % i for i in range(20)])
+        time.sleep(1.0)
+        groups = request(c.url(leader) + "/raft").json()["groups"]
+        status = next(g for g in groups if g["group"] != "__metadata" and g["role"] == "leader")
+        lagging = status["followers"][str(follower)]
+        assert lagging["lag"] >= 20, lagging
+        assert lagging["last_contact_ms"] is None or lagging["last_contact_ms"] >= 800, lagging
+        healthy = status["followers"][str(next(b for b in c.ids if b not in (leader, follower)))]
+        assert healthy["lag"] == 0, healthy
+    finally:
+        c.resume(follower)
