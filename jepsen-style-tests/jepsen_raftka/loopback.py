@@ -14,6 +14,7 @@ such traffic bypasses the proxy.
 
 from __future__ import annotations
 
+import random
 import socket
 from collections.abc import Mapping, Sequence
 
@@ -28,10 +29,21 @@ class UnsupportedFault(RuntimeError):
     """This cluster mode cannot inject that fault."""
 
 
+_PORT_RANGE = (20000, 32000)  # below Linux's ephemeral range, so no outgoing connection takes it meanwhile
+
+
 def free_port(host: str = HOST) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    """A port that is free now, outside the ephemeral range (bind-to-0 ports get reused by clients)."""
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(*_PORT_RANGE)
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise OSError(f"no free port in {_PORT_RANGE} on {host}")
 
 
 class LoopbackCluster:
