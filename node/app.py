@@ -19,6 +19,7 @@ from .broker import Broker
 from .errors import ApiError, InternalError, RequestTooLarge, error_body
 from .forwarding import BROKER_HEADER
 from .metrics import CONTENT_TYPE, MetricsRegistry
+from .openapi import openapi_spec
 
 log = logging.getLogger("raftka.node.app")
 
@@ -44,7 +45,7 @@ async def topic_catch_up_middleware(request: web.Request, handler):
     """A topic just created may not have reached this broker's metadata replica yet: wait a moment."""
     topic = request.match_info.get("topic")
     broker: Broker = request.app[BROKER_KEY]
-    if topic is not None and broker.metadata.topic(topic) is None and not broker.is_metadata_leader():
+    if topic is not None and broker.metadata.topic(topic) is None and broker.metadata_leader_term() is None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + METADATA_CATCH_UP_S
         while broker.metadata.topic(topic) is None and loop.time() < deadline:
@@ -100,6 +101,13 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=request.app[METRICS_KEY].render(), headers={"Content-Type": CONTENT_TYPE})
 
 
+_OPENAPI = orjson.dumps(openapi_spec())
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.Response(body=_OPENAPI, content_type=JSON)
+
+
 def register_raft_metrics(registry: MetricsRegistry, broker: Broker) -> None:
     def groups():
         return broker.host.groups.items()
@@ -137,6 +145,7 @@ def create_app(broker: Broker, groups) -> web.Application:
     app.router.add_get("/raft", raft_status)
     app.router.add_get("/raft/leaders", raft_leaders)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/openapi.json", openapi)
     add_topic_routes(app)
     add_record_routes(app)
     add_group_routes(app, groups)

@@ -51,6 +51,7 @@ class BrokerGroups:
         self.broker = broker
         self.initial_rebalance_delay_ms = initial_rebalance_delay_ms
         self._coordinator: GroupCoordinator | None = None
+        self._coordinator_term: int | None = None  # the metadata leadership term the coordinator serves
         self._watcher: asyncio.Task | None = None
         self.rest_consumers = RestConsumers(
             broker.id, fetch=self._fetch, watermarks=self._watermarks, committed=self._committed_for,
@@ -76,14 +77,18 @@ class BrokerGroups:
             self._coordinator = None
 
     async def _follow_leadership(self) -> None:
+        # Start once the lease confirms the leadership (its term's entries applied: fresh metadata);
+        # stop only when the Raft leadership of that term ends. A lapsed lease alone (a stalled event
+        # loop) must not wipe every group's membership.
         while True:
-            leading = self.broker.is_metadata_leader()
-            if leading and self._coordinator is None:
-                await self._become_coordinator()
-            elif not leading and self._coordinator is not None:
+            term = self.broker.metadata_leader_term()
+            if self._coordinator is not None and term != self._coordinator_term:
                 coordinator, self._coordinator = self._coordinator, None
                 log.info("broker %d: no longer the group coordinator", self.broker.id)
                 await coordinator.stop()
+            if self._coordinator is None and term is not None and self.broker.is_metadata_leader():
+                await self._become_coordinator()
+                self._coordinator_term = term
             await asyncio.sleep(LEADERSHIP_POLL_S)
 
     async def _become_coordinator(self) -> None:
@@ -157,6 +162,8 @@ class BrokerGroups:
             body = {"offsets": [{"topic": t, "partition": p, "offset": o} for (t, p), o in offsets.items()]}
             if member_id is not None:
                 body.update(member_id=member_id, generation=generation)
+            if reset:
+                body["reset"] = True
             await self._call_coordinator("POST", f"/groups/{group}/offsets", body)
             return
         await self.broker.propose_metadata(command(

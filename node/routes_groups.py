@@ -77,9 +77,17 @@ class GroupsFacade(Protocol):
         ...
 
     async def commit_offsets(
-        self, group: str, offsets: dict[TopicPartition, int], member_id: str | None, generation: int | None
+        self,
+        group: str,
+        offsets: dict[TopicPartition, int],
+        member_id: str | None,
+        generation: int | None,
+        *,
+        reset: bool = False,
     ) -> None:
-        """Commit through the metadata group; its state machine refuses stale generations (``StaleGeneration``)."""
+        """Commit through the metadata group; its state machine refuses stale generations (``StaleGeneration``).
+
+        Committed offsets only grow, unless ``reset`` (an explicit commit after a seek) stores lower ones."""
         ...
 
     async def end_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int | None]:
@@ -317,8 +325,10 @@ class _Handlers:
         if (forwarded := await self.groups.forward_to_coordinator(request)) is not None:
             return forwarded
         group = validate_group_name(request.match_info["group"])
-        doc = await _body(request, frozenset(("member_id", "generation", "offsets")))
-        member_id, generation = doc.get("member_id"), doc.get("generation")
+        doc = await _body(request, frozenset(("member_id", "generation", "offsets", "reset")))
+        member_id, generation, reset = doc.get("member_id"), doc.get("generation"), doc.get("reset", False)
+        if type(reset) is not bool:
+            raise InvalidRequest(f"'reset' must be true or false, got {_type_name(reset)}.")
         if member_id is not None:
             _str(member_id, "'member_id'")
         if generation is not None:
@@ -326,7 +336,7 @@ class _Handlers:
         offsets = _offsets(doc, 0)
         self._check_partitions(list(offsets))
         self.groups.coordinator().check_commit(group, member_id, generation)
-        await self.groups.commit_offsets(group, offsets, member_id, generation)
+        await self.groups.commit_offsets(group, offsets, member_id, generation, reset=reset)
         return _json({})
 
     async def committed(self, request: web.Request) -> web.StreamResponse:

@@ -24,8 +24,8 @@ from raftka.storage.errors import OffsetOutOfRangeError, StorageError
 from .app import BROKER_KEY, json_response
 from .broker import Broker
 from .codecs import fetch_format, parse_produce_request, produce_format, render_produce_response, render_records
-from .errors import ApiError, InvalidRequest, OffsetOutOfRange, RecordTooLarge
-from .forwarding import forward
+from .errors import ApiError, InvalidRequest, OffsetOutOfRange, RecordTooLarge, error_body
+from .forwarding import BROKER_HEADER, forward
 from .routes_topics import partition_number
 from .topics import parse_topic_configs
 
@@ -95,15 +95,17 @@ async def leader_or_forward_target(broker: Broker, topic: str, partition: int) -
 # ------------------------------------------------------------------ produce
 
 async def produce_batch(request: web.Request, broker: Broker, topic: str, partition: int, batch: bytes,
-                        timeout_s: float) -> dict:
-    """Commit one batch to a partition: locally when leading, else via the leader's fast path."""
+                        timeout_s: float) -> tuple[dict, str]:
+    """Commit one batch to a partition: locally when leading, else via the leader's fast path.
+
+    Returns the batch endpoint's answer and the id of the broker that served it (for X-Raftka-Broker)."""
     target = await leader_or_forward_target(broker, topic, partition)
     if target == broker.id:
         result = await broker.produce(topic, partition, batch, timeout_s)
         if not result.ok:
             raise ProduceRejected(PRODUCE_ERROR_CODES.get(result.error, 42206), result.error_message)
         return {"partition": partition, "base_offset": result.base_offset, "last_offset": result.last_offset,
-                "duplicate": result.duplicate}
+                "duplicate": result.duplicate}, str(broker.id)
     error = broker.not_leader(target, f"partition {topic}/{partition}")
     if target is None:
         raise error
@@ -113,7 +115,7 @@ async def produce_batch(request: web.Request, broker: Broker, topic: str, partit
     doc = orjson.loads(resp.body)
     if resp.status != 200:
         raise ProduceRejected(doc.get("error_code", 50002), doc.get("message", "forwarded produce failed"))
-    return doc
+    return doc, resp.headers.get(BROKER_HEADER, str(target))
 
 
 def encode_records(records, producer) -> bytes:
@@ -146,13 +148,15 @@ async def produce_to_topic(request: web.Request) -> web.Response:
         by_partition[p].append(i)
     limit = max_message_bytes(broker, topic)
     outcomes: dict[int, int | ApiError] = {}
+    servers: set[str] = set()
 
     async def one(p: int, indexes: list[int]) -> None:
         try:
             batch = encode_records([req.records[i] for i in indexes], (None, None, None))
             if len(batch) > limit:
                 raise RecordTooLarge(f"Batch for partition {p} is {len(batch)} bytes; max.message.bytes is {limit}.")
-            doc = await produce_batch(request, broker, topic, p, batch, timeout_s)
+            doc, served_by = await produce_batch(request, broker, topic, p, batch, timeout_s)
+            servers.add(served_by)
             for k, i in enumerate(indexes):
                 outcomes[i] = doc["base_offset"] + k
         except ApiError as exc:
@@ -163,8 +167,12 @@ async def produce_to_topic(request: web.Request) -> web.Response:
     partition_of = {i: p for p, idx in by_partition.items() for i in idx}
     body = render_produce_response((partition_of[i], outcomes[i]) for i in range(len(req.records)))
     errors = [o for o in outcomes.values() if isinstance(o, ApiError)]
-    status = 200 if not errors or len(errors) < len(outcomes) else errors[0].http_status
-    return web.Response(body=body, status=status, content_type="application/vnd.kafka.v2+json")
+    if errors and len(errors) == len(outcomes):
+        # Nothing was written: an error document (error_code, message) that still lists every record.
+        body = error_body(errors[0].error_code, errors[0].message, **orjson.loads(body))
+        return web.Response(body=body, status=errors[0].http_status, content_type="application/json")
+    headers = {BROKER_HEADER: servers.pop()} if len(servers) == 1 else None  # else: several leaders served
+    return web.Response(body=body, content_type="application/vnd.kafka.v2+json", headers=headers)
 
 
 async def produce_to_partition(request: web.Request) -> web.Response:
@@ -178,9 +186,9 @@ async def produce_to_partition(request: web.Request) -> web.Response:
     limit = max_message_bytes(broker, topic)
     if len(batch) > limit:
         raise RecordTooLarge(f"Batch is {len(batch)} bytes; max.message.bytes of '{topic}' is {limit}.")
-    doc = await produce_batch(request, broker, topic, partition, batch, timeout_s)
+    doc, served_by = await produce_batch(request, broker, topic, partition, batch, timeout_s)
     body = render_produce_response((partition, doc["base_offset"] + k) for k in range(len(req.records)))
-    return web.Response(body=body, content_type="application/vnd.kafka.v2+json")
+    return web.Response(body=body, content_type="application/vnd.kafka.v2+json", headers={BROKER_HEADER: served_by})
 
 
 async def produce_raw_batch(request: web.Request) -> web.Response:
@@ -198,7 +206,10 @@ async def produce_raw_batch(request: web.Request) -> web.Response:
     except (CorruptBatchError, InvalidRecordError, StorageError, ValueError) as exc:
         raise InvalidRequest(f"Body is not a valid RecordBatch v2: {exc}") from None
     timeout_s = query_int(request, "timeout_ms", DEFAULT_TIMEOUT_MS, 1, 300_000) / 1000
-    return json_response(await produce_batch(request, broker, topic, partition, batch, timeout_s))
+    doc, served_by = await produce_batch(request, broker, topic, partition, batch, timeout_s)
+    response = json_response(doc)
+    response.headers[BROKER_HEADER] = served_by
+    return response
 
 
 # -------------------------------------------------------------------- fetch

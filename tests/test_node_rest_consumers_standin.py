@@ -203,9 +203,10 @@ class StandInFacade:
         return await self.broker.committed_offsets(group)
 
     async def commit_offsets(
-        self, group: str, offsets: dict[TopicPartition, int], member_id: str | None, generation: int | None
+        self, group: str, offsets: dict[TopicPartition, int], member_id: str | None, generation: int | None,
+        *, reset: bool = False,
     ) -> None:
-        await self.broker.commit(group, offsets, member_id, generation)
+        await self.broker.commit(group, offsets, member_id, generation)  # the stand-in stores any offset
 
     async def end_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int | None]:
         return await self.broker.end_offsets(partitions)

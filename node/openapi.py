@@ -1,0 +1,453 @@
+"""The OpenAPI 3.0 description of the broker's HTTP API, served at ``GET /openapi.json``.
+
+Built in code from a few helpers so each route reads as one entry; the
+prose contract is notes/http_api.md. Every route ``create_app`` registers is
+here (aiohttp's automatic HEAD twins of the GET routes aside): a test
+compares the two, and a fuzz test drives a real cluster from this document.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+__all__ = ["SPEC_VERSION", "openapi_spec"]
+
+SPEC_VERSION = "3.0.3"
+
+JSON = "application/json"
+KAFKA = "application/vnd.kafka.v2+json"
+BINARY = "application/vnd.kafka.binary.v2+json"
+JSON_EMBEDDED = "application/vnd.kafka.json.v2+json"
+BATCH = "application/vnd.raftka.batch"
+
+NAME_PATTERN = "^[a-zA-Z0-9._-]{1,249}$"
+INT32_MAX = 2**31 - 1
+INT64_MAX = 2**63 - 1
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _param(name: str) -> dict:
+    return {"$ref": f"#/components/parameters/{name}"}
+
+
+def _obj(properties: dict, required: tuple[str, ...] = (), *, additional: bool = False) -> dict:
+    schema: dict[str, Any] = {"type": "object", "properties": properties, "additionalProperties": additional}
+    if required:
+        schema["required"] = list(required)
+    return schema
+
+
+def _int(low: int | None = None, high: int | None = None, **extra: Any) -> dict:
+    schema: dict[str, Any] = {"type": "integer", **extra}
+    if low is not None:
+        schema["minimum"] = low
+    if high is not None:
+        schema["maximum"] = high
+    return schema
+
+
+def _nullable(schema: dict) -> dict:
+    return {**schema, "nullable": True}
+
+
+def _query(name: str, schema: dict, description: str, *, required: bool = False) -> dict:
+    return {"name": name, "in": "query", "required": required, "schema": schema, "description": description}
+
+
+def _body(schema: dict, *media_types: str, required: bool = True) -> dict:
+    return {"required": required, "content": {m: {"schema": schema} for m in (media_types or (JSON,))}}
+
+
+def _ok(description: str, schema: dict | None = None, *media_types: str, status: str = "200") -> dict:
+    response: dict[str, Any] = {"description": description,
+                                "headers": {"X-Raftka-Broker": {"$ref": "#/components/headers/Broker"}}}
+    if schema is not None:
+        response["content"] = {m: {"schema": schema} for m in (media_types or (JSON,))}
+    return {status: response}
+
+
+def _op(summary: str, responses: dict, *, params: list | None = None, body: dict | None = None,
+        tag: str, errors: str = "") -> dict:
+    op: dict[str, Any] = {
+        "summary": summary,
+        "tags": [tag],
+        "responses": {**responses, "default": {"$ref": "#/components/responses/Error"}},
+    }
+    if errors:
+        op["description"] = f"Errors: {errors}."
+    if params:
+        op["parameters"] = params
+    if body is not None:
+        op["requestBody"] = body
+    return op
+
+
+# ------------------------------------------------------------------ schemas
+
+_TP = _obj({"topic": _ref("Name"), "partition": _int(0, INT32_MAX)}, ("topic", "partition"))
+_TP_OFFSET = _obj({"topic": _ref("Name"), "partition": _int(0, INT32_MAX), "offset": _int(0, INT64_MAX)},
+                  ("topic", "partition", "offset"))
+_TOPIC_CONFIGS = {
+    "type": "object",
+    "description": "Kafka topic configs (retention.ms, retention.bytes, segment.bytes, max.message.bytes, "
+                   "cleanup.policy); values as integers or decimal strings.",
+    "additionalProperties": {"oneOf": [{"type": "string"}, {"type": "integer"}]},
+}
+_REPLICA = _obj({"broker": {"type": "integer"}, "leader": {"type": "boolean"},
+                 "in_sync": _nullable({"type": "boolean"})}, ("broker", "leader", "in_sync"))
+_PARTITION = _obj({"partition": {"type": "integer"}, "leader": _nullable({"type": "integer"}),
+                   "replicas": {"type": "array", "items": _REPLICA},
+                   "high_watermark": _nullable({"type": "integer"}),
+                   "log_start_offset": _nullable({"type": "integer"})},
+                  ("partition", "leader", "replicas", "high_watermark", "log_start_offset"))
+_HEADER = _obj({"key": {"type": "string"}, "value": _nullable({"type": "string", "format": "byte"})}, ("key", "value"))
+_PRODUCER_FIELDS = {
+    "producer_id": _int(0, INT64_MAX, description="From POST /producers; with producer_epoch and base_sequence."),
+    "producer_epoch": _int(0, 2**15 - 1),
+    "base_sequence": _int(0, INT32_MAX, description="Sequence of the first record; +len(records) per batch."),
+}
+
+
+def _produce_record(embedded: dict) -> dict:
+    return _obj({"key": embedded, "value": embedded, "partition": _int(0, INT32_MAX),
+                 "headers": _nullable({"type": "array", "items": _HEADER}),
+                 "timestamp": _nullable(_int(0, INT64_MAX))})
+
+
+def _produce_request(embedded: dict) -> dict:
+    return _obj({"records": {"type": "array", "minItems": 1, "items": _produce_record(embedded)},
+                 **_PRODUCER_FIELDS}, ("records",))
+
+
+_B64 = _nullable({"type": "string", "format": "byte", "description": "base64"})
+_ANY_JSON = {"nullable": True, "description": "any JSON value"}
+
+_FETCHED = _obj({"topic": {"type": "string"}, "key": {"nullable": True}, "value": {"nullable": True},
+                 "partition": {"type": "integer"}, "offset": {"type": "integer"},
+                 "timestamp": _nullable({"type": "integer"}), "headers": {"type": "array", "items": _HEADER},
+                 "base64_fields": {"type": "array", "items": {"type": "string"}}},
+                ("topic", "key", "value", "partition", "offset", "timestamp", "headers"))
+
+SCHEMAS: dict[str, Any] = {
+    "Name": {"type": "string", "pattern": NAME_PATTERN, "description": "topic or group name"},
+    "Error": {
+        "type": "object",
+        "required": ["error_code", "message"],
+        "properties": {
+            "error_code": {"type": "integer", "description": "five digits; error_code // 100 == HTTP status"},
+            "message": {"type": "string"},
+            "leader_id": _nullable({"type": "integer"}),
+            "leader_url": _nullable({"type": "string"}),
+            "earliest": {"type": "integer"},
+            "latest": {"type": "integer"},
+            "generation": _nullable({"type": "integer"}),
+        },
+    },
+    "TopicPartition": _TP,
+    "TopicPartitionOffset": _TP_OFFSET,
+    "Partition": _PARTITION,
+    "ProduceRequestBinary": _produce_request(_B64),
+    "ProduceRequestJson": _produce_request(_ANY_JSON),
+    "ProduceResponse": _obj({
+        "offsets": {"type": "array", "items": _obj({
+            "partition": {"type": "integer"}, "offset": _nullable({"type": "integer"}),
+            "error_code": _nullable({"type": "integer"}), "error": _nullable({"type": "string"})},
+            ("partition", "offset", "error_code", "error"))},
+        "key_schema_id": _nullable({"type": "integer"}), "value_schema_id": _nullable({"type": "integer"})},
+        ("offsets",)),
+    "Records": {"type": "array", "items": _FETCHED},
+    "Assignment": {"type": "array", "items": _TP},
+    "Offsets": _obj({"offsets": {"type": "array", "items": _TP_OFFSET}}, ("offsets",)),
+}
+
+_TOPIC_PARAM = {"name": "topic", "in": "path", "required": True, "schema": _ref("Name")}
+_PARTITION_PARAM = {"name": "partition", "in": "path", "required": True, "schema": _int(0, 999_999_999)}
+_GROUP_PARAM = {"name": "group", "in": "path", "required": True, "schema": _ref("Name")}
+_INSTANCE_PARAM = {"name": "instance", "in": "path", "required": True,
+                   "schema": {"type": "string", "pattern": "^rk[0-9]{1,10}-[a-zA-Z0-9._-]{1,64}$"},
+                   "description": "rk<owner broker>-<name>; other brokers forward to the owner"}
+_MEMBER_PARAM = {"name": "member", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
+
+TOPIC = [_param("topic")]
+PART = [_param("topic"), _param("partition")]
+GROUP = [_param("group")]
+INST = [_param("group"), _param("instance")]
+_TIMEOUT_MS = _query("timeout_ms", _int(1, 300_000), "Commit timeout (default 10000); 50003 when exceeded.")
+
+# ------------------------------------------------------------------- paths
+
+
+def _ops_paths() -> dict:
+    any_object = {"type": "object"}
+    return {
+        "/health": {"get": _op("Liveness: 200 when a metadata leader is known, else 503.", {
+            **_ok("healthy", _obj({"status": {"type": "string"}, "broker": {"type": "integer"},
+                                   "metadata_leader": _nullable({"type": "integer"})},
+                                  ("status", "broker", "metadata_leader"))),
+            "503": {"description": "no metadata leader known",
+                    "content": {JSON: {"schema": any_object}}}}, tag="ops")},
+        "/raft": {"get": _op("Raft state of every group on this broker.", _ok("groups", any_object), tag="ops")},
+        "/raft/leaders": {"get": _op("Groups this broker leads, with their terms (used by peers).",
+                                     _ok("led groups", any_object), tag="ops")},
+        "/metrics": {"get": _op("Prometheus metrics.", _ok("metrics", {"type": "string"}, "text/plain"), tag="ops")},
+        "/openapi.json": {"get": _op("This document.", _ok("OpenAPI 3 document", any_object), tag="ops")},
+    }
+
+
+def _topic_paths() -> dict:
+    create = _obj({"name": _ref("Name"), "partitions": _int(1, 10_000), "partitions_count": _int(1, 10_000),
+                   "replication_factor": {"type": "integer", "enum": [1, 3, 5]},
+                   "configs": {"oneOf": [_TOPIC_CONFIGS, {"type": "array", "items": _obj(
+                       {"name": {"type": "string"}, "value": {"type": "string"}}, ("name", "value"))}]}},
+                  ("name",))
+    topic_doc = _obj({"name": {"type": "string"}, "configs": {"type": "object"},
+                      "replication_factor": {"type": "integer"},
+                      "partitions": {"type": "array", "items": _ref("Partition")}},
+                     ("name", "configs", "partitions"), additional=True)
+    configs_doc = _obj({"name": {"type": "string"}, "configs": {"type": "object"}}, ("name", "configs"))
+    return {
+        "/brokers": {"get": _op("Brokers of the cluster and the metadata leader.", _ok("brokers", _obj({
+            "brokers": {"type": "array", "items": {"type": "integer"}},
+            "metadata_leader": _nullable({"type": "integer"}),
+            "details": {"type": "array", "items": _obj({"id": {"type": "integer"}, "url": {"type": "string"}},
+                                                        ("id", "url"), additional=True)}},
+            ("brokers", "metadata_leader"))), tag="cluster")},
+        "/metadata": {"get": _op("Compact metadata for smart clients (brokers, topics, partition leaders).",
+                                 _ok("metadata", _obj({"brokers": {"type": "object"}, "topics": {"type": "object"},
+                                                       "metadata_leader": _nullable({"type": "integer"})},
+                                                      ("brokers", "topics"))), tag="cluster")},
+        "/producers": {"post": _op("Allocate an idempotent producer id.", _ok("producer id", _obj(
+            {"producer_id": {"type": "integer"}, "producer_epoch": {"type": "integer"}},
+            ("producer_id", "producer_epoch"))), tag="produce", errors="503 50301 no metadata leader")},
+        "/topics": {
+            "get": _op("Topic names.", _ok("names", {"type": "array", "items": {"type": "string"}}), tag="topics"),
+            "post": _op("Create a topic (replication factor defaults to min(3, brokers)).",
+                        _ok("created", _obj({"name": {"type": "string"}, "partitions": {"type": "integer"},
+                                             "replication_factor": {"type": "integer"}, "configs": {"type": "object"}},
+                                            ("name", "partitions", "replication_factor", "configs")), status="201"),
+                        body=_body(create), tag="topics",
+                        errors="409 40904 exists, 422 42206 bad body, 42208 bad name, 42209 bad partition count, "
+                               "42210 bad replication factor (or > brokers), 42211 bad config"),
+        },
+        "/topics/{topic}": {
+            "parameters": TOPIC,
+            "get": _op("Describe a topic.", _ok("topic", topic_doc), tag="topics", errors="404 40401"),
+            "delete": _op("Delete a topic and its data.", _ok("deleted", status="204"), tag="topics",
+                          errors="404 40401"),
+            "post": _op("Produce records (REST Proxy v2): explicit partition, else murmur2(key), else round robin.",
+                        _ok("per-record offsets (error_code per record when only some partitions failed)",
+                            _ref("ProduceResponse"), KAFKA),
+                        params=[_TIMEOUT_MS],
+                        body={"required": True, "content": {
+                            BINARY: {"schema": _ref("ProduceRequestBinary")},
+                            JSON_EMBEDDED: {"schema": _ref("ProduceRequestJson")},
+                            JSON: {"schema": _ref("ProduceRequestJson")}}},
+                        tag="produce", errors="404 40401, 413 41301/41302, 415 41501, 422 42206/42207"),
+        },
+        "/topics/{topic}/partitions": {
+            "parameters": TOPIC,
+            "get": _op("Partitions with leaders, replicas and watermarks.",
+                       _ok("partitions", {"type": "array", "items": _ref("Partition")}), tag="topics"),
+            "post": _op("Grow the partition count to `count`.", _ok("new count", _obj(
+                {"name": {"type": "string"}, "partitions": {"type": "integer"}}, ("name", "partitions"))),
+                body=_body(_obj({"count": _int(1, 10_000), "partitions": _int(1, 10_000)})), tag="topics",
+                errors="404 40401, 422 42209 not larger"),
+        },
+        "/topics/{topic}/partitions/{partition}": {
+            "parameters": PART,
+            "get": _op("One partition.", _ok("partition", _ref("Partition")), tag="topics", errors="404 40401/40402"),
+            "post": _op("Produce to one partition; optionally idempotent (producer_id, producer_epoch, "
+                        "base_sequence).",
+                        _ok("offsets", _ref("ProduceResponse"), KAFKA), params=[_TIMEOUT_MS],
+                        body={"required": True, "content": {
+                            BINARY: {"schema": _ref("ProduceRequestBinary")},
+                            JSON_EMBEDDED: {"schema": _ref("ProduceRequestJson")},
+                            JSON: {"schema": _ref("ProduceRequestJson")}}},
+                        tag="produce", errors="409 40907 sequence out of order, 409 40908 fenced epoch, "
+                                              "500 50003 timed out (retry with the same sequence), 503 50301"),
+        },
+        "/topics/{topic}/partitions/{partition}/batch": {
+            "parameters": PART,
+            "post": _op("Fast path: one Kafka RecordBatch v2 (producer id/epoch/sequence in its header).",
+                        _ok("offsets", _obj({"partition": {"type": "integer"}, "base_offset": {"type": "integer"},
+                                             "last_offset": {"type": "integer"}, "duplicate": {"type": "boolean"}},
+                                            ("partition", "base_offset", "last_offset", "duplicate"))),
+                        params=[_TIMEOUT_MS],
+                        body=_body({"type": "string", "format": "binary"}, BATCH), tag="produce",
+                        errors="422 42206 not a valid batch, 413 41302"),
+        },
+        "/topics/{topic}/partitions/{partition}/records": {
+            "parameters": PART,
+            "get": _op("Fetch committed records from `offset` (leader; others forward). Long-polls up to timeout_ms.",
+                       _ok("records (raw RecordBatch bytes with Accept: application/vnd.raftka.batch)",
+                           _ref("Records"), BINARY, JSON_EMBEDDED),
+                       params=[_query("offset", _int(0, INT64_MAX), "first offset", required=True),
+                               _query("max_bytes", _int(1, 64 << 20), "default 1 MiB"),
+                               _query("timeout_ms", _int(0, 30_000), "long-poll wait, default 0")],
+                       tag="fetch", errors="404 40401/40402, 406 40601, 416 41601 (body adds earliest, latest)"),
+        },
+        "/topics/{topic}/partitions/{partition}/offsets": {
+            "parameters": PART,
+            "get": _op("Beginning and end offsets of a partition.", _ok("offsets", _obj(
+                {"beginning_offset": {"type": "integer"}, "end_offset": {"type": "integer"}},
+                ("beginning_offset", "end_offset"))), tag="fetch"),
+        },
+        "/topics/{topic}/configs": {
+            "parameters": TOPIC,
+            "get": _op("Topic configs (with defaults).", _ok("configs", configs_doc), tag="topics"),
+            "put": _op("Alter topic configs.", _ok("configs", configs_doc),
+                       body=_body(_obj({"configs": _TOPIC_CONFIGS}, ("configs",))), tag="topics",
+                       errors="422 42211"),
+        },
+    }
+
+
+def _group_paths() -> dict:
+    member = _obj({"member_id": {"type": "string"}, "generation": {"type": "integer"},
+                   "assignment": _ref("Assignment")}, ("member_id", "generation", "assignment"))
+    join = _obj({"member_id": {"type": "string", "minLength": 1},
+                 "topics": {"type": "array", "minItems": 1, "items": _ref("Name")},
+                 "session_timeout_ms": _int(6000, 1_800_000), "rebalance_timeout_ms": _int(1, 1_800_000),
+                 "client_id": {"type": "string", "pattern": "^[a-zA-Z0-9._-]{1,100}$"}}, ("topics",))
+    commit = _obj({"member_id": {"type": "string", "minLength": 1}, "generation": _int(0, INT32_MAX),
+                   "offsets": {"type": "array", "minItems": 1, "items": _TP_OFFSET},
+                   "reset": {"type": "boolean", "description": "store lower offsets too (commit after a seek); "
+                                                                "default false: committed offsets only grow"}},
+                  ("offsets",))
+    summary = _obj({"group": {"type": "string"}, "state": {"type": "string"}, "generation": {"type": "integer"},
+                    "members": {"type": "integer"}}, ("group", "state", "generation", "members"))
+    describe = _obj({"group": {"type": "string"}, "state": {"type": "string"}, "generation": {"type": "integer"},
+                     "members": {"type": "array", "items": _obj({"member_id": {"type": "string"},
+                                                                 "topics": {"type": "array"},
+                                                                 "assignment": _ref("Assignment")},
+                                                                ("member_id", "assignment"))},
+                     "offsets": {"type": "array", "items": _obj({
+                         "topic": {"type": "string"}, "partition": {"type": "integer"}, "offset": {"type": "integer"},
+                         "end_offset": _nullable({"type": "integer"}), "lag": _nullable({"type": "integer"})},
+                         ("topic", "partition", "offset", "end_offset", "lag"))}},
+                    ("group", "state", "generation", "members", "offsets"))
+    return {
+        "/groups": {"get": _op("Consumer groups known to the coordinator.", _ok("groups", _obj(
+            {"groups": {"type": "array", "items": summary}}, ("groups",))), tag="groups")},
+        "/groups/{group}": {"parameters": GROUP, "get": _op(
+            "Describe a group: members, assignment, committed offsets and lag.", _ok("group", describe),
+            tag="groups", errors="404 40405")},
+        "/groups/{group}/members": {"parameters": GROUP, "post": _op(
+            "Join (long-polls until the rebalance completes; the first one of an empty group waits 3 s).",
+            _ok("membership", member), body=_body(join), tag="groups",
+            errors="404 40403 unknown member_id, 409 40906 superseded, 422 42206")},
+        "/groups/{group}/members/{member}": {"parameters": [*GROUP, _param("member")], "delete": _op(
+            "Leave the group (triggers a rebalance).", _ok("left", status="204"), tag="groups",
+            errors="404 40403")},
+        "/groups/{group}/heartbeat": {"parameters": GROUP, "post": _op(
+            "Keep the session alive.", _ok("ok", {"type": "object"}),
+            body=_body(_obj({"member_id": {"type": "string", "minLength": 1}, "generation": _int(0, INT32_MAX)},
+                            ("member_id", "generation"))),
+            tag="groups", errors="404 40403 unknown member, 409 40905 stale generation, 409 40906 rebalancing")},
+        "/groups/{group}/offsets": {
+            "parameters": GROUP,
+            "post": _op("Commit offsets (next offset to read). Without member_id/generation only while the "
+                        "group has no live members.", _ok("committed", {"type": "object"}), body=_body(commit),
+                        tag="groups", errors="409 40905 stale generation, 404 40401/40402"),
+            "get": _op("Committed offsets.", _ok("offsets", _ref("Offsets")),
+                       params=[_query("topic", _ref("Name"), "only this topic")], tag="groups"),
+        },
+        **_consumer_paths(),
+    }
+
+
+def _consumer_paths() -> dict:
+    base = "/consumers/{group}/instances/{instance}"
+    create = _obj({"name": _nullable({"type": "string", "pattern": "^[a-zA-Z0-9._-]{1,64}$"}),
+                   "format": _nullable({"type": "string", "enum": ["binary", "json"]}),
+                   "auto.offset.reset": _nullable({"type": "string", "enum": ["earliest", "latest"]}),
+                   "auto.commit.enable": _nullable({"oneOf": [{"type": "boolean"},
+                                                               {"type": "string", "enum": ["true", "false"]}]}),
+                   "consumer.request.timeout.ms": _nullable(_int(0, 30_000))})
+    partitions = _obj({"partitions": {"type": "array", "minItems": 1, "items": _TP}}, ("partitions",))
+    offsets = _obj({"offsets": {"type": "array", "minItems": 1, "items": _TP_OFFSET}}, ("offsets",))
+    committed = _obj({"offsets": {"type": "array", "items": _obj({
+        "topic": {"type": "string"}, "partition": {"type": "integer"}, "offset": {"type": "integer"},
+        "metadata": {"type": "string"}}, ("topic", "partition", "offset"))}}, ("offsets",))
+    no_content = _ok("done", status="204")
+    return {
+        "/consumers/{group}": {"parameters": GROUP, "post": _op(
+            "Create a consumer instance on this broker.",
+            _ok("instance", _obj({"instance_id": {"type": "string"}, "base_uri": {"type": "string"}},
+                                 ("instance_id", "base_uri")), KAFKA),
+            body=_body(create, KAFKA, JSON, required=False), tag="consumers",
+            errors="409 40902 name taken, 422 42204 bad config")},
+        base: {"parameters": INST, "delete": _op("Delete the instance (commits if auto-commit).", no_content,
+                                                        tag="consumers", errors="404 40403")},
+        f"{base}/subscription": {
+            "parameters": INST,
+            "post": _op("Subscribe to topics (joins the group in the background).", no_content,
+                        body=_body(_obj({"topics": {"type": "array", "minItems": 1, "items": _ref("Name")}},
+                                        ("topics",)), KAFKA, JSON),
+                        tag="consumers", errors="409 40901 manually assigned"),
+            "get": _op("Subscribed topics.", _ok("topics", _obj({"topics": {"type": "array",
+                                                                           "items": {"type": "string"}}},
+                                                               ("topics",)), KAFKA), tag="consumers"),
+            "delete": _op("Unsubscribe.", no_content, tag="consumers"),
+        },
+        f"{base}/assignments": {
+            "parameters": INST,
+            "post": _op("Assign partitions manually.", no_content,
+                        body=_body(_obj({"partitions": {"type": "array", "items": _TP}}, ("partitions",)), KAFKA, JSON),
+                        tag="consumers", errors="409 40901 subscribed"),
+            "get": _op("Assigned partitions.", _ok("partitions", _obj({"partitions": _ref("Assignment")},
+                                                                     ("partitions",)), KAFKA), tag="consumers"),
+        },
+        f"{base}/records": {"parameters": INST, "get": _op(
+            "Poll records from the assigned partitions (returns as soon as any has data).",
+            _ok("records", _ref("Records"), BINARY, JSON_EMBEDDED),
+            params=[_query("timeout", _int(0, 30_000), "ms; default consumer.request.timeout.ms"),
+                    _query("max_bytes", _int(1, INT32_MAX), "bound on keys and values returned")],
+            tag="consumers", errors="406 40601 Accept does not match the instance format")},
+        f"{base}/offsets": {
+            "parameters": INST,
+            "post": _op("Commit the offsets of the last records consumed (stored +1); no body = current positions.",
+                        _ok("committed"), body=_body(offsets, KAFKA, JSON, required=False), tag="consumers",
+                        errors="409 40905/40906"),
+            "get": _op("Committed offsets of ?topic=t[&partition=p] (or a {\"partitions\"} body), else the "
+                       "assignment.", _ok("offsets", committed, KAFKA),
+                       params=[_query("topic", _ref("Name"), "topic"),
+                               _query("partition", _int(0, INT32_MAX), "partition (repeatable)")],
+                       tag="consumers"),
+        },
+        f"{base}/positions": {"parameters": INST, "post": _op(
+            "Seek to offsets.", no_content, body=_body(offsets, KAFKA, JSON), tag="consumers")},
+        f"{base}/positions/beginning": {"parameters": INST, "post": _op(
+            "Seek to the beginning.", no_content, body=_body(partitions, KAFKA, JSON), tag="consumers")},
+        f"{base}/positions/end": {"parameters": INST, "post": _op(
+            "Seek to the end.", no_content, body=_body(partitions, KAFKA, JSON), tag="consumers")},
+    }
+
+
+def openapi_spec() -> dict:
+    """A fresh copy of the OpenAPI document (callers may modify it)."""
+    return copy.deepcopy({
+        "openapi": SPEC_VERSION,
+        "info": {
+            "title": "raftka broker API",
+            "version": "1",
+            "description": "Kafka-style log replicated with Raft; REST Proxy v2 compatible where it overlaps. "
+                           "Every answer carries X-Raftka-Broker (the broker that served it). Errors are "
+                           '{"error_code", "message"} with error_code // 100 == HTTP status; 503 50301/50302 '
+                           "and 500 50003 are retriable. Produce is always acks=all.",
+        },
+        "paths": {**_ops_paths(), **_topic_paths(), **_group_paths()},
+        "components": {
+            "schemas": SCHEMAS,
+            "parameters": {"topic": _TOPIC_PARAM, "partition": _PARTITION_PARAM, "group": _GROUP_PARAM,
+                           "instance": _INSTANCE_PARAM, "member": _MEMBER_PARAM},
+            "headers": {"Broker": {"description": "id of the broker that served the request",
+                                   "schema": {"type": "string"}}},
+            "responses": {"Error": {"description": "error document",
+                                    "content": {JSON: {"schema": _ref("Error")}}}},
+        },
+    })
