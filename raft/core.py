@@ -289,13 +289,17 @@ class RaftNode:
         heard from a majority within the minimum election timeout: no other
         leader can have been elected meanwhile (voters honour leader stickiness).
         """
+        return self.lease_remaining() > 0
+
+    def lease_remaining(self) -> int:
+        """Ticks left on the leader lease (<= 0: none); see read_allowed."""
         if self.role is not Role.LEADER or self.applied < self.term_start_index:
-            return False
+            return 0
         if len(self.peers) == 1:
-            return True
+            return 1 << 30
         acks = sorted((self.progress[p].acked_tick for p in self.others), reverse=True)
         quorum_ack = acks[len(self.peers) // 2 - 1]
-        return self.now - quorum_ack < self.cfg.election_ticks - 1
+        return self.cfg.election_ticks - 1 - (self.now - quorum_ack)
 
     def status(self) -> dict:
         return {

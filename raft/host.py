@@ -229,15 +229,16 @@ class RaftHost:
         self._catch_up(group)
         node = group.node
         now = time.monotonic()
-        if now - self._last_tick >= 2 * self.cfg.tick_ms / 1000:
-            return False  # our clock stalled (paused process): do not trust any lease
+        tick_s = self.cfg.tick_ms / 1000
         if node.quiesced and node.role is Role.LEADER:
             if node.applied < node.term_start_index:
                 return False
-            lease_s = (self.cfg.election_ticks - 1) * self.cfg.tick_ms / 1000
+            lease_s = (self.cfg.election_ticks - 1) * tick_s
             fresh = sum(1 for p in node.others if now - self.peer_acked.get(p, -1e9) < lease_s)
             return fresh + 1 > len(node.peers) // 2
-        return node.read_allowed()
+        # The node counts the lease in ticks; time since our last tick (a busy or paused
+        # process) is not counted yet, so take it off what is left.
+        return node.lease_remaining() * tick_s - (now - self._last_tick) > 0
 
     def ensure_leader(self, name: str) -> RaftGroup:
         group = self.group(name)
