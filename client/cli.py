@@ -1,0 +1,399 @@
+"""The ``raftka`` command line: topics, produce, consume, groups, cluster status, dev cluster.
+
+``--bootstrap`` (or ``RAFTKA_BOOTSTRAP``; default http://127.0.0.1:9091) is a
+comma-separated list of broker URLs; any one reachable broker is enough.
+Client errors are reported in one readable paragraph (which addresses were
+tried when the cluster cannot be reached; similar topic names when a topic
+does not exist) with exit status 1; usage errors exit with status 2.
+"""
+
+from __future__ import annotations
+
+import difflib
+import signal
+import sys
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+from raftka.client.blocking import Admin, Consumer, Producer
+from raftka.client.cli_render import (
+    format_record,
+    render_cluster,
+    render_group,
+    render_groups,
+    render_raft,
+    render_topic,
+    render_topics,
+)
+from raftka.client.connection import BOOTSTRAP_ENV, DEFAULT_BOOTSTRAP, parse_bootstrap
+from raftka.client.errors import NoBrokersAvailable, RaftkaError, TopicNotFoundError
+from raftka.client.structs import TopicPartition
+
+__all__ = ["main", "parse_configs", "split_key"]
+
+
+def _stdout() -> Console:
+    return Console(highlight=False, soft_wrap=False)
+
+
+def _stderr() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def explain(exc: RaftkaError) -> str:
+    """A user-facing explanation of a client error."""
+    if isinstance(exc, NoBrokersAvailable):
+        tried = "\n".join(f"  {url}: {why or 'failed'}" for url, why in exc.tried.items())
+        return (
+            f"Cannot reach the raftka cluster. Addresses tried:\n{tried}\n"
+            f"Is it running? Start a local one with `raftka dev`, or point --bootstrap / ${BOOTSTRAP_ENV} at a broker."
+        )
+    if isinstance(exc, TopicNotFoundError):
+        hint = f" Did you mean: {', '.join(exc.suggestions)}?" if exc.suggestions else ""
+        return f"{exc.message}{hint} (see `raftka topics list`)"
+    return str(exc)
+
+
+class _Group(click.Group):
+    """Turns client errors into readable messages with exit status 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except RaftkaError as exc:
+            raise click.ClickException(explain(exc)) from exc
+        except TimeoutError as exc:
+            raise click.ClickException(f"timed out: {exc}") from exc
+
+
+def parse_configs(values: tuple[str, ...]) -> dict[str, str]:
+    """``("retention.ms=1000", ...)`` -> ``{"retention.ms": "1000"}`` (BadParameter on a missing '=')."""
+    configs = {}
+    for item in values:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise click.BadParameter(f"expected NAME=VALUE, got {item!r}", param_hint="--config")
+        configs[name.strip()] = value.strip()
+    return configs
+
+
+def split_key(line: bytes, key_sep: bytes | None, line_number: int) -> tuple[bytes | None, bytes]:
+    """(key, value) of an input line: with a separator the key is what precedes its first occurrence."""
+    if key_sep is None:
+        return None, line
+    key, sep, value = line.partition(key_sep)
+    if not sep:
+        raise click.ClickException(f"line {line_number} has no key separator {key_sep.decode()!r}: {line[:80]!r}")
+    return key, value
+
+
+class _Settings:
+    def __init__(self, bootstrap: str) -> None:
+        try:
+            self.bootstrap = parse_bootstrap(bootstrap)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--bootstrap") from None
+
+
+@contextmanager
+def _admin(ctx: click.Context) -> Iterator[Admin]:
+    admin = Admin(ctx.find_object(_Settings).bootstrap)
+    try:
+        yield admin
+    finally:
+        admin.close()
+
+
+def _require_topic(admin: Admin, topic: str) -> int:
+    """Number of partitions of an existing topic (TopicNotFoundError with suggestions otherwise)."""
+    overview = admin.topics_overview()
+    if topic not in overview:
+        near = difflib.get_close_matches(topic, list(overview), n=3, cutoff=0.6)
+        raise TopicNotFoundError(f"Topic '{topic}' not found.", details={"topic": topic, "suggestions": near})
+    return overview[topic][0]
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--bootstrap",
+    "-b",
+    envvar=BOOTSTRAP_ENV,
+    default=DEFAULT_BOOTSTRAP,
+    show_default=True,
+    help=f"Comma-separated broker URLs (env {BOOTSTRAP_ENV}).",
+)
+@click.pass_context
+def main(ctx: click.Context, bootstrap: str) -> None:
+    """raftka: a Kafka-style distributed log replicated with Raft."""
+    ctx.obj = _Settings(bootstrap)
+
+
+# -- topics ------------------------------------------------------------------------------
+
+
+@main.group(cls=_Group)
+def topics() -> None:
+    """Create, list, describe, alter and delete topics."""
+
+
+@topics.command("create")
+@click.argument("name")
+@click.option("--partitions", "-p", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--replication-factor", "-r", type=click.IntRange(min=1), help="Default: min(3, brokers).")
+@click.option("--config", "-c", "configs", multiple=True, metavar="NAME=VALUE", help="Topic config; repeatable.")
+@click.pass_context
+def topics_create(ctx: click.Context, name: str, partitions: int, replication_factor: int | None, configs: tuple[str, ...]) -> None:
+    """Create topic NAME."""
+    parsed = parse_configs(configs)
+    with _admin(ctx) as admin:
+        created = admin.create_topic(name, partitions, replication_factor, parsed)
+    rf = created.get("replication_factor", replication_factor)
+    _stdout().print(f"Created topic {name} ({partitions} partition(s), replication factor {rf}).")
+
+
+@topics.command("list")
+@click.pass_context
+def topics_list(ctx: click.Context) -> None:
+    """List topics with partition counts."""
+    with _admin(ctx) as admin:
+        render_topics(_stdout(), admin.topics_overview())
+
+
+@topics.command("describe")
+@click.argument("name")
+@click.pass_context
+def topics_describe(ctx: click.Context, name: str) -> None:
+    """Show configs, leaders, replicas and offsets of topic NAME."""
+    with _admin(ctx) as admin:
+        render_topic(_stdout(), admin.describe_topic(name))
+
+
+@topics.command("delete")
+@click.argument("name")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+def topics_delete(ctx: click.Context, name: str, yes: bool) -> None:
+    """Delete topic NAME and all its records."""
+    if not yes:
+        click.confirm(f"Delete topic {name} and all its records?", abort=True)
+    with _admin(ctx) as admin:
+        admin.delete_topic(name)
+    _stdout().print(f"Deleted topic {name}.")
+
+
+@topics.command("alter")
+@click.argument("name")
+@click.option("--partitions", "-p", type=click.IntRange(min=1), help="New total partition count (grow only).")
+@click.option("--config", "-c", "configs", multiple=True, metavar="NAME=VALUE", help="Config to set; repeatable.")
+@click.pass_context
+def topics_alter(ctx: click.Context, name: str, partitions: int | None, configs: tuple[str, ...]) -> None:
+    """Add partitions to topic NAME or change its configs."""
+    parsed = parse_configs(configs)
+    if partitions is None and not parsed:
+        raise click.UsageError("nothing to alter: give --partitions and/or --config")
+    with _admin(ctx) as admin:
+        if partitions is not None:
+            admin.add_partitions(name, partitions)
+        if parsed:
+            admin.alter_configs(name, parsed)
+    _stdout().print(f"Altered topic {name}.")
+
+
+# -- produce / consume ---------------------------------------------------------------------
+
+
+def _lines(stream: IO[bytes], progress: Progress | None, task: Any) -> Iterator[bytes]:
+    for raw in stream:
+        if progress is not None:
+            progress.advance(task, len(raw))
+        yield raw.rstrip(b"\r\n")
+
+
+@main.command()
+@click.argument("topic")
+@click.option("--file", "-f", "path", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Read lines from a file instead of stdin.")
+@click.option("--key-sep", "-k", help="Each line is KEY<SEP>VALUE (split at the first separator).")
+@click.option("--partition", "-p", type=click.IntRange(min=0), help="Send every record to this partition.")
+@click.option("--header", "-H", "headers", multiple=True, metavar="NAME=VALUE", help="Header added to every record; repeatable.")
+@click.option("--linger-ms", type=click.IntRange(min=0), default=5, show_default=True)
+@click.pass_context
+def produce(
+    ctx: click.Context,
+    topic: str,
+    path: Path | None,
+    key_sep: str | None,
+    partition: int | None,
+    headers: tuple[str, ...],
+    linger_ms: int,
+) -> None:
+    """Produce one record per input line to TOPIC (empty lines are skipped)."""
+    if key_sep == "":
+        raise click.BadParameter("must not be empty", param_hint="--key-sep")
+    header_list = [(k, v.encode()) for k, v in parse_configs(headers).items()]
+    sep = key_sep.encode() if key_sep is not None else None
+    settings = ctx.find_object(_Settings)
+    with _admin(ctx) as admin:
+        _require_topic(admin, topic)
+    stderr = _stderr()
+    sent = failed = 0
+    first_error: BaseException | None = None
+    unconfirmed: deque[Any] = deque()  # futures in send order; they complete roughly in that order
+
+    def settle(everything: bool) -> None:
+        nonlocal failed, first_error
+        while unconfirmed and (everything or unconfirmed[0].done()):
+            error = unconfirmed.popleft().exception()
+            if error is not None:
+                failed += 1
+                first_error = first_error or error
+
+    with Producer(settings.bootstrap, linger_ms=linger_ms) as producer:
+        progress: Progress | None = None
+        stream: IO[bytes]
+        if path is not None:
+            stream = path.open("rb")
+            progress = Progress(
+                TextColumn("[bold]producing"), BarColumn(), DownloadColumn(), TimeRemainingColumn(), console=stderr,
+                transient=True,
+            )
+            progress.start()
+            task = progress.add_task("produce", total=path.stat().st_size)
+        else:
+            stream, task = sys.stdin.buffer, None
+        try:
+            for number, line in enumerate(_lines(stream, progress, task), start=1):
+                if not line:
+                    continue
+                key, value = split_key(line, sep, number)
+                unconfirmed.append(producer.send(topic, value, key=key, headers=header_list, partition=partition))
+                sent += 1
+                settle(everything=False)
+            producer.flush()
+            settle(everything=True)
+        finally:
+            if progress is not None:
+                progress.stop()
+            if path is not None:
+                stream.close()
+    if failed:
+        reason = explain(first_error) if isinstance(first_error, RaftkaError) else first_error
+        raise click.ClickException(f"{failed} of {sent} record(s) failed; first error: {reason}")
+    stderr.print(f"Produced {sent} record(s) to {topic}.")
+
+
+@main.command()
+@click.argument("topic")
+@click.option("--group", "-g", help="Consume as a member of this consumer group (commits offsets).")
+@click.option("--from-beginning", is_flag=True, help="Start at the earliest offset when nothing is committed.")
+@click.option("--max", "-n", "max_records", type=click.IntRange(min=1), help="Stop after this many records.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--key-sep", help="Text format: print KEY<SEP>VALUE.")
+@click.option("--timeout", type=click.FloatRange(min=0), help="Stop after this many seconds without a record.")
+@click.pass_context
+def consume(
+    ctx: click.Context,
+    topic: str,
+    group: str | None,
+    from_beginning: bool,
+    max_records: int | None,
+    fmt: str,
+    key_sep: str | None,
+    timeout: float | None,
+) -> None:
+    """Print records of TOPIC as they arrive (Ctrl-C to stop)."""
+    settings = ctx.find_object(_Settings)
+    with _admin(ctx) as admin:
+        partitions = _require_topic(admin, topic)
+    consumer = Consumer(
+        group_id=group,
+        bootstrap_servers=settings.bootstrap,
+        auto_offset_reset="earliest" if from_beginning else "latest",
+        consumer_timeout_ms=None if timeout is None else int(timeout * 1000),
+    )
+    if group is not None:
+        consumer.subscribe([topic])
+    else:
+        consumer.assign([TopicPartition(topic, p) for p in range(partitions)])
+    count = 0
+    out = sys.stdout
+    previous = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop like Ctrl-C: commit and leave cleanly
+    try:
+        for record in consumer:
+            out.write(format_record(record, fmt, key_sep) + "\n")
+            count += 1
+            if max_records is not None and count >= max_records:
+                break
+        out.flush()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        consumer.close()
+    _stderr().print(f"Consumed {count} record(s).")
+
+
+# -- groups / cluster ----------------------------------------------------------------------
+
+
+@main.group(cls=_Group)
+def groups() -> None:
+    """Inspect consumer groups."""
+
+
+@groups.command("list")
+@click.pass_context
+def groups_list(ctx: click.Context) -> None:
+    """List consumer groups."""
+    with _admin(ctx) as admin:
+        render_groups(_stdout(), admin.list_groups())
+
+
+@groups.command("describe")
+@click.argument("group")
+@click.pass_context
+def groups_describe(ctx: click.Context, group: str) -> None:
+    """Members, assignment, committed offsets and lag of GROUP."""
+    with _admin(ctx) as admin:
+        render_group(_stdout(), admin.describe_group(group))
+
+
+@main.group(cls=_Group)
+def cluster() -> None:
+    """Inspect the cluster."""
+
+
+@cluster.command("status")
+@click.pass_context
+def cluster_status(ctx: click.Context) -> None:
+    """Brokers, partition leadership and the Raft state of every group on every broker."""
+    console = _stdout()
+    with _admin(ctx) as admin:
+        cluster_description, raft = admin.describe_cluster(), admin.raft_status()
+    render_cluster(console, cluster_description, raft)
+    render_raft(console, raft)
+
+
+@main.command()
+@click.option("--brokers", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path(".raftka-data"), show_default=True)
+@click.option("--base-port", type=click.IntRange(1, 65_000), default=9091, show_default=True,
+              help="HTTP port of broker 1 (broker N listens on base+N-1, Raft on base+100+N-1).")
+def dev(brokers: int, data_dir: Path, base_port: int) -> None:
+    """Run a local cluster in the foreground (Ctrl-C stops it)."""
+    try:
+        from raftka.client.devcluster import run_dev
+    except ImportError as exc:
+        raise click.ClickException(f"`raftka dev` is not available in this installation: {exc}") from exc
+    run_dev(brokers, str(data_dir), base_port=base_port)
+
+
+if __name__ == "__main__":  # pragma: no cover - `python -m raftka.client.cli`
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""HTTP to one broker: bootstrap address parsing, one aiohttp session, answers or mapped errors.
+
+``Connection.request`` sends one request to one broker base URL and returns a
+``Response`` for 2xx answers. Everything else becomes a ``RaftkaError``:
+error documents via ``error_from_response``; failing to connect becomes
+``BrokerConnectionError`` (the request was not delivered); no answer in time
+or a dropped connection after sending becomes ``RequestTimedOutError`` (the
+request may have taken effect). Choosing *which* broker to ask is
+``raftka.client.cluster``'s job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
+from urllib.parse import urlsplit
+
+import aiohttp
+import orjson
+from multidict import CIMultiDictProxy
+
+from raftka.client.errors import BrokerConnectionError, ProtocolError, RequestTimedOutError, error_from_response
+
+__all__ = [
+    "BATCH_CONTENT_TYPE",
+    "BOOTSTRAP_ENV",
+    "BROKER_HEADER",
+    "DEFAULT_BOOTSTRAP",
+    "Connection",
+    "Response",
+    "normalize_url",
+    "parse_bootstrap",
+]
+
+BOOTSTRAP_ENV = "RAFTKA_BOOTSTRAP"
+DEFAULT_BOOTSTRAP = "http://127.0.0.1:9091"
+BROKER_HEADER = "X-Raftka-Broker"
+BATCH_CONTENT_TYPE = "application/vnd.raftka.batch"
+_JSON = "application/json"
+
+
+def normalize_url(address: str) -> str:
+    """``host:port`` or ``http://host:port[/]`` -> ``http://host:port`` (ValueError if unusable)."""
+    text = address.strip()
+    if not text:
+        raise ValueError("empty broker address")
+    if "://" not in text:
+        text = "http://" + text
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"broker address {address!r}: scheme must be http or https")
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"broker address {address!r}: {exc}") from None
+    if not parts.hostname or port is None:
+        raise ValueError(f"broker address {address!r} must be host:port or http://host:port")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError(f"broker address {address!r} must not have a path or query")
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def parse_bootstrap(servers: str | Sequence[str] | None) -> list[str]:
+    """Bootstrap URLs from a list or comma-separated string; None means $RAFTKA_BOOTSTRAP or the default."""
+    if servers is None:
+        servers = os.environ.get(BOOTSTRAP_ENV) or DEFAULT_BOOTSTRAP
+    items = servers.split(",") if isinstance(servers, str) else list(servers)
+    urls: list[str] = []
+    for item in items:
+        if isinstance(item, str) and not item.strip() and isinstance(servers, str):
+            continue  # tolerate "a,,b" and trailing commas in strings
+        url = normalize_url(item)
+        if url not in urls:
+            urls.append(url)
+    if not urls:
+        raise ValueError("no bootstrap servers given")
+    return urls
+
+
+class Response(NamedTuple):
+    status: int
+    headers: CIMultiDictProxy[str]
+    body: bytes
+    url: str  # base URL of the broker that was asked
+
+    @property
+    def served_by(self) -> int | None:
+        """The broker id in ``X-Raftka-Broker`` (the broker that served the request after forwarding)."""
+        value = self.headers.get(BROKER_HEADER)
+        try:
+            return int(value) if value is not None else None
+        except ValueError:
+            return None
+
+    def json(self) -> Any:
+        try:
+            return orjson.loads(self.body) if self.body else None
+        except orjson.JSONDecodeError as exc:
+            raise ProtocolError(f"broker answered invalid JSON: {exc}", broker=self.url) from None
+
+
+class Connection:
+    """One aiohttp session (keep-alive pool) shared by all requests of a client; used on one event loop."""
+
+    def __init__(self, *, request_timeout_s: float = 30.0, connect_timeout_s: float = 5.0) -> None:
+        self.request_timeout_s = request_timeout_s
+        self.connect_timeout_s = connect_timeout_s
+        self._session: aiohttp.ClientSession | None = None
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60, ttl_dns_cache=60)
+            self._session = aiohttp.ClientSession(connector=connector, skip_auto_headers=("User-Agent",))
+        return self._session
+
+    async def request(
+        self,
+        base_url: str,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        data: bytes | None = None,
+        content_type: str | None = None,
+        params: Mapping[str, str | int] | None = None,
+        accept: str | None = None,
+        timeout_s: float | None = None,
+    ) -> Response:
+        """Send one request; 2xx -> Response, anything else -> a RaftkaError subclass."""
+        headers = {}
+        if json is not None:
+            data = orjson.dumps(json)
+            content_type = _JSON
+        if content_type:
+            headers["Content-Type"] = content_type
+        if accept:
+            headers["Accept"] = accept
+        total = self.request_timeout_s if timeout_s is None else timeout_s
+        timeout = aiohttp.ClientTimeout(total=total, sock_connect=min(self.connect_timeout_s, total))
+        url = base_url + path
+        try:
+            async with self._get_session().request(
+                method, url, data=data, headers=headers, params=params, timeout=timeout, allow_redirects=False
+            ) as answer:
+                body = await answer.read()
+                if answer.status >= 400:
+                    raise error_from_response(answer.status, body, broker=base_url)
+                return Response(answer.status, answer.headers, body, base_url)
+        except (aiohttp.ClientConnectorError, aiohttp.InvalidURL) as exc:
+            raise BrokerConnectionError(f"cannot connect: {_reason(exc)}", broker=base_url) from exc
+        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            if isinstance(exc, aiohttp.ConnectionTimeoutError):
+                raise BrokerConnectionError("connect timed out", broker=base_url) from exc
+            raise RequestTimedOutError(f"no answer within {total:g} s", broker=base_url) from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise RequestTimedOutError(f"connection lost: {_reason(exc)}", broker=base_url) from exc
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+def _reason(exc: BaseException) -> str:
+    cause = getattr(exc, "os_error", None) or exc
+    text = getattr(cause, "strerror", None) or str(cause) or type(cause).__name__
+    return text

@@ -1,0 +1,115 @@
+"""The `raftka` CLI end to end against a real 3-broker cluster (and `raftka dev` as a process)."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from client_ports import free_port_pair
+from click.testing import CliRunner
+
+from raftka.client.cli import main
+
+devcluster = pytest.importorskip("raftka.client.devcluster", reason="raftka.client.devcluster (LocalCluster) is not written yet")
+
+pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    with devcluster.LocalCluster(brokers=3, data_dir=tmp_path_factory.mktemp("cli-cluster"), election_timeout_ms=300) as c:
+        yield c
+
+
+@pytest.fixture
+def raftka(cluster):
+    runner = CliRunner()
+
+    def run(*args: str, input: str | None = None, code: int = 0):
+        result = runner.invoke(main, ["--bootstrap", ",".join(cluster.bootstrap), *args], input=input,
+                               env={"COLUMNS": "200"})
+        assert result.exit_code == code, (result.output, result.exception)
+        return result
+
+    return run
+
+
+def test_topics_produce_consume_groups_cluster(raftka, tmp_path):
+    assert "Created topic demo (3 partition(s), replication factor 3)" in raftka(
+        "topics", "create", "demo", "-p", "3", "-c", "retention.ms=600000"
+    ).output
+    listing = raftka("topics", "list").stdout
+    assert "demo" in listing and "3" in listing
+    described = raftka("topics", "describe", "demo").stdout
+    assert "retention.ms" in described and "600000" in described and "High watermark" in described
+
+    produced = raftka("produce", "demo", "--key-sep", ":", input="user-1:hello\nuser-2:world\n\nuser-1:again\n")
+    assert "Produced 3 record(s) to demo" in produced.output
+    lines = tmp_path / "lines.txt"
+    lines.write_text("".join(f"line {i}\n" for i in range(200)))
+    assert "Produced 200 record(s)" in raftka("produce", "demo", "--file", str(lines)).output
+
+    out = raftka("consume", "demo", "--from-beginning", "--max", "203", "--format", "json").stdout
+    records = [json.loads(line) for line in out.splitlines()]
+    assert len(records) == 203
+    user1 = [r["value"] for r in sorted(records, key=lambda r: r["offset"]) if r["key"] == "user-1"]
+    assert user1 == ["hello", "again"]  # same key, same partition, in order
+    assert {r["value"] for r in records if r["key"] is None} == {f"line {i}" for i in range(200)}
+
+    text = raftka("consume", "demo", "--group", "cli-group", "--from-beginning", "--timeout", "4").stdout
+    assert sorted(text.splitlines()) == sorted(["hello", "world", "again"] + [f"line {i}" for i in range(200)])
+    assert "cli-group" in raftka("groups", "list").stdout
+    group = raftka("groups", "describe", "cli-group").stdout
+    assert "total lag 0" in group and "demo" in group
+
+    status = raftka("cluster", "status").stdout
+    assert "metadata leader" in status and "__metadata" in status
+    assert status.count("yes") == 3  # every broker answered
+
+    assert "Altered topic demo" in raftka("topics", "alter", "demo", "--partitions", "4", "-c", "retention.ms=1200000").output
+    assert "1200000" in raftka("topics", "describe", "demo").stdout
+    assert "Deleted topic demo" in raftka("topics", "delete", "demo", "--yes").output
+
+
+def test_unknown_topic_suggests_near_names(raftka):
+    raftka("topics", "create", "inventory")
+    for args in (["consume", "inventroy", "--max", "1"], ["produce", "inventroy"], ["topics", "describe", "inventory2"]):
+        result = raftka(*args, input="x\n", code=1)
+        assert "not found" in result.output and "Did you mean: inventory" in result.output
+
+
+def test_duplicate_topic_and_bad_replication_factor_are_clear_errors(raftka):
+    raftka("topics", "create", "dup")
+    assert "already exists" in raftka("topics", "create", "dup", code=1).output
+    assert "replication" in raftka("topics", "create", "rf5", "-r", "5", code=1).output.lower()
+
+
+def test_raftka_dev_starts_a_cluster_and_stops_on_ctrl_c(tmp_path):
+    port = free_port_pair()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "raftka.client.cli", "dev", "--brokers", "1", "--data-dir", str(tmp_path / "dev"),
+         "--base-port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    output = b""
+    try:
+        deadline = time.monotonic() + 60
+        while b"Press Ctrl-C" not in output:
+            assert time.monotonic() < deadline and proc.poll() is None, output.decode()
+            if select.select([proc.stdout], [], [], 0.5)[0]:
+                output += os.read(proc.stdout.fileno(), 65536)
+        assert f"http://127.0.0.1:{port}".encode() in output
+        result = CliRunner().invoke(main, ["--bootstrap", f"127.0.0.1:{port}", "topics", "list"])
+        assert result.exit_code == 0 and "demo" in result.stdout
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
