@@ -258,9 +258,11 @@ class Broker:
                 del self.partitions[key]
                 await self.host.remove_group(hosted.group, delete_data=True)
                 log.info("broker %d: removed partition %s/%d", self.id, *key)
-        for (topic, p), (group, replicas, configs) in wanted.items():
+        for count, ((topic, p), (group, replicas, configs)) in enumerate(wanted.items()):
             if (topic, p) in self.partitions:
                 continue
+            if count % 16 == 15:
+                await asyncio.sleep(0)  # creating many groups: let heartbeats and requests through
             directory = os.path.join(self.data_dir, "partitions", f"{topic}-{p}-{group.split('/')[0]}")
             sm = NotifyingPartition(directory, LogConfig.from_topic_config(configs))
             self.host.add_group(group, replicas, sm)

@@ -410,7 +410,7 @@ def _records(buf: bytes, start: int, header: BatchHeader) -> Iterator[StoredReco
 def _check_records(buf: bytes, header: BatchHeader) -> None:
     """Accept exactly what _records accepts for the single batch in buf, without building records.
 
-    A separate, allocation-free walk (with the one-byte varint case inlined) makes validating a
+    A separate, allocation-free walk (with the one- and two-byte varint cases inlined) makes validating a
     batch several times cheaper than decoding it.
     """
     end = header.size
@@ -420,6 +420,9 @@ def _check_records(buf: bytes, header: BatchHeader) -> None:
         byte = buf[pos]
         if byte < 0x80:
             length, pos = (byte >> 1) ^ -(byte & 1), pos + 1
+        elif buf[pos + 1] < 0x80:  # two-byte varint (values 64..8191): 100 B records
+            raw = (byte & 0x7F) | (buf[pos + 1] << 7)
+            length, pos = (raw >> 1) ^ -(raw & 1), pos + 2
         else:
             length, pos = read_varint(buf, pos)
         record_end = pos + length
@@ -433,6 +436,9 @@ def _check_records(buf: bytes, header: BatchHeader) -> None:
         byte = buf[pos]
         if byte < 0x80:
             offset_delta, pos = (byte >> 1) ^ -(byte & 1), pos + 1
+        elif buf[pos + 1] < 0x80:  # two-byte varint (values 64..8191): 100 B records
+            raw = (byte & 0x7F) | (buf[pos + 1] << 7)
+            offset_delta, pos = (raw >> 1) ^ -(raw & 1), pos + 2
         else:
             offset_delta, pos = read_varint(buf, pos)
         if offset_delta != index:
@@ -447,6 +453,9 @@ def _check_records(buf: bytes, header: BatchHeader) -> None:
         byte = buf[pos]
         if byte < 0x80:
             value_len, pos = (byte >> 1) ^ -(byte & 1), pos + 1
+        elif buf[pos + 1] < 0x80:  # two-byte varint (values 64..8191): 100 B records
+            raw = (byte & 0x7F) | (buf[pos + 1] << 7)
+            value_len, pos = (raw >> 1) ^ -(raw & 1), pos + 2
         else:
             value_len, pos = read_varint(buf, pos)
         if value_len > 0:
