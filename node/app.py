@@ -88,8 +88,11 @@ async def health(request: web.Request) -> web.Response:
 
 async def raft_status(request: web.Request) -> web.Response:
     broker: Broker = request.app[BROKER_KEY]
-    return json_response({"broker": broker.id, "groups": broker.host.status(),
-                          "transport": broker.host.transport_stats()})
+    names = {h.group: f"{h.topic}/{h.partition}" for h in broker.partitions.values()}
+    groups = broker.host.status()
+    for g in groups:
+        g["partition"] = names.get(g["group"])  # "topic/partition", or None for the metadata group
+    return json_response({"broker": broker.id, "groups": groups, "transport": broker.host.transport_stats()})
 
 
 async def raft_leaders(request: web.Request) -> web.Response:

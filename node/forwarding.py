@@ -14,7 +14,7 @@ import asyncio
 import aiohttp
 from aiohttp import web
 
-from .errors import BrokerNotAvailable, NotLeader
+from .errors import BrokerNotAvailable, NotLeader, RequestTimedOut
 
 FORWARDED_HEADER = "X-Raftka-Forwarded"
 BROKER_HEADER = "X-Raftka-Broker"
@@ -51,6 +51,9 @@ async def forward(request: web.Request, session: aiohttp.ClientSession, target_u
             payload = await resp.read()
             relayed = {h: resp.headers[h] for h in _RELAYED_HEADERS if h in resp.headers}
             return web.Response(status=resp.status, body=payload, headers=relayed)
-    except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+    except aiohttp.ClientConnectorError as exc:  # never delivered: a definite failure
         raise BrokerNotAvailable(f"Could not reach {target_url} to forward the request "
                                  f"({type(exc).__name__}: {exc}); retry.") from None
+    except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:  # delivered, no answer: unknown
+        raise RequestTimedOut(f"{target_url} did not answer the forwarded request ({type(exc).__name__}); "
+                              "its outcome is unknown: retry (idempotently for produce).") from None

@@ -111,7 +111,7 @@ async def produce_batch(request: web.Request, broker: Broker, topic: str, partit
         raise error
     path = f"/topics/{topic}/partitions/{partition}/batch?timeout_ms={int(timeout_s * 1000)}"
     resp = await forward(request, broker.session, broker.urls[target], error, body=batch, path=path,
-                         content_type=BATCH_TYPE)
+                         content_type=BATCH_TYPE, timeout=timeout_s + 2)  # a paused leader must not stall us
     doc = orjson.loads(resp.body)
     if resp.status != 200:
         raise ProduceRejected(doc.get("error_code", 50002), doc.get("message", "forwarded produce failed"))

@@ -8,6 +8,7 @@ forwarded to the leader otherwise.
 from __future__ import annotations
 
 import asyncio
+import time
 
 import orjson
 from aiohttp import web
@@ -86,8 +87,14 @@ def describe_partition(broker: Broker, name: str, p: int, replicas: list[int]) -
 
 async def list_brokers(request: web.Request) -> web.Response:
     broker: Broker = request.app[BROKER_KEY]
+    now = time.monotonic()
+    silence_s = broker.host_config.election_ticks * broker.host_config.tick_ms / 1000
+
+    def alive(b: int) -> bool:  # as seen by this broker: Raft traffic within an election timeout
+        return b == broker.id or now - broker.host.peer_seen.get(b, -1e9) < silence_s
+
     return json_response({"brokers": sorted(broker.urls), "metadata_leader": broker.metadata_leader(),
-                          "details": [{"id": b, "url": u} for b, u in sorted(broker.urls.items())]})
+                          "details": [{"id": b, "url": u, "alive": alive(b)} for b, u in sorted(broker.urls.items())]})
 
 
 async def cluster_metadata(request: web.Request) -> web.Response:
