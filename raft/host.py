@@ -75,7 +75,7 @@ class HostConfig:
     heartbeat_ticks: int = 2
     max_append_bytes: int = 1 << 20
     max_inflight: int = 16
-    checkpoint_interval_s: float = 1.0
+    checkpoint_interval_s: float = 5.0  # each checkpoint fsyncs every changed partition: a latency blip
     journal_cache_bytes: int = 4 << 20
     journal_keep_entries: int = 200
 
