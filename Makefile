@@ -33,9 +33,15 @@ test: $(STAMP) deb-packages
 jepsen: $(STAMP) deb-packages
 	$(PY) jepsen-style-tests/run.py --full
 
+## `make bench BENCH_ARGS=--quick` for the < 3 min version of the side-by-side comparison with NATS JetStream.
 bench: $(STAMP)
 	$(PIP) install -q -e '.[test,bench]'
+	@command -v nats-server >/dev/null || test -x /usr/sbin/nats-server || \
+	  if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server >/dev/null; \
+	  else echo "bench needs nats-server (apt-get install nats-server)"; exit 1; fi
 	$(PY) -m bench.storage
+	$(PY) -m bench.compare $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .raftka-data .pytest_cache

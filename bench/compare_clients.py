@@ -1,0 +1,201 @@
+"""The two systems of `bench.compare` behind one small client interface: raftka and NATS JetStream.
+
+An *endpoint* (picklable, so producer processes can be spawned with it) names
+where one log lives: a raftka topic with one partition (bootstrap URLs) or a
+JetStream stream with one subject (server URLs). Both are one Raft group with
+three replicas. From an endpoint a workload opens:
+
+  producer  ``await send(payload)`` -> future resolved on acknowledgement
+            (raftka: AIOProducer, acks=all after Raft commit, fsynced;
+            NATS: nats-py ``publish_async``, PubAck from the stream leader);
+            ``await deliver(payload)`` waits until one payload is acknowledged,
+            retrying like an application would (used across a leader kill)
+  consumer  ``await poll()`` -> payloads; reads the log from the start or
+            from its current end (raftka: AIOConsumer fetch loop, manual
+            assignment, no group; NATS: pull consumer, ack none, batches of
+            1000 - or an ordered push consumer when ``push`` is asked for,
+            because nats-py's pull ``fetch`` waits for a full batch or its expiry)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    StorageType,
+    StreamConfig,
+)
+from raftka.client import TopicPartition
+from raftka.client.aio import AIOConsumer, AIOProducer
+
+NATS_FETCH_BATCH = 1000
+RETRY_TIMEOUT_S = 1.0  # one publish attempt's acknowledgement wait in ``deliver``
+
+
+@dataclass(frozen=True)
+class RaftkaEndpoint:
+    bootstrap: tuple[str, ...]
+    topic: str
+    linger_ms: float = 5.0
+    system: str = field(default="raftka", init=False)
+
+    async def open_producer(self) -> RaftkaProducer:
+        producer = AIOProducer(list(self.bootstrap), linger_ms=self.linger_ms, buffer_memory=64 << 20)
+        await producer.start()
+        return RaftkaProducer(producer, self.topic)
+
+    async def open_consumer(self, from_start: bool, push: bool = False) -> RaftkaConsumer:
+        consumer = AIOConsumer(bootstrap_servers=list(self.bootstrap), max_poll_records=10_000,
+                               auto_offset_reset="earliest" if from_start else "latest")
+        tp = TopicPartition(self.topic, 0)
+        consumer.assign([tp])
+        await consumer.position(tp)  # resolved now, so "latest" means before the workload starts
+        return RaftkaConsumer(consumer)
+
+
+class RaftkaProducer:
+    def __init__(self, producer: AIOProducer, topic: str) -> None:
+        self.producer = producer
+        self.topic = topic
+
+    async def send(self, payload: bytes) -> asyncio.Future:
+        return await self.producer.send(self.topic, payload, partition=0)
+
+    async def deliver(self, payload: bytes) -> None:
+        await (await self.send(payload))  # the producer retries retriable errors itself
+
+    async def close(self) -> None:
+        await self.producer.close(timeout=30)
+
+
+class RaftkaConsumer:
+    def __init__(self, consumer: AIOConsumer) -> None:
+        self.consumer = consumer
+
+    async def poll(self) -> list[bytes]:
+        return [r.value for r in await self.consumer.poll(timeout_ms=1000)]
+
+    async def close(self) -> None:
+        await self.consumer.close()
+
+
+@dataclass(frozen=True)
+class NatsEndpoint:
+    servers: tuple[str, ...]
+    stream: str
+    system: str = field(default="nats", init=False)
+
+    @property
+    def subject(self) -> str:
+        return f"bench.{self.stream.lower()}"
+
+    async def _connect(self) -> nats.NATS:
+        return await nats.connect(servers=list(self.servers), max_reconnect_attempts=-1, reconnect_time_wait=0.1,
+                                  connect_timeout=2)
+
+    async def create_stream(self, timeout: float = 30.0) -> None:
+        """File storage, 3 replicas; retried while the JetStream meta leader is still being elected."""
+        nc = await self._connect()
+        try:
+            js = nc.jetstream()
+            config = StreamConfig(name=self.stream, subjects=[self.subject], num_replicas=3,
+                                  storage=StorageType.FILE)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout
+            while True:
+                try:
+                    await js.add_stream(config)
+                    return
+                except (TimeoutError, nats.errors.Error, nats.js.errors.Error):
+                    if loop.time() > deadline:
+                        raise
+                    await asyncio.sleep(0.2)
+        finally:
+            await nc.close()
+
+    async def stream_leader(self) -> str:
+        nc = await self._connect()
+        try:
+            info = await nc.jetstream().stream_info(self.stream)
+            return info.cluster.leader
+        finally:
+            await nc.close()
+
+    async def open_producer(self) -> NatsProducer:
+        nc = await self._connect()
+        return NatsProducer(nc, self.subject)
+
+    async def open_consumer(self, from_start: bool, push: bool = False) -> NatsConsumer:
+        nc = await self._connect()
+        js = nc.jetstream()
+        policy = DeliverPolicy.ALL if from_start else DeliverPolicy.NEW
+        if push:
+            queue: asyncio.Queue[bytes] = asyncio.Queue()
+
+            async def on_message(msg) -> None:
+                queue.put_nowait(msg.data)
+
+            sub = await js.subscribe(self.subject, stream=self.stream, ordered_consumer=True, cb=on_message,
+                                     deliver_policy=policy)
+            return NatsConsumer(nc, sub, queue)
+        sub = await js.pull_subscribe(self.subject, durable=None, stream=self.stream,
+                                      config=ConsumerConfig(ack_policy=AckPolicy.NONE, deliver_policy=policy))
+        return NatsConsumer(nc, sub, None)
+
+
+class NatsProducer:
+    def __init__(self, nc: nats.NATS, subject: str) -> None:
+        self.nc = nc
+        # The workload bounds in-flight messages itself; this cap only has to stay out of its way.
+        self.js = nc.jetstream(publish_async_max_pending=1 << 20)
+        self.subject = subject
+
+    async def send(self, payload: bytes) -> asyncio.Future:
+        return await self.js.publish_async(self.subject, payload)
+
+    async def deliver(self, payload: bytes) -> None:
+        # publish_async has no timeout of its own: a message the dead leader swallowed would wait forever.
+        while True:
+            future = await self.send(payload)
+            try:
+                await asyncio.wait_for(future, RETRY_TIMEOUT_S)
+                return
+            except (TimeoutError, nats.errors.Error, nats.js.errors.Error):
+                await asyncio.sleep(0.05)
+
+    async def close(self) -> None:
+        await self.js.publish_async_completed()
+        await self.nc.close()
+
+
+class NatsConsumer:
+    def __init__(self, nc: nats.NATS, sub, queue: asyncio.Queue[bytes] | None) -> None:
+        self.nc = nc
+        self.sub = sub
+        self.queue = queue
+
+    async def poll(self) -> list[bytes]:
+        if self.queue is not None:
+            try:
+                first = await asyncio.wait_for(self.queue.get(), 1.0)
+            except TimeoutError:
+                return []
+            out = [first]
+            while not self.queue.empty():
+                out.append(self.queue.get_nowait())
+            return out
+        try:
+            return [m.data for m in await self.sub.fetch(NATS_FETCH_BATCH, timeout=1.0)]
+        except (TimeoutError, nats.errors.TimeoutError):
+            return []
+
+    async def close(self) -> None:
+        await self.sub.unsubscribe()
+        await self.nc.close()

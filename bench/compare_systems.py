@@ -1,0 +1,134 @@
+"""The two clusters of `bench.compare` as seen by the orchestrator: start, logs, server CPU, leader kill.
+
+`RaftkaSystem` runs a 3-broker `LocalCluster`, `NatsSystem` a 3-server
+`NatsCluster`; both under one temporary root. Each makes one-partition /
+one-stream logs with three replicas and hands out endpoints
+(`compare_clients`) for them, measures the CPU seconds its server processes
+use (psutil, user + system, summed over the live servers) and kill -9s the
+leader of a log, handing back an endpoint that only knows the survivors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+from raftka.client.devcluster import LocalCluster, http_json
+
+from bench.compare_clients import NatsEndpoint, RaftkaEndpoint
+from bench.nats_cluster import NatsCluster
+
+
+class CpuMeter:
+    """CPU seconds of a set of server processes between start() and stop()."""
+
+    def __init__(self, pids: list[int]) -> None:
+        self.procs = [psutil.Process(pid) for pid in pids]
+        self.before: dict[int, float] = {}
+        self.seconds = 0.0
+
+    @staticmethod
+    def _cpu(proc: psutil.Process) -> float:
+        try:
+            t = proc.cpu_times()
+            return t.user + t.system
+        except psutil.NoSuchProcess:
+            return 0.0
+
+    def start(self) -> None:
+        self.before = {p.pid: self._cpu(p) for p in self.procs}
+
+    def stop(self) -> None:
+        self.seconds = sum(max(0.0, self._cpu(p) - self.before[p.pid]) for p in self.procs)
+
+
+class RaftkaSystem:
+    name = "raftka"
+
+    def __init__(self, root: Path) -> None:
+        self.cluster = LocalCluster(brokers=3, data_dir=root / "raftka")
+
+    def start(self) -> None:
+        self.cluster.start(timeout=60)
+
+    def close(self) -> None:
+        self.cluster.close()
+
+    def create_log(self, name: str) -> None:
+        self.cluster.create_topic(name, partitions=1, replication_factor=3)
+        self.cluster.leader_of(name, 0, timeout=30)
+
+    def endpoint(self, name: str, linger_ms: float = 5.0) -> RaftkaEndpoint:
+        return RaftkaEndpoint(tuple(self.cluster.bootstrap), name, linger_ms)
+
+    def server_pids(self) -> list[int]:
+        return [p.pid for p in self.cluster.procs.values()]
+
+    def meter(self) -> CpuMeter:
+        return CpuMeter(self.server_pids())
+
+    def leader_pid(self, name: str) -> int:
+        return self.cluster.procs[self.cluster.leader_of(name, 0)].pid
+
+    def kill_leader(self, name: str, linger_ms: float = 5.0) -> tuple[RaftkaEndpoint, Callable[[], None], str]:
+        """(endpoint on the survivors, kill callback, description of the victim)."""
+        leader = self.cluster.leader_of(name, 0)
+        survivors = tuple(self.cluster.url(b) for b in self.cluster.ids if b != leader)
+        meta = self._metadata_leader()
+        what = f"broker {leader}" + (" (also the metadata leader)" if meta == leader else "")
+        return RaftkaEndpoint(survivors, name, linger_ms), lambda: self.cluster.kill(leader), what
+
+    def _metadata_leader(self) -> int | None:
+        for broker in self.cluster.procs:
+            try:
+                return http_json(self.cluster.url(broker) + "/health", timeout=2).get("metadata_leader")
+            except OSError:
+                continue
+        return None
+
+
+class NatsSystem:
+    name = "nats"
+
+    def __init__(self, root: Path) -> None:
+        self.cluster = NatsCluster(servers=3, root=root / "nats")
+
+    def start(self) -> None:
+        self.cluster.start(timeout=60)
+
+    def close(self) -> None:
+        self.cluster.close()
+
+    def create_log(self, name: str) -> None:
+        asyncio.run(self.endpoint(name).create_stream())
+
+    def endpoint(self, name: str, linger_ms: float = 5.0) -> NatsEndpoint:
+        """``linger_ms`` is a raftka producer setting: accepted so both systems take the same calls."""
+        return NatsEndpoint(tuple(self.cluster.urls), name.upper().replace("-", "_"))
+
+    def server_pids(self) -> list[int]:
+        return [p.pid for p in self.cluster.procs.values()]
+
+    def meter(self) -> CpuMeter:
+        return CpuMeter(self.server_pids())
+
+    def kill_leader(self, name: str, linger_ms: float = 5.0) -> tuple[NatsEndpoint, Callable[[], None], str]:
+        endpoint = self.endpoint(name)
+        leader = asyncio.run(endpoint.stream_leader())
+        survivors = tuple(self.cluster.url(n) for n in self.cluster.names if n != leader and n in self.cluster.procs)
+        what = f"server {leader}" + (" (also the JetStream meta leader)" if self._meta_leader() == leader else "")
+        return NatsEndpoint(survivors, endpoint.stream), lambda: self.cluster.kill(leader), what
+
+    def _meta_leader(self) -> str | None:
+        for name in self.cluster.procs:
+            try:
+                url = f"http://127.0.0.1:{self.cluster.monitor_ports[name]}/jsz"
+                with urllib.request.urlopen(url, timeout=2) as resp:
+                    return json.loads(resp.read()).get("meta_cluster", {}).get("leader")
+            except OSError:
+                continue
+        return None
