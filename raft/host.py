@@ -4,11 +4,13 @@ One `RaftHost` per broker owns the broker's single Raft port (`PeerTransport`),
 one ticker for all groups, and the I/O that the pure `RaftNode`s ask for:
 
 * **Event-driven pump.**  Incoming frames, proposals and ticks only mark groups
-  active; one `_pump` per loop iteration then, for each active group, takes the
-  messages the node produced, fsyncs its journal if dirty (group commit: every
-  append since the last pump in one fsync), and only then sends those messages
-  and applies newly committed entries.  Messages of all groups to the same peer
-  travel in one frame.
+  active; a pump then, for each active group, takes the messages the node
+  produced and fsyncs its journal if dirty (group commit: every append since
+  the last pump in one fsync), and only then sends those messages and applies
+  newly committed entries.  The fsyncs run in worker threads while the loop
+  keeps serving requests and appending; at most one pump's fsyncs are in
+  flight, and what arrives meanwhile forms the next group commit.  Messages of
+  all groups to the same peer travel in one frame.
 * **One ticker.**  Groups advance by elapsed time (`tick_ms`), catching up after
   a stall so that a paused leader sees its lease expire; reads check that the
   clock was ticked recently.  Idle groups cost a `tick()` call per tick.
@@ -29,6 +31,7 @@ stream of `core.Snapshotter`).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import os
 import random
@@ -125,6 +128,8 @@ class RaftHost:
                           if others else None)
         self._active: set[RaftGroup] = set()
         self._pump_scheduled = False
+        self._sync_task: asyncio.Task | None = None  # the pump whose fsyncs are in flight
+        self._fsync_pool = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix=f"raft-fsync-{node_id}")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ticker: asyncio.Task | None = None
         self._last_tick = time.monotonic()
@@ -167,6 +172,7 @@ class RaftHost:
             await self.remove_group(name)
         if self.transport is not None:
             await self.transport.close()
+        self._fsync_pool.shutdown(wait=True)
 
     # --------------------------------------------------------------- groups
 
@@ -192,6 +198,8 @@ class RaftHost:
             if not fut.done():
                 fut.set_exception(GroupClosedError(f"raft group {name} closed"))
         group.waiting.clear()
+        if self._sync_task is not None and not self._sync_task.done():
+            await asyncio.shield(self._sync_task)  # do not close a journal under its fsync
         try:
             if not delete_data:
                 group.sm.checkpoint()
@@ -259,30 +267,60 @@ class RaftHost:
 
     def _activate(self, group: RaftGroup) -> None:
         self._active.add(group)
-        if not self._pump_scheduled and self._loop is not None:
+        if not self._pump_scheduled and self._loop is not None and self._sync_task is None:
             self._pump_scheduled = True
             self._loop.call_soon(self._pump)
 
     def _pump(self) -> None:
         self._pump_scheduled = False
         active, self._active = self._active, set()
-        frames: dict[int, list[bytes]] = defaultdict(list)
+        batch: list[tuple[RaftGroup, list[Message]]] = []
+        jobs = []
         for group in active:
             if group.closed:
                 continue
+            # Messages are taken before the sync: they speak of the state now being made durable.
+            batch.append((group, group.node.take_messages()))
+            job = group.journal.begin_sync()
+            if job is not None:
+                jobs.append((group, job))
+        if not jobs:
+            self._finish(batch, set())
+            return
+        self._sync_task = self._loop.create_task(self._sync_then_finish(batch, jobs))
+
+    async def _sync_then_finish(self, batch, jobs) -> None:
+        results = await asyncio.gather(*(self._loop.run_in_executor(self._fsync_pool, job) for _, job in jobs),
+                                       return_exceptions=True)
+        failed = set()
+        for (group, _), result in zip(jobs, results):
+            if isinstance(result, BaseException):
+                # Nothing of this group may be acknowledged: its messages are dropped (peers retry).
+                log.critical("raft group %s: fsync failed: %s", group.name, result)
+                failed.add(group)
+        self._sync_task = None
+        self._finish(batch, failed)
+        if self._active and not self._pump_scheduled:
+            self._pump_scheduled = True
+            self._loop.call_soon(self._pump)
+
+    def _finish(self, batch, failed: set) -> None:
+        frames: dict[int, list[bytes]] = defaultdict(list)
+        for group, messages in batch:
+            if group.closed or group in failed:
+                if group in failed:
+                    self._active.add(group)
+                continue
             try:
-                self._drive(group, frames)
+                self._drive(group, messages, frames)
             except Exception:
                 log.exception("raft group %s: unexpected error while driving it", group.name)
         if self.transport is not None:
-            for peer, messages in frames.items():
-                self.transport.send(peer, encode_frame(messages))
+            for peer, payloads in frames.items():
+                self.transport.send(peer, encode_frame(payloads))
 
-    def _drive(self, group: RaftGroup, frames: dict[int, list[bytes]]) -> None:
+    def _drive(self, group: RaftGroup, messages: list[Message], frames: dict[int, list[bytes]]) -> None:
         node = group.node
-        messages = node.take_messages()  # taken before the sync: they speak of state now being synced
-        if group.journal.dirty:
-            group.journal.sync()
         node.persisted()
         for m in messages:
             frames[m.dst].append(encode_message(m))
@@ -425,6 +463,8 @@ class RaftHost:
                 self._checkpoint_all()
 
     def _checkpoint_all(self) -> None:
+        if self._sync_task is not None:
+            return  # compaction rewrites journal files: not under an fsync in flight; next time
         for group in list(self.groups.values()):
             if group.closed or group.sm.applied_index <= group.checkpointed:
                 continue

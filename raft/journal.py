@@ -21,6 +21,8 @@ reading the disk in the common case.
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Callable
 
 import orjson
 
@@ -43,6 +45,9 @@ class Journal:
         self.directory = directory
         os.makedirs(directory, exist_ok=True)
         self._hard_state_path = os.path.join(directory, HARD_STATE_FILE)
+        self._hard_state_lock = threading.Lock()
+        self._hard_state_seq = 0  # captures of the hard state, in order ...
+        self._hard_state_written = 0  # ... and the newest one on disk
         self._log = PartitionLog.open(
             os.path.join(directory, JOURNAL_DIR),
             LogConfig(segment_bytes=segment_bytes, max_message_bytes=MAX_ENTRY_BYTES + 1024, retention_ms=-1),
@@ -150,10 +155,32 @@ class Journal:
 
     def sync(self) -> None:
         """Group commit: make every appended entry and the hard state durable."""
-        if not canary.enabled("no-fsync"):
-            self._log.flush()
-        if self._hard_state_dirty:
-            self._write_hard_state()
+        job = self.begin_sync()
+        if job is not None:
+            job()
+
+    def begin_sync(self) -> Callable[[], None] | None:
+        """The fsync work for everything appended so far, to run in a worker thread.
+
+        Appends may continue meanwhile (they are not covered: `synced_index`
+        says what is).  The hard state is captured now; a newer capture written
+        first is never overwritten by this older one.
+        """
+        if not self.dirty:
+            return None
+        hard_state = self._capture_hard_state() if self._hard_state_dirty else None
+        self._hard_state_dirty = False
+
+        def job() -> None:
+            if not canary.enabled("no-fsync"):
+                self._log.flush()
+            if hard_state is not None:
+                try:
+                    self._write_captured(hard_state)
+                except BaseException:
+                    self._hard_state_dirty = True
+                    raise
+        return job
 
     def compact(self, upto: int) -> None:
         """Forget entries up to `upto` (the state machine holds them durably)."""
@@ -195,11 +222,22 @@ class Journal:
             raise JournalError(f"{self._hard_state_path} is corrupt: {exc}") from None
         return state
 
-    def _write_hard_state(self) -> None:
-        atomic_write(self._hard_state_path, orjson.dumps({
+    def _capture_hard_state(self) -> tuple[int, bytes]:
+        self._hard_state_seq += 1
+        return self._hard_state_seq, orjson.dumps({
             "term": self.term, "vote": self.vote,
             "snapshot_index": self.snapshot_index, "snapshot_term": self.snapshot_term,
-        }))
+        })
+
+    def _write_captured(self, captured: tuple[int, bytes]) -> None:
+        seq, document = captured
+        with self._hard_state_lock:  # the event loop and the fsync thread may both write it
+            if seq > self._hard_state_written:
+                atomic_write(self._hard_state_path, document)
+                self._hard_state_written = seq
+
+    def _write_hard_state(self) -> None:
+        self._write_captured(self._capture_hard_state())
         self._hard_state_dirty = False
 
     def _load_terms(self) -> None:
