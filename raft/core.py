@@ -446,14 +446,20 @@ class RaftNode:
         pr.inflight = 0
         self._send(MT.SNAPSHOT, p, context=self.now)
 
-    def _on_append_resp(self, m: Message) -> None:
+    def _answered(self, m: Message) -> Progress | None:
+        """A follower answered us as leader: note it is alive and when our message was sent."""
         if self.role is not Role.LEADER:
-            return
+            return None
         pr = self.progress.get(m.src)
+        if pr is not None:
+            pr.recent_active = True
+            pr.acked_tick = max(pr.acked_tick, m.context)
+        return pr
+
+    def _on_append_resp(self, m: Message) -> None:
+        pr = self._answered(m)
         if pr is None:
             return
-        pr.recent_active = True
-        pr.acked_tick = max(pr.acked_tick, m.context)
         if pr.state is ProgressState.SNAPSHOT:
             return
         if m.reject:
@@ -484,13 +490,9 @@ class RaftNode:
             self._send_append(m.src)
 
     def _on_heartbeat_resp(self, m: Message) -> None:
-        if self.role is not Role.LEADER:
-            return
-        pr = self.progress.get(m.src)
+        pr = self._answered(m)
         if pr is None:
             return
-        pr.recent_active = True
-        pr.acked_tick = max(pr.acked_tick, m.context)
         if pr.state is ProgressState.PROBE:
             pr.inflight = 0  # the probe may have been lost
         elif (pr.state is ProgressState.REPLICATE and pr.inflight > 0
@@ -501,13 +503,9 @@ class RaftNode:
             self._send_append(m.src)
 
     def _on_snapshot_resp(self, m: Message) -> None:
-        if self.role is not Role.LEADER:
-            return
-        pr = self.progress.get(m.src)
+        pr = self._answered(m)
         if pr is None or pr.state is not ProgressState.SNAPSHOT:
             return
-        pr.recent_active = True
-        pr.acked_tick = max(pr.acked_tick, m.context)
         pr.paused_ticks = 0
         if m.reject:
             self._send(MT.SNAPSHOT, m.src, context=self.now)
