@@ -8,4 +8,10 @@ without root, loopback processes behind a fault proxy (loopback.py, faultproxy.p
 processes.Brokers runs one process per host; nemesis.py has the faults (shapes of
 network faults as grudges in topology.py) and schedule.py alternates them; probe.py
 measures reachability; runslot.py and teardown.py make sure nothing outlives a run.
+
+Runner: runner.run() drives one run end to end (run_cli is run.py): the workload
+(workload.py: worker processes of client threads; client.py: one client process's
+Kafka-style ops over api.py's HTTP with definite/indefinite outcomes) under a
+schedule of the faults scenarios.py names, the final polls (final_poll.py), the
+brokers' own evidence (collect.py: replica logs, leader observations), the checker.
 """

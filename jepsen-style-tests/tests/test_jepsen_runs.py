@@ -1,0 +1,114 @@
+"""Real runs of the jepsen-style harness against real brokers (netns when root, else loopback):
+a leader kill under load must come out valid, and canaries (test-only bugs switched on in the
+brokers, raft/canary.py) must come out invalid with the anomaly that exposes them; a checker
+that never fails proves nothing.
+
+Fast tier: the leader kill and the canaries marked ``fast`` in scenarios.py (no-dedup,
+follower-reads, ack-before-commit, commit-offset-lww). The other canaries (skip-truncate,
+no-fsync) run with RAFTKA_SLOW=1 (and in ``run.py --full``).
+"""
+
+import os
+
+import orjson
+import pytest
+from jepsen_raftka import netns, scenarios
+from jepsen_raftka.history import load_history
+from jepsen_raftka.loopback import free_port
+from jepsen_raftka.report import INVALID, VALID
+from jepsen_raftka.runner import RunSpec, run
+
+
+def _unusable_reason() -> str | None:
+    usable, why = netns.availability()
+    if usable:
+        return None
+    try:
+        free_port()
+    except OSError as exc:
+        return f"network namespaces unavailable ({why}) and loopback unusable ({exc})"
+    return None
+
+
+pytestmark = pytest.mark.skipif(_unusable_reason() is not None, reason=str(_unusable_reason()))
+slow = [pytest.mark.slow,
+        pytest.mark.skipif(os.environ.get("RAFTKA_SLOW") != "1", reason="slow canary run: set RAFTKA_SLOW=1")]
+
+
+def carried_out(spec: RunSpec, tmp_path):
+    result = run(spec, tmp_path, log=lambda line: None)
+    assert result.error is None, result.error
+    return result
+
+
+def test_leader_kill_under_load_is_valid(tmp_path):
+    """kill -9 the leader of a partition under load, twice, restarting it after each window."""
+    spec = RunSpec(nodes=3, nemeses=("kill-leader",), time_limit_s=12.0, fault_s=4.0, heal_s=3.0, seed=1)
+    result = carried_out(spec, tmp_path)
+    report = result.report
+    assert report.verdict == VALID, report.to_text(examples_per_kind=3)
+    assert report.stats["ok_sends"] >= 100 and report.stats["polled_records"] >= 100
+    assert report.checks["replica-divergence"] == "checked (3 replicas)"
+    assert report.checks["election-safety"].startswith("checked")
+    history = load_history(result.run_dir / "history.jsonl")
+    kills = [e for e in history.nemesis if e.f == "start-kill"]
+    assert kills and all(k.value["target"] == "leader" for k in kills)  # the leader, not a fallback
+    assert any(op.f == "final_poll" and op.type == "ok" for op in history.ops)
+    files = {p.name for p in result.run_dir.iterdir()}
+    assert {"history.jsonl", "report.json", "report.txt", "latency.png", "throughput.png", "replicas.json",
+            "leaders.jsonl", "run.json"} <= files
+    assert (result.run_dir / "nodes" / "n1" / "broker.log").stat().st_size > 0
+    assert not (result.run_dir / "nodes" / "n1" / "data").exists()
+    assert orjson.loads((result.run_dir / "run.json").read_bytes())["as_expected"] is True
+
+
+def assert_canary_caught(bug: str, tmp_path, **overrides):
+    result = carried_out(RunSpec.for_canary(bug, **overrides), tmp_path)
+    report = result.report
+    caught = {kind: n for kind, n in report.counts.items() if kind in scenarios.CANARIES[bug].detects}
+    assert report.verdict == INVALID and caught, report.to_text(examples_per_kind=3)
+    assert "vacuous" not in report.counts  # enough happened for the run to count
+    assert result.as_expected
+    return report
+
+
+def test_no_dedup_canary_gives_duplicates(tmp_path):
+    """The idempotent producer with the broker's duplicate detection off. The harness never
+    retries in its normal workload; here the workload deliberately sends 20 % of the acknowledged
+    batches again, byte for byte (producer id, epoch, sequence), as a client does when an ack
+    is lost. A correct broker answers the original offset (the same run without the canary is
+    valid); with the canary the value lands a second time and polls read it at two offsets."""
+    report = assert_canary_caught("no-dedup", tmp_path, time_limit_s=6.0, seed=2)
+    assert report.counts["duplicate"] >= 10
+
+
+def test_follower_reads_canary_gives_nonmonotonic_polls(tmp_path):
+    """Every replica serves fetches. One node is partitioned away and falls behind; a consumer
+    that already read further on the leader asks it, gets offset-out-of-range, resets to its
+    stale end (auto.offset.reset=latest) and then reads offsets it had read before."""
+    assert_canary_caught("follower-reads", tmp_path, seed=3)
+
+
+def test_ack_before_commit_canary_loses_acknowledged_writes(tmp_path):
+    """The leader of a partition is cut off from the other replicas; with the canary it counts
+    itself as a majority and acks writes until its lease ends. The new leader overwrites them:
+    acked writes lost, and the old leader's applied log diverges."""
+    assert_canary_caught("ack-before-commit", tmp_path, seed=4)
+
+
+@pytest.mark.parametrize("bug", [pytest.param(bug, marks=slow) for bug, c in scenarios.CANARIES.items()
+                                 if not c.fast])
+def test_slow_canaries(bug, tmp_path):
+    assert_canary_caught(bug, tmp_path, seed=5)
+
+
+def test_commit_offset_lww_canary_lets_committed_offsets_go_back(tmp_path):
+    """Consumers of one group commit their own positions (no seek). The grow-only register
+    keeps the highest; with last-writer-wins a later, lower commit replaces it, and the next
+    list_committed reads an offset below one that was already committed."""
+    assert_canary_caught("commit-offset-lww", tmp_path, seed=6)
+
+
+def test_fast_tier_proves_four_canaries():
+    assert sorted(b for b, c in scenarios.CANARIES.items() if c.fast) == [
+        "ack-before-commit", "commit-offset-lww", "follower-reads", "no-dedup"]
