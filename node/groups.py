@@ -32,6 +32,7 @@ from .rest_consumers import RestConsumers, owner_broker
 log = logging.getLogger("raftka.node.groups")
 
 LEADERSHIP_POLL_S = 0.1
+LEASE_WAIT_S = 1.0
 GROUP_FORWARD_TIMEOUT_S = 65.0  # a join may wait for the rebalance timeout (30 s) plus the initial delay
 
 
@@ -118,8 +119,25 @@ class BrokerGroups:
                                          "the consumer group coordinator (metadata group)")
         return self._coordinator
 
+    async def _serving_coordinator(self) -> bool:
+        """Is this broker the coordinator *with a valid lease* now?
+
+        The coordinator object survives a lapsed lease (so membership is not wiped
+        by a stalled loop), but a paused or partitioned old leader must not answer
+        from its possibly stale metadata: wait briefly for the lease, else forward.
+        """
+        if self._coordinator is None:
+            return False
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + LEASE_WAIT_S
+        while not self.broker.is_metadata_leader():
+            if self._coordinator is None or loop.time() > deadline:
+                return False
+            await asyncio.sleep(0.02)
+        return True
+
     async def forward_to_coordinator(self, request: web.Request) -> web.StreamResponse | None:
-        if self._coordinator is not None:
+        if await self._serving_coordinator():
             return None
         leader = await self._coordinator_broker()
         error = self.broker.not_leader(leader, "the consumer group coordinator (metadata group)")
@@ -149,7 +167,7 @@ class BrokerGroups:
         return out
 
     async def _committed_for(self, group: str, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
-        if self._coordinator is None:  # read from the coordinator: its metadata replica is the freshest
+        if not await self._serving_coordinator():  # read at the coordinator: its metadata is the freshest
             doc = await self._call_coordinator("GET", f"/groups/{group}/offsets", None)
             return {(o["topic"], o["partition"]): o["offset"] for o in doc["offsets"]
                     if (o["topic"], o["partition"]) in set(partitions)}
