@@ -306,3 +306,33 @@ def test_rest_proxy_manual_assignment_and_json_format(cluster):
     assert request(base + "/offsets", "POST", raw=b"", content_type=KAFKA).status == 200
     assert committed(urls[1], "mag", "ma") == {0: 3}
     assert request(base, "DELETE").status == 204
+
+
+def test_a_resumed_deposed_coordinator_never_serves_stale_committed_offsets(cluster_factory):
+    """Regression (found by the jepsen-style pause run): a paused metadata leader, once resumed,
+    answered list-committed from its stale metadata while another broker already led."""
+    c = cluster_factory(3)
+    c.create_topic("t", partitions=1)
+    url = c.bootstrap[0]
+
+    def commit(broker_url, offset):
+        resp = retry(lambda: request(broker_url + "/groups/g/offsets", "POST",
+                                     {"offsets": [{"topic": "t", "partition": 0, "offset": offset}]}))
+        assert resp.status == 200, resp.body
+
+    commit(url, 5)
+    old = request(url + "/health").json()["metadata_leader"]
+    c.pause(old)
+    others = [b for b in c.ids if b != old]
+    deadline = time.monotonic() + 20
+    while True:
+        leaders = {request(c.url(b) + "/health").json().get("metadata_leader") for b in others}
+        if len(leaders) == 1 and old not in leaders and None not in leaders:
+            break
+        assert time.monotonic() < deadline, "no new metadata leader"
+        time.sleep(0.1)
+    commit(c.url(others[0]), 10)
+    c.resume(old)
+    resp = retry(lambda: request(c.url(old) + "/groups/g/offsets"))
+    assert resp.status == 200, resp.body
+    assert resp.json()["offsets"] == [{"topic": "t", "partition": 0, "offset": 10}]
