@@ -66,3 +66,31 @@ def test_a_follower_that_stops_replicating_shows_in_raft_status(cluster_factory)
         assert healthy["lag"] == 0, healthy
     finally:
         c.resume(follower)
+
+
+def test_five_replica_group_survives_two_leader_kills_and_catches_up(cluster_factory):
+    c = cluster_factory(5)
+    c.create_topic("five", partitions=1, replication_factor=5)
+    acked = produce_acked(c.bootstrap[0], "five", [b"a%d" % i for i in range(20)])
+    killed = []
+    for round_ in range(2):  # kill -9 the leader twice: 3 of 5 replicas remain, still a majority
+        leader = c.leader_of("five", 0)
+        c.kill(leader)
+        killed.append(leader)
+        survivor = next(b for b in c.ids if b not in killed)
+        acked += produce_acked(c.url(survivor), "five", [b"r%d-%d" % (round_, i) for i in range(20)])
+    assert len(acked) == 60
+    survivor = next(b for b in c.ids if b not in killed)
+    assert fetch_values(c.url(survivor), "five") == sorted(acked)
+    for broker in killed:
+        c.start_broker(broker)
+    c.wait_healthy(60, killed)
+    leader = c.leader_of("five", 0)
+    deadline = time.monotonic() + 30
+    while True:  # the restarted replicas catch up: the leader sees no lag
+        groups = request(c.url(leader) + "/raft").json()["groups"]
+        status = next(g for g in groups if g.get("partition") == "five/0")
+        if all(f["lag"] == 0 for f in status["followers"].values()) and len(status["followers"]) == 4:
+            break
+        assert time.monotonic() < deadline, status
+        time.sleep(0.2)
