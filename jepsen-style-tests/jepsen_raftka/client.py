@@ -12,7 +12,7 @@ Kafka's manual assignment) or, for ``subscribe_fraction`` of the processes
 when the run has groups, ``subscribe``: the ``subscribe`` op joins
 ``subscribe_group`` (membership.py), the group assigns the partitions, each
 starts at the group's committed offset; every poll first heartbeats and, when
-a rebalance is under way, joins again (the poll then says ``rebalanced``);
+a rebalance is under way, joins again (the next ok poll says ``rebalanced``);
 commits carry member id and generation.
 
 Routing, like a Kafka client with a metadata cache: a request goes to the
@@ -141,6 +141,7 @@ class ClientProcess:
         subscribes = settings.subscribe_group is not None and rng.random() < settings.subscribe_fraction
         self.mode = "subscribe" if subscribes else "assign"
         self.member: Membership | None = None
+        self.rebalanced = False  # rejoined (positions reset) since the last ok poll
 
     # ------------------------------------------------------------- routing
 
@@ -279,8 +280,8 @@ class ClientProcess:
         """A new generation: start each assigned partition at the group's committed offset (0 when
         nothing was committed or the offsets cannot be read: auto.offset.reset=earliest)."""
         try:
-            committed = membership.committed_offsets(self._group_request, self.settings.subscribe_group,
-                                                     self.settings.topic, self._request_timeout_s)
+            committed, _ = membership.committed_offsets(self._group_request, self.settings.subscribe_group,
+                                                        self.settings.topic, self._request_timeout_s)
         except (membership.GroupError, NotDelivered, NoAnswer):
             committed = {}
         self.member = member
@@ -305,30 +306,31 @@ class ClientProcess:
         return self._complete("ok", "subscribe", {**invoke, "generation": member.generation,
                                                   "assignment": [self._tp(p) for p in member.partitions]})
 
-    def _stay_member(self) -> tuple[bool, str | None]:
-        """A subscriber's heartbeat before it polls, rejoining when told to:
-        (rebalanced, error); on an error the membership is dropped (the next op subscribes)."""
+    def _stay_member(self) -> str | None:
+        """A subscriber's heartbeat before it polls, rejoining when told to (which resets its
+        positions: the next ok poll says ``rebalanced``); returns an error, after which the
+        membership is dropped (the next op subscribes)."""
         group, member = self.settings.subscribe_group, self.member
         try:
             verdict = membership.heartbeat(self._group_request, group, member, self._request_timeout_s)
             if verdict == "ok":
-                return False, None
+                return None
             rejoined = membership.join(self._group_request, group, self.settings.topic,
                                        member.member_id if verdict == "rejoin" else None)
         except (membership.GroupError, NotDelivered, NoAnswer) as exc:
             self.member, self.assignment, self.positions = None, [], {}
-            return True, str(exc)
+            return str(exc)
         self._take_membership(rejoined)
-        return True, None
+        self.rebalanced = True
+        return None
 
     def poll(self) -> bool:
         """Fetch every assigned partition from its position (the consumer must be ready); a
         subscriber first heartbeats, rejoining the group if a rebalance is under way."""
         invoke = {"positions": {self._tp(p): self.positions[p] for p in self.assignment}}
         self._invoke("poll", invoke)
-        rebalanced = False
         if self.mode == "subscribe":
-            rebalanced, error = self._stay_member()
+            error = self._stay_member()
             if error is not None:
                 return self._complete("fail", "poll", invoke, error=f"group membership: {error}")
         records: dict[str, list] = {}
@@ -363,7 +365,8 @@ class ClientProcess:
         node = sorted(served) if served else None
         if self.assignment and not records:
             return self._complete("fail", "poll", invoke, node=node, error=errors)
-        value: dict[str, Any] = {"records": records, "mode": self.mode, "rebalanced": rebalanced}
+        value: dict[str, Any] = {"records": records, "mode": self.mode, "rebalanced": self.rebalanced}
+        self.rebalanced = False
         if errors:
             value["errors"] = errors
         if resets:
@@ -417,12 +420,13 @@ class ClientProcess:
         group = self._group()
         self._invoke("list_committed", {"group": group})
         try:
-            offsets = membership.committed_offsets(self._group_request, group, self.settings.topic,
-                                                   self._request_timeout_s)
+            offsets, reply = membership.committed_offsets(self._group_request, group, self.settings.topic,
+                                                          self._request_timeout_s)
         except (NotDelivered, NoAnswer) as exc:
             return self._complete("fail", "list_committed", {"group": group}, error=describe(exc))
         except membership.GroupError as exc:
             return self._complete("fail", "list_committed", {"group": group}, node=exc.reply.served_by,
                                   error=str(exc))
         return self._complete("ok", "list_committed",
-                              {"group": group, "offsets": {self._tp(p): o for p, o in offsets.items()}})
+                              {"group": group, "offsets": {self._tp(p): o for p, o in offsets.items()}},
+                              node=reply.served_by)

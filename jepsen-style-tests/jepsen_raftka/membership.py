@@ -76,12 +76,12 @@ def heartbeat(request: Request, group: str, member: Membership, timeout_s: float
     raise GroupError(reply)
 
 
-def committed_offsets(request: Request, group: str, topic: str, timeout_s: float) -> dict[int, int]:
-    """partition -> committed (next to read) offset of the group; raises GroupError."""
+def committed_offsets(request: Request, group: str, topic: str, timeout_s: float) -> tuple[dict[int, int], Reply]:
+    """(partition -> committed (next to read) offset of the group, the answer); raises GroupError."""
     reply = request("GET", f"/groups/{group}/offsets?topic={topic}", timeout_s=timeout_s)
     listed = reply.doc.get("offsets") if isinstance(reply.doc, dict) else None
     if reply.status != 200 or not isinstance(listed, list):
         raise GroupError(reply)
     return {o["partition"]: o["offset"] for o in listed
             if isinstance(o, dict) and o.get("topic") == topic
-            and type(o.get("partition")) is int and type(o.get("offset")) is int}
+            and type(o.get("partition")) is int and type(o.get("offset")) is int}, reply

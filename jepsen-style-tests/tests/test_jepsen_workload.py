@@ -206,6 +206,26 @@ def test_subscriber_joins_heartbeats_rejoins_and_commits_with_its_generation(tmp
     assert [op.f for op in history.ops] == ["subscribe", "poll", "poll", "commit"]
 
 
+def test_a_rebalance_in_a_failed_poll_is_reported_by_the_next_ok_poll(tmp_path, stand_in):
+    """Rejoining resets positions to the committed offsets; if that poll's fetches then fail, the
+    next ok poll must still say rebalanced, or its going back would look like a nonmonotonic poll."""
+    stand_in.answers["/groups/sg/members"] = [
+        (200, {"member_id": "m-1", "generation": g, "assignment": [{"topic": "t", "partition": 0}]}) for g in (1, 2)]
+    stand_in.answers["/groups/sg/offsets"] = [(200, {}), (200, {})]
+    stand_in.answers["/groups/sg/heartbeat"] = [
+        (200, {}), (409, {"error_code": 40906, "message": "rebalance"}), (200, {})]
+    stand_in.answers["/topics/t/partitions/0/records"] = [
+        (200, records((0, 1), (1, 2))), (503, {"error_code": 50301, "message": "no leader"}), (200, records((0, 1)))]
+    client, recorder = make_client(tmp_path, stand_in.address, subscribe_group="sg", subscribe_fraction=1.0)
+    client.subscribe()
+    for _ in range(3):
+        client.poll()
+    recorder.close()
+    polls = [e for e in completions(tmp_path) if e["f"] == "poll"]
+    assert [(p["type"], p["value"].get("rebalanced")) for p in polls] == [
+        ("ok", False), ("fail", None), ("ok", True)]
+
+
 def test_idempotent_send_with_resend(tmp_path, stand_in):
     stand_in.answers["/producers"] = [(200, {"producer_id": 1000, "producer_epoch": 0})]
     for p in (0, 1):
