@@ -27,7 +27,7 @@ import orjson
 
 from raftka.raft import canary
 from raftka.raft.core import NotLeaderError, Role
-from raftka.raft.host import HostConfig, RaftHost
+from raftka.raft.host import HostConfig, ProposalDroppedError, RaftHost
 from raftka.raft.partition import PartitionStateMachine, encode_produce
 from raftka.storage import LogConfig
 
@@ -224,9 +224,12 @@ class Broker:
                                   "outcome is unknown (retry with the idempotent producer).") from None
         except ApiError:
             raise
-        except Exception as exc:
+        except ProposalDroppedError as exc:  # definitely not applied: safe to call it a failure
             log.info("produce to %s/%d dropped: %s", topic, partition, exc)
             raise NotLeader(f"partition {topic}/{partition} (the batch was not committed: {exc})") from None
+        except Exception as exc:  # snapshot-covered or group closed: it may have been applied
+            raise RequestTimedOut(f"Produce to {topic}/{partition}: outcome unknown ({exc}); retry with the "
+                                  "idempotent producer.") from None
         return result
 
     # ------------------------------------------------------ reconciliation

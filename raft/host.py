@@ -67,6 +67,10 @@ class ProposalDroppedError(Exception):
     """The entry was overwritten by another leader's log: it was definitely not applied."""
 
 
+class ProposalOutcomeUnknownError(Exception):
+    """The entry's fate cannot be known here (a snapshot covered its index): it may have been applied."""
+
+
 class GroupClosedError(Exception):
     """The group was removed (topic deleted or broker stopping) while the request waited."""
 
@@ -359,7 +363,7 @@ class RaftHost:
         for index in [i for i in group.waiting if i <= group.node.applied]:
             _, fut = group.waiting.pop(index)
             if not fut.done():
-                fut.set_exception(ProposalDroppedError(f"{group.name}: entry {index} outcome unknown (snapshot)"))
+                fut.set_exception(ProposalOutcomeUnknownError(f"{group.name}: entry {index} outcome unknown (snapshot)"))
 
     # ------------------------------------------------------------ network
 
@@ -477,5 +481,6 @@ class RaftHost:
                 log.exception("raft group %s: checkpoint failed", group.name)
 
 
-__all__ = ["HostConfig", "RaftHost", "RaftGroup", "StateMachine", "ProposalDroppedError", "GroupClosedError",
+__all__ = ["HostConfig", "RaftHost", "RaftGroup", "StateMachine", "ProposalDroppedError", "ProposalOutcomeUnknownError",
+           "GroupClosedError",
            "NotLeaderError"]
