@@ -30,10 +30,11 @@ NEMESES: dict[str, tuple[str | tuple[str, ...], ...]] = {
     "partition": ("partition-one", "partition-halves", "partition-bridge"),
     "partition-leader": ("partition-leader",),
     "partition-metadata-leader": ("partition-metadata-leader",),
-    "client-isolation": ("isolate-client-one", "isolate-client-leader"),
+    "client-isolation": ("isolate-client-one", "isolate-client-leader", "isolate-client-metadata-leader"),
     "kill": ("kill-one", "kill-minority"),
     "kill-leader": ("kill-leader",),
-    "pause": ("pause-one", "pause-leader"),
+    "kill-metadata-leader": ("kill-metadata-leader",),
+    "pause": ("pause-one", "pause-leader", "pause-metadata-leader"),
     "power": ("power-failure-one",),
     "power-all": ("power-failure-all",),
     # P1
@@ -46,7 +47,7 @@ NEMESES: dict[str, tuple[str | tuple[str, ...], ...]] = {
     "partition-kill": (("partition-one", "kill-one"),),
 }
 P0 = ("partition", "partition-leader", "partition-metadata-leader", "client-isolation", "kill", "kill-leader",
-      "pause", "power", "power-all")
+      "kill-metadata-leader", "pause", "power", "power-all")
 
 
 def entries(names: Iterable[str], ctx: NemesisContext, *, partition_leader: LeaderCallback,
