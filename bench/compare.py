@@ -57,6 +57,7 @@ from bench.compare_workloads import (
     percentile,
     produce,
 )
+from bench.machine import cpu_model
 from bench.nats_cluster import nats_server_version
 
 RESULTS = Path(__file__).parent / "results"
@@ -92,14 +93,7 @@ def load() -> float:
 
 
 def machine() -> dict:
-    model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    model = cpu_model("unknown")
     return {"cpu_model": model, "cores": os.cpu_count(), "kernel": platform.release(),
             "python": platform.python_version(), "nats_server": nats_server_version(),
             "nats_py": version("nats-py"), "load_avg_at_start": list(os.getloadavg())}

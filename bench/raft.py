@@ -39,11 +39,12 @@ import aiohttp
 import orjson
 import psutil
 import uvloop
+from raftka.client.devcluster import LocalCluster, http_json
+from raftka.storage import Record, encode_batch
 from rich.console import Console
 from rich.table import Table
 
-from raftka.client.devcluster import LocalCluster, http_json
-from raftka.storage import Record, encode_batch
+from bench.machine import cpu_model
 
 BATCH_TYPE = "application/vnd.raftka.batch"
 RECORD_BYTES = 100
@@ -54,14 +55,7 @@ RESULTS = Path(__file__).resolve().parent / "results" / "raft.json"
 
 
 def machine() -> dict:
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    model = cpu_model("")
     return {"cpus": os.cpu_count(), "cpu_model": model, "python": platform.python_version(),
             "platform": platform.platform(), "memory_gib": round(psutil.virtual_memory().total / 2**30, 1)}
 
