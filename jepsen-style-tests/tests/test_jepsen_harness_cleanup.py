@@ -41,9 +41,10 @@ def slot_names(slot: int) -> list[str]:
 
 
 def root_firewall() -> str:
+    """The root namespace's ruleset (empty on a host that never had a rule: iptables-save then prints nothing)."""
     if not netns.availability()[0]:
         return ""
-    return subprocess.run(["iptables-save"], capture_output=True, text=True, check=True).stdout.split("\n", 1)[1]
+    return subprocess.run(["iptables-save"], capture_output=True, text=True, check=True).stdout
 
 
 def without_counters(ruleset: str) -> list[str]:
