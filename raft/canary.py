@@ -11,6 +11,10 @@ Each breaks exactly one guarantee:
   no-dedup            the idempotent producer's duplicate detection is off
   commit-offset-lww   committed group offsets may go backwards (last writer wins)
   skip-truncate       a follower keeps conflicting entries instead of truncating them
+  wiped-node-votes    a broker back with an empty data dir takes its old replica id (votes as its old self)
+  learner-counted     learners' votes and acknowledgements count toward quorums
+  membership-before-own-term   a new leader changes membership before committing an entry of its term
+  promote-lagging-learner      a learner becomes a voter before it has caught up
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from __future__ import annotations
 import os
 
 CANARIES = frozenset({"ack-before-commit", "no-fsync", "follower-reads", "no-dedup", "commit-offset-lww",
-                      "skip-truncate"})
+                      "skip-truncate", "wiped-node-votes", "learner-counted", "membership-before-own-term",
+                      "promote-lagging-learner"})
 ENV = "RAFTKA_CANARY"
 ACTIVE = os.environ.get(ENV, "")
 if ACTIVE and ACTIVE not in CANARIES:

@@ -29,7 +29,20 @@ election timers, so an idle group costs no messages.  Any other message, a
 proposal, or the host's `wake()` (it watches broker-level liveness: a quiesced
 follower whose leader's broker went silent is woken) ends the quiet.
 
-Membership is static per group (replication factor = Raft membership).
+Membership (see `membership`): voters elect and count toward quorums;
+learners replicate like followers but never vote, campaign or count.  A
+configuration is an ENTRY_CONFIG entry and takes effect as soon as it is
+appended (dissertation §4.1); truncating it reverts to the one before.  A
+replica that no configuration names (a broker back with an empty disk, so a
+new replica id) neither campaigns nor counts: it can only be added as a
+learner.  `propose_membership` changes one voter at a time, and only once the
+leader has committed an entry of its own term and no other change is
+uncommitted; it promotes only a learner that has caught up to the commit
+index.  A leader that removed itself keeps leading until the change commits,
+then hands over (TimeoutNow to the most caught-up voter) and steps down.
+Votes and acknowledgements count only from voters of the counting node's
+configuration, so nothing said by a replica outside it can elect a leader or
+commit an entry.
 """
 
 from __future__ import annotations
@@ -40,7 +53,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from . import canary
-from .messages import Entry, Message, MessageType as MT
+from .membership import Membership, MembershipError, change as membership_change
+from .messages import ENTRY_CONFIG, Entry, Message, MessageType as MT
 
 
 class Role(enum.Enum):
@@ -59,11 +73,21 @@ class NotLeaderError(Exception):
         super().__init__(f"not the leader of {group}; leader is {leader if leader is not None else 'unknown'}")
 
 
+class MembershipChangeError(Exception):
+    """A membership change the leader cannot start now (the message says why; retry later)."""
+
+
 class RaftLog(Protocol):
-    """Durable Raft log of one group: entries after a compaction point, plus hard state."""
+    """Durable Raft log of one group: entries after a compaction point, plus hard state.
+
+    Configuration entries (kind ENTRY_CONFIG) are tracked by the log so that
+    `config_at` answers without reading entries back; `snapshot_config` is the
+    membership in effect at the compaction point (b"": none known yet).
+    """
 
     snapshot_index: int
     snapshot_term: int
+    snapshot_config: bytes
     term: int  # hard state: current term
     vote: int | None  # hard state: vote in current term
 
@@ -75,8 +99,12 @@ class RaftLog(Protocol):
     def entries(self, lo: int, hi: int, max_bytes: int) -> list[Entry]: ...
     def append(self, entries: list[Entry]) -> None: ...
     def truncate_from(self, index: int) -> None: ...
-    def reset(self, snapshot_index: int, snapshot_term: int) -> None: ...
+    def reset(self, snapshot_index: int, snapshot_term: int, config: bytes) -> None: ...
     def set_hard_state(self, term: int, vote: int | None) -> None: ...
+    def config_at(self, index: int) -> tuple[int, bytes]: ...  # (index of the config entry, or snapshot_index; data)
+    def bootstrap_config(self, config: bytes) -> None: ...  # an empty log's first membership (hard state)
+    def stage_snapshot(self, index: int, term: int, config: bytes) -> None: ...  # durable before finish_install
+    def staged_config(self, index: int) -> bytes: ...  # what stage_snapshot recorded for index, else b""
 
 
 class Snapshotter(Protocol):
@@ -129,20 +157,21 @@ class Progress:
 
 
 class RaftNode:
-    def __init__(self, group: str, node_id: int, peers: list[int], log: RaftLog, config: RaftConfig | None = None,
-                 *, applied: int = 0, applied_term: int = 0, snapshotter: Snapshotter | None = None,
-                 rng: random.Random | None = None):
-        if node_id not in peers:
-            raise ValueError(f"node {node_id} is not a member of group {group} {peers}")
+    def __init__(self, group: str, node_id: int, peers: Membership | list[int] | None, log: RaftLog,
+                 config: RaftConfig | None = None, *, applied: int = 0, applied_term: int = 0,
+                 snapshotter: Snapshotter | None = None, rng: random.Random | None = None):
+        """`peers`: the group's first membership (a list means all voters), used only when the
+        log holds none yet; a replica added later gets None and learns it from the leader."""
         self.group = group
         self.id = node_id
-        self.peers = sorted(peers)
-        self.others = [p for p in self.peers if p != node_id]
         self.log = log
         if applied > log.last_index or (applied > log.snapshot_index and log.term_at(applied) != applied_term):
-            # The state machine is ahead of the journal (a snapshot was installed
-            # but the journal reset was not yet durable): restart the log there.
-            log.reset(applied, applied_term)
+            # The state machine is ahead of the journal (a snapshot was installed but the
+            # journal reset was not yet durable): restart the log there.
+            log.reset(applied, applied_term, log.staged_config(applied))
+        if peers is not None and not log.config_at(log.last_index)[1]:
+            bootstrap = peers if isinstance(peers, Membership) else Membership.of(peers)
+            log.bootstrap_config(bootstrap.encode())
         self.cfg = config or RaftConfig()
         self.snapshotter = snapshotter
         self.rng = rng or random.Random()
@@ -161,7 +190,83 @@ class RaftNode:
         self._broadcast_pending = False
         self.quiesced = False
         self._outbox: list[Message] = []
+        self.membership: Membership | None = None
+        self.membership_index = 0
+        self.others: list[int] = []
+        self._load_membership()
         self._reset_election_timeout()
+
+    # ------------------------------------------------------------ membership
+
+    @property
+    def is_voter(self) -> bool:
+        return self.membership is not None and self.id in self.membership.voters
+
+    @property
+    def voters(self) -> frozenset[int]:
+        return self.membership.voters if self.membership is not None else frozenset()
+
+    def quorum_with(self, replicas) -> bool:
+        """Would this replica plus `replicas` be a quorum of voters (host liveness checks)?"""
+        counted = self._counted()
+        return len(counted.intersection({self.id, *replicas})) >= self._quorum() if counted else False
+
+    def _counted(self) -> frozenset[int]:
+        """Replicas whose votes and acknowledgements count: the voters."""
+        if self.membership is None:
+            return frozenset()
+        return self.membership.members if canary.enabled("learner-counted") else self.membership.voters
+
+    def _quorum(self) -> int:
+        return len(self._counted()) // 2 + 1
+
+    def _load_membership(self) -> None:
+        """Take the newest configuration in the log (appended, truncated or installed)."""
+        index, data = self.log.config_at(self.log.last_index)
+        membership = Membership.decode(data) if data else None
+        if membership == self.membership and index == self.membership_index:
+            return
+        self.membership, self.membership_index = membership, index
+        self.others = sorted(membership.members - {self.id}) if membership is not None else []
+        if self.role is Role.LEADER:
+            last = self.log.last_index
+            for p in self.others:
+                if p not in self.progress:
+                    pr = self.progress[p] = Progress(last + 1)
+                    pr.resp_tick = self.now
+            for p in [p for p in self.progress if p not in self.others]:
+                del self.progress[p]
+            if self.transfer_target is not None and self.transfer_target not in self.voters:
+                self.transfer_target = None
+        elif self.role in (Role.CANDIDATE, Role.PRE_CANDIDATE) and not self.is_voter:
+            self._become_follower(self.log.term, None)
+
+    def propose_membership(self, target: Membership) -> tuple[int, int]:
+        """Append a configuration entry changing the membership to `target` (one voter at a time).
+
+        Raises NotLeaderError, MembershipError (the change itself is invalid) or
+        MembershipChangeError (valid, but not now: retry once the cause is gone).
+        """
+        if self.role is not Role.LEADER or self.transfer_target is not None:
+            raise NotLeaderError(self.group, None if self.transfer_target else self.leader)
+        if self.commit < self.term_start_index and not canary.enabled("membership-before-own-term"):
+            raise MembershipChangeError(f"{self.group}: the leader has not yet committed an entry of term "
+                                        f"{self.log.term}; retry shortly")
+        if self.membership_index > self.commit:
+            raise MembershipChangeError(f"{self.group}: the membership change at index {self.membership_index} "
+                                        "is not committed yet")
+        membership_change(self.membership, target)
+        for p in target.voters - self.membership.voters:
+            match = self.progress[p].match
+            if match < self.commit and not canary.enabled("promote-lagging-learner"):
+                raise MembershipChangeError(f"{self.group}: learner {p} has not caught up "
+                                            f"(has {match} of {self.commit} committed entries)")
+        self.wake()
+        index = self.log.last_index + 1
+        self.log.append([Entry(self.log.term, target.encode(), ENTRY_CONFIG)])
+        self._load_membership()
+        self._broadcast_pending = True
+        return index, self.log.term
 
     # ------------------------------------------------------------------ inputs
 
@@ -173,7 +278,10 @@ class RaftNode:
         if self.role is Role.LEADER:
             self._tick_leader()
         elif self.elapsed >= self.randomized_timeout:
-            self.campaign()
+            if self.is_voter:
+                self.campaign()
+            else:
+                self._reset_election_timeout()  # learners and strangers never campaign
 
     def step(self, m: Message) -> None:
         if self.quiesced and m.type is not MT.HEARTBEAT_RESP and not (m.type is MT.HEARTBEAT and m.final):
@@ -233,7 +341,9 @@ class RaftNode:
             self._maybe_commit()
 
     def campaign(self, transfer: bool = False) -> None:
-        if len(self.peers) == 1:
+        if not self.is_voter:
+            return
+        if self.voters == {self.id}:
             self._become_candidate()
             self._become_leader()
             return
@@ -245,12 +355,15 @@ class RaftNode:
             self._request_votes(MT.PREVOTE, self.log.term + 1)
 
     def transfer_leadership(self, target: int | None = None) -> int | None:
-        """Hand leadership to the most caught-up follower (graceful shutdown)."""
-        if self.role is not Role.LEADER or not self.others:
+        """Hand leadership to the most caught-up voter (graceful shutdown, removal)."""
+        candidates = [p for p in self.others if p in self.voters]
+        if self.role is not Role.LEADER or not candidates:
             return None
         self.wake()
         if target is None:
-            target = max(self.others, key=lambda p: self.progress[p].match)
+            target = max(candidates, key=lambda p: self.progress[p].match)
+        elif target not in candidates:
+            return None
         self.transfer_target = target
         self.transfer_deadline = self.now + self.cfg.election_ticks
         if self.progress[target].match == self.log.last_index:
@@ -295,11 +408,14 @@ class RaftNode:
         """Ticks left on the leader lease (<= 0: none); see read_allowed."""
         if self.role is not Role.LEADER or self.applied < self.term_start_index:
             return 0
-        if len(self.peers) == 1:
+        counted = self._counted()
+        need = self._quorum() - (1 if self.id in counted else 0)
+        if need <= 0:
             return 1 << 30
-        acks = sorted((self.progress[p].acked_tick for p in self.others), reverse=True)
-        quorum_ack = acks[len(self.peers) // 2 - 1]
-        return self.cfg.election_ticks - 1 - (self.now - quorum_ack)
+        acks = sorted((self.progress[p].acked_tick for p in self.others if p in counted), reverse=True)
+        if len(acks) < need:
+            return 0
+        return self.cfg.election_ticks - 1 - (self.now - acks[need - 1])
 
     def status(self) -> dict:
         return {
@@ -313,9 +429,11 @@ class RaftNode:
             "last_index": self.log.last_index,
             "snapshot_index": self.log.snapshot_index,
             "quiesced": self.quiesced,
+            "voters": sorted(self.voters),
+            "learners": sorted(self.membership.learners) if self.membership else [],
             "followers": {
                 p: {"match_index": pr.match, "next_index": pr.next, "state": pr.state.name.lower(),
-                    "lag": self.log.last_index - pr.match}
+                    "lag": self.log.last_index - pr.match, "learner": p not in self.voters}
                 for p, pr in self.progress.items()
             } if self.role is Role.LEADER else {},
         }
@@ -364,8 +482,9 @@ class RaftNode:
         last = self.log.last_index
         last_term = self.log.term_at(last)
         for p in self.others:
-            self._outbox.append(Message(kind, self.group, self.id, p, term, index=last, log_term=last_term,
-                                        transfer=transfer))
+            if p in self._counted():
+                self._outbox.append(Message(kind, self.group, self.id, p, term, index=last, log_term=last_term,
+                                            transfer=transfer))
 
     # ----------------------------------------------------------------- leader
 
@@ -380,10 +499,12 @@ class RaftNode:
                 self.quiesced = True
                 return
         if self.cfg.check_quorum and self.now % self.cfg.election_ticks == 0:
-            active = 1 + sum(1 for pr in self.progress.values() if pr.recent_active)
+            counted = self._counted()
+            active = (self.id in counted) + sum(1 for p, pr in self.progress.items()
+                                                if p in counted and pr.recent_active)
             for pr in self.progress.values():
                 pr.recent_active = False
-            if active <= len(self.peers) // 2:
+            if active < self._quorum():
                 self._become_follower(self.log.term, None)
                 return
         for p, pr in self.progress.items():
@@ -409,10 +530,10 @@ class RaftNode:
         return True
 
     def _broadcast_append(self) -> None:
-        if len(self.peers) == 1:
-            return  # commit follows persistence (persisted())
         for p in self.others:
             self._send_append(p)
+        if not self.others:
+            self._maybe_commit()  # alone: commit follows persistence (persisted())
 
     def _send_append(self, p: int) -> None:
         pr = self.progress[p]
@@ -484,6 +605,8 @@ class RaftNode:
             pr.state = ProgressState.REPLICATE
             pr.inflight = 0
         self._maybe_commit()
+        if self.role is not Role.LEADER:
+            return  # the commit removed us: we handed over
         if self.transfer_target == m.src and pr.match == self.log.last_index:
             self._send(MT.TIMEOUT_NOW, m.src)
         if pr.next <= self.log.last_index:
@@ -515,21 +638,45 @@ class RaftNode:
             pr.next = m.index + 1
             pr.state = ProgressState.PROBE
             pr.inflight = 0
-            self._send_append(m.src)
+            self._maybe_commit()
+            if self.role is Role.LEADER:
+                self._send_append(m.src)
             return
         data, done, index = self.snapshotter.read_chunk(m.payload)
         log_term = self.log.term_at(index) if done else 0
         if done and log_term is None:
             self._send(MT.SNAPSHOT, m.src, context=self.now)  # our own state moved; restart from the follower's cursor
             return
+        config = self.log.config_at(index)[1] if done else b""
         self._outbox.append(Message(MT.SNAPSHOT, self.group, self.id, m.src, self.log.term, index=index if done else 0,
-                                    log_term=log_term or 0, context=self.now, final=done, payload=data))
+                                    log_term=log_term or 0, context=self.now, final=done, payload=data,
+                                    config=config))
 
     def _maybe_commit(self) -> None:
-        matches = sorted([self.log.synced_index] + [pr.match for pr in self.progress.values()], reverse=True)
-        candidate = matches[0 if canary.enabled("ack-before-commit") else len(self.peers) // 2]
+        counted = self._counted()
+        match = {p: pr.match for p, pr in self.progress.items() if p in counted}
+        if self.id in counted:
+            match[self.id] = self.log.synced_index
+        if canary.enabled("ack-before-commit"):
+            candidate = max(match.values(), default=0)
+        else:
+            candidate = sorted(match.values(), reverse=True)[self._quorum() - 1] if len(match) >= self._quorum() else 0
         if candidate > self.commit and self.log.term_at(candidate) == self.log.term:
             self.commit = candidate  # followers learn it with the next append or heartbeat
+        if not self.is_voter and self.membership_index <= self.commit:
+            self._hand_over_after_removal()
+
+    def _hand_over_after_removal(self) -> None:
+        """Our removal is committed: wake the most caught-up voter and step down (dissertation §4.2.2)."""
+        voters = [p for p in self.others if p in self.voters]
+        if voters:
+            # Followers learn the commit index (hence our removal) with this append, then the target campaigns.
+            target = max(voters, key=lambda p: self.progress[p].match)
+            for p in self.others:
+                self._send_append(p)
+            if self.progress[target].match == self.log.last_index:
+                self._send(MT.TIMEOUT_NOW, target)
+        self._become_follower(self.log.term, None)
 
     # --------------------------------------------------------------- follower
 
@@ -549,6 +696,7 @@ class RaftNode:
             self._send(MT.APPEND_RESP, m.src, reject=True, index=hint, log_term=m.index, context=m.context)
             return
         new = []
+        truncated = False
         for i, entry in enumerate(entries):
             idx = prev + 1 + i
             existing = self.log.term_at(idx)
@@ -558,10 +706,13 @@ class RaftNode:
                 if existing is not None:
                     assert idx > self.commit, "a committed entry conflicts with the leader's log"
                     self.log.truncate_from(idx)
+                    truncated = True
                 new = entries[i:]
                 break
         if new:
             self.log.append(new)
+        if truncated or any(e.kind == ENTRY_CONFIG for e in new):
+            self._load_membership()
         last_new = prev + len(entries)
         if m.commit > self.commit:
             self.commit = min(m.commit, last_new)
@@ -585,11 +736,13 @@ class RaftNode:
             self._send(MT.SNAPSHOT_RESP, m.src, payload=cursor, context=m.context)
             return
         if m.index > self.commit:
+            self.log.stage_snapshot(m.index, m.log_term, m.config)
             if not self.snapshotter.finish_install(m.index, m.log_term):
                 self._send(MT.SNAPSHOT_RESP, m.src, reject=True, context=m.context)
                 return
-            self.log.reset(m.index, m.log_term)
+            self.log.reset(m.index, m.log_term, m.config)
             self.commit = self.applied = m.index
+            self._load_membership()
         self._send(MT.SNAPSHOT_RESP, m.src, final=True, index=max(m.index, self.commit), context=m.context)
 
     def _on_timeout_now(self, m: Message) -> None:
@@ -631,19 +784,20 @@ class RaftNode:
 
     def _on_vote_resp(self, m: Message) -> None:
         expected = Role.PRE_CANDIDATE if m.type is MT.PREVOTE_RESP else Role.CANDIDATE
-        if self.role is not expected:
-            return
+        counted = self._counted()
+        if self.role is not expected or m.src not in counted:
+            return  # only our configuration's voters decide an election
         self.votes[m.src] = not m.reject
-        granted = sum(1 for v in self.votes.values() if v)
-        rejected = len(self.votes) - granted
-        quorum = len(self.peers) // 2 + 1
+        granted = sum(1 for p, v in self.votes.items() if v and p in counted)
+        rejected = sum(1 for p, v in self.votes.items() if not v and p in counted)
+        quorum = self._quorum()
         if granted >= quorum:
             if expected is Role.PRE_CANDIDATE:
                 self._become_candidate()
                 self._request_votes(MT.VOTE, self.log.term)
             else:
                 self._become_leader()
-        elif rejected >= quorum:
+        elif rejected > len(counted) - quorum:
             self._become_follower(self.log.term, None)
 
     # ---------------------------------------------------------------- helpers

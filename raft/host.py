@@ -43,7 +43,9 @@ from typing import Any, Protocol
 
 from .core import NotLeaderError, RaftConfig, RaftNode, Role
 from .journal import Journal
-from .messages import Message, MessageDecodeError, MessageType, decode_frame, encode_frame, encode_message
+from .membership import Membership
+from .messages import ENTRY_NORMAL, Message, MessageDecodeError, MessageType, decode_frame, encode_frame, encode_message
+from .replica import broker_of, format_replica
 from .transport import PeerTransport
 
 log = logging.getLogger("raftka.raft.host")
@@ -122,6 +124,7 @@ class RaftHost:
                  peers: dict[int, tuple[str, int]] | None = None, secret: bytes | None = None,
                  config: HostConfig | None = None):
         self.id = node_id
+        self.replica = node_id  # this broker's replica id in every group (see `replica`): incarnation 0 until set
         self.data_dir = data_dir
         self.cfg = config or HostConfig()
         self.groups: dict[str, RaftGroup] = {}
@@ -180,12 +183,18 @@ class RaftHost:
 
     # --------------------------------------------------------------- groups
 
-    def add_group(self, name: str, peers: list[int], sm: StateMachine) -> RaftGroup:
+    def add_group(self, name: str, members: Membership | list[int] | None, sm: StateMachine) -> RaftGroup:
+        """Host this broker's replica of group `name`.
+
+        `members`: the group's first membership (replica ids), used only if the
+        journal holds none; None for a replica that joins an existing group
+        (it learns the membership from the leader once added as a learner).
+        """
         if name in self.groups:
             raise ValueError(f"raft group {name} already exists on broker {self.id}")
         directory = os.path.join(self.data_dir, "raft", name.replace("/", "~"))
         journal = Journal(directory, cache_bytes=self.cfg.journal_cache_bytes)
-        node = RaftNode(name, self.id, peers, journal, self.cfg.raft_config(), applied=sm.applied_index,
+        node = RaftNode(name, self.replica, members, journal, self.cfg.raft_config(), applied=sm.applied_index,
                         applied_term=sm.applied_term, snapshotter=sm, rng=random.Random(self._rng.random()))
         group = RaftGroup(name, node, journal, sm, directory)
         self.groups[name] = group
@@ -229,7 +238,10 @@ class RaftHost:
         """
         group = self.group(name)
         self._catch_up(group)
-        index, term = group.node.propose(data)
+        try:
+            index, term = group.node.propose(data)
+        except NotLeaderError as exc:
+            raise NotLeaderError(name, None if exc.leader is None else broker_of(exc.leader)) from None
         fut = self._loop.create_future()
         group.waiting[index] = (term, fut)
         self._activate(group)
@@ -246,8 +258,7 @@ class RaftHost:
             if node.applied < node.term_start_index:
                 return False
             lease_s = (self.cfg.election_ticks - 1) * tick_s
-            fresh = sum(1 for p in node.others if now - self.peer_acked.get(p, -1e9) < lease_s)
-            return fresh + 1 > len(node.peers) // 2
+            return node.quorum_with(p for p in node.others if now - self.peer_acked.get(broker_of(p), -1e9) < lease_s)
         # The node counts the lease in ticks; time since our last tick (a busy or paused
         # process) is not counted yet, so take it off what is left.
         return node.lease_remaining() * tick_s - (now - self._last_tick) > 0
@@ -255,11 +266,13 @@ class RaftHost:
     def ensure_leader(self, name: str) -> RaftGroup:
         group = self.group(name)
         if not self.read_allowed(name):
-            raise NotLeaderError(name, None if group.node.role is Role.LEADER else group.node.leader)
+            raise NotLeaderError(name, None if group.node.role is Role.LEADER else self.leader_of(name))
         return group
 
     def leader_of(self, name: str) -> int | None:
-        return self.group(name).node.leader
+        """The broker that leads group `name`, as far as this replica knows."""
+        leader = self.group(name).node.leader
+        return None if leader is None else broker_of(leader)
 
     def status(self) -> list[dict]:
         return [g.status(self.cfg.tick_ms) for g in self.groups.values()]
@@ -327,16 +340,18 @@ class RaftHost:
         node = group.node
         node.persisted()
         for m in messages:
-            frames[m.dst].append(encode_message(m))
+            frames[broker_of(m.dst)].append(encode_message(m))
         for index, entry in node.take_committed(group.journal.synced_index):
-            self._apply(group, index, entry.term, entry.data)
+            # A configuration entry is the core's business: the state machine sees a no-op.
+            self._apply(group, index, entry.term, entry.data if entry.kind == ENTRY_NORMAL else b"")
         if group.waiting and node.applied >= min(group.waiting):
             self._fail_skipped(group)
         if node.has_ready():
             self._activate(group)
         if (node.leader, node.log.term) != group.known_leader and node.leader is not None:
             group.known_leader = (node.leader, node.log.term)
-            log.info("raft group %s: leader is broker %d in term %d", group.name, node.leader, node.log.term)
+            log.info("raft group %s: leader is replica %s in term %d", group.name, format_replica(node.leader),
+                     node.log.term)
 
     def _apply(self, group: RaftGroup, index: int, term: int, data: bytes) -> None:
         try:
@@ -382,7 +397,7 @@ class RaftHost:
             self._on_broker_heartbeat(peer, m)
             return
         group = self.groups.get(m.group)
-        if group is None or m.dst != self.id or m.src != peer:
+        if group is None or m.dst != self.replica or broker_of(m.src) != peer:
             self.dropped_messages += 1
             return
         self._catch_up(group)
@@ -417,11 +432,10 @@ class RaftHost:
     def _wake_if_needed(self, node: RaftNode, now: float, silence_s: float) -> None:
         """Wake a quiesced node whose peers' brokers went silent (see the module docstring)."""
         if node.role is Role.LEADER:
-            heard = sum(1 for p in node.others if now - self.peer_seen.get(p, -1e9) < silence_s)
-            if heard + 1 <= len(node.peers) // 2:
+            if not node.quorum_with(p for p in node.others if now - self.peer_seen.get(broker_of(p), -1e9) < silence_s):
                 node.wake()
-        elif node.leader is not None and node.leader != self.id:
-            if now - self.peer_seen.get(node.leader, -1e9) > silence_s:
+        elif node.leader is not None and node.leader != node.id:
+            if now - self.peer_seen.get(broker_of(node.leader), -1e9) > silence_s:
                 node.wake(leader_lost=True)
 
     # --------------------------------------------------------------- ticks

@@ -4,8 +4,13 @@ Entries live in a `raftka.storage.PartitionLog` of their own (directory
 `journal/`): Raft index i is stored at offset i-1 as a one-record batch whose
 partitionLeaderEpoch is the entry's term, so recovery, checksums, torn-tail
 truncation and segment deletion are the storage engine's, not a second copy.
-Hard state (term, vote, compaction point) is a small JSON file replaced
-atomically (`hardstate.json`).
+Hard state (term, vote, compaction point and the group membership in effect
+there) is a small JSON file replaced atomically (`hardstate.json`).
+Configuration entries are marked by producer id 1 in their batch header, so
+opening the journal finds them from batch headers alone; they are few, and
+kept in memory for `config_at`.  Before a snapshot install commits in the
+state machine, `stage_snapshot` records the snapshot's membership in the hard
+state, so a crash between the two still restarts with the right membership.
 
 Writes are buffered: `sync()` is the group commit — one fsync for everything
 appended since the last one, plus the hard state if it changed.  The host calls
@@ -29,11 +34,12 @@ import orjson
 from raftka.storage import LogConfig, PartitionLog, Record, atomic_write, iter_batches, iter_records
 
 from . import canary
-from .messages import Entry
+from .messages import ENTRY_CONFIG, ENTRY_NORMAL, Entry
 
 HARD_STATE_FILE = "hardstate.json"
 JOURNAL_DIR = "journal"
 MAX_ENTRY_BYTES = 64 << 20
+CONFIG_ENTRY_MARK = 1  # producer id of a configuration entry's batch (normal entries: -1)
 
 
 class JournalError(Exception):
@@ -57,12 +63,15 @@ class Journal:
         self.vote = state["vote"]
         self.snapshot_index = state["snapshot_index"]
         self.snapshot_term = state["snapshot_term"]
+        self.snapshot_config: bytes = state.get("snapshot_config", "").encode()
+        self._staged: dict | None = state.get("staged")
         self._hard_state_dirty = False
         start = self._log.log_start_offset
         if start > self.snapshot_index:
             raise JournalError(f"{directory}: journal starts at index {start + 1} but the hard state's compaction "
                                f"point is {self.snapshot_index}: entries in between are missing")
         self._terms: list[int] = []  # term of index snapshot_index+1+i
+        self._configs: dict[int, bytes] = {}  # index -> data of each configuration entry above snapshot_index
         self._load_terms()
         self._cache: list[Entry] = []  # entries cache_base .. last_index
         self._cache_base = self.last_index + 1
@@ -114,8 +123,12 @@ class Journal:
         for entry in entries:
             if len(entry.data) > MAX_ENTRY_BYTES:
                 raise ValueError(f"raft entry of {len(entry.data)} bytes exceeds {MAX_ENTRY_BYTES}")
-            self._log.append([Record(None, entry.data, (), 0)], partition_leader_epoch=entry.term, timestamp_ms=0)
+            config = entry.kind == ENTRY_CONFIG
+            self._log.append([Record(None, entry.data, (), 0)], partition_leader_epoch=entry.term, timestamp_ms=0,
+                             producer_id=CONFIG_ENTRY_MARK if config else -1)
             self._terms.append(entry.term)
+            if config:
+                self._configs[self.last_index] = entry.data
             self._cache.append(entry)
             self._cache_bytes += len(entry.data)
         self._trim_cache()
@@ -127,6 +140,8 @@ class Journal:
             return
         self._log.truncate(index - 1)
         del self._terms[index - self.snapshot_index - 1:]
+        for config_index in [i for i in self._configs if i >= index]:
+            del self._configs[config_index]
         if index < self._cache_base:
             self._cache, self._cache_base, self._cache_bytes = [], index, 0
         else:
@@ -134,18 +149,40 @@ class Journal:
             del self._cache[index - self._cache_base:]
             self._cache_bytes -= sum(len(e.data) for e in dropped)
 
-    def reset(self, snapshot_index: int, snapshot_term: int) -> None:
+    def reset(self, snapshot_index: int, snapshot_term: int, config: bytes) -> None:
         """Discard every entry: the state machine now holds everything up to snapshot_index."""
-        self.snapshot_index, self.snapshot_term = snapshot_index, snapshot_term
+        self.snapshot_index, self.snapshot_term, self.snapshot_config = snapshot_index, snapshot_term, config
+        self._staged = None
         self._write_hard_state()
         self._log.reset(snapshot_index)
         self._terms = []
+        self._configs = {}
         self._cache, self._cache_base, self._cache_bytes = [], snapshot_index + 1, 0
 
     def set_hard_state(self, term: int, vote: int | None) -> None:
         if (term, vote) != (self.term, self.vote):
             self.term, self.vote = term, vote
             self._hard_state_dirty = True
+
+    def config_at(self, index: int) -> tuple[int, bytes]:
+        """(index, data) of the newest configuration entry at or below `index`, else the compaction point's."""
+        found = max((i for i in self._configs if i <= index), default=None)
+        if found is None:
+            return self.snapshot_index, self.snapshot_config
+        return found, self._configs[found]
+
+    def bootstrap_config(self, config: bytes) -> None:
+        """The first membership of a new group (synced with the hard state, before any message leaves)."""
+        self.snapshot_config = config
+        self._hard_state_dirty = True
+
+    def stage_snapshot(self, index: int, term: int, config: bytes) -> None:
+        self._staged = {"index": index, "term": term, "config": config.decode()}
+        self._write_hard_state()
+
+    def staged_config(self, index: int) -> bytes:
+        staged = self._staged
+        return staged["config"].encode() if staged is not None and staged["index"] == index else b""
 
     # --------------------------------------------------------- host duties
 
@@ -189,9 +226,12 @@ class Journal:
             return
         term = self.term_at(upto)
         drop = upto - self.snapshot_index
+        self.snapshot_config = self.config_at(upto)[1]
         self.snapshot_index, self.snapshot_term = upto, term
         self._write_hard_state()
         del self._terms[:drop]
+        for config_index in [i for i in self._configs if i <= upto]:
+            del self._configs[config_index]
         if self._cache_base <= upto:
             cut = upto - self._cache_base + 1
             self._cache_bytes -= sum(len(e.data) for e in self._cache[:cut])
@@ -215,7 +255,7 @@ class Journal:
         except FileNotFoundError:
             if self._log.log_end_offset > 0:
                 raise JournalError(f"{self.directory}: journal entries exist but {HARD_STATE_FILE} is missing")
-            fresh = {"term": 0, "vote": None, "snapshot_index": 0, "snapshot_term": 0}
+            fresh = {"term": 0, "vote": None, "snapshot_index": 0, "snapshot_term": 0, "snapshot_config": ""}
             atomic_write(self._hard_state_path, orjson.dumps(fresh))
             return fresh
         except orjson.JSONDecodeError as exc:
@@ -224,10 +264,14 @@ class Journal:
 
     def _capture_hard_state(self) -> tuple[int, bytes]:
         self._hard_state_seq += 1
-        return self._hard_state_seq, orjson.dumps({
+        document = {
             "term": self.term, "vote": self.vote,
             "snapshot_index": self.snapshot_index, "snapshot_term": self.snapshot_term,
-        })
+            "snapshot_config": self.snapshot_config.decode(),
+        }
+        if self._staged is not None:
+            document["staged"] = self._staged
+        return self._hard_state_seq, orjson.dumps(document)
 
     def _write_captured(self, captured: tuple[int, bytes]) -> None:
         seq, document = captured
@@ -250,15 +294,21 @@ class Journal:
             for header, _ in iter_batches(data):
                 if header.base_offset >= offset:
                     self._terms.append(header.partition_leader_epoch)
+                    if header.producer_id == CONFIG_ENTRY_MARK:
+                        self._configs[header.base_offset + 1] = b""
                 offset = header.next_offset
         if self.snapshot_index + len(self._terms) != end:
             raise JournalError(f"{self.directory}: journal index is not dense up to {end}")
+        for index in self._configs:
+            self._configs[index] = self._read_disk(index, index + 1, 1)[0].data
 
     def _read_disk(self, lo: int, hi: int, max_bytes: int) -> list[Entry]:
         out: list[Entry] = []
         data = self._log.read(lo - 1, max(max_bytes, 1), max_offset=hi - 1).data
         for record in iter_records(data, start_offset=lo - 1):
-            out.append(Entry(self.term_at(record.offset + 1), record.value or b""))
+            index = record.offset + 1
+            out.append(Entry(self.term_at(index), record.value or b"",
+                             ENTRY_CONFIG if index in self._configs else ENTRY_NORMAL))
         return out
 
     def _trim_cache(self) -> None:

@@ -6,15 +6,16 @@ unpickler).  Wire layout, all integers big-endian:
 
     u8  type            (MessageType)
     u16 group-id length, group-id bytes (utf-8)
-    i32 src, i32 dst
+    i64 src, i64 dst    (replica ids, see `replica`)
     u64 term
     u64 index           (prev_index for APPEND, last_index for votes, match for responses)
     u64 log_term        (prev_term for APPEND, last_term for votes)
     u64 commit
     u64 context         (heartbeat tick, snapshot cursor length, ...)
     u8  flags           (bit0 reject, bit1 transfer, bit2 final)
-    u32 entry count, then per entry: u64 term, u32 length, data
+    u32 entry count, then per entry: u64 term, u8 kind, u32 length, data
     u32 payload length, payload  (snapshot chunk / cursor)
+    u32 config length, config    (the group's membership at a snapshot's index)
 
 Several messages for the same peer are packed into one transport frame with
 `encode_frame` (u32 count, then u32 length + message each), so heartbeats of
@@ -46,10 +47,15 @@ class MessageDecodeError(ValueError):
     """Bytes from a peer that are not a well-formed Raft message."""
 
 
+ENTRY_NORMAL = 0
+ENTRY_CONFIG = 1  # data is an encoded `membership.Membership`
+
+
 @dataclass(slots=True)
 class Entry:
     term: int
     data: bytes
+    kind: int = ENTRY_NORMAL
 
 
 @dataclass(slots=True)
@@ -68,11 +74,12 @@ class Message:
     final: bool = False
     entries: list[Entry] = field(default_factory=list)
     payload: bytes = b""
+    config: bytes = b""
 
 
 _HEAD = struct.Struct(">B H")
-_BODY = struct.Struct(">i i Q Q Q Q Q B I")
-_ENTRY = struct.Struct(">Q I")
+_BODY = struct.Struct(">q q Q Q Q Q Q B I")
+_ENTRY = struct.Struct(">Q B I")
 _U32 = struct.Struct(">I")
 
 _FLAG_REJECT = 1
@@ -92,10 +99,12 @@ def encode_message(msg: Message) -> bytes:
                    len(msg.entries)),
     ]
     for entry in msg.entries:
-        parts.append(_ENTRY.pack(entry.term, len(entry.data)))
+        parts.append(_ENTRY.pack(entry.term, entry.kind, len(entry.data)))
         parts.append(entry.data)
     parts.append(_U32.pack(len(msg.payload)))
     parts.append(msg.payload)
+    parts.append(_U32.pack(len(msg.config)))
+    parts.append(msg.config)
     return b"".join(parts)
 
 
@@ -114,20 +123,28 @@ def decode_message(buf: bytes | memoryview) -> Message:
             raise MessageDecodeError(f"entry count {count} exceeds message size")
         entries = []
         for _ in range(count):
-            eterm, elen = _ENTRY.unpack_from(view, pos)
+            eterm, ekind, elen = _ENTRY.unpack_from(view, pos)
             pos += _ENTRY.size
             if pos + elen > len(view):
                 raise MessageDecodeError("truncated entry")
-            entries.append(Entry(eterm, bytes(view[pos:pos + elen])))
+            if ekind not in (ENTRY_NORMAL, ENTRY_CONFIG):
+                raise MessageDecodeError(f"unknown entry kind {ekind}")
+            entries.append(Entry(eterm, bytes(view[pos:pos + elen]), ekind))
             pos += elen
         (plen,) = _U32.unpack_from(view, pos)
         pos += _U32.size
-        if pos + plen != len(view):
-            raise MessageDecodeError("payload length does not match message size")
+        if pos + plen > len(view):
+            raise MessageDecodeError("truncated payload")
         payload = bytes(view[pos:pos + plen])
+        pos += plen
+        (clen,) = _U32.unpack_from(view, pos)
+        pos += _U32.size
+        if pos + clen != len(view):
+            raise MessageDecodeError("config length does not match message size")
+        config = bytes(view[pos:pos + clen])
         return Message(MessageType(mtype), group, src, dst, term, index, log_term, commit, context,
                        bool(flags & _FLAG_REJECT), bool(flags & _FLAG_TRANSFER), bool(flags & _FLAG_FINAL),
-                       entries, payload)
+                       entries, payload, config)
     except (struct.error, UnicodeDecodeError, ValueError) as exc:
         if isinstance(exc, MessageDecodeError):
             raise

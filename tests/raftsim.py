@@ -15,11 +15,22 @@ import random
 import orjson
 
 from raftka.raft.core import RaftConfig, RaftNode, Role
-from raftka.raft.messages import Entry, Message, decode_message, encode_message
+from raftka.raft.membership import Membership
+from raftka.raft.replica import broker_of, incarnation_for_empty_data_dir, replica_id
+from raftka.raft.messages import ENTRY_CONFIG, Entry, Message, decode_message, encode_message
 
 
 class SafetyViolation(AssertionError):
     pass
+
+
+CONFIG_MARK = b"@config "
+
+
+def applied_form(entry: Entry) -> bytes:
+    """What the simulated state machine records for an entry (the host hands it a no-op for a
+    configuration entry; the simulation keeps the configuration visible, to check it like data)."""
+    return CONFIG_MARK + entry.data if entry.kind == ENTRY_CONFIG else entry.data
 
 
 class MemoryLog:
@@ -28,11 +39,13 @@ class MemoryLog:
     def __init__(self):
         self.snapshot_index = 0
         self.snapshot_term = 0
+        self.snapshot_config = b""
         self.term = 0
         self.vote = None
         self._entries: list[Entry] = []
         self._synced = 0  # index up to which entries are durable
-        self._durable = (0, 0, 0, None, [])  # (snap idx, snap term, term, vote, entries)
+        self._staged: tuple[int, bytes] | None = None  # durable at once, as the journal writes it
+        self._durable = (0, 0, b"", 0, None, [])  # (snap idx, snap term, snap config, term, vote, entries)
 
     @property
     def last_index(self) -> int:
@@ -66,14 +79,32 @@ class MemoryLog:
         del self._entries[index - self.snapshot_index - 1:]
         self._synced = min(self._synced, index - 1)
 
-    def reset(self, snapshot_index, snapshot_term):
-        self.snapshot_index, self.snapshot_term = snapshot_index, snapshot_term
+    def reset(self, snapshot_index, snapshot_term, config):
+        self.snapshot_index, self.snapshot_term, self.snapshot_config = snapshot_index, snapshot_term, config
         self._entries = []
-        self._synced = snapshot_index
+        self._staged = None
+        self.sync()  # the journal writes a reset durably at once
+
+    def config_at(self, index):
+        for i in range(min(index, self.last_index), self.snapshot_index, -1):
+            entry = self._entries[i - self.snapshot_index - 1]
+            if entry.kind == ENTRY_CONFIG:
+                return i, entry.data
+        return self.snapshot_index, self.snapshot_config
+
+    def bootstrap_config(self, config):
+        self.snapshot_config = config
+
+    def stage_snapshot(self, index, term, config):
+        self._staged = (index, config)
+
+    def staged_config(self, index):
+        return self._staged[1] if self._staged is not None and self._staged[0] == index else b""
 
     def compact(self, upto):
         if upto <= self.snapshot_index or upto > self._synced:
             return
+        self.snapshot_config = self.config_at(upto)[1]
         self.snapshot_term = self.term_at(upto)
         del self._entries[:upto - self.snapshot_index]
         self.snapshot_index = upto
@@ -83,10 +114,11 @@ class MemoryLog:
 
     def sync(self):
         self._synced = self.last_index
-        self._durable = (self.snapshot_index, self.snapshot_term, self.term, self.vote, list(self._entries))
+        self._durable = (self.snapshot_index, self.snapshot_term, self.snapshot_config, self.term, self.vote,
+                         list(self._entries))
 
     def crash(self):
-        self.snapshot_index, self.snapshot_term, self.term, self.vote, entries = self._durable
+        self.snapshot_index, self.snapshot_term, self.snapshot_config, self.term, self.vote, entries = self._durable
         self._entries = list(entries)
         self._synced = self.last_index
 
@@ -158,6 +190,7 @@ class SimCluster:
         self.rng = random.Random(seed)
         self.cfg = cfg or RaftConfig(election_ticks=10, heartbeat_ticks=2, max_append_bytes=64, max_inflight=4)
         peers = list(range(1, n + 1))
+        self.initial = peers  # the bootstrap membership every replica is started with (as the broker does)
         self.replicas = {i: Replica(i, peers, self.cfg, self.rng) for i in peers}
         self.network: list[Message] = []
         self.blocked: set[tuple[int, int]] = set()
@@ -180,6 +213,7 @@ class SimCluster:
             # Every message crosses the wire codec, so the codec is exercised too.
             self.network.append(decode_message(encode_message(m)))
         for index, entry in r.node.take_committed():
+            entry = Entry(entry.term, applied_form(entry))
             r.sm.apply(index, entry)
             self._record_commit(i, index, entry)
         self.check()
@@ -202,7 +236,7 @@ class SimCluster:
                 self.persist(i)
 
     def reachable(self, src, dst):
-        return self.replicas[src].up and (src, dst) not in self.blocked
+        return src in self.replicas and self.replicas[src].up and (src, dst) not in self.blocked
 
     def wake_like_host(self, i):
         """What RaftHost does from broker-level liveness for a quiesced replica."""
@@ -210,8 +244,7 @@ class SimCluster:
         if not node.quiesced:
             return
         if node.role is Role.LEADER:
-            heard = sum(1 for j in node.others if self.reachable(j, i))
-            if heard + 1 <= len(node.peers) // 2:
+            if not node.quorum_with(j for j in node.others if self.reachable(j, i)):
                 node.wake()  # a quorum's brokers went silent: resume heartbeats and check-quorum
         elif node.leader is not None and not self.reachable(node.leader, i):
             node.wake(leader_lost=True)
@@ -234,8 +267,8 @@ class SimCluster:
             return
         k %= len(self.network)
         m = self.network[k] if duplicate else self.network.pop(k)
-        dst = self.replicas[m.dst]
-        if not dst.up or (m.src, m.dst) in self.blocked:
+        dst = self.replicas.get(m.dst)  # None: addressed to a replica whose disk was lost
+        if dst is None or not dst.up or (m.src, m.dst) in self.blocked:
             return
         dst.node.step(m)
         if persist:
@@ -264,6 +297,25 @@ class SimCluster:
         r = self.replicas[i]
         if r.up:
             r.log.compact(min(len(r.sm.applied), r.log.synced_index))
+
+    def wipe(self, i):
+        """Disk loss: replica i's broker restarts with an empty data dir; returns the new replica's id."""
+        self.crash(i)
+        incarnation = incarnation_for_empty_data_dir(cluster_formed=True, rng=self.rng)
+        new = replica_id(broker_of(i), incarnation)
+        del self.replicas[i]
+        self.replicas[new] = Replica(new, self.initial, self.cfg, self.rng)
+        self.pending[new] = {}
+        return new
+
+    def change_membership(self, target: Membership):
+        """Propose `target` at the current leader (raises what propose_membership raises)."""
+        leader = self.leader()
+        self.replicas[leader].node.propose_membership(target)
+        self.persist(leader)
+
+    def membership(self) -> Membership:
+        return self.replicas[self.leader()].node.membership
 
     def isolate(self, i):
         for j in self.replicas:
@@ -297,7 +349,7 @@ class SimCluster:
                     if self.commit_term[index] >= n.log.term:
                         continue
                     if index > n.log.snapshot_index and index <= n.log.last_index:
-                        if n.log.entries(index, index + 1, 1 << 30)[0].data != data:
+                        if applied_form(n.log.entries(index, index + 1, 1 << 30)[0]) != data:
                             raise SafetyViolation(f"leader {i} term {n.log.term} lacks committed index {index}")
                     elif index > n.log.last_index:
                         raise SafetyViolation(f"leader {i} term {n.log.term} misses committed index {index}")

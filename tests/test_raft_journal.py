@@ -8,7 +8,7 @@ import textwrap
 import pytest
 
 from raftka.raft.journal import Journal, JournalError
-from raftka.raft.messages import Entry
+from raftka.raft.messages import ENTRY_CONFIG, ENTRY_NORMAL, Entry
 from raftka.storage.powerloss import apply_ledger
 
 
@@ -78,13 +78,46 @@ def test_reset_discards_everything(tmp_path):
     j = Journal(str(tmp_path))
     fill(j, [1] * 5)
     j.sync()
-    j.reset(100, 7)
+    j.reset(100, 7, b'{"voters":[1,2,3],"learners":[]}')
     assert (j.last_index, j.term_at(100), j.entries(1, 200, 1 << 20)) == (100, 7, [])
     fill(j, [8])
     j.sync()
     j.close()
     j = Journal(str(tmp_path))
     assert (j.snapshot_index, j.last_index, j.term_at(101)) == (100, 101, 8)
+    assert j.config_at(101) == (100, b'{"voters":[1,2,3],"learners":[]}')
+
+
+def test_configuration_entries_survive_reopen_truncation_and_compaction(tmp_path):
+    a, b = b'{"voters":[1,2],"learners":[3]}', b'{"voters":[1,2,3],"learners":[]}'
+    j = Journal(str(tmp_path))
+    j.bootstrap_config(b'{"voters":[1,2],"learners":[]}')
+    j.append([Entry(1, b"x"), Entry(1, a, ENTRY_CONFIG), Entry(1, b"y"), Entry(2, b, ENTRY_CONFIG), Entry(2, b"z")])
+    j.sync()
+    j.close()
+    j = Journal(str(tmp_path))
+    assert [e.kind for e in j.entries(1, 6, 1 << 20)] == [ENTRY_NORMAL, ENTRY_CONFIG, ENTRY_NORMAL, ENTRY_CONFIG,
+                                                          ENTRY_NORMAL]
+    assert j.config_at(1) == (0, b'{"voters":[1,2],"learners":[]}')
+    assert j.config_at(3) == (2, a) and j.config_at(5) == (4, b)
+    j.truncate_from(4)
+    assert j.config_at(10) == (2, a)
+    j.compact(3)  # the compaction point's membership moves into the hard state
+    assert j.config_at(3) == (3, a)
+    j.sync()
+    j.close()
+    j = Journal(str(tmp_path))
+    assert (j.snapshot_index, j.snapshot_config, j.config_at(3)) == (3, a, (3, a))
+
+
+def test_a_staged_snapshot_membership_is_durable_at_once(tmp_path):
+    j = Journal(str(tmp_path))
+    j.stage_snapshot(40, 3, b'{"voters":[7],"learners":[]}')
+    on_disk = (tmp_path / "hardstate.json").read_bytes()  # written before stage_snapshot returned
+    assert b'"staged"' in on_disk and b'\\"voters\\":[7]' in on_disk
+    j.close()
+    j = Journal(str(tmp_path))
+    assert j.staged_config(40) == b'{"voters":[7],"learners":[]}' and j.staged_config(41) == b""
 
 
 def test_power_loss_keeps_synced_entries_and_hard_state(tmp_path):
