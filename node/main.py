@@ -9,11 +9,11 @@ import sys
 
 from aiohttp import web
 
-from .app import create_app
-from .broker import Broker
-from .config import ConfigError, load_config
-from .groups import BrokerGroups
-from .identity import IdentityError
+from raftka.node.cluster.broker import Broker
+from raftka.node.cluster.identity import IdentityError
+from raftka.node.config import ConfigError, load_config
+from raftka.node.groups.service import BrokerGroups
+from raftka.node.http.app import create_app
 
 log = logging.getLogger("raftka.node")
 

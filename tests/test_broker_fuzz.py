@@ -26,7 +26,7 @@ from schemathesis.specs.openapi.checks import content_type_conformance, response
 
 from cluster import request, retry
 from raftka.client.devcluster import LocalCluster
-from raftka.node.openapi import openapi_spec
+from raftka.node.http.openapi import openapi_spec
 
 BINARY = "application/vnd.kafka.binary.v2+json"
 BATCH = "application/vnd.raftka.batch"
@@ -92,10 +92,10 @@ def assert_well_formed(status: int, headers, body: bytes, what: str) -> None:
 # ------------------------------------------------------------------ the spec
 
 def registered_routes(tmp_path) -> set[tuple[str, str]]:
-    from raftka.node.app import create_app
-    from raftka.node.broker import Broker
+    from raftka.node.http.app import create_app
+    from raftka.node.cluster.broker import Broker
     from raftka.node.config import load_config
-    from raftka.node.groups import BrokerGroups
+    from raftka.node.groups.service import BrokerGroups
 
     broker = Broker(load_config(["--id", "1", "--data-dir", str(tmp_path / "b1")]))
     app = create_app(broker, BrokerGroups(broker))

@@ -23,9 +23,7 @@ from typing import Any, Protocol
 import orjson
 from aiohttp import web
 
-from raftka.node.assignor import TopicPartition
-from raftka.node.codecs import EmbeddedFormat, render_records
-from raftka.node.coordinator import GroupCoordinator, validate_group_name
+from raftka.node.cluster.topics import validate_topic_name
 from raftka.node.errors import (
     ApiError,
     GroupNotFound,
@@ -35,8 +33,10 @@ from raftka.node.errors import (
     TopicNotFound,
     UnsupportedMediaType,
 )
-from raftka.node.rest_consumers import MAX_REQUEST_TIMEOUT_MS, RestConsumers, parse_instance_config
-from raftka.node.topics import validate_topic_name
+from raftka.node.groups.assignor import TopicPartition
+from raftka.node.groups.coordinator import GroupCoordinator, validate_group_name
+from raftka.node.http.codecs import EmbeddedFormat, render_records
+from raftka.node.http.rest_consumers import MAX_REQUEST_TIMEOUT_MS, RestConsumers, parse_instance_config
 
 __all__ = ["GroupsFacade", "add_group_routes"]
 

@@ -14,7 +14,7 @@ import asyncio
 import aiohttp
 from aiohttp import web
 
-from .errors import BrokerNotAvailable, NotLeader, RequestTimedOut
+from raftka.node.errors import BrokerNotAvailable, NotLeader, RequestTimedOut
 
 FORWARDED_HEADER = "X-Raftka-Forwarded"
 BROKER_HEADER = "X-Raftka-Broker"

@@ -13,27 +13,16 @@ import time
 import orjson
 from aiohttp import web
 
-from .app import BROKER_KEY, json_response
-from .broker import Broker
-from .errors import InvalidPartitions, InvalidRequest, NotLeader
-from .forwarding import forward
-from .metadata import command
-from .topics import (assign_replicas, parse_topic_configs, validate_partition_count, validate_replication_factor,
-                     validate_topic_name)
+from raftka.node.cluster.broker import Broker
+from raftka.node.cluster.metadata import command
+from raftka.node.cluster.topics import (assign_replicas, parse_topic_configs, validate_partition_count,
+                                        validate_replication_factor, validate_topic_name)
+from raftka.node.errors import InvalidPartitions, InvalidRequest, NotLeader
+from raftka.node.http.common import BROKER_KEY, json_response, partition_number, read_json
+from raftka.node.http.forwarding import forward
 
 LEADER_WAIT_S = 3.0
 TOPIC_READY_WAIT_S = 10.0
-
-
-async def read_json(request: web.Request) -> dict:
-    body = await request.read()
-    try:
-        doc = orjson.loads(body) if body else None
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(f"Request body is not valid JSON: {exc}.") from None
-    if type(doc) is not dict:
-        raise InvalidRequest("Request body must be a JSON object.")
-    return doc
 
 
 async def wait_for(predicate, timeout: float):
@@ -127,13 +116,6 @@ async def list_partitions(request: web.Request) -> web.Response:
     name = request.match_info["topic"]
     topic = broker.topic(name)
     return json_response([describe_partition(broker, name, p, r) for p, r in enumerate(topic["partitions"])])
-
-
-def partition_number(request: web.Request) -> int:
-    raw = request.match_info["partition"]
-    if not raw.isdigit() or len(raw) > 9:
-        raise InvalidRequest(f"Partition must be a non-negative integer, got '{raw}'.")
-    return int(raw)
 
 
 async def get_partition(request: web.Request) -> web.Response:
@@ -244,4 +226,4 @@ def add_topic_routes(app: web.Application) -> None:
     r.add_post("/producers", allocate_producer)
 
 
-__all__ = ["add_topic_routes", "metadata_write", "read_json", "partition_number"]
+__all__ = ["add_topic_routes", "metadata_write"]

@@ -25,18 +25,17 @@ from dataclasses import dataclass
 import aiohttp
 import orjson
 
+from raftka.node.cluster.identity import ensure_identity
+from raftka.node.cluster.metadata import MetadataStateMachine
+from raftka.node.config import BrokerConfig
+from raftka.node.errors import ApiError, NotLeader, PartitionNotFound, RequestTimedOut, TopicNotFound
 from raftka.raft import canary
 from raftka.raft.core import NotLeaderError, Role
 from raftka.raft.host import HostConfig, ProposalDroppedError, RaftHost
 from raftka.raft.partition import PartitionStateMachine, encode_produce
 from raftka.storage import LogConfig
 
-from .config import BrokerConfig
-from .errors import ApiError, NotLeader, PartitionNotFound, RequestTimedOut, TopicNotFound
-from .identity import ensure_identity
-from .metadata import MetadataStateMachine
-
-log = logging.getLogger("raftka.node.broker")
+log = logging.getLogger("raftka.node.cluster.broker")
 
 METADATA_GROUP = "__metadata"
 LEADER_POLL_INTERVAL_S = 0.5

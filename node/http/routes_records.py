@@ -16,18 +16,17 @@ import orjson
 from aiohttp import web
 
 from raftka.client.partitioner import partition_for_key
+from raftka.node.cluster.broker import Broker
+from raftka.node.cluster.topics import parse_topic_configs
+from raftka.node.errors import ApiError, InvalidRequest, OffsetOutOfRange, RecordTooLarge, error_body
+from raftka.node.http.codecs import (fetch_format, parse_produce_request, produce_format, render_produce_response,
+                                     render_records)
+from raftka.node.http.common import BROKER_KEY, json_response, partition_number, query_int
+from raftka.node.http.forwarding import BROKER_HEADER, forward
 from raftka.raft import canary
 from raftka.raft.partition import ProduceError
 from raftka.storage import CorruptBatchError, InvalidRecordError, Record, encode_batch, iter_records, validate_batch
 from raftka.storage.errors import OffsetOutOfRangeError, StorageError
-
-from .app import BROKER_KEY, json_response
-from .broker import Broker
-from .codecs import fetch_format, parse_produce_request, produce_format, render_produce_response, render_records
-from .errors import ApiError, InvalidRequest, OffsetOutOfRange, RecordTooLarge, error_body
-from .forwarding import BROKER_HEADER, forward
-from .routes_topics import partition_number
-from .topics import parse_topic_configs
 
 BATCH_TYPE = "application/vnd.raftka.batch"
 DEFAULT_TIMEOUT_MS = 10_000
@@ -53,21 +52,6 @@ PRODUCE_ERROR_CODES = {
     ProduceError.INVALID_RECORD: 42206,
     ProduceError.INVALID_REQUEST: 42206,
 }
-
-
-def query_int(request: web.Request, name: str, default: int | None, low: int, high: int) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        if default is None:
-            raise InvalidRequest(f"Query parameter '{name}' is required.")
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InvalidRequest(f"Query parameter '{name}' must be an integer, got '{raw}'.") from None
-    if not low <= value <= high:
-        raise InvalidRequest(f"Query parameter '{name}' must be between {low} and {high}, got {value}.")
-    return value
 
 
 def max_message_bytes(broker: Broker, topic: str) -> int:

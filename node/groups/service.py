@@ -20,16 +20,16 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from .assignor import TopicPartition
-from .broker import Broker
-from .coordinator import GroupCoordinator, JoinResult
-from .errors import (ApiError, BrokerNotAvailable, ConsumerInstanceNotFound, OffsetOutOfRange, RebalanceInProgress,
-                     StaleGeneration)
-from .forwarding import forward
-from .metadata import command, partition_key
-from .rest_consumers import RestConsumers, owner_broker
+from raftka.node.cluster.broker import Broker
+from raftka.node.cluster.metadata import command, partition_key
+from raftka.node.errors import (ApiError, BrokerNotAvailable, ConsumerInstanceNotFound, OffsetOutOfRange,
+                                RebalanceInProgress, StaleGeneration)
+from raftka.node.groups.assignor import TopicPartition
+from raftka.node.groups.coordinator import GroupCoordinator, JoinResult
+from raftka.node.http.forwarding import forward
+from raftka.node.http.rest_consumers import RestConsumers, owner_broker
 
-log = logging.getLogger("raftka.node.groups")
+log = logging.getLogger("raftka.node.groups.service")
 
 LEADERSHIP_POLL_S = 0.1
 LEASE_WAIT_S = 1.0

@@ -13,29 +13,18 @@ import logging
 import orjson
 from aiohttp import web
 
+from raftka.node.cluster.broker import Broker
+from raftka.node.errors import ApiError, InternalError, RequestTooLarge, error_body
+from raftka.node.http.common import BROKER_KEY, JSON, METRICS_KEY, error_response, json_response
+from raftka.node.http.forwarding import BROKER_HEADER
+from raftka.node.http.openapi import openapi_spec
+from raftka.node.http.routes_groups import add_group_routes
+from raftka.node.http.routes_records import add_record_routes
+from raftka.node.http.routes_topics import add_topic_routes
+from raftka.node.metrics import CONTENT_TYPE, MetricsRegistry
 from raftka.raft.core import Role
 
-from .broker import Broker
-from .errors import ApiError, InternalError, RequestTooLarge, error_body
-from .forwarding import BROKER_HEADER
-from .metrics import CONTENT_TYPE, MetricsRegistry
-from .openapi import openapi_spec
-
-log = logging.getLogger("raftka.node.app")
-
-JSON = "application/json"
-BROKER_KEY = web.AppKey("broker", Broker)
-METRICS_KEY = web.AppKey("metrics", MetricsRegistry)
-
-
-def json_response(doc, status: int = 200, content_type: str = JSON) -> web.Response:
-    return web.Response(body=orjson.dumps(doc, option=orjson.OPT_NON_STR_KEYS), status=status,
-                        content_type=content_type)
-
-
-def error_response(exc: ApiError) -> web.Response:
-    return web.Response(body=exc.to_json(), status=exc.http_status, content_type=JSON)
-
+log = logging.getLogger("raftka.node.http.app")
 
 METADATA_CATCH_UP_S = 1.0
 
@@ -134,10 +123,6 @@ def register_raft_metrics(registry: MetricsRegistry, broker: Broker) -> None:
 
 
 def create_app(broker: Broker, groups) -> web.Application:
-    from .routes_groups import add_group_routes
-    from .routes_records import add_record_routes
-    from .routes_topics import add_topic_routes
-
     app = web.Application(middlewares=[errors_middleware, topic_catch_up_middleware],
                           client_max_size=broker.config.max_request_bytes)
     registry = MetricsRegistry()
@@ -155,4 +140,4 @@ def create_app(broker: Broker, groups) -> web.Application:
     return app
 
 
-__all__ = ["BROKER_KEY", "METRICS_KEY", "create_app", "json_response"]
+__all__ = ["create_app"]
