@@ -8,12 +8,12 @@ from __future__ import annotations
 import orjson
 from aiohttp import web
 
-from raftka.node.cluster.broker import Broker
 from raftka.node.errors import ApiError, InvalidRequest
 from raftka.node.metrics import MetricsRegistry
+from raftka.node.services import BrokerServices
 
 JSON = "application/json"
-BROKER_KEY = web.AppKey("broker", Broker)
+SERVICES_KEY = web.AppKey("services", BrokerServices)
 METRICS_KEY = web.AppKey("metrics", MetricsRegistry)
 
 

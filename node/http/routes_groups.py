@@ -6,7 +6,7 @@ JSON (orjson; unknown fields and wrong types are 422s naming the field), call
 ``GroupCoordinator`` / ``RestConsumers``, render JSON. An ``ApiError`` becomes
 its REST Proxy error document here, so the handlers do not depend on a
 middleware. Paths and bodies: notes/http_api.md; the broker supplies a
-``GroupsFacade``.
+``GroupsFacade`` (``HttpGroups`` in broker_groups.py, over the ``GroupService``).
 
 Additions to the contract: ``POST /groups/{g}/members`` accepts an optional
 ``client_id`` (prefix of a new member id); member descriptions carry their

@@ -1,145 +1,80 @@
 """Produce and fetch routes: REST Proxy v2 JSON, and raftka's binary RecordBatch fast path.
 
-A partition request is served by its leader; any other broker forwards it
-(one batch per partition, as raw RecordBatch bytes to the leader's fast path).
-`POST /topics/{t}` partitions records itself: explicit partition, else Kafka's
-murmur2 of the key, else round robin.
+Thin adapters over `ProduceService` and `FetchService`: parse the request,
+call the service, render the answer. When the service says the partition is
+served elsewhere (`ServedElsewhere`), the request goes to that broker: a
+produce as one raw RecordBatch per partition to the leader's fast path, a
+fetch or offsets request replayed as it is.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
-from collections import defaultdict
+from dataclasses import asdict
 
 import orjson
 from aiohttp import web
 
-from raftka.client.partitioner import partition_for_key
-from raftka.node.cluster.broker import Broker
-from raftka.node.cluster.topics import parse_topic_configs
-from raftka.node.errors import ApiError, InvalidRequest, OffsetOutOfRange, RecordTooLarge, error_body
+from raftka.node.errors import ApiError, InvalidRequest, error_body
 from raftka.node.http.codecs import (fetch_format, parse_produce_request, produce_format, render_produce_response,
                                      render_records)
-from raftka.node.http.common import BROKER_KEY, json_response, partition_number, query_int
-from raftka.node.http.forwarding import BROKER_HEADER, forward
-from raftka.raft import canary
-from raftka.raft.partition import ProduceError
-from raftka.storage import CorruptBatchError, InvalidRecordError, Record, encode_batch, iter_records, validate_batch
-from raftka.storage.errors import OffsetOutOfRangeError, StorageError
+from raftka.node.http.common import SERVICES_KEY, json_response, partition_number, query_int
+from raftka.node.http.forwarding import BROKER_HEADER, forward_elsewhere, forwarded_elsewhere
+from raftka.node.services import BrokerServices
+from raftka.node.services.produce import ProduceRejected, encode_records
+from raftka.node.services.routing import ServedElsewhere
+from raftka.storage import Record, iter_records
 
 BATCH_TYPE = "application/vnd.raftka.batch"
 DEFAULT_TIMEOUT_MS = 10_000
 MAX_FETCH_BYTES = 64 << 20
 MAX_FETCH_WAIT_MS = 30_000
-LEADER_WAIT_S = 3.0
-
-
-class ProduceRejected(ApiError):
-    """The partition refused the batch: 40907 sequence out of order, 40908 fenced producer epoch,
-    42206 corrupt or invalid batch (codes in raftka's range of the REST Proxy scheme)."""
-
-    def __init__(self, error_code: int, message: str):
-        super().__init__(message)
-        self.error_code = error_code
-        self.http_status = error_code // 100
-
-
-PRODUCE_ERROR_CODES = {
-    ProduceError.OUT_OF_ORDER_SEQUENCE_NUMBER: 40907,
-    ProduceError.INVALID_PRODUCER_EPOCH: 40908,
-    ProduceError.CORRUPT_MESSAGE: 42206,
-    ProduceError.INVALID_RECORD: 42206,
-    ProduceError.INVALID_REQUEST: 42206,
-}
-
-
-def max_message_bytes(broker: Broker, topic: str) -> int:
-    return parse_topic_configs(broker.topic(topic)["configs"], broker.config.topic_defaults).max_message_bytes
-
-
-async def leader_or_forward_target(broker: Broker, topic: str, partition: int) -> int | None:
-    """This broker's id if it can serve the partition now, else the best broker to forward to."""
-    deadline = asyncio.get_running_loop().time() + LEADER_WAIT_S
-    replicas = broker.replicas(topic, partition)
-    while True:
-        hosted = broker.partitions.get((topic, partition))
-        if hosted is not None and broker.host.read_allowed(hosted.group):
-            return broker.id
-        leader = broker.leader_of(topic, partition)
-        if leader is not None and leader != broker.id:
-            return leader
-        if hosted is None:
-            return replicas[0]  # a replica knows more; it forwards once more if needed
-        if asyncio.get_running_loop().time() >= deadline:
-            return None
-        await asyncio.sleep(0.02)
 
 
 # ------------------------------------------------------------------ produce
 
-async def produce_batch(request: web.Request, broker: Broker, topic: str, partition: int, batch: bytes,
-                        timeout_s: float) -> tuple[dict, str]:
+async def produce_batch(request: web.Request, services: BrokerServices, topic: str, partition: int, batch: bytes,
+                        timeout_s: float, *, validate: bool = False) -> tuple[dict, str]:
     """Commit one batch to a partition: locally when leading, else via the leader's fast path.
 
     Returns the batch endpoint's answer and the id of the broker that served it (for X-Raftka-Broker)."""
-    target = await leader_or_forward_target(broker, topic, partition)
-    if target == broker.id:
-        result = await broker.produce(topic, partition, batch, timeout_s)
-        if not result.ok:
-            raise ProduceRejected(PRODUCE_ERROR_CODES.get(result.error, 42206), result.error_message)
-        return {"partition": partition, "base_offset": result.base_offset, "last_offset": result.last_offset,
-                "duplicate": result.duplicate}, str(broker.id)
-    error = broker.not_leader(target, f"partition {topic}/{partition}")
-    if target is None:
-        raise error
-    path = f"/topics/{topic}/partitions/{partition}/batch?timeout_ms={int(timeout_s * 1000)}"
-    resp = await forward(request, broker.session, broker.urls[target], error, body=batch, path=path,
-                         content_type=BATCH_TYPE, timeout=timeout_s + 2)  # a paused leader must not stall us
-    doc = orjson.loads(resp.body)
-    if resp.status != 200:
-        raise ProduceRejected(doc.get("error_code", 50002), doc.get("message", "forwarded produce failed"))
-    return doc, resp.headers.get(BROKER_HEADER, str(target))
+    try:
+        ack = await services.produce.append(topic, partition, batch, timeout_s, validate=validate)
+        return asdict(ack), str(services.broker.id)
+    except ServedElsewhere as elsewhere:
+        path = f"/topics/{topic}/partitions/{partition}/batch?timeout_ms={int(timeout_s * 1000)}"
+        resp = await forward_elsewhere(request, elsewhere, body=batch, path=path, content_type=BATCH_TYPE,
+                                       timeout=timeout_s + 2)  # a paused leader must not stall us
+        doc = orjson.loads(resp.body)
+        if resp.status != 200:
+            raise ProduceRejected(doc.get("error_code", 50002), doc.get("message", "forwarded produce failed"))
+        return doc, resp.headers.get(BROKER_HEADER, str(elsewhere.leader_id))
 
 
-def encode_records(records, producer) -> bytes:
-    producer_id, producer_epoch, base_sequence = producer
-    return encode_batch([Record(r.key, r.value, r.headers, r.timestamp) for r in records],
-                        producer_id=-1 if producer_id is None else producer_id,
-                        producer_epoch=-1 if producer_epoch is None else producer_epoch,
-                        base_sequence=-1 if base_sequence is None else base_sequence)
+def batch_of(records, producer=(None, None, None)) -> bytes:
+    """One RecordBatch of the REST request's records."""
+    return encode_records((Record(r.key, r.value, r.headers, r.timestamp) for r in records), *producer)
+
+
+def produce_timeout_s(request: web.Request) -> float:
+    return query_int(request, "timeout_ms", DEFAULT_TIMEOUT_MS, 1, 300_000) / 1000
 
 
 async def produce_to_topic(request: web.Request) -> web.Response:
-    broker: Broker = request.app[BROKER_KEY]
+    services: BrokerServices = request.app[SERVICES_KEY]
     topic = request.match_info["topic"]
-    partition_count = len(broker.topic(topic)["partitions"])
+    services.topics.check_topic(topic)
     fmt = produce_format(request.headers.get("Content-Type"))
     req = parse_produce_request(await request.read(), fmt)
-    timeout_s = query_int(request, "timeout_ms", DEFAULT_TIMEOUT_MS, 1, 300_000) / 1000
-    spread = itertools.count(next(broker.round_robin[topic]))
-    by_partition: dict[int, list[int]] = defaultdict(list)
-    for i, r in enumerate(req.records):
-        if r.partition is not None:
-            if r.partition >= partition_count:
-                raise InvalidRequest(f"Record {i}: partition {r.partition} does not exist; topic '{topic}' has "
-                                     f"{partition_count} partitions.")
-            p = r.partition
-        elif r.key is not None:
-            p = partition_for_key(r.key, partition_count)
-        else:
-            p = next(spread) % partition_count
-        by_partition[p].append(i)
-    limit = max_message_bytes(broker, topic)
+    timeout_s = produce_timeout_s(request)
+    by_partition = services.produce.partition_records(topic, [(r.partition, r.key) for r in req.records])
     outcomes: dict[int, int | ApiError] = {}
     servers: set[str] = set()
 
     async def one(p: int, indexes: list[int]) -> None:
         try:
-            batch = encode_records([req.records[i] for i in indexes], (None, None, None))
-            if len(batch) > limit:
-                raise RecordTooLarge(f"Batch for partition {p} is {len(batch)} bytes; max.message.bytes is {limit}.")
-            doc, served_by = await produce_batch(request, broker, topic, p, batch, timeout_s)
+            batch = batch_of([req.records[i] for i in indexes])
+            doc, served_by = await produce_batch(request, services, topic, p, batch, timeout_s)
             servers.add(served_by)
             for k, i in enumerate(indexes):
                 outcomes[i] = doc["base_offset"] + k
@@ -160,37 +95,27 @@ async def produce_to_topic(request: web.Request) -> web.Response:
 
 
 async def produce_to_partition(request: web.Request) -> web.Response:
-    broker: Broker = request.app[BROKER_KEY]
+    services: BrokerServices = request.app[SERVICES_KEY]
     topic, partition = request.match_info["topic"], partition_number(request)
-    broker.replicas(topic, partition)
+    services.topics.check_partition(topic, partition)
     fmt = produce_format(request.headers.get("Content-Type"))
     req = parse_produce_request(await request.read(), fmt, partition=partition)
-    timeout_s = query_int(request, "timeout_ms", DEFAULT_TIMEOUT_MS, 1, 300_000) / 1000
-    batch = encode_records(req.records, (req.producer_id, req.producer_epoch, req.base_sequence))
-    limit = max_message_bytes(broker, topic)
-    if len(batch) > limit:
-        raise RecordTooLarge(f"Batch is {len(batch)} bytes; max.message.bytes of '{topic}' is {limit}.")
-    doc, served_by = await produce_batch(request, broker, topic, partition, batch, timeout_s)
+    timeout_s = produce_timeout_s(request)
+    batch = batch_of(req.records, (req.producer_id, req.producer_epoch, req.base_sequence))
+    doc, served_by = await produce_batch(request, services, topic, partition, batch, timeout_s)
     body = render_produce_response((partition, doc["base_offset"] + k) for k in range(len(req.records)))
     return web.Response(body=body, content_type="application/vnd.kafka.v2+json", headers={BROKER_HEADER: served_by})
 
 
 async def produce_raw_batch(request: web.Request) -> web.Response:
-    broker: Broker = request.app[BROKER_KEY]
+    services: BrokerServices = request.app[SERVICES_KEY]
     topic, partition = request.match_info["topic"], partition_number(request)
-    broker.replicas(topic, partition)
+    services.topics.check_partition(topic, partition)
     if request.headers.get("Content-Type", "").split(";")[0].strip() != BATCH_TYPE:
         raise InvalidRequest(f"The batch endpoint takes Content-Type {BATCH_TYPE}.")
     batch = await request.read()
-    limit = max_message_bytes(broker, topic)
-    if len(batch) > limit:
-        raise RecordTooLarge(f"Batch is {len(batch)} bytes; max.message.bytes of '{topic}' is {limit}.")
-    try:
-        validate_batch(batch)
-    except (CorruptBatchError, InvalidRecordError, StorageError, ValueError) as exc:
-        raise InvalidRequest(f"Body is not a valid RecordBatch v2: {exc}") from None
-    timeout_s = query_int(request, "timeout_ms", DEFAULT_TIMEOUT_MS, 1, 300_000) / 1000
-    doc, served_by = await produce_batch(request, broker, topic, partition, batch, timeout_s)
+    doc, served_by = await produce_batch(request, services, topic, partition, batch, produce_timeout_s(request),
+                                         validate=True)
     response = json_response(doc)
     response.headers[BROKER_HEADER] = served_by
     return response
@@ -199,55 +124,33 @@ async def produce_raw_batch(request: web.Request) -> web.Response:
 # -------------------------------------------------------------------- fetch
 
 async def fetch_records(request: web.Request) -> web.Response:
-    broker: Broker = request.app[BROKER_KEY]
+    services: BrokerServices = request.app[SERVICES_KEY]
     topic, partition = request.match_info["topic"], partition_number(request)
-    broker.replicas(topic, partition)
+    services.topics.check_partition(topic, partition)
     accept = request.headers.get("Accept", "")
     raw = BATCH_TYPE in accept
     fmt = None if raw else fetch_format(accept)
     offset = query_int(request, "offset", None, 0, 2**63 - 1)
     max_bytes = query_int(request, "max_bytes", 1 << 20, 1, MAX_FETCH_BYTES)
     wait_ms = query_int(request, "timeout_ms", 0, 0, MAX_FETCH_WAIT_MS)
-    if canary.enabled("follower-reads") and (topic, partition) in broker.partitions:
-        target = broker.id
-    else:
-        target = await leader_or_forward_target(broker, topic, partition)
-    if target != broker.id:
-        error = broker.not_leader(target, f"partition {topic}/{partition}")
-        if target is None:
-            raise error
-        return await forward(request, broker.session, broker.urls[target], error, timeout=wait_ms / 1000 + 10)
-    hosted = broker.local_partition(topic, partition)
-    sm = hosted.sm
-    if offset >= sm.high_watermark and wait_ms:
-        await sm.wait_beyond(offset, wait_ms / 1000)
-        hosted = broker.local_partition(topic, partition)  # still the leader after waiting?
-    hw, start = sm.high_watermark, sm.log_start_offset
-    if offset < start or offset > hw:
-        raise OffsetOutOfRange(topic, partition, offset, start, hw)
     try:
-        data = sm.log.read(offset, max_bytes, max_offset=hw).data if offset < hw else b""
-    except OffsetOutOfRangeError:
-        raise OffsetOutOfRange(topic, partition, offset, sm.log_start_offset, sm.high_watermark) from None
-    headers = {"X-Raftka-High-Watermark": str(hw), "X-Raftka-Log-Start": str(start)}
+        result = await services.fetch.read(topic, partition, offset, max_bytes, wait_ms)
+    except ServedElsewhere as elsewhere:
+        return await forward_elsewhere(request, elsewhere, timeout=wait_ms / 1000 + 10)
+    headers = {"X-Raftka-High-Watermark": str(result.high_watermark),
+               "X-Raftka-Log-Start": str(result.log_start_offset)}
     if raw:
-        return web.Response(body=data, headers={**headers, "Content-Type": BATCH_TYPE})
-    records = iter_records(data, start_offset=offset)
+        return web.Response(body=result.data, headers={**headers, "Content-Type": BATCH_TYPE})
+    records = iter_records(result.data, start_offset=offset)
     return web.Response(body=render_records(topic, partition, records, fmt), headers=headers,
                         content_type=fmt.content_type)
 
 
+@forwarded_elsewhere
 async def partition_offsets(request: web.Request) -> web.Response:
-    broker: Broker = request.app[BROKER_KEY]
-    topic, partition = request.match_info["topic"], partition_number(request)
-    target = await leader_or_forward_target(broker, topic, partition)
-    if target != broker.id:
-        error = broker.not_leader(target, f"partition {topic}/{partition}")
-        if target is None:
-            raise error
-        return await forward(request, broker.session, broker.urls[target], error)
-    sm = broker.local_partition(topic, partition).sm
-    return json_response({"beginning_offset": sm.log_start_offset, "end_offset": sm.high_watermark})
+    services: BrokerServices = request.app[SERVICES_KEY]
+    start, end = await services.fetch.offsets(request.match_info["topic"], partition_number(request))
+    return json_response({"beginning_offset": start, "end_offset": end})
 
 
 def add_record_routes(app: web.Application) -> None:
