@@ -39,8 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from raftka.node.cluster.topics import MAX_PARTITIONS, TopicConfig, parse_topic_configs, validate_replication_factor
 from raftka.node.errors import ApiError
-from raftka.node.topics import MAX_PARTITIONS, TopicConfig, parse_topic_configs, validate_replication_factor
 
 __all__ = [
     "DEFAULT_ELECTION_TIMEOUT_MS",
@@ -165,7 +165,7 @@ def _parse_str(raw: Any) -> str:
 
 
 def _parse_topic_value(raw: Any) -> int | str:
-    """Checked later against the topic config rules (raftka.node.topics)."""
+    """Checked later against the topic config rules (raftka.node.cluster.topics)."""
     if type(raw) is not int and not isinstance(raw, str):
         raise ValueError("not an integer")
     return raw

@@ -1,7 +1,9 @@
-"""HTTP API errors in Confluent REST Proxy style: status, five-digit error code, message.
+"""Broker errors, shared by every front end: a class per condition, each with a five-digit code and message.
 
-Every error the broker answers with is an ``ApiError`` subclass; the HTTP layer
-turns it into ``{"error_code": <code>, "message": <text>, ...}`` with the
+The codes follow the Confluent REST Proxy scheme. Every error the broker
+answers with is an ``ApiError`` subclass, raised by the services and the core
+alike; a front end maps the class to its protocol. The HTTP front end turns it
+into ``{"error_code": <code>, "message": <text>, ...}`` with the
 matching HTTP status (``error_code // 100 == http_status`` always holds).
 Codes follow Confluent REST Proxy v2 (kafka-rest ``Errors.java``, rest-utils
 ``KafkaExceptionMapper``) where Confluent has a code for the same condition;

@@ -1,4 +1,7 @@
-"""`raftka-node`: load the configuration, run one broker until SIGTERM/SIGINT, shut down gracefully."""
+"""`raftka-node`: load the configuration, run one broker until SIGTERM/SIGINT, shut down gracefully.
+
+Assembly: the broker core (`cluster`), its services (`services`, `groups`), and the HTTP front end (`http`).
+"""
 
 from __future__ import annotations
 
@@ -9,11 +12,12 @@ import sys
 
 from aiohttp import web
 
-from .app import create_app
-from .broker import Broker
-from .config import ConfigError, load_config
-from .groups import BrokerGroups
-from .identity import IdentityError
+from raftka.node.cluster.broker import Broker
+from raftka.node.cluster.identity import IdentityError
+from raftka.node.config import ConfigError, load_config
+from raftka.node.http.app import create_app
+from raftka.node.http.broker_groups import HttpGroups
+from raftka.node.services import BrokerServices
 
 log = logging.getLogger("raftka.node")
 
@@ -21,9 +25,11 @@ log = logging.getLogger("raftka.node")
 async def serve(broker: Broker) -> None:
     config = broker.config
     await broker.start()
-    groups = BrokerGroups(broker)
-    await groups.start()
-    runner = web.AppRunner(create_app(broker, groups), access_log=None, handle_signals=False)
+    services = BrokerServices.of(broker)
+    await services.groups.start()
+    http_groups = HttpGroups(services)
+    await http_groups.start()
+    runner = web.AppRunner(create_app(services, http_groups), access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, config.listen.host, config.listen.port, reuse_address=True)
     await site.start()
@@ -36,7 +42,8 @@ async def serve(broker: Broker) -> None:
     await stop.wait()
     log.info("broker %d shutting down: handing over leadership, flushing", broker.id)
     await site.stop()
-    await groups.stop()
+    await http_groups.stop()  # REST consumer instances commit and leave while the coordinator still runs
+    await services.groups.stop()
     await broker.stop()
     await runner.cleanup()
 

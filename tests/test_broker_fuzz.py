@@ -26,7 +26,7 @@ from schemathesis.specs.openapi.checks import content_type_conformance, response
 
 from cluster import request, retry
 from raftka.client.devcluster import LocalCluster
-from raftka.node.openapi import openapi_spec
+from raftka.node.http.openapi import openapi_spec
 
 BINARY = "application/vnd.kafka.binary.v2+json"
 BATCH = "application/vnd.raftka.batch"
@@ -92,13 +92,14 @@ def assert_well_formed(status: int, headers, body: bytes, what: str) -> None:
 # ------------------------------------------------------------------ the spec
 
 def registered_routes(tmp_path) -> set[tuple[str, str]]:
-    from raftka.node.app import create_app
-    from raftka.node.broker import Broker
+    from raftka.node.cluster.broker import Broker
     from raftka.node.config import load_config
-    from raftka.node.groups import BrokerGroups
+    from raftka.node.http.app import create_app
+    from raftka.node.http.broker_groups import HttpGroups
+    from raftka.node.services import BrokerServices
 
-    broker = Broker(load_config(["--id", "1", "--data-dir", str(tmp_path / "b1")]))
-    app = create_app(broker, BrokerGroups(broker))
+    services = BrokerServices.of(Broker(load_config(["--id", "1", "--data-dir", str(tmp_path / "b1")])))
+    app = create_app(services, HttpGroups(services))
     # aiohttp adds a HEAD twin to every GET route; the spec lists the GETs.
     return {(r.method, r.resource.canonical) for r in app.router.routes() if r.method != "HEAD"}
 
@@ -111,8 +112,8 @@ def spec_operations(spec: dict) -> set[tuple[str, str]]:
 def test_every_registered_route_is_in_the_spec_and_nothing_else(tmp_path):
     routes = registered_routes(tmp_path)
     documented = spec_operations(openapi_spec())
-    assert routes - documented == set(), "routes missing from node/openapi.py"
-    assert documented - routes == set(), "node/openapi.py documents routes the app does not have"
+    assert routes - documented == set(), "routes missing from node/http/openapi.py"
+    assert documented - routes == set(), "node/http/openapi.py documents routes the app does not have"
 
 
 def test_served_spec_is_the_module_spec_and_loads(cluster):

@@ -97,7 +97,7 @@ def test_unknown_or_non_json_answers_fall_back_by_status(status, body, cls):
 
 
 def test_produce_rejections_of_the_partition_state_machine():
-    from raftka.node.routes_records import PRODUCE_ERROR_CODES, ProduceRejected
+    from raftka.node.services.produce import PRODUCE_ERROR_CODES, ProduceRejected
 
     classes = {type(error_from_response(code // 100, ProduceRejected(code, "x").to_json())) for code in PRODUCE_ERROR_CODES.values()}
     assert classes == {client.OutOfOrderSequenceError, client.ProducerFencedError, client.InvalidRequestError}

@@ -1,4 +1,4 @@
-"""REST Proxy v2 produce/fetch codecs (raftka.node.codecs), including fuzzing of the parser."""
+"""REST Proxy v2 produce/fetch codecs (raftka.node.http.codecs), including fuzzing of the parser."""
 
 import base64
 
@@ -7,7 +7,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from raftka.node.codecs import (
+from raftka.node.errors import (
+    ApiError,
+    InvalidEncoding,
+    InvalidRequest,
+    NotAcceptable,
+    NotLeader,
+    RequestTooLarge,
+    UnsupportedMediaType,
+)
+from raftka.node.http.codecs import (
     EmbeddedFormat,
     FetchedRecord,
     ProduceRecord,
@@ -17,15 +26,6 @@ from raftka.node.codecs import (
     produce_format,
     render_produce_response,
     render_records,
-)
-from raftka.node.errors import (
-    ApiError,
-    InvalidEncoding,
-    InvalidRequest,
-    NotAcceptable,
-    NotLeader,
-    RequestTooLarge,
-    UnsupportedMediaType,
 )
 from raftka.storage import StoredRecord
 

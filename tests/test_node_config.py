@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from raftka.node.cluster.topics import TopicConfig
 from raftka.node.config import Address, ConfigError, Peer, build_parser, load_config
-from raftka.node.topics import TopicConfig
 
 SECRET = "s3cret-s3cret-s3cret"
 PEERS = "1=b1:8080:9090,2=b2:8080:9090,3=b3:8080:9090"

@@ -1,4 +1,5 @@
-"""Group coordinator (raftka.node.coordinator): joins, rebalances, sessions, generations, commit fencing, failover.
+"""Group coordinator (raftka.node.groups.coordinator): joins, rebalances, sessions, generations, commit fencing,
+failover.
 
 Members are driven the way raftka's client drives them (join, heartbeat, rejoin when told); generations are
 persisted into the stand-in metadata store. Timeouts are tens of milliseconds.
@@ -12,7 +13,6 @@ import re
 import pytest
 from test_node_rest_consumers_standin import StandInBroker, coordinator_for, run, wait_until
 
-from raftka.node.coordinator import GenerationRequired, GroupCoordinator, GroupState, UnknownMember
 from raftka.node.errors import (
     ConsumerInstanceNotFound,
     GroupNotFound,
@@ -22,6 +22,7 @@ from raftka.node.errors import (
     RebalanceInProgress,
     StaleGeneration,
 )
+from raftka.node.groups.coordinator import GenerationRequired, GroupCoordinator, GroupState, UnknownMember
 
 pytestmark = pytest.mark.timeout(60)
 

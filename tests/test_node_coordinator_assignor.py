@@ -1,4 +1,4 @@
-"""Partition assignment (raftka.node.assignor): exact cover, subscription respect, balance, determinism."""
+"""Partition assignment (raftka.node.groups.assignor): exact cover, subscription respect, balance, determinism."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections import defaultdict
 from hypothesis import given
 from hypothesis import strategies as st
 
-from raftka.node.assignor import assign
+from raftka.node.groups.assignor import assign
 
 TOPICS = ["a", "b", "c", "d"]
 

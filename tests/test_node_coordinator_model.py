@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 from test_node_rest_consumers_standin import StandInBroker
 
-from raftka.node.coordinator import GroupCoordinator, GroupState, JoinResult
 from raftka.node.errors import ApiError, NotLeader
+from raftka.node.groups.coordinator import GroupCoordinator, GroupState, JoinResult
 
 TOPIC_SETS = st.sampled_from([("a",), ("b",), ("a", "b"), ("a", "zz")])
 PAUSES = st.sampled_from([0, 0, 20, 60])  # ms between one event and the next

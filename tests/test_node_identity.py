@@ -1,12 +1,11 @@
-"""Data-directory identity (raftka.node.identity): broker.json creation, checks, durability."""
+"""Data-directory identity (raftka.node.cluster.identity): broker.json creation, checks, durability."""
 
 import os
 
 import orjson
 import pytest
 
-from raftka.node.config import load_config
-from raftka.node.identity import (
+from raftka.node.cluster.identity import (
     IDENTITY_FILE,
     BrokerIdentity,
     IdentityError,
@@ -15,6 +14,7 @@ from raftka.node.identity import (
     ensure_identity,
     expected_identity,
 )
+from raftka.node.config import load_config
 from raftka.storage import LEDGER_ENV
 from raftka.storage.powerloss import apply_ledger
 

@@ -1,4 +1,4 @@
-"""REST Proxy v2 consumer instances (raftka.node.rest_consumers) over a real GroupCoordinator and the
+"""REST Proxy v2 consumer instances (raftka.node.http.rest_consumers) over a real GroupCoordinator and the
 stand-in broker: subscribe/assign, polling, commits, positions, rebalances, expiry, bad input."""
 
 from __future__ import annotations
@@ -15,8 +15,6 @@ from test_node_rest_consumers_standin import (
     wait_until,
 )
 
-from raftka.node.codecs import EmbeddedFormat
-from raftka.node.coordinator import GroupState
 from raftka.node.errors import (
     ConsumerAlreadyExists,
     ConsumerAlreadySubscribed,
@@ -28,7 +26,9 @@ from raftka.node.errors import (
     RebalanceInProgress,
     TopicNotFound,
 )
-from raftka.node.rest_consumers import InstanceConfig, RestConsumers, owner_broker, parse_instance_config
+from raftka.node.groups.coordinator import GroupState
+from raftka.node.http.codecs import EmbeddedFormat
+from raftka.node.http.rest_consumers import InstanceConfig, RestConsumers, owner_broker, parse_instance_config
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -1,4 +1,4 @@
-"""HTTP routes of consumer groups (raftka.node.routes_groups) on a real aiohttp server: the /groups protocol and
+"""HTTP routes of consumer groups (raftka.node.http.routes_groups) on a real aiohttp server: the /groups protocol and
 REST Proxy v2 consumer instances, over a real GroupCoordinator and RestConsumers and the stand-in broker."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from test_node_rest_consumers_standin import (
     run,
 )
 
-from raftka.node.routes_groups import add_group_routes
+from raftka.node.http.routes_groups import add_group_routes
 
 pytestmark = pytest.mark.timeout(60)
 

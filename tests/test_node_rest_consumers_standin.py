@@ -9,9 +9,9 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from raftka.node.coordinator import GenerationRequired, GroupCoordinator
 from raftka.node.errors import OffsetOutOfRange, PartitionNotFound, StaleGeneration, TopicNotFound
-from raftka.node.rest_consumers import RestConsumers, owner_broker
+from raftka.node.groups.coordinator import GenerationRequired, GroupCoordinator
+from raftka.node.http.rest_consumers import RestConsumers, owner_broker
 from raftka.storage import StoredRecord
 
 TopicPartition = tuple[str, int]

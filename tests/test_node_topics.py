@@ -1,4 +1,4 @@
-"""Topic names, topic configs and replica assignment (raftka.node.topics)."""
+"""Topic names, topic configs and replica assignment (raftka.node.cluster.topics)."""
 
 from collections import Counter
 
@@ -6,8 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from raftka.node.errors import InvalidPartitions, InvalidReplicationFactor, InvalidTopicConfig, InvalidTopicName
-from raftka.node.topics import (
+from raftka.node.cluster.topics import (
     TopicConfig,
     assign_replicas,
     parse_topic_configs,
@@ -15,6 +14,7 @@ from raftka.node.topics import (
     validate_replication_factor,
     validate_topic_name,
 )
+from raftka.node.errors import InvalidPartitions, InvalidReplicationFactor, InvalidTopicConfig, InvalidTopicName
 
 # --- names -------------------------------------------------------------------
 

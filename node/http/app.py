@@ -7,55 +7,38 @@ answered 500 50002) — a bad request never takes the broker down.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import orjson
 from aiohttp import web
 
+from raftka.node.cluster.broker import Broker
+from raftka.node.errors import ApiError, InternalError, RequestTooLarge, error_body
+from raftka.node.http.common import JSON, METRICS_KEY, SERVICES_KEY, error_response, json_response
+from raftka.node.http.forwarding import BROKER_HEADER
+from raftka.node.http.openapi import openapi_spec
+from raftka.node.http.routes_groups import GroupsFacade, add_group_routes
+from raftka.node.http.routes_records import add_record_routes
+from raftka.node.http.routes_topics import add_topic_routes
+from raftka.node.metrics import CONTENT_TYPE, MetricsRegistry
+from raftka.node.services import BrokerServices
 from raftka.raft.core import Role
 
-from .broker import Broker
-from .errors import ApiError, InternalError, RequestTooLarge, error_body
-from .forwarding import BROKER_HEADER
-from .metrics import CONTENT_TYPE, MetricsRegistry
-from .openapi import openapi_spec
-
-log = logging.getLogger("raftka.node.app")
-
-JSON = "application/json"
-BROKER_KEY = web.AppKey("broker", Broker)
-METRICS_KEY = web.AppKey("metrics", MetricsRegistry)
-
-
-def json_response(doc, status: int = 200, content_type: str = JSON) -> web.Response:
-    return web.Response(body=orjson.dumps(doc, option=orjson.OPT_NON_STR_KEYS), status=status,
-                        content_type=content_type)
-
-
-def error_response(exc: ApiError) -> web.Response:
-    return web.Response(body=exc.to_json(), status=exc.http_status, content_type=JSON)
-
-
-METADATA_CATCH_UP_S = 1.0
+log = logging.getLogger("raftka.node.http.app")
 
 
 @web.middleware
 async def topic_catch_up_middleware(request: web.Request, handler):
     """A topic just created may not have reached this broker's metadata replica yet: wait a moment."""
     topic = request.match_info.get("topic")
-    broker: Broker = request.app[BROKER_KEY]
-    if topic is not None and broker.metadata.topic(topic) is None and broker.metadata_leader_term() is None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + METADATA_CATCH_UP_S
-        while broker.metadata.topic(topic) is None and loop.time() < deadline:
-            await asyncio.sleep(0.02)
+    if topic is not None:
+        await request.app[SERVICES_KEY].topics.catch_up(topic)
     return await handler(request)
 
 
 @web.middleware
 async def errors_middleware(request: web.Request, handler):
-    broker: Broker = request.app[BROKER_KEY]
+    broker = request.app[SERVICES_KEY].broker
     try:
         response = await handler(request)
     except ApiError as exc:
@@ -80,14 +63,14 @@ async def errors_middleware(request: web.Request, handler):
 # ------------------------------------------------------------------ ops routes
 
 async def health(request: web.Request) -> web.Response:
-    broker: Broker = request.app[BROKER_KEY]
+    broker = request.app[SERVICES_KEY].broker
     leader = broker.metadata_leader()
     doc = {"status": "ok" if leader is not None else "unavailable", "broker": broker.id, "metadata_leader": leader}
     return json_response(doc, 200 if leader is not None else 503)
 
 
 async def raft_status(request: web.Request) -> web.Response:
-    broker: Broker = request.app[BROKER_KEY]
+    broker = request.app[SERVICES_KEY].broker
     names = {h.group: f"{h.topic}/{h.partition}" for h in broker.partitions.values()}
     groups = broker.host.status()
     for g in groups:
@@ -96,7 +79,7 @@ async def raft_status(request: web.Request) -> web.Response:
 
 
 async def raft_leaders(request: web.Request) -> web.Response:
-    broker: Broker = request.app[BROKER_KEY]
+    broker = request.app[SERVICES_KEY].broker
     return json_response({"broker": broker.id, "groups": broker.led_groups()})
 
 
@@ -133,15 +116,12 @@ def register_raft_metrics(registry: MetricsRegistry, broker: Broker) -> None:
                             lambda: [((), len(broker.partitions))])
 
 
-def create_app(broker: Broker, groups) -> web.Application:
-    from .routes_groups import add_group_routes
-    from .routes_records import add_record_routes
-    from .routes_topics import add_topic_routes
-
+def create_app(services: BrokerServices, groups: GroupsFacade) -> web.Application:
+    broker = services.broker
     app = web.Application(middlewares=[errors_middleware, topic_catch_up_middleware],
                           client_max_size=broker.config.max_request_bytes)
     registry = MetricsRegistry()
-    app[BROKER_KEY] = broker
+    app[SERVICES_KEY] = services
     app[METRICS_KEY] = registry
     register_raft_metrics(registry, broker)
     app.router.add_get("/health", health)
@@ -155,4 +135,4 @@ def create_app(broker: Broker, groups) -> web.Application:
     return app
 
 
-__all__ = ["BROKER_KEY", "METRICS_KEY", "create_app", "json_response"]
+__all__ = ["create_app"]

@@ -46,9 +46,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from raftka.node.assignor import TopicPartition
-from raftka.node.codecs import EmbeddedFormat
-from raftka.node.coordinator import JoinResult, validate_group_name
+from raftka.node.cluster.topics import validate_topic_name
 from raftka.node.errors import (
     ApiError,
     ConsumerAlreadyExists,
@@ -62,7 +60,9 @@ from raftka.node.errors import (
     StaleGeneration,
     TopicNotFound,
 )
-from raftka.node.topics import validate_topic_name
+from raftka.node.groups.assignor import TopicPartition
+from raftka.node.groups.coordinator import JoinResult, validate_group_name
+from raftka.node.http.codecs import EmbeddedFormat
 
 __all__ = [
     "MAX_REQUEST_TIMEOUT_MS",

@@ -1,7 +1,8 @@
 """The broker: one RaftHost, the metadata group, the partition groups it hosts, and leader routing.
 
-`Broker` is what HTTP handlers talk to.  It owns no HTTP itself except the
-client session used to ask peers which groups they lead.  Its jobs:
+`Broker` is the core the services (`raftka.node.services`) build on; it knows
+no front end. Its only HTTP is the client session used to ask peers which
+groups they lead (and that the HTTP front end borrows to forward).  Its jobs:
 
 * start the Raft host and the metadata group (every broker is a member), and
   reconcile the partition groups hosted here with the metadata whenever a
@@ -15,28 +16,25 @@ client session used to ask peers which groups they lead.  Its jobs:
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import os
 import uuid
-from collections import defaultdict
 from dataclasses import dataclass
 
 import aiohttp
 import orjson
 
+from raftka.node.cluster.identity import ensure_identity
+from raftka.node.cluster.metadata import MetadataStateMachine
+from raftka.node.config import BrokerConfig
+from raftka.node.errors import ApiError, NotLeader, PartitionNotFound, RequestTimedOut, TopicNotFound
 from raftka.raft import canary
 from raftka.raft.core import NotLeaderError, Role
 from raftka.raft.host import HostConfig, ProposalDroppedError, RaftHost
 from raftka.raft.partition import PartitionStateMachine, encode_produce
 from raftka.storage import LogConfig
 
-from .config import BrokerConfig
-from .errors import ApiError, NotLeader, PartitionNotFound, RequestTimedOut, TopicNotFound
-from .identity import ensure_identity
-from .metadata import MetadataStateMachine
-
-log = logging.getLogger("raftka.node.broker")
+log = logging.getLogger("raftka.node.cluster.broker")
 
 METADATA_GROUP = "__metadata"
 LEADER_POLL_INTERVAL_S = 0.5
@@ -110,7 +108,6 @@ class Broker:
         self._tasks: list[asyncio.Task] = []
         self.session: aiohttp.ClientSession | None = None
         self.change_listeners: list = []  # called after topics change (e.g. the group coordinator)
-        self.round_robin: dict[str, itertools.count] = defaultdict(itertools.count)  # null-key spreading
 
     # ------------------------------------------------------------ lifecycle
 
@@ -139,6 +136,15 @@ class Broker:
 
     def metadata_leader(self) -> int | None:
         return self.host.leader_of(METADATA_GROUP)
+
+    async def wait_metadata_leader(self, timeout: float) -> int | None:
+        """The metadata group's leader, waiting up to `timeout` seconds for an election; None if none by then."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            leader = self.metadata_leader()
+            if leader is not None or asyncio.get_running_loop().time() >= deadline:
+                return leader
+            await asyncio.sleep(0.05)
 
     def is_metadata_leader(self) -> bool:
         return self.host.read_allowed(METADATA_GROUP)

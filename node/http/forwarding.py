@@ -1,7 +1,8 @@
 """Forwarding a request to the broker that can serve it ("connect to one, reach them all").
 
-A broker that does not lead a partition (or the metadata group) replays the
-request to the broker that does and relays the answer.  The relayed answer
+When a service says an operation runs on another broker (`ServedElsewhere`:
+the partition's or the metadata group's leader), this broker replays the
+request there and relays the answer.  The relayed answer
 keeps the leader's `X-Raftka-Broker` header, so smart clients learn where to
 go next time.  `X-Raftka-Forwarded` counts hops: a request is forwarded at most
 `MAX_HOPS` times, then answered with the retriable NotLeader error.
@@ -10,11 +11,15 @@ go next time.  `X-Raftka-Forwarded` counts hops: a request is forwarded at most
 from __future__ import annotations
 
 import asyncio
+import functools
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 from aiohttp import web
 
-from .errors import BrokerNotAvailable, NotLeader, RequestTimedOut
+from raftka.node.errors import BrokerNotAvailable, NotLeader, RequestTimedOut
+from raftka.node.http.common import SERVICES_KEY
+from raftka.node.services.routing import ServedElsewhere
 
 FORWARDED_HEADER = "X-Raftka-Forwarded"
 BROKER_HEADER = "X-Raftka-Broker"
@@ -57,3 +62,23 @@ async def forward(request: web.Request, session: aiohttp.ClientSession, target_u
     except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:  # delivered, no answer: unknown
         raise RequestTimedOut(f"{target_url} did not answer the forwarded request ({type(exc).__name__}); "
                               "its outcome is unknown: retry (idempotently for produce).") from None
+
+
+async def forward_elsewhere(request: web.Request, elsewhere: ServedElsewhere, **options) -> web.Response:
+    """Replay the request at the broker a service named (`forward` options apply); answer `elsewhere` itself, the
+    retriable NotLeader, when the hops are exhausted."""
+    session = request.app[SERVICES_KEY].broker.session
+    return await forward(request, session, elsewhere.leader_url, elsewhere, **options)
+
+
+def forwarded_elsewhere(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
+    """Wrap a handler so that a `ServedElsewhere` from its service replays the whole request at that broker."""
+
+    @functools.wraps(handler)
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except ServedElsewhere as elsewhere:
+            return await forward_elsewhere(request, elsewhere)
+
+    return wrapped

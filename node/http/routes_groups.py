@@ -6,7 +6,7 @@ JSON (orjson; unknown fields and wrong types are 422s naming the field), call
 ``GroupCoordinator`` / ``RestConsumers``, render JSON. An ``ApiError`` becomes
 its REST Proxy error document here, so the handlers do not depend on a
 middleware. Paths and bodies: notes/http_api.md; the broker supplies a
-``GroupsFacade``.
+``GroupsFacade`` (``HttpGroups`` in broker_groups.py, over the ``GroupService``).
 
 Additions to the contract: ``POST /groups/{g}/members`` accepts an optional
 ``client_id`` (prefix of a new member id); member descriptions carry their
@@ -23,9 +23,7 @@ from typing import Any, Protocol
 import orjson
 from aiohttp import web
 
-from raftka.node.assignor import TopicPartition
-from raftka.node.codecs import EmbeddedFormat, render_records
-from raftka.node.coordinator import GroupCoordinator, validate_group_name
+from raftka.node.cluster.topics import validate_topic_name
 from raftka.node.errors import (
     ApiError,
     GroupNotFound,
@@ -35,8 +33,10 @@ from raftka.node.errors import (
     TopicNotFound,
     UnsupportedMediaType,
 )
-from raftka.node.rest_consumers import MAX_REQUEST_TIMEOUT_MS, RestConsumers, parse_instance_config
-from raftka.node.topics import validate_topic_name
+from raftka.node.groups.assignor import TopicPartition
+from raftka.node.groups.coordinator import GroupCoordinator, validate_group_name
+from raftka.node.http.codecs import EmbeddedFormat, render_records
+from raftka.node.http.rest_consumers import MAX_REQUEST_TIMEOUT_MS, RestConsumers, parse_instance_config
 
 __all__ = ["GroupsFacade", "add_group_routes"]
 

@@ -55,7 +55,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from raftka.node.assignor import TopicPartition, assign
+from raftka.node.cluster.topics import validate_topic_name
 from raftka.node.errors import (
     ApiError,
     ConsumerInstanceNotFound,
@@ -65,7 +65,7 @@ from raftka.node.errors import (
     RebalanceInProgress,
     StaleGeneration,
 )
-from raftka.node.topics import validate_topic_name
+from raftka.node.groups.assignor import TopicPartition, assign
 
 __all__ = [
     "CommitGeneration",

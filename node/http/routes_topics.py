@@ -1,0 +1,121 @@
+"""Cluster and topic administration routes: brokers, topics, partitions, configs, producer ids.
+
+Thin adapters over `TopicService`: reads answer from this broker's replica of
+the metadata; a write the service says belongs on the metadata leader
+(`ServedElsewhere`) is forwarded there as it is.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from raftka.node.errors import InvalidRequest
+from raftka.node.http.common import SERVICES_KEY, json_response, partition_number, read_json
+from raftka.node.http.forwarding import forwarded_elsewhere
+from raftka.node.services import BrokerServices
+from raftka.node.services.topics import TopicService
+
+CREATE_FIELDS = {"name", "partitions", "partitions_count", "replication_factor", "configs"}
+
+
+def topics_of(request: web.Request) -> TopicService:
+    services: BrokerServices = request.app[SERVICES_KEY]
+    return services.topics
+
+
+async def list_brokers(request: web.Request) -> web.Response:
+    return json_response(topics_of(request).brokers())
+
+
+async def cluster_metadata(request: web.Request) -> web.Response:
+    return json_response(topics_of(request).cluster_metadata())
+
+
+async def list_topics(request: web.Request) -> web.Response:
+    return json_response(topics_of(request).names())
+
+
+async def get_topic(request: web.Request) -> web.Response:
+    return json_response(topics_of(request).describe(request.match_info["topic"]))
+
+
+async def list_partitions(request: web.Request) -> web.Response:
+    return json_response(topics_of(request).describe_partitions(request.match_info["topic"]))
+
+
+async def get_partition(request: web.Request) -> web.Response:
+    return json_response(topics_of(request).describe_partition(request.match_info["topic"], partition_number(request)))
+
+
+async def get_configs(request: web.Request) -> web.Response:
+    name = request.match_info["topic"]
+    return json_response({"name": name, "configs": topics_of(request).configs(name)})
+
+
+@forwarded_elsewhere
+async def create_topic(request: web.Request) -> web.Response:
+    topics = topics_of(request)
+    doc = await read_json(request)
+    unknown = set(doc) - CREATE_FIELDS
+    if unknown:
+        raise InvalidRequest(f"Unknown fields {sorted(unknown)}; expected name, partitions, replication_factor, "
+                             "configs.")
+    configs = doc.get("configs") or {}
+    if isinstance(configs, list):  # REST Proxy v3 style [{"name":..., "value":...}]
+        try:
+            configs = {c["name"]: c["value"] for c in configs}
+        except (TypeError, KeyError):
+            raise InvalidRequest('configs must be an object or a list of {"name", "value"}.') from None
+    created = await topics.create(doc.get("name"),
+                                  doc.get("partitions", doc.get("partitions_count", topics.default_partitions())),
+                                  doc.get("replication_factor", topics.default_replication_factor()), configs)
+    return json_response(created, 201)
+
+
+@forwarded_elsewhere
+async def delete_topic(request: web.Request) -> web.Response:
+    await topics_of(request).delete(request.match_info["topic"])
+    return web.Response(status=204)
+
+
+@forwarded_elsewhere
+async def add_partitions(request: web.Request) -> web.Response:
+    topics, name = topics_of(request), request.match_info["topic"]
+    topics.check_topic(name)
+    doc = await read_json(request)
+    return json_response(await topics.add_partitions(name, doc.get("count", doc.get("partitions"))))
+
+
+@forwarded_elsewhere
+async def alter_configs(request: web.Request) -> web.Response:
+    topics, name = topics_of(request), request.match_info["topic"]
+    topics.check_topic(name)
+    doc = await read_json(request)
+    changes = doc.get("configs")
+    if not isinstance(changes, dict):
+        raise InvalidRequest('Expected {"configs": {"retention.ms": "...", ...}}.')
+    return json_response(await topics.alter_configs(name, changes))
+
+
+@forwarded_elsewhere
+async def allocate_producer(request: web.Request) -> web.Response:
+    return json_response({"producer_id": await topics_of(request).allocate_producer_id(), "producer_epoch": 0})
+
+
+def add_topic_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/brokers", list_brokers)
+    r.add_get("/metadata", cluster_metadata)
+    r.add_get("/topics", list_topics)
+    r.add_post("/topics", create_topic)
+    r.add_get("/topics/{topic}", get_topic)
+    r.add_delete("/topics/{topic}", delete_topic)
+    r.add_get("/topics/{topic}/partitions", list_partitions)
+    r.add_post("/topics/{topic}/partitions", add_partitions)
+    r.add_get("/topics/{topic}/partitions/{partition}", get_partition)
+    r.add_get("/topics/{topic}/configs", get_configs)
+    r.add_put("/topics/{topic}/configs", alter_configs)
+    r.add_post("/producers", allocate_producer)
+
+
+__all__ = ["add_topic_routes"]

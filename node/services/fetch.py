@@ -1,0 +1,59 @@
+"""Fetch, for every front end: committed records of a partition, read by its leader under the lease.
+
+`read` answers the stored RecordBatch v2 bytes unchanged (a front end
+decodes them only if its format needs records), bounded by the high
+watermark, so a consumer never sees an uncommitted record. With `wait_ms`,
+a read at the high watermark long-polls until data is applied or the wait
+ends. An offset outside [log start, high watermark] is `OffsetOutOfRange`.
+When another broker leads the partition, `ServedElsewhere` names it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from raftka.node.cluster.broker import Broker
+from raftka.node.errors import OffsetOutOfRange
+from raftka.node.services.routing import serve_partition_here
+from raftka.raft import canary
+from raftka.storage.errors import OffsetOutOfRangeError
+
+
+@dataclass(frozen=True, slots=True)
+class FetchResult:
+    """Whole stored batches from the one holding `offset` (it may start before it), and the partition's bounds."""
+
+    data: bytes
+    high_watermark: int
+    log_start_offset: int
+
+
+class FetchService:
+    def __init__(self, broker: Broker):
+        self.broker = broker
+
+    async def read(self, topic: str, partition: int, offset: int, max_bytes: int, wait_ms: int) -> FetchResult:
+        broker = self.broker
+        if not (canary.enabled("follower-reads") and (topic, partition) in broker.partitions):
+            await serve_partition_here(broker, topic, partition)
+        sm = broker.local_partition(topic, partition).sm
+        if offset >= sm.high_watermark and wait_ms:
+            await sm.wait_beyond(offset, wait_ms / 1000)
+            broker.local_partition(topic, partition)  # still the leader after waiting?
+        hw, start = sm.high_watermark, sm.log_start_offset
+        if offset < start or offset > hw:
+            raise OffsetOutOfRange(topic, partition, offset, start, hw)
+        try:
+            data = sm.log.read(offset, max_bytes, max_offset=hw).data if offset < hw else b""
+        except OffsetOutOfRangeError:
+            raise OffsetOutOfRange(topic, partition, offset, sm.log_start_offset, sm.high_watermark) from None
+        return FetchResult(data, hw, start)
+
+    async def offsets(self, topic: str, partition: int) -> tuple[int, int]:
+        """(log start offset, high watermark) of the partition, as its leader sees them."""
+        await serve_partition_here(self.broker, topic, partition)
+        sm = self.broker.local_partition(topic, partition).sm
+        return sm.log_start_offset, sm.high_watermark
+
+
+__all__ = ["FetchResult", "FetchService"]

@@ -1,0 +1,82 @@
+"""Where an operation must run: this broker, or another one named as data (`ServedElsewhere`).
+
+A partition operation runs on the partition's leader (holding its lease); a
+metadata write on the metadata group's leader. The services never talk to
+other brokers themselves: when the work belongs elsewhere they raise
+`ServedElsewhere` with the broker's id and URL. The HTTP front end forwards
+the request there; a Kafka front end answers NOT_LEADER_OR_FOLLOWER and lets
+the client refresh its metadata. `ServedElsewhere` is a `NotLeader`, so a
+front end that cannot forward answers the same retriable 50301 as always.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TypeVar
+
+from raftka.node.cluster.broker import Broker
+from raftka.node.errors import NotLeader
+
+LEADER_WAIT_S = 3.0  # how long a request waits for an election before answering "no leader known"
+
+T = TypeVar("T")
+
+
+class ServedElsewhere(NotLeader):
+    """The operation must run on broker `leader_id` (at `leader_url`): a leader, or a replica that knows more."""
+
+    def __init__(self, what: str, broker_id: int, url: str):
+        super().__init__(what, leader_id=broker_id, leader_url=url)
+
+
+def elsewhere(broker: Broker, target: int | None, what: str) -> NotLeader:
+    """`ServedElsewhere` at `target`, or a plain `NotLeader` when no other broker can be named."""
+    if target is None or target == broker.id or target not in broker.urls:
+        return broker.not_leader(target, what)
+    return ServedElsewhere(what, target, broker.urls[target])
+
+
+async def wait_for(predicate: Callable[[], T | None], timeout: float) -> T | None:
+    """Poll `predicate` until it returns something other than None, or `timeout` seconds pass."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = predicate()
+        if value is not None or asyncio.get_running_loop().time() >= deadline:
+            return value
+        await asyncio.sleep(0.05)
+
+
+async def serve_partition_here(broker: Broker, topic: str, partition: int) -> None:
+    """Return when this broker should serve the partition itself: it leads with a lease (or it is the preferred
+    replica of a partition not hosted yet: the local call then answers NotLeader). Else raise `ServedElsewhere`
+    naming the broker to go to, or `NotLeader` when no leader is elected within `LEADER_WAIT_S`."""
+    deadline = asyncio.get_running_loop().time() + LEADER_WAIT_S
+    replicas = broker.replicas(topic, partition)
+    what = f"partition {topic}/{partition}"
+    while True:
+        hosted = broker.partitions.get((topic, partition))
+        if hosted is not None and broker.host.read_allowed(hosted.group):
+            return
+        leader = broker.leader_of(topic, partition)
+        if leader is not None and leader != broker.id:
+            raise elsewhere(broker, leader, what)
+        if hosted is None:
+            if replicas[0] == broker.id:
+                return
+            raise elsewhere(broker, replicas[0], what)  # a replica knows more; it forwards once more if needed
+        if asyncio.get_running_loop().time() >= deadline:
+            raise broker.not_leader(None, what)
+        await asyncio.sleep(0.02)
+
+
+async def metadata_leader_here(broker: Broker) -> None:
+    """Return when this broker leads the metadata group; else raise `ServedElsewhere` naming the leader, or
+    `NotLeader` when none is known within `LEADER_WAIT_S`."""
+    leader = await broker.wait_metadata_leader(LEADER_WAIT_S)
+    if leader != broker.id:
+        raise elsewhere(broker, leader, "the metadata group")
+
+
+__all__ = ["LEADER_WAIT_S", "ServedElsewhere", "elsewhere", "metadata_leader_here", "serve_partition_here",
+           "wait_for"]

@@ -1,0 +1,169 @@
+"""Cluster and topic administration, for every front end: brokers, topics, partitions, configs, producer ids.
+
+Reads answer from this broker's replica of the metadata. Writes are metadata
+commands (validated here, then replicated by the metadata Raft group): they
+run on the metadata leader, and elsewhere raise `ServedElsewhere` naming it.
+A new topic is answered once every partition has a leader, so that a
+produce right after the create succeeds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+
+from raftka.node.cluster.broker import Broker
+from raftka.node.cluster.metadata import command
+from raftka.node.cluster.topics import (assign_replicas, parse_topic_configs, validate_partition_count,
+                                        validate_replication_factor, validate_topic_name)
+from raftka.node.errors import InvalidPartitions, NotLeader
+from raftka.node.services.routing import elsewhere, metadata_leader_here, wait_for
+
+TOPIC_READY_WAIT_S = 10.0
+METADATA_CATCH_UP_S = 1.0
+
+
+class TopicService:
+    def __init__(self, broker: Broker):
+        self.broker = broker
+
+    # ---------------------------------------------------------------- reads
+
+    def brokers(self) -> dict:
+        """Every broker with its URL and whether this broker heard from it within an election timeout."""
+        broker = self.broker
+        now = time.monotonic()
+        silence_s = broker.host_config.election_ticks * broker.host_config.tick_ms / 1000
+
+        def alive(b: int) -> bool:  # as seen by this broker: Raft traffic within an election timeout
+            return b == broker.id or now - broker.host.peer_seen.get(b, -1e9) < silence_s
+
+        return {"brokers": sorted(broker.urls), "metadata_leader": broker.metadata_leader(),
+                "details": [{"id": b, "url": u, "alive": alive(b)} for b, u in sorted(broker.urls.items())]}
+
+    def cluster_metadata(self) -> dict:
+        """Brokers, the metadata leader, and every partition's leader and replicas (for routing clients)."""
+        broker = self.broker
+        topics = {}
+        for name, topic in broker.metadata.topics.items():
+            topics[name] = {"partitions": [{"leader": broker.leader_of(name, p), "replicas": replicas}
+                                           for p, replicas in enumerate(topic["partitions"])]}
+        return {"brokers": {str(b): u for b, u in broker.urls.items()}, "topics": topics,
+                "metadata_leader": broker.metadata_leader()}
+
+    def names(self) -> list[str]:
+        return sorted(self.broker.metadata.topics)
+
+    async def catch_up(self, name: str) -> None:
+        """A topic just created may not have reached this broker's metadata replica yet: wait a moment for it
+        (unless this broker leads the metadata group: then it knows every topic)."""
+        metadata = self.broker.metadata
+        if metadata.topic(name) is None and self.broker.metadata_leader_term() is None:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + METADATA_CATCH_UP_S
+            while metadata.topic(name) is None and loop.time() < deadline:
+                await asyncio.sleep(0.02)
+
+    def check_topic(self, name: str) -> None:
+        """TopicNotFound unless the topic exists."""
+        self.broker.topic(name)
+
+    def check_partition(self, name: str, partition: int) -> list[int]:
+        """The partition's replicas; TopicNotFound / PartitionNotFound when it does not exist."""
+        return self.broker.replicas(name, partition)
+
+    def configs(self, name: str) -> dict:
+        """The topic's configs under Kafka's names, defaults filled in."""
+        return parse_topic_configs(self.broker.topic(name)["configs"], self.broker.config.topic_defaults).to_kafka()
+
+    def describe(self, name: str) -> dict:
+        topic = self.broker.topic(name)
+        return {"name": name, "configs": self.configs(name), "replication_factor": topic["replication_factor"],
+                "partitions": self.describe_partitions(name)}
+
+    def describe_partitions(self, name: str) -> list[dict]:
+        return [self._describe_partition(name, p, r) for p, r in enumerate(self.broker.topic(name)["partitions"])]
+
+    def describe_partition(self, name: str, partition: int) -> dict:
+        return self._describe_partition(name, partition, self.broker.replicas(name, partition))
+
+    def _describe_partition(self, name: str, p: int, replicas: list[int]) -> dict:
+        """Leader and replicas; on the leader also in-sync replicas, high watermark and log start."""
+        broker = self.broker
+        leader = broker.leader_of(name, p)
+        doc = {"partition": p, "leader": leader,
+               "replicas": [{"broker": b, "leader": b == leader, "in_sync": None} for b in replicas],
+               "high_watermark": None, "log_start_offset": None}
+        hosted = broker.partitions.get((name, p))
+        if hosted is not None and leader == broker.id:
+            group = broker.host.group(hosted.group)
+            progress = group.node.progress
+            for r in doc["replicas"]:
+                # In sync: the leader itself, or a follower that acknowledged within the election timeout.
+                r["in_sync"] = r["broker"] == broker.id or (
+                    r["broker"] in progress
+                    and group.node.now - progress[r["broker"]].acked_tick < broker.host_config.election_ticks)
+            doc["high_watermark"] = hosted.sm.high_watermark
+            doc["log_start_offset"] = hosted.sm.log_start_offset
+        return doc
+
+    # --------------------------------------------------------------- writes
+
+    def default_partitions(self) -> int:
+        return self.broker.config.default_partitions
+
+    def default_replication_factor(self) -> int:
+        return self.broker.config.default_replication_factor or (3 if len(self.broker.urls) >= 3 else 1)
+
+    async def create(self, name: object, partitions: object, replication_factor: object,
+                     configs: Mapping[str, object]) -> dict:
+        """Create a topic (arguments validated here); answers once every partition has a leader."""
+        broker = self.broker
+        name = validate_topic_name(name)
+        partitions = validate_partition_count(partitions)
+        rf = validate_replication_factor(replication_factor, len(broker.urls))
+        parsed = parse_topic_configs(configs, broker.config.topic_defaults)
+        assignment = [list(r) for r in assign_replicas(sorted(broker.urls), partitions, rf)]
+        await self._write(command("create_topic", name=name, id=broker.new_topic_id(), assignment=assignment,
+                                  configs=dict(configs)))
+        await wait_for(lambda: True if all(broker.leader_of(name, p) is not None for p in range(partitions))
+                       else None, TOPIC_READY_WAIT_S)
+        return {"name": name, "partitions": partitions, "replication_factor": rf, "configs": parsed.to_kafka()}
+
+    async def delete(self, name: str) -> None:
+        self.check_topic(name)
+        await self._write(command("delete_topic", name=name))
+
+    async def add_partitions(self, name: str, total: object) -> dict:
+        """Grow the topic to `total` partitions (never shrink)."""
+        topic = self.broker.topic(name)
+        current = len(topic["partitions"])
+        total = validate_partition_count(total)
+        if total <= current:
+            raise InvalidPartitions(f"Topic '{name}' has {current} partitions; the new count must be larger "
+                                    f"(got {total}). Partitions can only be added.")
+        extra = [list(r) for r in assign_replicas(sorted(self.broker.urls), total, topic["replication_factor"])]
+        await self._write(command("add_partitions", name=name, from_count=current, assignment=extra[current:]))
+        return {"name": name, "partitions": total}
+
+    async def alter_configs(self, name: str, changes: Mapping[str, object]) -> dict:
+        """Merge `changes` over the topic's configs; answers the resulting configs under Kafka's names."""
+        merged = {**self.broker.topic(name)["configs"], **changes}
+        parsed = parse_topic_configs(merged, self.broker.config.topic_defaults)
+        await self._write(command("alter_configs", name=name, configs=merged))
+        return {"name": name, "configs": parsed.to_kafka()}
+
+    async def allocate_producer_id(self) -> int:
+        """A new idempotent producer id (its epoch starts at 0)."""
+        return (await self._write(command("allocate_producer_id")))["producer_id"]
+
+    async def _write(self, cmd: bytes) -> dict:
+        await metadata_leader_here(self.broker)
+        try:
+            return await self.broker.propose_metadata(cmd)
+        except NotLeader as exc:  # lost the leadership meanwhile: name the new leader
+            raise elsewhere(self.broker, exc.leader_id, "the metadata group") from None
+
+
+__all__ = ["TOPIC_READY_WAIT_S", "TopicService"]
