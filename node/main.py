@@ -18,6 +18,7 @@ from raftka.node.config import ConfigError, load_config
 from raftka.node.http.app import create_app
 from raftka.node.http.broker_groups import HttpGroups
 from raftka.node.services import BrokerServices
+from raftka.raft.host import GroupStateLost
 
 log = logging.getLogger("raftka.node")
 
@@ -66,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
             runner.run(serve(Broker(config)))
     except (IdentityError, ValueError) as exc:
         print(f"raftka-node: {exc}", file=sys.stderr)
+        return 2
+    except GroupStateLost as exc:
+        print(f"raftka-node: refusing to start: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
         print(f"raftka-node: cannot start: {exc}", file=sys.stderr)

@@ -15,13 +15,14 @@ from aiohttp import web
 from raftka.node.cluster.broker import Broker
 from raftka.node.errors import ApiError, InternalError, RequestTooLarge, error_body
 from raftka.node.http.common import JSON, METRICS_KEY, SERVICES_KEY, error_response, json_response
-from raftka.node.http.forwarding import BROKER_HEADER
+from raftka.node.http.forwarding import BROKER_HEADER, forward_elsewhere
 from raftka.node.http.openapi import openapi_spec
 from raftka.node.http.routes_groups import GroupsFacade, add_group_routes
 from raftka.node.http.routes_records import add_record_routes
 from raftka.node.http.routes_topics import add_topic_routes
 from raftka.node.metrics import CONTENT_TYPE, MetricsRegistry
 from raftka.node.services import BrokerServices
+from raftka.node.services.routing import ServedElsewhere
 from raftka.raft.core import Role
 
 log = logging.getLogger("raftka.node.http.app")
@@ -29,10 +30,14 @@ log = logging.getLogger("raftka.node.http.app")
 
 @web.middleware
 async def topic_catch_up_middleware(request: web.Request, handler):
-    """A topic just created may not have reached this broker's metadata replica yet: wait a moment."""
+    """A topic this broker's metadata replica does not know: catch up with the metadata leader first, or send the
+    request to the leader when this replica is not current (see `TopicService.catch_up`)."""
     topic = request.match_info.get("topic")
     if topic is not None:
-        await request.app[SERVICES_KEY].topics.catch_up(topic)
+        try:
+            await request.app[SERVICES_KEY].topics.catch_up(topic)
+        except ServedElsewhere as elsewhere:
+            return await forward_elsewhere(request, elsewhere)
     return await handler(request)
 
 

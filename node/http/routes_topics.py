@@ -23,16 +23,19 @@ def topics_of(request: web.Request) -> TopicService:
     return services.topics
 
 
+@forwarded_elsewhere
 async def list_brokers(request: web.Request) -> web.Response:
-    return json_response(topics_of(request).brokers())
+    return json_response(await topics_of(request).brokers())
 
 
+@forwarded_elsewhere
 async def cluster_metadata(request: web.Request) -> web.Response:
-    return json_response(topics_of(request).cluster_metadata())
+    return json_response(await topics_of(request).cluster_metadata())
 
 
+@forwarded_elsewhere
 async def list_topics(request: web.Request) -> web.Response:
-    return json_response(topics_of(request).names())
+    return json_response(await topics_of(request).names())
 
 
 async def get_topic(request: web.Request) -> web.Response:

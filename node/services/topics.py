@@ -1,6 +1,11 @@
 """Cluster and topic administration, for every front end: brokers, topics, partitions, configs, producer ids.
 
-Reads answer from this broker's replica of the metadata. Writes are metadata
+Reads answer from this broker's replica of the metadata once it is known to
+be current: on a miss (an unknown topic) and for listings, a read index
+against the metadata leader first (`metadata_fresh_here`), so that a miss
+costs one round trip and a broker whose copy is not current (a new
+incarnation still catching up) sends the reader to the leader instead of
+answering "no such topic" or an empty list. Writes are metadata
 commands (validated here, then replicated by the metadata Raft group): they
 run on the metadata leader, and elsewhere raise `ServedElsewhere` naming it.
 A new topic is answered once every partition has a leader, so that a
@@ -9,7 +14,6 @@ produce right after the create succeeds.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Mapping
 
@@ -18,10 +22,9 @@ from raftka.node.cluster.metadata import command
 from raftka.node.cluster.topics import (assign_replicas, parse_topic_configs, validate_partition_count,
                                         validate_replication_factor, validate_topic_name)
 from raftka.node.errors import InvalidPartitions, NotLeader
-from raftka.node.services.routing import elsewhere, metadata_leader_here, wait_for
+from raftka.node.services.routing import elsewhere, metadata_fresh_here, metadata_leader_here, wait_for
 
 TOPIC_READY_WAIT_S = 10.0
-METADATA_CATCH_UP_S = 1.0
 
 
 class TopicService:
@@ -30,7 +33,7 @@ class TopicService:
 
     # ---------------------------------------------------------------- reads
 
-    def brokers(self) -> dict:
+    async def brokers(self) -> dict:
         """Every broker with its URL and whether this broker heard from it within an election timeout."""
         broker = self.broker
         now = time.monotonic()
@@ -39,12 +42,14 @@ class TopicService:
         def alive(b: int) -> bool:  # as seen by this broker: Raft traffic within an election timeout
             return b == broker.id or now - broker.host.peer_seen.get(b, -1e9) < silence_s
 
+        await metadata_fresh_here(broker)
         return {"brokers": sorted(broker.urls), "metadata_leader": broker.metadata_leader(),
                 "details": [{"id": b, "url": u, "alive": alive(b)} for b, u in sorted(broker.urls.items())]}
 
-    def cluster_metadata(self) -> dict:
+    async def cluster_metadata(self) -> dict:
         """Brokers, the metadata leader, and every partition's leader and replicas (for routing clients)."""
         broker = self.broker
+        await metadata_fresh_here(broker)
         topics = {}
         for name, topic in broker.metadata.topics.items():
             topics[name] = {"partitions": [{"leader": broker.leader_of(name, p), "replicas": replicas}
@@ -52,18 +57,15 @@ class TopicService:
         return {"brokers": {str(b): u for b, u in broker.urls.items()}, "topics": topics,
                 "metadata_leader": broker.metadata_leader()}
 
-    def names(self) -> list[str]:
+    async def names(self) -> list[str]:
+        await metadata_fresh_here(self.broker)
         return sorted(self.broker.metadata.topics)
 
     async def catch_up(self, name: str) -> None:
-        """A topic just created may not have reached this broker's metadata replica yet: wait a moment for it
-        (unless this broker leads the metadata group: then it knows every topic)."""
-        metadata = self.broker.metadata
-        if metadata.topic(name) is None and self.broker.metadata_leader_term() is None:
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + METADATA_CATCH_UP_S
-            while metadata.topic(name) is None and loop.time() < deadline:
-                await asyncio.sleep(0.02)
+        """Before answering for a topic this broker's replica does not know: make sure the replica is current
+        (a topic just created may not have reached it yet). Raises `ServedElsewhere` when it cannot be."""
+        if self.broker.metadata.topic(name) is None:
+            await metadata_fresh_here(self.broker)
 
     def check_topic(self, name: str) -> None:
         """TopicNotFound unless the topic exists."""
