@@ -387,12 +387,16 @@ class PartitionLog:
             return end
         position = max(position, candidates[0].base_offset)
         while position < end:
-            result = self.read(position, 1 << 20, max_offset=end)
+            result = self.read(position, 1 << 20)  # not max_offset=end: it may fall inside a batch
             if not result.data:
                 break
             for header, batch in iter_batches(result.data):
+                if header.base_offset >= end:
+                    return end
                 if header.max_timestamp >= timestamp and header.last_offset >= position:
                     for record in iter_records(batch, start_offset=position):
+                        if record.offset >= end:
+                            return end
                         if record.timestamp >= timestamp:
                             return record.offset
             position = result.next_offset

@@ -18,10 +18,13 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from cluster import request, retry
 from raftka.client import Consumer
 from raftka.client.devcluster import LocalCluster
+from raftka.node.traffic import PRODUCE_LATENCY_BUCKETS as LATENCY_BUCKETS
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -142,6 +145,40 @@ def total_lag(ui: Console) -> int:
     return int(ui.text_of('[data-testid="total-lag"]').replace(",", ""))
 
 
+TOPIC_NAMES = st.text(st.sampled_from('ab"\\\n{}=, '), min_size=1, max_size=6)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@given(produced=st.dictionaries(TOPIC_NAMES, st.integers(0, 10**9), max_size=4),
+       observations=st.lists(st.floats(0.0001, 20.0), min_size=1, max_size=60))
+def test_the_consoles_metrics_parser_reads_what_prometheus_client_writes(ui, produced, observations):
+    """prom.js (the overview's charts) against the reference exposition writer: label escapes, sums
+    over label sets, and a quantile that falls in the bucket holding the true one."""
+    from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+    registry = CollectorRegistry()
+    records = Counter("raftka_produced_records", "records", ["topic"], registry=registry)
+    latency = Histogram("raftka_produce_seconds", "latency", buckets=LATENCY_BUCKETS, registry=registry)
+    for topic, count in produced.items():
+        records.labels(topic).inc(count)
+    for seconds in observations:
+        latency.observe(seconds)
+    if not ui.all("#app header"):
+        ui.open("/")
+        ui.shown("#app header")
+    got = ui.driver.execute_async_script(
+        "const [text, done] = arguments; import('/ui/prom.js').then((m) => {"
+        " const snap = m.trafficSnapshot(text, 0);"
+        " done({records: snap.producedRecords, p50: m.quantile(0.5, snap.latency)}); });",
+        generate_latest(registry).decode())
+    assert got["records"] == sum(produced.values())
+    median = sorted(observations)[(len(observations) - 1) // 2]
+    bounds = (0.0, *LATENCY_BUCKETS)
+    upper = next(i for i, b in enumerate(bounds) if median <= b) if median <= bounds[-1] else len(bounds)
+    low, high = bounds[upper - 1], bounds[upper] if upper < len(bounds) else bounds[-1]
+    assert low - 1e-9 <= got["p50"] <= high + 1e-9, (median, got["p50"])
+
+
 PAGES = [  # (page, what proves it shows data, screenshot name)
     ("/", '[data-testid="broker-3"][data-alive="true"]', "overview"),
     ("/topics", '[data-testid="topic-orders"]', "topics"),
@@ -192,6 +229,8 @@ def test_a_topic_created_in_the_console_exists_in_the_api_and_deletes_after_conf
     ui.shown('[data-testid="create-topic"]')
     ui.fill('[data-testid="create-topic"]', name="from-console", partitions="2", retention="3600000")
     ui.find('[data-testid="create-topic"] button[type="submit"]').click()
+    ui.until(lambda c: "Created topic 'from-console'" in c.text_of('[data-testid="create-topic"] .ok-text'),
+             "the create request to be answered")
     ui.shown('[data-testid="topic-from-console"]')
     doc = request(cluster.url(3) + "/topics/from-console").json()
     assert len(doc["partitions"]) == 2 and doc["configs"]["retention.ms"] in (3600000, "3600000")
@@ -201,6 +240,7 @@ def test_a_topic_created_in_the_console_exists_in_the_api_and_deletes_after_conf
     ui.shown('[data-testid="delete-from-console-confirm"]').click()
     ui.until(lambda c: not c.all('[data-testid="topic-from-console"]'), "the deleted topic to leave the list")
     assert "from-console" not in request(cluster.url(2) + "/topics").json()
+    assert ui.console_errors() == []
 
 
 def test_a_record_produced_in_the_console_is_found_in_the_browser_and_live_tail_follows(cluster, ui):

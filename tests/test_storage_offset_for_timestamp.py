@@ -12,14 +12,14 @@ from raftka.storage import LogConfig, PartitionLog, Record
 SMALL = LogConfig(segment_bytes=600, index_interval_bytes=100)
 
 # Batches of record timestamps: not sorted (producers set them), so segment and batch maxima matter.
-batches = st.lists(st.lists(st.integers(0, 50), min_size=1, max_size=6), min_size=0, max_size=25)
+batches = st.lists(st.lists(st.integers(0, 50), min_size=1, max_size=6), min_size=0, max_size=15)
 
 
 def expected(timestamps: list[int], start: int, end: int, t: int) -> int:
     return next((o for o in range(start, end) if timestamps[o] >= t), end)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(batches=batches, targets=st.lists(st.integers(-1, 52), min_size=1, max_size=8),
        drop=st.integers(0, 3), cap=st.integers(0, 200))
 def test_offset_for_timestamp_matches_a_scan(batches, targets, drop, cap):
