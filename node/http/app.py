@@ -14,12 +14,15 @@ from aiohttp import web
 
 from raftka.node.cluster.broker import Broker
 from raftka.node.errors import ApiError, InternalError, RequestTooLarge, error_body
-from raftka.node.http.common import JSON, METRICS_KEY, SERVICES_KEY, error_response, json_response
+from raftka.node.console import add_console_routes
+from raftka.node.http.common import JSON, METRICS_KEY, SERVICES_KEY, TRAFFIC_KEY, error_response, json_response
 from raftka.node.http.forwarding import BROKER_HEADER, forward_elsewhere
 from raftka.node.http.openapi import openapi_spec
+from raftka.node.http.peer_views import add_peer_view_routes
 from raftka.node.http.routes_groups import GroupsFacade, add_group_routes
 from raftka.node.http.routes_records import add_record_routes
 from raftka.node.http.routes_topics import add_topic_routes
+from raftka.node.http.traffic import TrafficMetrics
 from raftka.node.metrics import CONTENT_TYPE, MetricsRegistry
 from raftka.node.services import BrokerServices
 from raftka.node.services.routing import ServedElsewhere
@@ -76,11 +79,16 @@ async def health(request: web.Request) -> web.Response:
 
 async def raft_status(request: web.Request) -> web.Response:
     broker = request.app[SERVICES_KEY].broker
-    names = {h.group: f"{h.topic}/{h.partition}" for h in broker.partitions.values()}
+    hosted = {h.group: h for h in broker.partitions.values()}
     groups = broker.host.status()
     for g in groups:
-        g["partition"] = names.get(g["group"])  # "topic/partition", or None for the metadata group
-    return json_response({"broker": broker.id, "groups": groups, "transport": broker.host.transport_stats()})
+        h = hosted.get(g["group"])
+        g["partition"] = None if h is None else f"{h.topic}/{h.partition}"  # None: the metadata group
+        if h is not None:  # this replica's log (the leader's high watermark is the partition's)
+            g.update(high_watermark=h.sm.high_watermark, log_start_offset=h.sm.log_start_offset,
+                     size_bytes=h.sm.log.size_bytes)
+    return json_response({"broker": broker.id, "groups": groups, "transport": broker.host.transport_stats(),
+                          "election_timeout_ms": broker.host_config.election_ticks * broker.host_config.tick_ms})
 
 
 async def raft_leaders(request: web.Request) -> web.Response:
@@ -128,6 +136,7 @@ def create_app(services: BrokerServices, groups: GroupsFacade) -> web.Applicatio
     registry = MetricsRegistry()
     app[SERVICES_KEY] = services
     app[METRICS_KEY] = registry
+    app[TRAFFIC_KEY] = TrafficMetrics(registry)
     register_raft_metrics(registry, broker)
     app.router.add_get("/health", health)
     app.router.add_get("/raft", raft_status)
@@ -137,6 +146,8 @@ def create_app(services: BrokerServices, groups: GroupsFacade) -> web.Applicatio
     add_topic_routes(app)
     add_record_routes(app)
     add_group_routes(app, groups)
+    add_peer_view_routes(app, {"health": health, "raft": raft_status, "metrics": metrics})
+    add_console_routes(app)
     return app
 
 

@@ -195,6 +195,29 @@ def _ops_paths() -> dict:
                                      _ok("led groups", any_object), tag="ops")},
         "/metrics": {"get": _op("Prometheus metrics.", _ok("metrics", {"type": "string"}, "text/plain"), tag="ops")},
         "/openapi.json": {"get": _op("This document.", _ok("OpenAPI 3 document", any_object), tag="ops")},
+        "/brokers/{broker}/{view}": {"get": _op(
+            "Another broker's /health, /raft or /metrics, relayed by this one (for clients that reach one broker).",
+            _ok("that broker's document", any_object, JSON, "text/plain"),
+            params=[{"name": "broker", "in": "path", "required": True, "schema": _int(0, INT32_MAX)},
+                    {"name": "view", "in": "path", "required": True,
+                     "schema": {"type": "string", "enum": ["health", "raft", "metrics"]}}],
+            tag="ops", errors="422 42206 unknown broker or view, 503 50302 broker unreachable, "
+                              "500 50003 no answer in time")},
+        **_console_paths(),
+    }
+
+
+def _console_paths() -> dict:
+    page = _op("The web console (a single-page app; a client of this API).", _ok("page", {"type": "string"},
+                                                                                  "text/html"), tag="console")
+    return {
+        "/ui": {"get": page},
+        "/ui/": {"get": copy.deepcopy(page)},
+        "/ui/{file}": {"get": _op(
+            "A static file of the web console.", _ok("file", {"type": "string"}, "text/javascript", "text/css",
+                                                     "text/plain"),
+            params=[{"name": "file", "in": "path", "required": True, "schema": {"type": "string"}}],
+            tag="console", errors="404 40400 no such file")},
     }
 
 
@@ -292,9 +315,12 @@ def _topic_paths() -> dict:
         },
         "/topics/{topic}/partitions/{partition}/offsets": {
             "parameters": PART,
-            "get": _op("Beginning and end offsets of a partition.", _ok("offsets", _obj(
-                {"beginning_offset": {"type": "integer"}, "end_offset": {"type": "integer"}},
-                ("beginning_offset", "end_offset"))), tag="fetch"),
+            "get": _op("Beginning and end offsets of a partition; with `timestamp`, also the first offset whose "
+                       "record timestamp is at or after it (Kafka's ListOffsets by time).", _ok("offsets", _obj(
+                {"beginning_offset": {"type": "integer"}, "end_offset": {"type": "integer"},
+                 "timestamp_offset": {"type": "integer", "description": "end_offset when no record is that recent"}},
+                ("beginning_offset", "end_offset"))),
+                params=[_query("timestamp", _int(0, INT64_MAX), "epoch milliseconds")], tag="fetch"),
         },
         "/topics/{topic}/configs": {
             "parameters": TOPIC,

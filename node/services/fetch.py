@@ -26,6 +26,7 @@ class FetchResult:
     data: bytes
     high_watermark: int
     log_start_offset: int
+    next_offset: int  # after the last record returned (`offset` when none)
 
 
 class FetchService:
@@ -44,16 +45,24 @@ class FetchService:
         if offset < start or offset > hw:
             raise OffsetOutOfRange(topic, partition, offset, start, hw)
         try:
-            data = sm.log.read(offset, max_bytes, max_offset=hw).data if offset < hw else b""
+            read = sm.log.read(offset, max_bytes, max_offset=hw) if offset < hw else None
         except OffsetOutOfRangeError:
             raise OffsetOutOfRange(topic, partition, offset, sm.log_start_offset, sm.high_watermark) from None
-        return FetchResult(data, hw, start)
+        return FetchResult(b"", hw, start, offset) if read is None else FetchResult(read.data, hw, start,
+                                                                                     read.next_offset)
 
     async def offsets(self, topic: str, partition: int) -> tuple[int, int]:
         """(log start offset, high watermark) of the partition, as its leader sees them."""
         await serve_partition_here(self.broker, topic, partition)
         sm = self.broker.local_partition(topic, partition).sm
         return sm.log_start_offset, sm.high_watermark
+
+    async def offset_for_timestamp(self, topic: str, partition: int, timestamp: int) -> int:
+        """The first committed offset whose record timestamp is >= `timestamp`, else the high watermark
+        (Kafka's ListOffsets by time)."""
+        await serve_partition_here(self.broker, topic, partition)
+        sm = self.broker.local_partition(topic, partition).sm
+        return sm.log.offset_for_timestamp(timestamp, max_offset=sm.high_watermark)
 
 
 __all__ = ["FetchResult", "FetchService"]
