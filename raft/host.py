@@ -184,6 +184,7 @@ class RaftHost:
         self.peer_announcements: dict[int, Announcement] = {}
         self.incarnations_heard: dict[int, dict[int, float]] = defaultdict(dict)  # broker -> incarnation -> last heard
         self._read_seq = 0
+        self._incarnation_changed_at = -1e9  # when a peer last announced another data-directory incarnation
         self.announce(0, True)
 
     # ------------------------------------------------------------ lifecycle
@@ -307,7 +308,7 @@ class RaftHost:
             if node.applied < node.term_start_index:
                 return False
             lease_s = (self.cfg.election_ticks - 1) * tick_s
-            return node.quorum_with(p for p in node.others if now - self.peer_acked.get(broker_of(p), -1e9) < lease_s)
+            return node.quorum_with(p for p in node.others if self._replica_heard(p, self.peer_acked, now, lease_s))
         # The node counts the lease in ticks; time since our last tick (a busy or paused
         # process) is not counted yet, so take it off what is left.
         return node.lease_remaining() * tick_s - (now - self._last_tick) > 0
@@ -317,6 +318,17 @@ class RaftHost:
         if not self.read_allowed(name):
             raise NotLeaderError(name, None if group.node.role is Role.LEADER else self.leader_of(name))
         return group
+
+    def live_leader_of(self, name: str) -> int | None:
+        """The broker leading group `name` if that leader (this very replica of it) was heard within an election
+        timeout; None otherwise."""
+        leader = self.group(name).node.leader
+        if leader is None:
+            return None
+        if leader == self.replica:
+            return self.id
+        window_s = self.cfg.election_ticks * self.cfg.tick_ms / 1000
+        return broker_of(leader) if self._replica_heard(leader, self.peer_seen, time.monotonic(), window_s) else None
 
     def leader_of(self, name: str) -> int | None:
         """The broker that leads group `name`, as far as this replica knows."""
@@ -586,6 +598,9 @@ class RaftHost:
             log.warning("broker %d sent a malformed announcement %r", peer, payload[:80])
             return
         now = time.monotonic()
+        previous = self.peer_announcements.get(peer)
+        if previous is not None and previous.incarnation != incarnation:
+            self._incarnation_changed_at = now
         self.peer_announcements[peer] = Announcement(incarnation, formed, now)
         if incarnation is None:
             return
@@ -600,8 +615,12 @@ class RaftHost:
         announced = self.peer_announcements.get(broker_of(replica))
         if broker_of(replica) == self.id:
             return replica != self.replica
-        return announced is not None and announced.incarnation is not None and \
-            announced.incarnation != incarnation_of(replica)
+        # None: the broker restarted with an empty directory and is still deciding who it is.
+        return announced is not None and announced.incarnation != incarnation_of(replica)
+
+    def _replica_heard(self, replica: int, table: dict[int, float], now: float, window_s: float) -> bool:
+        """Did `replica` (not merely its broker: a broker back with an empty disk is not it) answer lately?"""
+        return now - table.get(broker_of(replica), -1e9) < window_s and not self.replica_lost(replica)
 
     def _catch_up(self, group: RaftGroup) -> None:
         """Give a quiesced node the ticks the ticker skipped, before anyone looks at or drives it."""
@@ -612,10 +631,10 @@ class RaftHost:
     def _wake_if_needed(self, node: RaftNode, now: float, silence_s: float) -> None:
         """Wake a quiesced node whose peers' brokers went silent (see the module docstring)."""
         if node.role is Role.LEADER:
-            if not node.quorum_with(p for p in node.others if now - self.peer_seen.get(broker_of(p), -1e9) < silence_s):
+            if not node.quorum_with(p for p in node.others if self._replica_heard(p, self.peer_seen, now, silence_s)):
                 node.wake()
         elif node.leader is not None and node.leader != node.id:
-            if now - self.peer_seen.get(broker_of(node.leader), -1e9) > silence_s:
+            if not self._replica_heard(node.leader, self.peer_seen, now, silence_s):
                 node.wake(leader_lost=True)
 
     # --------------------------------------------------------------- ticks
@@ -639,7 +658,9 @@ class RaftHost:
             if ticks_since_beat >= self.cfg.heartbeat_ticks:
                 ticks_since_beat = 0
                 self._send_broker_heartbeats()
-            silent = [p for p in self._peers if now - self.peer_seen.get(p, -1e9) > silence_s]
+            # Quiesced groups need a look when a broker fell silent, or lately changed its data directory.
+            silent = [p for p in self._peers if now - self.peer_seen.get(p, -1e9) > silence_s] or \
+                now - self._incarnation_changed_at < 10 * silence_s
             for group in list(self.groups.values()):
                 node = group.node
                 self._catch_up(group)  # now == host_ticks (before this batch of ticks)

@@ -78,6 +78,13 @@ def test_pause_wipe_kill_resume_loses_nothing_and_reuses_no_offset(cluster_facto
         for broker in (b, c):
             resp = produce(cluster.url(broker), [b"during"], timeout=1.0)
             assert resp is None or resp.status != 200, f"broker {broker} acknowledged {resp.body!r} without A"
+            if time.monotonic() < deadline - 4:
+                continue  # what C heard from A before its pause reaches it now: allow it an election timeout
+            try:
+                health = request(cluster.url(broker) + "/health", timeout=2)
+            except (urllib.error.URLError, OSError):
+                continue
+            assert health.status == 503 or health.json()["status"] != "ok", health.body  # says it cannot serve
         time.sleep(0.2)
     assert new_incarnation_of(cluster, b) != 0
     cluster.start_broker(a)  # a replica with the data returns: the full log is served again
@@ -102,6 +109,18 @@ def test_pause_wipe_kill_resume_loses_nothing_and_reuses_no_offset(cluster_facto
         return replicas == {incarnation << 31 | b} and follower and follower["lag"] == 0
 
     wait_until(b_is_a_caught_up_voter, 40, f"broker {b}'s new incarnation to be a caught-up voter")
+    wait_until(lambda: request(cluster.url(b) + "/health").json()["status"] == "ok", 20,
+               f"broker {b} to report itself healthy once it replaced its lost replicas")
+
+
+def test_replace_disk_answers_clearly_when_there_is_nothing_to_replace(cluster_factory):
+    cluster = cluster_factory(3)
+    for broker in cluster.ids:  # any broker forwards it to the metadata leader
+        missing = request(cluster.url(broker) + "/brokers/9/replace", "POST")
+        assert (missing.status, missing.json()["error_code"]) == (404, 40406), missing.body
+        current = request(cluster.url(broker) + "/brokers/2/replace", "POST")
+        assert (current.status, current.json()["error_code"]) == (422, 42206), current.body
+        assert "already runs at its registered incarnation" in current.json()["message"]
 
 
 def test_an_idle_wiped_follower_is_noticed_replaced_and_never_answers_an_empty_topic_list(cluster_factory):

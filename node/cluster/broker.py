@@ -213,6 +213,47 @@ class Broker:
     def _write_hosted_groups(self, groups: set[str]) -> None:
         atomic_write(os.path.join(self.data_dir, HOSTED_GROUPS_FILE), orjson.dumps(sorted(groups)))
 
+    def partition_names(self) -> dict[str, str]:
+        """Raft group name -> "topic/partition" for the partitions hosted here."""
+        return {h.group: f"{h.topic}/{h.partition}" for h in self.partitions.values()}
+
+    def leaderless_groups(self) -> list[str]:
+        """Hosted groups that have known no leader for two election timeouts (a quorum is missing)."""
+        limit = 2 * self.host_config.election_ticks
+        out = []
+        for name, group in list(self.host.groups.items()):
+            node = group.node
+            if node.leader is None and node.role is not Role.LEADER and \
+                    node.now - max(node.heard_from_leader, 0) > limit:
+                out.append(name)
+        return out
+
+    def lost_replicas(self) -> list[tuple[str, int]]:
+        """(group, replica) of followers, in groups led here, whose broker came back with an empty disk."""
+        return [(name, r) for name, g in list(self.host.groups.items()) if g.node.role is Role.LEADER
+                for r in g.node.progress if self.host.replica_lost(r)]
+
+    def health_problems(self) -> list[str]:
+        """Why this broker is not fully serving, in words (empty: all is well); `/health` says "degraded"."""
+        names = {**self.partition_names(), METADATA_GROUP: "the metadata group"}
+        problems = []
+        if not self.metadata_member():
+            problems.append("this broker's data directory is new (incarnation "
+                            f"{self.identity.incarnation:08x}): its metadata replica waits to be added and catch "
+                            "up; requests are forwarded to the metadata leader meanwhile")
+        leaderless = self.leaderless_groups()
+        if leaderless:
+            problems.append(f"no leader (a quorum of replicas is missing) for {len(leaderless)} group(s): "
+                            + ", ".join(sorted(names.get(g, g) for g in leaderless)[:20]))
+        for group, reason in sorted(self.lost_groups.items()):
+            problems.append(f"not hosting {group}: {reason}")
+        lost = self.lost_replicas()
+        if lost:
+            problems.append(f"{len(lost)} replica(s) lost with their broker's disk, being replaced: "
+                            + ", ".join(sorted(f"{names.get(g, g)} on broker {r & ((1 << 31) - 1)}"
+                                               for g, r in lost)[:20]))
+        return problems
+
     def desired_voters(self, group: str) -> frozenset[int] | None:
         """The replica ids group `group` should have as voters now, per this broker's metadata."""
         if group == METADATA_GROUP:
@@ -240,8 +281,11 @@ class Broker:
     # ------------------------------------------------------------- metadata
 
     def metadata_leader(self) -> int | None:
-        """The metadata leader as this broker knows it (its replica's view, else what the peers report)."""
-        leader = self.host.leader_of(METADATA_GROUP)
+        """The metadata leader as this broker knows it: itself only under its lease, another broker only while
+        that leader is heard from; else what the peers report (None: no leader known)."""
+        if self.host.group(METADATA_GROUP).node.role is Role.LEADER:
+            return self.id if self.host.read_allowed(METADATA_GROUP) else None
+        leader = self.host.live_leader_of(METADATA_GROUP)
         return leader if leader is not None else self.remote_leaders.get(METADATA_GROUP)
 
     def metadata_member(self) -> bool:

@@ -71,9 +71,13 @@ async def errors_middleware(request: web.Request, handler):
 # ------------------------------------------------------------------ ops routes
 
 async def health(request: web.Request) -> web.Response:
+    """200 "ok", 200 "degraded" with the problems in words (see `Broker.health_problems`), or 503 "unavailable"
+    when no metadata leader is known."""
     broker = request.app[SERVICES_KEY].broker
     leader = broker.metadata_leader()
-    doc = {"status": "ok" if leader is not None else "unavailable", "broker": broker.id, "metadata_leader": leader}
+    problems = broker.health_problems()
+    status = "unavailable" if leader is None else "degraded" if problems else "ok"
+    doc = {"status": status, "broker": broker.id, "metadata_leader": leader, "problems": problems}
     return json_response(doc, 200 if leader is not None else 503)
 
 
@@ -81,7 +85,9 @@ async def raft_status(request: web.Request) -> web.Response:
     broker = request.app[SERVICES_KEY].broker
     hosted = {h.group: h for h in broker.partitions.values()}
     groups = broker.host.status()
+    leaderless = set(broker.leaderless_groups())
     for g in groups:
+        g["leaderless"] = g["group"] in leaderless  # no leader for two election timeouts: a quorum is missing
         h = hosted.get(g["group"])
         g["partition"] = None if h is None else f"{h.topic}/{h.partition}"  # None: the metadata group
         if h is not None:  # this replica's log (the leader's high watermark is the partition's)
@@ -127,6 +133,16 @@ def register_raft_metrics(registry: MetricsRegistry, broker: Broker) -> None:
                             lambda: [((), broker.metadata_leader() or 0)])
     registry.gauge_function("raftka_partitions_hosted", "Partition replicas hosted by this broker.", (),
                             lambda: [((), len(broker.partitions))])
+    registry.gauge_function("raftka_raft_groups_leaderless", "Hosted groups with no leader for two election "
+                            "timeouts (a quorum is missing).", (), lambda: [((), len(broker.leaderless_groups()))])
+    registry.gauge_function("raftka_raft_replicas_lost", "Followers (in groups led here) whose broker came back "
+                            "with an empty data directory, not yet replaced.", (),
+                            lambda: [((), len(broker.lost_replicas()))])
+    registry.gauge_function("raftka_raft_groups_not_hosted", "Groups this broker should host but will not: their "
+                            "state was lost under a live incarnation.", (), lambda: [((), len(broker.lost_groups))])
+    registry.gauge_function("raftka_metadata_replica_member", "1 if this broker's metadata replica is a member of "
+                            "the metadata group (0: a new incarnation catching up).", (),
+                            lambda: [((), int(broker.metadata_member()))])
 
 
 def create_app(services: BrokerServices, groups: GroupsFacade) -> web.Application:

@@ -184,10 +184,13 @@ _TIMEOUT_MS = _query("timeout_ms", _int(1, 300_000), "Commit timeout (default 10
 def _ops_paths() -> dict:
     any_object = {"type": "object"}
     return {
-        "/health": {"get": _op("Liveness: 200 when a metadata leader is known, else 503.", {
-            **_ok("healthy", _obj({"status": {"type": "string"}, "broker": {"type": "integer"},
-                                   "metadata_leader": _nullable({"type": "integer"})},
-                                  ("status", "broker", "metadata_leader"))),
+        "/health": {"get": _op("Liveness: 200 when a metadata leader is known (status ok, or degraded with the "
+                               "problems in words), else 503.", {
+            **_ok("healthy", _obj({"status": {"type": "string", "enum": ["ok", "degraded"]},
+                                   "broker": {"type": "integer"},
+                                   "metadata_leader": _nullable({"type": "integer"}),
+                                   "problems": {"type": "array", "items": {"type": "string"}}},
+                                  ("status", "broker", "metadata_leader", "problems"))),
             "503": {"description": "no metadata leader known",
                     "content": {JSON: {"schema": any_object}}}}, tag="ops")},
         "/raft": {"get": _op("Raft state of every group on this broker.", _ok("groups", any_object), tag="ops")},
@@ -243,6 +246,15 @@ def _topic_paths() -> dict:
                                  _ok("metadata", _obj({"brokers": {"type": "object"}, "topics": {"type": "object"},
                                                        "metadata_leader": _nullable({"type": "integer"})},
                                                       ("brokers", "topics"))), tag="cluster")},
+        "/brokers/{broker}/replace": {"post": _op(
+            "Register the data directory a broker runs on now as its incarnation, so that every group replaces the "
+            "old one's replicas (automatic unless two directories under that id were heard from lately).",
+            _ok("registration proposed", _obj({"broker": {"type": "integer"}, "incarnation": {"type": "string"},
+                                               "previous_incarnation": {"type": "string"}},
+                                              ("broker", "incarnation", "previous_incarnation")), status="202"),
+            params=[{"name": "broker", "in": "path", "required": True, "schema": _int(0, INT32_MAX)}],
+            tag="topics", errors="404 40406 unknown broker, 422 42206 nothing to replace, "
+                                 "503 50301 no metadata leader")},
         "/producers": {"post": _op("Allocate an idempotent producer id.", _ok("producer id", _obj(
             {"producer_id": {"type": "integer"}, "producer_epoch": {"type": "integer"}},
             ("producer_id", "producer_epoch"))), tag="produce", errors="503 50301 no metadata leader")},

@@ -56,6 +56,15 @@ async def get_configs(request: web.Request) -> web.Response:
 
 
 @forwarded_elsewhere
+async def replace_broker_disk(request: web.Request) -> web.Response:
+    try:
+        broker_id = int(request.match_info["broker"])
+    except ValueError:
+        broker_id = request.match_info["broker"]
+    return json_response(await topics_of(request).replace_broker_disk(broker_id), status=202)
+
+
+@forwarded_elsewhere
 async def create_topic(request: web.Request) -> web.Response:
     topics = topics_of(request)
     doc = await read_json(request)
@@ -119,6 +128,7 @@ def add_topic_routes(app: web.Application) -> None:
     r.add_get("/topics/{topic}/configs", get_configs)
     r.add_put("/topics/{topic}/configs", alter_configs)
     r.add_post("/producers", allocate_producer)
+    r.add_post("/brokers/{broker}/replace", replace_broker_disk)
 
 
 __all__ = ["add_topic_routes"]

@@ -21,7 +21,7 @@ from raftka.node.cluster.broker import Broker
 from raftka.node.cluster.metadata import command
 from raftka.node.cluster.topics import (assign_replicas, parse_topic_configs, validate_partition_count,
                                         validate_replication_factor, validate_topic_name)
-from raftka.node.errors import InvalidPartitions, NotLeader
+from raftka.node.errors import BrokerNotFound, InvalidPartitions, InvalidRequest, NotLeader
 from raftka.node.services.routing import elsewhere, metadata_fresh_here, metadata_leader_here, wait_for
 
 TOPIC_READY_WAIT_S = 10.0
@@ -155,6 +155,20 @@ class TopicService:
         parsed = parse_topic_configs(merged, self.broker.config.topic_defaults)
         await self._write(command("alter_configs", name=name, configs=merged))
         return {"name": name, "configs": parsed.to_kafka()}
+
+    async def replace_broker_disk(self, broker_id: object) -> dict:
+        """Register the data directory broker `broker_id` runs on now as its incarnation, replacing the old one's
+        replicas, even when another directory under that id was heard from lately (`POST /brokers/{id}/replace`)."""
+        broker = self.broker
+        if not isinstance(broker_id, int) or broker_id not in broker.urls:
+            raise BrokerNotFound(broker_id)
+        await metadata_leader_here(broker)
+        previous = broker.metadata.incarnation(broker_id)
+        try:
+            incarnation = broker.membership.force_register(broker_id)
+        except LookupError as exc:
+            raise InvalidRequest(f"Nothing to replace: {exc}.") from None
+        return {"broker": broker_id, "incarnation": f"{incarnation:08x}", "previous_incarnation": f"{previous:08x}"}
 
     async def allocate_producer_id(self) -> int:
         """A new idempotent producer id (its epoch starts at 0)."""
