@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from raftka.node.cluster.topics import topic_directory_label
 from raftka.storage import PartitionLog
 
 from .api import BrokerApi, NoAnswer, NotDelivered
@@ -74,7 +75,8 @@ def wait_replicas_converged(api: BrokerApi, timeout_s: float, poll_s: float = 0.
 
 def _partition_dirs(data_dir: Path) -> Iterator[tuple[str, int, str, Path]]:
     """(topic, partition, topic id, directory) of each partition a broker hosts
-    (directories are named ``<topic>-<partition>-<topic id>``; topics may contain '-')."""
+    (directories are named ``<topic label>-<partition>-<topic id>``, see ``partition_directory_name``; topics may
+    contain '-'). The topic is given as its label (the name itself unless longer than 200 characters)."""
     root = data_dir / "partitions"
     if not root.is_dir():
         return
@@ -114,14 +116,14 @@ def read_replicas(data_dirs: dict[int, Path], topic: str) -> ReplicaLogs:
     replicas: ReplicaLogs = {}
     for node, data_dir in sorted(data_dirs.items()):
         logs = replicas.setdefault(str(node), {})
-        for name, partition, _, directory in _partition_dirs(data_dir):
-            if name == topic and (directory / "log").is_dir():
-                logs[f"{name}/{partition}"] = read_log(directory / "log")
+        for label, partition, _, directory in _partition_dirs(data_dir):
+            if label == topic_directory_label(topic) and (directory / "log").is_dir():
+                logs[f"{topic}/{partition}"] = read_log(directory / "log")
     return replicas
 
 
 def topic_names(data_dirs: dict[int, Path]) -> dict[str, str]:
-    """topic id -> topic name, from the partition directories."""
+    """topic id -> topic label (the name itself unless longer than 200 characters), from the partition directories."""
     return {topic_id: name for d in data_dirs.values() for name, _, topic_id, _ in _partition_dirs(d)}
 
 

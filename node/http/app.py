@@ -77,7 +77,8 @@ async def health(request: web.Request) -> web.Response:
     leader = broker.metadata_leader()
     problems = broker.health_problems()
     status = "unavailable" if leader is None else "degraded" if problems else "ok"
-    doc = {"status": status, "broker": broker.id, "metadata_leader": leader, "problems": problems}
+    doc = {"status": status, "broker": broker.id, "metadata_leader": leader, "problems": problems,
+           "partition_problems": broker.partition_problems()}
     return json_response(doc, 200 if leader is not None else 503)
 
 
@@ -93,7 +94,8 @@ async def raft_status(request: web.Request) -> web.Response:
         if h is not None:  # this replica's log (the leader's high watermark is the partition's)
             g.update(high_watermark=h.sm.high_watermark, log_start_offset=h.sm.log_start_offset,
                      size_bytes=h.sm.log.size_bytes)
-    return json_response({"broker": broker.id, "groups": groups, "transport": broker.host.transport_stats(),
+    return json_response({"broker": broker.id, "groups": groups, "partition_problems": broker.partition_problems(),
+                          "transport": broker.host.transport_stats(),
                           "election_timeout_ms": broker.host_config.election_ticks * broker.host_config.tick_ms})
 
 
@@ -143,6 +145,9 @@ def register_raft_metrics(registry: MetricsRegistry, broker: Broker) -> None:
     registry.gauge_function("raftka_metadata_replica_member", "1 if this broker's metadata replica is a member of "
                             "the metadata group (0: a new incarnation catching up).", (),
                             lambda: [((), int(broker.metadata_member()))])
+    registry.gauge_function("raftka_partitions_failed",
+                            "Partition replicas this broker should host but could not open (retried with backoff).",
+                            (), lambda: [((), len(broker.open_failures))])
 
 
 def create_app(services: BrokerServices, groups: GroupsFacade) -> web.Application:

@@ -185,12 +185,14 @@ def _ops_paths() -> dict:
     any_object = {"type": "object"}
     return {
         "/health": {"get": _op("Liveness: 200 when a metadata leader is known (status ok, or degraded with the "
-                               "problems in words), else 503.", {
+                               "problems in words, and partition replicas that could not be opened here, retried "
+                               "with backoff, in partition_problems), else 503.", {
             **_ok("healthy", _obj({"status": {"type": "string", "enum": ["ok", "degraded"]},
                                    "broker": {"type": "integer"},
                                    "metadata_leader": _nullable({"type": "integer"}),
-                                   "problems": {"type": "array", "items": {"type": "string"}}},
-                                  ("status", "broker", "metadata_leader", "problems"))),
+                                   "problems": {"type": "array", "items": {"type": "string"}},
+                                   "partition_problems": {"type": "array", "items": any_object}},
+                                  ("status", "broker", "metadata_leader", "problems", "partition_problems"))),
             "503": {"description": "no metadata leader known",
                     "content": {JSON: {"schema": any_object}}}}, tag="ops")},
         "/raft": {"get": _op("Raft state of every group on this broker.", _ok("groups", any_object), tag="ops")},
