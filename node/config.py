@@ -120,6 +120,7 @@ class BrokerConfig:
     default_replication_factor: int
     topic_defaults: TopicConfig  # configs of new topics unless the create request overrides them
     log_level: str
+    stop_when_fd_closes: int | None = None  # an inherited pipe's read end: stop when its writer (the parent) dies
 
     @property
     def self_peer(self) -> Peer:
@@ -363,6 +364,13 @@ _SETTINGS = [
         "BYTES",
     ),
     _Setting(
+        "--stop-when-fd-closes",
+        _parse_int(0, 1 << 20),
+        "stop gracefully (as on SIGTERM) when this inherited file descriptor, the read end of a pipe, reaches end "
+        "of file: the process holding the write end (raftka dev, a test) has exited, even by kill -9",
+        "FD",
+    ),
+    _Setting(
         "--log-level",
         _parse_log_level,
         f"DEBUG, INFO, WARNING, ERROR or CRITICAL (default {DEFAULT_LOG_LEVEL})",
@@ -585,4 +593,5 @@ def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | 
         default_replication_factor=replication_factor,
         topic_defaults=topic_defaults,
         log_level=get("log_level", DEFAULT_LOG_LEVEL),
+        stop_when_fd_closes=get("stop_when_fd_closes"),
     )

@@ -1,4 +1,5 @@
-"""`raftka-node`: load the configuration, run one broker until SIGTERM/SIGINT, shut down gracefully.
+"""`raftka-node`: load the configuration, run one broker until SIGTERM/SIGINT (or until the process that started
+it exits, with --stop-when-fd-closes), shut down gracefully.
 
 Assembly: the broker core (`cluster`), its services (`services`, `groups`), and the HTTP front end (`http`).
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 
@@ -40,6 +42,8 @@ async def serve(broker: Broker) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if config.stop_when_fd_closes is not None:
+        watch_parent_pipe(loop, config.stop_when_fd_closes, stop)
     await stop.wait()
     log.info("broker %d shutting down: handing over leadership, flushing", broker.id)
     await site.stop()
@@ -47,6 +51,25 @@ async def serve(broker: Broker) -> None:
     await services.groups.stop()
     await broker.stop()
     await runner.cleanup()
+
+
+def watch_parent_pipe(loop: asyncio.AbstractEventLoop, fd: int, stop: asyncio.Event) -> None:
+    """Set `stop` when the pipe `fd` reaches end of file: every process holding its write end has exited (`raftka
+    dev` or a test keeps it; the kernel closes it however they end, kill -9 included)."""
+    def readable() -> None:
+        try:
+            data = os.read(fd, 4096)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            loop.remove_reader(fd)
+            log.info("the process that started this broker has exited: shutting down")
+            stop.set()
+
+    os.set_blocking(fd, False)
+    loop.add_reader(fd, readable)
 
 
 def main(argv: list[str] | None = None) -> int:

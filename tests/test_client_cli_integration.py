@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
 import signal
+import socket
 import subprocess
 import sys
 import time
 
+import psutil
 import pytest
 from client_ports import free_port_pair
 from click.testing import CliRunner
@@ -90,26 +93,65 @@ def test_duplicate_topic_and_bad_replication_factor_are_clear_errors(raftka):
     assert "replication" in raftka("topics", "create", "rf5", "-r", "5", code=1).output.lower()
 
 
-def test_raftka_dev_starts_a_cluster_and_stops_on_ctrl_c(tmp_path):
+@contextlib.contextmanager
+def raftka_dev(tmp_path, brokers: int):
+    """`raftka dev` in a subprocess, up and serving: yields (process, base port, output so far, broker processes).
+    However the test ends, `raftka dev` is killed and none of its brokers is left running."""
     port = free_port_pair()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "raftka.client.cli", "dev", "--brokers", "1", "--data-dir", str(tmp_path / "dev"),
-         "--base-port", str(port)],
+        [sys.executable, "-m", "raftka.client.cli", "dev", "--brokers", str(brokers), "--data-dir",
+         str(tmp_path / "dev"), "--base-port", str(port)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
     )
-    output = b""
+    output, children = b"", []
     try:
         deadline = time.monotonic() + 60
         while b"Press Ctrl-C" not in output:
             assert time.monotonic() < deadline and proc.poll() is None, output.decode()
             if select.select([proc.stdout], [], [], 0.5)[0]:
                 output += os.read(proc.stdout.fileno(), 65536)
-        assert f"http://127.0.0.1:{port}".encode() in output
-        result = CliRunner().invoke(main, ["--bootstrap", f"127.0.0.1:{port}", "topics", "list"])
-        assert result.exit_code == 0 and "demo" in result.stdout
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(30) == 0
+        children = psutil.Process(proc.pid).children()
+        assert len(children) == brokers, children
+        yield proc, port, output.decode(), children
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+        for child in children:  # only if the test already failed: the brokers must stop by themselves
+            if child.is_running():
+                child.kill()
+
+
+def ports_free(port: int, brokers: int) -> bool:
+    """Could a new broker listen on the brokers' HTTP and Raft ports (connections may linger in TIME_WAIT)?"""
+    for p in [port + i for i in range(brokers)] + [port + 100 + i for i in range(brokers)]:
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", p))
+            except OSError:
+                return False
+    return True
+
+
+def test_raftka_dev_starts_a_cluster_and_stops_on_ctrl_c(tmp_path):
+    with raftka_dev(tmp_path, 1) as (proc, port, output, _):
+        assert f"http://127.0.0.1:{port}" in output
+        result = CliRunner().invoke(main, ["--bootstrap", f"127.0.0.1:{port}", "topics", "list"])
+        assert result.exit_code == 0 and "demo" in result.stdout
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGKILL], ids=lambda s: s.name)
+def test_raftka_dev_leaves_no_broker_behind_when_signalled(tmp_path, sig):
+    with raftka_dev(tmp_path, 2) as (proc, port, _, brokers):
+        proc.send_signal(sig)
+        code = proc.wait(30)
+        assert code == (-signal.SIGKILL if sig is signal.SIGKILL else 0)
+        gone, alive = psutil.wait_procs(brokers, timeout=30)
+        assert not alive, f"brokers still running after raftka dev got {sig.name}: {alive}"
+        deadline = time.monotonic() + 10
+        while not ports_free(port, 2):
+            assert time.monotonic() < deadline, "the brokers' ports are still taken"
+            time.sleep(0.1)
