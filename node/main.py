@@ -19,6 +19,7 @@ from raftka.node.cluster.identity import IdentityError
 from raftka.node.config import ConfigError, load_config
 from raftka.node.http.app import create_app
 from raftka.node.http.broker_groups import HttpGroups
+from raftka.node.http.server import BrokerAppRunner
 from raftka.node.services import BrokerServices
 from raftka.raft.host import GroupStateLost
 
@@ -32,7 +33,7 @@ async def serve(broker: Broker) -> None:
     await services.groups.start()
     http_groups = HttpGroups(services)
     await http_groups.start()
-    runner = web.AppRunner(create_app(services, http_groups), access_log=None, handle_signals=False)
+    runner = BrokerAppRunner(create_app(services, http_groups), access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, config.listen.host, config.listen.port, reuse_address=True)
     await site.start()
