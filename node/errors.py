@@ -27,6 +27,8 @@ ConsumerAlreadyExists        409  40902  C  consumer instance name already taken
 TopicAlreadyExists           409  40904  R  (Confluent: generic 400/40002)
 StaleGeneration              409  40905  R  commit/heartbeat from an old generation
 RebalanceInProgress          409  40906  R  group is rebalancing; rejoin
+NoCommittedOffset            409  40909  R  no committed offset to start from and
+                                            ``auto.offset.reset`` is ``none``
 RequestTooLarge              413  41301  R  body over the limit, too many records
 RecordTooLarge               413  41302  R  one record over ``max.message.bytes``
 UnsupportedMediaType         415  41501  R  Content-Type not supported (Confluent
@@ -78,6 +80,7 @@ __all__ = [
     "InvalidTopicConfig",
     "InvalidTopicName",
     "NotAcceptable",
+    "NoCommittedOffset",
     "NotLeader",
     "OffsetOutOfRange",
     "PartitionNotFound",
@@ -209,6 +212,14 @@ class RebalanceInProgress(ApiError):
     def __init__(self, group: str) -> None:
         super().__init__(f"Group '{group}' is rebalancing; rejoin the group.")
         self.group = group
+
+
+class NoCommittedOffset(ApiError):
+    http_status, error_code = 409, 40909
+
+    def __init__(self, group: str, topic: str, partition: int):
+        super().__init__(f"Group '{group}' has no committed offset for {topic}/{partition} and auto.offset.reset "
+                         "is 'none': commit or seek a position first.")
 
 
 # 413 / 415 / 416 -------------------------------------------------------------

@@ -165,13 +165,15 @@ def rest_consumers_for(broker: StandInBroker, coordinator: GroupCoordinator, **o
         commit=broker.commit,
         membership=coordinator,
         partitions_of=broker.partitions_of,
+        topic_names=lambda: list(broker.topics),
         **options,
     )
 
 
 class StandInFacade:
-    """``GroupsFacade`` over the stand-in broker: this broker (id 1) coordinates and owns ``rk1-`` instances;
-    requests for other owners (or, with ``coordinator_elsewhere``, for groups) get a canned forwarded answer."""
+    """``GroupsFacade`` over the stand-in broker: this broker (id 1) coordinates and hosts the instances created
+    here; requests for instances of broker 2 (or, with ``coordinator_elsewhere``, for groups) get a canned
+    forwarded answer."""
 
     def __init__(self, broker: StandInBroker, coordinator: GroupCoordinator, rest_consumers: RestConsumers) -> None:
         self.broker = broker
@@ -189,12 +191,19 @@ class StandInFacade:
         self.forwarded.append(request.path)
         return web.json_response({"forwarded_to": 2})
 
-    async def forward_to_instance_owner(self, request: web.Request, instance_id: str) -> web.StreamResponse | None:
-        owner = owner_broker(instance_id)
-        if owner is None or owner == 1:
+    async def forward_to_instance_owner(
+        self, request: web.Request, group: str, instance_id: str
+    ) -> web.StreamResponse | None:
+        owner = await self.instance_elsewhere(request, group, instance_id)
+        if owner is None or self.rest_consumers.has(group, instance_id):
             return None
         self.forwarded.append(request.path)
         return web.json_response({"forwarded_to": owner})
+
+    async def instance_elsewhere(self, request: web.Request, group: str, instance_id: str) -> int | None:
+        """Broker 2 hosts generated ``rk2-`` ids and instances named ``elsewhere-...``."""
+        owner = owner_broker(instance_id) or (2 if instance_id.startswith("elsewhere-") else None)
+        return None if owner == 1 else owner
 
     def partitions_of(self, topic: str) -> int | None:
         return self.broker.partitions_of(topic)

@@ -169,7 +169,18 @@ def create_app(services: BrokerServices, groups: GroupsFacade) -> web.Applicatio
     add_group_routes(app, groups)
     add_peer_view_routes(app, {"health": health, "raft": raft_status, "metrics": metrics})
     add_console_routes(app)
+    add_trailing_slash_routes(app)
     return app
+
+
+def add_trailing_slash_routes(app: web.Application) -> None:
+    """Serve every route also with a trailing slash (`…/positions/`), as the REST Proxy does: no redirect, which
+    clients would not follow for a POST."""
+    routes = [(r.method, r.resource.canonical, r.handler) for r in app.router.routes() if r.resource is not None]
+    taken = {(method, path) for method, path, _ in routes}
+    for method, path, handler in routes:
+        if method != "HEAD" and not path.endswith("/") and (method, path + "/") not in taken:
+            app.router.add_route(method, path + "/", handler)
 
 
 __all__ = ["create_app"]
