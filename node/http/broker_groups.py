@@ -58,7 +58,7 @@ class HttpGroups:
         self.rest_consumers = RestConsumers(
             self.broker.id, fetch=self._fetch, watermarks=self._watermarks, committed=self._committed_for,
             commit=self.commit_offsets, membership=self, partitions_of=self.partitions_of,
-            topic_names=services.topics.names)
+            topic_names=lambda: list(self.broker.metadata.topics))  # this replica's view, as a Kafka client's
         self._instance_owners: dict[tuple[str, str], int] = {}  # named instances found on peers
 
     async def start(self) -> None:
