@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -11,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 
 import psutil
 import pytest
@@ -78,6 +80,30 @@ def test_topics_produce_consume_groups_cluster(raftka, tmp_path):
     assert "Altered topic demo" in raftka("topics", "alter", "demo", "--partitions", "4", "-c", "retention.ms=1200000").output
     assert "1200000" in raftka("topics", "describe", "demo").stdout
     assert "Deleted topic demo" in raftka("topics", "delete", "demo", "--yes").output
+
+
+def test_the_cli_puts_a_key_where_curl_does_with_the_matching_key_format(raftka, cluster):
+    """Issue 12 item 14: keys are hashed as the bytes stored, which depend on the format the key was given in."""
+    raftka("topics", "create", "keyed-like-curl", "-p", "6")
+    url = cluster.bootstrap[0] + "/topics/keyed-like-curl"
+
+    def curl_partition(content_type: str, key: str) -> int:
+        body = json.dumps({"records": [{"key": key, "value": None}]}).encode()
+        request = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": content_type})
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            return json.loads(resp.read())["offsets"][0]["partition"]
+
+    as_json = curl_partition("application/vnd.kafka.json.v2+json", "manol")  # stores "manol" with its quotes
+    as_binary = curl_partition("application/vnd.kafka.binary.v2+json", base64.b64encode(b"manol").decode())
+    assert as_json != as_binary  # for this key and 6 partitions: what makes the test able to fail
+    lines = {"json": '"manol"\tfrom-cli-json\n', "base64": "bWFub2w=\tfrom-cli-base64\n",
+             "string": "manol\tfrom-cli-string\n"}
+    for key_format, line in lines.items():
+        raftka("produce", "keyed-like-curl", "--key-sep", "\t", "--key-format", key_format, input=line)
+    out = raftka("consume", "keyed-like-curl", "--from-beginning", "--max", "5", "--format", "json").stdout
+    where = {r["value"]: (r["partition"], r["key"]) for r in map(json.loads, out.splitlines()) if r["value"]}
+    assert where == {"from-cli-json": (as_json, '"manol"'), "from-cli-base64": (as_binary, "manol"),
+                     "from-cli-string": (as_binary, "manol")}
 
 
 def test_unknown_topic_suggests_near_names(raftka):
