@@ -6,6 +6,7 @@ import base64
 import contextlib
 import json
 import os
+import re
 import select
 import signal
 import socket
@@ -45,7 +46,7 @@ def raftka(cluster):
     return run
 
 
-def test_topics_produce_consume_groups_cluster(raftka, tmp_path):
+def test_topics_produce_consume_groups_cluster(raftka, cluster, tmp_path):
     assert "Created topic demo (3 partition(s), replication factor 3)" in raftka(
         "topics", "create", "demo", "-p", "3", "-c", "retention.ms=600000"
     ).output
@@ -74,8 +75,15 @@ def test_topics_produce_consume_groups_cluster(raftka, tmp_path):
     assert "total lag 0" in group and "demo" in group
 
     status = raftka("cluster", "status").stdout
-    assert "metadata leader" in status and "__metadata" in status
+    assert "metadata leader" in status and "(metadata)" in status
     assert status.count("yes") == 3  # every broker answered
+    narrow = CliRunner().invoke(main, ["--bootstrap", ",".join(cluster.bootstrap), "cluster", "status"],
+                                env={"COLUMNS": "80"})
+    assert narrow.exit_code == 0, narrow.output
+    rows = narrow.stdout.splitlines()
+    assert max(map(len, rows)) <= 80, narrow.stdout  # nothing wraps on an 80-column terminal
+    assert [row.split()[1:4] for row in rows if row.startswith("│ demo ")] == [["demo", "│", str(p)] for p in range(3)]
+    assert not re.search(r"[0-9a-f]{12}/[0-9]", narrow.stdout), "groups are named by topic and partition"
 
     assert "Altered topic demo" in raftka("topics", "alter", "demo", "--partitions", "4", "-c", "retention.ms=1200000").output
     assert "1200000" in raftka("topics", "describe", "demo").stdout
