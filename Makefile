@@ -28,7 +28,7 @@ run: $(STAMP)
 	$(VENV)/bin/raftka dev --data-dir ./.raftka-data
 
 test: $(STAMP) deb-packages
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 jepsen: $(STAMP) deb-packages
 	$(PY) jepsen-style-tests/run.py --full
