@@ -218,6 +218,15 @@ class LocalCluster:
             time.sleep(0.1)
 
 
+def _cli_path() -> str:
+    """Where the `raftka` command is: next to this Python (a virtualenv's bin/, after `make run`)."""
+    beside = Path(sys.executable).with_name("raftka")
+    if beside.exists():
+        return f"{beside} (on PATH after `source {beside.parent / 'activate'}`)" \
+            if (beside.parent / "activate").exists() else str(beside)
+    return "raftka"
+
+
 class _StopRequested(Exception):
     """SIGTERM or SIGHUP reached `raftka dev`: stop the brokers as on Ctrl-C."""
 
@@ -271,6 +280,9 @@ def run_dev(brokers: int = 3, data_dir: str = ".raftka-data", base_port: int = 9
                   f"raft state: {cluster.url(broker)}/raft, metrics: {cluster.url(broker)}/metrics)")
         print(f"  web console: {first}/ui   (every broker serves it)")
         print(f"  bootstrap for the CLI: export RAFTKA_BOOTSTRAP={','.join(cluster.bootstrap)}")
+        print(f"  the CLI: {_cli_path()}")
+        print(f"  broker logs: {cluster.root.resolve() / 'broker-N.log'} (N = 1..{brokers})")
+        print(f"  to start again from scratch: stop, then rm -rf {cluster.root.resolve()}")
         print("Press Ctrl-C to stop.", flush=True)
         while True:
             time.sleep(3600)

@@ -171,6 +171,11 @@ def ports_free(port: int, brokers: int) -> bool:
 def test_raftka_dev_starts_a_cluster_and_stops_on_ctrl_c(tmp_path):
     with raftka_dev(tmp_path, 1) as (proc, port, output, _):
         assert f"http://127.0.0.1:{port}" in output
+        # Where the CLI is, where the logs are, how to start again (issue 12, item 12).
+        cli = re.search(r"^  the CLI: (\S+)", output, re.MULTILINE).group(1)
+        assert os.access(cli, os.X_OK) and cli.endswith("/raftka"), output
+        assert f"broker logs: {tmp_path / 'dev'}/broker-N.log" in output and (tmp_path / "dev" / "broker-1.log").exists()
+        assert f"rm -rf {tmp_path / 'dev'}" in output
         result = CliRunner().invoke(main, ["--bootstrap", f"127.0.0.1:{port}", "topics", "list"])
         assert result.exit_code == 0 and "demo" in result.stdout
         proc.send_signal(signal.SIGINT)

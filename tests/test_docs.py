@@ -3,9 +3,14 @@ the README's example reads what it writes, and it says where things are after `m
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "jepsen-style-tests"))
@@ -30,3 +35,35 @@ def test_nothing_in_the_repository_points_outside_it():
 def test_the_jepsen_readme_explains_every_anomaly_the_checker_reports():
     readme = (ROOT / "jepsen-style-tests" / "README.md").read_text()
     assert [kind for kind in KINDS if f"`{kind}`" not in readme] == []
+
+
+def readme_block(section: str) -> str:
+    """The first ```sh block after the README heading `section`."""
+    text = (ROOT / "README.md").read_text()
+    start = text.index("```sh\n", text.index(f"\n{section}\n")) + len("```sh\n")
+    return text[start:text.index("```", start)]
+
+
+def test_the_readme_example_reads_what_it_writes(cluster_factory):
+    if shutil.which("curl") is None:
+        pytest.skip("needs curl (`make deb-packages` installs it)")
+    cluster = cluster_factory(3)
+    script = readme_block("## Using it")
+    for broker in cluster.ids:
+        script = script.replace(f"localhost:{9090 + broker}", cluster.url(broker))
+    if not (ROOT / ".venv" / "bin" / "activate").exists():  # tests run from another environment
+        script = script.replace("source .venv/bin/activate", f"export PATH={Path(sys.executable).parent}:$PATH")
+    env = {**os.environ, "RAFTKA_BOOTSTRAP": ",".join(cluster.bootstrap), "COLUMNS": "100"}
+    result = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    fetched, _ = json.JSONDecoder().raw_decode(result.stdout, result.stdout.index('[{"topic"'))  # curl adds no \n
+    assert [(r["key"], r["value"]) for r in fetched] == [("user-1", {"total": 12})]
+    assert result.stdout.splitlines()[-1] == '{"total":12}'  # the CLI reads it too
+
+
+def test_the_readme_says_where_things_are_after_make_run():
+    using_it = (ROOT / "README.md").read_text().split("## Using it", 1)[1].split("\n## ", 1)[0]
+    for where in (".venv/bin/raftka", "source .venv/bin/activate", ".raftka-data/broker-<N>.log",
+                  "rm -rf .raftka-data"):
+        assert where in using_it
