@@ -114,15 +114,15 @@ class TopicService:
 
     def in_sync_replicas(self, group_name: str) -> set[int]:
         """Brokers whose replica of the group (led here) is in sync: the leader; and a follower whose broker is
-        alive and whose replica holds every committed entry (match index >= commit index), or, under load, was
+        alive (and still that replica, not a new incarnation) and whose replica holds every committed entry (match index >= commit index), or, under load, was
         sent every committed entry and acknowledged within an election timeout. Quiet traffic does not matter: a
         caught-up follower of a quiesced group stays in sync."""
         node = self.broker.host.group(group_name).node
         in_sync = {self.broker.id}
         for replica, pr in node.progress.items():
             b = broker_of(replica)
-            if b == self.broker.id or not self.alive(b):
-                continue
+            if b == self.broker.id or not self.alive(b) or self.broker.host.replica_lost(replica):
+                continue  # a broker back with an empty disk is not the replica it was
             streaming = (pr.state is ProgressState.REPLICATE and pr.next > node.commit
                          and node.now - pr.acked_tick < self.broker.host_config.election_ticks)
             if pr.match >= node.commit or streaming:
