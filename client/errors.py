@@ -32,7 +32,7 @@ Hierarchy::
      +-- ProducerFencedError (40908)       a newer epoch of this producer id exists
      +-- RecordTooLargeError (41302)  RequestTooLargeError (41301)
      +-- OffsetOutOfRangeError             41601, with earliest / latest
-     +-- NoOffsetForPartitionError         no committed offset and auto_offset_reset="none"
+     +-- NoOffsetForPartitionError (40909) no committed offset and auto_offset_reset="none"
      +-- InvalidRequestError               422xx and 400
      |    +-- InvalidTopicError  InvalidPartitionsError  InvalidReplicationFactorError
      |    +-- InvalidConfigError  InvalidEncodingError
@@ -345,6 +345,7 @@ _BY_CODE: dict[int, type[RaftkaError]] = {
     40906: RebalanceInProgressError,
     40907: OutOfOrderSequenceError,
     40908: ProducerFencedError,
+    40909: NoOffsetForPartitionError,  # a REST consumer instance with auto.offset.reset none
     41301: RequestTooLargeError,
     41302: RecordTooLargeError,
     41501: UnsupportedMediaTypeError,

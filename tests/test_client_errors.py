@@ -36,6 +36,7 @@ EXPECTED = {
     broker.TopicAlreadyExists: client.TopicAlreadyExistsError,
     broker.StaleGeneration: client.StaleGenerationError,
     broker.RebalanceInProgress: client.RebalanceInProgressError,
+    broker.NoCommittedOffset: client.NoOffsetForPartitionError,
     broker.RequestTooLarge: client.RequestTooLargeError,
     broker.RecordTooLarge: client.RecordTooLargeError,
     broker.UnsupportedMediaType: client.UnsupportedMediaTypeError,
