@@ -8,26 +8,15 @@ in /health, /raft and /metrics, and retries with backoff until it succeeds.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
 
-from cluster import request, retry
+from cluster import request, retry, wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
 JSON_V2 = "application/vnd.kafka.json.v2+json"
-
-
-def wait_until(predicate, what: str, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 def hosted(cluster, broker: int) -> set[str]:
@@ -76,9 +65,9 @@ def test_a_partition_that_cannot_open_is_reported_and_retried_while_the_others_p
 
     cluster.start_broker(1)
     cluster.wait_healthy(brokers=[1])
-    wait_until(lambda: "later/0" in hosted(cluster, 1), "broker 1 to host later/0 despite blocked/0")
+    wait_until(lambda: "later/0" in hosted(cluster, 1), 30, "broker 1 to host later/0 despite blocked/0")
     health = wait_until(lambda: (doc := request(cluster.url(1) + "/health").json())["status"] == "degraded" and doc,
-                        "broker 1 to report itself degraded")
+                        30, "broker 1 to report itself degraded")
     [problem] = health["partition_problems"]
     assert problem["partition"] == "blocked/0" and "Error" in problem["error"], problem
     assert any("cannot open partition blocked/0" in words for words in health["problems"]), health
@@ -91,7 +80,7 @@ def test_a_partition_that_cannot_open_is_reported_and_retried_while_the_others_p
 
     first_attempts = problem["attempts"]
     obstacle.unlink()
-    wait_until(lambda: "blocked/0" in hosted(cluster, 1), "broker 1 to open blocked/0 on a retry")
+    wait_until(lambda: "blocked/0" in hosted(cluster, 1), 30, "broker 1 to open blocked/0 on a retry")
     health = request(cluster.url(1) + "/health").json()
     assert health["status"] == "ok" and health["partition_problems"] == [], health
     assert "raftka_partitions_failed 0" in request(cluster.url(1) + "/metrics").body.decode()
