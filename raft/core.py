@@ -379,7 +379,8 @@ class RaftNode:
     def take_messages(self) -> list[Message]:
         if self._broadcast_pending:
             self._broadcast_pending = False
-            self._broadcast_append()
+            if self.role is Role.LEADER:  # deposed since the proposal: appends would claim the new term
+                self._broadcast_append()
         out, self._outbox = self._outbox, []
         return out
 

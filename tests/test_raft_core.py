@@ -447,3 +447,19 @@ def test_a_leader_gives_up_its_lease_once_it_tells_a_follower_to_take_over():
     c.network += late
     c.run(5)  # the target wins; check() raises if the old leader may still read
     assert c.leader() == target
+
+
+def test_a_leader_deposed_before_its_host_sends_sends_no_appends_in_the_new_term():
+    """The host takes a proposal's appends at its next pump; a newer term may arrive before
+    that (e.g. while an fsync is in flight). The deposed leader must not send them then: they
+    would carry the new term, and followers would take it for that term's leader."""
+    c = SimCluster(3, seed=15)
+    leader = elect(c)
+    commit_values(c, 2)
+    node = c.replicas[leader].node
+    node.propose(b"late")
+    other = next(i for i in c.replicas if i != leader)
+    node.step(Message(MessageType.APPEND_RESP, "g", other, leader, node.log.term + 1, reject=True))
+    assert node.role is Role.FOLLOWER
+    appends = [m for m in node.take_messages() if m.type is MessageType.APPEND]
+    assert not appends, f"a follower sent appends as the leader of term {appends[0].term}"
