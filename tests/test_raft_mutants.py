@@ -17,13 +17,14 @@ import pytest
 import simreport
 import test_raft_core as core
 import test_raft_host as host
+import test_raft_membership as membership
 from raftka.raft import canary
 
 from raftchaos import DEFAULT_PLANS, run_chaos
 from raftsim import LivenessFailure
 
 
-def chaos_plans(*, pre_vote: bool | None = None, within: int = 8):
+def chaos_plans(*, pre_vote: bool | None = None, within: int = 24):
     """The first `within` default chaos plans (optionally only pre-vote on or off), in order;
     the first safety violation is the counterexample."""
     plans = [p for p in DEFAULT_PLANS if pre_vote is None or p.pre_vote == pre_vote][:within]
@@ -68,6 +69,11 @@ CATCHERS = {
     "read-without-lease": (20, [scenario(
         core.test_a_leader_that_keeps_leading_while_cut_off_loses_its_lease_before_another_is_elected)]),
     "send-before-fsync": (90, [with_fixtures(host.test_a_follower_acknowledges_only_entries_it_has_fsynced)]),
+    "learner-counted": (20, [scenario(membership.test_a_learner_never_counts_toward_a_commit)]),
+    "wiped-node-votes": (20, [scenario(membership.test_a_wiped_replica_cannot_elect_a_stale_leader)]),
+    "membership-before-own-term": (20, [scenario(
+        membership.test_a_new_leader_changes_membership_only_after_committing_its_own_entry)]),
+    "promote-lagging-learner": (20, [scenario(membership.test_promotion_waits_for_the_learner_to_catch_up)]),
 }
 
 
@@ -84,7 +90,7 @@ def test_the_suite_catches_the_mutant(mutant, tmp_path_factory, monkeypatch):
         with canary.mutant(*names):
             try:
                 catcher(tmp_path_factory.mktemp("catcher"), monkeypatch)
-            except AssertionError as caught:
+            except (AssertionError, pytest.fail.Exception) as caught:  # a failed assert or pytest.raises
                 counterexample = str(caught).strip().splitlines()[0]
             else:
                 what = "; ".join(canary.MUTANTS[n] for n in names)
