@@ -24,7 +24,10 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 
 from raftka.raft.core import RaftConfig
+from raftka.raft.core import MembershipChangeError, NotLeaderError
+from raftka.raft.membership import Membership, next_step
 from raftka.raft.messages import MessageType
+from raftka.raft.replica import format_replica
 
 from raftsim import LivenessFailure, SafetyViolation, SimCluster
 
@@ -43,6 +46,7 @@ RATE_RANGES = {  # per message (loss, delay, duplicate, unsynced) or per step (t
     "heal": (0.05, 0.2),
     "compact": (0.02, 0.08),
     "transfer": (0.005, 0.02),
+    "disk loss": (0.002, 0.006),  # one at a time: the next waits until the membership is repaired
 }
 
 
@@ -148,7 +152,7 @@ def _chaos_step(c: SimCluster, plan: ChaosPlan, rates: dict[str, float], step: i
             c.deliver(len(c.network) - 1, duplicate=True)
         persist = m.dst not in unsynced and rng.random() > rates["unsynced"]
         c.deliver(len(c.network) - 1, persist=persist)
-        if not persist:
+        if not persist and m.dst in c.replicas:  # (not to a replica whose disk was lost)
             unsynced.add(m.dst)
     if rng.random() < rates["crash"]:
         up = [i for i in ids if c.replicas[i].up]
@@ -191,6 +195,12 @@ def _chaos_step(c: SimCluster, plan: ChaosPlan, rates: dict[str, float], step: i
         c.compact(victim)
         if c.replicas[victim].log.snapshot_index > before:
             events.append(f"{step}: compact {victim} to {c.replicas[victim].log.snapshot_index}")
+    if rng.random() < rates["disk loss"] and not repair_pending(c):
+        victim = rng.choice(ids)
+        new = c.wipe(victim)
+        unsynced.discard(victim)
+        events.append(f"{step}: disk of {format_replica(victim)} lost, back as {format_replica(new)}")
+    repair_membership(c, events, step)
     if rng.random() < rates["transfer"]:
         leader = c.leader()
         if leader is not None:
@@ -202,6 +212,33 @@ def _chaos_step(c: SimCluster, plan: ChaosPlan, rates: dict[str, float], step: i
     leader = c.leader()
     if leader != leader_before and leader is not None:
         events.append(f"{step}: {leader} leads term {c.replicas[leader].node.log.term}")
+
+
+def repair_pending(c: SimCluster) -> bool:
+    """Does any replica's membership differ from "every replica there is, as a voter"?"""
+    desired = Membership.of(c.replicas)
+    return any(r.node.membership != desired for r in c.replicas.values())
+
+
+def repair_membership(c: SimCluster, events: deque[str], step: int | str) -> None:
+    """What the broker's membership planner does: the leader takes the next single step toward
+    every present replica as a voter (a lost replica swapped for its successor, promoted once
+    caught up)."""
+    leader = c.leader()
+    if leader is None:
+        return
+    node = c.replicas[leader].node
+    caught_up = frozenset(p for p in node.membership.learners if node.progress[p].match >= node.commit)
+    target = next_step(node.membership, frozenset(c.replicas), caught_up)
+    if target is None:
+        return
+    try:
+        node.propose_membership(target)
+    except (MembershipChangeError, NotLeaderError):
+        return  # not now: an uncommitted change, no entry of this term yet, or a transfer
+    c.faults["membership change"] += 1
+    events.append(f"{step}: {leader} proposes {target.describe()}")
+    c.persist(leader)
 
 
 def elect(c: SimCluster, ticks: int = 60) -> int:
@@ -218,6 +255,11 @@ def converge(c: SimCluster) -> None:
     for i in c.replicas:
         c.persist(i)
         c.recover(i)
+    for _ in range(100):  # finish a membership repair in progress: every replica a voter again
+        c.run(5)
+        if not repair_pending(c):
+            break
+        repair_membership(c, deque(), "end")
     c.run(150)
     leader = elect(c, 100)
     c.propose(leader)

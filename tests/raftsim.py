@@ -31,7 +31,7 @@ import orjson
 from raftka.raft.core import RaftConfig, RaftNode, Role
 from raftka.raft.membership import Membership
 from raftka.raft.messages import ENTRY_CONFIG, Entry, Message, MessageType, decode_message, encode_message
-from raftka.raft.replica import broker_of, incarnation_for_empty_data_dir, replica_id
+from raftka.raft.replica import broker_of, format_replica, incarnation_for_empty_data_dir, replica_id
 
 
 LEADER_MESSAGES = frozenset({MessageType.APPEND, MessageType.HEARTBEAT, MessageType.SNAPSHOT})
@@ -43,6 +43,13 @@ class SafetyViolation(AssertionError):
 
 class LivenessFailure(AssertionError):
     """The healed cluster did not elect a leader in time (not a safety violation)."""
+
+
+def named(replicas) -> str:
+    """Replica ids as people read them ('2', or '2.1f2e3d4c' for a later incarnation of broker 2)."""
+    if isinstance(replicas, int):
+        return format_replica(replicas)
+    return "[" + ", ".join(format_replica(r) for r in replicas) + "]"
 
 
 CONFIG_MARK = b"@config "
@@ -237,6 +244,7 @@ class SimCluster:
         self.pending: dict[int, dict[int, tuple[int, bytes]]] = {i: {} for i in peers}
         self.counter = 0
         self.faults: Counter[str] = Counter()
+        self.lost_logs: list[tuple[int, MemoryLog]] = []  # (replica, its durable log) of disks lost by wipe()
         self.ticks = 0
         self.last_heard: dict[tuple[int, int], int] = {}  # (i, j) -> tick at which i's broker last heard j's
         self._ever_stored: dict[tuple[int, int], tuple[bytes, int]] = {}  # (index, term) -> (data, previous term)
@@ -269,7 +277,7 @@ class SimCluster:
         prev = self.committed.get(index)
         if prev is not None and (prev, self.committed_term[index]) != (data, term):
             raise SafetyViolation(f"state machine safety: index {index} committed as {prev!r} "
-                                  f"(term {self.committed_term[index]}) and as {data!r} (term {term}) on {i}")
+                                  f"(term {self.committed_term[index]}) and as {data!r} (term {term}) on {named(i)}")
         self.committed[index] = data
         self.committed_term[index] = term
         self.commit_term.setdefault(index, self.replicas[i].node.log.term)
@@ -389,6 +397,7 @@ class SimCluster:
         self.faults["disk loss"] += 1
         incarnation = incarnation_for_empty_data_dir(cluster_formed=True, rng=self.rng)
         new = replica_id(broker_of(i), incarnation)
+        self.lost_logs.append((i, self.replicas[i].log))  # what the lost disk held (see _check_commit_index)
         del self.replicas[i]
         self.replicas[new] = Replica(new, self.initial, self.cfg, self.rng, self.snapshot_chunk)
         self.pending[new] = {}
@@ -436,7 +445,8 @@ class SimCluster:
             if r.up and n.role is Role.LEADER:
                 other = self.leaders_by_term.setdefault(n.log.term, i)
                 if other != i:
-                    raise SafetyViolation(f"election safety: {other} and {i} both leaders in term {n.log.term}")
+                    raise SafetyViolation(f"election safety: {named(other)} and {named(i)} both leaders in term "
+                                          f"{n.log.term}")
         for i, r in self.replicas.items():
             if r.up:
                 self._check_commit_index(i)
@@ -449,11 +459,11 @@ class SimCluster:
                      if j != i and r.up and r.node.role is Role.LEADER
                      and r.node.log.term > self.replicas[i].node.log.term]
             if newer:
-                raise SafetyViolation(f"lease: {i} may read while {newer} lead a newer term")
+                raise SafetyViolation(f"lease: {named(i)} may read while {named(newer)} lead a newer term")
         for i, r in self.replicas.items():
             for index, data in r.sm.applied[self._applied_checked.get(i, 0):]:
                 if self.committed.get(index) != data:
-                    raise SafetyViolation(f"replica {i} applied {data!r} at {index} not committed as such")
+                    raise SafetyViolation(f"replica {named(i)} applied {data!r} at {index} not committed as such")
             self._applied_checked[i] = len(r.sm.applied)
 
     def _check_log_matching(self):
@@ -463,7 +473,7 @@ class SimCluster:
                 known = self._ever_stored.setdefault((index, term), (data, prev_term))
                 if known != (data, prev_term):
                     raise SafetyViolation(
-                        f"log matching: replica {i} stores index {index} term {term} as {data!r} after term "
+                        f"log matching: replica {named(i)} stores index {index} term {term} as {data!r} after term "
                         f"{prev_term}; another log has {known[0]!r} after term {known[1]}")
             r.log.appended.clear()
 
@@ -487,14 +497,16 @@ class SimCluster:
         term = self.committed_term.get(commit)
         if term is None:
             return
-        holders = {j for j, o in self.replicas.items() if o.log.durably_holds(commit, term)}
-        # A majority of the voters of the configuration at that index, or of i's newest one (one voter
-        # changes at a time, and a leader counts with its newest configuration).
-        configs = [Membership.decode(data) for _, data in (r.log.config_at(commit), r.log.config_at(r.log.last_index))
-                   if data]
+        logs = [(j, o.log) for j, o in self.replicas.items()] + self.lost_logs  # lost later: held when committed
+        holders = {j for j, log in logs if log.durably_holds(commit, term)}
+        # A majority of the voters of the configuration at that index on i, or of any replica's newest
+        # one: a leader counts with its newest configuration, one voter changes at a time.
+        configs = [Membership.decode(data) for data in {r.log.config_at(commit)[1]} | {
+            o.log.config_at(o.log.last_index)[1] for o in self.replicas.values()} if data]
         if configs and not any(len(holders & c.voters) > len(c.voters) // 2 for c in configs):
-            raise SafetyViolation(f"replica {i} has index {commit} (term {term}) committed, but only "
-                                  f"{sorted(holders)} hold it durably (voters {sorted(configs[-1].voters)})")
+            raise SafetyViolation(f"replica {named(i)} has index {commit} (term {term}) committed, but only "
+                                  f"{named(sorted(holders))} hold it durably "
+                                  f"(voters {named(sorted(configs[-1].voters))})")
 
     def _check_leader_completeness(self, i):
         """The leader of term T holds every entry committed in an earlier term."""
@@ -509,10 +521,10 @@ class SimCluster:
                 elif index <= n.log.last_index:
                     held = applied_form(n.log.entries(index, index + 1, 1 << 30)[0])
                 else:
-                    raise SafetyViolation(f"leader completeness: leader {i} of term {term} misses committed "
+                    raise SafetyViolation(f"leader completeness: leader {named(i)} of term {term} misses committed "
                                           f"index {index}")
                 if held != self.committed[index]:
-                    raise SafetyViolation(f"leader completeness: leader {i} of term {term} has {held!r} at "
+                    raise SafetyViolation(f"leader completeness: leader {named(i)} of term {term} has {held!r} at "
                                           f"committed index {index}, not {self.committed[index]!r}")
             index += 1
         self._complete_upto[term] = index - 1
@@ -533,5 +545,5 @@ class SimCluster:
                 ea, eb = la.entries(lo, agree + 1, 1 << 30), lb.entries(lo, agree + 1, 1 << 30)
                 if ea != eb:
                     k = next(lo + x for x, (p, q) in enumerate(zip(ea, eb)) if p != q)
-                    raise SafetyViolation(f"log matching: replicas {a} and {b} agree at index {agree} (term "
-                                          f"{la.term_at(agree)}) but differ at {k}: {ea[k - lo]} vs {eb[k - lo]}")
+                    raise SafetyViolation(f"log matching: replicas {named(a)} and {named(b)} agree at index {agree} "
+                                          f"(term {la.term_at(agree)}) but differ at {k}: {ea[k - lo]} vs {eb[k - lo]}")

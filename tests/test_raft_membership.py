@@ -308,7 +308,7 @@ def disk_loss_repro(c: SimCluster):
 def test_a_wiped_replica_cannot_elect_a_stale_leader():
     c = SimCluster(3, seed=30)
     values, a, new_b, cc = disk_loss_repro(c)
-    assert new_b != broker_of(new_b)  # a new incarnation: somebody else
+    assert new_b != broker_of(new_b), "the wiped replica came back under its old replica id"
     c.run(300)
     assert c.leader() is None, "the stale replica was elected with the wiped replica's vote"
     c.recover(a)  # a replica with the data returns: service resumes with the full log

@@ -69,8 +69,9 @@ CATCHERS = {
     "read-without-lease": (20, [scenario(
         core.test_a_leader_that_keeps_leading_while_cut_off_loses_its_lease_before_another_is_elected)]),
     "send-before-fsync": (90, [with_fixtures(host.test_a_follower_acknowledges_only_entries_it_has_fsynced)]),
-    "learner-counted": (20, [scenario(membership.test_a_learner_never_counts_toward_a_commit)]),
-    "wiped-node-votes": (20, [scenario(membership.test_a_wiped_replica_cannot_elect_a_stale_leader)]),
+    "learner-counted": (20, [scenario(membership.test_a_learner_never_counts_toward_a_commit), chaos_plans()]),
+    "wiped-node-votes": (20, [scenario(membership.test_a_wiped_replica_cannot_elect_a_stale_leader),
+                              chaos_plans()]),
     "membership-before-own-term": (20, [scenario(
         membership.test_a_new_leader_changes_membership_only_after_committing_its_own_entry)]),
     "promote-lagging-learner": (20, [scenario(membership.test_promotion_waits_for_the_learner_to_catch_up)]),
