@@ -6,7 +6,9 @@ The seed also draws the fault rates, each from a range bounded away from zero, s
 fault kind occurs in nearly every run: message loss, reordering (delay), duplication,
 steps whose fsync has not happened yet, crashes that lose unsynced entries, restarts,
 symmetric partitions and one-way link cuts, heals, compactions (followers then catch up
-through snapshots) and leadership transfers.  Each step ticks every replica, proposes
+through snapshots), leadership transfers, leaders that send before their own fsync, and
+disk loss (one at a time) with the membership repair the broker would plan after it.
+Each step ticks every replica, proposes
 1-3 entries to the leader most of the time and delivers the network under those faults;
 `SimCluster.check` runs after every host step.  At the end the cluster is healed and must
 converge without losing an acknowledged entry.
