@@ -600,8 +600,9 @@ class RaftNode:
                 return
             if pr.state is ProgressState.PROBE and m.log_term != pr.next - 1:
                 return
-            # m.index is the follower's hint (its last index): jump back to it.
-            pr.next = max(1, min(pr.next - 1, m.index + 1))
+            # m.index is the follower's hint (its last index): jump back to it, never below what it
+            # acknowledged (a delayed rejection's hint may be older than a later acknowledgement).
+            pr.next = max(pr.match + 1, min(pr.next - 1, m.index + 1))
             pr.state = ProgressState.PROBE
             pr.inflight = 0
             self._send_append(m.src)
@@ -747,7 +748,11 @@ class RaftNode:
         if not m.final:
             self._send(MT.SNAPSHOT_RESP, m.src, payload=cursor, context=m.context)
             return
-        if m.index > self.commit:
+        if m.index > self.commit and self.log.term_at(m.index) == m.log_term:
+            # We hold the snapshot's last entry already: keep our log, entries we acknowledged
+            # beyond it included (Raft §7); the log brings us up to it.
+            self.commit = m.index
+        elif m.index > self.commit:
             self.log.stage_snapshot(m.index, m.log_term, m.config)
             if not self.snapshotter.finish_install(m.index, m.log_term):
                 self._send(MT.SNAPSHOT_RESP, m.src, reject=True, context=m.context)

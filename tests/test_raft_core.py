@@ -463,3 +463,65 @@ def test_a_leader_deposed_before_its_host_sends_sends_no_appends_in_the_new_term
     assert node.role is Role.FOLLOWER
     appends = [m for m in node.take_messages() if m.type is MessageType.APPEND]
     assert not appends, f"a follower sent appends as the leader of term {appends[0].term}"
+
+
+def test_a_delayed_rejection_never_sends_a_follower_back_before_what_it_acknowledged():
+    """A rejection delayed past later acknowledgements carries an old hint (the follower's last
+    index back then). The leader must not go back below the acknowledged match: it would then
+    send a snapshot to a follower that is already ahead of it (found by the chaos runs)."""
+    c = SimCluster(3, seed=16)
+    leader = elect(c)
+    commit_values(c, 10)
+    node = c.replicas[leader].node
+    follower = next(i for i in c.replicas if i != leader)
+    pr = node.progress[follower]
+    stale = Message(MessageType.APPEND_RESP, "g", follower, leader, node.log.term, reject=True, index=2,
+                    log_term=pr.match + 1, context=node.now)
+    node.step(stale)
+    assert pr.next >= pr.match + 1, f"next {pr.next} went below the acknowledged match {pr.match}"
+
+
+def test_a_follower_holding_a_snapshots_last_entry_keeps_the_acknowledged_entries_after_it():
+    """Raft §7: a follower that already has the snapshot's last entry keeps its log. Installing
+    the snapshot instead dropped entries it had acknowledged, which the leader went on counting
+    (found by the chaos runs: an entry committed on two of five replicas)."""
+    c = SimCluster(3, seed=17)
+    leader = elect(c)
+    commit_values(c, 6)
+    node = c.replicas[leader].node
+    f, g = [i for i in c.replicas if i != leader]
+
+    def take(**match):
+        taken = [m for m in c.network if all(getattr(m, k) == v for k, v in match.items())]
+        c.network = [m for m in c.network if m not in taken]
+        return taken
+
+    def hand(messages, to):
+        for m in messages:
+            c.replicas[to].node.step(m)
+        c.persist(to)
+
+    for value in (b"a", b"b"):
+        node.propose(value)
+    c.persist(leader)
+    hand(take(dst=f), f)
+    hand(take(dst=g), g)
+    take(src=f)
+    acks_of_g = take(src=g)
+    for value in (b"c", b"d"):
+        node.propose(value)
+    c.persist(leader)
+    hand(take(dst=f), f)  # f holds and acknowledges c and d; it still knows the old commit index
+    take(dst=g)
+    acks_of_f = take(src=f)
+    held = c.replicas[f].log.last_index
+    assert c.replicas[f].node.commit < held - 2 and all(not m.reject for m in acks_of_f)
+    hand(acks_of_g, leader)  # a and b commit and are applied: the snapshot will end there
+    node._start_snapshot(f)  # as a delayed rejection made the leader do (see the test above)
+    c.persist(leader)
+    while any(m.type in (MessageType.SNAPSHOT, MessageType.SNAPSHOT_RESP) for m in c.network):
+        c.deliver(next(k for k, m in enumerate(c.network)
+                       if m.type in (MessageType.SNAPSHOT, MessageType.SNAPSHOT_RESP)))
+    log = c.replicas[f].log
+    assert log.last_index == held and log.durably_holds(held, node.log.term), \
+        f"the follower dropped entries it had acknowledged (holds {log.last_index} of {held})"
