@@ -348,7 +348,12 @@ def test_a_dead_consumers_partitions_move_and_resume_from_its_committed_offsets(
         victim.wait()
         killed_at = len(survivor_records)
         victim_partitions = {TopicPartition("crash", p) for p in range(4)} - survivor.assignment()
-        await asyncio.sleep(0.5)  # a commit the victim had in flight is applied (or lost) by now
+        # Take over (after the victim's session timeout) before reading the committed offsets: a commit
+        # the victim had in flight was applied long before, or is fenced by its generation now.
+        # The survivor does not commit meanwhile, so those offsets are still the victim's.
+        while len(survivor.assignment()) < 4:
+            assert time.monotonic() < deadline + 60
+            survivor_records.extend(await survivor.poll(100))
         committed = {tp: await survivor.committed(tp) for tp in victim_partitions}
         while len(survivor.assignment()) < 4 or any(
             sum(1 for r in survivor_records[killed_at:] if r.partition == tp.partition) < 1000 - (committed[tp] or 0)

@@ -162,7 +162,7 @@ def test_positions_lost_to_retention_follow_auto_offset_reset():
     async def scenario():
         async with Setup({"t": 1}) as s:
             s.broker.produce("t", 0, *(str(i).encode() for i in range(6)))
-            s.broker.offsets["g"] = {("t", 0): 1}
+            await s.broker.commit("g", {("t", 0): 1}, None, None)
             instance = s.rest.create("g", MANUAL)
             await s.rest.assign("g", instance, [("t", 0)])
             s.broker.truncate_front("t", 0, 4)

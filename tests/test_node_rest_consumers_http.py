@@ -105,6 +105,24 @@ def test_group_protocol_join_heartbeat_commit_leave():
     run(scenario)
 
 
+def test_committed_offsets_only_grow_unless_a_commit_says_reset():
+    async def scenario():
+        async with serving({"t": 1}) as (client, facade):
+            def commit(offset, **extra):
+                return {"offsets": [{"topic": "t", "partition": 0, "offset": offset}], **extra}
+
+            async def committed():
+                return (await call(client, "GET", "/groups/manual/offsets"))["offsets"][0]["offset"]
+
+            await call(client, "POST", "/groups/manual/offsets", commit(9))
+            await call(client, "POST", "/groups/manual/offsets", commit(4))  # late or duplicated: ignored
+            assert await committed() == 9
+            await call(client, "POST", "/groups/manual/offsets", commit(4, reset=True))  # a seek: moves back
+            assert await committed() == 4
+
+    run(scenario)
+
+
 def test_describe_group_with_lag():
     async def scenario():
         async with serving({"t": 2}) as (client, facade):
@@ -128,7 +146,7 @@ def test_describe_group_with_lag():
             }
             missing = await call(client, "GET", "/groups/nope", expect=404)
             assert missing["error_code"] == 40405
-            facade.broker.offsets["offsets-only"] = {("t", 1): 0}
+            await facade.broker.commit("offsets-only", {("t", 1): 0}, None, None)
             only = await call(client, "GET", "/groups/offsets-only")
             assert (only["state"], only["generation"], only["members"], only["offsets"][0]["lag"]) == ("Empty", 0, [], 0)
 
