@@ -6,8 +6,10 @@ The seed also draws the fault rates, each from a range bounded away from zero, s
 fault kind occurs in nearly every run: message loss, reordering (delay), duplication,
 steps whose fsync has not happened yet, crashes that lose unsynced entries, restarts,
 symmetric partitions and one-way link cuts, heals, compactions (followers then catch up
-through snapshots), leadership transfers, leaders that send before their own fsync, and
-disk loss (one at a time) with the membership repair the broker would plan after it.
+through snapshots), leadership transfers, leaders that send before their own fsync, disk
+loss with the membership repair the broker would plan after it, and membership moves (the
+group grows by a new replica, or shrinks by one, as a reassignment would) — one membership
+matter at a time, each carried out in single steps by `membership.next_step`.
 Each step ticks every replica, proposes
 1-3 entries to the leader most of the time and delivers the network under those faults;
 `SimCluster.check` runs after every host step.  At the end the cluster is healed and must
@@ -49,7 +51,9 @@ RATE_RANGES = {  # per message (loss, delay, duplicate, unsynced) or per step (t
     "compact": (0.02, 0.08),
     "transfer": (0.005, 0.02),
     "disk loss": (0.002, 0.006),  # one at a time: the next waits until the membership is repaired
+    "membership move": (0.003, 0.008),  # grow by a new replica or shrink by one, like a reassignment
 }
+MIN_VOTERS, MAX_EXTRA_VOTERS = 3, 2  # moves keep the group between 3 and n + 2 voters
 
 
 BUDGET_ENV = "RAFTKA_SIM_BUDGET"  # seconds of extra chaos runs (fresh seeds) for test_chaos_budget
@@ -176,7 +180,7 @@ def _chaos_step(c: SimCluster, plan: ChaosPlan, rates: dict[str, float], step: i
     roll = rng.random()
     if roll < rates["partition"]:
         c.heal()
-        side = rng.sample(ids, rng.randrange(1, plan.n))
+        side = rng.sample(ids, rng.randrange(1, len(ids)))
         for i in side:
             for j in ids:
                 if j not in side:
@@ -202,7 +206,19 @@ def _chaos_step(c: SimCluster, plan: ChaosPlan, rates: dict[str, float], step: i
         new = c.wipe(victim)
         unsynced.discard(victim)
         events.append(f"{step}: disk of {format_replica(victim)} lost, back as {format_replica(new)}")
+    elif rng.random() < rates["membership move"] and not repair_pending(c):
+        desired = wanted(c)
+        if rng.random() < 0.5 and len(desired) < plan.n + MAX_EXTRA_VOTERS:
+            new = c.add_spare()
+            c.faults["grow"] += 1
+            events.append(f"{step}: move: add replica {format_replica(new)}")
+        elif len(desired) > MIN_VOTERS:
+            victim = rng.choice(sorted(desired))
+            c.leaving.add(victim)
+            c.faults["shrink"] += 1
+            events.append(f"{step}: move: remove replica {format_replica(victim)}")
     repair_membership(c, events, step)
+    retire_removed(c, events, step, unsynced)
     if rng.random() < rates["transfer"]:
         leader = c.leader()
         if leader is not None:
@@ -216,10 +232,30 @@ def _chaos_step(c: SimCluster, plan: ChaosPlan, rates: dict[str, float], step: i
         events.append(f"{step}: {leader} leads term {c.replicas[leader].node.log.term}")
 
 
+def wanted(c: SimCluster) -> frozenset[int]:
+    """The voters the group should have: every replica there is, but those leaving."""
+    return frozenset(c.replicas) - c.leaving
+
+
 def repair_pending(c: SimCluster) -> bool:
-    """Does any replica's membership differ from "every replica there is, as a voter"?"""
-    desired = Membership.of(c.replicas)
-    return any(r.node.membership != desired for r in c.replicas.values())
+    """Does a replica's membership differ from the wanted voters, or is a replica still leaving?"""
+    desired = Membership.of(wanted(c))
+    return bool(c.leaving) or any(c.replicas[r].node.membership != desired for r in wanted(c))
+
+
+def retire_removed(c: SimCluster, events: deque[str], step: int | str, unsynced: set[int]) -> None:
+    """A leaving replica whose removal the leader has committed is stopped and deleted (as its broker would)."""
+    leader = c.leader()
+    if leader is None:
+        return
+    node = c.replicas[leader].node
+    if node.membership_index > node.commit:
+        return
+    for r in sorted(c.leaving - node.membership.members):
+        c.leaving.discard(r)
+        c.retire(r)
+        unsynced.discard(r)
+        events.append(f"{step}: replica {format_replica(r)} removed and deleted")
 
 
 def repair_membership(c: SimCluster, events: deque[str], step: int | str) -> None:
@@ -231,7 +267,7 @@ def repair_membership(c: SimCluster, events: deque[str], step: int | str) -> Non
         return
     node = c.replicas[leader].node
     caught_up = frozenset(p for p in node.membership.learners if node.progress[p].match >= node.commit)
-    target = next_step(node.membership, frozenset(c.replicas), caught_up)
+    target = next_step(node.membership, wanted(c), caught_up)
     if target is None:
         return
     try:
@@ -257,11 +293,12 @@ def converge(c: SimCluster) -> None:
     for i in c.replicas:
         c.persist(i)
         c.recover(i)
-    for _ in range(100):  # finish a membership repair in progress: every replica a voter again
+    for _ in range(100):  # finish a membership change in progress: every wanted replica a voter
         c.run(5)
         if not repair_pending(c):
             break
         repair_membership(c, deque(), "end")
+        retire_removed(c, deque(), "end", set())
     c.run(150)
     leader = elect(c, 100)
     c.propose(leader)

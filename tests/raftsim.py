@@ -232,6 +232,8 @@ class SimCluster:
         self.cfg = cfg or RaftConfig(election_ticks=10, heartbeat_ticks=2, max_append_bytes=64, max_inflight=4)
         peers = list(range(1, n + 1))
         self.initial = peers  # the bootstrap membership every replica is started with (as the broker does)
+        self.retired: set[int] = set()  # replicas removed from the group and deleted
+        self.leaving: set[int] = set()  # replicas a membership move takes out of the group (chaos runs)
         self.snapshot_chunk = snapshot_chunk
         self.replicas = {i: Replica(i, peers, self.cfg, self.rng, snapshot_chunk) for i in peers}
         self.network: list[Message] = []
@@ -402,6 +404,21 @@ class SimCluster:
         self.replicas[new] = Replica(new, self.initial, self.cfg, self.rng, self.snapshot_chunk)
         self.pending[new] = {}
         return new
+
+    def add_spare(self) -> int:
+        """Start a replica on a broker the group never had (the broker hosts it with the group's first
+        membership, which does not name it): it joins only once a leader adds it as a learner."""
+        broker = max(broker_of(r) for r in [*self.replicas, *self.initial, *self.retired]) + 1
+        new = replica_id(broker, 0)
+        self.replicas[new] = Replica(new, self.initial, self.cfg, self.rng, self.snapshot_chunk)
+        self.pending[new] = {}
+        return new
+
+    def retire(self, i):
+        """Replica i was removed from the group: its broker stops hosting it and deletes its data."""
+        self.crash(i)
+        del self.replicas[i]
+        self.retired.add(i)
 
     def change_membership(self, target: Membership):
         """Propose `target` at the current leader (raises what propose_membership raises)."""
