@@ -36,7 +36,14 @@ async def serve(broker: Broker) -> None:
     runner = BrokerAppRunner(create_app(services, http_groups), access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, config.listen.host, config.listen.port, reuse_address=True)
-    await site.start()
+    try:
+        await site.start()
+    except OSError:  # the HTTP port is taken: stop what started, then report it
+        await http_groups.stop()
+        await services.groups.stop()
+        await broker.stop()
+        await runner.cleanup()
+        raise
     log.info("broker %d serving HTTP on %s:%d, raft on %s:%d", broker.id, config.listen.host, config.listen.port,
              config.raft_listen.host, config.raft_listen.port)
     stop = asyncio.Event()
