@@ -26,6 +26,8 @@ ConsumerAlreadyExists        409  40902  C  consumer instance name already taken
 TopicAlreadyExists           409  40904  R  (Confluent: generic 400/40002)
 StaleGeneration              409  40905  R  commit/heartbeat from an old generation
 RebalanceInProgress          409  40906  R  group is rebalancing; rejoin
+InconsistentGroupProtocol    409  40909  R  the group is driven by the other protocol
+                                            (Kafka clients vs raftka's group API)
 RequestTooLarge              413  41301  R  body over the limit, too many records
 RecordTooLarge               413  41302  R  one record over ``max.message.bytes``
 UnsupportedMediaType         415  41501  R  Content-Type not supported (Confluent
@@ -67,6 +69,7 @@ __all__ = [
     "ConsumerAlreadySubscribed",
     "ConsumerInstanceNotFound",
     "GroupNotFound",
+    "InconsistentGroupProtocol",
     "InternalError",
     "InvalidConsumerConfig",
     "InvalidEncoding",
@@ -199,6 +202,17 @@ class RebalanceInProgress(ApiError):
 
     def __init__(self, group: str) -> None:
         super().__init__(f"Group '{group}' is rebalancing; rejoin the group.")
+        self.group = group
+
+
+class InconsistentGroupProtocol(ApiError):
+    """A member of one kind (Kafka's classic protocol, or raftka's own group API) joins a group whose live members
+    are of the other kind, or names a protocol the group's members do not share."""
+
+    http_status, error_code = 409, 40909
+
+    def __init__(self, group: str, detail: str) -> None:
+        super().__init__(f"Group '{group}': {detail}")
         self.group = group
 
 

@@ -1,8 +1,9 @@
 """The cluster metadata state machine, replicated by the metadata Raft group.
 
-State: topics (id, replica assignment, configs), the producer-id counter, and
-consumer groups (generation, committed offsets).  Broker addresses are static
-configuration, not state.  Commands are small orjson documents with an "op";
+State: topics (id, replica assignment, configs), the producer-id counter,
+consumer groups (generation, committed offsets), and the client listeners each
+broker registered (`register_listener`: e.g. its advertised Kafka address).
+The HTTP and Raft addresses are static configuration, not state.  Commands are small orjson documents with an "op";
 `apply` validates them deterministically (every replica reaches the same
 verdict) and returns `{"ok": ...}` or `{"error": code, "message": ...}` —
 client mistakes are results, never exceptions.
@@ -56,7 +57,7 @@ class MetadataStateMachine:
 
     @staticmethod
     def _empty() -> dict:
-        return {"topics": {}, "next_producer_id": 1000, "groups": {}}
+        return {"topics": {}, "next_producer_id": 1000, "groups": {}, "listeners": {}}
 
     # -------------------------------------------------------------- queries
 
@@ -69,6 +70,10 @@ class MetadataStateMachine:
 
     def group(self, name: str) -> dict | None:
         return self.state["groups"].get(name)
+
+    def listener(self, broker_id: int, name: str) -> str | None:
+        """The address broker `broker_id` registered for listener `name` ("kafka"), or None."""
+        return self.state.get("listeners", {}).get(str(broker_id), {}).get(name)
 
     # ---------------------------------------------------------------- apply
 
@@ -133,6 +138,7 @@ class MetadataStateMachine:
                     "message": f"Group '{cmd['group']}' is at generation {group['generation']} already."}
         group["generation"] = cmd["generation"]
         group["members"] = list(cmd.get("members", []))
+        group["protocol_type"] = cmd.get("protocol_type")
         return {"ok": True}
 
     def _commit_offsets(self, cmd: dict) -> dict:
@@ -167,6 +173,13 @@ class MetadataStateMachine:
         self.state["groups"].pop(cmd["group"], None)
         return {"ok": True}
 
+    def _register_listener(self, cmd: dict) -> dict:
+        broker, name, address = cmd["broker"], cmd["name"], cmd["address"]
+        if type(broker) is not int or type(name) is not str or type(address) is not str:
+            return {"error": INVALID_REQUEST, "message": "register_listener needs broker (int), name and address"}
+        self.state.setdefault("listeners", {}).setdefault(str(broker), {})[name] = address
+        return {"ok": True}
+
     _ops = {
         "create_topic": _create_topic,
         "delete_topic": _delete_topic,
@@ -176,6 +189,7 @@ class MetadataStateMachine:
         "group_generation": _group_generation,
         "commit_offsets": _commit_offsets,
         "delete_group": _delete_group,
+        "register_listener": _register_listener,
     }
     _topic_ops = frozenset({"create_topic", "delete_topic", "add_partitions", "alter_configs"})
 

@@ -66,6 +66,8 @@ async def health(request: web.Request) -> web.Response:
     broker = request.app[SERVICES_KEY].broker
     leader = broker.metadata_leader()
     doc = {"status": "ok" if leader is not None else "unavailable", "broker": broker.id, "metadata_leader": leader}
+    if broker.config.kafka_advertise is not None:  # read by the metadata leader to register it (node/kafka)
+        doc["listeners"] = {"kafka": str(broker.config.kafka_advertise)}
     return json_response(doc, 200 if leader is not None else 503)
 
 

@@ -186,7 +186,8 @@ def _ops_paths() -> dict:
     return {
         "/health": {"get": _op("Liveness: 200 when a metadata leader is known, else 503.", {
             **_ok("healthy", _obj({"status": {"type": "string"}, "broker": {"type": "integer"},
-                                   "metadata_leader": _nullable({"type": "integer"})},
+                                   "metadata_leader": _nullable({"type": "integer"}),
+                                   "listeners": _obj({"kafka": {"type": "string"}})},
                                   ("status", "broker", "metadata_leader"))),
             "503": {"description": "no metadata leader known",
                     "content": {JSON: {"schema": any_object}}}}, tag="ops")},

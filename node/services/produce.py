@@ -36,10 +36,11 @@ class ProduceRejected(ApiError):
     """The partition refused the batch: 40907 sequence out of order, 40908 fenced producer epoch,
     42206 corrupt or invalid batch (codes in raftka's range of the REST Proxy scheme)."""
 
-    def __init__(self, error_code: int, message: str):
+    def __init__(self, error_code: int, message: str, produce_error: ProduceError = ProduceError.INVALID_REQUEST):
         super().__init__(message)
         self.error_code = error_code
         self.http_status = error_code // 100
+        self.produce_error = produce_error  # the partition's own verdict (a Kafka error code)
 
 
 PRODUCE_ERROR_CODES = {
@@ -113,7 +114,7 @@ class ProduceService:
         await serve_partition_here(self.broker, topic, partition)
         result = await self.broker.produce(topic, partition, batch, timeout_s)
         if not result.ok:
-            raise ProduceRejected(PRODUCE_ERROR_CODES.get(result.error, 42206), result.error_message)
+            raise ProduceRejected(PRODUCE_ERROR_CODES.get(result.error, 42206), result.error_message, result.error)
         return ProduceAck(partition, result.base_offset, result.last_offset, result.duplicate)
 
 

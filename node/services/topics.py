@@ -1,4 +1,5 @@
-"""Cluster and topic administration, for every front end: brokers, topics, partitions, configs, producer ids.
+"""Cluster and topic administration, for every front end: brokers, topics, partitions, configs, producer ids,
+and the client listeners (Kafka) each broker registered.
 
 Reads answer from this broker's replica of the metadata. Writes are metadata
 commands (validated here, then replicated by the metadata Raft group): they
@@ -17,10 +18,11 @@ from raftka.node.cluster.broker import Broker
 from raftka.node.cluster.metadata import command
 from raftka.node.cluster.topics import (assign_replicas, parse_topic_configs, validate_partition_count,
                                         validate_replication_factor, validate_topic_name)
-from raftka.node.errors import InvalidPartitions, NotLeader
+from raftka.node.errors import InvalidPartitions, InvalidRequest, NotLeader
 from raftka.node.services.routing import elsewhere, metadata_leader_here, wait_for
 
 TOPIC_READY_WAIT_S = 10.0
+LISTENER_NAMES = frozenset({"kafka"})  # client listeners a broker can register besides its HTTP API
 METADATA_CATCH_UP_S = 1.0
 
 
@@ -31,7 +33,8 @@ class TopicService:
     # ---------------------------------------------------------------- reads
 
     def brokers(self) -> dict:
-        """Every broker with its URL and whether this broker heard from it within an election timeout."""
+        """Every broker with its URL, its registered Kafka address (or None) and whether this broker heard from it
+        within an election timeout."""
         broker = self.broker
         now = time.monotonic()
         silence_s = broker.host_config.election_ticks * broker.host_config.tick_ms / 1000
@@ -40,7 +43,8 @@ class TopicService:
             return b == broker.id or now - broker.host.peer_seen.get(b, -1e9) < silence_s
 
         return {"brokers": sorted(broker.urls), "metadata_leader": broker.metadata_leader(),
-                "details": [{"id": b, "url": u, "alive": alive(b)} for b, u in sorted(broker.urls.items())]}
+                "details": [{"id": b, "url": u, "alive": alive(b), "kafka": broker.metadata.listener(b, "kafka")}
+                            for b, u in sorted(broker.urls.items())]}
 
     def cluster_metadata(self) -> dict:
         """Brokers, the metadata leader, and every partition's leader and replicas (for routing clients)."""
@@ -51,6 +55,16 @@ class TopicService:
                                            for p, replicas in enumerate(topic["partitions"])]}
         return {"brokers": {str(b): u for b, u in broker.urls.items()}, "topics": topics,
                 "metadata_leader": broker.metadata_leader()}
+
+    def listener_addresses(self, name: str) -> dict[int, tuple[str, int]]:
+        """(host, port) of every broker that registered client listener `name` ("kafka") in the metadata."""
+        out = {}
+        for broker_id in sorted(self.broker.urls):
+            address = self.broker.metadata.listener(broker_id, name)
+            if address is not None:
+                host, _, port = address.rpartition(":")
+                out[broker_id] = (host.strip("[]"), int(port))
+        return out
 
     def names(self) -> list[str]:
         return sorted(self.broker.metadata.topics)
@@ -158,6 +172,17 @@ class TopicService:
         """A new idempotent producer id (its epoch starts at 0)."""
         return (await self._write(command("allocate_producer_id")))["producer_id"]
 
+    async def register_listener(self, broker_id: object, name: object, address: object) -> None:
+        """Record that broker `broker_id` serves client listener `name` at `address` ("host:port")."""
+        if type(broker_id) is not int or broker_id not in self.broker.urls:
+            raise InvalidRequest(f"Unknown broker {broker_id!r}; brokers are {sorted(self.broker.urls)}.")
+        if name not in LISTENER_NAMES:
+            raise InvalidRequest(f"Unknown listener {name!r}; listeners are {sorted(LISTENER_NAMES)}.")
+        host, sep, port = address.rpartition(":") if isinstance(address, str) else ("", "", "")
+        if not sep or not host or not port.isdecimal() or not 0 < int(port) < 65536:
+            raise InvalidRequest(f"Listener address must be HOST:PORT, got {address!r}.")
+        await self._write(command("register_listener", broker=broker_id, name=name, address=address))
+
     async def _write(self, cmd: bytes) -> dict:
         await metadata_leader_here(self.broker)
         try:
@@ -166,4 +191,4 @@ class TopicService:
             raise elsewhere(self.broker, exc.leader_id, "the metadata group") from None
 
 
-__all__ = ["TOPIC_READY_WAIT_S", "TopicService"]
+__all__ = ["LISTENER_NAMES", "TOPIC_READY_WAIT_S", "TopicService"]
