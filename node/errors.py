@@ -28,6 +28,7 @@ StaleGeneration              409  40905  R  commit/heartbeat from an old generat
 RebalanceInProgress          409  40906  R  group is rebalancing; rejoin
 InconsistentGroupProtocol    409  40909  R  the group is driven by the other protocol
                                             (Kafka clients vs raftka's group API)
+GroupNotEmpty                409  40910  R  deleting a group that has live members
 RequestTooLarge              413  41301  R  body over the limit, too many records
 RecordTooLarge               413  41302  R  one record over ``max.message.bytes``
 UnsupportedMediaType         415  41501  R  Content-Type not supported (Confluent
@@ -68,6 +69,7 @@ __all__ = [
     "ConsumerAlreadyExists",
     "ConsumerAlreadySubscribed",
     "ConsumerInstanceNotFound",
+    "GroupNotEmpty",
     "GroupNotFound",
     "InconsistentGroupProtocol",
     "InternalError",
@@ -213,6 +215,14 @@ class InconsistentGroupProtocol(ApiError):
 
     def __init__(self, group: str, detail: str) -> None:
         super().__init__(f"Group '{group}': {detail}")
+        self.group = group
+
+
+class GroupNotEmpty(ApiError):
+    http_status, error_code = 409, 40910
+
+    def __init__(self, group: str, members: int) -> None:
+        super().__init__(f"Group '{group}' has {members} live member(s); it can be deleted once they have left.")
         self.group = group
 
 

@@ -113,7 +113,8 @@ class StandInBroker:
 
     # --- metadata state machine -------------------------------------------------
 
-    async def commit_generation(self, group: str, generation: int, plan: dict[str, list[TopicPartition]]) -> None:
+    async def commit_generation(self, group: str, generation: int, plan: dict[str, list[TopicPartition]],
+                                protocol_type: str | None = None) -> None:
         previous = self.generations.get(group, (0, {}))[0]
         assert generation > previous, f"generation {generation} of {group} not above {previous}"
         self.generations[group] = (generation, {m: list(a) for m, a in plan.items()})
@@ -198,6 +199,14 @@ class StandInFacade:
 
     def partitions_of(self, topic: str) -> int | None:
         return self.broker.partitions_of(topic)
+
+    def check_partitions(self, partitions: list[TopicPartition]) -> None:
+        for topic, partition in partitions:
+            count = self.partitions_of(topic)
+            if count is None:
+                raise TopicNotFound(topic)
+            if not 0 <= partition < count:
+                raise PartitionNotFound(topic, partition)
 
     async def committed_offsets(self, group: str) -> dict[TopicPartition, int]:
         return await self.broker.committed_offsets(group)

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import enum
 
-from raftka.node.errors import (ApiError, BrokerNotAvailable, ConsumerInstanceNotFound, GroupNotFound,
+from raftka.node.errors import (ApiError, BrokerNotAvailable, ConsumerInstanceNotFound, GroupNotEmpty, GroupNotFound,
                                 InconsistentGroupProtocol, InvalidPartitions, InvalidReplicationFactor,
                                 InvalidRequest, InvalidTopicConfig, InvalidTopicName, NotLeader, OffsetOutOfRange,
                                 PartitionNotFound, RebalanceInProgress, RecordTooLarge, RequestTimedOut,
                                 RequestTooLarge, StaleGeneration, TopicAlreadyExists, TopicNotFound)
+from raftka.node.groups.coordinator import InvalidSessionTimeout
 
-__all__ = ["ErrorCode", "error_code", "error_message"]
+__all__ = ["Context", "ErrorCode", "error_code", "error_message"]
 
 
 class ErrorCode(enum.IntEnum):
@@ -88,6 +89,8 @@ _BY_CLASS: list[tuple[type[ApiError], ErrorCode]] = [  # most specific first
     (StaleGeneration, ErrorCode.ILLEGAL_GENERATION),
     (ConsumerInstanceNotFound, ErrorCode.UNKNOWN_MEMBER_ID),
     (GroupNotFound, ErrorCode.GROUP_ID_NOT_FOUND),
+    (GroupNotEmpty, ErrorCode.NON_EMPTY_GROUP),
+    (InvalidSessionTimeout, ErrorCode.INVALID_SESSION_TIMEOUT),
     (InconsistentGroupProtocol, ErrorCode.INCONSISTENT_GROUP_PROTOCOL),
     (RequestTimedOut, ErrorCode.REQUEST_TIMED_OUT),
     (BrokerNotAvailable, ErrorCode.BROKER_NOT_AVAILABLE),

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from raftka.node.cluster.broker import Broker
 from raftka.node.cluster.metadata import command
 from raftka.node.cluster.topics import (assign_replicas, parse_topic_configs, validate_partition_count,
                                         validate_replication_factor, validate_topic_name)
-from raftka.node.errors import InvalidPartitions, InvalidRequest, NotLeader
+from raftka.node.errors import InvalidPartitions, InvalidRequest, NotLeader, TopicAlreadyExists
 from raftka.node.services.routing import elsewhere, metadata_leader_here, wait_for
 
 TOPIC_READY_WAIT_S = 10.0
@@ -87,6 +87,10 @@ class TopicService:
         """The partition's replicas; TopicNotFound / PartitionNotFound when it does not exist."""
         return self.broker.replicas(name, partition)
 
+    def explicit_configs(self, name: str) -> set[str]:
+        """The names of the configs set on the topic (the others have their defaults)."""
+        return set(self.broker.topic(name)["configs"])
+
     def configs(self, name: str) -> dict:
         """The topic's configs under Kafka's names, defaults filled in."""
         return parse_topic_configs(self.broker.topic(name)["configs"], self.broker.config.topic_defaults).to_kafka()
@@ -131,13 +135,18 @@ class TopicService:
         return self.broker.config.default_replication_factor or (3 if len(self.broker.urls) >= 3 else 1)
 
     async def create(self, name: object, partitions: object, replication_factor: object,
-                     configs: Mapping[str, object]) -> dict:
-        """Create a topic (arguments validated here); answers once every partition has a leader."""
+                     configs: Mapping[str, object], *, validate_only: bool = False) -> dict:
+        """Create a topic (arguments validated here); answers once every partition has a leader. With
+        `validate_only`, only checks and answers what would be created."""
         broker = self.broker
         name = validate_topic_name(name)
         partitions = validate_partition_count(partitions)
         rf = validate_replication_factor(replication_factor, len(broker.urls))
         parsed = parse_topic_configs(configs, broker.config.topic_defaults)
+        if validate_only:
+            if broker.metadata.topic(name) is not None:
+                raise TopicAlreadyExists(name)
+            return {"name": name, "partitions": partitions, "replication_factor": rf, "configs": parsed.to_kafka()}
         assignment = [list(r) for r in assign_replicas(sorted(broker.urls), partitions, rf)]
         await self._write(command("create_topic", name=name, id=broker.new_topic_id(), assignment=assignment,
                                   configs=dict(configs)))
@@ -149,22 +158,31 @@ class TopicService:
         self.check_topic(name)
         await self._write(command("delete_topic", name=name))
 
-    async def add_partitions(self, name: str, total: object) -> dict:
-        """Grow the topic to `total` partitions (never shrink)."""
+    async def add_partitions(self, name: str, total: object, *, validate_only: bool = False) -> dict:
+        """Grow the topic to `total` partitions (never shrink); with `validate_only`, only check."""
         topic = self.broker.topic(name)
         current = len(topic["partitions"])
         total = validate_partition_count(total)
         if total <= current:
             raise InvalidPartitions(f"Topic '{name}' has {current} partitions; the new count must be larger "
                                     f"(got {total}). Partitions can only be added.")
+        if validate_only:
+            return {"name": name, "partitions": total}
         extra = [list(r) for r in assign_replicas(sorted(self.broker.urls), total, topic["replication_factor"])]
         await self._write(command("add_partitions", name=name, from_count=current, assignment=extra[current:]))
         return {"name": name, "partitions": total}
 
-    async def alter_configs(self, name: str, changes: Mapping[str, object]) -> dict:
-        """Merge `changes` over the topic's configs; answers the resulting configs under Kafka's names."""
-        merged = {**self.broker.topic(name)["configs"], **changes}
+    async def alter_configs(self, name: str, changes: Mapping[str, object], *, remove: Iterable[str] = (),
+                            replace: bool = False, validate_only: bool = False) -> dict:
+        """Merge `changes` over the topic's configs (or, with `replace`, make them the only ones set), dropping
+        `remove` back to their defaults; answers the resulting configs under Kafka's names. With
+        `validate_only`, only checks."""
+        merged = {**({} if replace else self.broker.topic(name)["configs"]), **changes}
+        for key in remove:
+            merged.pop(key, None)
         parsed = parse_topic_configs(merged, self.broker.config.topic_defaults)
+        if validate_only:
+            return {"name": name, "configs": parsed.to_kafka()}
         await self._write(command("alter_configs", name=name, configs=merged))
         return {"name": name, "configs": parsed.to_kafka()}
 

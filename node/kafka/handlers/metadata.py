@@ -40,7 +40,7 @@ def controller_id(server: Any, addresses: dict[int, tuple[str, int]]) -> int:
 
 async def metadata(conn: Any, request: Any) -> Any:
     server, body, version = conn.server, request.body, request.api_version
-    broker, topics = server.broker, server.services.topics
+    topics = server.services.topics
     addresses = kafka_brokers(server)
     if body.topics is None or (version == 0 and not body.topics):
         names = topics.names()
