@@ -83,8 +83,14 @@ class KafkaConnection:
     async def _read_requests(self) -> None:
         limit = self.server.max_request_bytes
         while True:
-            size = frame_size(await self.reader.readexactly(_SIZE.size), limit)
-            frame = await self.reader.readexactly(size)
+            try:
+                prefix = await self.reader.readexactly(_SIZE.size)
+                size = frame_size(prefix, limit)
+                frame = await self.reader.readexactly(size)
+            except asyncio.IncompleteReadError as exc:
+                if exc.partial or exc.expected != _SIZE.size:  # the connection ended inside a frame
+                    raise MalformedFrame("truncated", f"{len(exc.partial)} of {exc.expected} bytes") from None
+                raise
             try:
                 request = decode_request(frame)
             except UnsupportedVersion as unsupported:
