@@ -21,10 +21,12 @@ def start_kafka_cluster(root, brokers: int = 3) -> LocalCluster:
 
 
 def http_records(cluster: LocalCluster, topic: str, partition: int, count: int) -> list[dict]:
-    """The first `count` records of a partition, read over raftka's HTTP API (binary format: base64 fields)."""
+    """The first `count` records of a partition, read over raftka's HTTP API (binary format: base64 fields) from
+    a running broker."""
     records: list[dict] = []
     while len(records) < count:
-        resp = retry(lambda: request(cluster.bootstrap[0] + f"/topics/{topic}/partitions/{partition}/records"
+        live = cluster.url(min(cluster.procs))
+        resp = retry(lambda: request(live + f"/topics/{topic}/partitions/{partition}/records"
                                      f"?offset={len(records)}&timeout_ms=2000&max_bytes=1048576",
                                      accept="application/vnd.kafka.binary.v2+json"))
         assert resp.status == 200, resp.body
