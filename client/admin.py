@@ -312,6 +312,11 @@ class AIOAdmin:
                     led[part.leader] = led.get(part.leader, 0) + 1
         return ClusterDescription(sorted(brokers, key=lambda b: b.id), doc.get("metadata_leader"), led, leaderless)
 
+    async def replace_broker_disk(self, broker_id: int) -> dict:
+        """Register the data directory broker ``broker_id`` runs on now, replacing its old replicas (needed only
+        when the cluster heard two directories under that id and would not decide by itself)."""
+        return _require(await self._write("POST", f"/brokers/{int(broker_id)}/replace"), dict, "POST replace")
+
     async def raft_status(self) -> list[RaftStatus]:
         """``GET /raft`` from every broker (Raft state is per broker); unreachable ones carry ``error``."""
         cluster = await self.describe_cluster()

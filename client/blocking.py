@@ -232,6 +232,7 @@ class Admin:
     describe_group = _blocking("describe_group")
     describe_cluster = _blocking("describe_cluster")
     raft_status = _blocking("raft_status")
+    replace_broker_disk = _blocking("replace_broker_disk")
 
     def close(self) -> None:
         if self._thread.closed:

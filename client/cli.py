@@ -381,6 +381,20 @@ def cluster_status(ctx: click.Context) -> None:
     render_raft(console, raft)
 
 
+@cluster.command("replace-disk")
+@click.argument("broker_id", type=click.IntRange(min=1))
+@click.pass_context
+def cluster_replace_disk(ctx: click.Context, broker_id: int) -> None:
+    """Make BROKER_ID's current data directory replace its old one in every group.
+
+    A broker that comes back with an empty data directory is replaced automatically; this is for when the
+    cluster heard two directories under one id and will not choose (stop the wrong one first)."""
+    with _admin(ctx) as admin:
+        doc = admin.replace_broker_disk(broker_id)
+    _stdout().print(f"Broker {doc['broker']}: incarnation {doc['incarnation']} replaces {doc['previous_incarnation']};"
+                    " every group now swaps in its new replicas.")
+
+
 @main.command()
 @click.option("--brokers", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path(".raftka-data"), show_default=True)

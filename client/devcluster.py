@@ -268,6 +268,7 @@ def run_dev(brokers: int = 3, data_dir: str = ".raftka-data", base_port: int = 9
         for broker in cluster.ids:
             print(f"  broker {broker}: {cluster.url(broker)}   (health: {cluster.url(broker)}/health, "
                   f"raft state: {cluster.url(broker)}/raft, metrics: {cluster.url(broker)}/metrics)")
+        print(f"  web console: {first}/ui   (every broker serves it)")
         print(f"  bootstrap for the CLI: export RAFTKA_BOOTSTRAP={','.join(cluster.bootstrap)}")
         print(f"  Kafka clients (kafka-python, aiokafka, confluent-kafka, kcat): "
               f"bootstrap.servers={cluster.kafka_bootstrap}")

@@ -18,6 +18,7 @@ ConsumerInstanceNotFound     404  40403  C  REST consumer instance does not exis
 GroupNotFound                404  40405  R  consumer group does not exist
                                             (40404 is Confluent's "leader not
                                             available"; raftka answers 50301)
+BrokerNotFound               404  40406  R  no broker with that id in the cluster
 NotAcceptable                406  40601  C  Accept header asks for a format that
                                             cannot be served
 ConsumerAlreadySubscribed    409  40901  C  subscribe/assign conflicts with the
@@ -66,6 +67,7 @@ import orjson
 __all__ = [
     "ApiError",
     "BrokerNotAvailable",
+    "BrokerNotFound",
     "ConsumerAlreadyExists",
     "ConsumerAlreadySubscribed",
     "ConsumerInstanceNotFound",
@@ -156,6 +158,13 @@ class GroupNotFound(ApiError):
     def __init__(self, group: str) -> None:
         super().__init__(f"Consumer group '{group}' not found.")
         self.group = group
+
+
+class BrokerNotFound(ApiError):
+    http_status, error_code = 404, 40406
+
+    def __init__(self, broker: object) -> None:
+        super().__init__(f"Broker {broker} is not a member of this cluster.")
 
 
 # 406 / 409 -------------------------------------------------------------------

@@ -22,6 +22,7 @@ from raftka.node.http.common import METRICS_KEY
 from raftka.node.kafka.registration import ListenerRegistrar
 from raftka.node.kafka.server import KafkaServer
 from raftka.node.services import BrokerServices
+from raftka.raft.host import GroupStateLost
 
 log = logging.getLogger("raftka.node")
 
@@ -79,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
             runner.run(serve(Broker(config)))
     except (IdentityError, ValueError) as exc:
         print(f"raftka-node: {exc}", file=sys.stderr)
+        return 2
+    except GroupStateLost as exc:
+        print(f"raftka-node: refusing to start: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
         print(f"raftka-node: cannot start: {exc}", file=sys.stderr)

@@ -53,7 +53,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from . import canary
-from .membership import Membership, MembershipError, change as membership_change
+from .membership import Membership, change as membership_change
 from .messages import ENTRY_CONFIG, Entry, Message, MessageType as MT
 
 
@@ -476,7 +476,7 @@ class RaftNode:
             pr.resp_tick = self.now
         self.log.append([Entry(self.log.term, b"")])  # no-op: commits earlier terms' entries
         self.term_start_index = self.log.last_index
-        self._broadcast_append()
+        self._broadcast_pending = True  # has_ready(): the host persists the no-op (alone, that commits it) and sends
 
     def _request_votes(self, kind: MT, term: int, transfer: bool = False) -> None:
         last = self.log.last_index

@@ -20,6 +20,14 @@ one ticker for all groups, and the I/O that the pure `RaftNode`s ask for:
   leader's broker fell silent for an election timeout, wakes a quiesced
   leader that lost touch with a quorum's brokers, and grants a quiesced leader
   its read lease from these broker-level acknowledgements.
+* **Read index.**  `read_index` lets a follower serve a read that is as fresh
+  as the leader's state: it asks the leader (under its lease) for its commit
+  index and waits until it has applied that far (etcd's ReadIndex, answered
+  by the host so that a quiesced leader's broker-level lease counts too).
+* **Membership.**  `propose_membership` starts one step of a membership change
+  on the leader; broker heartbeats carry each broker's data-directory
+  incarnation (`announce`), so a leader sees at once that a follower's broker
+  came back with an empty disk (`replica_lost`).
 * **Checkpoints.**  Periodically each state machine makes its applied state
   durable, and the journal is compacted up to it: memory and disk do not grow
   with retained data, and replay after a restart starts at the checkpoint.
@@ -41,11 +49,13 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .core import NotLeaderError, RaftConfig, RaftNode, Role
+import orjson
+
+from .core import MembershipChangeError, NotLeaderError, RaftConfig, RaftNode, Role
 from .journal import Journal
 from .membership import Membership
 from .messages import ENTRY_NORMAL, Message, MessageDecodeError, MessageType, decode_frame, encode_frame, encode_message
-from .replica import broker_of, format_replica
+from .replica import broker_of, format_replica, incarnation_of
 from .transport import PeerTransport
 
 log = logging.getLogger("raftka.raft.host")
@@ -65,6 +75,21 @@ class StateMachine(Protocol):
     def finish_install(self, index: int, term: int) -> bool: ...
 
 
+@dataclass
+class Announcement:
+    """What a broker says of itself in every broker heartbeat.
+
+    `incarnation`: its data directory's incarnation (None while a broker with an
+    empty directory is still deciding); `formed`: the cluster has formed as far as
+    it knows (its metadata group has seen a term, or it is a later incarnation), so
+    a broker with an empty directory must come back as a new incarnation.
+    """
+
+    incarnation: int | None
+    formed: bool
+    seen: float  # monotonic time it arrived (0 for our own)
+
+
 class ProposalDroppedError(Exception):
     """The entry was overwritten by another leader's log: it was definitely not applied."""
 
@@ -75,6 +100,14 @@ class ProposalOutcomeUnknownError(Exception):
 
 class GroupClosedError(Exception):
     """The group was removed (topic deleted or broker stopping) while the request waited."""
+
+
+class GroupStateLost(Exception):
+    """This replica's durable state is gone while its replica id lives on: hosting it could vote as its old self."""
+
+
+class ReadIndexError(Exception):
+    """No read index now: no leader known, the leader's lease lapsed, or it did not answer in time."""
 
 
 @dataclass
@@ -103,6 +136,8 @@ class RaftGroup:
         self.sm = sm
         self.directory = directory
         self.waiting: dict[int, tuple[int, asyncio.Future]] = {}
+        self.reads: dict[int, asyncio.Future] = {}  # read-index requests in flight, by request id
+        self.read_waits: list[tuple[int, asyncio.Future]] = []  # (commit index, future): resolved once applied
         self.checkpointed = sm.applied_index
         self.closed = False
         self.known_leader: tuple[int | None, int] = (None, 0)  # (leader, term) last logged
@@ -146,6 +181,11 @@ class RaftHost:
         self.peer_acked: dict[int, float] = {}  # broker -> send time of the newest broker heartbeat it answered
         self._peers = sorted(others)
         self.host_ticks = 0  # ticks since start; quiesced groups are not ticked, see _catch_up
+        self.peer_announcements: dict[int, Announcement] = {}
+        self.incarnations_heard: dict[int, dict[int, float]] = defaultdict(dict)  # broker -> incarnation -> last heard
+        self._read_seq = 0
+        self._incarnation_changed_at = -1e9  # when a peer last announced another data-directory incarnation
+        self.announce(0, True)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -192,8 +232,12 @@ class RaftHost:
         """
         if name in self.groups:
             raise ValueError(f"raft group {name} already exists on broker {self.id}")
-        directory = os.path.join(self.data_dir, "raft", name.replace("/", "~"))
+        directory = self.group_directory(name)
         journal = Journal(directory, cache_bytes=self.cfg.journal_cache_bytes)
+        if sm.applied_index < journal.snapshot_index:
+            journal.close()
+            raise GroupStateLost(f"raft group {name}: the state machine is at index {sm.applied_index} but the "
+                                 f"journal was compacted to {journal.snapshot_index}: the state machine's data is gone")
         node = RaftNode(name, self.replica, members, journal, self.cfg.raft_config(), applied=sm.applied_index,
                         applied_term=sm.applied_term, snapshotter=sm, rng=random.Random(self._rng.random()))
         group = RaftGroup(name, node, journal, sm, directory)
@@ -201,16 +245,22 @@ class RaftHost:
         self._activate(group)  # replay committed journal entries beyond the checkpoint
         return group
 
+    def group_directory(self, name: str) -> str:
+        return os.path.join(self.data_dir, "raft", name.replace("/", "~"))
+
     async def remove_group(self, name: str, *, delete_data: bool = False) -> None:
         group = self.groups.pop(name, None)
         if group is None:
             return
         group.closed = True
         self._active.discard(group)
-        for _, fut in group.waiting.values():
+        for fut in [f for _, f in group.waiting.values()] + list(group.reads.values()) + \
+                [f for _, f in group.read_waits]:
             if not fut.done():
                 fut.set_exception(GroupClosedError(f"raft group {name} closed"))
         group.waiting.clear()
+        group.reads.clear()
+        group.read_waits.clear()
         if self._sync_task is not None and not self._sync_task.done():
             await asyncio.shield(self._sync_task)  # do not close a journal under its fsync
         try:
@@ -258,7 +308,7 @@ class RaftHost:
             if node.applied < node.term_start_index:
                 return False
             lease_s = (self.cfg.election_ticks - 1) * tick_s
-            return node.quorum_with(p for p in node.others if now - self.peer_acked.get(broker_of(p), -1e9) < lease_s)
+            return node.quorum_with(p for p in node.others if self._replica_heard(p, self.peer_acked, now, lease_s))
         # The node counts the lease in ticks; time since our last tick (a busy or paused
         # process) is not counted yet, so take it off what is left.
         return node.lease_remaining() * tick_s - (now - self._last_tick) > 0
@@ -269,13 +319,109 @@ class RaftHost:
             raise NotLeaderError(name, None if group.node.role is Role.LEADER else self.leader_of(name))
         return group
 
+    def live_leader_of(self, name: str) -> int | None:
+        """The broker leading group `name` if that leader (this very replica of it) was heard within an election
+        timeout; None otherwise."""
+        leader = self.group(name).node.leader
+        if leader is None:
+            return None
+        if leader == self.replica:
+            return self.id
+        window_s = self.cfg.election_ticks * self.cfg.tick_ms / 1000
+        return broker_of(leader) if self._replica_heard(leader, self.peer_seen, time.monotonic(), window_s) else None
+
     def leader_of(self, name: str) -> int | None:
         """The broker that leads group `name`, as far as this replica knows."""
         leader = self.group(name).node.leader
         return None if leader is None else broker_of(leader)
 
+    def propose_membership(self, name: str, target: Membership) -> int:
+        """Start one membership step (leader only); returns the index of its configuration entry.
+
+        Raises NotLeaderError, MembershipError (an invalid step) or
+        MembershipChangeError (not now: a change is in flight, or a learner lags).
+        """
+        group = self.group(name)
+        self._catch_up(group)
+        index, _ = group.node.propose_membership(target)
+        log.info("raft group %s: membership change to %s proposed at index %d", name, target.describe(), index)
+        self._activate(group)
+        return index
+
+    async def read_index(self, name: str, timeout: float) -> None:
+        """Return once this replica has applied everything the leader had committed when asked.
+
+        The leader answers only under its lease, so what is read here afterwards
+        is at least as fresh as a read on the leader at the time of the call.
+        Raises ReadIndexError (no leader, no lease, no answer in time).
+        """
+        group = self.group(name)
+        node = group.node
+        loop = self._loop
+        deadline = loop.time() + timeout
+        while not self.read_allowed(name) and (node.leader is None or node.leader == node.id):
+            if loop.time() >= deadline or group.closed:  # no leader known yet, or ours has no lease yet
+                raise ReadIndexError(f"{name}: no leader with a lease known on broker {self.id}")
+            await asyncio.sleep(self.cfg.tick_ms / 1000)
+        if self.read_allowed(name):
+            target = node.commit
+        else:
+            leader = node.leader
+            if self.transport is None:
+                raise ReadIndexError(f"{name}: no transport to reach leader {format_replica(leader)}")
+            self._read_seq += 1
+            fut = group.reads[self._read_seq] = loop.create_future()
+            request = Message(MessageType.READ_INDEX, name, node.id, leader, node.log.term, context=self._read_seq)
+            self.transport.send(broker_of(leader), encode_frame([encode_message(request)]))
+            try:
+                target = await asyncio.wait_for(fut, max(0.0, deadline - loop.time()))
+            except asyncio.TimeoutError:
+                raise ReadIndexError(f"{name}: the leader did not answer a read-index request in time") from None
+            finally:
+                group.reads.pop(request.context, None)
+        if node.applied >= target:
+            return
+        fut = loop.create_future()
+        group.read_waits.append((target, fut))
+        try:
+            await asyncio.wait_for(fut, max(0.0, deadline - loop.time()))
+        except asyncio.TimeoutError:
+            raise ReadIndexError(f"{name}: this replica did not reach index {target} in time") from None
+
+    def _on_read_index(self, group: RaftGroup, m: Message) -> None:
+        """Leader side of read_index, and the follower side of its answer."""
+        if m.type is MessageType.READ_INDEX:
+            allowed = group.node.role is Role.LEADER and self.read_allowed(group.name)
+            reply = Message(MessageType.READ_INDEX_RESP, group.name, group.node.id, m.src, group.node.log.term,
+                            index=group.node.commit if allowed else 0, context=m.context, reject=not allowed)
+            if self.transport is not None:
+                self.transport.send(broker_of(m.src), encode_frame([encode_message(reply)]))
+            return
+        fut = group.reads.get(m.context)
+        if fut is not None and not fut.done():
+            if m.reject:
+                fut.set_exception(ReadIndexError(f"{group.name}: the leader holds no lease"))
+            else:
+                fut.set_result(m.index)
+
+    def _resolve_reads(self, group: RaftGroup) -> None:
+        applied = group.node.applied
+        ready = [(t, f) for t, f in group.read_waits if t <= applied]
+        if ready:
+            group.read_waits = [(t, f) for t, f in group.read_waits if t > applied]
+            for _, fut in ready:
+                if not fut.done():
+                    fut.set_result(None)
+
     def status(self) -> list[dict]:
-        return [g.status(self.cfg.tick_ms) for g in self.groups.values()]
+        out = []
+        for g in self.groups.values():
+            st = g.status(self.cfg.tick_ms)
+            for replica, info in st["followers"].items():
+                info["broker"] = broker_of(replica)
+                info["lost"] = self.replica_lost(replica)  # its broker came back with an empty data dir
+            out.append(st)
+        return out
 
     def transport_stats(self) -> dict:
         return self.transport.stats() if self.transport else {}
@@ -346,6 +492,8 @@ class RaftHost:
             self._apply(group, index, entry.term, entry.data if entry.kind == ENTRY_NORMAL else b"")
         if group.waiting and node.applied >= min(group.waiting):
             self._fail_skipped(group)
+        if group.read_waits:
+            self._resolve_reads(group)
         if node.has_ready():
             self._activate(group)
         if (node.leader, node.log.term) != group.known_leader and node.leader is not None:
@@ -401,6 +549,9 @@ class RaftHost:
             self.dropped_messages += 1
             return
         self._catch_up(group)
+        if m.type in (MessageType.READ_INDEX, MessageType.READ_INDEX_RESP):
+            self._on_read_index(group, m)
+            return
         try:
             group.node.step(m)
         except Exception:
@@ -409,8 +560,10 @@ class RaftHost:
         self._activate(group)
 
     def _on_broker_heartbeat(self, peer: int, m: Message) -> None:
+        self._note_announcement(peer, m.payload)
         if m.type is MessageType.HEARTBEAT and self.transport is not None:
-            reply = Message(MessageType.HEARTBEAT_RESP, "", self.id, peer, 0, context=m.context)
+            reply = Message(MessageType.HEARTBEAT_RESP, "", self.id, peer, 0, context=m.context,
+                            payload=self._announcement_bytes)
             self.transport.send(peer, encode_frame([encode_message(reply)]))
         elif m.type is MessageType.HEARTBEAT_RESP:
             self.peer_acked[peer] = max(self.peer_acked.get(peer, 0.0), m.context / 1e6)
@@ -420,8 +573,54 @@ class RaftHost:
             return
         stamp = int(time.monotonic() * 1e6)
         for peer in self._peers:
-            beat = Message(MessageType.HEARTBEAT, "", self.id, peer, 0, context=stamp)
+            beat = Message(MessageType.HEARTBEAT, "", self.id, peer, 0, context=stamp,
+                           payload=self._announcement_bytes)
             self.transport.send(peer, encode_frame([encode_message(beat)]))
+
+    # -------------------------------------------------------- announcements
+
+    def announce(self, incarnation: int | None, formed: bool) -> None:
+        """What every broker heartbeat says about this broker's data directory (see `Announcement`)."""
+        self.announcement = Announcement(incarnation, formed, 0.0)
+        self._announcement_bytes = orjson.dumps({"incarnation": incarnation, "formed": formed})
+        if self._loop is not None:
+            self._send_broker_heartbeats()
+
+    def _note_announcement(self, peer: int, payload: bytes) -> None:
+        if not payload:
+            return
+        try:
+            doc = orjson.loads(payload)
+            incarnation, formed = doc["incarnation"], bool(doc["formed"])
+            if incarnation is not None and not isinstance(incarnation, int):
+                raise TypeError("incarnation")
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            log.warning("broker %d sent a malformed announcement %r", peer, payload[:80])
+            return
+        now = time.monotonic()
+        previous = self.peer_announcements.get(peer)
+        if previous is not None and previous.incarnation != incarnation:
+            self._incarnation_changed_at = now
+        self.peer_announcements[peer] = Announcement(incarnation, formed, now)
+        if incarnation is None:
+            return
+        heard = self.incarnations_heard[peer]
+        if incarnation not in heard and heard:
+            log.warning("broker %d now announces incarnation %08x (was %s): its data directory was replaced",
+                        peer, incarnation, ", ".join(f"{i:08x}" for i in heard))
+        heard[incarnation] = now
+
+    def replica_lost(self, replica: int) -> bool:
+        """Does the replica's broker announce another incarnation (it lost the replica's state)?"""
+        announced = self.peer_announcements.get(broker_of(replica))
+        if broker_of(replica) == self.id:
+            return replica != self.replica
+        # None: the broker restarted with an empty directory and is still deciding who it is.
+        return announced is not None and announced.incarnation != incarnation_of(replica)
+
+    def _replica_heard(self, replica: int, table: dict[int, float], now: float, window_s: float) -> bool:
+        """Did `replica` (not merely its broker: a broker back with an empty disk is not it) answer lately?"""
+        return now - table.get(broker_of(replica), -1e9) < window_s and not self.replica_lost(replica)
 
     def _catch_up(self, group: RaftGroup) -> None:
         """Give a quiesced node the ticks the ticker skipped, before anyone looks at or drives it."""
@@ -432,10 +631,10 @@ class RaftHost:
     def _wake_if_needed(self, node: RaftNode, now: float, silence_s: float) -> None:
         """Wake a quiesced node whose peers' brokers went silent (see the module docstring)."""
         if node.role is Role.LEADER:
-            if not node.quorum_with(p for p in node.others if now - self.peer_seen.get(broker_of(p), -1e9) < silence_s):
+            if not node.quorum_with(p for p in node.others if self._replica_heard(p, self.peer_seen, now, silence_s)):
                 node.wake()
         elif node.leader is not None and node.leader != node.id:
-            if now - self.peer_seen.get(broker_of(node.leader), -1e9) > silence_s:
+            if not self._replica_heard(node.leader, self.peer_seen, now, silence_s):
                 node.wake(leader_lost=True)
 
     # --------------------------------------------------------------- ticks
@@ -459,7 +658,9 @@ class RaftHost:
             if ticks_since_beat >= self.cfg.heartbeat_ticks:
                 ticks_since_beat = 0
                 self._send_broker_heartbeats()
-            silent = [p for p in self._peers if now - self.peer_seen.get(p, -1e9) > silence_s]
+            # Quiesced groups need a look when a broker fell silent, or lately changed its data directory.
+            silent = [p for p in self._peers if now - self.peer_seen.get(p, -1e9) > silence_s] or \
+                now - self._incarnation_changed_at < 10 * silence_s
             for group in list(self.groups.values()):
                 node = group.node
                 self._catch_up(group)  # now == host_ticks (before this batch of ticks)
@@ -495,6 +696,5 @@ class RaftHost:
                 log.exception("raft group %s: checkpoint failed", group.name)
 
 
-__all__ = ["HostConfig", "RaftHost", "RaftGroup", "StateMachine", "ProposalDroppedError", "ProposalOutcomeUnknownError",
-           "GroupClosedError",
-           "NotLeaderError"]
+__all__ = ["Announcement", "HostConfig", "RaftHost", "RaftGroup", "StateMachine", "ProposalDroppedError",
+           "ProposalOutcomeUnknownError", "GroupClosedError", "GroupStateLost", "MembershipChangeError", "NotLeaderError", "ReadIndexError"]

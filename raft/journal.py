@@ -78,6 +78,17 @@ class Journal:
         self._cache_bytes = 0
         self._cache_limit = cache_bytes
 
+    @staticmethod
+    def stored_term(directory: str) -> int:
+        """The term in a journal's hard state on disk (0 if there is none), without opening it."""
+        try:
+            with open(os.path.join(directory, HARD_STATE_FILE), "rb") as f:
+                return int(orjson.loads(f.read())["term"])
+        except (FileNotFoundError, NotADirectoryError):
+            return 0
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise JournalError(f"{directory}/{HARD_STATE_FILE} is corrupt: {exc}") from None
+
     # -------------------------------------------------------------- RaftLog
 
     @property

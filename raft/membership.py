@@ -137,3 +137,32 @@ def remove(m: Membership, replica: int) -> Membership:
 def replace_with_learner(m: Membership, old: int, new: int) -> Membership:
     """Drop voter `old` and add `new` as a learner in one step (a replica that lost its disk)."""
     return add_learner(remove(m, old), new)
+
+
+def next_step(current: Membership, desired: frozenset[int], caught_up: frozenset[int]) -> Membership | None:
+    """The next single step from `current` toward voters `desired`, or None when there.
+
+    `caught_up`: learners that hold every committed entry.  Replica ids name
+    their broker (`replica.broker_of`); a voter whose broker is desired under
+    another replica id came back with an empty disk: it is lost, so it is
+    swapped for its successor (as a learner) first — unless it is the only voter,
+    whose group cannot move without it.  Otherwise a move keeps the group's
+    size: learners are added and promoted before voters are removed.
+    """
+    from .replica import broker_of
+
+    successor = {broker_of(r): r for r in desired}
+    for r in sorted(current.learners - desired):
+        return remove(current, r)
+    for r in sorted(current.voters):
+        new = successor.get(broker_of(r))
+        if new is not None and new != r and new not in current.members and len(current.voters) > 1:
+            return replace_with_learner(current, r, new)
+    for r in sorted(current.learners & desired & caught_up):
+        return promote(current, r)
+    for r in sorted(desired - current.members):
+        return add_learner(current, r)
+    if desired <= current.voters:
+        for r in sorted(current.voters - desired):
+            return remove(current, r)
+    return None

@@ -41,6 +41,8 @@ class MessageType(enum.IntEnum):
     SNAPSHOT = 9
     SNAPSHOT_RESP = 10
     TIMEOUT_NOW = 11
+    READ_INDEX = 12  # host level: a follower asks the leader for its commit index (see host.read_index)
+    READ_INDEX_RESP = 13
 
 
 class MessageDecodeError(ValueError):

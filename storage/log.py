@@ -38,6 +38,7 @@ from .records import (
     Record,
     StoredRecord,
     encode_batch_parts,
+    iter_batches,
     iter_records,
     now_ms,
     read_batch_header,
@@ -371,6 +372,35 @@ class PartitionLog:
                 records.append(record)
             position, budget = result.next_offset, budget - len(result.data)
         return records
+
+    def offset_for_timestamp(self, timestamp: int, *, max_offset: int | None = None) -> int:
+        """The first offset whose record timestamp is >= timestamp (Kafka's ListOffsets by time).
+
+        Returns the end (max_offset, else log_end_offset) when no record is that recent. Segments
+        are skipped by their max timestamp and batches by their header's; only the batch that
+        holds the answer is decoded.
+        """
+        end = self.log_end_offset if max_offset is None else min(max_offset, self.log_end_offset)
+        position = self.log_start_offset
+        candidates = [s for s in self.segments() if s.max_timestamp >= timestamp and s.next_offset > position]
+        if not candidates:
+            return end
+        position = max(position, candidates[0].base_offset)
+        while position < end:
+            result = self.read(position, 1 << 20)  # not max_offset=end: it may fall inside a batch
+            if not result.data:
+                break
+            for header, batch in iter_batches(result.data):
+                if header.base_offset >= end:
+                    return end
+                if header.max_timestamp >= timestamp and header.last_offset >= position:
+                    for record in iter_records(batch, start_offset=position):
+                        if record.offset >= end:
+                            return end
+                        if record.timestamp >= timestamp:
+                            return record.offset
+            position = result.next_offset
+        return end
 
     # ---- removing data -------------------------------------------------------------------
 

@@ -175,3 +175,58 @@ def test_ops_endpoints(cluster):
     assert any(g["group"] == "__metadata" for g in raft["groups"])
     metrics = request(url + "/metrics").body.decode()
     assert "raftka_raft_commit_index" in metrics
+
+
+def test_any_broker_relays_another_brokers_own_views(cluster):
+    url = cluster.bootstrap[0]
+    for broker in cluster.ids:
+        raft = retry(lambda: request(f"{url}/brokers/{broker}/raft")).json()
+        assert raft["broker"] == broker and raft["election_timeout_ms"] > 0
+        assert any(g["group"] == "__metadata" for g in raft["groups"])
+        assert request(f"{url}/brokers/{broker}/health").json()["broker"] == broker
+        metrics = request(f"{url}/brokers/{broker}/metrics")
+        assert metrics.headers["Content-Type"].startswith("text/plain") and b"raftka_raft_term" in metrics.body
+    for bad in ("/brokers/9/raft", "/brokers/x/raft", "/brokers/1/openapi.json", "/brokers/2/topics"):
+        resp = request(url + bad)
+        assert (resp.status, resp.json()["error_code"]) == (422, 42206), bad
+
+
+def metric_total(text: str, name: str, **labels: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return sum(s.value for family in text_string_to_metric_families(text) for s in family.samples
+               if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
+
+
+def test_traffic_metrics_count_each_produce_and_fetch_once_on_the_leader(cluster):
+    urls = cluster.bootstrap
+    assert retry(lambda: request(urls[0] + "/topics", "POST", {"name": "metered", "partitions": 1})).status == 201
+    leader = cluster.leader_of("metered", 0)
+    other = cluster.url(next(b for b in cluster.ids if b != leader))
+    records = [{"value": b64(b"m%d" % i)} for i in range(5)]
+    assert produce(other, "metered", records, partition=0).status == 200  # forwarded to the leader
+    assert produce(other, "metered", records).status == 200
+    assert len(fetch_all(other, "metered", 0)) == 10
+    scrapes = {b: request(cluster.url(b) + "/metrics").body.decode() for b in cluster.ids}
+    for b, text in scrapes.items():
+        produced = metric_total(text, "raftka_produced_records_total", topic="metered")
+        fetched = metric_total(text, "raftka_fetched_records_total", topic="metered")
+        assert (produced, fetched) == ((10, 10) if b == leader else (0, 0)), b
+    assert metric_total(scrapes[leader], "raftka_produce_seconds_count") >= 2
+    assert metric_total(scrapes[leader], "raftka_produced_bytes_total", topic="metered") > 50
+
+
+def test_offsets_by_timestamp_find_the_first_record_at_or_after_it(cluster):
+    urls = cluster.bootstrap
+    assert retry(lambda: request(urls[0] + "/topics", "POST", {"name": "timed", "partitions": 1})).status == 201
+    stamps = [1_000, 3_000, 2_000, 5_000]  # producers set timestamps: not necessarily in order
+    assert produce(urls[1], "timed", [{"value": b64(b"t"), "timestamp": t} for t in stamps], partition=0).status == 200
+    for timestamp, expected in ((0, 0), (1_000, 0), (1_001, 1), (2_500, 1), (4_000, 3), (5_001, 4)):
+        for url in urls:  # the leader answers; the others forward
+            doc = retry(lambda: request(f"{url}/topics/timed/partitions/0/offsets?timestamp={timestamp}")).json()
+            assert doc == {"beginning_offset": 0, "end_offset": 4, "timestamp_offset": expected}, (url, timestamp)
+    resp = request(urls[0] + "/topics/timed/partitions/0/offsets?timestamp=soon")
+    assert (resp.status, resp.json()["error_code"]) == (422, 42206)
+    raft = request(cluster.url(cluster.leader_of("timed", 0)) + "/raft").json()
+    [group] = [g for g in raft["groups"] if g["partition"] == "timed/0"]
+    assert group["high_watermark"] == 4 and group["log_start_offset"] == 0 and group["size_bytes"] > 0

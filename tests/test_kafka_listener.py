@@ -139,6 +139,14 @@ def test_kcat_lists_produces_and_consumes(cluster):
         assert int(partition) == partition_for_key(kv.split(":")[0].encode(), 3), kv
 
 
+def _eventually(predicate, what: str, timeout: float = 10.0) -> None:
+    """A change committed by the metadata leader reaches every broker's replica a moment later."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out: {what}"
+        time.sleep(0.05)
+
+
 def _non_leader(cluster) -> int:
     leader = request(cluster.url(1) + "/brokers").json()["metadata_leader"]
     return next(b for b in cluster.ids if b != leader)
@@ -169,8 +177,9 @@ def test_confluent_admin_client_through_a_broker_that_relays_to_the_metadata_lea
         ConfigEntry("retention.bytes", "1048576", incremental_operation=AlterConfigOpType.SET),
         ConfigEntry("retention.ms", None, incremental_operation=AlterConfigOpType.DELETE)])
     admin.incremental_alter_configs([changed])[changed].result(30)
-    doc = request(cluster.url(1) + "/topics/admin-a/configs").json()["configs"]
-    assert doc["retention.bytes"] == 1048576 and doc["retention.ms"] != 3600000
+    configs_on_1 = lambda: request(cluster.url(1) + "/topics/admin-a/configs").json()["configs"]  # noqa: E731
+    _eventually(lambda: configs_on_1()["retention.bytes"] == 1048576, "the change on broker 1")
+    assert configs_on_1()["retention.ms"] != 3600000
     wrong = ConfigResource(ConfigResource.Type.TOPIC, "admin-a", incremental_configs=[
         ConfigEntry("no.such.config", "1", incremental_operation=AlterConfigOpType.SET)])
     with pytest.raises(confluent_kafka.KafkaException) as invalid:
@@ -182,7 +191,7 @@ def test_confluent_admin_client_through_a_broker_that_relays_to_the_metadata_lea
     cluster_info = admin.describe_cluster().result(30)
     assert sorted(n.id for n in cluster_info.nodes) == [1, 2, 3] and cluster_info.controller.id in (1, 2, 3)
     admin.delete_topics(["admin-a"])["admin-a"].result(30)
-    assert request(cluster.url(1) + "/topics/admin-a").status == 404
+    _eventually(lambda: request(cluster.url(1) + "/topics/admin-a").status == 404, "the topic gone on broker 1")
 
 
 def test_kafka_python_admin_client(cluster):

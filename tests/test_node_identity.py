@@ -43,7 +43,8 @@ def test_first_start_writes_broker_json_without_the_secret(tmp_path):
     identity = ensure_identity(config(data_dir))
     assert identity == BrokerIdentity(1, derive_cluster_id([1, 2, 3], SECRET.encode()), (1, 2, 3))
     raw = (data_dir / IDENTITY_FILE).read_bytes()
-    assert orjson.loads(raw) == {"version": 1, "broker_id": 1, "cluster_id": identity.cluster_id, "peer_ids": [1, 2, 3]}
+    assert orjson.loads(raw) == {"version": 2, "broker_id": 1, "cluster_id": identity.cluster_id, "peer_ids": [1, 2, 3],
+                                 "incarnation": 0}
     assert SECRET.encode() not in raw
     assert not [p for p in os.listdir(data_dir) if p != IDENTITY_FILE]  # no temporary file left behind
 

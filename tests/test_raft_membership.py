@@ -5,7 +5,7 @@ from hypothesis import given, settings, strategies as st
 
 from raftka.raft import canary
 from raftka.raft.core import MembershipChangeError, NotLeaderError, Role
-from raftka.raft.membership import (Membership, MembershipError, add_learner, change, promote, remove,
+from raftka.raft.membership import (Membership, MembershipError, add_learner, change, next_step, promote, remove,
                                     replace_with_learner)
 from raftka.raft.replica import broker_of, format_replica, incarnation_of, replica_id
 
@@ -206,7 +206,6 @@ def test_one_change_at_a_time_and_only_after_an_entry_of_the_leaders_term():
         if new is not None:
             break
         while c.network:
-            m = c.network[0]
             c.deliver(0)
             new = c.leader()
             if new is not None:
@@ -395,3 +394,33 @@ def test_membership_before_own_term_mutant_elects_a_leader_without_a_committed_c
     c.recover(s1)
     with pytest.raises(SafetyViolation):
         c.run(300)
+
+
+# ---------------------------------------------------------------- planning
+
+replica_sets = st.frozensets(st.sampled_from([1, 2, 3, 4, 5, replica_id(2, 7), replica_id(3, 9), replica_id(3, 11)]),
+                             min_size=1, max_size=5)
+
+
+@settings(max_examples=300, deadline=None)
+@given(replica_sets, replica_sets)
+def test_planned_steps_are_valid_and_reach_the_desired_voters(start, desired):
+    if len({broker_of(r) for r in desired}) < len(desired):
+        return  # one replica per broker, as the broker asks for
+    current = Membership.of(start)
+    for _ in range(30):
+        step = next_step(current, desired, caught_up=current.learners)
+        if step is None:
+            break
+        current = change(current, step)
+    assert current == Membership.of(desired)
+
+
+def test_a_lost_replica_is_swapped_for_its_successor_first():
+    lost, successor = 3, replica_id(3, 9)
+    current = Membership.of([1, 2, lost])
+    desired = frozenset({1, 2, successor})
+    step = next_step(current, desired, caught_up=frozenset())
+    assert step == Membership.of([1, 2], [successor])
+    assert next_step(step, desired, caught_up=frozenset()) is None  # waits for the learner
+    assert next_step(step, desired, caught_up=frozenset({successor})) == Membership.of([1, 2, successor])

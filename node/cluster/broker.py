@@ -4,9 +4,16 @@
 no front end. Its only HTTP is the client session used to ask peers which
 groups they lead (and that the HTTP front end borrows to forward).  Its jobs:
 
-* start the Raft host and the metadata group (every broker is a member), and
+* settle this data directory's incarnation with the peers (see `identity`),
+  start the Raft host and the metadata group (every broker is a member), and
   reconcile the partition groups hosted here with the metadata whenever a
   topic changes (create → add groups, delete → remove groups and their data);
+  `membership` keeps each group's Raft membership in line (a broker back with
+  an empty disk is registered as a new incarnation and its replicas replaced);
+* never host a replica whose state was lost under a live incarnation (its
+  directory vanished, or its state machine is behind its own journal): it
+  would vote as the replica it was; `hosted-groups.json` remembers what this
+  directory hosts;
 * propose metadata commands and produce batches, serve committed reads under
   the leader lease, and wake long-polling fetches when data is applied;
 * know who leads what: groups hosted here know their leader; for the others a
@@ -24,22 +31,27 @@ from dataclasses import dataclass
 import aiohttp
 import orjson
 
-from raftka.node.cluster.identity import ensure_identity
+from raftka.node.cluster.identity import BrokerIdentity, check_data_dir, claim_data_dir, decide_incarnation, \
+    expected_identity
+from raftka.node.cluster.membership import MembershipReconciler
 from raftka.node.cluster.metadata import MetadataStateMachine
 from raftka.node.config import BrokerConfig
 from raftka.node.errors import ApiError, NotLeader, PartitionNotFound, RequestTimedOut, TopicNotFound
 from raftka.raft import canary
 from raftka.raft.core import NotLeaderError, Role
-from raftka.raft.host import HostConfig, ProposalDroppedError, RaftHost
+from raftka.raft.host import GroupStateLost, HostConfig, ProposalDroppedError, RaftHost
+from raftka.raft.journal import Journal
 from raftka.raft.partition import PartitionStateMachine, encode_produce
-from raftka.storage import LogConfig
+from raftka.raft.replica import replica_id
+from raftka.storage import LogConfig, atomic_write
 
 log = logging.getLogger("raftka.node.cluster.broker")
 
 METADATA_GROUP = "__metadata"
 LEADER_POLL_INTERVAL_S = 0.5
 RETENTION_INTERVAL_S = 10.0
-
+BOOTSTRAP_LOG_INTERVAL_S = 5.0
+HOSTED_GROUPS_FILE = "hosted-groups.json"
 
 
 class MetadataRejected(ApiError):
@@ -89,7 +101,8 @@ class NotifyingPartition(PartitionStateMachine):
 
 class Broker:
     def __init__(self, config: BrokerConfig):
-        ensure_identity(config)  # before touching the data dir: refuse another broker's or cluster's
+        # Before touching the data dir: refuse another broker's or cluster's (None: an empty directory).
+        self.identity: BrokerIdentity | None = check_data_dir(config.data_dir, expected_identity(config))
         self.config = config
         self.id = config.broker_id
         self.data_dir = str(config.data_dir)
@@ -101,8 +114,9 @@ class Broker:
         self.host = RaftHost(self.id, self.data_dir, listen=(config.raft_listen.host, config.raft_listen.port),
                              peers={p.broker_id: p.raft_address for p in config.peers},
                              secret=config.cluster_secret, config=self.host_config)
-        self.metadata = MetadataStateMachine(os.path.join(self.data_dir, "metadata"), on_change=self._on_metadata_change)
+        self.metadata: MetadataStateMachine | None = None  # opened once the data directory is claimed (start)
         self.partitions: dict[tuple[str, int], HostedPartition] = {}
+        self.lost_groups: dict[str, str] = {}  # group -> why this broker will not host it
         self.remote_leaders: dict[str, int] = {}  # group -> leader, as reported by peers
         self._reconcile_wanted = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
@@ -112,13 +126,145 @@ class Broker:
     # ------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30, connect=2))
         await self.host.start()
-        self.host.add_group(METADATA_GROUP, sorted(self.urls), self.metadata)
+        try:
+            await self._settle_identity()
+            self.metadata = MetadataStateMachine(os.path.join(self.data_dir, "metadata"),
+                                                 on_change=self._on_metadata_change)
+            self._host_group(METADATA_GROUP, sorted(self.urls), self.metadata)
+        except BaseException:
+            await self.host.stop()
+            raise
+        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30, connect=2))
+        self.membership = MembershipReconciler(self)
         self._reconcile()
         self._tasks = [asyncio.create_task(self._reconcile_forever(), name="reconcile"),
                        asyncio.create_task(self._poll_leaders_forever(), name="leader-poller"),
-                       asyncio.create_task(self._retention_forever(), name="retention")]
+                       asyncio.create_task(self._retention_forever(), name="retention"),
+                       asyncio.create_task(self.membership.run_forever(), name="membership"),
+                       asyncio.create_task(self._announce_forever(), name="announce")]
+
+    # ------------------------------------------------------------- identity
+
+    async def _settle_identity(self) -> None:
+        """Claim the data directory's incarnation (asking the peers if it is empty), then wait for the
+        peers if the cluster has not formed yet (see `identity`)."""
+        expected = expected_identity(self.config)
+        if self.identity is None:
+            self.host.announce(None, False)
+            incarnation = await self._await_peers(lambda: decide_incarnation(
+                self.urls, self.id, self.host.peer_announcements), "whether the cluster has formed")
+            self.identity = claim_data_dir(self.config.data_dir, expected, incarnation)
+            if incarnation:
+                log.warning("broker %d started with an empty data dir: joining as a new incarnation %08x (its old "
+                            "replicas are replaced once the cluster registers it)", self.id, incarnation)
+        self.host.replica = replica_id(self.id, self.identity.incarnation)
+        self.host.announce(self.identity.incarnation, self._formed())
+        if not self._formed():
+            others = [b for b in self.urls if b != self.id]
+            await self._await_peers(lambda: True if all(
+                self.host.peer_announcements.get(b) is not None and self.host.peer_announcements[b].incarnation
+                is not None for b in others) else None, "every broker to start")
+
+    async def _await_peers(self, decide, what: str):
+        loop = asyncio.get_running_loop()
+        next_log = loop.time() + BOOTSTRAP_LOG_INTERVAL_S
+        while (decision := decide()) is None:
+            if loop.time() >= next_log:
+                next_log = loop.time() + BOOTSTRAP_LOG_INTERVAL_S
+                silent = sorted(b for b in self.urls if b != self.id and b not in self.host.peer_announcements)
+                log.info("broker %d: waiting for peers to tell %s (not heard from: %s)", self.id, what, silent)
+            await asyncio.sleep(0.05)
+        return decision
+
+    def _formed(self) -> bool:
+        """Has the cluster formed as far as this directory knows (a later incarnation, or a metadata term)?"""
+        if self.identity.incarnation != 0:
+            return True
+        group = self.host.groups.get(METADATA_GROUP)
+        if group is not None:
+            return group.node.log.term > 0
+        return Journal.stored_term(self.host.group_directory(METADATA_GROUP)) > 0
+
+    async def _announce_forever(self) -> None:
+        while not self.host.announcement.formed:
+            await asyncio.sleep(0.1)
+            if self._formed():
+                self.host.announce(self.identity.incarnation, True)
+
+    def _host_group(self, name: str, members: list[int] | None, sm) -> None:
+        """add_group, unless this directory hosted the group before and its state is gone (GroupStateLost)."""
+        hosted = self._read_hosted_groups()
+        if name in hosted and not os.path.isdir(self.host.group_directory(name)):
+            sm.close()
+            raise GroupStateLost(f"raft group {name}: its journal vanished from {self.data_dir}; stop the broker, "
+                                 "empty its data directory and start it again to rejoin as a new incarnation")
+        self.host.add_group(name, members, sm)
+        if name not in hosted:  # after the journal exists, before it can say anything (pump)
+            self._write_hosted_groups(hosted | {name})
+
+    def _read_hosted_groups(self) -> set[str]:
+        try:
+            with open(os.path.join(self.data_dir, HOSTED_GROUPS_FILE), "rb") as f:
+                return set(orjson.loads(f.read()))
+        except FileNotFoundError:
+            return set()
+
+    def _write_hosted_groups(self, groups: set[str]) -> None:
+        atomic_write(os.path.join(self.data_dir, HOSTED_GROUPS_FILE), orjson.dumps(sorted(groups)))
+
+    def partition_names(self) -> dict[str, str]:
+        """Raft group name -> "topic/partition" for the partitions hosted here."""
+        return {h.group: f"{h.topic}/{h.partition}" for h in self.partitions.values()}
+
+    def leaderless_groups(self) -> list[str]:
+        """Hosted groups that have known no leader for two election timeouts (a quorum is missing)."""
+        limit = 2 * self.host_config.election_ticks
+        out = []
+        for name, group in list(self.host.groups.items()):
+            node = group.node
+            if node.leader is None and node.role is not Role.LEADER and \
+                    node.now - max(node.heard_from_leader, 0) > limit:
+                out.append(name)
+        return out
+
+    def lost_replicas(self) -> list[tuple[str, int]]:
+        """(group, replica) of followers, in groups led here, whose broker came back with an empty disk."""
+        return [(name, r) for name, g in list(self.host.groups.items()) if g.node.role is Role.LEADER
+                for r in g.node.progress if self.host.replica_lost(r)]
+
+    def health_problems(self) -> list[str]:
+        """Why this broker is not fully serving, in words (empty: all is well); `/health` says "degraded"."""
+        names = {**self.partition_names(), METADATA_GROUP: "the metadata group"}
+        problems = []
+        if not self.metadata_member():
+            problems.append("this broker's data directory is new (incarnation "
+                            f"{self.identity.incarnation:08x}): its metadata replica waits to be added and catch "
+                            "up; requests are forwarded to the metadata leader meanwhile")
+        leaderless = self.leaderless_groups()
+        if leaderless:
+            problems.append(f"no leader (a quorum of replicas is missing) for {len(leaderless)} group(s): "
+                            + ", ".join(sorted(names.get(g, g) for g in leaderless)[:20]))
+        for group, reason in sorted(self.lost_groups.items()):
+            problems.append(f"not hosting {group}: {reason}")
+        lost = self.lost_replicas()
+        if lost:
+            problems.append(f"{len(lost)} replica(s) lost with their broker's disk, being replaced: "
+                            + ", ".join(sorted(f"{names.get(g, g)} on broker {r & ((1 << 31) - 1)}"
+                                               for g, r in lost)[:20]))
+        return problems
+
+    def desired_voters(self, group: str) -> frozenset[int] | None:
+        """The replica ids group `group` should have as voters now, per this broker's metadata."""
+        if group == METADATA_GROUP:
+            return frozenset(self.metadata.replica(b) for b in self.urls)
+        for (topic, p), hosted in self.partitions.items():
+            if hosted.group == group:
+                topic_doc = self.metadata.topic(topic)
+                if topic_doc is None:
+                    return None
+                return frozenset(self.metadata.replica(b) for b in topic_doc["partitions"][p])
+        return None
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -135,7 +281,17 @@ class Broker:
     # ------------------------------------------------------------- metadata
 
     def metadata_leader(self) -> int | None:
-        return self.host.leader_of(METADATA_GROUP)
+        """The metadata leader as this broker knows it: itself only under its lease, another broker only while
+        that leader is heard from; else what the peers report (None: no leader known)."""
+        if self.host.group(METADATA_GROUP).node.role is Role.LEADER:
+            return self.id if self.host.read_allowed(METADATA_GROUP) else None
+        leader = self.host.live_leader_of(METADATA_GROUP)
+        return leader if leader is not None else self.remote_leaders.get(METADATA_GROUP)
+
+    def metadata_member(self) -> bool:
+        """Is this broker's metadata replica a member of the metadata group (not a new incarnation still waiting)?"""
+        node = self.host.group(METADATA_GROUP).node
+        return node.membership is not None and node.id in node.membership.members
 
     async def wait_metadata_leader(self, timeout: float) -> int | None:
         """The metadata group's leader, waiting up to `timeout` seconds for an election; None if none by then."""
@@ -257,29 +413,41 @@ class Broker:
         for name, topic in self.metadata.topics.items():
             for p, replicas in enumerate(topic["partitions"]):
                 if self.id in replicas:
-                    wanted[(name, p)] = (f"{topic['id']}/{p}", replicas, topic["configs"])
+                    wanted[(name, p)] = (f"{topic['id']}/{p}", self.metadata.initial_members(topic, p),
+                                         topic["configs"])
         return wanted
 
     async def _reconcile_async(self) -> None:
         wanted = self._wanted()
+        wanted_groups = {group for group, _, _ in wanted.values()}
         for key, hosted in list(self.partitions.items()):
             if key not in wanted or wanted[key][0] != hosted.group:
                 del self.partitions[key]
                 await self.host.remove_group(hosted.group, delete_data=True)
                 log.info("broker %d: removed partition %s/%d", self.id, *key)
-        for count, ((topic, p), (group, replicas, configs)) in enumerate(wanted.items()):
-            if (topic, p) in self.partitions:
+        stale = {g for g in self._read_hosted_groups() if g != METADATA_GROUP and g not in wanted_groups}
+        if stale:
+            self._write_hosted_groups(self._read_hosted_groups() - stale)
+        for group in [g for g in self.lost_groups if g not in wanted_groups]:
+            del self.lost_groups[group]
+        for count, ((topic, p), (group, members, configs)) in enumerate(wanted.items()):
+            if (topic, p) in self.partitions or group in self.lost_groups:
                 continue
             if count % 16 == 15:
                 await asyncio.sleep(0)  # creating many groups: let heartbeats and requests through
             directory = os.path.join(self.data_dir, "partitions", f"{topic}-{p}-{group.split('/')[0]}")
             sm = NotifyingPartition(directory, LogConfig.from_topic_config(configs))
-            self.host.add_group(group, replicas, sm)
+            try:
+                self._host_group(group, members, sm)
+            except GroupStateLost as exc:
+                self.lost_groups[group] = str(exc)
+                log.error("broker %d: not hosting partition %s/%d: %s", self.id, topic, p, exc)
+                continue
             self.partitions[(topic, p)] = HostedPartition(topic, p, group, sm)
             node = self.host.group(group).node
-            if replicas[0] == self.id and node.log.term == 0:
+            if members[0] == node.id and node.log.term == 0:
                 node.campaign()  # a new partition: the preferred leader stands first
-            log.info("broker %d: hosting partition %s/%d (replicas %s)", self.id, topic, p, replicas)
+            log.info("broker %d: hosting partition %s/%d (replicas %s)", self.id, topic, p, members)
 
     async def _retention_forever(self) -> None:
         """Each replica deletes whole segments past retention.ms / retention.bytes (as in Kafka)."""

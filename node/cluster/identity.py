@@ -1,11 +1,28 @@
 """Data-directory identity: ``<data-dir>/broker.json`` binds a data directory to one broker of one cluster.
 
-On first start the broker writes ``{"version": 1, "broker_id": .., "cluster_id": ..,
-"peer_ids": [..]}`` atomically and durably (``raftka.storage.atomic_write``:
+The broker writes ``{"version": 2, "broker_id": .., "cluster_id": .., "peer_ids": [..],
+"incarnation": ..}`` atomically and durably (``raftka.storage.atomic_write``:
 tmp file, fsync, rename, directory fsync; it also feeds the test-mode fsync
-ledger). On every later start the file must name the same broker id and
-cluster id, or the broker refuses to start: pointing broker 2 at broker 1's
-directory, or a broker at a directory of another cluster, would corrupt both.
+ledger) before it writes anything else. On every later start the file must
+name the same broker id and cluster id, or the broker refuses to start:
+pointing broker 2 at broker 1's directory, or a broker at a directory of
+another cluster, would corrupt both. (Version 1 files, written before
+incarnations existed, read as incarnation 0.)
+
+**Incarnation** (see `raftka.raft.replica`): 0 for the directories the cluster
+bootstrapped with, a random number for a directory created afterwards. An
+empty directory cannot tell by itself whether its broker is new or lost its
+disk, so it asks its peers — every broker heartbeat announces the sender's
+incarnation and whether the cluster has formed (`RaftHost.announce`) — and
+`decide_incarnation` takes their word: if any peer says the cluster formed,
+this broker lost its state and comes back as a new incarnation (it must not
+vote as the replicas it was); if every peer is still without a formed
+cluster, it bootstraps at 0. Until every peer has answered it waits: a peer
+that is down might be the one that knows.  Likewise a broker at incarnation 0
+whose cluster has not formed starts its Raft groups only once every peer has
+claimed an incarnation, so a broker that starts a little late is never taken
+for one that lost its disk. Hence a new cluster forms once every broker in
+``--peers`` has started; from then on a majority suffices.
 
 The cluster id is derived, so every broker computes the same one without
 talking to the others: 16 bytes of SHA-256 over the sorted peer ids and an
@@ -20,13 +37,16 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Iterable
+import random
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
 
 from raftka.node.config import BrokerConfig
+from raftka.raft.host import Announcement
+from raftka.raft.replica import incarnation_for_empty_data_dir
 from raftka.storage import atomic_write
 from raftka.storage.fsutil import fsync_dir
 
@@ -34,14 +54,18 @@ __all__ = [
     "IDENTITY_FILE",
     "BrokerIdentity",
     "IdentityError",
+    "check_data_dir",
     "claim_data_dir",
+    "decide_incarnation",
     "derive_cluster_id",
     "ensure_identity",
     "expected_identity",
 ]
 
 IDENTITY_FILE = "broker.json"
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2
+_READABLE_VERSIONS = (1, 2)
+_IGNORED_ENTRIES = {"lost+found", IDENTITY_FILE + ".tmp"}  # a fresh filesystem's; a crash during the first claim
 _KDF_SALT = b"raftka cluster secret v1"
 
 
@@ -54,6 +78,7 @@ class BrokerIdentity:
     broker_id: int
     cluster_id: str
     peer_ids: tuple[int, ...]
+    incarnation: int = 0
 
 
 def derive_cluster_id(peer_ids: Iterable[int], secret: bytes | None) -> str:
@@ -73,9 +98,10 @@ def expected_identity(config: BrokerConfig) -> BrokerIdentity:
 def _read_identity(path: Path) -> BrokerIdentity:
     try:
         doc = orjson.loads(path.read_bytes())
-        if doc["version"] != _FORMAT_VERSION:
+        if doc["version"] not in _READABLE_VERSIONS:
             raise ValueError(f"unsupported version {doc['version']!r}")
-        identity = BrokerIdentity(int(doc["broker_id"]), str(doc["cluster_id"]), tuple(int(i) for i in doc["peer_ids"]))
+        identity = BrokerIdentity(int(doc["broker_id"]), str(doc["cluster_id"]), tuple(int(i) for i in doc["peer_ids"]),
+                                  int(doc["incarnation"]) if doc["version"] >= 2 else 0)
     except OSError as exc:
         raise IdentityError(f"refusing to start: cannot read '{path}': {exc.strerror}") from None
     except (ValueError, TypeError, KeyError) as exc:
@@ -86,23 +112,26 @@ def _read_identity(path: Path) -> BrokerIdentity:
     return identity
 
 
-def claim_data_dir(data_dir: Path, expected: BrokerIdentity) -> BrokerIdentity:
-    """Create ``data_dir`` and its identity file, or check that an existing one matches ``expected``."""
+def check_data_dir(data_dir: Path, expected: BrokerIdentity) -> BrokerIdentity | None:
+    """The identity of an existing data directory (checked against ``expected``), or None when it is empty.
+
+    A directory that holds data but no identity file is refused: it is damaged,
+    and taking it for an empty one would throw its state away.
+    """
     data_dir = Path(data_dir)
     path = data_dir / IDENTITY_FILE
     try:
+        if not data_dir.exists():
+            return None
         if not data_dir.is_dir():
-            data_dir.mkdir(parents=True)
-            fsync_dir(str(data_dir.parent.absolute()))
+            raise IdentityError(f"refusing to start: cannot use data directory '{data_dir}': not a directory")
         if not path.exists():
-            document = {
-                "version": _FORMAT_VERSION,
-                "broker_id": expected.broker_id,
-                "cluster_id": expected.cluster_id,
-                "peer_ids": list(expected.peer_ids),
-            }
-            atomic_write(path, orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
-            return expected
+            leftovers = sorted(p.name for p in data_dir.iterdir() if p.name not in _IGNORED_ENTRIES)
+            if leftovers:
+                raise IdentityError(
+                    f"refusing to start: data directory '{data_dir}' holds data ({', '.join(leftovers[:5])}) but no "
+                    f"{IDENTITY_FILE}; restore it, or empty the directory to rejoin as a new incarnation")
+            return None
     except OSError as exc:
         raise IdentityError(f"refusing to start: cannot use data directory '{data_dir}': {exc}") from None
     found = _read_identity(path)
@@ -116,9 +145,45 @@ def claim_data_dir(data_dir: Path, expected: BrokerIdentity) -> BrokerIdentity:
             f"refusing to start: data directory '{data_dir}' belongs to another cluster "
             f"(cluster id {found.cluster_id}, brokers {list(found.peer_ids)}); this broker is configured for "
             f"cluster {expected.cluster_id} (brokers {list(expected.peer_ids)}). Check --peers and the cluster "
-            "secret, or use an empty data directory"
+            "secret"
         )
     return found
+
+
+def claim_data_dir(data_dir: Path, expected: BrokerIdentity, incarnation: int | None = None) -> BrokerIdentity:
+    """Check an existing identity, or create the directory and write one (at `incarnation`, default 0)."""
+    data_dir = Path(data_dir)
+    found = check_data_dir(data_dir, expected)
+    if found is not None:
+        return found
+    identity = BrokerIdentity(expected.broker_id, expected.cluster_id, expected.peer_ids,
+                              incarnation if incarnation is not None else expected.incarnation)
+    try:
+        if not data_dir.is_dir():
+            data_dir.mkdir(parents=True)
+            fsync_dir(str(data_dir.parent.absolute()))
+        document = {
+            "version": _FORMAT_VERSION,
+            "broker_id": identity.broker_id,
+            "cluster_id": identity.cluster_id,
+            "peer_ids": list(identity.peer_ids),
+            "incarnation": identity.incarnation,
+        }
+        atomic_write(data_dir / IDENTITY_FILE, orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n")
+    except OSError as exc:
+        raise IdentityError(f"refusing to start: cannot use data directory '{data_dir}': {exc}") from None
+    return identity
+
+
+def decide_incarnation(peer_ids: Iterable[int], own_id: int, announced: Mapping[int, Announcement],
+                       rng: random.Random | None = None) -> int | None:
+    """The incarnation an empty data directory takes, from what the peers announced (None: wait)."""
+    others = [p for p in peer_ids if p != own_id]
+    if any(a.formed for p, a in announced.items() if p in others):
+        return incarnation_for_empty_data_dir(cluster_formed=True, rng=rng)
+    if all(p in announced for p in others):
+        return incarnation_for_empty_data_dir(cluster_formed=False)
+    return None
 
 
 def ensure_identity(config: BrokerConfig) -> BrokerIdentity:

@@ -1,9 +1,12 @@
 """The cluster metadata state machine, replicated by the metadata Raft group.
 
-State: topics (id, replica assignment, configs), the producer-id counter,
-consumer groups (generation, committed offsets), and the client listeners each
-broker registered (`register_listener`: e.g. its advertised Kafka address).
-The HTTP and Raft addresses are static configuration, not state.  Commands are small orjson documents with an "op";
+State: topics (id, replica assignment, configs, and the replica ids each
+partition's Raft group started with), the producer-id counter, consumer groups
+(generation, committed offsets), each broker's registered incarnation (its
+data directory's, see `raftka.raft.replica`; 0 unless the broker came back with
+an empty disk), and the client listeners each broker registered
+(`register_listener`: its advertised Kafka address).  The HTTP and Raft
+addresses are static configuration, not state.  Commands are small orjson documents with an "op";
 `apply` validates them deterministically (every replica reaches the same
 verdict) and returns `{"ok": ...}` or `{"error": code, "message": ...}` —
 client mistakes are results, never exceptions.
@@ -21,6 +24,7 @@ from typing import Any
 import orjson
 
 from raftka.raft import canary
+from raftka.raft.replica import replica_id
 from raftka.storage import atomic_write
 
 CHECKPOINT_FILE = "metadata.json"
@@ -65,6 +69,25 @@ class MetadataStateMachine:
     def topics(self) -> dict[str, dict]:
         return self.state["topics"]
 
+    def incarnation(self, broker: int) -> int:
+        """The registered incarnation of a broker's data directory (0: the one it bootstrapped with)."""
+        return self.state.get("brokers", {}).get(str(broker), {}).get("incarnation", 0)
+
+    def retired(self, broker: int, incarnation: int) -> bool:
+        """Was `incarnation` of this broker replaced by a later one (its replicas are lost for good)?"""
+        return incarnation in self.state.get("brokers", {}).get(str(broker), {}).get("retired", [])
+
+    def replica(self, broker: int) -> int:
+        """The replica id a new or changing Raft group should give this broker now."""
+        return replica_id(broker, self.incarnation(broker))
+
+    def initial_members(self, topic: dict, partition: int) -> list[int]:
+        """Replica ids of the partition's Raft group when it was created (its bootstrap membership)."""
+        members = topic.get("members")
+        if members is not None and partition < len(members):
+            return members[partition]
+        return list(topic["partitions"][partition])  # created before incarnations: all at incarnation 0
+
     def topic(self, name: str) -> dict | None:
         return self.state["topics"].get(name)
 
@@ -96,7 +119,8 @@ class MetadataStateMachine:
         if name in self.state["topics"]:
             return {"error": TOPIC_EXISTS, "message": f"Topic '{name}' already exists."}
         self.state["topics"][name] = {"id": cmd["id"], "partitions": cmd["assignment"], "configs": cmd["configs"],
-                                      "replication_factor": len(cmd["assignment"][0])}
+                                      "replication_factor": len(cmd["assignment"][0]),
+                                      "members": [[self.replica(b) for b in replicas] for replicas in cmd["assignment"]]}
         return {"ok": True}
 
     def _delete_topic(self, cmd: dict) -> dict:
@@ -117,6 +141,8 @@ class MetadataStateMachine:
             return {"error": INVALID_PARTITIONS,
                     "message": f"Topic '{cmd['name']}' has {len(topic['partitions'])} partitions, not {cmd['from_count']}."}
         topic["partitions"].extend(cmd["assignment"])
+        if "members" in topic:
+            topic["members"].extend([self.replica(b) for b in replicas] for replicas in cmd["assignment"])
         return {"ok": True}
 
     def _alter_configs(self, cmd: dict) -> dict:
@@ -173,6 +199,20 @@ class MetadataStateMachine:
         self.state["groups"].pop(cmd["group"], None)
         return {"ok": True}
 
+    def _register_incarnation(self, cmd: dict) -> dict:
+        """Broker `broker` now runs on a new data directory: its old replicas are lost for good."""
+        broker, previous = cmd["broker"], self.incarnation(cmd["broker"])
+        if cmd["previous"] != previous:
+            return {"error": STALE_GENERATION,
+                    "message": f"Broker {broker} is registered at incarnation {previous}, not {cmd['previous']}."}
+        if cmd["incarnation"] == previous or self.retired(broker, cmd["incarnation"]):
+            return {"error": INVALID_REQUEST, "message": f"Incarnation {cmd['incarnation']} of broker {broker} "
+                                                         "is current or retired."}
+        entry = self.state.setdefault("brokers", {}).setdefault(str(broker), {"incarnation": 0, "retired": []})
+        entry["retired"] = [*entry.get("retired", []), previous]
+        entry["incarnation"] = cmd["incarnation"]
+        return {"ok": True}
+
     def _register_listener(self, cmd: dict) -> dict:
         broker, name, address = cmd["broker"], cmd["name"], cmd["address"]
         if type(broker) is not int or type(name) is not str or type(address) is not str:
@@ -189,9 +229,10 @@ class MetadataStateMachine:
         "group_generation": _group_generation,
         "commit_offsets": _commit_offsets,
         "delete_group": _delete_group,
+        "register_incarnation": _register_incarnation,
         "register_listener": _register_listener,
     }
-    _topic_ops = frozenset({"create_topic", "delete_topic", "add_partitions", "alter_configs"})
+    _topic_ops = frozenset({"create_topic", "delete_topic", "add_partitions", "alter_configs", "register_incarnation"})
 
     # ----------------------------------------------------------- durability
 

@@ -14,14 +14,18 @@ from aiohttp import web
 
 from raftka.node.cluster.broker import Broker
 from raftka.node.errors import ApiError, InternalError, RequestTooLarge, error_body
-from raftka.node.http.common import JSON, METRICS_KEY, SERVICES_KEY, error_response, json_response
-from raftka.node.http.forwarding import BROKER_HEADER
+from raftka.node.console import add_console_routes
+from raftka.node.http.common import JSON, METRICS_KEY, SERVICES_KEY, TRAFFIC_KEY, error_response, json_response
+from raftka.node.http.forwarding import BROKER_HEADER, forward_elsewhere
 from raftka.node.http.openapi import openapi_spec
+from raftka.node.http.peer_views import add_peer_view_routes
 from raftka.node.http.routes_groups import GroupsFacade, add_group_routes
 from raftka.node.http.routes_records import add_record_routes
 from raftka.node.http.routes_topics import add_topic_routes
+from raftka.node.http.traffic import TrafficMetrics
 from raftka.node.metrics import CONTENT_TYPE, MetricsRegistry
 from raftka.node.services import BrokerServices
+from raftka.node.services.routing import ServedElsewhere
 from raftka.raft.core import Role
 
 log = logging.getLogger("raftka.node.http.app")
@@ -29,10 +33,14 @@ log = logging.getLogger("raftka.node.http.app")
 
 @web.middleware
 async def topic_catch_up_middleware(request: web.Request, handler):
-    """A topic just created may not have reached this broker's metadata replica yet: wait a moment."""
+    """A topic this broker's metadata replica does not know: catch up with the metadata leader first, or send the
+    request to the leader when this replica is not current (see `TopicService.catch_up`)."""
     topic = request.match_info.get("topic")
     if topic is not None:
-        await request.app[SERVICES_KEY].topics.catch_up(topic)
+        try:
+            await request.app[SERVICES_KEY].topics.catch_up(topic)
+        except ServedElsewhere as elsewhere:
+            return await forward_elsewhere(request, elsewhere)
     return await handler(request)
 
 
@@ -63,9 +71,13 @@ async def errors_middleware(request: web.Request, handler):
 # ------------------------------------------------------------------ ops routes
 
 async def health(request: web.Request) -> web.Response:
+    """200 "ok", 200 "degraded" with the problems in words (see `Broker.health_problems`), or 503 "unavailable"
+    when no metadata leader is known."""
     broker = request.app[SERVICES_KEY].broker
     leader = broker.metadata_leader()
-    doc = {"status": "ok" if leader is not None else "unavailable", "broker": broker.id, "metadata_leader": leader}
+    problems = broker.health_problems()
+    status = "unavailable" if leader is None else "degraded" if problems else "ok"
+    doc = {"status": status, "broker": broker.id, "metadata_leader": leader, "problems": problems}
     if broker.config.kafka_advertise is not None:  # read by the metadata leader to register it (node/kafka)
         doc["listeners"] = {"kafka": str(broker.config.kafka_advertise)}
     return json_response(doc, 200 if leader is not None else 503)
@@ -73,11 +85,18 @@ async def health(request: web.Request) -> web.Response:
 
 async def raft_status(request: web.Request) -> web.Response:
     broker = request.app[SERVICES_KEY].broker
-    names = {h.group: f"{h.topic}/{h.partition}" for h in broker.partitions.values()}
+    hosted = {h.group: h for h in broker.partitions.values()}
     groups = broker.host.status()
+    leaderless = set(broker.leaderless_groups())
     for g in groups:
-        g["partition"] = names.get(g["group"])  # "topic/partition", or None for the metadata group
-    return json_response({"broker": broker.id, "groups": groups, "transport": broker.host.transport_stats()})
+        g["leaderless"] = g["group"] in leaderless  # no leader for two election timeouts: a quorum is missing
+        h = hosted.get(g["group"])
+        g["partition"] = None if h is None else f"{h.topic}/{h.partition}"  # None: the metadata group
+        if h is not None:  # this replica's log (the leader's high watermark is the partition's)
+            g.update(high_watermark=h.sm.high_watermark, log_start_offset=h.sm.log_start_offset,
+                     size_bytes=h.sm.log.size_bytes)
+    return json_response({"broker": broker.id, "groups": groups, "transport": broker.host.transport_stats(),
+                          "election_timeout_ms": broker.host_config.election_ticks * broker.host_config.tick_ms})
 
 
 async def raft_leaders(request: web.Request) -> web.Response:
@@ -116,6 +135,16 @@ def register_raft_metrics(registry: MetricsRegistry, broker: Broker) -> None:
                             lambda: [((), broker.metadata_leader() or 0)])
     registry.gauge_function("raftka_partitions_hosted", "Partition replicas hosted by this broker.", (),
                             lambda: [((), len(broker.partitions))])
+    registry.gauge_function("raftka_raft_groups_leaderless", "Hosted groups with no leader for two election "
+                            "timeouts (a quorum is missing).", (), lambda: [((), len(broker.leaderless_groups()))])
+    registry.gauge_function("raftka_raft_replicas_lost", "Followers (in groups led here) whose broker came back "
+                            "with an empty data directory, not yet replaced.", (),
+                            lambda: [((), len(broker.lost_replicas()))])
+    registry.gauge_function("raftka_raft_groups_not_hosted", "Groups this broker should host but will not: their "
+                            "state was lost under a live incarnation.", (), lambda: [((), len(broker.lost_groups))])
+    registry.gauge_function("raftka_metadata_replica_member", "1 if this broker's metadata replica is a member of "
+                            "the metadata group (0: a new incarnation catching up).", (),
+                            lambda: [((), int(broker.metadata_member()))])
 
 
 def create_app(services: BrokerServices, groups: GroupsFacade) -> web.Application:
@@ -125,6 +154,7 @@ def create_app(services: BrokerServices, groups: GroupsFacade) -> web.Applicatio
     registry = MetricsRegistry()
     app[SERVICES_KEY] = services
     app[METRICS_KEY] = registry
+    app[TRAFFIC_KEY] = TrafficMetrics(registry)
     register_raft_metrics(registry, broker)
     app.router.add_get("/health", health)
     app.router.add_get("/raft", raft_status)
@@ -134,6 +164,8 @@ def create_app(services: BrokerServices, groups: GroupsFacade) -> web.Applicatio
     add_topic_routes(app)
     add_record_routes(app)
     add_group_routes(app, groups)
+    add_peer_view_routes(app, {"health": health, "raft": raft_status, "metrics": metrics})
+    add_console_routes(app)
     return app
 
 

@@ -184,11 +184,14 @@ _TIMEOUT_MS = _query("timeout_ms", _int(1, 300_000), "Commit timeout (default 10
 def _ops_paths() -> dict:
     any_object = {"type": "object"}
     return {
-        "/health": {"get": _op("Liveness: 200 when a metadata leader is known, else 503.", {
-            **_ok("healthy", _obj({"status": {"type": "string"}, "broker": {"type": "integer"},
+        "/health": {"get": _op("Liveness: 200 when a metadata leader is known (status ok, or degraded with the "
+                               "problems in words), else 503.", {
+            **_ok("healthy", _obj({"status": {"type": "string", "enum": ["ok", "degraded"]},
+                                   "broker": {"type": "integer"},
                                    "metadata_leader": _nullable({"type": "integer"}),
+                                   "problems": {"type": "array", "items": {"type": "string"}},
                                    "listeners": _obj({"kafka": {"type": "string"}})},
-                                  ("status", "broker", "metadata_leader"))),
+                                  ("status", "broker", "metadata_leader", "problems"))),
             "503": {"description": "no metadata leader known",
                     "content": {JSON: {"schema": any_object}}}}, tag="ops")},
         "/raft": {"get": _op("Raft state of every group on this broker.", _ok("groups", any_object), tag="ops")},
@@ -196,6 +199,29 @@ def _ops_paths() -> dict:
                                      _ok("led groups", any_object), tag="ops")},
         "/metrics": {"get": _op("Prometheus metrics.", _ok("metrics", {"type": "string"}, "text/plain"), tag="ops")},
         "/openapi.json": {"get": _op("This document.", _ok("OpenAPI 3 document", any_object), tag="ops")},
+        "/brokers/{broker}/{view}": {"get": _op(
+            "Another broker's /health, /raft or /metrics, relayed by this one (for clients that reach one broker).",
+            _ok("that broker's document", any_object, JSON, "text/plain"),
+            params=[{"name": "broker", "in": "path", "required": True, "schema": _int(0, INT32_MAX)},
+                    {"name": "view", "in": "path", "required": True,
+                     "schema": {"type": "string", "enum": ["health", "raft", "metrics"]}}],
+            tag="ops", errors="422 42206 unknown broker or view, 503 50302 broker unreachable, "
+                              "500 50003 no answer in time")},
+        **_console_paths(),
+    }
+
+
+def _console_paths() -> dict:
+    page = _op("The web console (a single-page app; a client of this API).", _ok("page", {"type": "string"},
+                                                                                  "text/html"), tag="console")
+    return {
+        "/ui": {"get": page},
+        "/ui/": {"get": copy.deepcopy(page)},
+        "/ui/{file}": {"get": _op(
+            "A static file of the web console.", _ok("file", {"type": "string"}, "text/javascript", "text/css",
+                                                     "text/plain"),
+            params=[{"name": "file", "in": "path", "required": True, "schema": {"type": "string"}}],
+            tag="console", errors="404 40400 no such file")},
     }
 
 
@@ -221,6 +247,15 @@ def _topic_paths() -> dict:
                                  _ok("metadata", _obj({"brokers": {"type": "object"}, "topics": {"type": "object"},
                                                        "metadata_leader": _nullable({"type": "integer"})},
                                                       ("brokers", "topics"))), tag="cluster")},
+        "/brokers/{broker}/replace": {"post": _op(
+            "Register the data directory a broker runs on now as its incarnation, so that every group replaces the "
+            "old one's replicas (automatic unless two directories under that id were heard from lately).",
+            _ok("registration proposed", _obj({"broker": {"type": "integer"}, "incarnation": {"type": "string"},
+                                               "previous_incarnation": {"type": "string"}},
+                                              ("broker", "incarnation", "previous_incarnation")), status="202"),
+            params=[{"name": "broker", "in": "path", "required": True, "schema": _int(0, INT32_MAX)}],
+            tag="topics", errors="404 40406 unknown broker, 422 42206 nothing to replace, "
+                                 "503 50301 no metadata leader")},
         "/producers": {"post": _op("Allocate an idempotent producer id.", _ok("producer id", _obj(
             {"producer_id": {"type": "integer"}, "producer_epoch": {"type": "integer"}},
             ("producer_id", "producer_epoch"))), tag="produce", errors="503 50301 no metadata leader")},
@@ -293,9 +328,12 @@ def _topic_paths() -> dict:
         },
         "/topics/{topic}/partitions/{partition}/offsets": {
             "parameters": PART,
-            "get": _op("Beginning and end offsets of a partition.", _ok("offsets", _obj(
-                {"beginning_offset": {"type": "integer"}, "end_offset": {"type": "integer"}},
-                ("beginning_offset", "end_offset"))), tag="fetch"),
+            "get": _op("Beginning and end offsets of a partition; with `timestamp`, also the first offset whose "
+                       "record timestamp is at or after it (Kafka's ListOffsets by time).", _ok("offsets", _obj(
+                {"beginning_offset": {"type": "integer"}, "end_offset": {"type": "integer"},
+                 "timestamp_offset": {"type": "integer", "description": "end_offset when no record is that recent"}},
+                ("beginning_offset", "end_offset"))),
+                params=[_query("timestamp", _int(0, INT64_MAX), "epoch milliseconds")], tag="fetch"),
         },
         "/topics/{topic}/configs": {
             "parameters": TOPIC,

@@ -23,16 +23,19 @@ def topics_of(request: web.Request) -> TopicService:
     return services.topics
 
 
+@forwarded_elsewhere
 async def list_brokers(request: web.Request) -> web.Response:
-    return json_response(topics_of(request).brokers())
+    return json_response(await topics_of(request).brokers())
 
 
+@forwarded_elsewhere
 async def cluster_metadata(request: web.Request) -> web.Response:
-    return json_response(topics_of(request).cluster_metadata())
+    return json_response(await topics_of(request).cluster_metadata())
 
 
+@forwarded_elsewhere
 async def list_topics(request: web.Request) -> web.Response:
-    return json_response(topics_of(request).names())
+    return json_response(await topics_of(request).names())
 
 
 async def get_topic(request: web.Request) -> web.Response:
@@ -50,6 +53,15 @@ async def get_partition(request: web.Request) -> web.Response:
 async def get_configs(request: web.Request) -> web.Response:
     name = request.match_info["topic"]
     return json_response({"name": name, "configs": topics_of(request).configs(name)})
+
+
+@forwarded_elsewhere
+async def replace_broker_disk(request: web.Request) -> web.Response:
+    try:
+        broker_id = int(request.match_info["broker"])
+    except ValueError:
+        broker_id = request.match_info["broker"]
+    return json_response(await topics_of(request).replace_broker_disk(broker_id), status=202)
 
 
 @forwarded_elsewhere
@@ -116,6 +128,7 @@ def add_topic_routes(app: web.Application) -> None:
     r.add_get("/topics/{topic}/configs", get_configs)
     r.add_put("/topics/{topic}/configs", alter_configs)
     r.add_post("/producers", allocate_producer)
+    r.add_post("/brokers/{broker}/replace", replace_broker_disk)
 
 
 __all__ = ["add_topic_routes"]

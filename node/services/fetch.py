@@ -16,10 +16,7 @@ from raftka.node.cluster.broker import Broker
 from raftka.node.errors import OffsetOutOfRange
 from raftka.node.services.routing import serve_partition_here
 from raftka.raft import canary
-from raftka.storage import iter_batches, iter_records
 from raftka.storage.errors import OffsetOutOfRangeError
-
-SCAN_BYTES = 1 << 20  # read size while looking for a timestamp
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +26,7 @@ class FetchResult:
     data: bytes
     high_watermark: int
     log_start_offset: int
+    next_offset: int  # after the last record returned (`offset` when none)
 
 
 class FetchService:
@@ -47,39 +45,24 @@ class FetchService:
         if offset < start or offset > hw:
             raise OffsetOutOfRange(topic, partition, offset, start, hw)
         try:
-            data = sm.log.read(offset, max_bytes, max_offset=hw).data if offset < hw else b""
+            read = sm.log.read(offset, max_bytes, max_offset=hw) if offset < hw else None
         except OffsetOutOfRangeError:
             raise OffsetOutOfRange(topic, partition, offset, sm.log_start_offset, sm.high_watermark) from None
-        return FetchResult(data, hw, start)
-
-    async def offset_for_timestamp(self, topic: str, partition: int, timestamp: int) -> tuple[int, int] | None:
-        """(offset, timestamp) of the first committed record whose timestamp is >= `timestamp` (Kafka's
-        ListOffsets by time), or None when there is none. Skips whole segments, then whole batches, by their
-        largest timestamp; decodes only the batch that holds the answer."""
-        await serve_partition_here(self.broker, topic, partition)
-        sm = self.broker.local_partition(topic, partition).sm
-        hw, log = sm.high_watermark, sm.log
-        candidates = [s.base_offset for s in log.segments() if s.max_timestamp >= timestamp]
-        position = max(candidates[0], sm.log_start_offset) if candidates else hw
-        while position < hw:
-            try:
-                result = log.read(position, SCAN_BYTES, max_offset=hw)
-            except OffsetOutOfRangeError:  # retention moved the log start meanwhile
-                position = max(position, sm.log_start_offset)
-                continue
-            for header, batch in iter_batches(result.data):
-                if header.max_timestamp >= timestamp:
-                    for record in iter_records(batch, start_offset=position):
-                        if record.timestamp >= timestamp:
-                            return record.offset, record.timestamp
-            position = max(result.next_offset, position + 1)
-        return None
+        return FetchResult(b"", hw, start, offset) if read is None else FetchResult(read.data, hw, start,
+                                                                                     read.next_offset)
 
     async def offsets(self, topic: str, partition: int) -> tuple[int, int]:
         """(log start offset, high watermark) of the partition, as its leader sees them."""
         await serve_partition_here(self.broker, topic, partition)
         sm = self.broker.local_partition(topic, partition).sm
         return sm.log_start_offset, sm.high_watermark
+
+    async def offset_for_timestamp(self, topic: str, partition: int, timestamp: int) -> int:
+        """The first committed offset whose record timestamp is >= `timestamp`, else the high watermark
+        (Kafka's ListOffsets by time)."""
+        await serve_partition_here(self.broker, topic, partition)
+        sm = self.broker.local_partition(topic, partition).sm
+        return sm.log.offset_for_timestamp(timestamp, max_offset=sm.high_watermark)
 
 
 __all__ = ["FetchResult", "FetchService"]

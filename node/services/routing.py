@@ -15,10 +15,12 @@ import asyncio
 from collections.abc import Callable
 from typing import TypeVar
 
-from raftka.node.cluster.broker import Broker
+from raftka.node.cluster.broker import METADATA_GROUP, Broker
 from raftka.node.errors import NotLeader
+from raftka.raft.host import ReadIndexError
 
 LEADER_WAIT_S = 3.0  # how long a request waits for an election before answering "no leader known"
+READ_INDEX_WAIT_S = 1.0  # how long a metadata read waits for this replica to catch up with the leader
 
 T = TypeVar("T")
 
@@ -78,5 +80,20 @@ async def metadata_leader_here(broker: Broker) -> None:
         raise elsewhere(broker, leader, "the metadata group")
 
 
-__all__ = ["LEADER_WAIT_S", "ServedElsewhere", "elsewhere", "metadata_leader_here", "serve_partition_here",
-           "wait_for"]
+async def metadata_fresh_here(broker: Broker) -> None:
+    """Return once this broker's metadata replica is as fresh as the metadata leader's was when asked (a read
+    index), so that a miss here is a miss there. A replica that cannot be (not yet a member — a broker back
+    with an empty disk — or too far behind) raises `ServedElsewhere` naming the leader, or `NotLeader`."""
+    if broker.is_metadata_leader():
+        return
+    if broker.metadata_member():
+        try:
+            await broker.host.read_index(METADATA_GROUP, READ_INDEX_WAIT_S)
+            return
+        except ReadIndexError:
+            pass
+    raise elsewhere(broker, broker.metadata_leader(), "the metadata group (this broker's copy is not current)")
+
+
+__all__ = ["LEADER_WAIT_S", "READ_INDEX_WAIT_S", "ServedElsewhere", "elsewhere", "metadata_fresh_here",
+           "metadata_leader_here", "serve_partition_here", "wait_for"]

@@ -1,7 +1,12 @@
 """Cluster and topic administration, for every front end: brokers, topics, partitions, configs, producer ids,
 and the client listeners (Kafka) each broker registered.
 
-Reads answer from this broker's replica of the metadata. Writes are metadata
+Reads answer from this broker's replica of the metadata once it is known to
+be current: on a miss (an unknown topic) and for listings, a read index
+against the metadata leader first (`metadata_fresh_here`), so that a miss
+costs one round trip and a broker whose copy is not current (a new
+incarnation still catching up) sends the reader to the leader instead of
+answering "no such topic" or an empty list. Writes are metadata
 commands (validated here, then replicated by the metadata Raft group): they
 run on the metadata leader, and elsewhere raise `ServedElsewhere` naming it.
 A new topic is answered once every partition has a leader, so that a
@@ -10,7 +15,6 @@ produce right after the create succeeds.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Iterable, Mapping
 
@@ -18,12 +22,11 @@ from raftka.node.cluster.broker import Broker
 from raftka.node.cluster.metadata import command
 from raftka.node.cluster.topics import (assign_replicas, parse_topic_configs, validate_partition_count,
                                         validate_replication_factor, validate_topic_name)
-from raftka.node.errors import InvalidPartitions, InvalidRequest, NotLeader, TopicAlreadyExists
-from raftka.node.services.routing import elsewhere, metadata_leader_here, wait_for
+from raftka.node.errors import BrokerNotFound, InvalidPartitions, InvalidRequest, NotLeader, TopicAlreadyExists
+from raftka.node.services.routing import elsewhere, metadata_fresh_here, metadata_leader_here, wait_for
 
 TOPIC_READY_WAIT_S = 10.0
 LISTENER_NAMES = frozenset({"kafka"})  # client listeners a broker can register besides its HTTP API
-METADATA_CATCH_UP_S = 1.0
 
 
 class TopicService:
@@ -32,7 +35,7 @@ class TopicService:
 
     # ---------------------------------------------------------------- reads
 
-    def brokers(self) -> dict:
+    async def brokers(self) -> dict:
         """Every broker with its URL, its registered Kafka address (or None) and whether this broker heard from it
         within an election timeout."""
         broker = self.broker
@@ -42,13 +45,15 @@ class TopicService:
         def alive(b: int) -> bool:  # as seen by this broker: Raft traffic within an election timeout
             return b == broker.id or now - broker.host.peer_seen.get(b, -1e9) < silence_s
 
+        await metadata_fresh_here(broker)
         return {"brokers": sorted(broker.urls), "metadata_leader": broker.metadata_leader(),
                 "details": [{"id": b, "url": u, "alive": alive(b), "kafka": broker.metadata.listener(b, "kafka")}
                             for b, u in sorted(broker.urls.items())]}
 
-    def cluster_metadata(self) -> dict:
+    async def cluster_metadata(self) -> dict:
         """Brokers, the metadata leader, and every partition's leader and replicas (for routing clients)."""
         broker = self.broker
+        await metadata_fresh_here(broker)
         topics = {}
         for name, topic in broker.metadata.topics.items():
             topics[name] = {"partitions": [{"leader": broker.leader_of(name, p), "replicas": replicas}
@@ -66,18 +71,15 @@ class TopicService:
                 out[broker_id] = (host.strip("[]"), int(port))
         return out
 
-    def names(self) -> list[str]:
+    async def names(self) -> list[str]:
+        await metadata_fresh_here(self.broker)
         return sorted(self.broker.metadata.topics)
 
     async def catch_up(self, name: str) -> None:
-        """A topic just created may not have reached this broker's metadata replica yet: wait a moment for it
-        (unless this broker leads the metadata group: then it knows every topic)."""
-        metadata = self.broker.metadata
-        if metadata.topic(name) is None and self.broker.metadata_leader_term() is None:
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + METADATA_CATCH_UP_S
-            while metadata.topic(name) is None and loop.time() < deadline:
-                await asyncio.sleep(0.02)
+        """Before answering for a topic this broker's replica does not know: make sure the replica is current
+        (a topic just created may not have reached it yet). Raises `ServedElsewhere` when it cannot be."""
+        if self.broker.metadata.topic(name) is None:
+            await metadata_fresh_here(self.broker)
 
     def check_topic(self, name: str) -> None:
         """TopicNotFound unless the topic exists."""
@@ -185,6 +187,20 @@ class TopicService:
             return {"name": name, "configs": parsed.to_kafka()}
         await self._write(command("alter_configs", name=name, configs=merged))
         return {"name": name, "configs": parsed.to_kafka()}
+
+    async def replace_broker_disk(self, broker_id: object) -> dict:
+        """Register the data directory broker `broker_id` runs on now as its incarnation, replacing the old one's
+        replicas, even when another directory under that id was heard from lately (`POST /brokers/{id}/replace`)."""
+        broker = self.broker
+        if not isinstance(broker_id, int) or broker_id not in broker.urls:
+            raise BrokerNotFound(broker_id)
+        await metadata_leader_here(broker)
+        previous = broker.metadata.incarnation(broker_id)
+        try:
+            incarnation = broker.membership.force_register(broker_id)
+        except LookupError as exc:
+            raise InvalidRequest(f"Nothing to replace: {exc}.") from None
+        return {"broker": broker_id, "incarnation": f"{incarnation:08x}", "previous_incarnation": f"{previous:08x}"}
 
     async def allocate_producer_id(self) -> int:
         """A new idempotent producer id (its epoch starts at 0)."""

@@ -15,6 +15,7 @@ from kafka.protocol.consumer import ListOffsetsResponse
 
 from raftka.node.errors import ApiError
 from raftka.node.kafka.errors import ErrorCode, error_code
+from raftka.storage import iter_records
 
 _Topic = ListOffsetsResponse.ListOffsetsTopicResponse
 _Partition = _Topic.ListOffsetsPartitionResponse
@@ -42,10 +43,14 @@ async def _one(service: Any, topic: str, partition: int, timestamp: int) -> tupl
             return ErrorCode.NONE, start if timestamp == EARLIEST else end, -1
         if timestamp < 0:
             return ErrorCode.INVALID_REQUEST, -1, -1
-        found = await service.offset_for_timestamp(topic, partition, timestamp)
+        offset = await service.offset_for_timestamp(topic, partition, timestamp)
+        if offset >= (await service.offsets(topic, partition))[1]:
+            return ErrorCode.NONE, -1, -1  # no record that recent
+        found = await service.read(topic, partition, offset, 1, 0)
+        record = next(iter_records(found.data, start_offset=offset))
     except ApiError as exc:
         return error_code(exc), -1, -1
-    return (ErrorCode.NONE, *found) if found is not None else (ErrorCode.NONE, -1, -1)
+    return ErrorCode.NONE, record.offset, record.timestamp
 
 
 __all__ = ["list_offsets"]

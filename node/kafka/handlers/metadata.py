@@ -43,7 +43,10 @@ async def metadata(conn: Any, request: Any) -> Any:
     topics = server.services.topics
     addresses = kafka_brokers(server)
     if body.topics is None or (version == 0 and not body.topics):
-        names = topics.names()
+        try:
+            names = await topics.names()
+        except ApiError:  # this broker's copy cannot be confirmed current: answer from it, clients refresh later
+            names = sorted(server.broker.metadata.topics)
     else:
         names = [t.name for t in body.topics]
     answered = []
@@ -61,7 +64,10 @@ async def _topic(server: Any, name: str | None, addresses: dict[int, tuple[str, 
         validate_topic_name(name)
     except ApiError:
         return _Topic(error_code=ErrorCode.INVALID_TOPIC_EXCEPTION, name=name, is_internal=False, partitions=[])
-    await server.services.topics.catch_up(name)
+    try:
+        await server.services.topics.catch_up(name)
+    except ApiError:
+        pass  # this broker's copy cannot be confirmed current: answer from it, clients refresh later
     topic = broker.metadata.topic(name)
     if topic is None:
         return _Topic(error_code=ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, name=name, is_internal=False, partitions=[])

@@ -1,0 +1,221 @@
+// The broker's HTTP API as the console uses it, and the cluster view every page shares.
+//
+// The console talks only to the broker that served it. Another broker's own documents
+// (/raft, /metrics) come through GET /brokers/{id}/{view}, which the serving broker relays.
+
+import { clusterRates, trafficSnapshot } from './prom.js';
+
+export const BINARY = 'application/vnd.kafka.binary.v2+json';
+export const POLL_MS = 2000;
+const HISTORY = 180; // samples kept for the charts (6 minutes at 2 s)
+
+export class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+// One request; the parsed JSON answer (text for non-JSON), or an ApiError with the broker's message.
+export async function api(path, { method = 'GET', body, contentType = 'application/json', accept, signal } = {}) {
+  const headers = {};
+  if (body !== undefined) headers['Content-Type'] = contentType;
+  if (accept) headers.Accept = accept;
+  let response;
+  try {
+    response = await fetch(path, { method, headers, signal, body: body === undefined ? undefined : JSON.stringify(body) });
+  } catch (error) {
+    if (error.name === 'AbortError') throw error;
+    throw new ApiError(0, 0, `The broker serving this console cannot be reached (${error.message}).`);
+  }
+  const text = await response.text();
+  const isJson = (response.headers.get('Content-Type') || '').includes('json');
+  let doc = text;
+  if (isJson && text) {
+    try { doc = JSON.parse(text); } catch { doc = text; }
+  }
+  if (!response.ok) {
+    const message = doc && doc.message ? doc.message : `${response.status} ${response.statusText}`;
+    throw new ApiError(response.status, doc && doc.error_code, message);
+  }
+  return doc;
+}
+
+// ------------------------------------------------------------------ the cluster view
+
+function groupKey(entry) {
+  return entry.partition === null ? 'metadata' : entry.partition;
+}
+
+export function followerOf(leaderEntry, broker) {
+  return leaderEntry.followers[String(broker)] || null;
+}
+
+// As the API's in_sync: heard from within an election timeout, or the group is quiesced (idle and
+// caught up: no heartbeats are sent then, so last contact grows without meaning anything).
+export function followerInSync(leaderEntry, follower, electionTimeoutMs) {
+  if (!follower) return false;
+  return leaderEntry.quiesced || (follower.last_contact_ms !== null && follower.last_contact_ms < electionTimeoutMs);
+}
+
+// Brokers, partitions and Raft groups, joined from /brokers, /metadata and every broker's /raft.
+export async function loadCluster() {
+  const [brokersDoc, meta] = await Promise.all([api('/brokers'), api('/metadata')]);
+  const ids = brokersDoc.brokers;
+  const views = await Promise.allSettled(ids.map((id) => api(`/brokers/${id}/raft`)));
+  const raft = {};
+  const unreachable = {};
+  ids.forEach((id, i) => {
+    if (views[i].status === 'fulfilled') raft[id] = views[i].value;
+    else unreachable[id] = views[i].reason.message;
+  });
+  const details = Object.fromEntries(brokersDoc.details.map((d) => [d.id, d]));
+  const alive = (id) => Boolean(details[id] && details[id].alive) && !(id in unreachable);
+
+  const groups = new Map(); // key -> {key, name, replicas: {broker: entry}, leader, leaderEntry, term}
+  for (const [id, doc] of Object.entries(raft)) {
+    for (const entry of doc.groups) {
+      const key = groupKey(entry);
+      if (!groups.has(key)) groups.set(key, { key, name: entry.group, replicas: {}, leader: null, leaderEntry: null, term: 0 });
+      const group = groups.get(key);
+      group.replicas[id] = entry;
+      group.term = Math.max(group.term, entry.term);
+      if (entry.role === 'leader' && (!group.leaderEntry || entry.term > group.leaderEntry.term)) {
+        group.leaderEntry = entry;
+        group.leader = Number(id);
+        group.electionTimeoutMs = doc.election_timeout_ms;
+      }
+    }
+  }
+
+  const partitions = [];
+  for (const [topic, t] of Object.entries(meta.topics)) {
+    t.partitions.forEach((p, index) => {
+      const group = groups.get(`${topic}/${index}`);
+      const leader = group && group.leader !== null ? group.leader : p.leader;
+      const lead = group && group.leader === leader ? group.leaderEntry : null;
+      const inSync = {};
+      for (const b of p.replicas) {
+        if (!alive(b)) inSync[b] = false;
+        else if (b === leader) inSync[b] = true;
+        else if (!lead) inSync[b] = null;
+        else {
+          inSync[b] = followerInSync(lead, followerOf(lead, b), group.electionTimeoutMs);
+        }
+      }
+      const leaderless = leader === null || leader === undefined || !alive(leader);
+      partitions.push({
+        topic, partition: index, replicas: p.replicas, leader: leaderless ? null : leader, inSync, group,
+        highWatermark: lead ? lead.high_watermark : null,
+        logStartOffset: lead ? lead.log_start_offset : null,
+        sizeBytes: lead ? lead.size_bytes : null,
+        leaderless,
+        underReplicated: !leaderless && p.replicas.some((b) => inSync[b] === false),
+      });
+    });
+  }
+
+  const brokers = ids.map((id) => ({
+    id,
+    url: details[id] ? details[id].url : '',
+    alive: alive(id),
+    problem: details[id] && !details[id].alive ? 'no Raft traffic from it within an election timeout'
+      : unreachable[id] ? `not answering: ${unreachable[id]}` : null,
+    metadataRole: raft[id] ? (groups.get('metadata')?.replicas[id]?.role ?? 'unknown') : 'unreachable',
+    leaders: partitions.filter((p) => p.leader === id).length,
+    replicas: partitions.filter((p) => p.replicas.includes(id)).length,
+  }));
+  const sortedGroups = [...groups.values()].sort((a, b) => (a.key === 'metadata' ? -1 : b.key === 'metadata' ? 1 : a.key.localeCompare(b.key, undefined, { numeric: true })));
+  return {
+    at: Date.now(), brokers, partitions, groups: sortedGroups, metadataLeader: brokersDoc.metadata_leader,
+    topics: Object.keys(meta.topics).sort(),
+  };
+}
+
+// ------------------------------------------------------------------ the shared poller
+
+const listeners = new Set();
+export const store = {
+  cluster: null, // the latest loadCluster()
+  error: null, // why the latest poll failed
+  traffic: [], // [{at, producedRecords, ..., p50, p99}] cluster rates
+  elections: [], // [{at, group, fromTerm, toTerm, fromLeader, toLeader}], newest last
+  electionCounts: [], // [{at, count}] elections seen per poll
+};
+let scrapes = {};
+
+export function subscribe(listener) {
+  listeners.add(listener);
+  return () => listeners.delete(listener);
+}
+
+function publish() {
+  for (const listener of listeners) listener(store);
+}
+
+function keep(list, item) {
+  list.push(item);
+  if (list.length > HISTORY) list.splice(0, list.length - HISTORY);
+}
+
+function noteElections(before, after) {
+  const previous = new Map(before.groups.map((g) => [g.key, g]));
+  let count = 0;
+  for (const g of after.groups) {
+    const old = previous.get(g.key);
+    if (old && g.term > old.term) {
+      count += 1;
+      keep(store.elections, { at: after.at, group: g.key, fromTerm: old.term, toTerm: g.term, fromLeader: old.leader, toLeader: g.leader });
+    }
+  }
+  keep(store.electionCounts, { at: after.at, count });
+}
+
+async function scrapeTraffic(brokerIds) {
+  const texts = await Promise.allSettled(brokerIds.map((id) => api(`/brokers/${id}/metrics`)));
+  const now = {};
+  brokerIds.forEach((id, i) => {
+    if (texts[i].status === 'fulfilled') now[id] = trafficSnapshot(texts[i].value, Date.now());
+  });
+  const rates = clusterRates(scrapes, now);
+  scrapes = now;
+  if (rates) keep(store.traffic, { at: Date.now(), ...rates });
+}
+
+async function pollOnce() {
+  try {
+    const cluster = await loadCluster();
+    if (store.cluster) noteElections(store.cluster, cluster);
+    store.cluster = cluster;
+    store.error = null;
+    await scrapeTraffic(cluster.brokers.map((b) => b.id));
+  } catch (error) {
+    store.error = error.message;
+  }
+  publish();
+}
+
+export function startPolling() {
+  const loop = async () => {
+    await pollOnce();
+    setTimeout(loop, POLL_MS);
+  };
+  loop();
+}
+
+export function refreshNow() {
+  return pollOnce();
+}
+
+// ------------------------------------------------------------------ helpers the pages share
+
+export async function partitionOffsets(topic, partition, timestamp) {
+  const query = timestamp === undefined ? '' : `?timestamp=${timestamp}`;
+  return api(`/topics/${encodeURIComponent(topic)}/partitions/${partition}/offsets${query}`);
+}
+
+export async function fetchRecords(topic, partition, offset, { timeoutMs = 0, maxBytes = 1 << 20, signal } = {}) {
+  return api(`/topics/${encodeURIComponent(topic)}/partitions/${partition}/records?offset=${offset}&max_bytes=${maxBytes}&timeout_ms=${timeoutMs}`,
+    { accept: BINARY, signal });
+}

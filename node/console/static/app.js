@@ -1,0 +1,64 @@
+// The console's shell: navigation, hash routing to the pages, the shared poller, the error banner.
+// A page is one entry of PAGES (a new one, e.g. reassignments, is one more entry and one module).
+
+import { render } from 'preact';
+import { useEffect, useState } from 'preact/hooks';
+import { api, startPolling } from './api.js';
+import { html, useStore } from './ui.js';
+import { Overview } from './overview.js';
+import { TopicDetail, Topics } from './topics.js';
+import { Messages } from './messages.js';
+import { GroupDetail, Groups } from './groups.js';
+import { Raft } from './raft.js';
+
+const PAGES = [
+  { path: /^\/?$/, nav: 'Overview', href: '#/', view: () => html`<${Overview} />` },
+  { path: /^\/topics\/(.+)$/, view: ([name]) => html`<${TopicDetail} name=${name} />` },
+  { path: /^\/topics$/, nav: 'Topics', href: '#/topics', view: () => html`<${Topics} />` },
+  { path: /^\/messages$/, nav: 'Messages', href: '#/messages', view: (_, query) => html`<${Messages} query=${query} />` },
+  { path: /^\/groups\/(.+)$/, view: ([name]) => html`<${GroupDetail} name=${name} />` },
+  { path: /^\/groups$/, nav: 'Consumer groups', href: '#/groups', view: () => html`<${Groups} />` },
+  { path: /^\/raft$/, nav: 'Raft', href: '#/raft', view: () => html`<${Raft} />` },
+];
+
+function currentRoute() {
+  const hash = decodeURIComponent(window.location.hash.replace(/^#/, ''));
+  const [path, search = ''] = hash.split('?');
+  return { path, query: Object.fromEntries(new URLSearchParams(search)) };
+}
+
+function App() {
+  const [route, setRoute] = useState(currentRoute());
+  const [self, setSelf] = useState(null);
+  const store = useStore();
+  useEffect(() => {
+    const onChange = () => setRoute(currentRoute());
+    window.addEventListener('hashchange', onChange);
+    api('/health').then((doc) => setSelf(doc.broker)).catch(() => setSelf(null));
+    return () => window.removeEventListener('hashchange', onChange);
+  }, []);
+  let body = html`<p>No such page: ${route.path}. <a href="#/">Overview</a></p>`;
+  let active = null;
+  for (const page of PAGES) {
+    const match = page.path.exec(route.path);
+    if (match) {
+      body = page.view(match.slice(1), route.query);
+      active = PAGES.find((p) => p.nav && route.path.startsWith(p.href.slice(1)) && p.href !== '#/') || (page.nav ? page : null);
+      break;
+    }
+  }
+  return html`
+    <header>
+      <a class="brand" href="#/">raftka</a>
+      <nav>${PAGES.filter((p) => p.nav).map((p) => html`
+        <a href=${p.href} class=${active === p ? 'active' : ''}>${p.nav}</a>`)}</nav>
+      <span class="served">${self === null ? '' : `served by broker ${self}`}</span>
+    </header>
+    ${store.error ? html`<div class="error banner" role="alert" data-testid="banner">${store.error}</div>` : null}
+    <main key=${route.path}>${body}</main>`;
+}
+
+startPolling();
+const root = document.getElementById('app');
+root.textContent = ''; // the static "Loading…" placeholder
+render(html`<${App} />`, root);
