@@ -3,12 +3,14 @@
 Commits go through `GroupService.commit` on the coordinator (the metadata
 leader): the metadata group stores them, so offsets committed by Kafka clients
 show in `raftka groups describe` and the reverse. A commit from a group member
-(member id and generation) is fenced by the generation and only moves a
-partition's offset forward, as raftka's own commits do (a late or repeated
-commit never moves a group back). A commit without member id and generation
-(an admin reset, or a consumer using assign() in a group without members) is
-an explicit reset and may move offsets back. The commit metadata string is not
-stored (OffsetFetch answers ""); leader epochs are -1.
+(member id and generation) is fenced by the generation; one without them (a
+consumer using assign(), or an admin tool) is accepted while the group has no
+live members. Either way a partition's committed offset only moves forward,
+as with raftka's own commits: a late or repeated commit never moves a group
+back (raftka's guarantee; Kafka itself keeps the last write). To move a group
+back, delete it (DeleteGroups, e.g. `kafka-consumer-groups --delete`) and
+commit again, or commit over HTTP with `"reset": true`. The commit metadata
+string is not stored (OffsetFetch answers ""); leader epochs are -1.
 """
 
 from __future__ import annotations
@@ -50,11 +52,10 @@ async def offset_commit(conn: Any, request: Any) -> Any:
             valid[(topic, partition)] = offset
         generation = body.generation_id_or_member_epoch
         member = body.member_id or None
-        manual = member is None and generation < 0
+        manual = member is None and generation < 0  # no membership: assign() consumers, admin tools
         try:
             if valid:
-                await groups.commit(body.group_id, valid, None if manual else member, None if manual else generation,
-                                    reset=manual)
+                await groups.commit(body.group_id, valid, None if manual else member, None if manual else generation)
             code = ErrorCode.NONE
         except ApiError as exc:
             code = group_error(exc)
