@@ -3,9 +3,11 @@
 Kafka clients pipeline requests on a connection and match responses by
 order (and correlation id), so responses leave in the order the requests
 came. Requests run concurrently (a long-polling Fetch does not hold up the
-Produce behind it in the broker, only its response); two produce requests
-for the same partition on one connection are appended in the order they
-came (`ProduceLanes`), as Kafka's one-request-at-a-time connections do.
+Produce behind it in the broker, only its response); produce requests for
+the same partition on one connection are proposed to Raft in the order they
+came, pipelined (`ProduceLanes`: the next batch goes as soon as the previous
+one has been handed to Raft, whose log keeps the order), so an idempotent
+producer's in-flight batches arrive in sequence order.
 acks=0 produce requests get no response. At most `MAX_IN_FLIGHT` requests
 per connection are being served; reading pauses beyond that.
 
@@ -19,8 +21,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
-from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, TypeVar
 
 from raftka.node.kafka.frames import MalformedFrame, Request, UnsupportedVersion, decode_request, frame_size
 from raftka.node.kafka.handlers import RawResponse, handle, unsupported_version_response
@@ -31,28 +33,35 @@ if TYPE_CHECKING:
 log = logging.getLogger("raftka.node.kafka.connection")
 
 MAX_IN_FLIGHT = 64
+T = TypeVar("T")
 _SIZE = struct.Struct(">i")
 
 
 class ProduceLanes:
-    """Per connection: the previous append to each partition, so the next one waits for it."""
+    """Per connection and partition: each append starts once the previous one has been proposed (or failed)."""
 
     def __init__(self) -> None:
         self._last: dict[tuple[str, int], asyncio.Future] = {}
 
-    async def in_order(self, topic: str, partition: int, append: Awaitable[Any]) -> Any:
+    async def in_order(self, topic: str, partition: int, append: Callable[[Callable[[], None]], Awaitable[T]]) -> T:
+        """``await append(proposing)``, where the append calls ``proposing()`` when it hands its batch to Raft."""
         key = (topic, partition)
         previous = self._last.get(key)
-        done = asyncio.get_running_loop().create_future()
-        self._last[key] = done
+        turn = asyncio.get_running_loop().create_future()
+        self._last[key] = turn
+
+        def proposing() -> None:  # the next append to this partition may go now
+            if not turn.done():
+                turn.set_result(None)
+            if self._last.get(key) is turn:
+                del self._last[key]
+
         try:
             if previous is not None:
                 await asyncio.shield(previous)
-            return await append
+            return await append(proposing)
         finally:
-            done.set_result(None)
-            if self._last.get(key) is done:
-                del self._last[key]
+            proposing()
 
 
 class KafkaConnection:

@@ -5,7 +5,8 @@ Each partition's batch is checked and committed by `ProduceService.append`
 partition leader); the bytes are stored as they came. acks=1 and acks=-1
 both answer after a quorum committed the batch (raftka always replicates
 before answering); acks=0 gets no answer. Appends to one partition from one
-connection keep their order (`connection.ProduceLanes`).
+connection are proposed in the order they came, pipelined
+(`connection.ProduceLanes`).
 
 Idempotence is the partition's producer table (`raft/partition_producers.py`)
 applied to the producer id, epoch and base sequence in the batch header: a
@@ -72,8 +73,8 @@ async def _append(conn: Any, topic: str, partition: int, records: bytes | None, 
     services = conn.server.services
     try:
         await services.topics.catch_up(topic)
-        ack = await conn.lanes.in_order(topic, partition, services.produce.append(topic, partition, records,
-                                                                                  timeout_s, validate=True))
+        ack = await conn.lanes.in_order(topic, partition, lambda proposing: services.produce.append(
+            topic, partition, records, timeout_s, validate=True, on_proposing=proposing))
     except ProduceRejected as exc:
         return exc.produce_error, -1, exc.message
     except InvalidRequest as exc:  # the batch is not a valid RecordBatch v2 (framing, CRC, records)
