@@ -101,13 +101,14 @@ class KafkaEndpoint:
 
     async def open_producer(self) -> KafkaProducer:
         producer = confluent_kafka.Producer({"bootstrap.servers": self.bootstrap, "linger.ms": self.linger_ms,
-                                             "acks": "all", "enable.idempotence": True, "log_level": 3})
+                                             "acks": "all", "enable.idempotence": True, "log_level": 3,
+                                             "socket.nagle.disable": True})
         return KafkaProducer(producer, self.topic)
 
     async def open_consumer(self, from_start: bool, push: bool = False) -> KafkaConsumer:
         consumer = confluent_kafka.Consumer({"bootstrap.servers": self.bootstrap, "group.id": "bench",
                                              "enable.auto.commit": False, "fetch.wait.max.ms": 100,
-                                             "log_level": 3})
+                                             "log_level": 3, "socket.nagle.disable": True})
         start = confluent_kafka.OFFSET_BEGINNING
         if not from_start:  # the current end, resolved now: "latest" means before the workload starts
             loop = asyncio.get_running_loop()
