@@ -196,11 +196,12 @@ def test_three_consumers_on_two_partitions_commit_stop_and_resume(cluster, clien
     ends = {p: retry(lambda p=p: request(cluster.url(2) + f"/topics/{topic}/partitions/{p}/offsets")).json()[
         "end_offset"] for p in (0, 1)}
     assert offsets == ends and sum(ends.values()) == FIRST
-    described = subprocess.run([sys.executable, "-m", "raftka.client.cli", "--bootstrap", cluster.bootstrap[2],
-                                "groups", "describe", group], capture_output=True, text=True, timeout=60,
-                               env={**os.environ, "COLUMNS": "200"})
-    assert described.returncode == 0, described.stderr
-    assert topic in described.stdout and "total lag 0" in described.stdout, described.stdout
+    if client == "confluent-kafka":  # the CLI reads the same groups (once: a process start costs seconds)
+        described = subprocess.run([sys.executable, "-m", "raftka.client.cli", "--bootstrap", cluster.bootstrap[2],
+                                    "groups", "describe", group], capture_output=True, text=True, timeout=60,
+                                   env={**os.environ, "COLUMNS": "200"})
+        assert described.returncode == 0, described.stderr
+        assert topic in described.stdout and "total lag 0" in described.stdout, described.stdout
 
     later = [f"later-{i}".encode() for i in range(LATER)]
     _produce(cluster, topic, later)

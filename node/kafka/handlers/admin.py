@@ -20,6 +20,7 @@ command-line settings).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from kafka.protocol.admin import (AlterConfigsResponse, CreatePartitionsResponse, CreateTopicsResponse,
@@ -37,7 +38,13 @@ CONFIG_SOURCE_TOPIC, CONFIG_SOURCE_DEFAULT = 1, 5
 SET, DELETE = 0, 1  # IncrementalAlterConfigs operations (APPEND, SUBTRACT: list configs, not supported)
 
 
+class InvalidReplicaAssignment(ApiError):
+    """The client chose replica assignments (raftka spreads replicas and leaders itself)."""
+
+
 def _failure(exc: BaseException) -> tuple[int, str | None]:
+    if isinstance(exc, InvalidReplicaAssignment):
+        return ErrorCode.INVALID_REPLICA_ASSIGNMENT, exc.message
     code = error_code(exc, Context.CONTROLLER)
     return code, exc.message if isinstance(exc, ApiError) else None
 
@@ -56,85 +63,79 @@ async def _relayed_unless_leader(conn: Any, request: Any) -> RawResponse | Error
 
 # ---------------------------------------------------------------------------- topics
 
+async def _write_each(conn: Any, request: Any, items: list[Any],
+                      act: Callable[[Any], Awaitable[Any]]) -> RawResponse | list[tuple[Any, int, str | None, Any]]:
+    """``act(item)`` for every item on the metadata leader: (item, error code, message, what act returned); or
+    the leader's whole answer when this broker relayed the request."""
+    routed = await _relayed_unless_leader(conn, request)
+    if isinstance(routed, RawResponse):
+        return routed
+
+    async def one(item: Any) -> tuple[Any, int, str | None, Any]:
+        if routed is not None:
+            return item, routed, "this broker does not lead the metadata group", None
+        try:
+            return item, ErrorCode.NONE, None, await act(item)
+        except ApiError as exc:
+            return (item, *_failure(exc), None)
+
+    return list(await asyncio.gather(*(one(item) for item in items)))
+
+
 async def create_topics(conn: Any, request: Any) -> Any:
     body, version = request.body, request.api_version
     result = CreateTopicsResponse.CreatableTopicResult
-    routed = await _relayed_unless_leader(conn, request)
-    if isinstance(routed, RawResponse):
-        return routed
     topics = conn.server.services.topics
 
-    async def one(t: Any) -> Any:
-        def failed(code: int, message: str | None) -> Any:
-            return result(name=t.name, error_code=code, error_message=message, num_partitions=-1,
-                          replication_factor=-1, configs=None)
-
-        if routed is not None:
-            return failed(routed, "this broker does not lead the metadata group")
+    async def create(t: Any) -> dict:
         if t.assignments:
-            return failed(ErrorCode.INVALID_REPLICA_ASSIGNMENT, "raftka assigns replicas itself")
+            raise InvalidReplicaAssignment("raftka assigns replicas itself")
         partitions = t.num_partitions if t.num_partitions != -1 else topics.default_partitions()
         factor = t.replication_factor if t.replication_factor != -1 else topics.default_replication_factor()
-        configs = {c.name: c.value for c in t.configs}
-        try:
-            created = await topics.create(t.name, partitions, factor, configs, validate_only=body.validate_only)
-        except ApiError as exc:
-            return failed(*_failure(exc))
-        source = {name: CONFIG_SOURCE_TOPIC if name in configs else CONFIG_SOURCE_DEFAULT
-                  for name in created["configs"]}
-        return result(name=t.name, error_code=ErrorCode.NONE, error_message=None,
-                      num_partitions=created["partitions"], replication_factor=created["replication_factor"],
-                      configs=[result.CreatableTopicConfigs(name=k, value=str(v), read_only=False,
-                                                            config_source=source[k], is_sensitive=False)
-                               for k, v in created["configs"].items()])
+        return await topics.create(t.name, partitions, factor, {c.name: c.value for c in t.configs},
+                                   validate_only=body.validate_only)
 
-    answers = await asyncio.gather(*(one(t) for t in body.topics))
-    return CreateTopicsResponse(version=version, throttle_time_ms=0, topics=list(answers))
+    def answer(t: Any, code: int, message: str | None, created: dict | None) -> Any:
+        if created is None:
+            return result(name=t.name, error_code=code, error_message=message, num_partitions=-1,
+                          replication_factor=-1, configs=None)
+        explicit = {c.name for c in t.configs}
+        return result(name=t.name, error_code=code, error_message=None, num_partitions=created["partitions"],
+                      replication_factor=created["replication_factor"], configs=[
+                          result.CreatableTopicConfigs(
+                              name=k, value=str(v), read_only=False, is_sensitive=False,
+                              config_source=CONFIG_SOURCE_TOPIC if k in explicit else CONFIG_SOURCE_DEFAULT)
+                          for k, v in created["configs"].items()])
+
+    done = await _write_each(conn, request, list(body.topics), create)
+    if isinstance(done, RawResponse):
+        return done
+    return CreateTopicsResponse(version=version, throttle_time_ms=0, topics=[answer(*d) for d in done])
 
 
 async def delete_topics(conn: Any, request: Any) -> Any:
-    body, version = request.body, request.api_version
     result = DeleteTopicsResponse.DeletableTopicResult
-    routed = await _relayed_unless_leader(conn, request)
-    if isinstance(routed, RawResponse):
-        return routed
-
-    async def one(name: str) -> Any:
-        if routed is not None:
-            return result(name=name, error_code=routed, error_message=None)
-        try:
-            await conn.server.services.topics.delete(name)
-        except ApiError as exc:
-            code, message = _failure(exc)
-            return result(name=name, error_code=code, error_message=message)
-        return result(name=name, error_code=ErrorCode.NONE, error_message=None)
-
-    answers = await asyncio.gather(*(one(name) for name in body.topic_names))
-    return DeleteTopicsResponse(version=version, throttle_time_ms=0, responses=list(answers))
+    done = await _write_each(conn, request, list(request.body.topic_names), conn.server.services.topics.delete)
+    if isinstance(done, RawResponse):
+        return done
+    return DeleteTopicsResponse(version=request.api_version, throttle_time_ms=0, responses=[
+        result(name=name, error_code=code, error_message=message) for name, code, message, _ in done])
 
 
 async def create_partitions(conn: Any, request: Any) -> Any:
-    body, version = request.body, request.api_version
+    body = request.body
     result = CreatePartitionsResponse.CreatePartitionsTopicResult
-    routed = await _relayed_unless_leader(conn, request)
-    if isinstance(routed, RawResponse):
-        return routed
-    answers = []
-    for t in body.topics:
-        if routed is not None:
-            answers.append(result(name=t.name, error_code=routed, error_message=None))
-            continue
+
+    async def grow(t: Any) -> None:
         if t.assignments:
-            answers.append(result(name=t.name, error_code=ErrorCode.INVALID_REPLICA_ASSIGNMENT,
-                                  error_message="raftka assigns replicas itself"))
-            continue
-        try:
-            await conn.server.services.topics.add_partitions(t.name, t.count, validate_only=body.validate_only)
-            answers.append(result(name=t.name, error_code=ErrorCode.NONE, error_message=None))
-        except ApiError as exc:
-            code, message = _failure(exc)
-            answers.append(result(name=t.name, error_code=code, error_message=message))
-    return CreatePartitionsResponse(version=version, throttle_time_ms=0, results=answers)
+            raise InvalidReplicaAssignment("raftka assigns replicas itself")
+        await conn.server.services.topics.add_partitions(t.name, t.count, validate_only=body.validate_only)
+
+    done = await _write_each(conn, request, list(body.topics), grow)
+    if isinstance(done, RawResponse):
+        return done
+    return CreatePartitionsResponse(version=request.api_version, throttle_time_ms=0, results=[
+        result(name=t.name, error_code=code, error_message=message) for t, code, message, _ in done])
 
 
 # ---------------------------------------------------------------------------- configs
@@ -173,35 +174,29 @@ async def describe_configs(conn: Any, request: Any) -> Any:
 
 
 async def _alter(conn: Any, request: Any, response_cls: type, incremental: bool) -> Any:
-    body, version = request.body, request.api_version
+    body = request.body
     result = response_cls.AlterConfigsResourceResponse
-    routed = await _relayed_unless_leader(conn, request)
-    if isinstance(routed, RawResponse):
-        return routed
-    answers = []
-    for r in body.resources:
-        code, message = ErrorCode.NONE, None
-        try:
-            if routed is not None:
-                code = routed
-            elif r.resource_type != TOPIC:
-                raise InvalidRequest("raftka alters topic configs only; broker configs are command-line settings.")
-            elif incremental:
-                if any(c.config_operation not in (SET, DELETE) for c in r.configs):
-                    raise InvalidRequest("raftka's topic configs take SET and DELETE, not APPEND or SUBTRACT.")
-                await conn.server.services.topics.alter_configs(
-                    r.resource_name, {c.name: c.value for c in r.configs if c.config_operation == SET},
-                    remove=[c.name for c in r.configs if c.config_operation == DELETE],
-                    validate_only=body.validate_only)
-            else:
-                await conn.server.services.topics.alter_configs(
-                    r.resource_name, {c.name: c.value for c in r.configs if c.value is not None}, replace=True,
-                    validate_only=body.validate_only)
-        except ApiError as exc:
-            code, message = _failure(exc)
-        answers.append(result(error_code=code, error_message=message, resource_type=r.resource_type,
-                              resource_name=r.resource_name))
-    return response_cls(version=version, throttle_time_ms=0, responses=answers)
+    topics = conn.server.services.topics
+
+    async def alter(r: Any) -> None:
+        if r.resource_type != TOPIC:
+            raise InvalidRequest("raftka alters topic configs only; broker configs are command-line settings.")
+        if not incremental:
+            await topics.alter_configs(r.resource_name, {c.name: c.value for c in r.configs if c.value is not None},
+                                       replace=True, validate_only=body.validate_only)
+            return
+        if any(c.config_operation not in (SET, DELETE) for c in r.configs):
+            raise InvalidRequest("raftka's topic configs take SET and DELETE, not APPEND or SUBTRACT.")
+        await topics.alter_configs(r.resource_name, {c.name: c.value for c in r.configs if c.config_operation == SET},
+                                   remove=[c.name for c in r.configs if c.config_operation == DELETE],
+                                   validate_only=body.validate_only)
+
+    done = await _write_each(conn, request, list(body.resources), alter)
+    if isinstance(done, RawResponse):
+        return done
+    return response_cls(version=request.api_version, throttle_time_ms=0, responses=[
+        result(error_code=code, error_message=message, resource_type=r.resource_type, resource_name=r.resource_name)
+        for r, code, message, _ in done])
 
 
 async def alter_configs(conn: Any, request: Any) -> Any:
