@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
-DEB_PACKAGES := iptables iproute2 faketime procps chromium chromium-driver kcat
+DEB_PACKAGES := iptables iproute2 faketime procps chromium chromium-driver curl kcat
 
 .PHONY: run test install deb-packages jepsen bench clean
 
@@ -28,7 +28,7 @@ run: $(STAMP)
 	$(VENV)/bin/raftka dev --data-dir ./.raftka-data
 
 test: $(STAMP) deb-packages
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 jepsen: $(STAMP) deb-packages
 	$(PY) jepsen-style-tests/run.py --full

@@ -9,6 +9,8 @@ does not exist) with exit status 1; usage errors exit with status 2.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import difflib
 import signal
 import sys
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import click
+import orjson
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -36,7 +39,9 @@ from raftka.client.connection import BOOTSTRAP_ENV, DEFAULT_BOOTSTRAP, parse_boo
 from raftka.client.errors import NoBrokersAvailable, RaftkaError, TopicNotFoundError
 from raftka.client.structs import TopicPartition
 
-__all__ = ["main", "parse_configs", "split_key"]
+__all__ = ["encode_key", "main", "parse_configs", "split_key"]
+
+KEY_FORMATS = ("string", "json", "base64")
 
 
 def _stdout() -> Console:
@@ -92,6 +97,25 @@ def split_key(line: bytes, key_sep: bytes | None, line_number: int) -> tuple[byt
     if not sep:
         raise click.ClickException(f"line {line_number} has no key separator {key_sep.decode()!r}: {line[:80]!r}")
     return key, value
+
+
+def encode_key(key: bytes, key_format: str, line_number: int) -> bytes:
+    """The key bytes to store (and hash to pick the partition), as the REST Proxy would store them:
+    ``string``: the text itself (UTF-8); ``json``: the text is a JSON value, stored as compact JSON (the json
+    embedded format: ``"user-1"`` keeps its quotes); ``base64``: the decoded bytes (the binary embedded format)."""
+    if key_format == "json":
+        try:
+            return orjson.dumps(orjson.loads(key))
+        except orjson.JSONDecodeError as exc:
+            raise click.ClickException(
+                f"line {line_number}: the key {key[:80]!r} is not JSON ({exc}); with --key-format json a string "
+                'key is written in quotes, e.g. "user-1"') from None
+    if key_format == "base64":
+        try:
+            return base64.b64decode(key, validate=True)
+        except binascii.Error as exc:
+            raise click.ClickException(f"line {line_number}: the key {key[:80]!r} is not base64 ({exc})") from None
+    return key
 
 
 class _Settings:
@@ -220,6 +244,10 @@ def _lines(stream: IO[bytes], progress: Progress | None, task: Any) -> Iterator[
 @click.argument("topic")
 @click.option("--file", "-f", "path", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Read lines from a file instead of stdin.")
 @click.option("--key-sep", "-k", help="Each line is KEY<SEP>VALUE (split at the first separator).")
+@click.option("--key-format", type=click.Choice(KEY_FORMATS), default="string", show_default=True,
+              help="How the key text becomes the key bytes (which also pick the partition): string = as typed; "
+                   'json = a JSON value, stored as JSON like the REST Proxy\'s json format ("user-1" with quotes); '
+                   "base64 = decoded, like its binary format.")
 @click.option("--partition", "-p", type=click.IntRange(min=0), help="Send every record to this partition.")
 @click.option("--header", "-H", "headers", multiple=True, metavar="NAME=VALUE", help="Header added to every record; repeatable.")
 @click.option("--linger-ms", type=click.IntRange(min=0), default=5, show_default=True)
@@ -229,13 +257,19 @@ def produce(
     topic: str,
     path: Path | None,
     key_sep: str | None,
+    key_format: str,
     partition: int | None,
     headers: tuple[str, ...],
     linger_ms: int,
 ) -> None:
-    """Produce one record per input line to TOPIC (empty lines are skipped)."""
+    """Produce one record per input line to TOPIC (empty lines are skipped).
+
+    A keyed record goes to the partition of murmur2 of its key bytes (as with Kafka's Java client and the REST
+    Proxy), so the same key bytes always land on the same partition, whichever tool sent them."""
     if key_sep == "":
         raise click.BadParameter("must not be empty", param_hint="--key-sep")
+    if key_format != "string" and key_sep is None:
+        raise click.BadParameter("needs --key-sep (the lines have no keys otherwise)", param_hint="--key-format")
     header_list = [(k, v.encode()) for k, v in parse_configs(headers).items()]
     sep = key_sep.encode() if key_sep is not None else None
     settings = ctx.find_object(_Settings)
@@ -272,6 +306,8 @@ def produce(
                 if not line:
                     continue
                 key, value = split_key(line, sep, number)
+                if key is not None:
+                    key = encode_key(key, key_format, number)
                 unconfirmed.append(producer.send(topic, value, key=key, headers=header_list, partition=partition))
                 sent += 1
                 settle(everything=False)

@@ -106,27 +106,56 @@ def render_cluster(console: Console, cluster: ClusterDescription, raft: list[Raf
         console.print(f"[red]{cluster.leaderless} partition(s) have no leader.[/red]")
 
 
+_BROKER_MASK = (1 << 31) - 1  # a Raft replica id is incarnation << 31 | broker id
+
+
+def _broker(replica: object) -> object:
+    """The broker of a replica id as /raft reports it (a later incarnation of a broker is still that broker)."""
+    try:
+        return int(replica) & _BROKER_MASK
+    except (TypeError, ValueError):
+        return replica
+
+
+def _group_order(name: str) -> tuple:
+    if name == "metadata":
+        return (0, "", 0)
+    topic, _, partition = name.rpartition("/")
+    return (1, topic, int(partition)) if partition.isdigit() else (2, name, 0)
+
+
 def render_raft(console: Console, statuses: list[RaftStatus]) -> None:
-    table = Table("Broker", "Group", "Role", "Leader", "Term", "Commit", "Applied", "Follower lag")
-    table.columns[1].overflow = "fold"
+    """One row per Raft group, named by its topic and partition (or "(metadata)"), as its leader (the replica
+    claiming leadership in the highest term) reports it: term, commit index, and each follower's lag."""
+    groups: dict[str, dict | None] = {}
+    for status in statuses:
+        for g in status.groups if status.error is None else ():
+            name = g.get("partition") or ("metadata" if g.get("group") == "__metadata" else str(g.get("group")))
+            best = groups.get(name)
+            if g.get("role") == "leader" and (best is None or g.get("term", 0) > best.get("term", 0)):
+                groups[name] = g
+            else:
+                groups.setdefault(name, None)
+    table = Table("Topic", "Partition", "Leader", "Term", "Commit", "Follower lag",
+                  title="Raft groups, as their leaders report them")
+    table.columns[0].overflow = "ellipsis"  # a topic name too long for the terminal is cut, not folded
+    for column in table.columns[1:]:  # only the topic column gives way on a narrow terminal
+        column.no_wrap = True
+    for name in sorted(groups, key=_group_order):
+        topic, _, partition = ("(metadata)", "", "") if name == "metadata" else name.rpartition("/")
+        lead = groups[name]
+        if lead is None:
+            table.add_row(topic, partition, "[red]none[/red]", "", "", "")
+            continue
+        followers = lead.get("followers") or {}
+        lag = " ".join(f"{_broker(r)}:{(f or {}).get('lag', '?')}"
+                       for r, f in sorted(followers.items(), key=lambda item: str(_broker(item[0]))))
+        table.add_row(topic, partition, _dash(_broker(lead.get("leader"))), _dash(lead.get("term")),
+                      _dash(lead.get("commit_index")), lag)
+    console.print(table)
     for status in statuses:
         if status.error is not None:
-            table.add_row(str(status.broker), "-", f"[red]unreachable: {status.error}[/red]", "", "", "", "", "")
-            continue
-        for g in status.groups:
-            followers = g.get("followers") or {}
-            lag = " ".join(f"{fid}:{(f or {}).get('lag', '?')}" for fid, f in sorted(followers.items()))
-            table.add_row(
-                str(status.broker),
-                str(g.get("group", "?")),
-                str(g.get("role", "?")),
-                _dash(g.get("leader")),
-                _dash(g.get("term")),
-                _dash(g.get("commit_index")),
-                _dash(g.get("applied_index")),
-                lag,
-            )
-    console.print(table)
+            console.print(f"[red]Broker {status.broker} did not report its Raft state: {status.error}[/red]")
 
 
 def _text(data: bytes | None) -> Any:

@@ -13,7 +13,8 @@
   keeps committed offsets grow-only; commits of explicit offsets, and of
   positions moved by ``seek*``, ask it to store them even if lower.
   ``enable_auto_commit`` commits the positions of records returned by earlier
-  ``poll`` calls - from inside ``poll`` every ``auto_commit_interval_ms``, on
+  ``poll`` calls - from inside ``poll`` every ``auto_commit_interval_ms`` (also
+  while a long ``poll`` waits for records), on
   rebalance and on ``close`` - so a record is committed only after the
   application asked for more: at-least-once.
 * Iterating (``async for record in consumer``) hands out one record at a
@@ -226,6 +227,8 @@ class AIOConsumer:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return []
+            if self._auto_commit:  # wake for the next auto-commit too: a long wait must not hold it back
+                remaining = min(remaining, max(0.0, self._next_auto_commit - time.monotonic()))
             try:
                 async with asyncio.timeout(remaining):
                     await self._wakeup.wait()

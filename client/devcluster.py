@@ -71,6 +71,7 @@ class LocalCluster:
                                 "--heartbeat-ms", str(max(10, election_timeout_ms // 10))]
         self.log_to_files = log_to_files
         self.procs: dict[int, subprocess.Popen] = {}
+        self._lifeline: tuple[int, int] | None = None  # pipe (read, write); brokers stop when the write end closes
 
     # ----------------------------------------------------------- addresses
 
@@ -108,6 +109,16 @@ class LocalCluster:
                 "--cluster-secret-file", str(self.secret_file()), "--kafka-listen", self.kafka_address(broker),
                 *self.extra_args]
 
+    def lifeline(self) -> int:
+        """The read end of a pipe whose write end only this process holds (not inheritable). Each broker watches it
+        (--stop-when-fd-closes) and stops when it reaches end of file, which the kernel guarantees however this
+        process ends, kill -9 included: brokers never outlive the cluster's owner. (A pipe rather than Linux's
+        parent-death signal: that one fires when the forking *thread* ends, and needs preexec_fn, which is unsafe
+        with threads; tests and the fault harness start brokers from threads.)"""
+        if self._lifeline is None:
+            self._lifeline = os.pipe()
+        return self._lifeline[0]
+
     def start_broker(self, broker: int) -> None:
         env = {**os.environ, "MALLOC_TRIM_THRESHOLD_": str(64 << 20), "MALLOC_TOP_PAD_": str(64 << 20), **self.env}
         if self.log_to_files:
@@ -115,8 +126,10 @@ class LocalCluster:
             out = open(self.root / f"broker-{broker}.log", "ab")
         else:
             out = None
-        self.procs[broker] = subprocess.Popen(self.command(broker), env=env, stdout=out, stderr=out,
-                                              start_new_session=True)
+        lifeline = self.lifeline()
+        self.procs[broker] = subprocess.Popen([*self.command(broker), "--stop-when-fd-closes", str(lifeline)],
+                                              env=env, stdout=out, stderr=out, start_new_session=True,
+                                              pass_fds=(lifeline,))
         if out is not None:
             out.close()
 
@@ -195,6 +208,10 @@ class LocalCluster:
             except ProcessLookupError:
                 pass  # it already exited
             self.stop_broker(broker)
+        if self._lifeline is not None:
+            for fd in self._lifeline:
+                os.close(fd)
+            self._lifeline = None
 
     def __enter__(self) -> "LocalCluster":
         return self.start()
@@ -227,15 +244,35 @@ class LocalCluster:
             time.sleep(0.1)
 
 
+def _cli_path() -> str:
+    """Where the `raftka` command is: next to this Python (a virtualenv's bin/, after `make run`)."""
+    beside = Path(sys.executable).with_name("raftka")
+    if beside.exists():
+        return f"{beside} (on PATH after `source {beside.parent / 'activate'}`)" \
+            if (beside.parent / "activate").exists() else str(beside)
+    return "raftka"
+
+
+class _StopRequested(Exception):
+    """SIGTERM or SIGHUP reached `raftka dev`: stop the brokers as on Ctrl-C."""
+
+
+def _stop_requested(signum, frame) -> None:
+    raise _StopRequested(signal.Signals(signum).name)
+
+
 def run_dev(brokers: int = 3, data_dir: str = ".raftka-data", base_port: int = 9091) -> None:
-    """Start a local cluster, show it working with curl-able requests, run until Ctrl-C."""
+    """Start a local cluster, show it working with curl-able requests, run until Ctrl-C, SIGTERM or SIGHUP (then
+    stop the brokers). If `raftka dev` itself is killed, its brokers stop on their own (see `LocalCluster.lifeline`)."""
     http_ports = [base_port + i for i in range(brokers)]
     raft_ports = [base_port + 100 + i for i in range(brokers)]
     kafka_ports = [base_port + 10000 + i for i in range(brokers)]
     cluster = LocalCluster(brokers, data_dir, http_ports=http_ports, raft_ports=raft_ports, kafka_ports=kafka_ports)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _stop_requested)
     print(f"raftka: starting {brokers} brokers (data in {Path(data_dir).resolve()})", flush=True)
-    cluster.start(timeout=60)
     try:
+        cluster.start(timeout=60)
         first = cluster.bootstrap[0]
         topics = http_json(first + "/topics")
         if "demo" not in topics:
@@ -273,16 +310,16 @@ def run_dev(brokers: int = 3, data_dir: str = ".raftka-data", base_port: int = 9
         print(f"  Kafka clients (kafka-python, aiokafka, confluent-kafka, kcat): "
               f"bootstrap.servers={cluster.kafka_bootstrap}")
         print(f"    e.g. kcat -b {cluster.kafka_bootstrap} -L")
+        print(f"  the CLI: {_cli_path()}")
+        print(f"  broker logs: {cluster.root.resolve() / 'broker-N.log'} (N = 1..{brokers})")
+        print(f"  to start again from scratch: stop, then rm -rf {cluster.root.resolve()}")
         print("Press Ctrl-C to stop.", flush=True)
-        _wait_for_interrupt()
-    finally:
-        print("\nraftka: stopping brokers", flush=True)
-        cluster.close()
-
-
-def _wait_for_interrupt() -> None:
-    try:
         while True:
             time.sleep(3600)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, _StopRequested):
         pass
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)  # a second signal must not cut the orderly stop short
+        print("\nraftka: stopping brokers", flush=True)
+        cluster.close()

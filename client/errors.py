@@ -22,6 +22,7 @@ Hierarchy::
      |    +-- NoBrokersAvailable           no broker of bootstrap/metadata answered; lists what was tried
      +-- NotFoundError                     404xx
      |    +-- TopicNotFoundError  PartitionNotFoundError  GroupNotFoundError  UnknownMemberError
+     |    +-- BrokerNotFoundError          40406
      +-- TopicAlreadyExistsError           40904
      +-- GroupError
      |    +-- StaleGenerationError         40905
@@ -31,7 +32,7 @@ Hierarchy::
      +-- ProducerFencedError (40908)       a newer epoch of this producer id exists
      +-- RecordTooLargeError (41302)  RequestTooLargeError (41301)
      +-- OffsetOutOfRangeError             41601, with earliest / latest
-     +-- NoOffsetForPartitionError         no committed offset and auto_offset_reset="none"
+     +-- NoOffsetForPartitionError (40909) no committed offset and auto_offset_reset="none"
      +-- InvalidRequestError               422xx and 400
      |    +-- InvalidTopicError  InvalidPartitionsError  InvalidReplicationFactorError
      |    +-- InvalidConfigError  InvalidEncodingError
@@ -60,6 +61,7 @@ __all__ = [
     "DeliveryTimeoutError",
     "GroupError",
     "GroupNotFoundError",
+    "BrokerNotFoundError",
     "IllegalStateError",
     "InternalServerError",
     "InvalidConfigError",
@@ -193,6 +195,10 @@ class PartitionNotFoundError(NotFoundError):
 
 class GroupNotFoundError(NotFoundError):
     """The consumer group does not exist."""
+
+
+class BrokerNotFoundError(NotFoundError):
+    """No broker with that id is a member of the cluster."""
 
 
 class UnknownMemberError(NotFoundError):
@@ -330,6 +336,7 @@ _BY_CODE: dict[int, type[RaftkaError]] = {
     40402: PartitionNotFoundError,
     40403: UnknownMemberError,  # Confluent: consumer instance not found
     40405: GroupNotFoundError,
+    40406: BrokerNotFoundError,
     40601: NotAcceptableError,
     40901: GroupError,  # REST consumer instance already subscribed
     40902: GroupError,  # REST consumer instance already exists
@@ -338,6 +345,7 @@ _BY_CODE: dict[int, type[RaftkaError]] = {
     40906: RebalanceInProgressError,
     40907: OutOfOrderSequenceError,
     40908: ProducerFencedError,
+    40909: NoOffsetForPartitionError,  # a REST consumer instance with auto.offset.reset none
     41301: RequestTooLargeError,
     41302: RecordTooLargeError,
     41501: UnsupportedMediaTypeError,

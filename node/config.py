@@ -120,6 +120,7 @@ class BrokerConfig:
     default_replication_factor: int
     topic_defaults: TopicConfig  # configs of new topics unless the create request overrides them
     log_level: str
+    stop_when_fd_closes: int | None = None  # an inherited pipe's read end: stop when its writer (the parent) dies
     kafka_listen: Address | None = None  # Kafka wire protocol bind address; None: no Kafka listener
     kafka_advertise: Address | None = None  # what Kafka clients are told to connect to (default: kafka_listen)
 
@@ -363,6 +364,13 @@ _SETTINGS = [
         _parse_topic_value,
         f"max.message.bytes of new topics (default {_TOPIC_DEFAULTS.max_message_bytes})",
         "BYTES",
+    ),
+    _Setting(
+        "--stop-when-fd-closes",
+        _parse_int(0, 1 << 20),
+        "stop gracefully (as on SIGTERM) when this inherited file descriptor, the read end of a pipe, reaches end "
+        "of file: the process holding the write end (raftka dev, a test) has exited, even by kill -9",
+        "FD",
     ),
     _Setting(
         "--kafka-listen",
@@ -612,6 +620,7 @@ def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | 
         default_replication_factor=replication_factor,
         topic_defaults=topic_defaults,
         log_level=get("log_level", DEFAULT_LOG_LEVEL),
+        stop_when_fd_closes=get("stop_when_fd_closes"),
         kafka_listen=kafka_listen,
         kafka_advertise=kafka_advertise,
     )

@@ -27,9 +27,11 @@ ConsumerAlreadyExists        409  40902  C  consumer instance name already taken
 TopicAlreadyExists           409  40904  R  (Confluent: generic 400/40002)
 StaleGeneration              409  40905  R  commit/heartbeat from an old generation
 RebalanceInProgress          409  40906  R  group is rebalancing; rejoin
-InconsistentGroupProtocol    409  40909  R  the group is driven by the other protocol
+NoCommittedOffset            409  40909  R  no committed offset to start from and
+                                            ``auto.offset.reset`` is ``none``
+InconsistentGroupProtocol    409  40910  R  the group is driven by the other protocol
                                             (Kafka clients vs raftka's group API)
-GroupNotEmpty                409  40910  R  deleting a group that has live members
+GroupNotEmpty                409  40911  R  deleting a group that has live members
 RequestTooLarge              413  41301  R  body over the limit, too many records
 RecordTooLarge               413  41302  R  one record over ``max.message.bytes``
 UnsupportedMediaType         415  41501  R  Content-Type not supported (Confluent
@@ -83,6 +85,7 @@ __all__ = [
     "InvalidTopicConfig",
     "InvalidTopicName",
     "NotAcceptable",
+    "NoCommittedOffset",
     "NotLeader",
     "OffsetOutOfRange",
     "PartitionNotFound",
@@ -216,11 +219,19 @@ class RebalanceInProgress(ApiError):
         self.group = group
 
 
+class NoCommittedOffset(ApiError):
+    http_status, error_code = 409, 40909
+
+    def __init__(self, group: str, topic: str, partition: int):
+        super().__init__(f"Group '{group}' has no committed offset for {topic}/{partition} and auto.offset.reset "
+                         "is 'none': commit or seek a position first.")
+
+
 class InconsistentGroupProtocol(ApiError):
     """A member of one kind (Kafka's classic protocol, or raftka's own group API) joins a group whose live members
     are of the other kind, or names a protocol the group's members do not share."""
 
-    http_status, error_code = 409, 40909
+    http_status, error_code = 409, 40910
 
     def __init__(self, group: str, detail: str) -> None:
         super().__init__(f"Group '{group}': {detail}")
@@ -228,7 +239,7 @@ class InconsistentGroupProtocol(ApiError):
 
 
 class GroupNotEmpty(ApiError):
-    http_status, error_code = 409, 40910
+    http_status, error_code = 409, 40911
 
     def __init__(self, group: str, members: int) -> None:
         super().__init__(f"Group '{group}' has {members} live member(s); it can be deleted once they have left.")

@@ -1,4 +1,5 @@
-"""`raftka-node`: load the configuration, run one broker until SIGTERM/SIGINT, shut down gracefully.
+"""`raftka-node`: load the configuration, run one broker until SIGTERM/SIGINT (or until the process that started
+it exits, with --stop-when-fd-closes), shut down gracefully.
 
 Assembly: the broker core (`cluster`), its services (`services`, `groups`), and the two front ends over them:
 HTTP (`http`) and, with --kafka-listen, the Kafka wire protocol (`kafka`).
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 
@@ -19,6 +21,7 @@ from raftka.node.config import ConfigError, load_config
 from raftka.node.http.app import create_app
 from raftka.node.http.broker_groups import HttpGroups
 from raftka.node.http.common import METRICS_KEY
+from raftka.node.http.server import BrokerAppRunner
 from raftka.node.kafka.registration import ListenerRegistrar
 from raftka.node.kafka.server import KafkaServer
 from raftka.node.services import BrokerServices
@@ -35,7 +38,7 @@ async def serve(broker: Broker) -> None:
     http_groups = HttpGroups(services)
     await http_groups.start()
     app = create_app(services, http_groups)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = BrokerAppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, config.listen.host, config.listen.port, reuse_address=True)
     await site.start()
@@ -50,6 +53,8 @@ async def serve(broker: Broker) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if config.stop_when_fd_closes is not None:
+        watch_parent_pipe(loop, config.stop_when_fd_closes, stop)
     await stop.wait()
     log.info("broker %d shutting down: handing over leadership, flushing", broker.id)
     if kafka is not None:
@@ -60,6 +65,25 @@ async def serve(broker: Broker) -> None:
     await services.groups.stop()
     await broker.stop()
     await runner.cleanup()
+
+
+def watch_parent_pipe(loop: asyncio.AbstractEventLoop, fd: int, stop: asyncio.Event) -> None:
+    """Set `stop` when the pipe `fd` reaches end of file: every process holding its write end has exited (`raftka
+    dev` or a test keeps it; the kernel closes it however they end, kill -9 included)."""
+    def readable() -> None:
+        try:
+            data = os.read(fd, 4096)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            loop.remove_reader(fd)
+            log.info("the process that started this broker has exited: shutting down")
+            stop.set()
+
+    os.set_blocking(fd, False)
+    loop.add_reader(fd, readable)
 
 
 def main(argv: list[str] | None = None) -> int:

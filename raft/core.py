@@ -127,6 +127,7 @@ class RaftConfig:
     max_append_bytes: int = 1 << 20
     max_inflight: int = 16
     check_quorum: bool = True
+    pre_vote: bool = True  # off only in tests: elections then rely on the real vote's up-to-date check alone
     quiesce: bool = True
     snapshot_retry_ticks: int = 20
 
@@ -187,6 +188,7 @@ class RaftNode:
         self.term_start_index = 0  # index of the no-op of the current leadership
         self.transfer_target: int | None = None
         self.transfer_deadline = 0
+        self.lease_forfeited = False  # sent TIMEOUT_NOW in this term: no lease until re-elected
         self._broadcast_pending = False
         self.quiesced = False
         self._outbox: list[Message] = []
@@ -347,9 +349,9 @@ class RaftNode:
             self._become_candidate()
             self._become_leader()
             return
-        if transfer:
+        if transfer or not self.cfg.pre_vote:
             self._become_candidate()
-            self._request_votes(MT.VOTE, self.log.term, transfer=True)
+            self._request_votes(MT.VOTE, self.log.term, transfer=transfer)
         else:
             self._become_pre_candidate()
             self._request_votes(MT.PREVOTE, self.log.term + 1)
@@ -367,7 +369,7 @@ class RaftNode:
         self.transfer_target = target
         self.transfer_deadline = self.now + self.cfg.election_ticks
         if self.progress[target].match == self.log.last_index:
-            self._send(MT.TIMEOUT_NOW, target)
+            self._send_timeout_now(target)
         else:
             self._send_append(target)
         return target
@@ -377,7 +379,8 @@ class RaftNode:
     def take_messages(self) -> list[Message]:
         if self._broadcast_pending:
             self._broadcast_pending = False
-            self._broadcast_append()
+            if self.role is Role.LEADER:  # deposed since the proposal: appends would claim the new term
+                self._broadcast_append()
         out, self._outbox = self._outbox, []
         return out
 
@@ -406,11 +409,11 @@ class RaftNode:
 
     def lease_remaining(self) -> int:
         """Ticks left on the leader lease (<= 0: none); see read_allowed."""
-        if self.role is not Role.LEADER or self.applied < self.term_start_index:
+        if self.role is not Role.LEADER or self.applied < self.term_start_index or self.lease_forfeited:
             return 0
         counted = self._counted()
         need = self._quorum() - (1 if self.id in counted else 0)
-        if need <= 0:
+        if need <= 0 or canary.enabled("read-without-lease"):
             return 1 << 30
         acks = sorted((self.progress[p].acked_tick for p in self.others if p in counted), reverse=True)
         if len(acks) < need:
@@ -469,6 +472,7 @@ class RaftNode:
         self.role = Role.LEADER
         self.leader = self.id
         self.transfer_target = None
+        self.lease_forfeited = False
         self.elapsed = 0
         last = self.log.last_index
         self.progress = {p: Progress(last + 1) for p in self.others}
@@ -558,6 +562,13 @@ class RaftNode:
         if pr.state is ProgressState.REPLICATE and entries:
             pr.next = prev + len(entries) + 1
 
+    def _send_timeout_now(self, target: int) -> None:
+        # The target's transfer campaign skips the voters' leader stickiness, so it may win while
+        # our lease still runs: give the lease up for the rest of this term (even if the transfer
+        # times out here, the message may still arrive).
+        self.lease_forfeited = not canary.enabled("lease-through-transfer")
+        self._send(MT.TIMEOUT_NOW, target)
+
     def _start_snapshot(self, p: int) -> None:
         pr = self.progress[p]
         if self.snapshotter is None:
@@ -589,8 +600,9 @@ class RaftNode:
                 return
             if pr.state is ProgressState.PROBE and m.log_term != pr.next - 1:
                 return
-            # m.index is the follower's hint (its last index): jump back to it.
-            pr.next = max(1, min(pr.next - 1, m.index + 1))
+            # m.index is the follower's hint (its last index): jump back to it, never below what it
+            # acknowledged (a delayed rejection's hint may be older than a later acknowledgement).
+            pr.next = max(pr.match + 1, min(pr.next - 1, m.index + 1))
             pr.state = ProgressState.PROBE
             pr.inflight = 0
             self._send_append(m.src)
@@ -608,7 +620,7 @@ class RaftNode:
         if self.role is not Role.LEADER:
             return  # the commit removed us: we handed over
         if self.transfer_target == m.src and pr.match == self.log.last_index:
-            self._send(MT.TIMEOUT_NOW, m.src)
+            self._send_timeout_now(m.src)
         if pr.next <= self.log.last_index:
             self._send_append(m.src)
 
@@ -656,12 +668,13 @@ class RaftNode:
         counted = self._counted()
         match = {p: pr.match for p, pr in self.progress.items() if p in counted}
         if self.id in counted:
-            match[self.id] = self.log.synced_index
+            match[self.id] = self.log.last_index if canary.enabled("leader-counts-unsynced") else self.log.synced_index
         if canary.enabled("ack-before-commit"):
             candidate = max(match.values(), default=0)
         else:
             candidate = sorted(match.values(), reverse=True)[self._quorum() - 1] if len(match) >= self._quorum() else 0
-        if candidate > self.commit and self.log.term_at(candidate) == self.log.term:
+        if candidate > self.commit and (self.log.term_at(candidate) == self.log.term
+                                        or canary.enabled("commit-old-term")):
             self.commit = candidate  # followers learn it with the next append or heartbeat
         if not self.is_voter and self.membership_index <= self.commit:
             self._hand_over_after_removal()
@@ -735,7 +748,11 @@ class RaftNode:
         if not m.final:
             self._send(MT.SNAPSHOT_RESP, m.src, payload=cursor, context=m.context)
             return
-        if m.index > self.commit:
+        if m.index > self.commit and self.log.term_at(m.index) == m.log_term:
+            # We hold the snapshot's last entry already: keep our log, entries we acknowledged
+            # beyond it included (Raft §7); the log brings us up to it.
+            self.commit = m.index
+        elif m.index > self.commit:
             self.log.stage_snapshot(m.index, m.log_term, m.config)
             if not self.snapshotter.finish_install(m.index, m.log_term):
                 self._send(MT.SNAPSHOT_RESP, m.src, reject=True, context=m.context)
@@ -773,10 +790,10 @@ class RaftNode:
         last = self.log.last_index
         up_to_date = (m.log_term, m.index) >= (self.log.term_at(last), last)
         if m.type is MT.PREVOTE:
-            grant = up_to_date and m.term > self.log.term
+            grant = (up_to_date or canary.enabled("prevote-no-uptodate")) and m.term > self.log.term
             self._send(MT.PREVOTE_RESP, m.src, term=m.term if grant else self.log.term, reject=not grant)
             return
-        grant = up_to_date and self.log.vote in (None, m.src)
+        grant = (up_to_date or canary.enabled("vote-no-uptodate")) and self.log.vote in (None, m.src)
         if grant:
             self.log.set_hard_state(self.log.term, m.src)
             self._reset_election_timeout()

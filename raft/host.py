@@ -51,6 +51,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from . import canary
 from .core import MembershipChangeError, NotLeaderError, RaftConfig, RaftNode, Role
 from .journal import Journal
 from .membership import Membership
@@ -305,7 +306,7 @@ class RaftHost:
         now = time.monotonic()
         tick_s = self.cfg.tick_ms / 1000
         if node.quiesced and node.role is Role.LEADER:
-            if node.applied < node.term_start_index:
+            if node.applied < node.term_start_index or node.lease_forfeited:
                 return False
             lease_s = (self.cfg.election_ticks - 1) * tick_s
             return node.quorum_with(p for p in node.others if self._replica_heard(p, self.peer_acked, now, lease_s))
@@ -453,6 +454,9 @@ class RaftHost:
         self._sync_task = self._loop.create_task(self._sync_then_finish(batch, jobs))
 
     async def _sync_then_finish(self, batch, jobs) -> None:
+        if canary.enabled("send-before-fsync"):  # mutant: send and apply first, fsync after
+            self._finish(batch, set())
+            batch = []
         results = await asyncio.gather(*(self._loop.run_in_executor(self._fsync_pool, job) for _, job in jobs),
                                        return_exceptions=True)
         failed = set()

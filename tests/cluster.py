@@ -46,3 +46,14 @@ def retry(fn, *, timeout: float = 20.0, retry_on=(503,)):
         if resp.status not in retry_on or time.monotonic() > deadline:
             return resp
         time.sleep(0.1)
+
+
+def wait_until(predicate, timeout: float, what: str):
+    """predicate()'s first truthy value, polling every 50 ms; fails the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)

@@ -1,8 +1,18 @@
-"""Shared fixtures: real broker clusters on loopback (see tests/cluster.py)."""
+"""Shared fixtures: real broker clusters on loopback (see tests/cluster.py); the Raft
+simulation statistics at the end of the run (see tests/simreport.py)."""
 
 import pytest
 
+import simreport
 from raftka.client.devcluster import LocalCluster
+
+
+def pytest_terminal_summary(terminalreporter):
+    lines = simreport.rendered()
+    if lines:
+        terminalreporter.write_sep("-", "raft simulation statistics")
+        for line in lines:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture

@@ -1,9 +1,11 @@
 """The broker HTTP API against a real 3-broker cluster: topics, produce, fetch, forwarding, errors."""
 
 import base64
+import http.client
 import json
-import threading
+import select
 import time
+import urllib.parse
 
 import pytest
 
@@ -118,22 +120,22 @@ def test_long_poll_returns_when_data_arrives(cluster):
     urls = cluster.bootstrap
     request(urls[0] + "/topics", "POST", {"name": "poll", "partitions": 1})
     produce(urls[0], "poll", [{"value": b64(b"first")}])
-    result = {}
-
-    def poll():
-        start = time.monotonic()
-        result["resp"] = request(urls[1] + "/topics/poll/partitions/0/records?offset=1&timeout_ms=15000",
-                                 accept=BINARY)
-        result["took"] = time.monotonic() - start
-
-    t = threading.Thread(target=poll)
-    t.start()
-    time.sleep(0.5)
+    host, port = urllib.parse.urlsplit(urls[1]).netloc.split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    started = time.monotonic()
+    conn.request("GET", "/topics/poll/partitions/0/records?offset=1&timeout_ms=15000", headers={"Accept": BINARY})
+    # Precondition: the poll is sent and still unanswered (parked: there is nothing at offset 1) when
+    # the record arrives; a poll answered before that would test nothing.
+    readable, _, _ = select.select([conn.sock], [], [], 0.5)
+    assert not readable, "the long poll answered before any record arrived at its offset"
     produce(urls[2], "poll", [{"value": b64(b"second")}])
-    t.join(20)
-    assert result["resp"].status == 200
-    assert [base64.b64decode(r["value"]) for r in result["resp"].json()] == [b"second"]
-    assert result["took"] < 14
+    resp = conn.getresponse()
+    took = time.monotonic() - started
+    body = resp.read()
+    conn.close()
+    assert resp.status == 200, body
+    assert [base64.b64decode(r["value"]) for r in json.loads(body)] == [b"second"]
+    assert took < 14, "the poll ran into its timeout instead of returning with the record"
 
 
 @pytest.mark.parametrize("method,path,body,ctype,status,code", [

@@ -12,8 +12,8 @@ import urllib.error
 
 import pytest
 
-from cluster import request, retry
-from test_broker_faults import BINARY, b64, fetch_values, raft_group, wait_until
+from cluster import request, retry, wait_until
+from test_broker_faults import BINARY, b64, fetch_values, raft_group
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -13,7 +13,7 @@ import urllib.request
 
 import pytest
 
-from cluster import Response, request, retry
+from cluster import Response, request, retry, wait_until
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -109,16 +109,6 @@ class IdempotentProducer(threading.Thread):
             self.acked += list(zip(offsets, values))
             self.ack_times.append(time.monotonic())
             sequence += self.BATCH
-
-
-def wait_until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def test_kill_9_partition_leader_under_idempotent_load(cluster_factory):

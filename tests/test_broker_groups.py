@@ -235,8 +235,10 @@ def test_rest_proxy_consumer_instance_flow_across_brokers(cluster):
                                                               "auto.commit.enable": "false"})
     assert resp.status == 200, resp.body
     instance = resp.json()["instance_id"]
-    assert instance == "rk1-c1" and resp.json()["base_uri"] == f"{urls[0]}/consumers/rpg/instances/rk1-c1"
-    base = f"{urls[1]}/consumers/rpg/instances/{instance}"  # broker 2 forwards to the owner (broker 1)
+    assert instance == "c1" and resp.json()["base_uri"] == f"{urls[0]}/consumers/rpg/instances/c1"  # name = id
+    base = f"{urls[1]}/consumers/rpg/instances/{instance}"  # broker 2 finds the owner (broker 1) and forwards
+    taken = kafka_request(urls[2] + "/consumers/rpg", "POST", {"name": "c1"})
+    assert taken.status == 409 and taken.json()["error_code"] == 40902  # unique in the group, cluster-wide
 
     assert kafka_request(base + "/subscription", "POST", {"topics": ["rp"]}).status == 204
     resp = request(base + "/subscription")
@@ -251,20 +253,21 @@ def test_rest_proxy_consumer_instance_flow_across_brokers(cluster):
     assert request(base + "/records?timeout=200", accept=BINARY).json() == []
 
     # Commit the last consumed offsets (stored + 1, the next to read), read them back two ways.
-    last = [{"topic": "rp", "partition": p, "offset": max(offs)} for p, offs in by_partition.items()]
+    last = [{"topic": "rp", "partition": p, "offset": max(offs), "metadata": "v2 clients may send this"}
+            for p, offs in by_partition.items()]
     assert kafka_request(base + "/offsets", "POST", {"offsets": last}).status == 200
     resp = request(base + "/offsets?topic=rp")
     assert resp.status == 200, resp.body
     assert sorted((o["partition"], o["offset"]) for o in resp.json()["offsets"]) == [(0, 5), (1, 5)]
     assert committed(urls[2], "rpg", "rp") == {0: 5, 1: 5}
     doc = retry(lambda: request(urls[2] + "/groups/rpg")).json()
-    assert [m["member_id"].startswith("rk1-c1") for m in doc["members"]] == [True]
+    assert [m["member_id"].startswith("c1") for m in doc["members"]] == [True]
     assert {(o["partition"], o["lag"]) for o in doc["offsets"]} == {(0, 0), (1, 0)}
 
     # Rewind partition 0 to the beginning and partition 1 to offset 3.
-    assert kafka_request(base + "/positions/beginning", "POST",
+    assert kafka_request(base + "/positions/beginning/", "POST",  # a trailing slash is fine too
                          {"partitions": [{"topic": "rp", "partition": 0}]}).status == 204
-    assert kafka_request(f"{urls[2]}/consumers/rpg/instances/{instance}/positions", "POST",
+    assert kafka_request(f"{urls[2]}/consumers/rpg/instances/{instance}/positions/", "POST",
                          {"offsets": [{"topic": "rp", "partition": 1, "offset": 3}]}).status == 204
     again = poll_until(base, 7)
     assert sorted((r["partition"], r["offset"]) for r in again) == [(0, i) for i in range(5)] + [(1, 3), (1, 4)]
@@ -336,3 +339,41 @@ def test_a_resumed_deposed_coordinator_never_serves_stale_committed_offsets(clus
     resp = retry(lambda: request(c.url(old) + "/groups/g/offsets"))
     assert resp.status == 200, resp.body
     assert resp.json()["offsets"] == [{"topic": "t", "partition": 0, "offset": 10}]
+
+
+def test_rest_proxy_v2_requests_shaped_as_confluent_documents_them(cluster):
+    """Issue 12 item 9: what Confluent's REST Proxy v2 accepts, sent through different brokers."""
+    urls = cluster.bootstrap
+    create_topic(cluster, "v2-orders", 1)
+    create_topic(cluster, "v2-other", 1)
+    produce = {"key_schema": None, "value_schema": None, "key_schema_id": None, "value_schema_id": None,
+               "records": [{"key": "k", "value": {"total": 12}}]}
+    resp = retry(lambda: request(urls[0] + "/topics/v2-orders/", "POST", produce,  # trailing slash too
+                                 content_type="application/vnd.kafka.json.v2+json"))
+    assert resp.status == 200, resp.body
+
+    config = {"name": "v2c", "format": "json", "auto.offset.reset": "earliest", "auto.commit.enable": "false",
+              "fetch.min.bytes": "1", "consumer.request.timeout.ms": "5000"}
+    resp = kafka_request(urls[2] + "/consumers/v2g", "POST", config)
+    assert resp.status == 200, resp.body
+    base = "/consumers/v2g/instances/v2c"
+    assert kafka_request(urls[0] + base + "/subscription", "POST", {"topic_pattern": "v2-ord.*"}).status == 204
+    assert request(urls[1] + base + "/subscription").json() == {"topics": ["v2-orders"]}
+    got = []
+    deadline = time.monotonic() + 20
+    while not got:
+        resp = request(urls[1] + base + "/records", accept="application/vnd.kafka.json.v2+json")
+        assert resp.status == 200, resp.body
+        got = resp.json()
+        assert time.monotonic() < deadline
+    assert [(r["topic"], r["key"], r["value"]) for r in got] == [("v2-orders", "k", {"total": 12})]
+    assert request(urls[0] + base, "DELETE").status == 204
+
+    resp = kafka_request(urls[0] + "/consumers/v2none", "POST", {"name": "strict", "auto.offset.reset": "none"})
+    assert resp.status == 200, resp.body
+    strict = urls[1] + "/consumers/v2none/instances/strict"
+    assert kafka_request(strict + "/assignments", "POST",
+                         {"partitions": [{"topic": "v2-other", "partition": 0}]}).status == 204
+    resp = request(strict + "/records?timeout=100", accept=BINARY)
+    assert resp.status == 409 and resp.json()["error_code"] == 40909, resp.body
+    assert request(strict, "DELETE").status == 204

@@ -6,7 +6,7 @@ import pytest
 from client_ports import closed_port
 from click.testing import CliRunner
 
-from raftka.client.cli import main, parse_configs, split_key
+from raftka.client.cli import encode_key, main, parse_configs, split_key
 
 COMMANDS = [
     [], ["topics"], ["topics", "create"], ["topics", "list"], ["topics", "describe"], ["topics", "delete"],
@@ -33,6 +33,17 @@ def test_parse_configs():
     }
     with pytest.raises(click.BadParameter, match="NAME=VALUE"):
         parse_configs(("retention.ms",))
+
+
+def test_encode_key_as_the_rest_proxy_stores_keys():
+    assert encode_key(b"user-1", "string", 1) == b"user-1"
+    assert encode_key(b'"user-1"', "json", 1) == b'"user-1"'  # the json embedded format keeps the quotes
+    assert encode_key(b'{ "id" : 7,  "x": 1.50 }', "json", 1) == b'{"id":7,"x":1.5}'  # compact, as the broker
+    assert encode_key(b"dXNlci0x", "base64", 1) == b"user-1"
+    with pytest.raises(click.ClickException, match=r'line 3: .*not JSON.*in quotes, e.g. "user-1"'):
+        encode_key(b"user-1", "json", 3)
+    with pytest.raises(click.ClickException, match="line 4: .*not base64"):
+        encode_key(b"user-1!", "base64", 4)
 
 
 def test_split_key():

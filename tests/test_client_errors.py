@@ -20,7 +20,7 @@ def make(cls: type[broker.ApiError]) -> broker.ApiError:
     params = list(inspect.signature(cls.__init__).parameters)[1:]
     samples = {"topic": "orders", "partition": 3, "group": "g", "instance": "i", "generation": 4,
                "current_generation": 5, "offset": 99, "earliest": 10, "latest": 20, "what": "partition orders/3",
-               "leader_id": 2, "leader_url": "http://h:2", "message": "boom"}
+               "leader_id": 2, "leader_url": "http://h:2", "message": "boom", "broker": 7}
     return cls(*[samples[p] for p in params])
 
 
@@ -29,12 +29,14 @@ EXPECTED = {
     broker.PartitionNotFound: client.PartitionNotFoundError,
     broker.ConsumerInstanceNotFound: client.UnknownMemberError,
     broker.GroupNotFound: client.GroupNotFoundError,
+    broker.BrokerNotFound: client.BrokerNotFoundError,
     broker.NotAcceptable: client.NotAcceptableError,
     broker.ConsumerAlreadySubscribed: client.GroupError,
     broker.ConsumerAlreadyExists: client.GroupError,
     broker.TopicAlreadyExists: client.TopicAlreadyExistsError,
     broker.StaleGeneration: client.StaleGenerationError,
     broker.RebalanceInProgress: client.RebalanceInProgressError,
+    broker.NoCommittedOffset: client.NoOffsetForPartitionError,
     broker.RequestTooLarge: client.RequestTooLargeError,
     broker.RecordTooLarge: client.RecordTooLargeError,
     broker.UnsupportedMediaType: client.UnsupportedMediaTypeError,

@@ -348,7 +348,12 @@ def test_a_dead_consumers_partitions_move_and_resume_from_its_committed_offsets(
         victim.wait()
         killed_at = len(survivor_records)
         victim_partitions = {TopicPartition("crash", p) for p in range(4)} - survivor.assignment()
-        await asyncio.sleep(0.5)  # a commit the victim had in flight is applied (or lost) by now
+        # Take over (after the victim's session timeout) before reading the committed offsets: a commit
+        # the victim had in flight was applied long before, or is fenced by its generation now.
+        # The survivor does not commit meanwhile, so those offsets are still the victim's.
+        while len(survivor.assignment()) < 4:
+            assert time.monotonic() < deadline + 60
+            survivor_records.extend(await survivor.poll(100))
         committed = {tp: await survivor.committed(tp) for tp in victim_partitions}
         while len(survivor.assignment()) < 4 or any(
             sum(1 for r in survivor_records[killed_at:] if r.partition == tp.partition) < 1000 - (committed[tp] or 0)
@@ -417,6 +422,40 @@ def test_auto_offset_reset_earliest_versus_latest(cluster, admin):
     early_values, late_values = asyncio.run(go())
     assert early_values == [b"old-%d" % i for i in range(10)] + [b"new-%d" % i for i in range(5)]
     assert late_values == [b"new-%d" % i for i in range(5)]
+
+
+def test_auto_commit_runs_while_a_long_poll_waits(cluster, admin):
+    admin.create_topic("patient", partitions=1)
+    with Producer(cluster.bootstrap) as producer:
+        for i in range(4):
+            producer.send("patient", b"%d" % i)
+
+    def committed() -> int | None:
+        offsets = devcluster.http_json(cluster.url(1) + "/groups/patient-group/offsets")["offsets"]
+        return next((o["offset"] for o in offsets if o["topic"] == "patient"), None)
+
+    async def go():
+        consumer = AIOConsumer(group_id="patient-group", bootstrap_servers=cluster.bootstrap,
+                               auto_offset_reset="earliest", auto_commit_interval_ms=300, **FAST_GROUP)
+        consumer.subscribe(["patient"])
+        values = []
+        deadline = time.monotonic() + 30
+        while len(values) < 4:
+            assert time.monotonic() < deadline
+            values += [r.value for r in await consumer.poll(200)]
+        waiting = asyncio.create_task(consumer.poll(60_000))  # nothing more to read: it waits
+        while await asyncio.to_thread(committed) != 4:
+            assert not waiting.done(), "the long poll ended before the consumed offsets were committed"
+            assert time.monotonic() < deadline, "consumed offsets not committed while the poll waited"
+            await asyncio.sleep(0.1)
+        assert not waiting.done()
+        async with AIOProducer(cluster.bootstrap) as producer:
+            await producer.send_and_wait("patient", b"4")
+        assert [r.value for r in await waiting] == [b"4"]
+        await consumer.close()
+        return values
+
+    assert asyncio.run(go()) == [b"0", b"1", b"2", b"3"]
 
 
 def test_blocking_consumer_callbacks_run_in_the_polling_thread_and_may_commit(cluster, admin):

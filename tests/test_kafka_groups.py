@@ -247,7 +247,7 @@ def test_a_group_is_driven_by_one_protocol_at_a_time(cluster):
         _wait(lambda: consumer.poll(0.2) is None and _group(cluster, "kafka-kind").get("state") == "Stable", 60,
               "the Kafka member in the group")
         resp = request(cluster.url(1) + "/groups/kafka-kind/members", "POST", {"topics": ["one-kind"]})
-        assert (resp.status, resp.json()["error_code"]) == (409, 40909), resp.body
+        assert (resp.status, resp.json()["error_code"]) == (409, 40910), resp.body
     finally:
         consumer.close()
 

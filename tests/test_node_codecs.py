@@ -183,6 +183,13 @@ def test_idempotent_batch_must_target_one_partition():
             parse_produce_request(body(records=records, **ids), BINARY)
 
 
+def test_rest_proxy_v2_schema_fields_are_accepted_as_null():
+    body = (b'{"records": [{"key": "k", "value": {"a": 1}}], "key_schema": null, "value_schema": null, '
+            b'"key_schema_id": null, "value_schema_id": null}')
+    parsed = parse_produce_request(body, EmbeddedFormat.JSON)
+    assert [(r.key, r.value) for r in parsed.records] == [(b'"k"', b'{"a":1}')]
+
+
 # --- produce parsing: bad input ---------------------------------------------------------
 
 BAD_INPUTS = [
@@ -193,7 +200,9 @@ BAD_INPUTS = [
     (b"{}", BINARY, InvalidRequest, '"records" must be a list'),
     (b'{"records": {}}', BINARY, InvalidRequest, "got object"),
     (b'{"records": []}', BINARY, InvalidRequest, "is empty"),
-    (b'{"records": [], "key_schema": "x"}', BINARY, InvalidRequest, "unknown field\\(s\\) 'key_schema'"),
+    (b'{"records": [], "key_schemas": "x"}', BINARY, InvalidRequest, "unknown field\\(s\\) 'key_schemas'"),
+    (b'{"records": [{"value": null}], "key_schema": "x"}', BINARY, InvalidRequest, "key_schema: raftka has no schema"),
+    (b'{"records": [{"value": null}], "value_schema_id": 3}', JSON, InvalidRequest, "value_schema_id: raftka has no"),
     (b'{"records": [1]}', BINARY, InvalidRequest, r"records\[0\] must be an object, got number"),
     (b'{"records": [{"vaule": "eA=="}]}', BINARY, InvalidRequest, r"records\[0\]: unknown field\(s\) 'vaule'"),
     (

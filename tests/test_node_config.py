@@ -120,6 +120,7 @@ SAMPLES = {
     "default-segment-bytes": ("8192", 8192),
     "default-max-message-bytes": ("4000", 4000),
     "log-level": ("WARNING", "WARNING"),
+    "stop-when-fd-closes": ("7", 7),
     "kafka-listen": ("0.0.0.0:9092", "0.0.0.0:9092"),
     "kafka-advertise": ("kafka.example:19092", "kafka.example:19092"),
 }

@@ -22,6 +22,8 @@ from raftka.node.errors import (
     InvalidConsumerConfig,
     InvalidRequest,
     InvalidTopicName,
+    NoCommittedOffset,
+    OffsetOutOfRange,
     PartitionNotFound,
     RebalanceInProgress,
     TopicNotFound,
@@ -160,7 +162,7 @@ def test_positions_lost_to_retention_follow_auto_offset_reset():
     async def scenario():
         async with Setup({"t": 1}) as s:
             s.broker.produce("t", 0, *(str(i).encode() for i in range(6)))
-            s.broker.offsets["g"] = {("t", 0): 1}
+            await s.broker.commit("g", {("t", 0): 1}, None, None)
             instance = s.rest.create("g", MANUAL)
             await s.rest.assign("g", instance, [("t", 0)])
             s.broker.truncate_front("t", 0, 4)
@@ -343,11 +345,11 @@ def test_instances_and_their_errors():
     async def scenario():
         async with Setup({"t": 2}) as s:
             named = s.rest.create("g", InstanceConfig(name="mine"))
-            assert named == "rk1-mine"
+            assert named == "mine"  # the name is the id in URLs (Confluent)
             with pytest.raises(ConsumerAlreadyExists) as exists:
                 s.rest.create("g", InstanceConfig(name="mine"))
             assert exists.value.error_code == 40902
-            assert s.rest.create("other", InstanceConfig(name="mine")) == "rk1-mine"  # per group
+            assert s.rest.create("other", InstanceConfig(name="mine")) == "mine"  # per group
             with pytest.raises(ConsumerInstanceNotFound):
                 s.rest.subscription("nope", named)
             with pytest.raises(ConsumerInstanceNotFound):
@@ -369,19 +371,82 @@ def test_instances_and_their_errors():
     run(scenario)
 
 
-def test_owner_broker():
-    assert owner_broker("rk12-abc") == 12
-    assert owner_broker("rk3-rk4-x") == 3
+def test_owner_broker_of_generated_ids_only():
+    hex32 = "0123456789abcdef" * 2
+    assert owner_broker(f"rk12-{hex32}") == 12
+    assert owner_broker("rk12-abc") is None  # a name someone chose: its owner is found by asking
+    assert owner_broker(f"rk3-rk4-{hex32}") is None
     assert owner_broker("rest-consumer-1") is None
     assert owner_broker("rk-x") is None
     assert owner_broker("rk1") is None
+
+
+def test_a_topic_pattern_subscription_follows_topics_as_they_come_and_go():
+    async def scenario():
+        async with Setup({"orders-eu": 1, "orders-us": 1, "audit": 1}) as s:
+            s.broker.produce("orders-eu", 0, b"eu")
+            s.broker.produce("audit", 0, b"audit")
+            instance = s.rest.create("g", InstanceConfig(auto_offset_reset="earliest"))
+            await s.rest.subscribe_pattern("g", instance, r"orders-.*")
+            assert s.rest.subscription("g", instance) == ["orders-eu", "orders-us"]
+            assert [v for *_, v in await drain(s.rest, "g", instance, 1)] == [b"eu"]
+            s.broker.topics["orders-asia"] = 1  # created later: the maintenance tick picks it up
+            s.broker.produce("orders-asia", 0, b"asia")
+            await wait_until(lambda: "orders-asia" in s.rest.subscription("g", instance), what="the new topic")
+            assert [v for *_, v in await drain(s.rest, "g", instance, 1)] == [b"asia"]
+            with pytest.raises(InvalidRequest, match="regular expression"):
+                await s.rest.subscribe_pattern("g", instance, "orders-[")
+            with pytest.raises(ConsumerAlreadySubscribed):
+                await s.rest.assign("g", instance, [("audit", 0)])
+
+    run(scenario)
+
+
+def test_fetch_min_bytes_waits_for_that_many_bytes_or_the_timeout():
+    async def scenario():
+        async with Setup({"t": 1}) as s:
+            instance = s.rest.create("g", InstanceConfig(auto_offset_reset="earliest", fetch_min_bytes=6))
+            await s.rest.assign("g", instance, [("t", 0)])
+            s.broker.produce("t", 0, b"abc")
+            loop = asyncio.get_running_loop()
+            later = loop.call_later(0.3, s.broker.produce, "t", 0, b"def")
+            try:
+                started = loop.time()
+                got = await poll_values(s.rest, "g", instance, timeout_ms=5000)
+            finally:
+                later.cancel()
+            assert [v for *_, v in got] == [b"abc", b"def"] and loop.time() - started >= 0.3
+            s.broker.produce("t", 0, b"g")  # 1 byte: not enough, returned when the timeout ends
+            started = loop.time()
+            assert [v for *_, v in await poll_values(s.rest, "g", instance, timeout_ms=300)] == [b"g"]
+            assert loop.time() - started >= 0.29
+
+    run(scenario)
+
+
+def test_auto_offset_reset_none_is_an_error_without_a_committed_offset():
+    async def scenario():
+        async with Setup({"t": 1}) as s:
+            s.broker.produce("t", 0, b"0", b"1")
+            instance = s.rest.create("g", InstanceConfig(auto_offset_reset="none", auto_commit=False))
+            await s.rest.assign("g", instance, [("t", 0)])
+            with pytest.raises(NoCommittedOffset) as info:
+                await s.rest.records("g", instance, 100)
+            assert (info.value.http_status, info.value.error_code) == (409, 40909)
+            await s.rest.commit_offsets("g", instance, {("t", 0): 0})  # last consumed 0: start at 1
+            assert [v for *_, v in await drain(s.rest, "g", instance, 1)] == [b"1"]
+            s.rest.seek("g", instance, {("t", 0): 99})
+            with pytest.raises(OffsetOutOfRange):
+                await s.rest.records("g", instance, 100)
+
+    run(scenario)
 
 
 # --- consumer configs -------------------------------------------------------------------
 
 
 def test_instance_config_defaults_and_values():
-    assert parse_instance_config({}) == InstanceConfig(None, EmbeddedFormat.BINARY, "latest", True, 1000)
+    assert parse_instance_config({}) == InstanceConfig(None, EmbeddedFormat.BINARY, "latest", True, 1000, -1)
     assert parse_instance_config(
         {
             "name": "c-1",
@@ -389,8 +454,11 @@ def test_instance_config_defaults_and_values():
             "auto.offset.reset": "earliest",
             "auto.commit.enable": "false",
             "consumer.request.timeout.ms": "250",
+            "fetch.min.bytes": "1024",
         }
-    ) == InstanceConfig("c-1", EmbeddedFormat.JSON, "earliest", False, 250)
+    ) == InstanceConfig("c-1", EmbeddedFormat.JSON, "earliest", False, 250, 1024)
+    assert parse_instance_config({"id": "old-style"}).name == "old-style"  # Confluent's older spelling
+    assert parse_instance_config({"auto.offset.reset": "none", "fetch.min.bytes": -1}).auto_offset_reset == "none"
     assert parse_instance_config({"auto.commit.enable": True, "name": None}).auto_commit is True
     assert parse_instance_config({"auto.commit.enable": "TRUE"}).auto_commit is True
 
@@ -399,7 +467,10 @@ def test_instance_config_defaults_and_values():
     ("doc", "words"),
     [
         ([], "JSON object"),
-        ({"fetch.min.bytes": 1}, "Unknown consumer config 'fetch.min.bytes'"),
+        ({"isolation.level": "read_committed"}, "Unknown consumer config 'isolation.level'"),
+        ({"fetch.min.bytes": -2}, "fetch.min.bytes"),
+        ({"fetch.min.bytes": "lots"}, "fetch.min.bytes"),
+        ({"name": "rk1-" + "0" * 32}, "form of the ids raftka generates"),
         ({"format": "avro"}, "schema registry"),
         ({"format": "xml"}, "'format'"),
         ({"auto.offset.reset": "smallest"}, "'auto.offset.reset'"),

@@ -105,6 +105,24 @@ def test_group_protocol_join_heartbeat_commit_leave():
     run(scenario)
 
 
+def test_committed_offsets_only_grow_unless_a_commit_says_reset():
+    async def scenario():
+        async with serving({"t": 1}) as (client, facade):
+            def commit(offset, **extra):
+                return {"offsets": [{"topic": "t", "partition": 0, "offset": offset}], **extra}
+
+            async def committed():
+                return (await call(client, "GET", "/groups/manual/offsets"))["offsets"][0]["offset"]
+
+            await call(client, "POST", "/groups/manual/offsets", commit(9))
+            await call(client, "POST", "/groups/manual/offsets", commit(4))  # late or duplicated: ignored
+            assert await committed() == 9
+            await call(client, "POST", "/groups/manual/offsets", commit(4, reset=True))  # a seek: moves back
+            assert await committed() == 4
+
+    run(scenario)
+
+
 def test_describe_group_with_lag():
     async def scenario():
         async with serving({"t": 2}) as (client, facade):
@@ -128,7 +146,7 @@ def test_describe_group_with_lag():
             }
             missing = await call(client, "GET", "/groups/nope", expect=404)
             assert missing["error_code"] == 40405
-            facade.broker.offsets["offsets-only"] = {("t", 1): 0}
+            await facade.broker.commit("offsets-only", {("t", 1): 0}, None, None)
             only = await call(client, "GET", "/groups/offsets-only")
             assert (only["state"], only["generation"], only["members"], only["offsets"][0]["lag"]) == ("Empty", 0, [], 0)
 
@@ -217,11 +235,11 @@ def test_rest_consumer_full_flow():
                 "/consumers/g",
                 {"name": "c1", "format": "binary", "auto.offset.reset": "earliest", "auto.commit.enable": "false"},
             )
-            assert created == {
-                "instance_id": "rk1-c1",
-                "base_uri": f"http://127.0.0.1:{client.port}/consumers/g/instances/rk1-c1",
+            assert created == {  # Confluent: the name is the instance id used in URLs
+                "instance_id": "c1",
+                "base_uri": f"http://127.0.0.1:{client.port}/consumers/g/instances/c1",
             }
-            path = "/consumers/g/instances/rk1-c1"
+            path = "/consumers/g/instances/c1"
             await call(client, "POST", f"{path}/subscription", {"topics": ["t"]}, expect=204)
             assert await call(client, "GET", f"{path}/subscription") == {"topics": ["t"]}
             records = await poll_until(client, path, 3)
@@ -245,7 +263,8 @@ def test_rest_consumer_full_flow():
             }
 
             # Confluent v2: commit the offset of the last record consumed; the stored offset is the next one.
-            await call(client, "POST", f"{path}/offsets", {"offsets": [{"topic": "t", "partition": 0, "offset": 1}]})
+            await call(client, "POST", f"{path}/offsets",
+                       {"offsets": [{"topic": "t", "partition": 0, "offset": 1, "metadata": "accepted, not kept"}]})
             asked = {"partitions": [{"topic": "t", "partition": 0}, {"topic": "t", "partition": 1}]}
             assert await call(client, "GET", f"{path}/offsets", asked) == {
                 "offsets": [{"topic": "t", "partition": 0, "offset": 2, "metadata": ""}]
@@ -303,10 +322,12 @@ def test_json_instances_render_json_and_insist_on_their_format():
 def test_instance_requests_go_to_the_owning_broker():
     async def scenario():
         async with serving({"t": 1}) as (client, facade):
-            path = "/consumers/g/instances/rk2-abc"
+            path = "/consumers/g/instances/rk2-" + "ab" * 16  # a generated id names its broker
+            named = "/consumers/g/instances/elsewhere-c1"  # a name: the stand-in's peer search finds broker 2
             assert await call(client, "GET", f"{path}/records") == {"forwarded_to": 2}
             assert await call(client, "DELETE", path) == {"forwarded_to": 2}
-            assert facade.forwarded == [f"{path}/records", path]
+            assert await call(client, "POST", f"{named}/subscription", {"topics": ["t"]}) == {"forwarded_to": 2}
+            assert facade.forwarded == [f"{path}/records", path, f"{named}/subscription"]
             assert (await call(client, "GET", "/consumers/g/instances/rest-1/subscription", expect=404))[
                 "error_code"
             ] == 40403
@@ -318,20 +339,24 @@ def test_instance_requests_go_to_the_owning_broker():
     ("method", "suffix", "raw", "status", "code", "words"),
     [
         ("POST", "", b'{"format":"avro"}', 422, 42204, "schema registry"),
-        ("POST", "", b'{"fetch.min.bytes":"1"}', 422, 42204, "fetch.min.bytes"),
+        ("POST", "", b'{"fetch.min.bytes":"x"}', 422, 42204, "fetch.min.bytes"),
         ("POST", "", b'{"name":"taken"}', 409, 40902, "already exists"),
+        ("POST", "", b'{"name":"elsewhere-1"}', 409, 40902, "already exists"),
         ("POST", "", b"{", 422, 42206, "not valid JSON"),
-        ("POST", "/instances/rk1-taken/subscription", b'{"topic_pattern":"t.*"}', 422, 42206, "topic_pattern"),
-        ("POST", "/instances/rk1-taken/subscription", b'{"topics":[]}', 422, 42206, "at least one"),
-        ("POST", "/instances/rk1-taken/assignments", b'{"partitions":[{"topic":"t"}]}', 422, 42206, "partition"),
-        ("POST", "/instances/rk1-taken/assignments", b'{"partitions":[{"topic":"x","partition":0}]}', 404, 40401, "x"),
-        ("GET", "/instances/rk1-taken/records?timeout=soon", b"", 422, 42206, "timeout"),
-        ("GET", "/instances/rk1-taken/records?max_bytes=0", b"", 422, 42206, "max_bytes"),
-        ("GET", "/instances/rk1-taken/records?timeout=30001", b"", 422, 42206, "timeout"),
-        ("POST", "/instances/rk1-taken/positions", b'{"offsets":[{"topic":"t","partition":0,"offset":1}]}', 422, 42206, "not assigned"),
-        ("POST", "/instances/rk1-taken/offsets", b'{"offsets":[{"topic":"t","partition":0,"offset":-2}]}', 422, 42206, "offset"),
-        ("GET", "/instances/rk1-taken/offsets?topic=t&partition=x", b"", 422, 42206, "partition"),
-        ("GET", "/instances/rk1-nope/assignments", b"", 404, 40403, "rk1-nope"),
+        ("POST", "/instances/taken/subscription", b'{"topic_pattern":"t.["}', 422, 42206, "regular expression"),
+        ("POST", "/instances/taken/subscription", b'{"topic_pattern":"t.*","topics":["t"]}', 422, 42206, "either"),
+        ("POST", "/instances/taken/offsets", b'{"offsets":[{"topic":"t","partition":0,"offset":1,"metadata":5}]}',
+         422, 42206, "metadata"),
+        ("POST", "/instances/taken/subscription", b'{"topics":[]}', 422, 42206, "at least one"),
+        ("POST", "/instances/taken/assignments", b'{"partitions":[{"topic":"t"}]}', 422, 42206, "partition"),
+        ("POST", "/instances/taken/assignments", b'{"partitions":[{"topic":"x","partition":0}]}', 404, 40401, "x"),
+        ("GET", "/instances/taken/records?timeout=soon", b"", 422, 42206, "timeout"),
+        ("GET", "/instances/taken/records?max_bytes=0", b"", 422, 42206, "max_bytes"),
+        ("GET", "/instances/taken/records?timeout=30001", b"", 422, 42206, "timeout"),
+        ("POST", "/instances/taken/positions", b'{"offsets":[{"topic":"t","partition":0,"offset":1}]}', 422, 42206, "not assigned"),
+        ("POST", "/instances/taken/offsets", b'{"offsets":[{"topic":"t","partition":0,"offset":-2}]}', 422, 42206, "offset"),
+        ("GET", "/instances/taken/offsets?topic=t&partition=x", b"", 422, 42206, "partition"),
+        ("GET", "/instances/nope/assignments", b"", 404, 40403, "nope"),
     ],
 )
 def test_instance_requests_with_bad_input(method, suffix, raw, status, code, words):

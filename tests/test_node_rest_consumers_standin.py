@@ -1,16 +1,22 @@
-"""A stand-in broker for the consumer-group tests (no tests here): partition logs and the metadata state kept
-in dicts, with the same contracts as the broker's (long-poll fetch, out-of-range errors, generation fencing of
-offset commits as the metadata state machine applies it). Also a ``run`` helper for asyncio tests."""
+"""A stand-in broker for the consumer-group tests (no tests here): partition logs kept in lists, with the
+broker's contracts (long-poll fetch, out-of-range errors), and group generations and committed offsets kept
+by the real metadata state machine (raftka.node.cluster.metadata), applied in-process without Raft: commits are
+fenced by generation, grow-only unless ``reset``, and rejected as the broker rejects them. Also a ``run``
+helper for asyncio tests."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import tempfile
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from raftka.node.errors import OffsetOutOfRange, PartitionNotFound, StaleGeneration, TopicNotFound
-from raftka.node.groups.coordinator import GenerationRequired, GroupCoordinator
+from raftka.node.cluster.broker import MetadataRejected
+from raftka.node.cluster.metadata import MetadataStateMachine, command, partition_key
+from raftka.node.errors import OffsetOutOfRange, PartitionNotFound, TopicNotFound
+from raftka.node.groups.coordinator import GroupCoordinator
 from raftka.node.http.rest_consumers import RestConsumers, owner_broker
 from raftka.storage import StoredRecord
 
@@ -41,13 +47,18 @@ async def wait_until(predicate: Callable[[], bool], timeout_s: float = 5.0, what
 
 
 class StandInBroker:
-    """Partition logs, committed offsets and persisted generations in dicts."""
+    """Partition logs in lists; generations and committed offsets in a real metadata state machine.
+
+    ``generations`` and ``generation_log`` record what the coordinator persisted (with its plans),
+    ``commit_log`` the commits the state machine accepted."""
 
     def __init__(self, topics: dict[str, int]) -> None:
         self.topics = dict(topics)
         self.logs: dict[TopicPartition, list[StoredRecord]] = {}
         self.log_start: dict[TopicPartition, int] = {}
-        self.offsets: dict[str, dict[TopicPartition, int]] = {}
+        self._metadata_dir = tempfile.TemporaryDirectory(prefix="standin-metadata-")
+        self.metadata = MetadataStateMachine(self._metadata_dir.name)
+        self._index = itertools.count(1)
         self.generations: dict[str, tuple[int, dict[str, list[TopicPartition]]]] = {}
         self.generation_log: list[tuple[str, int, dict[str, list[TopicPartition]]]] = []
         self.commit_log: list[tuple[str, dict[TopicPartition, int], str | None, int | None]] = []
@@ -113,25 +124,49 @@ class StandInBroker:
 
     # --- metadata state machine -------------------------------------------------
 
+    def _apply(self, op: str, **fields) -> None:
+        """Apply one metadata command as the metadata group would; a refusal raises what the broker raises."""
+        for topic, count in self.topics.items():  # topics the test added meanwhile exist in the metadata too
+            if self.metadata.topic(topic) is None:
+                self.metadata.apply(next(self._index), 1, command(
+                    "create_topic", name=topic, id=topic, assignment=[[1]] * count, configs={}))
+        result = self.metadata.apply(next(self._index), 1, command(op, **fields))
+        if "error" in result:
+            raise MetadataRejected(result["error"], result["message"])
+
     async def commit_generation(self, group: str, generation: int, plan: dict[str, list[TopicPartition]],
                                 protocol_type: str | None = None) -> None:
-        previous = self.generations.get(group, (0, {}))[0]
-        assert generation > previous, f"generation {generation} of {group} not above {previous}"
-        self.generations[group] = (generation, {m: list(a) for m, a in plan.items()})
+        self.restore_generation(group, generation, plan, protocol_type)
         self.generation_log.append((group, generation, plan))
 
+    def restore_generation(self, group: str, generation: int, plan: dict[str, list[TopicPartition]],
+                           protocol_type: str | None = None) -> None:
+        """Persist a generation (as a coordinator that ran before would have)."""
+        self._apply("group_generation", group=group, generation=generation, members=sorted(plan),
+                    protocol_type=protocol_type)
+        self.generations[group] = (generation, {m: list(a) for m, a in plan.items()})
+
     async def commit(
-        self, group: str, offsets: dict[TopicPartition, int], member_id: str | None, generation: int | None
+        self, group: str, offsets: dict[TopicPartition, int], member_id: str | None, generation: int | None,
+        *, reset: bool = False,
     ) -> None:
-        """Apply an offset commit the way the metadata state machine does: fenced by the persisted generation."""
-        current, plan = self.generations.get(group, (0, {}))
-        if member_id is None:
-            if plan:
-                raise GenerationRequired(group, current)
-        elif generation != current or member_id not in plan:
-            raise StaleGeneration(group, generation if generation is not None else -1, current)
+        """An offset commit through the metadata state machine: fenced by the persisted generation,
+        grow-only per partition unless ``reset``."""
+        self._apply("commit_offsets", group=group, generation=generation, member=member_id, reset=reset,
+                    offsets={partition_key(t, p): o for (t, p), o in offsets.items()})
         self.commit_log.append((group, dict(offsets), member_id, generation))
-        self.offsets.setdefault(group, {}).update(offsets)
+
+    @property
+    def offsets(self) -> dict[str, dict[TopicPartition, int]]:
+        """Committed offsets per group, as the metadata state holds them."""
+        out = {}
+        for group, state in self.metadata.state["groups"].items():
+            stored = {}
+            for key, offset in state["offsets"].items():
+                topic, _, partition = key.rpartition("/")
+                stored[(topic, int(partition))] = offset
+            out[group] = stored
+        return out
 
     async def committed(self, group: str, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
         stored = self.offsets.get(group, {})
@@ -166,13 +201,15 @@ def rest_consumers_for(broker: StandInBroker, coordinator: GroupCoordinator, **o
         commit=broker.commit,
         membership=coordinator,
         partitions_of=broker.partitions_of,
+        topic_names=lambda: list(broker.topics),
         **options,
     )
 
 
 class StandInFacade:
-    """``GroupsFacade`` over the stand-in broker: this broker (id 1) coordinates and owns ``rk1-`` instances;
-    requests for other owners (or, with ``coordinator_elsewhere``, for groups) get a canned forwarded answer."""
+    """``GroupsFacade`` over the stand-in broker: this broker (id 1) coordinates and hosts the instances created
+    here; requests for instances of broker 2 (or, with ``coordinator_elsewhere``, for groups) get a canned
+    forwarded answer."""
 
     def __init__(self, broker: StandInBroker, coordinator: GroupCoordinator, rest_consumers: RestConsumers) -> None:
         self.broker = broker
@@ -190,12 +227,19 @@ class StandInFacade:
         self.forwarded.append(request.path)
         return web.json_response({"forwarded_to": 2})
 
-    async def forward_to_instance_owner(self, request: web.Request, instance_id: str) -> web.StreamResponse | None:
-        owner = owner_broker(instance_id)
-        if owner is None or owner == 1:
+    async def forward_to_instance_owner(
+        self, request: web.Request, group: str, instance_id: str
+    ) -> web.StreamResponse | None:
+        owner = await self.instance_elsewhere(request, group, instance_id)
+        if owner is None or self.rest_consumers.has(group, instance_id):
             return None
         self.forwarded.append(request.path)
         return web.json_response({"forwarded_to": owner})
+
+    async def instance_elsewhere(self, request: web.Request, group: str, instance_id: str) -> int | None:
+        """Broker 2 hosts generated ``rk2-`` ids and instances named ``elsewhere-...``."""
+        owner = owner_broker(instance_id) or (2 if instance_id.startswith("elsewhere-") else None)
+        return None if owner == 1 else owner
 
     def partitions_of(self, topic: str) -> int | None:
         return self.broker.partitions_of(topic)
@@ -215,7 +259,7 @@ class StandInFacade:
         self, group: str, offsets: dict[TopicPartition, int], member_id: str | None, generation: int | None,
         *, reset: bool = False,
     ) -> None:
-        await self.broker.commit(group, offsets, member_id, generation)  # the stand-in stores any offset
+        await self.broker.commit(group, offsets, member_id, generation, reset=reset)
 
     async def end_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int | None]:
         return await self.broker.end_offsets(partitions)

@@ -10,6 +10,8 @@ from raftka.node.cluster.topics import (
     TopicConfig,
     assign_replicas,
     parse_topic_configs,
+    partition_directory_name,
+    topic_directory_label,
     validate_partition_count,
     validate_replication_factor,
     validate_topic_name,
@@ -46,6 +48,25 @@ def test_name_validation_agrees_with_the_rule(name):
     else:
         with pytest.raises(InvalidTopicName):
             validate_topic_name(name)
+
+
+legal_names = st.text("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-", min_size=1, max_size=249)
+
+
+@given(legal_names, st.integers(0, 9_999))
+def test_partition_directory_names_fit_a_file_name_whatever_the_topic_name(name, partition):
+    assert len(partition_directory_name(name, partition, "0123456789ab").encode()) <= 255
+
+
+@pytest.mark.parametrize("name", ["orders", "my-topic.v2", "x" * 200])
+def test_short_topic_names_keep_their_directory_names(name):
+    assert partition_directory_name(name, 3, "abc123") == f"{name}-3-abc123"
+
+
+def test_long_topic_names_differing_only_at_the_end_get_different_directories():
+    a, b = "x" * 248 + "a", "x" * 248 + "b"
+    assert topic_directory_label(a) != topic_directory_label(b)
+    assert "~" in topic_directory_label(a)  # never a legal topic name: cannot collide with a short one
 
 
 # --- partitions / replication factor -------------------------------------------

@@ -1,14 +1,17 @@
 """RaftHost: several brokers' hosts on real sockets and real journals in one event loop."""
 
 import asyncio
+import concurrent.futures
 import os
+import time
 
 import orjson
 import pytest
 
 from raftka.raft.core import NotLeaderError
 from raftka.raft.host import HostConfig, RaftHost
-from raftka.storage import atomic_write
+from raftka.storage import LEDGER_ENV, atomic_write
+from raftka.storage.powerloss import apply_ledger
 
 
 class JsonListMachine:
@@ -88,7 +91,7 @@ def add_group(hosts, tmp_path, name="g", members=None):
     return machines
 
 
-async def wait_leader(hosts, name="g", timeout=5.0):
+async def wait_leader(hosts, name="g", timeout=30.0):
     deadline = asyncio.get_running_loop().time() + timeout
     while asyncio.get_running_loop().time() < deadline:
         leaders = [i for i, h in hosts.items() if name in h.groups and h.read_allowed(name)]
@@ -98,7 +101,7 @@ async def wait_leader(hosts, name="g", timeout=5.0):
     raise AssertionError(f"no leader for {name}: {[h.status() for h in hosts.values()]}")
 
 
-async def propose_retrying(hosts, value, name="g", timeout=10.0):
+async def propose_retrying(hosts, value, name="g", timeout=30.0):
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         leader = await wait_leader(hosts, name, timeout)
@@ -110,7 +113,7 @@ async def propose_retrying(hosts, value, name="g", timeout=10.0):
             await asyncio.sleep(0.05)
 
 
-async def wait_until(predicate, timeout=5.0):
+async def wait_until(predicate, timeout=30.0):
     deadline = asyncio.get_running_loop().time() + timeout
     while not predicate():
         if asyncio.get_running_loop().time() > deadline:
@@ -164,21 +167,24 @@ def test_wrong_secret_peer_cannot_make_a_node_apply_anything(tmp_path):
         machines = add_group(hosts, tmp_path, members=[1, 2])
         leader = await wait_leader(hosts)
         await hosts[leader].propose("g", b"honest")
+        def handshake_failures():
+            stats = [h.transport_stats() for h in hosts.values()]
+            return sum(s["unattributed_handshake_failures"] + sum(p["handshake_failures"] for p in s["peers"].values())
+                       for s in stats)
+
         # An impostor claims to be broker 3 and then broker 1, with the wrong secret.
         for claimed in (3, leader):
+            before = handshake_failures()
             impostor = RaftHost(claimed, str(tmp_path / f"imp{claimed}"), listen=("127.0.0.1", 0),
                                 peers={**{i: a for i, a in addresses.items()}, claimed: ("127.0.0.1", 0)},
                                 secret=b"wrong", config=FAST)
             await impostor.start()
             impostor.add_group("g", [1, 2, claimed] if claimed == 3 else [1, 2], JsonListMachine(
                 str(tmp_path / f"imp{claimed}" / "sm")))
-            await asyncio.sleep(1.0)
+            await wait_until(lambda: handshake_failures() > before)  # it tried, and was refused
             await impostor.stop(transfer_timeout=0)
-        await wait_until(lambda: all(m.items == ["honest"] for m in machines.values()))
-        stats = hosts[1].transport_stats()
-        failures = stats["unattributed_handshake_failures"] + sum(
-            p["handshake_failures"] for p in stats["peers"].values())
-        assert failures >= 1
+        await propose_retrying(hosts, b"after")
+        await wait_until(lambda: all(m.items == ["honest", "after"] for m in machines.values()))
         for h in hosts.values():
             await h.stop()
     asyncio.run(main())
@@ -199,8 +205,8 @@ def test_restart_replays_without_applying_twice_and_lagging_follower_catches_up(
         await hosts[lagging].stop(transfer_timeout=0)
         for k in range(40):
             await hosts[leader].propose("g", b"v%d" % k)
-        await asyncio.sleep(0.5)  # checkpoints compact the leader's journal past the lagging node
-        assert hosts[leader].groups["g"].journal.snapshot_index > 0
+        # Checkpoints (every 0.2 s) compact the leader's journal past the lagging node.
+        await wait_until(lambda: hosts[leader].groups["g"].journal.snapshot_index > 0, timeout=30)
         # Restart the lagging broker on its old port: it catches up through a snapshot.
         port = addresses[lagging][1]
         restarted = RaftHost(lagging, str(tmp_path / f"b{lagging}"), listen=("127.0.0.1", port),
@@ -216,4 +222,134 @@ def test_restart_replays_without_applying_twice_and_lagging_follower_catches_up(
             await h.stop()
         again = JsonListMachine(str(tmp_path / f"b{leader}" / "sm" / "g"))
         assert again.items == ["v%d" % k for k in range(40)]
+    asyncio.run(main())
+
+
+class StallableDisk(concurrent.futures.Executor):
+    """Fault injection in front of a host's fsync worker pool: while `stalled`, fsyncs wait
+    (a slow disk); `power_cut()` drops the waiting ones, which then never happen.  Every call
+    comes from the event loop's thread.  `covered` keeps, per waiting fsync, the journal's
+    last index when it was submitted (what the fsync makes durable)."""
+
+    def __init__(self, pool, journal):
+        self.pool, self.journal = pool, journal
+        self.stalled = False
+        self.waiting: list[tuple[concurrent.futures.Future, object]] = []
+        self.covered: list[int] = []
+
+    def submit(self, fn, /, *args, **kwargs):
+        if not self.stalled:
+            return self.pool.submit(fn, *args, **kwargs)
+        future = concurrent.futures.Future()
+        self.waiting.append((future, lambda: fn(*args, **kwargs)))
+        self.covered.append(self.journal.last_index)
+        return future
+
+    def power_cut(self):
+        self.waiting.clear()
+
+    def resume(self):
+        self.stalled = False
+        waiting, self.waiting = self.waiting, []
+        for future, job in waiting:
+            self.pool.submit(job).add_done_callback(
+                lambda done, future=future: future.set_exception(done.exception()) if done.exception()
+                else future.set_result(done.result()))
+
+    def shutdown(self, wait=True, **kwargs):
+        self.pool.shutdown(wait=wait, **kwargs)
+
+
+async def power_cut(host: RaftHost, disk: StallableDisk | None = None) -> None:
+    """Stop a host the way a power loss does: no hand-over, no checkpoint, no closing fsync;
+    fsyncs still waiting on a stalled disk never happen."""
+    if disk is not None:
+        disk.power_cut()
+    host._ticker.cancel()
+    await asyncio.gather(host._ticker, return_exceptions=True)
+    await host.transport.close()
+    for group in host.groups.values():
+        group.closed = True  # its in-flight pump finishes without sending or applying anything
+    host._fsync_pool.shutdown(wait=True)
+
+
+def release_journals(host: RaftHost) -> None:
+    """After the files were cut back to their fsynced sizes: let go of the dead host's file
+    handles and directory locks (what the kernel does when a process dies)."""
+    for group in host.groups.values():
+        group.journal._log.close()  # its flush now only fsyncs the already-cut files
+
+
+def test_a_follower_acknowledges_only_entries_it_has_fsynced(tmp_path, monkeypatch):
+    """Raft's durability rule on the follower side, through the real RaftHost pump: with both
+    followers' disks stalled, a new entry is appended by them but not fsynced; the leader must
+    not get an acknowledgement for it (so cannot commit it).  Then power fails everywhere, the
+    leader's broker never comes back, and the followers restart from what they fsynced: every
+    entry the leader acknowledged to its client must still be there."""
+    ledger = tmp_path / "fsync.ledger"
+    monkeypatch.setenv(LEDGER_ENV, str(ledger))
+
+    async def main():
+        hosts, addresses = await start_cluster(tmp_path, 3)
+        restarted, disks = {}, {}
+        try:
+            machines = add_group(hosts, tmp_path)
+            leader = await wait_leader(hosts, timeout=30)
+            followers = sorted(i for i in hosts if i != leader)
+            acknowledged = []
+            for k in range(3):
+                acknowledged.append("v%d" % k)
+                await hosts[leader].propose("g", acknowledged[-1].encode())
+            await wait_until(lambda: all(len(m.items) == 3 for m in machines.values()), timeout=30)
+            await wait_until(lambda: all(hosts[i]._sync_task is None for i in followers), timeout=30)
+            for i in followers:
+                disks[i] = StallableDisk(hosts[i]._fsync_pool, hosts[i].groups["g"].journal)
+                disks[i].stalled = True
+                hosts[i]._fsync_pool = disks[i]
+            node = hosts[leader].groups["g"].node
+            index = node.log.last_index + 1
+            proposal = asyncio.ensure_future(hosts[leader].propose("g", b"x"))
+            # Both followers appended x and wait for its fsync; the leader's own fsync of x is done.
+            await wait_until(lambda: all(any(c >= index for c in disks[i].covered) for i in followers)
+                             and hosts[leader].groups["g"].journal.synced_index >= index, timeout=30)
+            # Any acknowledgement a follower sent before waiting precedes, on the same connection,
+            # its answers to broker heartbeats sent from now on: once the leader has those, it has
+            # processed every acknowledgement there was.
+            mark = time.monotonic()
+            await wait_until(lambda: all(hosts[leader].peer_acked.get(i, 0) > mark for i in followers), timeout=30)
+            matched = {i: node.progress[i].match if i in node.progress else 0 for i in followers}
+            synced = {i: hosts[i].groups["g"].journal.synced_index for i in followers}
+            if node.commit >= index:
+                await asyncio.wait_for(asyncio.shield(proposal), 30)
+            if proposal.done() and not proposal.exception():
+                acknowledged.append("x")
+            proposal.cancel()
+            for i, host in hosts.items():
+                await power_cut(host, disks.get(i))
+            for i in followers:
+                apply_ledger(ledger, tmp_path / f"b{i}")
+            for host in hosts.values():
+                release_journals(host)
+            for i in followers:  # the leader's broker is gone for good; its followers restart
+                restarted[i] = RaftHost(i, str(tmp_path / f"b{i}"), listen=addresses[i],
+                                        peers=addresses, secret=b"s3cret", config=FAST)
+                await restarted[i].start()
+            survivors = {i: JsonListMachine(str(tmp_path / f"b{i}" / "sm" / "g")) for i in followers}
+            for i in followers:
+                restarted[i].add_group("g", sorted(hosts), survivors[i])
+            await propose_retrying(restarted, b"after", timeout=60)
+            await wait_until(lambda: all("after" in m.items for m in survivors.values()), timeout=30)
+            for i, sm in survivors.items():
+                lost = [v for v in acknowledged if v not in sm.items]
+                assert not lost, f"acknowledged entries {lost} lost after power loss (broker {i} has {sm.items})"
+            assert all(matched[i] <= synced[i] for i in followers), \
+                f"the leader saw followers match {matched} beyond what they had fsynced {synced}"
+        finally:
+            for host in restarted.values():
+                await host.stop(transfer_timeout=0)
+            for disk in disks.values():
+                disk.resume()  # a host stopped early must not wait on a stalled fsync forever
+            for host in hosts.values():
+                if not host._ticker.done():
+                    await host.stop(transfer_timeout=0)
     asyncio.run(main())

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import random
+import select
+import signal
 import subprocess
 import sys
+import time
 
 from raftka.storage import LEDGER_ENV, atomic_write
 from raftka.storage.fsutil import fsync_file
@@ -25,18 +28,27 @@ def test_atomic_write_replaces_content_and_records_it(tmp_path, monkeypatch):
 
 
 def test_atomic_write_never_leaves_a_half_written_file(tmp_path):
-    """A writer killed at a random moment leaves the old or the new content, never a mix."""
+    """A writer killed at a random moment leaves one whole version of the file (its writes alternate
+    between ten contents of the same size), never a mix or a truncated one."""
     target = tmp_path / "f"
-    atomic_write(target, b"old" * 1000)
-    script = "import sys\nfrom raftka.storage import atomic_write\nwhile True:\n    atomic_write(sys.argv[1], b'new' * 100000)\n"
-    for delay in (0.05, 0.1, 0.2):
-        child = subprocess.Popen([sys.executable, "-c", script, str(target)])
+    script = ("import sys\nfrom raftka.storage import atomic_write\nfor n in range(1 << 30):\n"
+              "    atomic_write(sys.argv[1], (b'%d' % (n % 10)) * 300000)\n    print(n, flush=True)\n")
+    for delay in (0.0, 0.01, 0.05, 0.1):
+        child = subprocess.Popen([sys.executable, "-c", script, str(target)], stdout=subprocess.PIPE)
         try:
-            child.wait(timeout=0.3 + delay)
-        except subprocess.TimeoutExpired:
+            # Precondition: the writer is in its loop (a kill before its first write would test nothing).
+            ready, _, _ = select.select([child.stdout], [], [], 60)
+            assert ready and child.stdout.readline(), "the writer never completed a write"
+            time.sleep(delay)  # the random moment: somewhere in one of the next writes
             child.kill()
-            child.wait()
-        assert target.read_bytes() in (b"old" * 1000, b"new" * 100000)
+            assert child.wait() == -signal.SIGKILL, "the writer was not killed while writing"
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+            child.stdout.close()
+        content = target.read_bytes()
+        assert len(content) == 300000 and len(set(content)) == 1, (len(content), content[:20])
 
 
 def test_no_ledger_without_the_environment_variable(tmp_path, monkeypatch):

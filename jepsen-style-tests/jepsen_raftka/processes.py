@@ -1,4 +1,4 @@
-"""Processes of the cluster's hosts: start, stop, kill -9, pause, power failure, health.
+"""Processes of the cluster's hosts: start, stop, kill -9, pause, power failure, disk loss, health.
 
 ``ManagedProcess`` is one OS process in its own process group (signals go to
 the whole group), its stdout+stderr appended to a log file. ``Brokers`` runs
@@ -24,6 +24,7 @@ import contextlib
 import glob
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -40,7 +41,9 @@ from . import runslot, teardown
 from .topology import CLIENT
 
 RUN_MARKER_ENV = "RAFTKA_JEPSEN_RUN"
-CANARIES = ("ack-before-commit", "no-fsync", "follower-reads", "no-dedup", "commit-offset-lww", "skip-truncate")
+CANARIES = ("ack-before-commit", "no-fsync", "follower-reads", "no-dedup", "commit-offset-lww", "skip-truncate",
+            "wiped-node-votes")
+HARNESS_LINE = "--- harness: "  # how the harness marks its own lines in a broker log
 _PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -86,7 +89,7 @@ class ManagedProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             stamp = datetime.now(UTC).isoformat(timespec="milliseconds")
-            log.write(f"--- harness: starting {self.name} at {stamp}\n".encode())
+            log.write(f"{HARNESS_LINE}starting {self.name} at {stamp}\n".encode())
             log.flush()
             self._popen = subprocess.Popen(self.argv, env=self.env, stdin=subprocess.DEVNULL, stdout=log,
                                            stderr=subprocess.STDOUT, start_new_session=True)
@@ -280,6 +283,9 @@ class Brokers:
     def running(self, node: int) -> bool:
         return self.processes[node].running
 
+    def paused(self, node: int) -> bool:
+        return self.processes[node].paused
+
     def power_failure(self, node: int, keep_unsynced=None) -> PowerLossReport:
         """kill -9 node, then cut its files back to what it had fsynced (see
         raftka.storage.powerloss; keep_unsynced, a random.Random, keeps random parts of
@@ -288,6 +294,26 @@ class Brokers:
         report = apply_ledger(self.ledger_path(node), self.data_dir(node), keep_unsynced=keep_unsynced)
         self._rewrite_ledger(node)
         return report
+
+    def disk_loss(self, node: int) -> None:
+        """kill -9 node, then its disk is gone: the data directory is deleted and an empty one takes
+        its place (a new disk mounted there), the fsync ledger starts empty. The node stays down
+        until start(), which starts it under the same id on the empty directory."""
+        self.processes[node].kill()
+        shutil.rmtree(self.data_dir(node))
+        self.data_dir(node).mkdir()
+        self._rewrite_ledger(node)
+        with open(self.log_path(node), "ab") as log:
+            stamp = datetime.now(UTC).isoformat(timespec="milliseconds")
+            log.write(f"{HARNESS_LINE}node {node} lost its data directory at {stamp}\n".encode())
+
+    def log_since_start(self, node: int) -> str:
+        """What node's current (or last) process wrote to its log so far."""
+        try:
+            text = self.log_path(node).read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+        return text.rpartition(f"{HARNESS_LINE}starting ")[2]
 
     def _rewrite_ledger(self, node: int) -> None:
         """After a power loss every surviving file is durable at its size: start a fresh ledger

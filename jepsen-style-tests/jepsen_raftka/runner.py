@@ -11,8 +11,10 @@ Phases of ``run(spec, out_root)``:
 3. the workload goes on until a send invoked after the heal is acknowledged
    (at most ``recovery_timeout_s``) and ``settle_s`` more, then stops;
 4. final polls read every partition from offset 0 to its end;
-5. wait until all replicas applied the same index and nothing changes any more
-   (a produce that timed out may still commit late), freeze the brokers (SIGSTOP
+5. wait until every partition group's members are the replicas that run (a broker
+   back from a disk loss has replaced its old replica), each applied all its leader
+   holds, and nothing changes any more (a produce that timed out may still commit
+   late: raft_state.py), freeze the brokers (SIGSTOP
    all, then kill -9: a graceful stop hands leadership over, which can commit
    such a late entry on some replicas only) and read their partition logs (the
    storage writes straight into the page cache: a killed broker's log holds all
@@ -38,7 +40,7 @@ from typing import Any
 import orjson
 from raftka.client.partitioner import partition_for_key
 
-from . import scenarios
+from . import raft_state, scenarios
 from .api import BrokerApi, NoAnswer, NotDelivered
 from .check_cluster import ReplicaLogs
 from .checker import check
@@ -87,7 +89,8 @@ class RunSpec:
     recovery_timeout_s: float = 30.0
     settle_s: float = 2.0
     final_poll_timeout_s: float = 45.0
-    convergence_timeout_s: float = 20.0
+    convergence_timeout_s: float = 60.0
+    windows: int | None = None  # fault windows at most (None: as many as the time limit holds)
 
     def __post_init__(self) -> None:
         scenarios.check_names(self.nemeses)
@@ -108,7 +111,7 @@ class RunSpec:
         c = scenarios.CANARIES[bug]
         base = cls(nemeses=c.nemeses, time_limit_s=c.time_limit_s, fault_s=c.fault_s, heal_s=c.heal_s,
                    producer=c.producer, resend_probability=c.resend_probability,
-                   random_broker_fraction=c.random_broker_fraction, bug=bug)
+                   random_broker_fraction=c.random_broker_fraction, windows=c.windows, bug=bug)
         return replace(base, **overrides)
 
 
@@ -224,7 +227,7 @@ def metadata_lookups(api: BrokerApi, partitions: int, rng: random.Random):
 def _faults_and_heal(spec: RunSpec, ctx: NemesisContext, chosen: list, info: dict[str, Any]) -> None:
     """The schedule of the chosen nemesis entries for the time limit, ending with the heal."""
     if chosen:
-        schedule = Schedule(ctx, chosen, fault_s=spec.fault_s, heal_s=spec.heal_s)
+        schedule = Schedule(ctx, chosen, fault_s=spec.fault_s, heal_s=spec.heal_s, max_windows=spec.windows)
         info["heal"] = schedule.run(spec.time_limit_s)
         info["fault_windows"] = schedule.windows
         info["nemesis_errors"] = schedule.errors
@@ -316,7 +319,9 @@ def _drive(spec: RunSpec, run_dir: Path, info: dict[str, Any], timings: dict[str
         ctx = NemesisContext(cluster, brokers, recorder, random.Random(spec.seed))
         partition_leader, metadata_leader = metadata_lookups(api, spec.partitions, random.Random(spec.seed + 2))
         chosen = scenarios.entries(spec.nemeses, ctx, partition_leader=partition_leader,
-                                   metadata_leader=metadata_leader)
+                                   metadata_leader=metadata_leader,
+                                   view=lambda nodes: raft_state.group_states(api, nodes=nodes, every_broker=False),
+                                   ready=lambda: raft_state.membership_settled(api))
         timings["setup_s"] = round(time.monotonic() - phase, 3)
         phase = time.monotonic()
         workload.start()

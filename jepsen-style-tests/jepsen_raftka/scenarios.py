@@ -2,9 +2,12 @@
 ``--full`` / ``--quick`` matrices.
 
 A nemesis name selects one or more entries of the nemesis catalogue
-(nemesis.p0_nemeses / p1_nemeses); a schedule rotates through them. Leader
-targets need callbacks that name the current leader of a partition or of
-the metadata group (the runner asks ``GET /metadata``).
+(nemesis.p0_nemeses / p1_nemeses, disk_loss.disk_loss_nemeses); a schedule
+rotates through them. Leader targets need callbacks that name the current
+leader of a partition or of the metadata group (the runner asks ``GET
+/metadata``); disk-loss faults also need the brokers' view of their Raft
+groups and whether the cluster may lose a disk now (``GET /raft``,
+raft_state.py).
 
 Each canary (``--bug NAME``, raft/canary.py) comes with the scenario that
 exposes it and the anomaly kinds that count as detection: a canary run
@@ -18,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+from .disk_loss import Ready, View, disk_loss_nemeses
 from .nemesis import Nemesis, NemesisContext, p0_nemeses, p1_nemeses
 from .schedule import Entry
 
@@ -45,20 +49,28 @@ NEMESES: dict[str, tuple[str | tuple[str, ...], ...]] = {
     "clock": ("clock",),
     "pause-kill": (("pause-one", "kill-one"),),
     "partition-kill": (("partition-one", "kill-one"),),
+    # disk loss (disk_loss.py): wipes mixed with pauses and kills, and issue 11's repro
+    "disk-loss": (("disk-loss-metadata-leader", "pause-another"), "pause-wipe-kill",
+                  ("disk-loss-leader", "kill-another"), "disk-loss-one"),
+    "pause-wipe-kill": ("pause-wipe-kill",),
 }
 P0 = ("partition", "partition-leader", "partition-metadata-leader", "client-isolation", "kill", "kill-leader",
-      "kill-metadata-leader", "pause", "power", "power-all")
+      "kill-metadata-leader", "pause", "power", "power-all", "disk-loss")
 
 
 def entries(names: Iterable[str], ctx: NemesisContext, *, partition_leader: LeaderCallback,
-            metadata_leader: LeaderCallback) -> list[Entry]:
-    """The schedule entries of the named selections, in order."""
+            metadata_leader: LeaderCallback, view: View | None = None, ready: Ready | None = None) -> list[Entry]:
+    """The schedule entries of the named selections, in order (disk-loss faults only when view and
+    ready are given)."""
     names = list(names)
     check_names(names)
     catalogue: dict[str, Nemesis] = {**p0_nemeses(ctx, partition_leader=partition_leader,
                                                   metadata_leader=metadata_leader)}
     if any(name not in P0 and name != "none" for name in names):
         catalogue.update(p1_nemeses(ctx))
+    if view is not None and ready is not None:
+        catalogue.update(disk_loss_nemeses(ctx, ready=ready, view=view, partition_leader=partition_leader,
+                                           metadata_leader=metadata_leader))
     out: list[Entry] = []
     for name in names:
         for entry in NEMESES[name]:
@@ -85,6 +97,7 @@ class CanaryScenario:
     random_broker_fraction: float = 0.25
     needs_groups: bool = False
     fast: bool = False
+    windows: int | None = None  # fault windows at most (None: as many as the time limit holds)
 
 
 CANARIES: dict[str, CanaryScenario] = {c.bug: c for c in (
@@ -115,6 +128,13 @@ CANARIES: dict[str, CanaryScenario] = {c.bug: c for c in (
         "no-fsync", ("power-all",), frozenset({"lost-write", "inconsistent-offsets", "replica-divergence"}),
         "the Raft journal is never fsynced; a power failure of every node drops acknowledged entries",
         time_limit_s=16.0, fault_s=3.0, heal_s=4.0),
+    CanaryScenario(
+        "wiped-node-votes", ("pause-wipe-kill",),
+        frozenset({"lost-write", "inconsistent-offsets", "replica-divergence", "election-safety"}),
+        "issue 11's repro: a follower paused, the other follower wiped and restarted, the leader killed, the "
+        "paused one resumed; the wiped broker takes its old replica id and votes for the stale follower, which "
+        "hands out acknowledged offsets again; the old leader truncates them when it returns",
+        time_limit_s=40.0, fault_s=3.0, heal_s=2.0, windows=1),
     CanaryScenario(
         "commit-offset-lww", ("none",), frozenset({"committed-offset-regression"}),
         "consumers of one group commit their own positions; last-writer-wins lets a lower commit "

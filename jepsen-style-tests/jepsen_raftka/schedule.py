@@ -4,7 +4,8 @@
 repeats: start one entry's nemeses (an entry is a nemesis or a combination
 such as pause+kill, started in order), hold them fault_s, stop them in
 reverse order, stay quiet heal_s. Entries rotate in the given order or are
-drawn at random. A nemesis that fails to start or stop is logged and
+drawn at random; with ``max_windows`` the schedule heals as soon as that many
+fault windows are over. A nemesis that fails to start or stop is logged and
 recorded as an instantaneous ``nemesis-error`` event; the run goes on. It
 always ends with ``heal()``, also on errors and on an early stop (a
 threading.Event, e.g. set by the runner when the workload dies): every
@@ -35,7 +36,8 @@ Entry = Nemesis | Sequence[Nemesis]
 
 class Schedule:
     def __init__(self, ctx: NemesisContext, entries: Sequence[Entry], *, fault_s: float = 10.0,
-                 heal_s: float = 10.0, order: str = "rotate", health_timeout_s: float = 60.0) -> None:
+                 heal_s: float = 10.0, order: str = "rotate", health_timeout_s: float = 60.0,
+                 max_windows: int | None = None) -> None:
         if not entries:
             raise ValueError("a schedule needs at least one nemesis")
         if order not in ("rotate", "random"):
@@ -46,6 +48,7 @@ class Schedule:
         self.heal_s = heal_s
         self.order = order
         self.health_timeout_s = health_timeout_s
+        self.max_windows = max_windows
         self.windows = 0  # fault windows started
         self.errors: list[str] = []
         self.heal_result: dict[str, Any] | None = None
@@ -80,7 +83,7 @@ class Schedule:
             return not stop.wait(max(0.0, min(seconds, deadline - time.monotonic()))) and time.monotonic() < deadline
 
         try:
-            while quiet(self.heal_s):
+            while (self.max_windows is None or self.windows < self.max_windows) and quiet(self.heal_s):
                 entry = self._next_entry()
                 self.windows += 1
                 for nemesis in entry:

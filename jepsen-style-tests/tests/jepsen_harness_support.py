@@ -1,6 +1,7 @@
-"""Shared helpers of the harness tests: stand-in host processes and mode skipping."""
+"""Shared helpers of the harness tests: stand-in host processes, mode skipping, waiting."""
 
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,19 @@ def skip_unless_mode_available(mode: str) -> None:
         usable, reason = netns.availability()
         if not usable:
             pytest.skip(f"netns mode unavailable: {reason}")
+
+
+def wait_for(predicate, timeout_s=15.0, what="condition"):
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def segment_bytes(brokers, node) -> int:
+    """Bytes in a stand-in writer's log segments (jepsen_harness_writer.py)."""
+    return sum(p.stat().st_size for p in brokers.data_dir(node).glob("*.log"))
 
 
 def health_server_command(brokers, node: int) -> list[str]:

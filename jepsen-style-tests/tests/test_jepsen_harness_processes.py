@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 
 import pytest
-from jepsen_harness_support import MODES, health_server_command, skip_unless_mode_available, writer_command
+from jepsen_harness_support import (MODES, health_server_command, segment_bytes, skip_unless_mode_available, wait_for,
+                                    writer_command)
 
 from jepsen_raftka import nemesis as nm
 from jepsen_raftka.cluster import detect_mode, open_cluster
@@ -22,21 +23,9 @@ AUTO_MODE = detect_mode()[0]
 FLUSHED, WRITTEN = 100, 150  # jepsen_harness_writer.py burst mode
 
 
-def wait_for(predicate, timeout_s=15.0, what="condition"):
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.02)
-
-
 def stored(brokers, node) -> list[tuple[int, bytes]]:
     with PartitionLog.open(brokers.data_dir(node)) as log:
         return [(r.offset, r.value) for r in log.read_records(0, max_records=100_000)]
-
-
-def segment_bytes(brokers, node) -> int:
-    return sum(p.stat().st_size for p in brokers.data_dir(node).glob("*.log"))
 
 
 @pytest.fixture

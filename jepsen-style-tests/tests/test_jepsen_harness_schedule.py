@@ -67,6 +67,16 @@ def test_failing_nemesis_is_recorded_and_the_run_goes_on(ctx, tmp_path):
     assert schedule.errors and "cannot inject" in schedule.errors[0]
 
 
+def test_max_windows_heals_after_the_last_window_without_waiting_for_the_time_limit(ctx, tmp_path):
+    schedule = Schedule(ctx, [nm.Pause(ctx, nm.fixed(2))], fault_s=0.2, heal_s=0.1, health_timeout_s=15,
+                        max_windows=1)
+    started = time.monotonic()
+    result = schedule.run(duration_s=120)
+    assert time.monotonic() - started < 15
+    assert result["healthy"] and schedule.windows == 1
+    assert nemesis_fs(tmp_path) == ["start-pause", "stop-pause", "heal"]
+
+
 def test_stop_event_ends_the_run_early_and_heals_an_active_fault(ctx, tmp_path):
     stop = threading.Event()
     kill = nm.Kill(ctx, nm.fixed(3))

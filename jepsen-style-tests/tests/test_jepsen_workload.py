@@ -277,11 +277,13 @@ def test_replicas_and_leaders_from_broker_files(tmp_path):
     names = collect.topic_names(data_dirs)
     assert names == {"abc123": "my-topic"}
     log = tmp_path / "broker.log"
-    log.write_text("x INFO raftka.raft.host: raft group abc123/0: leader is broker 2 in term 3\n"
-                   "x INFO raftka.raft.host: raft group __metadata: leader is broker 1 in term 1\n")
+    log.write_text("x INFO raftka.raft.host: raft group abc123/0: leader is replica 2 in term 3\n"
+                   "x INFO raftka.raft.host: raft group __metadata: leader is replica 1 in term 1\n"
+                   "x INFO raftka.raft.host: raft group abc123/0: leader is replica 3.1f2e3d4c in term 4\n")
     observed = collect.leader_observations({1: log}, names)
     assert [(o.group, o.term, o.leader, o.observer) for o in observed] == [("my-topic/0", 3, 2, 1),
-                                                                             ("__metadata", 1, 1, 1)]
+                                                                             ("__metadata", 1, 1, 1),
+                                                                             ("my-topic/0", 4, "3.1f2e3d4c", 1)]
 
 
 def test_full_matrix_covers_every_p0_nemesis_on_3_and_5_nodes_and_every_canary():

@@ -10,6 +10,9 @@ groups they lead (and that the HTTP front end borrows to forward).  Its jobs:
   topic changes (create → add groups, delete → remove groups and their data);
   `membership` keeps each group's Raft membership in line (a broker back with
   an empty disk is registered as a new incarnation and its replicas replaced);
+  a partition that cannot be opened is recorded (`partition_problems`, shown
+  by /health, /raft and the metrics) and retried with backoff, while every
+  other group proceeds;
 * never host a replica whose state was lost under a live incarnation (its
   directory vanished, or its state machine is behind its own journal): it
   would vote as the replica it was; `hosted-groups.json` remembers what this
@@ -35,6 +38,7 @@ from raftka.node.cluster.identity import BrokerIdentity, check_data_dir, claim_d
     expected_identity
 from raftka.node.cluster.membership import MembershipReconciler
 from raftka.node.cluster.metadata import MetadataStateMachine
+from raftka.node.cluster.topics import partition_directory_name
 from raftka.node.config import BrokerConfig
 from raftka.node.errors import ApiError, NotLeader, PartitionNotFound, RequestTimedOut, TopicNotFound
 from raftka.raft import canary
@@ -52,6 +56,8 @@ LEADER_POLL_INTERVAL_S = 0.5
 RETENTION_INTERVAL_S = 10.0
 BOOTSTRAP_LOG_INTERVAL_S = 5.0
 HOSTED_GROUPS_FILE = "hosted-groups.json"
+OPEN_RETRY_FIRST_S = 0.5  # a partition that failed to open is retried after this, doubling each time ...
+OPEN_RETRY_MAX_S = 30.0  # ... up to this
 
 
 class MetadataRejected(ApiError):
@@ -60,6 +66,16 @@ class MetadataRejected(ApiError):
     def __init__(self, error_code: int, message: str):
         super().__init__(message)
         self.error_code, self.http_status = error_code, error_code // 100
+
+
+@dataclass
+class OpenFailure:
+    """A partition this broker should host but could not open: the error, attempts so far, next retry (loop time)."""
+
+    group: str
+    error: str
+    attempts: int
+    retry_at: float
 
 
 @dataclass
@@ -117,6 +133,7 @@ class Broker:
         self.metadata: MetadataStateMachine | None = None  # opened once the data directory is claimed (start)
         self.partitions: dict[tuple[str, int], HostedPartition] = {}
         self.lost_groups: dict[str, str] = {}  # group -> why this broker will not host it
+        self.open_failures: dict[tuple[str, int], OpenFailure] = {}  # partitions that could not be opened here
         self.remote_leaders: dict[str, int] = {}  # group -> leader, as reported by peers
         self._reconcile_wanted = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
@@ -247,6 +264,9 @@ class Broker:
                             + ", ".join(sorted(names.get(g, g) for g in leaderless)[:20]))
         for group, reason in sorted(self.lost_groups.items()):
             problems.append(f"not hosting {group}: {reason}")
+        for failure in self.partition_problems():
+            problems.append(f"cannot open partition {failure['partition']} (attempt {failure['attempts']}, next try "
+                            f"in {failure['retry_in_s']} s): {failure['error']}")
         lost = self.lost_replicas()
         if lost:
             problems.append(f"{len(lost)} replica(s) lost with their broker's disk, being replaced: "
@@ -430,24 +450,66 @@ class Broker:
             self._write_hosted_groups(self._read_hosted_groups() - stale)
         for group in [g for g in self.lost_groups if g not in wanted_groups]:
             del self.lost_groups[group]
+        for key in [k for k in self.open_failures if k not in wanted or wanted[k][0] != self.open_failures[k].group]:
+            del self.open_failures[key]
         for count, ((topic, p), (group, members, configs)) in enumerate(wanted.items()):
             if (topic, p) in self.partitions or group in self.lost_groups:
                 continue
             if count % 16 == 15:
                 await asyncio.sleep(0)  # creating many groups: let heartbeats and requests through
-            directory = os.path.join(self.data_dir, "partitions", f"{topic}-{p}-{group.split('/')[0]}")
-            sm = NotifyingPartition(directory, LogConfig.from_topic_config(configs))
-            try:
-                self._host_group(group, members, sm)
-            except GroupStateLost as exc:
-                self.lost_groups[group] = str(exc)
-                log.error("broker %d: not hosting partition %s/%d: %s", self.id, topic, p, exc)
-                continue
-            self.partitions[(topic, p)] = HostedPartition(topic, p, group, sm)
+            if not self._open_partition(topic, p, group, members, configs):
+                continue  # lost, or failed and retried later (open_failures): the other groups go on
             node = self.host.group(group).node
             if members[0] == node.id and node.log.term == 0:
                 node.campaign()  # a new partition: the preferred leader stands first
             log.info("broker %d: hosting partition %s/%d (replicas %s)", self.id, topic, p, members)
+
+    def _open_partition(self, topic: str, p: int, group: str, members: list[int] | None, configs: dict) -> bool:
+        """Open the partition's storage and host its Raft group. A replica whose state was lost goes to
+        `lost_groups`; any other failure (a full or broken disk, ...) is logged and recorded in `open_failures`
+        with a retry time (exponential backoff). Nothing is raised, so one partition cannot keep the others from
+        being hosted."""
+        loop = asyncio.get_running_loop()
+        failure = self.open_failures.get((topic, p))
+        if failure is not None and loop.time() < failure.retry_at:
+            return False
+        directory = os.path.join(self.data_dir, "partitions", partition_directory_name(topic, p, group.split("/")[0]))
+        sm = None
+        try:
+            sm = NotifyingPartition(directory, LogConfig.from_topic_config(configs))
+            self._host_group(group, members, sm)
+        except GroupStateLost as exc:  # _host_group closed the storage
+            self.lost_groups[group] = str(exc)
+            self.open_failures.pop((topic, p), None)
+            log.error("broker %d: not hosting partition %s/%d: %s", self.id, topic, p, exc)
+            return False
+        except Exception as exc:
+            if sm is not None:
+                try:
+                    sm.close()
+                except Exception:
+                    log.debug("closing the storage of %s/%d after a failed open", topic, p, exc_info=True)
+            attempts = failure.attempts + 1 if failure is not None else 1
+            delay = min(OPEN_RETRY_MAX_S, OPEN_RETRY_FIRST_S * 2 ** (attempts - 1))
+            self.open_failures[(topic, p)] = OpenFailure(group, f"{type(exc).__name__}: {exc}", attempts,
+                                                         loop.time() + delay)
+            loop.call_later(delay, self._reconcile_wanted.set)
+            log.error("broker %d: cannot host partition %s/%d (attempt %d, next in %.1f s)", self.id, topic, p,
+                      attempts, delay, exc_info=attempts == 1)
+            return False
+        if failure is not None:
+            del self.open_failures[(topic, p)]
+            log.info("broker %d: partition %s/%d opened after %d failed attempts", self.id, topic, p, failure.attempts)
+        self.partitions[(topic, p)] = HostedPartition(topic, p, group, sm)
+        return True
+
+    def partition_problems(self) -> list[dict]:
+        """Partitions this broker should host but could not open: why, how often tried, when next (replicas whose
+        state was lost are `lost_groups`, not retried)."""
+        now = asyncio.get_running_loop().time()
+        return [{"partition": f"{topic}/{p}", "group": f.group, "error": f.error, "attempts": f.attempts,
+                 "retry_in_s": round(max(0.0, f.retry_at - now), 1)}
+                for (topic, p), f in sorted(self.open_failures.items())]
 
     async def _retention_forever(self) -> None:
         """Each replica deletes whole segments past retention.ms / retention.bytes (as in Kafka)."""

@@ -1,4 +1,10 @@
-"""Topic rules (pure): name syntax, topic configs with defaults and bounds, replica assignment.
+"""Topic rules (pure): name syntax, partition directory names, topic configs with defaults and bounds, replica
+assignment.
+
+A partition replica lives in ``partitions/<topic>-<partition>-<topic id>``; a
+topic name over 200 characters (Kafka allows 249) is cut and completed with a
+hash of the whole name, so that the directory name stays within file system
+limits.
 
 Topic configs use Kafka's names and defaults (``retention.ms`` 7 days,
 ``retention.bytes`` -1 = unlimited, ``segment.bytes`` 1 GiB,
@@ -19,6 +25,7 @@ matching; overall both leaders and replicas per broker differ by at most one.
 
 from __future__ import annotations
 
+import hashlib
 import random
 import re
 from collections.abc import Mapping, Sequence
@@ -39,6 +46,8 @@ __all__ = [
     "TopicConfig",
     "assign_replicas",
     "parse_topic_configs",
+    "partition_directory_name",
+    "topic_directory_label",
     "validate_partition_count",
     "validate_replication_factor",
     "validate_topic_name",
@@ -72,6 +81,24 @@ def validate_topic_name(name: object) -> str:
             f"Invalid topic name {shown!r} ({len(name)} characters): use 1 to 249 of a-z, A-Z, 0-9, '.', '_' and '-'."
         )
     return name
+
+
+_LABEL_MAX = 200  # + "-<partition>-<topic id>" stays under the usual 255-byte file name limit
+_LABEL_HASH_CHARS = 16
+
+
+def topic_directory_label(name: str) -> str:
+    """The topic's part of its partition directory names: the name itself when short (so existing directories
+    keep their names), else a prefix and a hash of the whole name ('~' never occurs in a topic name)."""
+    if len(name) <= _LABEL_MAX:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:_LABEL_HASH_CHARS]
+    return f"{name[:_LABEL_MAX - _LABEL_HASH_CHARS - 1]}~{digest}"
+
+
+def partition_directory_name(name: str, partition: int, topic_id: str) -> str:
+    """``<topic label>-<partition>-<topic id>``: a partition replica's directory, bounded whatever the topic name."""
+    return f"{topic_directory_label(name)}-{partition}-{topic_id}"
 
 
 def validate_partition_count(count: object) -> int:

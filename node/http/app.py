@@ -77,7 +77,8 @@ async def health(request: web.Request) -> web.Response:
     leader = broker.metadata_leader()
     problems = broker.health_problems()
     status = "unavailable" if leader is None else "degraded" if problems else "ok"
-    doc = {"status": status, "broker": broker.id, "metadata_leader": leader, "problems": problems}
+    doc = {"status": status, "broker": broker.id, "metadata_leader": leader, "problems": problems,
+           "partition_problems": broker.partition_problems()}
     if broker.config.kafka_advertise is not None:  # read by the metadata leader to register it (node/kafka)
         doc["listeners"] = {"kafka": str(broker.config.kafka_advertise)}
     return json_response(doc, 200 if leader is not None else 503)
@@ -95,7 +96,8 @@ async def raft_status(request: web.Request) -> web.Response:
         if h is not None:  # this replica's log (the leader's high watermark is the partition's)
             g.update(high_watermark=h.sm.high_watermark, log_start_offset=h.sm.log_start_offset,
                      size_bytes=h.sm.log.size_bytes)
-    return json_response({"broker": broker.id, "groups": groups, "transport": broker.host.transport_stats(),
+    return json_response({"broker": broker.id, "groups": groups, "partition_problems": broker.partition_problems(),
+                          "transport": broker.host.transport_stats(),
                           "election_timeout_ms": broker.host_config.election_ticks * broker.host_config.tick_ms})
 
 
@@ -145,6 +147,9 @@ def register_raft_metrics(registry: MetricsRegistry, broker: Broker) -> None:
     registry.gauge_function("raftka_metadata_replica_member", "1 if this broker's metadata replica is a member of "
                             "the metadata group (0: a new incarnation catching up).", (),
                             lambda: [((), int(broker.metadata_member()))])
+    registry.gauge_function("raftka_partitions_failed",
+                            "Partition replicas this broker should host but could not open (retried with backoff).",
+                            (), lambda: [((), len(broker.open_failures))])
 
 
 def create_app(services: BrokerServices, groups: GroupsFacade) -> web.Application:
@@ -166,7 +171,18 @@ def create_app(services: BrokerServices, groups: GroupsFacade) -> web.Applicatio
     add_group_routes(app, groups)
     add_peer_view_routes(app, {"health": health, "raft": raft_status, "metrics": metrics})
     add_console_routes(app)
+    add_trailing_slash_routes(app)
     return app
+
+
+def add_trailing_slash_routes(app: web.Application) -> None:
+    """Serve every route also with a trailing slash (`…/positions/`), as the REST Proxy does: no redirect, which
+    clients would not follow for a POST."""
+    routes = [(r.method, r.resource.canonical, r.handler) for r in app.router.routes() if r.resource is not None]
+    taken = {(method, path) for method, path, _ in routes}
+    for method, path, handler in routes:
+        if method != "HEAD" and not path.endswith("/") and (method, path + "/") not in taken:
+            app.router.add_route(method, path + "/", handler)
 
 
 __all__ = ["create_app"]

@@ -2,7 +2,8 @@
 
 Requests for the group coordinator are forwarded to the metadata leader
 when it is another broker; a REST consumer instance lives on the broker that
-created it, and its membership, commits and fetches reach the coordinator
+created it (any other broker finds it: a generated id names its broker, a
+named instance is asked of the peers and remembered), and its membership, commits and fetches reach the coordinator
 and the partition leaders through this broker's HTTP API (locally when this
 broker serves them, else over HTTP). The coordinator itself and committed
 offsets are the protocol-neutral `GroupService`.
@@ -21,12 +22,22 @@ from raftka.node.errors import (ApiError, BrokerNotAvailable, ConsumerInstanceNo
 from raftka.node.groups.assignor import TopicPartition
 from raftka.node.groups.coordinator import GroupCoordinator, JoinResult
 from raftka.node.groups.service import COORDINATOR
-from raftka.node.http.forwarding import forward
+from raftka.node.http.forwarding import FORWARDED_HEADER, forward, hops
 from raftka.node.http.rest_consumers import RestConsumers, owner_broker
 from raftka.node.services import BrokerServices
 from raftka.storage import iter_records
 
 GROUP_FORWARD_TIMEOUT_S = 65.0  # a join may wait for the rebalance timeout (30 s) plus the initial delay
+INSTANCE_SEARCH_TIMEOUT_S = 2.0  # asking a peer whether it hosts a named consumer instance
+
+
+def _instance_not_found(response: web.Response) -> bool:
+    if response.status != 404 or not response.body:
+        return False
+    try:
+        return orjson.loads(response.body).get("error_code") == 40403
+    except (orjson.JSONDecodeError, AttributeError):
+        return False
 
 
 class RemoteError(ApiError):
@@ -46,7 +57,9 @@ class HttpGroups:
         self.groups = services.groups
         self.rest_consumers = RestConsumers(
             self.broker.id, fetch=self._fetch, watermarks=self._watermarks, committed=self._committed_for,
-            commit=self.commit_offsets, membership=self, partitions_of=self.partitions_of)
+            commit=self.commit_offsets, membership=self, partitions_of=self.partitions_of,
+            topic_names=lambda: list(self.broker.metadata.topics))  # this replica's view, as a Kafka client's
+        self._instance_owners: dict[tuple[str, str], int] = {}  # named instances found on peers
 
     async def start(self) -> None:
         await self.rest_consumers.start()
@@ -78,10 +91,51 @@ class HttpGroups:
         return await forward(request, self.broker.session, self.broker.urls[leader], error,
                              timeout=GROUP_FORWARD_TIMEOUT_S)
 
-    async def forward_to_instance_owner(self, request: web.Request, instance_id: str) -> web.StreamResponse | None:
-        owner = owner_broker(instance_id)
-        if owner is None or owner == self.broker.id or owner not in self.broker.urls:
+    async def forward_to_instance_owner(self, request: web.Request, group: str,
+                                        instance_id: str) -> web.StreamResponse | None:
+        """Forward to the broker hosting the instance: named by a generated id, else remembered from an earlier
+        search, else searched for among the peers. None: this broker hosts it, or nobody does (a 404 here)."""
+        if self.rest_consumers.has(group, instance_id):
             return None
+        key = (group, instance_id)
+        remembered = self._instance_owners.get(key) if hops(request) == 0 else None
+        if remembered is not None:
+            response = await self._forward_to_owner(request, remembered, instance_id)
+            if not _instance_not_found(response):
+                if request.method == "DELETE" and request.path.rstrip("/").endswith(f"/instances/{instance_id}"):
+                    self._instance_owners.pop(key, None)
+                return response
+            self._instance_owners.pop(key, None)  # deleted (or moved) since: search again
+        owner = await self.instance_elsewhere(request, group, instance_id)
+        if owner is None:
+            return None
+        return await self._forward_to_owner(request, owner, instance_id)
+
+    async def instance_elsewhere(self, request: web.Request, group: str, instance_id: str) -> int | None:
+        """The other broker hosting the instance: from a generated id, else by asking every peer (never from a
+        request that was itself forwarded: the broker that forwarded it already asked)."""
+        owner = owner_broker(instance_id)
+        if owner is not None:
+            return owner if owner != self.broker.id and owner in self.broker.urls else None
+        if hops(request) > 0:
+            return None
+        peers = [b for b in self.broker.urls if b != self.broker.id]
+        found = await asyncio.gather(*(self._hosts_instance(b, group, instance_id) for b in peers))
+        owner = next((b for b, hosted in zip(peers, found) if hosted), None)
+        if owner is not None:
+            self._instance_owners[(group, instance_id)] = owner
+        return owner
+
+    async def _hosts_instance(self, broker: int, group: str, instance_id: str) -> bool:
+        url = f"{self.broker.urls[broker]}/consumers/{group}/instances/{instance_id}"
+        try:
+            async with self.broker.session.get(url, headers={FORWARDED_HEADER: "1"},
+                                               timeout=aiohttp.ClientTimeout(total=INSTANCE_SEARCH_TIMEOUT_S)) as resp:
+                return resp.status == 200
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+            return False
+
+    async def _forward_to_owner(self, request: web.Request, owner: int, instance_id: str) -> web.StreamResponse:
         error = BrokerNotAvailable(f"Broker {owner}, which owns consumer instance '{instance_id}', is not reachable.")
         return await forward(request, self.broker.session, self.broker.urls[owner], error,
                              timeout=GROUP_FORWARD_TIMEOUT_S)

@@ -17,7 +17,9 @@ Produce body: ``{"records": [{"key", "value", "partition", "headers",
 "timestamp"}, ...]}`` plus, for the idempotent producer, all three of
 ``producer_id``, ``producer_epoch`` and ``base_sequence`` (these apply to one
 partition, so every record must then name the same partition, or the URL
-does). Unknown fields are rejected, so a typo such as ``"vaule"`` can never
+does). REST Proxy v2's ``key_schema``, ``value_schema``, ``key_schema_id`` and
+``value_schema_id`` are accepted as null (there is no schema registry). Unknown
+fields are rejected, so a typo such as ``"vaule"`` can never
 silently produce a null value. Errors name the offending field, e.g.
 ``records[3].headers[0].value``.
 
@@ -149,7 +151,8 @@ class FetchedRecord(NamedTuple):
     headers: list[tuple[str, bytes | None]]
 
 
-_TOP_FIELDS = frozenset(("records", "producer_id", "producer_epoch", "base_sequence"))
+_SCHEMA_FIELDS = ("key_schema", "value_schema", "key_schema_id", "value_schema_id")  # REST Proxy v2: null here
+_TOP_FIELDS = frozenset(("records", "producer_id", "producer_epoch", "base_sequence", *_SCHEMA_FIELDS))
 _RECORD_FIELDS = frozenset(("key", "value", "partition", "headers", "timestamp"))
 _HEADER_FIELDS = frozenset(("key", "value"))
 _PRODUCER_FIELDS = (("producer_id", _INT64_MAX), ("producer_epoch", _INT16_MAX), ("base_sequence", _INT32_MAX))
@@ -255,6 +258,10 @@ def parse_produce_request(
         raise InvalidRequest(f'Request body must be a JSON object {{"records": [...]}}, got {_json_type(doc)}.')
     if not doc.keys() <= _TOP_FIELDS:
         raise _unknown_fields(doc, _TOP_FIELDS, "request body")
+    schemas = [name for name in _SCHEMA_FIELDS if doc.get(name) is not None]
+    if schemas:
+        raise InvalidRequest(f"{', '.join(schemas)}: raftka has no schema registry; these fields may only be null "
+                             "(use the binary or json embedded format).")
     raw_records = doc.get("records")
     if type(raw_records) is not list:
         raise InvalidRequest(f'"records" must be a list of record objects, got {_json_type(raw_records)}.')

@@ -89,7 +89,8 @@ def _op(summary: str, responses: dict, *, params: list | None = None, body: dict
 # ------------------------------------------------------------------ schemas
 
 _TP = _obj({"topic": _ref("Name"), "partition": _int(0, INT32_MAX)}, ("topic", "partition"))
-_TP_OFFSET = _obj({"topic": _ref("Name"), "partition": _int(0, INT32_MAX), "offset": _int(0, INT64_MAX)},
+_TP_OFFSET = _obj({"topic": _ref("Name"), "partition": _int(0, INT32_MAX), "offset": _int(0, INT64_MAX),
+                   "metadata": _nullable({"type": "string", "description": "accepted, not stored"})},
                   ("topic", "partition", "offset"))
 _TOPIC_CONFIGS = {
     "type": "object",
@@ -120,7 +121,12 @@ def _produce_record(embedded: dict) -> dict:
 
 def _produce_request(embedded: dict) -> dict:
     return _obj({"records": {"type": "array", "minItems": 1, "items": _produce_record(embedded)},
-                 **_PRODUCER_FIELDS}, ("records",))
+                 **_PRODUCER_FIELDS, **_SCHEMA_FIELDS}, ("records",))
+
+
+_SCHEMA_FIELDS = {name: {"nullable": True, "enum": [None], "description": "REST Proxy v2; only null (no schema "
+                                                                            "registry)"}
+                  for name in ("key_schema", "value_schema", "key_schema_id", "value_schema_id")}
 
 
 _B64 = _nullable({"type": "string", "format": "byte", "description": "base64"})
@@ -168,8 +174,9 @@ _TOPIC_PARAM = {"name": "topic", "in": "path", "required": True, "schema": _ref(
 _PARTITION_PARAM = {"name": "partition", "in": "path", "required": True, "schema": _int(0, 999_999_999)}
 _GROUP_PARAM = {"name": "group", "in": "path", "required": True, "schema": _ref("Name")}
 _INSTANCE_PARAM = {"name": "instance", "in": "path", "required": True,
-                   "schema": {"type": "string", "pattern": "^rk[0-9]{1,10}-[a-zA-Z0-9._-]{1,64}$"},
-                   "description": "rk<owner broker>-<name>; other brokers forward to the owner"}
+                   "schema": {"type": "string", "pattern": "^[a-zA-Z0-9._-]{1,64}$"},
+                   "description": "the name given at creation, else rk<owner broker>-<uuid>; other brokers forward "
+                                  "to the owner"}
 _MEMBER_PARAM = {"name": "member", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
 
 TOPIC = [_param("topic")]
@@ -185,13 +192,15 @@ def _ops_paths() -> dict:
     any_object = {"type": "object"}
     return {
         "/health": {"get": _op("Liveness: 200 when a metadata leader is known (status ok, or degraded with the "
-                               "problems in words), else 503.", {
+                               "problems in words, and partition replicas that could not be opened here, retried "
+                               "with backoff, in partition_problems), else 503.", {
             **_ok("healthy", _obj({"status": {"type": "string", "enum": ["ok", "degraded"]},
                                    "broker": {"type": "integer"},
                                    "metadata_leader": _nullable({"type": "integer"}),
                                    "problems": {"type": "array", "items": {"type": "string"}},
+                                   "partition_problems": {"type": "array", "items": any_object},
                                    "listeners": _obj({"kafka": {"type": "string"}})},
-                                  ("status", "broker", "metadata_leader", "problems"))),
+                                  ("status", "broker", "metadata_leader", "problems", "partition_problems"))),
             "503": {"description": "no metadata leader known",
                     "content": {JSON: {"schema": any_object}}}}, tag="ops")},
         "/raft": {"get": _op("Raft state of every group on this broker.", _ok("groups", any_object), tag="ops")},
@@ -401,18 +410,24 @@ def _group_paths() -> dict:
 
 def _consumer_paths() -> dict:
     base = "/consumers/{group}/instances/{instance}"
-    create = _obj({"name": _nullable({"type": "string", "pattern": "^[a-zA-Z0-9._-]{1,64}$"}),
+    name = _nullable({"type": "string", "pattern": "^[a-zA-Z0-9._-]{1,64}$"})
+    create = _obj({"name": name, "id": name,
                    "format": _nullable({"type": "string", "enum": ["binary", "json"]}),
-                   "auto.offset.reset": _nullable({"type": "string", "enum": ["earliest", "latest"]}),
+                   "auto.offset.reset": _nullable({"type": "string", "enum": ["earliest", "latest", "none"]}),
                    "auto.commit.enable": _nullable({"oneOf": [{"type": "boolean"},
                                                                {"type": "string", "enum": ["true", "false"]}]}),
-                   "consumer.request.timeout.ms": _nullable(_int(0, 30_000))})
+                   "fetch.min.bytes": _nullable({"oneOf": [_int(-1, INT32_MAX),
+                                                           {"type": "string", "pattern": "^-?[0-9]{1,10}$"}]}),
+                   "consumer.request.timeout.ms": _nullable({"oneOf": [_int(0, 30_000),
+                                                                       {"type": "string",
+                                                                        "pattern": "^[0-9]{1,5}$"}]})})
     partitions = _obj({"partitions": {"type": "array", "minItems": 1, "items": _TP}}, ("partitions",))
     offsets = _obj({"offsets": {"type": "array", "minItems": 1, "items": _TP_OFFSET}}, ("offsets",))
     committed = _obj({"offsets": {"type": "array", "items": _obj({
         "topic": {"type": "string"}, "partition": {"type": "integer"}, "offset": {"type": "integer"},
         "metadata": {"type": "string"}}, ("topic", "partition", "offset"))}}, ("offsets",))
     no_content = _ok("done", status="204")
+    any_object = {"type": "object"}
     return {
         "/consumers/{group}": {"parameters": GROUP, "post": _op(
             "Create a consumer instance on this broker.",
@@ -420,13 +435,19 @@ def _consumer_paths() -> dict:
                                  ("instance_id", "base_uri")), KAFKA),
             body=_body(create, KAFKA, JSON, required=False), tag="consumers",
             errors="409 40902 name taken, 422 42204 bad config")},
-        base: {"parameters": INST, "delete": _op("Delete the instance (commits if auto-commit).", no_content,
-                                                        tag="consumers", errors="404 40403")},
+        base: {"parameters": INST,
+               "get": _op("The instance: id, group, format, owning broker, subscription (raftka's addition).",
+                          _ok("instance", any_object, KAFKA), tag="consumers", errors="404 40403"),
+               "delete": _op("Delete the instance (commits if auto-commit).", no_content,
+                             tag="consumers", errors="404 40403")},
         f"{base}/subscription": {
             "parameters": INST,
-            "post": _op("Subscribe to topics (joins the group in the background).", no_content,
-                        body=_body(_obj({"topics": {"type": "array", "minItems": 1, "items": _ref("Name")}},
-                                        ("topics",)), KAFKA, JSON),
+            "post": _op("Subscribe to topics, or to every topic matching topic_pattern (a regular expression "
+                        "matching whole names); joins the group in the background.", no_content,
+                        body=_body({"oneOf": [
+                            _obj({"topics": {"type": "array", "minItems": 1, "items": _ref("Name")}}, ("topics",)),
+                            _obj({"topic_pattern": {"type": "string", "minLength": 1}}, ("topic_pattern",))]},
+                            KAFKA, JSON),
                         tag="consumers", errors="409 40901 manually assigned"),
             "get": _op("Subscribed topics.", _ok("topics", _obj({"topics": {"type": "array",
                                                                            "items": {"type": "string"}}},

@@ -1,15 +1,19 @@
 """REST Proxy v2 consumer instances: server-side consumers living on the broker that created them.
 
-An instance id is ``rk<broker id>-<name or uuid4 hex>``, so any broker can
-tell the owner (``owner_broker``) and forward; names are unique per group
-and broker. Everything the instance needs from the cluster is injected:
+An instance id is the ``name`` given at creation (Confluent: "the name is used
+in URLs"), unique in its group across the cluster; without a name it is
+``rk<broker id>-<uuid4 hex>``, which names its owner (``owner_broker``). Other
+brokers find a named instance's owner by asking their peers, and forward.
+Everything the instance needs from the cluster is injected:
 ``fetch``/``watermarks`` (partition leaders), ``committed``/``commit``
 (offsets in the metadata group) and ``membership`` (the group coordinator,
 local or behind HTTP).
 
 Behaviour, following Confluent's REST Proxy v2 over a Kafka consumer:
 
-* ``subscribe`` returns at once; the instance joins the group in the
+* ``subscribe`` (a topic list, or ``topic_pattern``: a regular expression
+  that must match whole topic names, re-evaluated as topics come and go)
+  returns at once; the instance joins the group in the
   background and keeps its session alive with heartbeats (due every
   ``heartbeat_interval_ms``, sent by ``records`` calls and a background task).
   A rebalance revokes everything (Kafka's eager protocol): positions are
@@ -18,15 +22,18 @@ Behaviour, following Confluent's REST Proxy v2 over a Kafka consumer:
   partitions) and ``subscribe`` exclude each other; ``unsubscribe`` clears both.
 * ``records`` polls every assigned partition from its position: the
   committed offset, else ``auto.offset.reset`` (also applied when a position
-  falls outside the log, e.g. after retention). It returns as soon as any
-  partition has records (Confluent waits for the whole timeout), after at
-  most ``timeout_ms`` otherwise; ``max_bytes`` bounds the keys and values
-  returned (at least one record always comes through). Positions move past
-  the records returned.
+  falls outside the log, e.g. after retention; with ``none`` that is an error
+  instead, as in Kafka). It returns as soon as any partition has records
+  (Confluent waits for the whole timeout), or, with ``fetch.min.bytes``, once
+  that many bytes of keys and values came together; after at most
+  ``timeout_ms`` otherwise; ``max_bytes`` bounds the keys and values returned
+  (at least one record always comes through). Positions move past the records
+  returned.
 * ``commit_offsets`` with explicit offsets takes, as Confluent's v2 does, the
   offset of the last record consumed and stores offset + 1 (the next one to
   read, as everywhere in raftka); without offsets it commits the current
-  positions. Commits of a subscribed instance carry its member id and
+  positions. An offset's ``metadata`` string is accepted and not stored
+  (reading committed offsets answers ``""``). Commits of a subscribed instance carry its member id and
   generation, so a stale one is refused (409). ``auto.commit.enable``
   (default true) commits positions every ``auto_commit_interval_ms`` on
   ``records``, before a rebalance, on unsubscribe and on delete.
@@ -49,6 +56,7 @@ from typing import Any, Protocol
 from raftka.node.cluster.topics import validate_topic_name
 from raftka.node.errors import (
     ApiError,
+    NoCommittedOffset,
     ConsumerAlreadyExists,
     ConsumerAlreadySubscribed,
     ConsumerInstanceNotFound,
@@ -88,12 +96,14 @@ Commit = Callable[[str, dict[TopicPartition, int], str | None, int | None], Awai
 
 MAX_REQUEST_TIMEOUT_MS = 30_000  # a forwarded long poll must end within the forwarder's 35 s timeout
 _DEFAULT_REQUEST_TIMEOUT_MS = 1000  # Confluent's consumer.request.timeout.ms
-_INSTANCE_ID = re.compile(r"rk(\d{1,10})-.+")
+_GENERATED_ID = re.compile(r"rk(\d{1,10})-[0-9a-f]{32}")
 _NAME = re.compile(r"[a-zA-Z0-9._-]{1,64}")
-_CONFIG_FIELDS = ("name", "format", "auto.offset.reset", "auto.commit.enable", "consumer.request.timeout.ms")
+_CONFIG_FIELDS = ("name", "id", "format", "auto.offset.reset", "auto.commit.enable", "fetch.min.bytes",
+                  "consumer.request.timeout.ms")  # "id": Confluent's older spelling of "name"
 _FORMATS = {"binary": EmbeddedFormat.BINARY, "json": EmbeddedFormat.JSON}
 _SCHEMA_FORMATS = ("avro", "jsonschema", "protobuf")
-_RESETS = ("earliest", "latest")
+_RESETS = ("earliest", "latest", "none")
+_INT32_MAX = 2**31 - 1
 
 
 class GroupMembership(Protocol):
@@ -115,8 +125,8 @@ class GroupMembership(Protocol):
 
 
 def owner_broker(instance_id: str) -> int | None:
-    """The broker that owns ``instance_id``, or None when the id is not one raftka issued."""
-    match = _INSTANCE_ID.fullmatch(instance_id)
+    """The broker that owns ``instance_id`` when raftka generated the id (no name given), else None."""
+    match = _GENERATED_ID.fullmatch(instance_id)
     return int(match.group(1)) if match else None
 
 
@@ -127,6 +137,7 @@ class InstanceConfig:
     auto_offset_reset: str = "latest"
     auto_commit: bool = True
     request_timeout_ms: int = _DEFAULT_REQUEST_TIMEOUT_MS  # ``records`` timeout when the request gives none
+    fetch_min_bytes: int = -1  # ``records`` waits for this many bytes of keys and values; -1: for any record
 
 
 def parse_instance_config(doc: object) -> InstanceConfig:
@@ -140,9 +151,11 @@ def parse_instance_config(doc: object) -> InstanceConfig:
         )
     values = {key: value for key, value in doc.items() if value is not None}
     config = InstanceConfig()
-    name = values.get("name", config.name)
+    name = values.get("name", values.get("id", config.name))
     if name is not None and (type(name) is not str or not _NAME.fullmatch(name)):
         raise InvalidConsumerConfig(f"'name' must be 1 to 64 of a-z, A-Z, 0-9, '.', '_' and '-', got {name!r}.")
+    if name is not None and _GENERATED_ID.fullmatch(name):
+        raise InvalidConsumerConfig(f"'name' {name!r} has the form of the ids raftka generates; choose another.")
     fmt = values.get("format", "binary")
     if fmt in _SCHEMA_FORMATS:
         raise InvalidConsumerConfig(f"Format '{fmt}' needs a schema registry, which raftka does not have; use binary or json.")
@@ -150,20 +163,25 @@ def parse_instance_config(doc: object) -> InstanceConfig:
         raise InvalidConsumerConfig(f"'format' must be 'binary' or 'json', got {fmt!r}.")
     reset = values.get("auto.offset.reset", config.auto_offset_reset)
     if reset not in _RESETS:
-        raise InvalidConsumerConfig(f"'auto.offset.reset' must be 'earliest' or 'latest', got {reset!r}.")
+        raise InvalidConsumerConfig(f"'auto.offset.reset' must be 'earliest', 'latest' or 'none', got {reset!r}.")
     auto_commit = values.get("auto.commit.enable", config.auto_commit)
     if isinstance(auto_commit, str) and auto_commit.lower() in ("true", "false"):
         auto_commit = auto_commit.lower() == "true"
     if type(auto_commit) is not bool:
         raise InvalidConsumerConfig(f"'auto.commit.enable' must be 'true' or 'false', got {auto_commit!r}.")
-    timeout = values.get("consumer.request.timeout.ms", config.request_timeout_ms)
-    if type(timeout) is str and timeout.isdigit():
-        timeout = int(timeout)
-    if type(timeout) is not int or not 0 <= timeout <= MAX_REQUEST_TIMEOUT_MS:
-        raise InvalidConsumerConfig(
-            f"'consumer.request.timeout.ms' must be an integer from 0 to {MAX_REQUEST_TIMEOUT_MS}, got {timeout!r}."
-        )
-    return InstanceConfig(name, _FORMATS[fmt], reset, auto_commit, timeout)
+    timeout = _config_int(values, "consumer.request.timeout.ms", config.request_timeout_ms, 0, MAX_REQUEST_TIMEOUT_MS)
+    min_bytes = _config_int(values, "fetch.min.bytes", config.fetch_min_bytes, -1, _INT32_MAX)
+    return InstanceConfig(name, _FORMATS[fmt], reset, auto_commit, timeout, min_bytes)
+
+
+def _config_int(values: Mapping[str, object], key: str, default: int, low: int, high: int) -> int:
+    """An integer config, given as a JSON number or a decimal string (as Kafka's configs are)."""
+    value = values.get(key, default)
+    if type(value) is str and re.fullmatch(r"-?[0-9]{1,19}", value):
+        value = int(value)
+    if type(value) is not int or not low <= value <= high:
+        raise InvalidConsumerConfig(f"'{key}' must be an integer from {low} to {high}, got {value!r}.")
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +198,8 @@ class _Instance:
     instance_id: str
     config: InstanceConfig
     last_used: float
-    topics: tuple[str, ...] = ()  # subscription
+    topics: tuple[str, ...] = ()  # subscription (for a pattern: the topics it matches now)
+    pattern: re.Pattern[str] | None = None  # ``topic_pattern`` subscription
     manual: bool = False  # partitions given by ``assign``
     assignment: tuple[TopicPartition, ...] = ()
     positions: dict[TopicPartition, int] = field(default_factory=dict)  # next offset to return
@@ -231,6 +250,7 @@ class RestConsumers:
         commit: Commit,
         membership: GroupMembership,
         partitions_of: Callable[[str], int | None],
+        topic_names: Callable[[], Iterable[str]],
         clock: Callable[[], float] = time.monotonic,
         instance_timeout_ms: int = 300_000,
         session_timeout_ms: int = 10_000,
@@ -247,6 +267,7 @@ class RestConsumers:
         self._commit = commit
         self._membership = membership
         self._partitions_of = partitions_of
+        self._topic_names = topic_names
         self._clock = clock
         self._instance_timeout = instance_timeout_ms / 1000
         self._session_timeout_ms = session_timeout_ms
@@ -276,13 +297,21 @@ class RestConsumers:
     # --- instances ------------------------------------------------------------
 
     def create(self, group: str, config: InstanceConfig) -> str:
-        """Create an instance in ``group``; returns its id."""
+        """Create an instance in ``group``; returns its id: the config's name, else a generated one."""
         validate_group_name(group)
-        instance_id = f"rk{self._broker_id}-{config.name or uuid.uuid4().hex}"
+        instance_id = config.name or f"rk{self._broker_id}-{uuid.uuid4().hex}"
         if (group, instance_id) in self._instances:
             raise ConsumerAlreadyExists(group, instance_id)
         self._instances[(group, instance_id)] = _Instance(group, instance_id, config, self._clock())
         return instance_id
+
+    @property
+    def broker_id(self) -> int:
+        return self._broker_id
+
+    def has(self, group: str, instance_id: str) -> bool:
+        """Does this broker host the instance?"""
+        return (group, instance_id) in self._instances
 
     def config(self, group: str, instance_id: str) -> InstanceConfig:
         return self._instance(group, instance_id).config
@@ -294,18 +323,45 @@ class RestConsumers:
 
     async def subscribe(self, group: str, instance_id: str, topics: Iterable[str]) -> None:
         """Subscribe to ``topics`` (replacing an earlier subscription); joining happens in the background."""
+        inst = self._subscribable(group, instance_id)
+        wanted = tuple(sorted({validate_topic_name(topic) for topic in topics}))
+        if not wanted:
+            raise InvalidRequest("'topics' must name at least one topic.")
+        inst.pattern = None
+        self._set_topics(inst, wanted)
+
+    async def subscribe_pattern(self, group: str, instance_id: str, pattern: str) -> None:
+        """Subscribe to every topic whose whole name matches the regular expression ``pattern``, now and as topics
+        are created and deleted (as Kafka's pattern subscription)."""
+        inst = self._subscribable(group, instance_id)
+        try:
+            compiled = re.compile(pattern)
+        except (re.error, TypeError) as exc:
+            raise InvalidRequest(f"'topic_pattern' {pattern!r} is not a valid regular expression: {exc}.") from None
+        inst.pattern = compiled
+        self._set_topics(inst, self._matching(compiled))
+
+    def _subscribable(self, group: str, instance_id: str) -> _Instance:
         inst = self._instance(group, instance_id)
         if inst.manual:
             raise ConsumerAlreadySubscribed(
                 f"Consumer instance '{instance_id}' has manually assigned partitions; subscribing and assigning "
                 "exclude each other (delete the subscription first)."
             )
-        wanted = tuple(sorted({validate_topic_name(topic) for topic in topics}))
-        if not wanted:
-            raise InvalidRequest("'topics' must name at least one topic.")
-        if wanted != inst.topics or inst.join_error is not None:
-            inst.topics = wanted
-            self._start_join(inst)
+        return inst
+
+    def _matching(self, pattern: re.Pattern[str]) -> tuple[str, ...]:
+        return tuple(sorted(topic for topic in self._topic_names() if pattern.fullmatch(topic)))
+
+    def _set_topics(self, inst: _Instance, topics: tuple[str, ...]) -> None:
+        """Join (again) when the subscribed topics change; a pattern matching nothing yet waits for a topic."""
+        if topics != inst.topics or inst.join_error is not None:
+            inst.topics = topics
+            if topics:
+                self._start_join(inst)
+            else:
+                inst.assignment = ()
+                inst.positions.clear()
 
     def subscription(self, group: str, instance_id: str) -> list[str]:
         return list(self._instance(group, instance_id).topics)
@@ -316,7 +372,7 @@ class RestConsumers:
         await self._stop_joining(inst)
         await self._auto_commit_now(inst)
         await self._leave(inst)
-        inst.topics, inst.manual, inst.assignment = (), False, ()
+        inst.topics, inst.pattern, inst.manual, inst.assignment = (), None, False, ()
         inst.positions.clear()
         inst.join_settled.clear()
         inst.join_error = None
@@ -324,9 +380,10 @@ class RestConsumers:
     async def assign(self, group: str, instance_id: str, partitions: Iterable[TopicPartition]) -> None:
         """Read exactly ``partitions`` (no group membership); positions of partitions kept stay."""
         inst = self._instance(group, instance_id)
-        if inst.topics:
+        if inst.topics or inst.pattern is not None:
+            shown = list(inst.topics) if inst.pattern is None else f"topic_pattern {inst.pattern.pattern!r}"
             raise ConsumerAlreadySubscribed(
-                f"Consumer instance '{instance_id}' is subscribed to {list(inst.topics)}; subscribing and assigning "
+                f"Consumer instance '{instance_id}' is subscribed to {shown}; subscribing and assigning "
                 "exclude each other (delete the subscription first)."
             )
         wanted = tuple(sorted(set(self._check_partitions(partitions))))
@@ -365,13 +422,17 @@ class RestConsumers:
                 await asyncio.sleep(max(0.0, deadline - loop.time()))
                 return empty
             await self._resolve_positions(inst, partitions)
-            fetched = await self._poll(inst, partitions, deadline, max_bytes)
-            batches = []
-            for (topic, partition), start, records in fetched:
-                # Only if nothing (rebalance, seek) moved the position while the fetch was out.
-                if records and inst.positions.get((topic, partition)) == start:
-                    inst.positions[(topic, partition)] = records[-1].offset + 1
-                    batches.append((topic, partition, records))
+            batches, size = [], 0
+            while True:
+                fetched = await self._poll(inst, partitions, deadline, max_bytes - size)
+                for (topic, partition), start, records in fetched:
+                    # Only if nothing (rebalance, seek) moved the position while the fetch was out.
+                    if records and inst.positions.get((topic, partition)) == start:
+                        inst.positions[(topic, partition)] = records[-1].offset + 1
+                        batches.append((topic, partition, records))
+                        size += sum(map(_record_size, records))
+                if not fetched or size >= min(inst.config.fetch_min_bytes, max_bytes) or loop.time() >= deadline:
+                    break  # fetch.min.bytes -1 (the default) or 0: the first records are enough
             inst.last_used = self._clock()
             return PolledRecords(inst.config.format, batches)
 
@@ -467,6 +528,8 @@ class RestConsumers:
                 continue  # sought, or revoked, while the lookup was out
             if tp in committed:
                 inst.positions[tp] = committed[tp]
+            elif inst.config.auto_offset_reset == "none":
+                raise NoCommittedOffset(inst.group, *tp)
             else:
                 log_start, high_watermark = await self._watermarks(*tp)
                 inst.positions.setdefault(tp, log_start if inst.config.auto_offset_reset == "earliest" else high_watermark)
@@ -477,6 +540,8 @@ class RestConsumers:
         try:
             records, _, _ = await self._fetch_records(tp[0], tp[1], start, max_bytes, timeout_ms)
         except OffsetOutOfRange as exc:
+            if inst.config.auto_offset_reset == "none":
+                raise
             reset = exc.earliest if inst.config.auto_offset_reset == "earliest" else exc.latest
             log.info("consumer %s: position %d of %s/%d out of range, reset to %d", inst.instance_id, start, *tp, reset)
             if inst.positions.get(tp) == start:
@@ -504,6 +569,8 @@ class RestConsumers:
                 continue
             try:
                 result = await self._fetch_partition(inst, tp, start, budget, 0)
+            except OffsetOutOfRange:
+                raise  # only with auto.offset.reset none: the client must decide
             except Exception as exc:  # noqa: BLE001 - see docstring
                 failures.append(exc)
                 continue
@@ -528,6 +595,8 @@ class RestConsumers:
             await asyncio.gather(*pending, return_exceptions=True)
             for task in done:
                 if (exc := task.exception()) is not None:
+                    if isinstance(exc, OffsetOutOfRange):
+                        raise exc  # only with auto.offset.reset none
                     failures.append(exc)
                     healthy.remove(tasks[task])
                     continue
@@ -660,6 +729,9 @@ class RestConsumers:
                 expired = [inst for inst in instances if now - inst.last_used > self._instance_timeout]
                 for inst in expired:
                     log.info("consumer %s of group %s expired after being idle", inst.instance_id, inst.group)
+                for inst in instances:  # pattern subscriptions follow topics being created and deleted
+                    if inst.pattern is not None and inst not in expired:
+                        self._set_topics(inst, self._matching(inst.pattern))
                 await asyncio.gather(
                     *(self._close(inst) for inst in expired),
                     *(self._heartbeat(inst) for inst in instances if inst.topics and inst not in expired),

@@ -26,6 +26,7 @@ from aiohttp import web
 from raftka.node.cluster.topics import validate_topic_name
 from raftka.node.errors import (
     ApiError,
+    ConsumerAlreadyExists,
     GroupNotFound,
     InvalidRequest,
     NotAcceptable,
@@ -62,9 +63,14 @@ class GroupsFacade(Protocol):
         """The coordinator's response when another broker coordinates groups; None when this one does."""
         ...
 
-    async def forward_to_instance_owner(self, request: web.Request, instance_id: str) -> web.StreamResponse | None:
-        """The owner's response when another broker owns ``instance_id``
-        (``rest_consumers.owner_broker``); None when this one does or the id names no broker."""
+    async def forward_to_instance_owner(
+        self, request: web.Request, group: str, instance_id: str
+    ) -> web.StreamResponse | None:
+        """The owner's response when another broker hosts the instance; None when this one does or none does."""
+        ...
+
+    async def instance_elsewhere(self, request: web.Request, group: str, instance_id: str) -> int | None:
+        """The other broker that hosts the instance, if any (asked of the peers)."""
         ...
 
     def partitions_of(self, topic: str) -> int | None:
@@ -191,8 +197,19 @@ def _topics(doc: dict[str, Any]) -> list[str]:
     return [validate_topic_name(topic) for topic in topics]
 
 
+def _subscription(doc: dict[str, Any]) -> list[str] | str:
+    """A REST Proxy subscription: ``{"topics": [...]}`` or ``{"topic_pattern": "regex"}``."""
+    given = [name for name in ("topics", "topic_pattern") if doc.get(name) is not None]
+    if len(given) != 1:
+        raise InvalidRequest("Give either 'topics' (a list of topic names) or 'topic_pattern' (a regular expression).")
+    if given == ["topics"]:
+        return _topics(doc)
+    return _str(doc["topic_pattern"], "'topic_pattern'")
+
+
 def _partition_items(
-    doc: dict[str, Any], name: str, fields: frozenset[str], *, allow_empty: bool = False
+    doc: dict[str, Any], name: str, fields: frozenset[str], *, allow_empty: bool = False,
+    optional: frozenset[str] = frozenset(),
 ) -> list[dict[str, Any]]:
     items = _list(doc, name)
     if not items and not allow_empty:
@@ -202,8 +219,11 @@ def _partition_items(
         where = f"{name}[{i}]"
         if type(item) is not dict:
             raise InvalidRequest(f"{where} must be an object, got {_type_name(item)}.")
-        if item.keys() != fields:
-            raise InvalidRequest(f"{where} must have exactly the fields {', '.join(sorted(fields))}.")
+        if not fields <= item.keys() <= fields | optional:
+            also = f" (and optionally {', '.join(sorted(optional))})" if optional else ""
+            raise InvalidRequest(f"{where} must have exactly the fields {', '.join(sorted(fields))}{also}.")
+        if type(item.get("metadata", "")) is not str and item.get("metadata") is not None:
+            raise InvalidRequest(f"{where}.metadata must be a string, got {_type_name(item['metadata'])}.")
         tp = (validate_topic_name(item["topic"]), _int(item["partition"], f"{where}.partition", 0, _INT32_MAX))
         if tp in seen:
             raise InvalidRequest(f"{where}: partition {tp[0]}/{tp[1]} is listed twice.")
@@ -213,6 +233,7 @@ def _partition_items(
 
 _PARTITION_FIELDS = frozenset(("topic", "partition"))
 _OFFSET_FIELDS = frozenset(("topic", "partition", "offset"))
+_OFFSET_OPTIONAL = frozenset(("metadata",))  # Kafka's commit metadata: accepted, not stored
 
 
 def _partitions(doc: dict[str, Any], *, allow_empty: bool = False) -> list[TopicPartition]:
@@ -223,7 +244,7 @@ def _partitions(doc: dict[str, Any], *, allow_empty: bool = False) -> list[Topic
 def _offsets(doc: dict[str, Any], low: int) -> dict[TopicPartition, int]:
     return {
         (item["topic"], item["partition"]): _int(item["offset"], f"offsets[{i}].offset", low, _INT64_MAX)
-        for i, item in enumerate(_partition_items(doc, "offsets", _OFFSET_FIELDS))
+        for i, item in enumerate(_partition_items(doc, "offsets", _OFFSET_FIELDS, optional=_OFFSET_OPTIONAL))
     }
 
 
@@ -397,14 +418,28 @@ class _Handlers:
     async def _instance(self, request: web.Request) -> tuple[str, str, web.StreamResponse | None]:
         group = validate_group_name(request.match_info["group"])
         instance = request.match_info["instance"]
-        return group, instance, await self.groups.forward_to_instance_owner(request, instance)
+        return group, instance, await self.groups.forward_to_instance_owner(request, group, instance)
 
     async def create_instance(self, request: web.Request) -> web.StreamResponse:
         group = validate_group_name(request.match_info["group"])
         doc = await _json_object(request, optional=True)
-        instance_id = self.groups.rest_consumers.create(group, parse_instance_config(doc or {}))
+        config = parse_instance_config(doc or {})
+        if config.name is not None and not self.groups.rest_consumers.has(group, config.name) \
+                and await self.groups.instance_elsewhere(request, group, config.name) is not None:
+            raise ConsumerAlreadyExists(group, config.name)  # names are unique in a group across the cluster
+        instance_id = self.groups.rest_consumers.create(group, config)
         base_uri = f"{request.url.origin()}/consumers/{group}/instances/{instance_id}"
         return _json({"instance_id": instance_id, "base_uri": base_uri}, content_type=_KAFKA)
+
+    async def describe_instance(self, request: web.Request) -> web.StreamResponse:
+        group, instance, forwarded = await self._instance(request)
+        if forwarded is not None:
+            return forwarded
+        rest = self.groups.rest_consumers
+        config = rest.config(group, instance)
+        return _json({"instance_id": instance, "group": group, "format": config.format.name.lower(),
+                      "broker": rest.broker_id, "subscription": rest.subscription(group, instance)},
+                     content_type=_KAFKA)
 
     async def delete_instance(self, request: web.Request) -> web.StreamResponse:
         group, instance, forwarded = await self._instance(request)
@@ -417,8 +452,11 @@ class _Handlers:
         group, instance, forwarded = await self._instance(request)
         if forwarded is not None:
             return forwarded
-        doc = await _body(request, frozenset(("topics",)))
-        await self.groups.rest_consumers.subscribe(group, instance, _topics(doc))
+        subscription = _subscription(await _body(request, frozenset(("topics", "topic_pattern"))))
+        if isinstance(subscription, str):
+            await self.groups.rest_consumers.subscribe_pattern(group, instance, subscription)
+        else:
+            await self.groups.rest_consumers.subscribe(group, instance, subscription)
         return _no_content()
 
     async def subscription(self, request: web.Request) -> web.StreamResponse:
@@ -532,6 +570,7 @@ def add_group_routes(app: web.Application, groups: GroupsFacade) -> None:
         ("POST", "/groups/{group}/offsets", h.commit),
         ("GET", "/groups/{group}/offsets", h.committed),
         ("POST", "/consumers/{group}", h.create_instance),
+        ("GET", instance, h.describe_instance),
         ("DELETE", instance, h.delete_instance),
         ("POST", f"{instance}/subscription", h.subscribe),
         ("GET", f"{instance}/subscription", h.subscription),

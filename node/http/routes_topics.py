@@ -1,20 +1,26 @@
 """Cluster and topic administration routes: brokers, topics, partitions, configs, producer ids.
 
 Thin adapters over `TopicService`: reads answer from this broker's replica of
-the metadata; a write the service says belongs on the metadata leader
-(`ServedElsewhere`) is forwarded there as it is.
+the metadata, with each partition's figures fetched from its leader when
+another broker leads it; a write the service says belongs on the metadata
+leader (`ServedElsewhere`) is forwarded there as it is.
 """
 
 from __future__ import annotations
 
+import asyncio
+
+import aiohttp
+import orjson
 from aiohttp import web
 
 from raftka.node.errors import InvalidRequest
 from raftka.node.http.common import SERVICES_KEY, json_response, partition_number, read_json
-from raftka.node.http.forwarding import forwarded_elsewhere
+from raftka.node.http.forwarding import FORWARDED_HEADER, forwarded_elsewhere, hops
 from raftka.node.services import BrokerServices
 from raftka.node.services.topics import TopicService
 
+LEADER_FIGURES_TIMEOUT_S = 2.0
 CREATE_FIELDS = {"name", "partitions", "partitions_count", "replication_factor", "configs"}
 
 
@@ -39,15 +45,55 @@ async def list_topics(request: web.Request) -> web.Response:
 
 
 async def get_topic(request: web.Request) -> web.Response:
-    return json_response(topics_of(request).describe(request.match_info["topic"]))
+    doc = topics_of(request).describe(request.match_info["topic"])
+    await with_leader_figures(request, doc["name"], doc["partitions"])
+    return json_response(doc)
 
 
 async def list_partitions(request: web.Request) -> web.Response:
-    return json_response(topics_of(request).describe_partitions(request.match_info["topic"]))
+    name = request.match_info["topic"]
+    docs = topics_of(request).describe_partitions(name)
+    await with_leader_figures(request, name, docs)
+    return json_response(docs)
 
 
 async def get_partition(request: web.Request) -> web.Response:
-    return json_response(topics_of(request).describe_partition(request.match_info["topic"], partition_number(request)))
+    name = request.match_info["topic"]
+    doc = topics_of(request).describe_partition(name, partition_number(request))
+    await with_leader_figures(request, name, [doc])
+    return json_response(doc)
+
+
+async def with_leader_figures(request: web.Request, name: str, docs: list[dict]) -> None:
+    """Fill in, from each partition's leader, the figures only it has (high watermark, log start, in sync), so
+    that every broker gives the same answer. A request forwarded here is answered with this broker's own view;
+    a leader that does not answer within a moment leaves its figures null."""
+    if hops(request) > 0:
+        return
+    wanted = topics_of(request).led_elsewhere(name, docs)
+    if not wanted:
+        return
+    session = request.app[SERVICES_KEY].broker.session
+    urls = request.app[SERVICES_KEY].broker.urls
+
+    async def ask(leader: int, partitions: list[int]) -> list[dict]:
+        path = f"/topics/{name}/partitions" + (f"/{partitions[0]}" if len(partitions) == 1 else "")
+        try:
+            async with session.get(urls[leader] + path, headers={FORWARDED_HEADER: "1"},
+                                   timeout=aiohttp.ClientTimeout(total=LEADER_FIGURES_TIMEOUT_S)) as resp:
+                answer = orjson.loads(await resp.read()) if resp.status == 200 else []
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, orjson.JSONDecodeError):
+            return []
+        answer = answer if isinstance(answer, list) else [answer]
+        return [d for d in answer if d.get("leader") == leader and d.get("partition") in partitions
+                and d.get("high_watermark") is not None]
+
+    by_partition = {doc["partition"]: doc for doc in docs}
+    for answers in await asyncio.gather(*(ask(leader, ps) for leader, ps in wanted.items())):
+        for figures in answers:
+            by_partition[figures["partition"]].update(
+                replicas=figures["replicas"], high_watermark=figures["high_watermark"],
+                log_start_offset=figures["log_start_offset"])
 
 
 async def get_configs(request: web.Request) -> web.Response:

@@ -6,7 +6,9 @@ be current: on a miss (an unknown topic) and for listings, a read index
 against the metadata leader first (`metadata_fresh_here`), so that a miss
 costs one round trip and a broker whose copy is not current (a new
 incarnation still catching up) sends the reader to the leader instead of
-answering "no such topic" or an empty list. Writes are metadata
+answering "no such topic" or an empty list. A partition's figures (high
+watermark, log start, in-sync replicas) only its leader has, so
+`led_elsewhere` names the leader a front end gets them from. Writes are metadata
 commands (validated here, then replicated by the metadata Raft group): they
 run on the metadata leader, and elsewhere raise `ServedElsewhere` naming it.
 A new topic is answered once every partition has a leader, so that a
@@ -24,6 +26,8 @@ from raftka.node.cluster.topics import (assign_replicas, parse_topic_configs, va
                                         validate_replication_factor, validate_topic_name)
 from raftka.node.errors import BrokerNotFound, InvalidPartitions, InvalidRequest, NotLeader, TopicAlreadyExists
 from raftka.node.services.routing import elsewhere, metadata_fresh_here, metadata_leader_here, wait_for
+from raftka.raft.core import ProgressState
+from raftka.raft.replica import broker_of
 
 TOPIC_READY_WAIT_S = 10.0
 LISTENER_NAMES = frozenset({"kafka"})  # client listeners a broker can register besides its HTTP API
@@ -35,19 +39,20 @@ class TopicService:
 
     # ---------------------------------------------------------------- reads
 
+    def alive(self, b: int) -> bool:
+        """Is broker `b` alive, as seen by this broker: any Raft traffic from it (broker heartbeats flow even while
+        every group is quiesced) within an election timeout."""
+        broker = self.broker
+        silence_s = broker.host_config.election_ticks * broker.host_config.tick_ms / 1000
+        return b == broker.id or time.monotonic() - broker.host.peer_seen.get(b, -1e9) < silence_s
+
     async def brokers(self) -> dict:
         """Every broker with its URL, its registered Kafka address (or None) and whether this broker heard from it
         within an election timeout."""
         broker = self.broker
-        now = time.monotonic()
-        silence_s = broker.host_config.election_ticks * broker.host_config.tick_ms / 1000
-
-        def alive(b: int) -> bool:  # as seen by this broker: Raft traffic within an election timeout
-            return b == broker.id or now - broker.host.peer_seen.get(b, -1e9) < silence_s
-
         await metadata_fresh_here(broker)
         return {"brokers": sorted(broker.urls), "metadata_leader": broker.metadata_leader(),
-                "details": [{"id": b, "url": u, "alive": alive(b), "kafka": broker.metadata.listener(b, "kafka")}
+                "details": [{"id": b, "url": u, "alive": self.alive(b), "kafka": broker.metadata.listener(b, "kafka")}
                             for b, u in sorted(broker.urls.items())]}
 
     async def cluster_metadata(self) -> dict:
@@ -109,7 +114,8 @@ class TopicService:
         return self._describe_partition(name, partition, self.broker.replicas(name, partition))
 
     def _describe_partition(self, name: str, p: int, replicas: list[int]) -> dict:
-        """Leader and replicas; on the leader also in-sync replicas, high watermark and log start."""
+        """Leader and replicas; on the leader also in-sync replicas, high watermark and log start (elsewhere these
+        are null: `led_elsewhere` names the broker that has them)."""
         broker = self.broker
         leader = broker.leader_of(name, p)
         doc = {"partition": p, "leader": leader,
@@ -117,16 +123,40 @@ class TopicService:
                "high_watermark": None, "log_start_offset": None}
         hosted = broker.partitions.get((name, p))
         if hosted is not None and leader == broker.id:
-            group = broker.host.group(hosted.group)
-            progress = group.node.progress
+            in_sync = self.in_sync_replicas(hosted.group)
             for r in doc["replicas"]:
-                # In sync: the leader itself, or a follower that acknowledged within the election timeout.
-                r["in_sync"] = r["broker"] == broker.id or (
-                    r["broker"] in progress
-                    and group.node.now - progress[r["broker"]].acked_tick < broker.host_config.election_ticks)
+                r["in_sync"] = r["broker"] in in_sync
             doc["high_watermark"] = hosted.sm.high_watermark
             doc["log_start_offset"] = hosted.sm.log_start_offset
         return doc
+
+    def in_sync_replicas(self, group_name: str) -> set[int]:
+        """Brokers whose replica of the group (led here) is in sync: the leader; and a follower whose broker is
+        alive (and still that replica, not a new incarnation) and whose replica holds every committed entry (match index >= commit index), or, under load, was
+        sent every committed entry and acknowledged within an election timeout. Quiet traffic does not matter: a
+        caught-up follower of a quiesced group stays in sync."""
+        node = self.broker.host.group(group_name).node
+        in_sync = {self.broker.id}
+        for replica, pr in node.progress.items():
+            b = broker_of(replica)
+            if b == self.broker.id or not self.alive(b) or self.broker.host.replica_lost(replica):
+                continue  # a broker back with an empty disk is not the replica it was
+            streaming = (pr.state is ProgressState.REPLICATE and pr.next > node.commit
+                         and node.now - pr.acked_tick < self.broker.host_config.election_ticks)
+            if pr.match >= node.commit or streaming:
+                in_sync.add(b)
+        return in_sync
+
+    def led_elsewhere(self, name: str, docs: list[dict]) -> dict[int, list[int]]:
+        """Of partition descriptions made here, those another broker leads (it has their figures): leader ->
+        partitions. A front end fetches the figures from there."""
+        wanted: dict[int, list[int]] = {}
+        for doc in docs:
+            leader = doc["leader"]
+            if doc["high_watermark"] is None and leader is not None and leader != self.broker.id \
+                    and leader in self.broker.urls:
+                wanted.setdefault(leader, []).append(doc["partition"])
+        return wanted
 
     # --------------------------------------------------------------- writes
 

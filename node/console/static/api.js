@@ -52,11 +52,14 @@ export function followerOf(leaderEntry, broker) {
   return leaderEntry.followers[String(broker)] || null;
 }
 
-// As the API's in_sync: heard from within an election timeout, or the group is quiesced (idle and
-// caught up: no heartbeats are sent then, so last contact grows without meaning anything).
+// As the API's in_sync (the broker's liveness is checked by the caller): the follower holds every committed
+// entry, or, under load, was sent them all and acknowledged within an election timeout. Recent traffic alone
+// does not count: a quiesced group sends none, and its caught-up followers stay in sync.
 export function followerInSync(leaderEntry, follower, electionTimeoutMs) {
   if (!follower) return false;
-  return leaderEntry.quiesced || (follower.last_contact_ms !== null && follower.last_contact_ms < electionTimeoutMs);
+  if (follower.match_index >= leaderEntry.commit_index) return true;
+  return follower.state === 'replicate' && follower.next_index > leaderEntry.commit_index
+    && follower.last_contact_ms !== null && follower.last_contact_ms < electionTimeoutMs;
 }
 
 // Brokers, partitions and Raft groups, joined from /brokers, /metadata and every broker's /raft.
