@@ -1,8 +1,9 @@
 """Every broker's Kafka address in the metadata group, so that any broker's Metadata answer names them all.
 
 `ListenerRegistrar` runs on every broker and acts only while this broker
-leads the metadata group: every `REGISTER_INTERVAL_S` it reads each broker's
-advertised Kafka address (its own from its configuration, the others' from
+leads the metadata group: every `REGISTER_INTERVAL_S` while a broker has no
+registered address, else every `RECHECK_INTERVAL_S` (a broker restarted with
+another address), it reads each broker's advertised Kafka address (its own from its configuration, the others' from
 their `GET /health`, which reports it) and proposes `register_listener` for
 those the metadata lacks or holds differently. Reading, not writing, over
 HTTP keeps the registration out of reach of HTTP clients: only a broker's
@@ -23,6 +24,7 @@ from raftka.node.services import BrokerServices
 log = logging.getLogger("raftka.node.kafka.registration")
 
 REGISTER_INTERVAL_S = 1.0
+RECHECK_INTERVAL_S = 10.0
 LISTENER = "kafka"
 
 
@@ -44,10 +46,14 @@ class ListenerRegistrar:
                 pass
 
     async def _run(self) -> None:
+        last_round = -RECHECK_INTERVAL_S
+        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(REGISTER_INTERVAL_S)
-            if not self.broker.is_metadata_leader():
+            complete = all(self.broker.metadata.listener(b, LISTENER) is not None for b in self.broker.urls)
+            if not self.broker.is_metadata_leader() or (complete and loop.time() - last_round < RECHECK_INTERVAL_S):
                 continue
+            last_round = loop.time()
             try:
                 await self.register_all()
             except Exception:  # noqa: BLE001 - keep registering whatever one round hit
