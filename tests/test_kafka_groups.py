@@ -270,3 +270,38 @@ def test_a_group_is_driven_by_one_protocol_at_a_time(cluster):
         assert any(e.code() == confluent_kafka.KafkaError.INCONSISTENT_GROUP_PROTOCOL for e in errors), errors
     finally:
         other.close()
+
+
+def test_admin_clients_list_describe_and_delete_groups(cluster):
+    from confluent_kafka import ConsumerGroupState, ConsumerGroupTopicPartitions
+    from confluent_kafka.admin import AdminClient
+
+    cluster.create_topic("admin-groups", partitions=2)
+    _produce(cluster, "admin-groups", [b"a", b"b", b"c"])
+    admin = AdminClient({"bootstrap.servers": cluster.kafka_bootstrap})
+    member = Runner(lambda: ConfluentMember(cluster.kafka_bootstrap, "admin-live", "admin-groups"))
+    member.start()
+    try:
+        _wait(lambda: member.assigned == {0, 1} and _group(cluster, "admin-live").get("state") == "Stable", 60,
+              "the live member's assignment", [member])
+        described = admin.describe_consumer_groups(["admin-live"])["admin-live"].result(30)
+        assert described.state == ConsumerGroupState.STABLE and not described.is_simple_consumer_group
+        assert described.partition_assignor in ("range", "roundrobin") and described.coordinator.id in (1, 2, 3)
+        [live] = described.members
+        assert sorted(tp.partition for tp in live.assignment.topic_partitions) == [0, 1]
+        with pytest.raises(confluent_kafka.KafkaException) as busy:
+            admin.delete_consumer_groups(["admin-live"])["admin-live"].result(30)
+        assert busy.value.args[0].code() == confluent_kafka.KafkaError.NON_EMPTY_GROUP
+    finally:
+        member.stop_wanted.set()
+        member.join(30)
+
+    # An empty group with committed offsets (committed over Kafka without membership) is listed and deletable.
+    offsets = ConsumerGroupTopicPartitions("admin-idle", [confluent_kafka.TopicPartition("admin-groups", 0, 2)])
+    admin.alter_consumer_group_offsets([offsets])["admin-idle"].result(30)
+    listed = {g.group_id: g for g in admin.list_consumer_groups().result(30).valid}
+    assert {"admin-live", "admin-idle"} <= set(listed) and listed["admin-idle"].state == ConsumerGroupState.EMPTY
+    committed = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions("admin-idle")])["admin-idle"]
+    assert [(tp.partition, tp.offset) for tp in committed.result(30).topic_partitions] == [(0, 2)]
+    admin.delete_consumer_groups(["admin-idle"])["admin-idle"].result(30)
+    assert request(cluster.url(1) + "/groups/admin-idle").status == 404
