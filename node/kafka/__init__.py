@@ -17,29 +17,33 @@ are generated at import time from Kafka's own JSON message definitions and
 cover every version of every API, with compiled encoders and decoders. The
 alternative was kio (dataclasses generated from the same JSON files, a Rust
 reader). `python -m bench.kafka_codecs` (Produce v9, Fetch v12; µs per
-message, best of 3, AMD EPYC, shared 2 cores, load 2.6):
+message, best of 3-5 loops; four runs on the shared 2-core AMD EPYC at load
+average 2.6-9, so ranges):
 
-==========================================  ============  ======
+==========================================  ============  ===========
 operation                                   kafka-python  kio
-==========================================  ============  ======
-decode ProduceRequest, 1 partition x 16 KiB         15.6     1.7
-decode ProduceRequest, 6 partitions x 64 KiB        56.0    11.4
-encode ProduceResponse, 1 partition                 30.0    22.3
-decode FetchRequest, 6 partitions                   18.4     2.4
-encode FetchResponse, 1 partition x 16 KiB          31.6    27.3
-encode FetchResponse, 6 partitions x 1 MiB         682     3068
-==========================================  ============  ======
+==========================================  ============  ===========
+decode ProduceRequest, 1 partition x 16 KiB     14-35       1.7-4.6
+decode ProduceRequest, 6 partitions x 64 KiB    42-90        11-33
+encode ProduceResponse, 1 partition             26-91        22-28
+decode FetchRequest, 6 partitions               13-35       2.2-2.5
+encode FetchResponse, 1 partition x 16 KiB      32-125       27-99
+encode FetchResponse, 6 partitions x 1 MiB    680-5300    3070-13600
+==========================================  ============  ===========
 
 kio decodes requests faster (its reader is native code), but the savings are
-10-45 µs per request, against a Raft commit of milliseconds; kafka-python
-encodes large fetch responses 4.5x faster (one copy of the stored batches
-into a pooled buffer, where kio's writer goes through io.BytesIO), and a
-fetch response of stored batches is the broker's largest message. kio also
-starts at newer versions (Produce v3, Fetch v4, OffsetCommit v2,
-CreateTopics v2) and has no generic "message for this API key" lookup of
-response classes, which answering UNSUPPORTED_VERSION needs. So kafka-python:
-one library for both directions and every version, and a dependency the
-tests install anyway. Record batches stay bytes end to end: the Produce
+10-60 µs per request, against a Raft commit of milliseconds; kafka-python
+encoded the large fetch response faster in three of the four runs (3-10x:
+one copy of the stored batches into a pooled buffer, where kio's writer goes
+through io.BytesIO; 1.5x slower in the fourth), and a fetch response of
+stored batches is the broker's largest message. Building answers is also
+simpler with kafka-python: a response of any version is built from keyword
+arguments, fields absent from that version are ignored and missing ones take
+the schema's default, where kio's frozen dataclasses want every field of the
+version, wrapped in its typed primitive (i32(...), i32Timedelta.parse(...)).
+Both cover the versions served here. So kafka-python: one library for both
+directions, and a package the tests install anyway (kio would be one more
+runtime dependency). Record batches stay bytes end to end: the Produce
 decoder hands them over as bytes, the storage keeps them as sent, and Fetch
 sends them as stored.
 """
