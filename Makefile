@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
-DEB_PACKAGES := iptables iproute2 faketime procps chromium chromium-driver curl
+DEB_PACKAGES := iptables iproute2 faketime procps chromium chromium-driver curl kcat
 
 .PHONY: run test install deb-packages jepsen bench clean
 

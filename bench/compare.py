@@ -2,9 +2,11 @@
 
 Starts a fresh 3-broker raftka cluster and a fresh 3-server NATS JetStream
 cluster (file storage) on loopback, both up for the whole run, and measures
-on each, one system after the other per workload (the order alternates from
+three systems, one after the other per workload (the order rotates from
 workload to workload), with the same Python-side workload code
-(`compare_workloads`), payload sizes and in-flight limits:
+(`compare_workloads`), payload sizes and in-flight limits: raftka through its
+Python client (HTTP), raftka through its Kafka listener with confluent-kafka
+(librdkafka; topics of its own on the same cluster), and NATS JetStream:
 
   produce    msg/s and MB/s, 100 B and 1 KiB, 1 and 8 producers (8 = 8 spawned
              processes: one Python process is CPU-bound far below either
@@ -48,7 +50,7 @@ from pathlib import Path
 from rich.console import Console
 
 from bench.compare_report import Row, print_table, write_chart, write_json
-from bench.compare_systems import NatsSystem, RaftkaSystem
+from bench.compare_systems import KafkaSystem, NatsSystem, RaftkaSystem
 from bench.compare_workloads import (
     consume,
     end_to_end,
@@ -104,34 +106,36 @@ class Bench:
         self.settings = settings
         self.console = console
         self.raftka = RaftkaSystem(root)
+        self.kafka = KafkaSystem(self.raftka)
         self.nats = NatsSystem(root)
         self.rows: list[Row] = []
         self.details: dict = {}
         self.turn = 0
 
     def order(self) -> list:
-        """Both systems, the first one alternating from call to call."""
+        """Every system, the first one rotating from call to call."""
         self.turn += 1
-        pair = [self.raftka, self.nats]
-        return pair if self.turn % 2 else pair[::-1]
+        systems = [self.raftka, self.kafka, self.nats]
+        shift = self.turn % len(systems)
+        return systems[shift:] + systems[:shift]
 
     def say(self, text: str) -> None:
         self.console.print(f"[dim]{time.strftime('%H:%M:%S')} load {load():.1f}[/dim] {text}", highlight=False)
 
     def add(self, workload: str, metric: str, values: dict, higher_is_better: bool, started_load: float) -> None:
         self.rows.append(Row(workload, metric, values.get("raftka"), values.get("nats"), higher_is_better,
-                             started_load))
+                             started_load, values.get("kafka")))
 
     # ------------------------------------------------------------ workloads
 
     def produce_all(self) -> dict[str, dict[str, int]]:
         """Produce workloads; returns messages written per size label and system (for consume)."""
-        written = {label: {"raftka": 0, "nats": 0} for label in SIZES}
+        written = {label: {"raftka": 0, "kafka": 0, "nats": 0} for label in SIZES}
         for label, size in SIZES.items():
             for producers in PRODUCERS:
                 workload = f"produce {label} x{producers}"
                 started_load = load()
-                runs: dict[str, list[tuple[float, float]]] = {"raftka": [], "nats": []}
+                runs: dict[str, list[tuple[float, float]]] = {"raftka": [], "kafka": [], "nats": []}
                 for _ in range(self.settings.repeats):
                     for system in self.order():
                         meter = system.meter()
@@ -235,6 +239,7 @@ class Bench:
             result = asyncio.run(failover(endpoint, LATENCY_SIZE, RATE, self.settings.failover_before_s,
                                           self.settings.failover_max_wait_s, kill))
             seconds[system.name] = result.recovery_s
+            system.recover()
             self.details[f"failover {system.name}"] = {**asdict(result), "killed": victim}
             shown = "no recovery" if result.recovery_s is None else f"{result.recovery_s:.2f} s"
             self.say(f"{'failover':<22} {system.name:<6} {shown} after killing {victim}")
@@ -243,11 +248,11 @@ class Bench:
     # ------------------------------------------------------------ run
 
     def run(self, profile: bool) -> None:
-        self.say("starting 3 raftka brokers and 3 nats-servers ...")
+        self.say("starting 3 raftka brokers (HTTP and Kafka listeners) and 3 nats-servers ...")
         self.raftka.start()
         self.nats.start()
         names = [f"tp-{size}" for size in SIZES.values()] + ["lat-ack", "lat-e2e"]
-        for system in (self.raftka, self.nats):
+        for system in (self.raftka, self.kafka, self.nats):
             for name in names:
                 system.create_log(name)
         idle = {s.name: s.meter() for s in (self.raftka, self.nats)}
@@ -256,8 +261,8 @@ class Bench:
         time.sleep(IDLE_SECONDS)
         for meter in idle.values():
             meter.stop()
-        self.add("idle (after creating 4 logs)", "server CPU % of a core", {n: 100 * m.seconds / IDLE_SECONDS for n, m in idle.items()},
-                 False, load())
+        self.add("idle (after creating 4 logs per system)", "server CPU % of a core",
+                 {n: 100 * m.seconds / IDLE_SECONDS for n, m in idle.items()}, False, load())
         self.say("idle servers, CPU share of one core summed over 3: "
                  + ", ".join(f"{n} {m.seconds / IDLE_SECONDS:.1%}" for n, m in idle.items()))
         written = self.produce_all()
@@ -283,8 +288,11 @@ def notes(settings: Settings) -> list[str]:
          "JetStream acknowledges once a quorum has the message in its file store WITHOUT fsync (default sync "
          "every 2 min) - its durability on power loss is weaker"),
         ("one log each: raftka topic with 1 partition, JetStream stream with 1 subject, 3 replicas, one Raft "
-         "group; Python clients on both sides: raftka.client AIOProducer/AIOConsumer (binary batch fast path, "
+         "group; Python clients: raftka.client AIOProducer/AIOConsumer (binary batch fast path, "
          "leader-direct, 1 batch in flight per partition) and nats-py publish_async / pull fetch"),
+        ("raftka (Kafka): confluent-kafka (librdkafka) Producer (acks=all, idempotent, linger.ms as raftka's) and "
+         "Consumer (assign, consume() batches) against raftka's Kafka listeners: the same cluster as raftka (HTTP), "
+         "topics of its own; idle CPU is the raftka cluster's (counted once)"),
         (f"produce: <= {IN_FLIGHT} unacknowledged messages per producer; 8 producers = 8 processes (one Python "
          "process is CPU-bound); all clients share the 2 cores with the servers; raftka linger_ms=5 (default)"),
         runs,

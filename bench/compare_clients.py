@@ -1,18 +1,22 @@
-"""The two systems of `bench.compare` behind one small client interface: raftka and NATS JetStream.
+"""The systems of `bench.compare` behind one small client interface: raftka (its Python client over HTTP, and
+confluent-kafka over its Kafka listener) and NATS JetStream.
 
 An *endpoint* (picklable, so producer processes can be spawned with it) names
-where one log lives: a raftka topic with one partition (bootstrap URLs) or a
-JetStream stream with one subject (server URLs). Both are one Raft group with
-three replicas. From an endpoint a workload opens:
+where one log lives: a raftka topic with one partition (bootstrap URLs, or
+Kafka bootstrap servers) or a JetStream stream with one subject (server URLs).
+Each is one Raft group with three replicas. From an endpoint a workload opens:
 
   producer  ``await send(payload)`` -> future resolved on acknowledgement
             (raftka: AIOProducer, acks=all after Raft commit, fsynced;
+            Kafka: confluent-kafka Producer, acks=all (the same commit), its
+            delivery reports resolving the futures;
             NATS: nats-py ``publish_async``, PubAck from the stream leader);
             ``await deliver(payload)`` waits until one payload is acknowledged,
             retrying like an application would (used across a leader kill)
   consumer  ``await poll()`` -> payloads; reads the log from the start or
             from its current end (raftka: AIOConsumer fetch loop, manual
-            assignment, no group; NATS: pull consumer, ack none, batches of
+            assignment, no group; Kafka: confluent-kafka Consumer, manual
+            assignment, consume() in a worker thread; NATS: pull consumer, ack none, batches of
             1000 - or an ordered push consumer when ``push`` is asked for,
             because nats-py's pull ``fetch`` waits for a full batch or its expiry)
 """
@@ -22,6 +26,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+import confluent_kafka
 import nats
 import nats.errors
 import nats.js.errors
@@ -36,6 +41,7 @@ from raftka.client import TopicPartition
 from raftka.client.aio import AIOConsumer, AIOProducer
 
 NATS_FETCH_BATCH = 1000
+KAFKA_CONSUME_BATCH = 10_000
 RETRY_TIMEOUT_S = 1.0  # one publish attempt's acknowledgement wait in ``deliver``
 
 
@@ -84,6 +90,94 @@ class RaftkaConsumer:
 
     async def close(self) -> None:
         await self.consumer.close()
+
+
+@dataclass(frozen=True)
+class KafkaEndpoint:
+    bootstrap: str  # Kafka bootstrap servers of raftka's Kafka listeners
+    topic: str
+    linger_ms: float = 5.0
+    system: str = field(default="kafka", init=False)
+
+    async def open_producer(self) -> KafkaProducer:
+        producer = confluent_kafka.Producer({"bootstrap.servers": self.bootstrap, "linger.ms": self.linger_ms,
+                                             "acks": "all", "enable.idempotence": True, "log_level": 3,
+                                             "socket.nagle.disable": True})
+        return KafkaProducer(producer, self.topic)
+
+    async def open_consumer(self, from_start: bool, push: bool = False) -> KafkaConsumer:
+        consumer = confluent_kafka.Consumer({"bootstrap.servers": self.bootstrap, "group.id": "bench",
+                                             "enable.auto.commit": False, "fetch.wait.max.ms": 100,
+                                             "log_level": 3, "socket.nagle.disable": True})
+        start = confluent_kafka.OFFSET_BEGINNING
+        if not from_start:  # the current end, resolved now: "latest" means before the workload starts
+            loop = asyncio.get_running_loop()
+            start = (await loop.run_in_executor(None, consumer.get_watermark_offsets,
+                                                confluent_kafka.TopicPartition(self.topic, 0), 10.0))[1]
+        consumer.assign([confluent_kafka.TopicPartition(self.topic, 0, start)])
+        return KafkaConsumer(consumer)
+
+
+class KafkaProducer:
+    """confluent-kafka's Producer on the event loop: a task serves its delivery reports (``poll``)."""
+
+    def __init__(self, producer: confluent_kafka.Producer, topic: str) -> None:
+        self.producer = producer
+        self.topic = topic
+        self.poller = asyncio.get_running_loop().create_task(self._serve_reports())
+
+    async def _serve_reports(self) -> None:
+        while True:
+            served = self.producer.poll(0)
+            await asyncio.sleep(0 if served else 0.001)
+
+    async def send(self, payload: bytes) -> asyncio.Future:
+        future = asyncio.get_running_loop().create_future()
+
+        def delivered(err, msg) -> None:
+            if future.done():
+                return
+            if err is not None:
+                future.set_exception(confluent_kafka.KafkaException(err))
+            else:
+                future.set_result(msg)
+
+        while True:
+            try:
+                self.producer.produce(self.topic, payload, partition=0, on_delivery=delivered)
+                return future
+            except BufferError:  # librdkafka's queue is full: let reports drain
+                await asyncio.sleep(0.001)
+
+    async def deliver(self, payload: bytes) -> None:
+        while True:
+            try:
+                await (await self.send(payload))
+                return
+            except confluent_kafka.KafkaException:
+                await asyncio.sleep(0.05)
+
+    async def close(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self.producer.flush, 30)
+        self.poller.cancel()
+        self.producer.poll(0)
+
+
+class KafkaConsumer:
+    def __init__(self, consumer: confluent_kafka.Consumer) -> None:
+        self.consumer = consumer
+
+    async def poll(self) -> list[bytes]:
+        """Wait for the first message (up to 0.5 s), then take whatever else librdkafka has fetched already:
+        consume(n, t) alone would wait for n messages or t, adding latency at low rates."""
+        loop = asyncio.get_running_loop()
+        messages = await loop.run_in_executor(None, self.consumer.consume, 1, 0.5)
+        if messages:
+            messages += self.consumer.consume(KAFKA_CONSUME_BATCH, 0)
+        return [m.value() for m in messages if m.error() is None]
+
+    async def close(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self.consumer.close)
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,10 @@
 """Output of `bench.compare`: the side-by-side table (rich), the JSON document and the PNG bar chart.
 
-A result row is one metric of one workload measured on both systems:
-``Row(workload, metric, raftka, nats, higher_is_better, load)``; the ratio
-printed is always raftka / NATS, with the direction that wins beside it.
+A result row is one metric of one workload measured on every system:
+``Row(workload, metric, raftka, nats, higher_is_better, load, kafka)`` (raftka:
+its Python client over HTTP; kafka: confluent-kafka over raftka's Kafka
+listener); the ratios printed are raftka / NATS, with the direction that wins
+beside it, and Kafka / HTTP (raftka's two front ends).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ class Row:
     nats: float | None
     higher_is_better: bool
     load: float  # 1-minute load average when the workload started
+    kafka: float | None = None  # raftka through its Kafka listener (confluent-kafka)
 
     @property
     def ratio(self) -> float | None:
@@ -40,6 +43,12 @@ class Row:
             return "tie"
         return "raftka" if (ratio > 1) == self.higher_is_better else "NATS"
 
+    @property
+    def kafka_over_http(self) -> float | None:
+        if self.kafka is None or not self.raftka:
+            return None
+        return self.kafka / self.raftka
+
 
 def _fmt(value: float | None) -> str:
     if value is None or math.isnan(value):
@@ -52,12 +61,14 @@ def _fmt(value: float | None) -> str:
 
 
 def print_table(console: Console, rows: list[Row], title: str, notes: list[str]) -> None:
-    table = Table("workload", "metric", "raftka", "NATS", "raftka/NATS", "better", "load", title=title)
+    table = Table("workload", "metric", "raftka (HTTP)", "raftka (Kafka)", "NATS", "raftka/NATS", "better",
+                  "Kafka/HTTP", "load", title=title)
     previous = None
     for row in rows:
-        ratio = row.ratio
+        ratio, kafka = row.ratio, row.kafka_over_http
         table.add_row("" if row.workload == previous else row.workload, row.metric, _fmt(row.raftka),
-                      _fmt(row.nats), "-" if ratio is None else f"{ratio:.2f}x", row.winner, f"{row.load:.1f}")
+                      _fmt(row.kafka), _fmt(row.nats), "-" if ratio is None else f"{ratio:.2f}x", row.winner,
+                      "-" if kafka is None else f"{kafka:.2f}x", f"{row.load:.1f}")
         previous = row.workload
     console.print(table)
     for note in notes:
@@ -65,7 +76,8 @@ def print_table(console: Console, rows: list[Row], title: str, notes: list[str])
 
 
 def write_json(path: Path, document: dict, rows: list[Row]) -> None:
-    body = {**document, "rows": [{**asdict(r), "ratio_raftka_over_nats": r.ratio, "better": r.winner} for r in rows]}
+    body = {**document, "rows": [{**asdict(r), "ratio_raftka_over_nats": r.ratio, "better": r.winner,
+                                  "ratio_kafka_over_http": r.kafka_over_http} for r in rows]}
     path.write_bytes(orjson.dumps(body, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
 
 
@@ -94,9 +106,10 @@ def write_chart(path: Path, rows: list[Row], title: str, footer: str) -> None:
     for ax, (panel, ylabel, metrics, prefix) in zip(axes, PANELS):
         chosen = [r for r in rows if r.metric in metrics and r.workload.startswith(prefix)]
         xs = range(len(chosen))
-        width = 0.4
-        for offset, system, label, color in ((-width / 2, "raftka", "raftka", "#1f77b4"),
-                                             (width / 2, "nats", "NATS JetStream", "#ff7f0e")):
+        width = 0.28
+        for offset, system, label, color in ((-width, "raftka", "raftka (HTTP client)", "#1f77b4"),
+                                             (0.0, "kafka", "raftka (confluent-kafka)", "#2ca02c"),
+                                             (width, "nats", "NATS JetStream", "#ff7f0e")):
             values = [getattr(r, system) or 0 for r in chosen]
             bars = ax.bar([x + offset for x in xs], values, width, label=label, color=color)
             ax.bar_label(bars, [_fmt(v) for v in values], fontsize=7)

@@ -1,11 +1,14 @@
-"""The two clusters of `bench.compare` as seen by the orchestrator: start, logs, server CPU, leader kill.
+"""The systems of `bench.compare` as seen by the orchestrator: start, logs, server CPU, leader kill.
 
-`RaftkaSystem` runs a 3-broker `LocalCluster`, `NatsSystem` a 3-server
-`NatsCluster`; both under one temporary root. Each makes one-partition /
+`RaftkaSystem` runs a 3-broker `LocalCluster` (its Python client over HTTP),
+`KafkaSystem` is the same cluster reached by confluent-kafka through its Kafka
+listeners (topics of its own, prefixed "k-"), `NatsSystem` a 3-server
+`NatsCluster`; all under one temporary root. Each makes one-partition /
 one-stream logs with three replicas and hands out endpoints
 (`compare_clients`) for them, measures the CPU seconds its server processes
 use (psutil, user + system, summed over the live servers) and kill -9s the
-leader of a log, handing back an endpoint that only knows the survivors.
+leader of a log, handing back an endpoint that only knows the survivors
+(`recover` then brings the shared raftka cluster back to three brokers).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from pathlib import Path
 import psutil
 from raftka.client.devcluster import LocalCluster, http_json
 
-from bench.compare_clients import NatsEndpoint, RaftkaEndpoint
+from bench.compare_clients import KafkaEndpoint, NatsEndpoint, RaftkaEndpoint
 from bench.nats_cluster import NatsCluster
 
 
@@ -51,9 +54,11 @@ class RaftkaSystem:
 
     def __init__(self, root: Path) -> None:
         self.cluster = LocalCluster(brokers=3, data_dir=root / "raftka")
+        self.killed: int | None = None
 
     def start(self) -> None:
         self.cluster.start(timeout=60)
+        self.cluster.wait_kafka_registered()
 
     def close(self) -> None:
         self.cluster.close()
@@ -80,7 +85,18 @@ class RaftkaSystem:
         survivors = tuple(self.cluster.url(b) for b in self.cluster.ids if b != leader)
         meta = self._metadata_leader()
         what = f"broker {leader}" + (" (also the metadata leader)" if meta == leader else "")
-        return RaftkaEndpoint(survivors, name, linger_ms), lambda: self.cluster.kill(leader), what
+        return RaftkaEndpoint(survivors, name, linger_ms), lambda: self._kill(leader), what
+
+    def _kill(self, broker: int) -> None:
+        self.cluster.kill(broker)
+        self.killed = broker
+
+    def recover(self) -> None:
+        """Restart the broker a failover killed (the Kafka system shares this cluster)."""
+        if self.killed is not None:
+            self.cluster.restart(self.killed, timeout=60)
+            self.cluster.wait_kafka_registered()
+            self.killed = None
 
     def _metadata_leader(self) -> int | None:
         for broker in self.cluster.procs:
@@ -89,6 +105,47 @@ class RaftkaSystem:
             except OSError:
                 continue
         return None
+
+
+class KafkaSystem:
+    """raftka's cluster of `RaftkaSystem`, through its Kafka listeners (confluent-kafka); logs of its own."""
+
+    name = "kafka"
+    PREFIX = "k-"
+
+    def __init__(self, raftka: RaftkaSystem) -> None:
+        self.raftka = raftka
+        self.cluster = raftka.cluster
+
+    def start(self) -> None:
+        """The cluster is the raftka system's: started there."""
+
+    def close(self) -> None:
+        """The cluster is the raftka system's: closed there."""
+
+    def create_log(self, name: str) -> None:
+        self.raftka.create_log(self.PREFIX + name)
+
+    def endpoint(self, name: str, linger_ms: float = 5.0) -> KafkaEndpoint:
+        return KafkaEndpoint(self.cluster.kafka_bootstrap, self.PREFIX + name, linger_ms)
+
+    def server_pids(self) -> list[int]:
+        return self.raftka.server_pids()
+
+    def meter(self) -> CpuMeter:
+        return self.raftka.meter()
+
+    def leader_pid(self, name: str) -> int:
+        return self.raftka.leader_pid(self.PREFIX + name)
+
+    def kill_leader(self, name: str, linger_ms: float = 5.0) -> tuple[KafkaEndpoint, Callable[[], None], str]:
+        _, kill, what = self.raftka.kill_leader(self.PREFIX + name, linger_ms)
+        leader = self.cluster.leader_of(self.PREFIX + name, 0)
+        survivors = ",".join(self.cluster.kafka_address(b) for b in self.cluster.ids if b != leader)
+        return KafkaEndpoint(survivors, self.PREFIX + name, linger_ms), kill, what
+
+    def recover(self) -> None:
+        self.raftka.recover()
 
 
 class NatsSystem:
@@ -122,6 +179,9 @@ class NatsSystem:
         survivors = tuple(self.cluster.url(n) for n in self.cluster.names if n != leader and n in self.cluster.procs)
         what = f"server {leader}" + (" (also the JetStream meta leader)" if self._meta_leader() == leader else "")
         return NatsEndpoint(survivors, endpoint.stream), lambda: self.cluster.kill(leader), what
+
+    def recover(self) -> None:
+        """Nothing runs on NATS after its failover."""
 
     def _meta_leader(self) -> str | None:
         for name in self.cluster.procs:

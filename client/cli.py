@@ -434,8 +434,9 @@ def cluster_replace_disk(ctx: click.Context, broker_id: int) -> None:
 @main.command()
 @click.option("--brokers", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path(".raftka-data"), show_default=True)
-@click.option("--base-port", type=click.IntRange(1, 65_000), default=9091, show_default=True,
-              help="HTTP port of broker 1 (broker N listens on base+N-1, Raft on base+100+N-1).")
+@click.option("--base-port", type=click.IntRange(1, 55_000), default=9091, show_default=True,
+              help="HTTP port of broker 1 (broker N listens on base+N-1, Raft on base+100+N-1, "
+                   "Kafka on base+10000+N-1).")
 def dev(brokers: int, data_dir: Path, base_port: int) -> None:
     """Run a local cluster in the foreground (Ctrl-C stops it)."""
     try:

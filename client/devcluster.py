@@ -1,9 +1,9 @@
 """A local cluster of real broker processes on loopback: `raftka dev`, tests and benchmarks.
 
 `LocalCluster` starts N `raftka-node` processes (one data directory each under
-a root directory, a generated cluster secret, free loopback ports), waits for
-them to be healthy, and can kill -9, stop, pause, resume and restart any of
-them.  It talks to the brokers over HTTP only.
+a root directory, a generated cluster secret, free loopback ports, a Kafka
+listener on each), waits for them to be healthy, and can kill -9, stop, pause,
+resume and restart any of them.  It talks to the brokers over HTTP only.
 """
 
 from __future__ import annotations
@@ -56,13 +56,14 @@ def http_json(url: str, method: str = "GET", body: dict | None = None, timeout: 
 class LocalCluster:
     def __init__(self, brokers: int = 3, data_dir: str | os.PathLike = ".raftka-data", *,
                  http_ports: list[int] | None = None, raft_ports: list[int] | None = None,
-                 env: dict[str, str] | None = None, extra_args: list[str] | None = None,
+                 kafka_ports: list[int] | None = None, env: dict[str, str] | None = None, extra_args: list[str] | None = None,
                  election_timeout_ms: int | None = None, log_to_files: bool = True):
         self.root = Path(data_dir)
         self.ids = list(range(1, brokers + 1))
-        ports = free_ports(2 * brokers) if http_ports is None or raft_ports is None else []
+        ports = free_ports(3 * brokers) if None in (http_ports, raft_ports, kafka_ports) else []
         self.http_ports = dict(zip(self.ids, http_ports or ports[:brokers]))
-        self.raft_ports = dict(zip(self.ids, raft_ports or ports[brokers:]))
+        self.raft_ports = dict(zip(self.ids, raft_ports or ports[brokers:2 * brokers]))
+        self.kafka_ports = dict(zip(self.ids, kafka_ports or ports[2 * brokers:]))
         self.env = env or {}
         self.extra_args = list(extra_args or [])
         if election_timeout_ms is not None:
@@ -81,6 +82,14 @@ class LocalCluster:
     def url(self, broker: int) -> str:
         return f"http://127.0.0.1:{self.http_ports[broker]}"
 
+    @property
+    def kafka_bootstrap(self) -> str:
+        """bootstrap.servers for Kafka clients: every broker's Kafka listener."""
+        return ",".join(self.kafka_address(i) for i in self.ids)
+
+    def kafka_address(self, broker: int) -> str:
+        return f"127.0.0.1:{self.kafka_ports[broker]}"
+
     def peers_arg(self) -> str:
         return ",".join(f"{i}=127.0.0.1:{self.http_ports[i]}:{self.raft_ports[i]}" for i in self.ids)
 
@@ -97,7 +106,8 @@ class LocalCluster:
     def command(self, broker: int) -> list[str]:
         return [sys.executable, "-m", "raftka.node.main", "--id", str(broker),
                 "--data-dir", str(self.root / f"broker-{broker}"), "--peers", self.peers_arg(),
-                "--cluster-secret-file", str(self.secret_file()), *self.extra_args]
+                "--cluster-secret-file", str(self.secret_file()), "--kafka-listen", self.kafka_address(broker),
+                *self.extra_args]
 
     def lifeline(self) -> int:
         """The read end of a pipe whose write end only this process holds (not inheritable). Each broker watches it
@@ -147,6 +157,22 @@ class LocalCluster:
                 raise TimeoutError(f"brokers {sorted(pending)} not healthy after {timeout} s")
             if pending:
                 time.sleep(0.1)
+
+    def wait_kafka_registered(self, timeout: float = 30.0) -> None:
+        """Wait until the metadata names every running broker's Kafka listener (Kafka clients then see them all)."""
+        deadline = time.monotonic() + timeout
+        wanted = {b: self.kafka_address(b) for b in self.procs}
+        while True:
+            for broker in list(self.procs):
+                try:
+                    doc = http_json(self.url(broker) + "/brokers", timeout=2)
+                except (urllib.error.URLError, OSError, ValueError):
+                    continue
+                if all(d.get("kafka") == wanted.get(d["id"]) for d in doc["details"] if d["id"] in wanted):
+                    return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"Kafka listeners not registered after {timeout} s")
+            time.sleep(0.1)
 
     def kill(self, broker: int) -> None:
         """kill -9: no flush, no leadership hand-over."""
@@ -240,7 +266,8 @@ def run_dev(brokers: int = 3, data_dir: str = ".raftka-data", base_port: int = 9
     stop the brokers). If `raftka dev` itself is killed, its brokers stop on their own (see `LocalCluster.lifeline`)."""
     http_ports = [base_port + i for i in range(brokers)]
     raft_ports = [base_port + 100 + i for i in range(brokers)]
-    cluster = LocalCluster(brokers, data_dir, http_ports=http_ports, raft_ports=raft_ports)
+    kafka_ports = [base_port + 10000 + i for i in range(brokers)]
+    cluster = LocalCluster(brokers, data_dir, http_ports=http_ports, raft_ports=raft_ports, kafka_ports=kafka_ports)
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _stop_requested)
     print(f"raftka: starting {brokers} brokers (data in {Path(data_dir).resolve()})", flush=True)
@@ -280,6 +307,9 @@ def run_dev(brokers: int = 3, data_dir: str = ".raftka-data", base_port: int = 9
                   f"raft state: {cluster.url(broker)}/raft, metrics: {cluster.url(broker)}/metrics)")
         print(f"  web console: {first}/ui   (every broker serves it)")
         print(f"  bootstrap for the CLI: export RAFTKA_BOOTSTRAP={','.join(cluster.bootstrap)}")
+        print(f"  Kafka clients (kafka-python, aiokafka, confluent-kafka, kcat): "
+              f"bootstrap.servers={cluster.kafka_bootstrap}")
+        print(f"    e.g. kcat -b {cluster.kafka_bootstrap} -L")
         print(f"  the CLI: {_cli_path()}")
         print(f"  broker logs: {cluster.root.resolve() / 'broker-N.log'} (N = 1..{brokers})")
         print(f"  to start again from scratch: stop, then rm -rf {cluster.root.resolve()}")

@@ -121,6 +121,8 @@ class BrokerConfig:
     topic_defaults: TopicConfig  # configs of new topics unless the create request overrides them
     log_level: str
     stop_when_fd_closes: int | None = None  # an inherited pipe's read end: stop when its writer (the parent) dies
+    kafka_listen: Address | None = None  # Kafka wire protocol bind address; None: no Kafka listener
+    kafka_advertise: Address | None = None  # what Kafka clients are told to connect to (default: kafka_listen)
 
     @property
     def self_peer(self) -> Peer:
@@ -371,6 +373,18 @@ _SETTINGS = [
         "FD",
     ),
     _Setting(
+        "--kafka-listen",
+        _parse_address,
+        "Kafka wire protocol bind address (default: no Kafka listener)",
+        "HOST:PORT",
+    ),
+    _Setting(
+        "--kafka-advertise",
+        _parse_address,
+        "Kafka address given to clients in Metadata (default: --kafka-listen; needed when it is 0.0.0.0)",
+        "HOST:PORT",
+    ),
+    _Setting(
         "--log-level",
         _parse_log_level,
         f"DEBUG, INFO, WARNING, ERROR or CRITICAL (default {DEFAULT_LOG_LEVEL})",
@@ -579,6 +593,19 @@ def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | 
                 f"--default-replication-factor{raw_of('default_replication_factor').origin}: {exc.message}"
             ) from None
 
+    kafka_listen, kafka_advertise = get("kafka_listen"), get("kafka_advertise")
+    if kafka_advertise is not None and kafka_listen is None:
+        raise ConfigError(f"--kafka-advertise{raw_of('kafka_advertise').origin}: needs --kafka-listen")
+    if kafka_listen is not None:
+        taken = {(listen.host, listen.port), (raft_listen.host, raft_listen.port)}
+        if (kafka_listen.host, kafka_listen.port) in taken and kafka_listen.port != 0:
+            raise ConfigError(f"--kafka-listen{raw_of('kafka_listen').origin}: {kafka_listen} is already the HTTP "
+                              "or Raft address")
+        kafka_advertise = kafka_advertise or kafka_listen
+        if kafka_advertise.port == 0 or kafka_advertise.host in ("0.0.0.0", "::"):
+            raise ConfigError(f"--kafka-advertise: clients cannot connect to {kafka_advertise}; give the address "
+                              "they should use (HOST:PORT, port not 0)")
+
     return BrokerConfig(
         broker_id=broker_id,
         data_dir=data_dir,
@@ -594,4 +621,6 @@ def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | 
         topic_defaults=topic_defaults,
         log_level=get("log_level", DEFAULT_LOG_LEVEL),
         stop_when_fd_closes=get("stop_when_fd_closes"),
+        kafka_listen=kafka_listen,
+        kafka_advertise=kafka_advertise,
     )

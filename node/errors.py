@@ -29,6 +29,9 @@ StaleGeneration              409  40905  R  commit/heartbeat from an old generat
 RebalanceInProgress          409  40906  R  group is rebalancing; rejoin
 NoCommittedOffset            409  40909  R  no committed offset to start from and
                                             ``auto.offset.reset`` is ``none``
+InconsistentGroupProtocol    409  40910  R  the group is driven by the other protocol
+                                            (Kafka clients vs raftka's group API)
+GroupNotEmpty                409  40911  R  deleting a group that has live members
 RequestTooLarge              413  41301  R  body over the limit, too many records
 RecordTooLarge               413  41302  R  one record over ``max.message.bytes``
 UnsupportedMediaType         415  41501  R  Content-Type not supported (Confluent
@@ -70,7 +73,9 @@ __all__ = [
     "ConsumerAlreadyExists",
     "ConsumerAlreadySubscribed",
     "ConsumerInstanceNotFound",
+    "GroupNotEmpty",
     "GroupNotFound",
+    "InconsistentGroupProtocol",
     "InternalError",
     "InvalidConsumerConfig",
     "InvalidEncoding",
@@ -220,6 +225,25 @@ class NoCommittedOffset(ApiError):
     def __init__(self, group: str, topic: str, partition: int):
         super().__init__(f"Group '{group}' has no committed offset for {topic}/{partition} and auto.offset.reset "
                          "is 'none': commit or seek a position first.")
+
+
+class InconsistentGroupProtocol(ApiError):
+    """A member of one kind (Kafka's classic protocol, or raftka's own group API) joins a group whose live members
+    are of the other kind, or names a protocol the group's members do not share."""
+
+    http_status, error_code = 409, 40910
+
+    def __init__(self, group: str, detail: str) -> None:
+        super().__init__(f"Group '{group}': {detail}")
+        self.group = group
+
+
+class GroupNotEmpty(ApiError):
+    http_status, error_code = 409, 40911
+
+    def __init__(self, group: str, members: int) -> None:
+        super().__init__(f"Group '{group}' has {members} live member(s); it can be deleted once they have left.")
+        self.group = group
 
 
 # 413 / 415 / 416 -------------------------------------------------------------

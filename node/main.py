@@ -1,7 +1,8 @@
 """`raftka-node`: load the configuration, run one broker until SIGTERM/SIGINT (or until the process that started
 it exits, with --stop-when-fd-closes), shut down gracefully.
 
-Assembly: the broker core (`cluster`), its services (`services`, `groups`), and the HTTP front end (`http`).
+Assembly: the broker core (`cluster`), its services (`services`, `groups`), and the two front ends over them:
+HTTP (`http`) and, with --kafka-listen, the Kafka wire protocol (`kafka`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ from raftka.node.cluster.identity import IdentityError
 from raftka.node.config import ConfigError, load_config
 from raftka.node.http.app import create_app
 from raftka.node.http.broker_groups import HttpGroups
+from raftka.node.http.common import METRICS_KEY
 from raftka.node.http.server import BrokerAppRunner
+from raftka.node.kafka.registration import ListenerRegistrar
+from raftka.node.kafka.server import KafkaServer
 from raftka.node.services import BrokerServices
 from raftka.raft.host import GroupStateLost
 
@@ -33,7 +37,8 @@ async def serve(broker: Broker) -> None:
     await services.groups.start()
     http_groups = HttpGroups(services)
     await http_groups.start()
-    runner = BrokerAppRunner(create_app(services, http_groups), access_log=None, handle_signals=False)
+    app = create_app(services, http_groups)
+    runner = BrokerAppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, config.listen.host, config.listen.port, reuse_address=True)
     try:
@@ -46,6 +51,11 @@ async def serve(broker: Broker) -> None:
         raise
     log.info("broker %d serving HTTP on %s:%d, raft on %s:%d", broker.id, config.listen.host, config.listen.port,
              config.raft_listen.host, config.raft_listen.port)
+    registrar = ListenerRegistrar(services)  # on the metadata leader: every broker's Kafka address
+    await registrar.start()
+    kafka = KafkaServer(services, app[METRICS_KEY]) if config.kafka_listen is not None else None
+    if kafka is not None:
+        await kafka.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -54,6 +64,9 @@ async def serve(broker: Broker) -> None:
         watch_parent_pipe(loop, config.stop_when_fd_closes, stop)
     await stop.wait()
     log.info("broker %d shutting down: handing over leadership, flushing", broker.id)
+    if kafka is not None:
+        await kafka.stop()
+    await registrar.stop()
     await site.stop()
     await http_groups.stop()  # REST consumer instances commit and leave while the coordinator still runs
     await services.groups.stop()

@@ -121,6 +121,8 @@ SAMPLES = {
     "default-max-message-bytes": ("4000", 4000),
     "log-level": ("WARNING", "WARNING"),
     "stop-when-fd-closes": ("7", 7),
+    "kafka-listen": ("0.0.0.0:9092", "0.0.0.0:9092"),
+    "kafka-advertise": ("kafka.example:19092", "kafka.example:19092"),
 }
 
 
@@ -373,3 +375,17 @@ def test_config_file_problems(tmp_path):
     wrong_type.write_text("id = 1\ndata-dir = '/d'\nheartbeat-ms = 1.5\n")
     message = error_of("--config", str(wrong_type))
     assert f"--heartbeat-ms (from '{wrong_type}' key 'heartbeat-ms'): invalid value '1.5': not an integer" == message
+
+
+def test_kafka_listener_addresses():
+    """--kafka-advertise defaults to --kafka-listen, needs it, and must be an address clients can connect to."""
+    assert load(*base()).kafka_listen is None
+    config = load(*base(), "--kafka-listen", "127.0.0.1:9092")
+    assert str(config.kafka_listen) == str(config.kafka_advertise) == "127.0.0.1:9092"
+    config = load(*base(), "--kafka-listen", "0.0.0.0:9092", "--kafka-advertise", "broker-1:9092")
+    assert (str(config.kafka_listen), str(config.kafka_advertise)) == ("0.0.0.0:9092", "broker-1:9092")
+    for args, message in ((("--kafka-advertise", "h:9092"), "needs --kafka-listen"),
+                          (("--kafka-listen", "0.0.0.0:9092"), "clients cannot connect"),
+                          (("--kafka-listen", "127.0.0.1:0"), "clients cannot connect")):
+        with pytest.raises(ConfigError, match=message):
+            load(*base(), *args)

@@ -283,7 +283,7 @@ def test_leaving_while_a_generation_is_being_committed_still_ends_empty():
         broker = StandInBroker({"t": 2})
         release = asyncio.Event()
 
-        async def slow_commit(group, generation, plan):
+        async def slow_commit(group, generation, plan, protocol_type):
             if generation == 1:
                 await release.wait()
             await broker.commit_generation(group, generation, plan)
@@ -521,7 +521,7 @@ def test_a_generation_that_failed_to_commit_is_never_reused():
         broker = StandInBroker({"t": 2})
         failures = [NotLeader("the metadata group")]
 
-        async def flaky_commit(group, generation, plan):
+        async def flaky_commit(group, generation, plan, protocol_type):
             if failures:
                 raise failures.pop()
             await broker.commit_generation(group, generation, plan)

@@ -57,7 +57,7 @@ class CoordinatorMachine(RuleBasedStateMachine):
         self.joins: list[tuple[tuple[str, ...], asyncio.Task[JoinResult]]] = []
         self.checked = 0
 
-    async def _commit_generation(self, group, generation, plan):
+    async def _commit_generation(self, group, generation, plan, protocol_type):
         if self.fail_next_commit:
             self.fail_next_commit = False
             raise NotLeader("the metadata group")

@@ -134,13 +134,16 @@ class StandInBroker:
         if "error" in result:
             raise MetadataRejected(result["error"], result["message"])
 
-    async def commit_generation(self, group: str, generation: int, plan: dict[str, list[TopicPartition]]) -> None:
-        self.restore_generation(group, generation, plan)
+    async def commit_generation(self, group: str, generation: int, plan: dict[str, list[TopicPartition]],
+                                protocol_type: str | None = None) -> None:
+        self.restore_generation(group, generation, plan, protocol_type)
         self.generation_log.append((group, generation, plan))
 
-    def restore_generation(self, group: str, generation: int, plan: dict[str, list[TopicPartition]]) -> None:
+    def restore_generation(self, group: str, generation: int, plan: dict[str, list[TopicPartition]],
+                           protocol_type: str | None = None) -> None:
         """Persist a generation (as a coordinator that ran before would have)."""
-        self._apply("group_generation", group=group, generation=generation, members=sorted(plan))
+        self._apply("group_generation", group=group, generation=generation, members=sorted(plan),
+                    protocol_type=protocol_type)
         self.generations[group] = (generation, {m: list(a) for m, a in plan.items()})
 
     async def commit(
@@ -240,6 +243,14 @@ class StandInFacade:
 
     def partitions_of(self, topic: str) -> int | None:
         return self.broker.partitions_of(topic)
+
+    def check_partitions(self, partitions: list[TopicPartition]) -> None:
+        for topic, partition in partitions:
+            count = self.partitions_of(topic)
+            if count is None:
+                raise TopicNotFound(topic)
+            if not 0 <= partition < count:
+                raise PartitionNotFound(topic, partition)
 
     async def committed_offsets(self, group: str) -> dict[TopicPartition, int]:
         return await self.broker.committed_offsets(group)

@@ -64,6 +64,7 @@ OFFSET_OUT_OF_RANGE = 41601
 LEADER_WAIT_S = 3.0  # how long a broker waits for a partition leader before answering NotLeader
 COORDINATOR = "coordinator"  # routing key of group requests (served by the metadata leader)
 PRODUCERS = ("plain", "idempotent")
+PROTOCOLS = ("http", "kafka")  # how the clients talk to the brokers (kafka: kafka_client.KafkaClientProcess)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,10 +82,15 @@ class ClientSettings:
     poll_timeout_ms: int = 50
     poll_max_bytes: int = 64 * 1024
     random_broker_fraction: float = 0.25
+    protocol: str = "http"
 
     def __post_init__(self) -> None:
         if self.producer not in PRODUCERS:
             raise ValueError(f"producer must be one of {PRODUCERS}, got {self.producer!r}")
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {PROTOCOLS}, got {self.protocol!r}")
+        if self.protocol == "kafka" and self.subscribe_group is not None:
+            raise ValueError("the Kafka-protocol clients run in assign mode only (no subscribe_group)")
         if not self.keys:
             raise ValueError("a workload needs at least one partition (one key per partition)")
 
@@ -384,6 +390,9 @@ class ClientProcess:
         self.positions = {p: self.positions.get(p, 0) for p in chosen}
         self.assignment = chosen
         return self._complete("ok", "assign", value)
+
+    def close(self) -> None:
+        """Release what the client holds (nothing: every request had its own connection)."""
 
     def crash(self) -> bool:
         """The client restarts: consumer (and group membership, without leaving) and producer

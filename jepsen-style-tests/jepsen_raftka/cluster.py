@@ -17,7 +17,7 @@ from .loopback import LoopbackCluster
 from .netns import NetnsCluster
 from .topology import Endpoint, Grudge
 
-BROKER_PORTS = {"http": 9092, "raft": 9093}  # per host in netns mode; loopback picks free ports
+BROKER_PORTS = {"http": 9092, "raft": 9093, "kafka": 9094}  # per host in netns mode; loopback picks free ports
 MODES = ("auto", "netns", "loopback")
 
 
@@ -27,6 +27,7 @@ class Cluster(Protocol):
     run_token: str  # marks the run's child processes (see processes.py)
     client_host: str  # the address CLIENT's traffic comes from
     network_faults: frozenset[str]  # subset of {"partition", "packet-loss", "bandwidth"}
+    services: frozenset[str]  # what every host serves (BROKER_PORTS' names)
 
     def bind_address(self, node: int, service: str) -> tuple[str, int]: ...
     def address(self, src: Endpoint, dst: int, service: str) -> tuple[str, int]: ...

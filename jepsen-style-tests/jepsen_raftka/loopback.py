@@ -55,6 +55,7 @@ class LoopbackCluster:
         if node_count < 1:
             raise ValueError(f"node_count must be >= 1, got {node_count}")
         self.nodes: tuple[int, ...] = tuple(range(1, node_count + 1))
+        self.services = frozenset(services)
         self._proxy = FaultProxy(HOST)
         self._slot = runslot.acquire()  # names the run's processes for cleanup_stale
         self.slot = self._slot.number

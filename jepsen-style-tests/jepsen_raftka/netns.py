@@ -119,6 +119,7 @@ class NetnsCluster:
             raise ValueError(f"node_count must be 1..200, got {node_count}")
         self.nodes: tuple[int, ...] = tuple(range(1, node_count + 1))
         self.ports = dict(ports)
+        self.services = frozenset(self.ports)
         self._slot = runslot.acquire()
         self.slot = self._slot.number
         self.run_token = self._slot.token

@@ -168,7 +168,8 @@ Command = Callable[["Brokers", int], list[str]]
 
 
 def raftka_node_command(brokers: Brokers, node: int) -> list[str]:
-    """``python -m raftka.node.main`` with node's id, data dir and the addresses it uses."""
+    """``python -m raftka.node.main`` with node's id, data dir and the addresses it uses (with a Kafka listener,
+    advertised at the address CLIENT reaches it by, when the cluster has a "kafka" service)."""
     cluster = brokers.cluster
     http_host, http_port = cluster.bind_address(node, "http")
     raft_host, raft_port = cluster.bind_address(node, "raft")
@@ -179,9 +180,15 @@ def raftka_node_command(brokers: Brokers, node: int) -> list[str]:
         if host != raft_peer_host:
             raise ValueError(f"node {peer}: HTTP and Raft hosts differ ({host}, {raft_peer_host})")
         peers.append(f"{peer}={host}:{peer_http}:{peer_raft}")
-    return [sys.executable, "-m", "raftka.node.main", "--id", str(node), "--data-dir", str(brokers.data_dir(node)),
+    argv = [sys.executable, "-m", "raftka.node.main", "--id", str(node), "--data-dir", str(brokers.data_dir(node)),
             "--listen", f"{http_host}:{http_port}", "--raft-listen", f"{raft_host}:{raft_port}",
             "--peers", ",".join(peers)]
+    if "kafka" in cluster.services:
+        kafka_host, kafka_port = cluster.bind_address(node, "kafka")
+        advertised_host, advertised_port = cluster.address(CLIENT, node, "kafka")
+        argv += ["--kafka-listen", f"{kafka_host}:{kafka_port}",
+                 "--kafka-advertise", f"{advertised_host}:{advertised_port}"]
+    return argv
 
 
 class Brokers:

@@ -55,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="idempotent producer: chance that an acked send is sent again (a client retry)")
     p.add_argument("--random-broker-fraction", type=float,
                    help="share of requests sent to a random broker instead of the known leader (default 0.25)")
+    p.add_argument("--protocol", choices=("http", "kafka"), default="http",
+                   help="how the workload's clients talk to the brokers: raftka's HTTP API, or the Kafka protocol "
+                        "(confluent-kafka producers and assign-mode consumers)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--mode", choices=("auto", "netns", "loopback"), default="auto")
     p.add_argument("--keep-data", action="store_true", help="keep the brokers' data directories")
@@ -68,7 +71,8 @@ def _parser() -> argparse.ArgumentParser:
 def _common(args: argparse.Namespace) -> dict:
     """Settings every run of one invocation shares."""
     return {"rate": args.rate, "concurrency": args.concurrency, "processes": args.processes,
-            "partitions": args.partitions, "seed": args.seed, "mode": args.mode, "keep_data": args.keep_data}
+            "partitions": args.partitions, "seed": args.seed, "mode": args.mode, "keep_data": args.keep_data,
+            "protocol": args.protocol}
 
 
 def single_spec(args: argparse.Namespace) -> RunSpec:

@@ -83,6 +83,7 @@ class RunSpec:
     producer: str = "plain"
     resend_probability: float = 0.0
     random_broker_fraction: float = 0.25
+    protocol: str = "http"  # how the workload's clients talk to the brokers: "http", or "kafka" (confluent-kafka)
     mode: str = "auto"
     keep_data: bool = False
     recovery_timeout_s: float = 30.0
@@ -101,7 +102,8 @@ class RunSpec:
     @property
     def label(self) -> str:
         bug = f"-bug-{self.bug}" if self.bug else ""
-        return f"{self.nodes}n-{'+'.join(self.nemeses)}{bug}-s{self.seed}"
+        kafka = "-kafka" if self.protocol == "kafka" else ""
+        return f"{self.nodes}n-{'+'.join(self.nemeses)}{kafka}{bug}-s{self.seed}"
 
     @classmethod
     def for_canary(cls, bug: str, **overrides: Any) -> RunSpec:
@@ -308,10 +310,11 @@ def _drive(spec: RunSpec, run_dir: Path, info: dict[str, Any], timings: dict[str
                                "do not serve")
         settings = ClientSettings(TOPIC, keys_for(spec.partitions), producer=spec.producer,
                                   resend_probability=spec.resend_probability, group=group,
-                                  subscribe_group=SUBSCRIBE_GROUP if group else None,
-                                  random_broker_fraction=spec.random_broker_fraction)
+                                  subscribe_group=SUBSCRIBE_GROUP if group and spec.protocol == "http" else None,
+                                  random_broker_fraction=spec.random_broker_fraction, protocol=spec.protocol)
+        kafka = {n: cluster.address(CLIENT, n, "kafka") for n in cluster.nodes} if spec.protocol == "kafka" else {}
         workload = Workload(WorkloadConfig(settings, api.addresses, spec.rate, spec.concurrency, spec.processes,
-                                           seed=spec.seed),
+                                           seed=spec.seed, kafka_brokers=kafka),
                             run_dir, cluster.run_token)
         ctx = NemesisContext(cluster, brokers, recorder, random.Random(spec.seed))
         partition_leader, metadata_leader = metadata_lookups(api, spec.partitions, random.Random(spec.seed + 2))

@@ -61,8 +61,11 @@ class WorkloadConfig:
     processes: int = 4  # worker OS processes the slots are spread over
     weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     seed: int = 0
+    kafka_brokers: Mapping[int, tuple[str, int]] = field(default_factory=dict)  # node -> Kafka listener address
 
     def __post_init__(self) -> None:
+        if self.settings.protocol == "kafka" and not self.kafka_brokers:
+            raise ValueError("Kafka-protocol clients need the brokers' Kafka addresses")
         if self.rate <= 0 or self.concurrency < 1 or self.processes < 1:
             raise ValueError("a workload needs rate > 0, concurrency >= 1 and processes >= 1")
         unknown = set(self.weights) - set(DEFAULT_WEIGHTS)
@@ -84,13 +87,15 @@ class WorkloadConfig:
     def to_json(self) -> dict[str, Any]:
         return {"settings": self.settings.to_json(), "brokers": {str(n): list(a) for n, a in self.brokers.items()},
                 "rate": self.rate, "concurrency": self.concurrency, "processes": self.processes,
-                "weights": dict(self.weights), "seed": self.seed}
+                "weights": dict(self.weights), "seed": self.seed,
+                "kafka_brokers": {str(n): list(a) for n, a in self.kafka_brokers.items()}}
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> WorkloadConfig:
         return cls(ClientSettings.from_json(doc["settings"]),
                    {int(n): (a[0], int(a[1])) for n, a in doc["brokers"].items()},
-                   doc["rate"], doc["concurrency"], doc["processes"], doc["weights"], doc["seed"])
+                   doc["rate"], doc["concurrency"], doc["processes"], doc["weights"], doc["seed"],
+                   {int(n): (a[0], int(a[1])) for n, a in doc.get("kafka_brokers", {}).items()})
 
 
 def history_path(directory: Path, slot: int) -> Path:
@@ -100,18 +105,30 @@ def history_path(directory: Path, slot: int) -> Path:
 # --------------------------------------------------------------------- worker side
 
 
+def client_factory(config: WorkloadConfig, rng: random.Random,
+                   recorder: HistoryRecorder) -> Callable[[int], ClientProcess]:
+    """process id -> a fresh client of the run's protocol (HTTP, or Kafka via confluent-kafka)."""
+    if config.settings.protocol == "kafka":
+        from .kafka_client import KafkaClientProcess  # confluent-kafka is needed by Kafka runs only
+
+        bootstrap = ",".join(f"{host}:{port}" for host, port in config.kafka_brokers.values())
+        return lambda process: KafkaClientProcess(process, bootstrap, recorder, config.settings, rng)
+    api = BrokerApi(config.brokers, rng)
+    return lambda process: ClientProcess(process, api, recorder, config.settings, rng)
+
+
 def run_slot(config: WorkloadConfig, slot: int, path: str | os.PathLike[str],
              should_stop: Callable[[], bool]) -> None:
     """Run client processes in one slot until should_stop() is true (checked between ops)."""
     rng = random.Random(config.seed * 7919 + slot)
-    api = BrokerApi(config.brokers, rng)
     ops = config.ops()
     names, weights = list(ops), list(ops.values())
     interval = config.concurrency / config.rate
     sent = 0
     with HistoryRecorder(path) as recorder:
+        new_client = client_factory(config, rng, recorder)
         process = slot
-        client = ClientProcess(process, api, recorder, config.settings, rng)
+        client = new_client(process)
         next_at = time.monotonic() + rng.uniform(0, interval)
         while not should_stop():
             delay = next_at - time.monotonic()
@@ -127,8 +144,10 @@ def run_slot(config: WorkloadConfig, slot: int, path: str | os.PathLike[str],
             else:
                 retired = getattr(client, f)()
             if retired:
+                client.close()
                 process += config.concurrency
-                client = ClientProcess(process, api, recorder, config.settings, rng)
+                client = new_client(process)
+        client.close()
 
 
 def main(argv: list[str]) -> int:

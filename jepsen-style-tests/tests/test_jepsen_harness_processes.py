@@ -149,6 +149,9 @@ def test_broker_command_line_is_what_raftka_node_accepts(cluster, tmp_path):
             assert config.broker_id == node and config.data_dir == brokers.data_dir(node)
             assert (config.listen.host, config.listen.port) == cluster.bind_address(node, "http")
             assert (config.raft_listen.host, config.raft_listen.port) == cluster.bind_address(node, "raft")
+            assert (config.kafka_listen.host, config.kafka_listen.port) == cluster.bind_address(node, "kafka")
+            assert (config.kafka_advertise.host, config.kafka_advertise.port) == cluster.address(CLIENT, node,
+                                                                                                 "kafka")
             for peer in config.peers:
                 assert (peer.host, peer.http_port) == cluster.address(node, peer.broker_id, "http")
                 assert (peer.host, peer.raft_port) == cluster.address(node, peer.broker_id, "raft")

@@ -83,6 +83,19 @@ def test_disk_loss_under_load_is_valid(tmp_path):
     assert info["convergence"]["converged"], info["convergence"]
 
 
+@pytest.mark.parametrize("nemesis", ["kill-leader", "partition"])
+@pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("RAFTKA_SLOW") != "1", reason="slow run: set RAFTKA_SLOW=1")
+def test_kafka_protocol_clients_under_faults_are_valid(tmp_path, nemesis):
+    """The workload's clients speak the Kafka protocol (confluent-kafka: producers, assign-mode consumers,
+    group commits) while the leader is killed or the network partitioned."""
+    spec = RunSpec(nodes=3, nemeses=(nemesis,), time_limit_s=20.0, fault_s=5.0, heal_s=4.0, seed=3,
+                   protocol="kafka")
+    report = carried_out(spec, tmp_path).report
+    assert report.verdict == VALID, report.to_text(examples_per_kind=3)
+    assert report.stats["ok_sends"] >= 100 and report.stats["polled_records"] >= 100
+
+
 def assert_canary_caught(bug: str, tmp_path, **overrides):
     result = carried_out(RunSpec.for_canary(bug, **overrides), tmp_path)
     report = result.report

@@ -2,9 +2,11 @@
 
 State: topics (id, replica assignment, configs, and the replica ids each
 partition's Raft group started with), the producer-id counter, consumer groups
-(generation, committed offsets), and each broker's registered incarnation (its
+(generation, committed offsets), each broker's registered incarnation (its
 data directory's, see `raftka.raft.replica`; 0 unless the broker came back with
-an empty disk).  Broker addresses are static configuration, not state.  Commands are small orjson documents with an "op";
+an empty disk), and the client listeners each broker registered
+(`register_listener`: its advertised Kafka address).  The HTTP and Raft
+addresses are static configuration, not state.  Commands are small orjson documents with an "op";
 `apply` validates them deterministically (every replica reaches the same
 verdict) and returns `{"ok": ...}` or `{"error": code, "message": ...}` —
 client mistakes are results, never exceptions.
@@ -59,7 +61,7 @@ class MetadataStateMachine:
 
     @staticmethod
     def _empty() -> dict:
-        return {"topics": {}, "next_producer_id": 1000, "groups": {}}
+        return {"topics": {}, "next_producer_id": 1000, "groups": {}, "listeners": {}}
 
     # -------------------------------------------------------------- queries
 
@@ -91,6 +93,10 @@ class MetadataStateMachine:
 
     def group(self, name: str) -> dict | None:
         return self.state["groups"].get(name)
+
+    def listener(self, broker_id: int, name: str) -> str | None:
+        """The address broker `broker_id` registered for listener `name` ("kafka"), or None."""
+        return self.state.get("listeners", {}).get(str(broker_id), {}).get(name)
 
     # ---------------------------------------------------------------- apply
 
@@ -158,6 +164,7 @@ class MetadataStateMachine:
                     "message": f"Group '{cmd['group']}' is at generation {group['generation']} already."}
         group["generation"] = cmd["generation"]
         group["members"] = list(cmd.get("members", []))
+        group["protocol_type"] = cmd.get("protocol_type")
         return {"ok": True}
 
     def _commit_offsets(self, cmd: dict) -> dict:
@@ -206,6 +213,13 @@ class MetadataStateMachine:
         entry["incarnation"] = cmd["incarnation"]
         return {"ok": True}
 
+    def _register_listener(self, cmd: dict) -> dict:
+        broker, name, address = cmd["broker"], cmd["name"], cmd["address"]
+        if type(broker) is not int or type(name) is not str or type(address) is not str:
+            return {"error": INVALID_REQUEST, "message": "register_listener needs broker (int), name and address"}
+        self.state.setdefault("listeners", {}).setdefault(str(broker), {})[name] = address
+        return {"ok": True}
+
     _ops = {
         "create_topic": _create_topic,
         "delete_topic": _delete_topic,
@@ -216,6 +230,7 @@ class MetadataStateMachine:
         "commit_offsets": _commit_offsets,
         "delete_group": _delete_group,
         "register_incarnation": _register_incarnation,
+        "register_listener": _register_listener,
     }
     _topic_ops = frozenset({"create_topic", "delete_topic", "add_partitions", "alter_configs", "register_incarnation"})
 

@@ -18,6 +18,7 @@ import logging
 
 from raftka.node.cluster.broker import Broker
 from raftka.node.cluster.metadata import command, partition_key
+from raftka.node.errors import GroupNotFound, PartitionNotFound, TopicNotFound
 from raftka.node.groups.assignor import TopicPartition
 from raftka.node.groups.coordinator import GroupCoordinator
 
@@ -73,7 +74,7 @@ class GroupService:
         coordinator = GroupCoordinator(self._commit_generation, self.partitions_of,
                                        initial_rebalance_delay_ms=self.initial_rebalance_delay_ms)
         for name, group in self.broker.metadata.state["groups"].items():
-            coordinator.restore(name, group["generation"], group.get("members", []))
+            coordinator.restore(name, group["generation"], group.get("members", []), group.get("protocol_type"))
         await coordinator.start()
         self._coordinator = coordinator
         log.info("broker %d: now the group coordinator", self.broker.id)
@@ -82,10 +83,10 @@ class GroupService:
         if self._coordinator is not None:
             self._coordinator.on_metadata_change()
 
-    async def _commit_generation(self, group: str, generation: int,
-                                 members: dict[str, list[TopicPartition]]) -> None:
+    async def _commit_generation(self, group: str, generation: int, members: dict[str, list[TopicPartition]],
+                                 protocol_type: str | None) -> None:
         await self.broker.propose_metadata(command("group_generation", group=group, generation=generation,
-                                                   members=sorted(members)))
+                                                   members=sorted(members), protocol_type=protocol_type))
 
     # ---------------------------------------------------------- coordinator
 
@@ -135,6 +136,33 @@ class GroupService:
             topic, _, p = key.rpartition("/")
             out[(topic, int(p))] = offset
         return out
+
+    def check_partitions(self, partitions: list[TopicPartition]) -> None:
+        """TopicNotFound / PartitionNotFound unless every (topic, partition) exists."""
+        for topic, partition in partitions:
+            count = self.partitions_of(topic)
+            if count is None:
+                raise TopicNotFound(topic)
+            if not 0 <= partition < count:
+                raise PartitionNotFound(topic, partition)
+
+    async def commit(self, group: str, offsets: dict[TopicPartition, int], member_id: str | None,
+                     generation: int | None, *, reset: bool = False) -> None:
+        """Commit on the coordinator (this broker): the partitions must exist; the coordinator refuses a stale
+        member or generation at once, and the metadata group's state machine refuses it for sure. Committed
+        offsets only grow unless `reset` (an explicit seek or reset) stores lower ones."""
+        self.check_partitions(list(offsets))
+        self.coordinator().check_commit(group, member_id, generation)
+        await self.commit_offsets_here(group, offsets, member_id, generation, reset=reset)
+
+    async def delete(self, group: str) -> None:
+        """Delete a group without live members, and its committed offsets (on the coordinator)."""
+        coordinator = self.coordinator()
+        known = any(s.group == group for s in coordinator.list_groups())
+        if not known and self.broker.metadata.group(group) is None:
+            raise GroupNotFound(group)
+        coordinator.forget(group)
+        await self.broker.propose_metadata(command("delete_group", group=group))
 
     async def commit_offsets_here(self, group: str, offsets: dict[TopicPartition, int], member_id: str | None,
                                   generation: int | None, *, reset: bool = False) -> None:

@@ -79,6 +79,8 @@ async def health(request: web.Request) -> web.Response:
     status = "unavailable" if leader is None else "degraded" if problems else "ok"
     doc = {"status": status, "broker": broker.id, "metadata_leader": leader, "problems": problems,
            "partition_problems": broker.partition_problems()}
+    if broker.config.kafka_advertise is not None:  # read by the metadata leader to register it (node/kafka)
+        doc["listeners"] = {"kafka": str(broker.config.kafka_advertise)}
     return json_response(doc, 200 if leader is not None else 503)
 
 

@@ -75,6 +75,9 @@ class HttpGroups:
     def partitions_of(self, topic: str) -> int | None:
         return self.groups.partitions_of(topic)
 
+    def check_partitions(self, partitions: list[TopicPartition]) -> None:
+        self.groups.check_partitions(partitions)
+
     async def committed_offsets(self, group: str) -> dict[TopicPartition, int]:
         return await self.groups.committed_offsets(group)
 

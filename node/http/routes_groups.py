@@ -30,7 +30,6 @@ from raftka.node.errors import (
     GroupNotFound,
     InvalidRequest,
     NotAcceptable,
-    PartitionNotFound,
     TopicNotFound,
     UnsupportedMediaType,
 )
@@ -76,6 +75,10 @@ class GroupsFacade(Protocol):
 
     def partitions_of(self, topic: str) -> int | None:
         """Partition count of ``topic``; None if it does not exist."""
+        ...
+
+    def check_partitions(self, partitions: list[TopicPartition]) -> None:
+        """``TopicNotFound`` / ``PartitionNotFound`` unless every (topic, partition) exists."""
         ...
 
     async def committed_offsets(self, group: str) -> dict[TopicPartition, int]:
@@ -290,14 +293,6 @@ class _Handlers:
     def __init__(self, groups: GroupsFacade) -> None:
         self.groups = groups
 
-    def _check_partitions(self, partitions: list[TopicPartition]) -> None:
-        for topic, partition in partitions:
-            count = self.groups.partitions_of(topic)
-            if count is None:
-                raise TopicNotFound(topic)
-            if partition >= count:
-                raise PartitionNotFound(topic, partition)
-
     # raftka group protocol ------------------------------------------------------
 
     async def join(self, request: web.Request) -> web.StreamResponse:
@@ -355,7 +350,7 @@ class _Handlers:
         if generation is not None:
             _int(generation, "'generation'", 0, _INT32_MAX)
         offsets = _offsets(doc, 0)
-        self._check_partitions(list(offsets))
+        self.groups.check_partitions(list(offsets))
         self.groups.coordinator().check_commit(group, member_id, generation)
         await self.groups.commit_offsets(group, offsets, member_id, generation, reset=reset)
         return _json({})

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import itertools
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from raftka.client.partitioner import partition_for_key
@@ -36,10 +36,11 @@ class ProduceRejected(ApiError):
     """The partition refused the batch: 40907 sequence out of order, 40908 fenced producer epoch,
     42206 corrupt or invalid batch (codes in raftka's range of the REST Proxy scheme)."""
 
-    def __init__(self, error_code: int, message: str):
+    def __init__(self, error_code: int, message: str, produce_error: ProduceError = ProduceError.INVALID_REQUEST):
         super().__init__(message)
         self.error_code = error_code
         self.http_status = error_code // 100
+        self.produce_error = produce_error  # the partition's own verdict (a Kafka error code)
 
 
 PRODUCE_ERROR_CODES = {
@@ -98,9 +99,12 @@ class ProduceService:
                                    ).max_message_bytes
 
     async def append(self, topic: str, partition: int, batch: bytes, timeout_s: float, *,
-                     validate: bool = False) -> ProduceAck:
+                     validate: bool = False, on_proposing: Callable[[], None] | None = None) -> ProduceAck:
         """Check `batch` (size; with `validate`, its RecordBatch v2 framing and CRC) and commit it on this broker,
-        the partition's leader; raises `ServedElsewhere` when another broker must take it."""
+        the partition's leader; raises `ServedElsewhere` when another broker must take it. `on_proposing` is
+        called just before the batch is handed to the partition's Raft group, with no await in between: a batch
+        whose append starts after that call is proposed after this one (how a front end pipelines appends to
+        one partition and keeps their order)."""
         limit = self.max_message_bytes(topic)
         if len(batch) > limit:
             raise RecordTooLarge(f"Batch for {topic}/{partition} is {len(batch)} bytes; max.message.bytes of "
@@ -111,9 +115,11 @@ class ProduceService:
             except (CorruptBatchError, InvalidRecordError, StorageError, ValueError) as exc:
                 raise InvalidRequest(f"Batch is not a valid RecordBatch v2: {exc}") from None
         await serve_partition_here(self.broker, topic, partition)
+        if on_proposing is not None:
+            on_proposing()
         result = await self.broker.produce(topic, partition, batch, timeout_s)
         if not result.ok:
-            raise ProduceRejected(PRODUCE_ERROR_CODES.get(result.error, 42206), result.error_message)
+            raise ProduceRejected(PRODUCE_ERROR_CODES.get(result.error, 42206), result.error_message, result.error)
         return ProduceAck(partition, result.base_offset, result.last_offset, result.duplicate)
 
 

@@ -1,4 +1,5 @@
-"""Cluster and topic administration, for every front end: brokers, topics, partitions, configs, producer ids.
+"""Cluster and topic administration, for every front end: brokers, topics, partitions, configs, producer ids,
+and the client listeners (Kafka) each broker registered.
 
 Reads answer from this broker's replica of the metadata once it is known to
 be current: on a miss (an unknown topic) and for listings, a read index
@@ -17,18 +18,19 @@ produce right after the create succeeds.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from raftka.node.cluster.broker import Broker
 from raftka.node.cluster.metadata import command
 from raftka.node.cluster.topics import (assign_replicas, parse_topic_configs, validate_partition_count,
                                         validate_replication_factor, validate_topic_name)
-from raftka.node.errors import BrokerNotFound, InvalidPartitions, InvalidRequest, NotLeader
+from raftka.node.errors import BrokerNotFound, InvalidPartitions, InvalidRequest, NotLeader, TopicAlreadyExists
 from raftka.node.services.routing import elsewhere, metadata_fresh_here, metadata_leader_here, wait_for
 from raftka.raft.core import ProgressState
 from raftka.raft.replica import broker_of
 
 TOPIC_READY_WAIT_S = 10.0
+LISTENER_NAMES = frozenset({"kafka"})  # client listeners a broker can register besides its HTTP API
 
 
 class TopicService:
@@ -45,11 +47,13 @@ class TopicService:
         return b == broker.id or time.monotonic() - broker.host.peer_seen.get(b, -1e9) < silence_s
 
     async def brokers(self) -> dict:
-        """Every broker with its URL and whether this broker heard from it within an election timeout."""
+        """Every broker with its URL, its registered Kafka address (or None) and whether this broker heard from it
+        within an election timeout."""
         broker = self.broker
         await metadata_fresh_here(broker)
         return {"brokers": sorted(broker.urls), "metadata_leader": broker.metadata_leader(),
-                "details": [{"id": b, "url": u, "alive": self.alive(b)} for b, u in sorted(broker.urls.items())]}
+                "details": [{"id": b, "url": u, "alive": self.alive(b), "kafka": broker.metadata.listener(b, "kafka")}
+                            for b, u in sorted(broker.urls.items())]}
 
     async def cluster_metadata(self) -> dict:
         """Brokers, the metadata leader, and every partition's leader and replicas (for routing clients)."""
@@ -61,6 +65,16 @@ class TopicService:
                                            for p, replicas in enumerate(topic["partitions"])]}
         return {"brokers": {str(b): u for b, u in broker.urls.items()}, "topics": topics,
                 "metadata_leader": broker.metadata_leader()}
+
+    def listener_addresses(self, name: str) -> dict[int, tuple[str, int]]:
+        """(host, port) of every broker that registered client listener `name` ("kafka") in the metadata."""
+        out = {}
+        for broker_id in sorted(self.broker.urls):
+            address = self.broker.metadata.listener(broker_id, name)
+            if address is not None:
+                host, _, port = address.rpartition(":")
+                out[broker_id] = (host.strip("[]"), int(port))
+        return out
 
     async def names(self) -> list[str]:
         await metadata_fresh_here(self.broker)
@@ -79,6 +93,10 @@ class TopicService:
     def check_partition(self, name: str, partition: int) -> list[int]:
         """The partition's replicas; TopicNotFound / PartitionNotFound when it does not exist."""
         return self.broker.replicas(name, partition)
+
+    def explicit_configs(self, name: str) -> set[str]:
+        """The names of the configs set on the topic (the others have their defaults)."""
+        return set(self.broker.topic(name)["configs"])
 
     def configs(self, name: str) -> dict:
         """The topic's configs under Kafka's names, defaults filled in."""
@@ -149,13 +167,18 @@ class TopicService:
         return self.broker.config.default_replication_factor or (3 if len(self.broker.urls) >= 3 else 1)
 
     async def create(self, name: object, partitions: object, replication_factor: object,
-                     configs: Mapping[str, object]) -> dict:
-        """Create a topic (arguments validated here); answers once every partition has a leader."""
+                     configs: Mapping[str, object], *, validate_only: bool = False) -> dict:
+        """Create a topic (arguments validated here); answers once every partition has a leader. With
+        `validate_only`, only checks and answers what would be created."""
         broker = self.broker
         name = validate_topic_name(name)
         partitions = validate_partition_count(partitions)
         rf = validate_replication_factor(replication_factor, len(broker.urls))
         parsed = parse_topic_configs(configs, broker.config.topic_defaults)
+        if validate_only:
+            if broker.metadata.topic(name) is not None:
+                raise TopicAlreadyExists(name)
+            return {"name": name, "partitions": partitions, "replication_factor": rf, "configs": parsed.to_kafka()}
         assignment = [list(r) for r in assign_replicas(sorted(broker.urls), partitions, rf)]
         await self._write(command("create_topic", name=name, id=broker.new_topic_id(), assignment=assignment,
                                   configs=dict(configs)))
@@ -167,22 +190,31 @@ class TopicService:
         self.check_topic(name)
         await self._write(command("delete_topic", name=name))
 
-    async def add_partitions(self, name: str, total: object) -> dict:
-        """Grow the topic to `total` partitions (never shrink)."""
+    async def add_partitions(self, name: str, total: object, *, validate_only: bool = False) -> dict:
+        """Grow the topic to `total` partitions (never shrink); with `validate_only`, only check."""
         topic = self.broker.topic(name)
         current = len(topic["partitions"])
         total = validate_partition_count(total)
         if total <= current:
             raise InvalidPartitions(f"Topic '{name}' has {current} partitions; the new count must be larger "
                                     f"(got {total}). Partitions can only be added.")
+        if validate_only:
+            return {"name": name, "partitions": total}
         extra = [list(r) for r in assign_replicas(sorted(self.broker.urls), total, topic["replication_factor"])]
         await self._write(command("add_partitions", name=name, from_count=current, assignment=extra[current:]))
         return {"name": name, "partitions": total}
 
-    async def alter_configs(self, name: str, changes: Mapping[str, object]) -> dict:
-        """Merge `changes` over the topic's configs; answers the resulting configs under Kafka's names."""
-        merged = {**self.broker.topic(name)["configs"], **changes}
+    async def alter_configs(self, name: str, changes: Mapping[str, object], *, remove: Iterable[str] = (),
+                            replace: bool = False, validate_only: bool = False) -> dict:
+        """Merge `changes` over the topic's configs (or, with `replace`, make them the only ones set), dropping
+        `remove` back to their defaults; answers the resulting configs under Kafka's names. With
+        `validate_only`, only checks."""
+        merged = {**({} if replace else self.broker.topic(name)["configs"]), **changes}
+        for key in remove:
+            merged.pop(key, None)
         parsed = parse_topic_configs(merged, self.broker.config.topic_defaults)
+        if validate_only:
+            return {"name": name, "configs": parsed.to_kafka()}
         await self._write(command("alter_configs", name=name, configs=merged))
         return {"name": name, "configs": parsed.to_kafka()}
 
@@ -204,6 +236,17 @@ class TopicService:
         """A new idempotent producer id (its epoch starts at 0)."""
         return (await self._write(command("allocate_producer_id")))["producer_id"]
 
+    async def register_listener(self, broker_id: object, name: object, address: object) -> None:
+        """Record that broker `broker_id` serves client listener `name` at `address` ("host:port")."""
+        if type(broker_id) is not int or broker_id not in self.broker.urls:
+            raise InvalidRequest(f"Unknown broker {broker_id!r}; brokers are {sorted(self.broker.urls)}.")
+        if name not in LISTENER_NAMES:
+            raise InvalidRequest(f"Unknown listener {name!r}; listeners are {sorted(LISTENER_NAMES)}.")
+        host, sep, port = address.rpartition(":") if isinstance(address, str) else ("", "", "")
+        if not sep or not host or not port.isdecimal() or not 0 < int(port) < 65536:
+            raise InvalidRequest(f"Listener address must be HOST:PORT, got {address!r}.")
+        await self._write(command("register_listener", broker=broker_id, name=name, address=address))
+
     async def _write(self, cmd: bytes) -> dict:
         await metadata_leader_here(self.broker)
         try:
@@ -212,4 +255,4 @@ class TopicService:
             raise elsewhere(self.broker, exc.leader_id, "the metadata group") from None
 
 
-__all__ = ["TOPIC_READY_WAIT_S", "TopicService"]
+__all__ = ["LISTENER_NAMES", "TOPIC_READY_WAIT_S", "TopicService"]

@@ -1,0 +1,95 @@
+"""OffsetCommit and OffsetFetch: committed offsets of consumer groups, shared with the HTTP API.
+
+Commits go through `GroupService.commit` on the coordinator (the metadata
+leader): the metadata group stores them, so offsets committed by Kafka clients
+show in `raftka groups describe` and the reverse. A commit from a group member
+(member id and generation) is fenced by the generation; one without them (a
+consumer using assign(), or an admin tool) is accepted while the group has no
+live members. Either way a partition's committed offset only moves forward,
+as with raftka's own commits: a late or repeated commit never moves a group
+back (raftka's guarantee; Kafka itself keeps the last write). To move a group
+back, delete it (DeleteGroups, e.g. `kafka-consumer-groups --delete`) and
+commit again, or commit over HTTP with `"reset": true`. The commit metadata
+string is not stored (OffsetFetch answers ""); leader epochs are -1.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kafka.protocol.consumer import OffsetCommitResponse, OffsetFetchResponse
+
+from raftka.node.errors import ApiError
+from raftka.node.groups.assignor import TopicPartition
+from raftka.node.kafka.errors import ErrorCode
+from raftka.node.kafka.handlers.groups import coordinator_here, group_error
+
+_CommitTopic = OffsetCommitResponse.OffsetCommitResponseTopic
+_CommitPartition = _CommitTopic.OffsetCommitResponsePartition
+_FetchTopic = OffsetFetchResponse.OffsetFetchResponseTopic
+_FetchPartition = _FetchTopic.OffsetFetchResponsePartition
+
+
+async def offset_commit(conn: Any, request: Any) -> Any:
+    body, version = request.body, request.api_version
+    groups = conn.server.services.groups
+    wanted = [(t.name, p.partition_index, p.committed_offset) for t in body.topics for p in t.partitions]
+    codes: dict[TopicPartition, int] = {}
+    coordinator = await coordinator_here(conn)
+    if isinstance(coordinator, ErrorCode):
+        codes = {(t, p): coordinator for t, p, _ in wanted}
+    else:
+        valid: dict[TopicPartition, int] = {}
+        for topic, partition, offset in wanted:
+            try:
+                groups.check_partitions([(topic, partition)])
+            except ApiError as exc:
+                codes[(topic, partition)] = group_error(exc)
+                continue
+            if offset < 0:
+                codes[(topic, partition)] = ErrorCode.INVALID_REQUEST
+                continue
+            valid[(topic, partition)] = offset
+        generation = body.generation_id_or_member_epoch
+        member = body.member_id or None
+        manual = member is None and generation < 0  # no membership: assign() consumers, admin tools
+        try:
+            if valid:
+                await groups.commit(body.group_id, valid, None if manual else member, None if manual else generation)
+            code = ErrorCode.NONE
+        except ApiError as exc:
+            code = group_error(exc)
+        codes.update({tp: code for tp in valid})
+    topics: dict[str, list[Any]] = {}
+    for topic, partition, _ in wanted:
+        topics.setdefault(topic, []).append(_CommitPartition(partition_index=partition,
+                                                             error_code=codes[(topic, partition)]))
+    return OffsetCommitResponse(version=version, throttle_time_ms=0,
+                                topics=[_CommitTopic(name=t, partitions=parts) for t, parts in topics.items()])
+
+
+async def offset_fetch(conn: Any, request: Any) -> Any:
+    body, version = request.body, request.api_version
+    groups = conn.server.services.groups
+    coordinator = await coordinator_here(conn)
+    if isinstance(coordinator, ErrorCode):
+        if version < 2:  # no top-level error code: every partition carries it
+            return OffsetFetchResponse(version=version, topics=[_FetchTopic(name=t.name, partitions=[
+                _FetchPartition(partition_index=p, committed_offset=-1, committed_leader_epoch=-1, metadata="",
+                                error_code=coordinator) for p in t.partition_indexes]) for t in body.topics or []])
+        return OffsetFetchResponse(version=version, throttle_time_ms=0, topics=[], error_code=coordinator)
+    committed = await groups.committed_offsets(body.group_id)
+    if body.topics is None:
+        wanted: dict[str, list[int]] = {}
+        for topic, partition in sorted(committed):
+            wanted.setdefault(topic, []).append(partition)
+    else:
+        wanted = {t.name: list(t.partition_indexes) for t in body.topics}
+    return OffsetFetchResponse(version=version, throttle_time_ms=0, error_code=ErrorCode.NONE, topics=[
+        _FetchTopic(name=topic, partitions=[
+            _FetchPartition(partition_index=p, committed_offset=committed.get((topic, p), -1),
+                            committed_leader_epoch=-1, metadata="", error_code=ErrorCode.NONE) for p in partitions])
+        for topic, partitions in wanted.items()])
+
+
+__all__ = ["offset_commit", "offset_fetch"]
