@@ -12,6 +12,7 @@ Each breaks exactly one guarantee:
   no-dedup            the idempotent producer's duplicate detection is off
   commit-offset-lww   committed group offsets may go backwards (last writer wins)
   skip-truncate       a follower keeps conflicting entries instead of truncating them
+  full-disk-keeps-leadership   a leader whose disk is full (or failing) keeps leadership instead of handing it over
 
 A **mutant** switches off one safety rule of the Raft core or host (`MUTANTS`).
 Tests turn mutants on in-process with `with canary.mutant("vote-no-uptodate"): ...`
@@ -29,7 +30,7 @@ import os
 from collections.abc import Iterator
 
 CANARIES = frozenset({"ack-before-commit", "no-fsync", "follower-reads", "no-dedup", "commit-offset-lww",
-                      "skip-truncate"})
+                      "skip-truncate", "full-disk-keeps-leadership"})
 MUTANTS = {
     "vote-no-uptodate": "a node grants its real vote to a candidate whose log is behind its own",
     "prevote-no-uptodate": "a node grants its pre-vote to a candidate whose log is behind its own",

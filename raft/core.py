@@ -43,6 +43,16 @@ then hands over (TimeoutNow to the most caught-up voter) and steps down.
 Votes and acknowledgements count only from voters of the counting node's
 configuration, so nothing said by a replica outside it can elect a leader or
 commit an entry.
+
+Storage faults: `set_storage_failed(True)` tells the node that the host can no
+longer write this group's journal or state (disk full, I/O error, read-only
+file system).  Until it is cleared the node stops acting for the group: it
+never campaigns, rejects vote and pre-vote requests, drops appends, snapshots
+and TimeoutNow (it could not store them, so it must not acknowledge them) and
+hands out no committed entries; a leader transfers leadership to its most
+caught-up follower and steps down if that has not happened within an election
+timeout.  A failed node still answers heartbeats: that keeps a healthy leader's
+lease, which is safe because the node votes for nobody.
 """
 
 from __future__ import annotations
@@ -191,6 +201,7 @@ class RaftNode:
         self.lease_forfeited = False  # sent TIMEOUT_NOW in this term: no lease until re-elected
         self._broadcast_pending = False
         self.quiesced = False
+        self.storage_failed = False  # see set_storage_failed
         self._outbox: list[Message] = []
         self.membership: Membership | None = None
         self.membership_index = 0
@@ -249,7 +260,7 @@ class RaftNode:
         Raises NotLeaderError, MembershipError (the change itself is invalid) or
         MembershipChangeError (valid, but not now: retry once the cause is gone).
         """
-        if self.role is not Role.LEADER or self.transfer_target is not None:
+        if self.role is not Role.LEADER or self.transfer_target is not None or self.storage_failed:
             raise NotLeaderError(self.group, None if self.transfer_target else self.leader)
         if self.commit < self.term_start_index and not canary.enabled("membership-before-own-term"):
             raise MembershipChangeError(f"{self.group}: the leader has not yet committed an entry of term "
@@ -280,10 +291,11 @@ class RaftNode:
         if self.role is Role.LEADER:
             self._tick_leader()
         elif self.elapsed >= self.randomized_timeout:
-            if self.is_voter:
+            if self.is_voter and not self.storage_failed:
                 self.campaign()
             else:
-                self._reset_election_timeout()  # learners and strangers never campaign
+                # learners and strangers never campaign, nor does a replica that cannot store a vote
+                self._reset_election_timeout()
 
     def step(self, m: Message) -> None:
         if self.quiesced and m.type is not MT.HEARTBEAT_RESP and not (m.type is MT.HEARTBEAT and m.final):
@@ -305,13 +317,15 @@ class RaftNode:
             elif m.type is MT.PREVOTE:
                 self._send(MT.PREVOTE_RESP, m.src, reject=True)
             return
+        if self.storage_failed and m.type in _NEEDS_STORAGE:
+            return  # it could not be stored, so it must not be acknowledged
         handler = self._handlers.get(m.type)
         if handler is not None:
             handler(self, m)
 
     def propose(self, data: bytes) -> tuple[int, int]:
         """Append `data` as a new entry; returns (index, term). Leader only."""
-        if self.role is not Role.LEADER or self.transfer_target is not None:
+        if self.role is not Role.LEADER or self.transfer_target is not None or self.storage_failed:
             raise NotLeaderError(self.group, None if self.transfer_target else self.leader)
         self.wake()
         index = self.log.last_index + 1
@@ -356,6 +370,24 @@ class RaftNode:
             self._become_pre_candidate()
             self._request_votes(MT.PREVOTE, self.log.term + 1)
 
+    def set_storage_failed(self, failed: bool) -> None:
+        """The host cannot (True) or can again (False) write this group's journal and state.
+
+        See the module docstring for what a failed node does; a leader starts handing over
+        leadership at once (canary ``full-disk-keeps-leadership``: it keeps it).
+        """
+        if failed == self.storage_failed:
+            return
+        self.storage_failed = failed
+        if not failed:
+            self._reset_election_timeout()
+            return
+        if self.role in (Role.PRE_CANDIDATE, Role.CANDIDATE):
+            self._become_follower(self.log.term, None)
+        elif self.role is Role.LEADER and not canary.enabled("full-disk-keeps-leadership"):
+            if self.transfer_leadership() is None:
+                self._become_follower(self.log.term, None)  # nobody to hand over to
+
     def transfer_leadership(self, target: int | None = None) -> int | None:
         """Hand leadership to the most caught-up voter (graceful shutdown, removal)."""
         candidates = [p for p in self.others if p in self.voters]
@@ -386,12 +418,13 @@ class RaftNode:
 
     def has_ready(self) -> bool:
         """Is there output for the host (messages to send or entries to apply)?"""
-        return bool(self._outbox) or self._broadcast_pending or self.commit > self.applied
+        return bool(self._outbox) or self._broadcast_pending or (self.commit > self.applied
+                                                                  and not self.storage_failed)
 
     def take_committed(self, limit: int | None = None) -> list[tuple[int, Entry]]:
         """Committed entries not yet handed out, up to index `limit` (the host passes its synced index)."""
         hi = self.commit if limit is None else min(self.commit, limit)
-        if self.applied >= hi:
+        if self.applied >= hi or self.storage_failed:
             return []
         lo = self.applied + 1
         entries = self.log.entries(lo, hi + 1, 1 << 62)
@@ -434,6 +467,7 @@ class RaftNode:
             "quiesced": self.quiesced,
             "voters": sorted(self.voters),
             "learners": sorted(self.membership.learners) if self.membership else [],
+            "storage_failed": self.storage_failed,
             "followers": {
                 p: {"match_index": pr.match, "next_index": pr.next, "state": pr.state.name.lower(),
                     "lag": self.log.last_index - pr.match, "learner": p not in self.voters}
@@ -518,7 +552,9 @@ class RaftNode:
                     pr.paused_ticks = 0
                     self._send(MT.SNAPSHOT, p, context=self.now)  # restart a stalled transfer
         if self.transfer_target is not None and self.now >= self.transfer_deadline:
-            self.transfer_target = None  # transfer timed out; keep leading
+            self.transfer_target = None  # transfer timed out; keep leading ...
+            if self.storage_failed and not canary.enabled("full-disk-keeps-leadership"):
+                self._become_follower(self.log.term, None)  # ... unless we cannot write: step down
 
     def _can_quiesce(self) -> bool:
         """Idle and fully replicated, with every follower heard from lately."""
@@ -788,7 +824,7 @@ class RaftNode:
 
     def _on_vote_request(self, m: Message) -> None:
         last = self.log.last_index
-        up_to_date = (m.log_term, m.index) >= (self.log.term_at(last), last)
+        up_to_date = (m.log_term, m.index) >= (self.log.term_at(last), last) and not self.storage_failed
         if m.type is MT.PREVOTE:
             grant = (up_to_date or canary.enabled("prevote-no-uptodate")) and m.term > self.log.term
             self._send(MT.PREVOTE_RESP, m.src, term=m.term if grant else self.log.term, reject=not grant)
@@ -835,3 +871,7 @@ class RaftNode:
         MT.VOTE_RESP: _on_vote_resp,
         MT.TIMEOUT_NOW: _on_timeout_now,
     }
+
+
+# Messages a node with failed storage drops: accepting them means storing something.
+_NEEDS_STORAGE = frozenset({MT.APPEND, MT.SNAPSHOT, MT.TIMEOUT_NOW})
