@@ -31,6 +31,18 @@ one ticker for all groups, and the I/O that the pure `RaftNode`s ask for:
 * **Checkpoints.**  Periodically each state machine makes its applied state
   durable, and the journal is compacted up to it: memory and disk do not grow
   with retained data, and replay after a restart starts at the checkpoint.
+* **Storage faults.**  A write for a group that the disk refuses (disk full,
+  I/O error, read-only file system; see `storage_health`) stops that replica
+  (`RaftNode.set_storage_failed`: it hands over leadership, stops voting and
+  acknowledging), and while free space is below the low-disk watermark every
+  non-critical group (the partitions) is stopped too; the critical metadata
+  group lives on the space under the watermark.  Proposals to a stopped replica
+  raise `StorageUnavailableError` (nothing was appended).  Stopped replicas
+  still checkpoint and compact their journals to the checkpoint.  Once the
+  disk is usable again (free space sampled every few ticks; a write probe with
+  backoff after a failure) a replica whose write failed is reopened from its
+  checkpoint — journal, state machine and node — and catches up like any
+  follower, without a restart.
 
 State machines implement `StateMachine` (apply + checkpoint + the snapshot
 stream of `core.Snapshotter`).
@@ -57,6 +69,7 @@ from .journal import Journal
 from .membership import Membership
 from .messages import ENTRY_NORMAL, Message, MessageDecodeError, MessageType, decode_frame, encode_frame, encode_message
 from .replica import broker_of, format_replica, incarnation_of
+from .storage_health import StorageMonitor, journal_segment_bytes, storage_failure_reason
 from .transport import PeerTransport
 
 log = logging.getLogger("raftka.raft.host")
@@ -69,6 +82,7 @@ class StateMachine(Protocol):
     def apply(self, index: int, term: int, data: bytes) -> Any: ...
     def checkpoint(self) -> int: ...  # make applied state durable; returns the durable index
     def close(self) -> None: ...
+    def reopen(self) -> None: ...  # after a storage failure: back to the last durable checkpoint
     # snapshot stream, see core.Snapshotter
     def begin_install(self) -> bytes: ...
     def read_chunk(self, cursor: bytes) -> tuple[bytes, bool, int]: ...
@@ -111,6 +125,17 @@ class ReadIndexError(Exception):
     """No read index now: no leader known, the leader's lease lapsed, or it did not answer in time."""
 
 
+class StorageUnavailableError(Exception):
+    """This replica cannot write (disk full, I/O error, low disk): the proposal was not appended.
+
+    ``reason`` says why ("disk full", ...); ``leader`` is the group's leader if another is known.
+    """
+
+    def __init__(self, group: str, reason: str, leader: int | None):
+        super().__init__(f"raft group {group}: storage unavailable: {reason}")
+        self.group, self.reason, self.leader = group, reason, leader
+
+
 @dataclass
 class HostConfig:
     tick_ms: int = 50
@@ -121,6 +146,9 @@ class HostConfig:
     checkpoint_interval_s: float = 5.0  # each checkpoint fsyncs every changed partition: a latency blip
     journal_cache_bytes: int = 4 << 20
     journal_keep_entries: int = 200
+    journal_segment_bytes: int | None = None  # None: by the filesystem's size (storage_health)
+    min_free_bytes: int | None = 0  # low-disk watermark; None: storage_health's default; 0: none
+    storage_check_ticks: int = 5  # how often free space is sampled
 
     def raft_config(self) -> RaftConfig:
         return RaftConfig(election_ticks=self.election_ticks, heartbeat_ticks=self.heartbeat_ticks,
@@ -130,12 +158,15 @@ class HostConfig:
 class RaftGroup:
     """One replica of one group on this broker: node + journal + state machine."""
 
-    def __init__(self, name: str, node: RaftNode, journal: Journal, sm: StateMachine, directory: str):
+    def __init__(self, name: str, node: RaftNode, journal: Journal, sm: StateMachine, directory: str,
+                 critical: bool = False):
         self.name = name
         self.node = node
         self.journal = journal
         self.sm = sm
         self.directory = directory
+        self.critical = critical  # keeps running below the low-disk watermark (the metadata group)
+        self.storage_error: str | None = None  # a write failed ("disk full", ...): stopped until reopened
         self.waiting: dict[int, tuple[int, asyncio.Future]] = {}
         self.reads: dict[int, asyncio.Future] = {}  # read-index requests in flight, by request id
         self.read_waits: list[tuple[int, asyncio.Future]] = []  # (commit index, future): resolved once applied
@@ -152,6 +183,7 @@ class RaftGroup:
             info["last_contact_ms"] = max(0, now - pr.acked_tick) * tick_ms if pr.acked_tick > -(1 << 59) else None
         st["journal_bytes"] = self.journal.size_bytes()
         st["read_allowed"] = self.node.read_allowed()
+        st["storage_error"] = self.storage_error
         return st
 
 
@@ -164,6 +196,11 @@ class RaftHost:
         self.data_dir = data_dir
         self.cfg = config or HostConfig()
         self.groups: dict[str, RaftGroup] = {}
+        os.makedirs(data_dir, exist_ok=True)
+        self.storage = StorageMonitor(data_dir, self.cfg.min_free_bytes)
+        self._journal_segment_bytes = (self.cfg.journal_segment_bytes
+                                       or journal_segment_bytes(self.storage.usage.total_bytes))
+        self._recovery: asyncio.Task | None = None  # probe + reopen of replicas whose writes failed
         others = {p: a for p, a in (peers or {}).items() if p != node_id}
         if others and not secret:
             raise ValueError("refusing to start: a cluster secret is required for a multi-broker cluster")
@@ -210,12 +247,13 @@ class RaftHost:
         deadline = time.monotonic() + transfer_timeout
         while leading and time.monotonic() < deadline and any(g.node.role is Role.LEADER for g in leading):
             await asyncio.sleep(self.cfg.tick_ms / 1000)
-        if self._ticker:
-            self._ticker.cancel()
-            try:
-                await self._ticker
-            except asyncio.CancelledError:
-                pass
+        for task in (self._ticker, self._recovery):
+            if task:
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
         for name in list(self.groups):
             await self.remove_group(name)
         if self.transport is not None:
@@ -224,30 +262,38 @@ class RaftHost:
 
     # --------------------------------------------------------------- groups
 
-    def add_group(self, name: str, members: Membership | list[int] | None, sm: StateMachine) -> RaftGroup:
+    def add_group(self, name: str, members: Membership | list[int] | None, sm: StateMachine, *,
+                  critical: bool = False) -> RaftGroup:
         """Host this broker's replica of group `name`.
 
         `members`: the group's first membership (replica ids), used only if the
         journal holds none; None for a replica that joins an existing group
         (it learns the membership from the leader once added as a learner).
+        A `critical` group (the metadata group) keeps running below the low-disk watermark.
         """
         if name in self.groups:
             raise ValueError(f"raft group {name} already exists on broker {self.id}")
         directory = self.group_directory(name)
-        journal = Journal(directory, cache_bytes=self.cfg.journal_cache_bytes)
+        journal, node = self._open_replica(name, directory, members, sm)
+        group = RaftGroup(name, node, journal, sm, directory, critical)
+        self.groups[name] = group
+        self._apply_storage_state(group)
+        self._activate(group)  # replay committed journal entries beyond the checkpoint
+        return group
+
+    def group_directory(self, name: str) -> str:
+        return os.path.join(self.data_dir, "raft", name.replace("/", "~"))
+
+    def _open_replica(self, name: str, directory: str, members: Membership | list[int] | None,
+                      sm: StateMachine) -> tuple[Journal, RaftNode]:
+        journal = Journal(directory, segment_bytes=self._journal_segment_bytes, cache_bytes=self.cfg.journal_cache_bytes)
         if sm.applied_index < journal.snapshot_index:
             journal.close()
             raise GroupStateLost(f"raft group {name}: the state machine is at index {sm.applied_index} but the "
                                  f"journal was compacted to {journal.snapshot_index}: the state machine's data is gone")
         node = RaftNode(name, self.replica, members, journal, self.cfg.raft_config(), applied=sm.applied_index,
                         applied_term=sm.applied_term, snapshotter=sm, rng=random.Random(self._rng.random()))
-        group = RaftGroup(name, node, journal, sm, directory)
-        self.groups[name] = group
-        self._activate(group)  # replay committed journal entries beyond the checkpoint
-        return group
-
-    def group_directory(self, name: str) -> str:
-        return os.path.join(self.data_dir, "raft", name.replace("/", "~"))
+        return journal, node
 
     async def remove_group(self, name: str, *, delete_data: bool = False) -> None:
         group = self.groups.pop(name, None)
@@ -264,12 +310,14 @@ class RaftHost:
         group.read_waits.clear()
         if self._sync_task is not None and not self._sync_task.done():
             await asyncio.shield(self._sync_task)  # do not close a journal under its fsync
-        try:
-            if not delete_data:
-                group.sm.checkpoint()
-            group.sm.close()
-        finally:
-            group.journal.close()
+        steps = [group.sm.close, group.journal.close]
+        if not delete_data and group.storage_error is None:
+            steps.insert(0, group.sm.checkpoint)
+        for step in steps:  # each one even if another failed (a full disk must not keep the files open)
+            try:
+                step()
+            except Exception as exc:
+                log.warning("raft group %s: closing it: %s failed: %r", name, step.__qualname__, exc)
         if delete_data:
             shutil.rmtree(group.directory, ignore_errors=True)
 
@@ -289,10 +337,17 @@ class RaftHost:
         """
         group = self.group(name)
         self._catch_up(group)
+        reason = self.storage_stop_reason(group)
+        if reason is not None:
+            raise StorageUnavailableError(name, reason, self._other_leader(group))
         try:
             index, term = group.node.propose(data)
         except NotLeaderError as exc:
             raise NotLeaderError(name, None if exc.leader is None else broker_of(exc.leader)) from None
+        except Exception as exc:
+            if self._storage_failed(group, exc, "appending to the journal"):
+                raise StorageUnavailableError(name, group.storage_error, None) from exc
+            raise
         fut = self._loop.create_future()
         group.waiting[index] = (term, fut)
         self._activate(group)
@@ -424,6 +479,23 @@ class RaftHost:
             out.append(st)
         return out
 
+    def storage_status(self) -> dict:
+        """The data directory's health: "ok", "low" (below the watermark) or "failed" (a write failed)."""
+        errors = {g.name: g.storage_error for g in self.groups.values() if g.storage_error}
+        state = "failed" if errors else "low" if self.storage.low else "ok"
+        reason = next(iter(errors.values())) if errors else self.storage.low_reason() if self.storage.low else None
+        stopped = sum(1 for g in self.groups.values() if g.node.storage_failed)
+        return {"status": state, "reason": reason, "stopped_groups": stopped, "failed_groups": errors,
+                **self.storage.status()}
+
+    def storage_stop_reason(self, group: RaftGroup) -> str | None:
+        """Why this replica cannot write now ("disk full", ...), None if it can."""
+        if group.storage_error is not None:
+            return group.storage_error
+        if self.storage.low and not group.critical:
+            return "disk almost full (below --min-free-bytes)"
+        return None
+
     def transport_stats(self) -> dict:
         return self.transport.stats() if self.transport else {}
 
@@ -463,7 +535,7 @@ class RaftHost:
         for (group, _), result in zip(jobs, results):
             if isinstance(result, BaseException):
                 # Nothing of this group may be acknowledged: its messages are dropped (peers retry).
-                log.critical("raft group %s: fsync failed: %s", group.name, result)
+                self._storage_failed(group, result, "syncing the journal", fallback="I/O error")
                 failed.add(group)
         self._sync_task = None
         self._finish(batch, failed)
@@ -475,13 +547,12 @@ class RaftHost:
         frames: dict[int, list[bytes]] = defaultdict(list)
         for group, messages in batch:
             if group.closed or group in failed:
-                if group in failed:
-                    self._active.add(group)
-                continue
+                continue  # a failed sync stopped the replica: it waits for the disk, not for the next pump
             try:
                 self._drive(group, messages, frames)
-            except Exception:
-                log.exception("raft group %s: unexpected error while driving it", group.name)
+            except Exception as exc:
+                if not self._storage_failed(group, exc, "driving the group"):
+                    log.exception("raft group %s: unexpected error while driving it", group.name)
         if self.transport is not None:
             for peer, payloads in frames.items():
                 self.transport.send(peer, encode_frame(payloads))
@@ -492,6 +563,8 @@ class RaftHost:
         for m in messages:
             frames[broker_of(m.dst)].append(encode_message(m))
         for index, entry in node.take_committed(group.journal.synced_index):
+            if group.storage_error is not None:
+                break  # the state machine failed: it is reopened from its checkpoint once the disk works
             # A configuration entry is the core's business: the state machine sees a no-op.
             self._apply(group, index, entry.term, entry.data if entry.kind == ENTRY_NORMAL else b"")
         if group.waiting and node.applied >= min(group.waiting):
@@ -510,7 +583,8 @@ class RaftHost:
             result: Any = group.sm.apply(index, term, data)
             error = None
         except Exception as exc:  # a state machine bug must not take the broker down
-            log.exception("raft group %s: applying index %d failed", group.name, index)
+            if not self._storage_failed(group, exc, f"applying index {index}"):
+                log.exception("raft group %s: applying index %d failed", group.name, index)
             result, error = None, exc
         waiting = group.waiting.pop(index, None)
         if waiting is None:
@@ -558,8 +632,9 @@ class RaftHost:
             return
         try:
             group.node.step(m)
-        except Exception:
-            log.exception("raft group %s: message %s from %d failed", group.name, m.type.name, peer)
+        except Exception as exc:
+            if not self._storage_failed(group, exc, f"storing {m.type.name} from broker {peer}"):
+                log.exception("raft group %s: message %s from %d failed", group.name, m.type.name, peer)
             return
         self._activate(group)
 
@@ -647,7 +722,7 @@ class RaftHost:
         tick_s = self.cfg.tick_ms / 1000
         silence_s = self.cfg.election_ticks * tick_s
         last_checkpoint = time.monotonic()
-        ticks_since_beat = 0
+        ticks_since_beat = ticks_since_storage_check = 0
         while True:
             await asyncio.sleep(tick_s)
             now = time.monotonic()
@@ -681,6 +756,10 @@ class RaftHost:
                 if node.has_ready():
                     self._activate(group)
             self.host_ticks += ticks
+            ticks_since_storage_check += ticks
+            if ticks_since_storage_check >= self.cfg.storage_check_ticks:
+                ticks_since_storage_check = 0
+                self._check_storage(now)
             if now - last_checkpoint >= self.cfg.checkpoint_interval_s:
                 last_checkpoint = now
                 self._checkpoint_all()
@@ -689,16 +768,117 @@ class RaftHost:
         if self._sync_task is not None:
             return  # compaction rewrites journal files: not under an fsync in flight; next time
         for group in list(self.groups.values()):
-            if group.closed or group.sm.applied_index <= group.checkpointed:
+            stopped = group.node.storage_failed
+            if group.closed or (group.sm.applied_index <= group.checkpointed and not stopped):
                 continue
             try:
-                durable = group.sm.checkpoint()
-                group.checkpointed = durable
-                # Keep a tail so that briefly lagging followers catch up from the journal.
-                group.journal.compact(durable - self.cfg.journal_keep_entries)
-            except Exception:
-                log.exception("raft group %s: checkpoint failed", group.name)
+                if group.storage_error is None and group.sm.applied_index > group.checkpointed:
+                    group.checkpointed = group.sm.checkpoint()
+                # Keep a tail so that briefly lagging followers catch up from the journal; a stopped
+                # replica serves nobody and frees what it can.
+                group.journal.compact(group.checkpointed - (0 if stopped else self.cfg.journal_keep_entries))
+            except Exception as exc:
+                if group.storage_error is None and not self._storage_failed(group, exc, "checkpoint"):
+                    log.exception("raft group %s: checkpoint failed", group.name)
+
+    # ------------------------------------------------------------- storage
+
+    def _storage_failed(self, group: RaftGroup, exc: BaseException, action: str,
+                        fallback: str | None = None) -> bool:
+        """A write for `group` failed: stop its replica until the disk works again (False: no storage error)."""
+        reason = storage_failure_reason(exc) or fallback
+        if reason is None or group.closed:
+            return False
+        if group.storage_error is None:
+            log.error("raft group %s: %s failed (%s: %r); broker %d stops acting for the group until its disk "
+                      "can be written again", group.name, action, reason, exc, self.id)
+        group.storage_error = reason
+        self._apply_storage_state(group)
+        return True
+
+    def _apply_storage_state(self, group: RaftGroup) -> None:
+        """Stop or resume the replica as the disk's state says."""
+        stop = self.storage_stop_reason(group) is not None
+        if stop == group.node.storage_failed:
+            return
+        self._catch_up(group)
+        group.node.set_storage_failed(stop)
+        if stop:
+            self._fail_waiting(group, "its broker's storage failed")
+        self._activate(group)
+
+    def _fail_waiting(self, group: RaftGroup, why: str) -> None:
+        """Proposals in flight may still be committed by another leader: their outcome is unknown."""
+        for index, (_, fut) in list(group.waiting.items()):
+            if not fut.done():
+                fut.set_exception(ProposalOutcomeUnknownError(f"{group.name}: entry {index} outcome unknown ({why})"))
+        group.waiting.clear()
+
+    def _other_leader(self, group: RaftGroup) -> int | None:
+        leader = self.leader_of(group.name)
+        return leader if leader != self.id else None
+
+    def _check_storage(self, now: float) -> None:
+        """Sample free space; stop or resume replicas; start a probe for replicas whose writes failed."""
+        was_low = self.storage.low
+        try:
+            low = self.storage.sample()
+        except OSError as exc:
+            log.warning("broker %d: cannot measure free space in %s: %s", self.id, self.data_dir, exc)
+            return
+        if low != was_low:
+            if low:
+                log.warning("broker %d: %s; its partition replicas stop (leadership moves to other brokers) "
+                            "until space is freed", self.id, self.storage.low_reason())
+            else:
+                log.warning("broker %d: disk has %d bytes free again; partition replicas resume",
+                            self.id, self.storage.usage.free_bytes)
+            for group in list(self.groups.values()):
+                self._apply_storage_state(group)
+        failed = [g for g in self.groups.values() if g.storage_error is not None]
+        if failed and not low and self._recovery is None and self.storage.probe_due(now):
+            self._recovery = self._loop.create_task(self._recover(), name=f"raft-storage-recovery-{self.id}")
+
+    async def _recover(self) -> None:
+        """Probe the disk; if it takes a write, reopen every replica whose write failed."""
+        try:
+            reason = await self._loop.run_in_executor(self._fsync_pool, self.storage.probe, time.monotonic())
+            if reason is not None:
+                log.info("broker %d: disk still unusable (%s); probing again later", self.id, reason)
+                return
+            for group in [g for g in self.groups.values() if g.storage_error is not None]:
+                await self._reopen(group)
+        finally:
+            self._recovery = None
+
+    async def _reopen(self, group: RaftGroup) -> None:
+        """Replace the replica's journal, state machine and node by fresh ones opened from disk."""
+        while self._sync_task is not None and not self._sync_task.done():
+            await asyncio.shield(self._sync_task)  # do not close a journal under its fsync
+        if group.closed:
+            return  # from here on nothing awaits: no pump can start a sync of the old journal
+        self._active.discard(group)
+        self._fail_waiting(group, "the replica was reopened")
+        try:
+            group.journal.close()
+        except Exception as exc:
+            log.info("raft group %s: closing the journal before reopening: %r", group.name, exc)
+        try:
+            group.sm.reopen()
+            journal, node = self._open_replica(group.name, group.directory, group.node.membership, group.sm)
+        except Exception as exc:
+            log.error("raft group %s: reopening after the storage failure failed (%r); trying again later",
+                      group.name, exc)
+            return
+        group.journal, group.node = journal, node
+        group.checkpointed = group.sm.applied_index
+        group.storage_error, group.asleep_since, group.known_leader = None, None, (None, 0)
+        log.warning("raft group %s: the disk is writable again; reopened from the checkpoint at index %d, "
+                    "catching up", group.name, group.checkpointed)
+        self._apply_storage_state(group)
+        self._activate(group)
 
 
 __all__ = ["Announcement", "HostConfig", "RaftHost", "RaftGroup", "StateMachine", "ProposalDroppedError",
-           "ProposalOutcomeUnknownError", "GroupClosedError", "GroupStateLost", "MembershipChangeError", "NotLeaderError", "ReadIndexError"]
+           "ProposalOutcomeUnknownError", "GroupClosedError", "GroupStateLost", "MembershipChangeError", "NotLeaderError",
+           "ReadIndexError", "StorageUnavailableError"]

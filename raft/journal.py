@@ -162,9 +162,7 @@ class Journal:
 
     def reset(self, snapshot_index: int, snapshot_term: int, config: bytes) -> None:
         """Discard every entry: the state machine now holds everything up to snapshot_index."""
-        self.snapshot_index, self.snapshot_term, self.snapshot_config = snapshot_index, snapshot_term, config
-        self._staged = None
-        self._write_hard_state()
+        self._move_compaction_point(snapshot_index, snapshot_term, config, unstage=True)
         self._log.reset(snapshot_index)
         self._terms = []
         self._configs = {}
@@ -237,9 +235,7 @@ class Journal:
             return
         term = self.term_at(upto)
         drop = upto - self.snapshot_index
-        self.snapshot_config = self.config_at(upto)[1]
-        self.snapshot_index, self.snapshot_term = upto, term
-        self._write_hard_state()
+        self._move_compaction_point(upto, term, self.config_at(upto)[1])
         del self._terms[:drop]
         for config_index in [i for i in self._configs if i <= upto]:
             del self._configs[config_index]
@@ -254,8 +250,11 @@ class Journal:
         return self._log.size_bytes
 
     def close(self) -> None:
-        self.sync()
-        self._log.close()
+        """Sync and release the files (released even when the sync fails, which is then raised)."""
+        try:
+            self.sync()
+        finally:
+            self._log.close()
 
     # -------------------------------------------------------------- private
 
@@ -294,6 +293,18 @@ class Journal:
     def _write_hard_state(self) -> None:
         self._write_captured(self._capture_hard_state())
         self._hard_state_dirty = False
+
+    def _move_compaction_point(self, index: int, term: int, config: bytes, unstage: bool = False) -> None:
+        """Record a new compaction point durably; if that fails (disk full) nothing changes."""
+        old = self.snapshot_index, self.snapshot_term, self.snapshot_config, self._staged
+        self.snapshot_index, self.snapshot_term, self.snapshot_config = index, term, config
+        if unstage:
+            self._staged = None
+        try:
+            self._write_hard_state()
+        except BaseException:
+            self.snapshot_index, self.snapshot_term, self.snapshot_config, self._staged = old
+            raise
 
     def _load_terms(self) -> None:
         offset = self.snapshot_index  # offset of index snapshot_index + 1

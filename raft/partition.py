@@ -25,7 +25,9 @@ journal: no batch is appended twice); a log that ends before it is data loss
 (`PartitionDataLossError`). Retention deletes only checkpointed segments, so a crash never
 leaves the log starting beyond its checkpoint. An I/O error while changing the live log or the
 checkpoint stops the state machine (fail-stop, `PartitionStateError` from then on): skipping an
-entry would make this replica diverge; reopening recovers from the checkpoint.
+entry would make this replica diverge; `reopen()` (the host calls it once the disk takes writes
+again) recovers from the checkpoint without a restart. Retention still runs on a stopped state
+machine (it only deletes whole checkpointed segments), so a full disk can be freed.
 
 Snapshot stream (see `partition_snapshot` for the formats): the leader serves its stored batches
 from the follower's cursor; the follower stages them in ``snapshot-staging`` and
@@ -150,7 +152,11 @@ class PartitionStateMachine:
         self._max_producers = max_producers
         self._chunk_bytes = snapshot_chunk_bytes
         self._failure: str | None = None
-        config = replace(log_config, max_message_bytes=_STORAGE_MAX_MESSAGE_BYTES)
+        self._config = replace(log_config, max_message_bytes=_STORAGE_MAX_MESSAGE_BYTES)
+        self._open()
+
+    def _open(self) -> None:
+        config = self._config
         checkpoint = self._read_checkpoint()
         self.applied_index = checkpoint.applied_index
         self.applied_term = checkpoint.applied_term
@@ -245,9 +251,30 @@ class PartitionStateMachine:
         return self.applied_index
 
     def apply_retention(self, now: int | None = None) -> int:
-        """Delete old segments per retention.ms / retention.bytes (only checkpointed ones); returns the count."""
-        self._check_usable()
+        """Delete old segments per retention.ms / retention.bytes (only checkpointed ones); returns the count.
+
+        Also after a failure: whole segments below the durable checkpoint are never needed again.
+        """
         return self.log.apply_retention(now, max_offset=self._checkpointed_end)
+
+    def reconfigure(self, log_config: LogConfig) -> None:
+        """Take new topic configs (retention, segment size) from now on."""
+        self._config = replace(log_config, max_message_bytes=_STORAGE_MAX_MESSAGE_BYTES)
+        self.log.reconfigure(self._config)
+        self._staging.reconfigure(self._config)
+
+    def reopen(self) -> None:
+        """Recover from a failure without a restart: drop the in-memory state, open from the checkpoint."""
+        try:
+            self.close()
+        except Exception as exc:  # the files are released anyway (PartitionLog.close)
+            logger.info("%s: closing before reopening: %r", self.directory, exc)
+        try:
+            self._open()
+        except Exception as exc:
+            self._failure = f"reopening failed: {exc!r}"
+            raise
+        self._failure = None
 
     def close(self) -> None:
         """Release the files. Does not checkpoint (the host checkpoints before closing)."""

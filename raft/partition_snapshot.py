@@ -150,6 +150,11 @@ class Staging:
         if chunk.done:
             self.final = chunk
 
+    def reconfigure(self, config: LogConfig) -> None:
+        self._config = config
+        if self.log is not None:
+            self.log.reconfigure(config)
+
     def open_existing(self) -> PartitionLog | None:
         """The staging log left by an interrupted install (at open time), or None if there is none."""
         if not os.path.isdir(self.path):

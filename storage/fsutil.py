@@ -10,6 +10,7 @@ raftka.storage.powerloss.apply_ledger can later cut every file back to what was 
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 LEDGER_ENV = "RAFTKA_FSYNC_LEDGER"
@@ -55,13 +56,18 @@ def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
     tmp = path + TMP_SUFFIX
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)  # a full disk must not keep a half-written copy
+        raise
     fsync_dir(os.path.dirname(os.path.abspath(path)))
     record_durable(path, len(data))

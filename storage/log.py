@@ -226,6 +226,11 @@ class PartitionLog:
     def size_bytes(self) -> int:
         return sum(s.size for s in self._segments)
 
+    def reconfigure(self, config: LogConfig) -> None:
+        """Use config (retention, segment size, ...) from now on; existing segments stay as they are."""
+        with self._lock:
+            self._config = config
+
     def segments(self) -> list[SegmentInfo]:
         """The segments, oldest first (the last is the active one)."""
         return [SegmentInfo(s.base_offset, s.next_offset, s.size, s.max_timestamp) for s in self._segments]
@@ -511,15 +516,20 @@ class PartitionLog:
     # ---- closing -------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Flush and release the files and the directory lock. Idempotent."""
+        """Flush and release the files and the directory lock. Idempotent.
+
+        The files are released even when the flush fails (its error is raised after).
+        """
         if self._closed:
             return
-        self.flush()
-        with self._lock:
-            self._closed = True
-            for segment in self._segments:
-                segment.close()
-            self._dir.close()
+        try:
+            self.flush()
+        finally:
+            with self._lock:
+                self._closed = True
+                for segment in self._segments:
+                    segment.close()
+                self._dir.close()
 
     def __enter__(self) -> PartitionLog:
         return self

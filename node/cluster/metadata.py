@@ -247,6 +247,9 @@ class MetadataStateMachine:
     def close(self) -> None:
         pass
 
+    def reopen(self) -> None:
+        """After a storage failure: nothing to do, the state lives in memory and `apply` never writes."""
+
     # -------------------------------------------------------------- snapshot
 
     def begin_install(self) -> bytes:
