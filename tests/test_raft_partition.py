@@ -14,6 +14,7 @@ import sys
 import orjson
 import pytest
 from crc32c import crc32c
+
 from partition_helpers import Journal, batch, file_size_limit, produce, values_of
 
 from raftka.raft.partition import (
@@ -24,6 +25,7 @@ from raftka.raft.partition import (
     encode_produce,
 )
 from raftka.raft.partition_producers import INT32_MAX, CachedBatch, ProducerTable
+from raftka.raft.storage_health import storage_failure_reason
 from raftka.storage import LEDGER_ENV, LogConfig
 from raftka.storage.powerloss import apply_ledger
 
@@ -395,6 +397,30 @@ def test_an_io_error_while_appending_stops_the_state_machine_until_reopened(tmp_
     sm = PartitionStateMachine(str(tmp_path), LogConfig())
     assert j.apply_all(sm, start=7) == [(6, 6, False, 0), (7, 7, False, 0)]
     assert [v for _, v in values_of(sm)] == [b"v%d" % n for n in range(8)]
+    sm.close()
+
+
+def test_a_stopped_state_machine_still_runs_retention_and_reopens_in_place(tmp_path):
+    """After an I/O failure: retention (with a lowered retention.bytes) frees checkpointed segments,
+    and reopen() recovers the same object from its checkpoint, as the host does once the disk works."""
+    j = Journal()
+    for n in range(8):
+        j.add(produce([b"v%d" % n], 1, 0, n))
+    small = LogConfig(segment_bytes=100)  # a segment per batch
+    sm = PartitionStateMachine(str(tmp_path), small)
+    j.apply_all(sm, stop=6)
+    sm.checkpoint()
+    with file_size_limit(60):
+        with pytest.raises(Exception) as failure:
+            sm.apply(*j.entries[6])
+    assert storage_failure_reason(failure.value) == "file too large for the file system"
+    sm.reconfigure(LogConfig(segment_bytes=100, retention_bytes=0))
+    assert sm.apply_retention() > 0
+    assert sm.log_start_offset == 6  # every whole segment below the checkpoint (offset 6) is gone
+    sm.reopen()
+    assert sm.applied_index == 6
+    assert j.apply_all(sm, start=7) == [(6, 6, False, 0), (7, 7, False, 0)]
+    assert [v for _, v in values_of(sm)] == [b"v6", b"v7"]
     sm.close()
 
 
