@@ -32,6 +32,7 @@ from raftka.client.errors import (
     NotLeaderError,
     PartitionNotFoundError,
     RequestTimedOutError,
+    StorageUnavailableError,
     TopicNotFoundError,
 )
 from raftka.client.metadata import MetadataCache, PartitionInfo
@@ -156,7 +157,7 @@ class Cluster:
         leader = self.cache.leader_url(topic, partition, self.now())
         try:
             answer = await self.request_any(method, path, prefer=leader, **kwargs)
-        except NotLeaderError as exc:
+        except (NotLeaderError, StorageUnavailableError) as exc:  # the leader moved, or is moving away
             self.cache.on_not_leader(topic, partition, exc.leader_id, exc.leader_url)
             raise
         except (TopicNotFoundError, PartitionNotFoundError):

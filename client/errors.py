@@ -18,6 +18,8 @@ Hierarchy::
      |    +-- NotLeaderError               50301, with leader_id / leader_url hints
      |    +-- RequestTimedOutError         50003 or client-side read timeout: outcome unknown
      |    +-- BrokerNotAvailableError      50302
+     |    +-- StorageUnavailableError      50701 the broker's disk is full or failing: nothing was written;
+     |    |                                     leader_id / leader_url name the new leader when known
      |    |    +-- BrokerConnectionError   this client could not connect to a broker
      |    +-- NoBrokersAvailable           no broker of bootstrap/metadata answered; lists what was tried
      +-- NotFoundError                     404xx
@@ -88,6 +90,7 @@ __all__ = [
     "RetriableError",
     "ServerError",
     "StaleGenerationError",
+    "StorageUnavailableError",
     "TopicAlreadyExistsError",
     "TopicNotFoundError",
     "UnknownMemberError",
@@ -154,6 +157,23 @@ class RequestTimedOutError(RetriableError):
 
 class BrokerNotAvailableError(RetriableError):
     """A broker is unreachable or could not forward the request."""
+
+
+class StorageUnavailableError(RetriableError):
+    """The broker cannot write (disk full, I/O error, below its low-disk watermark); nothing was written.
+
+    Leadership moves to a replica that can write; the hints name it when known (None: not yet).
+    """
+
+    @property
+    def leader_id(self) -> int | None:
+        value = self.details.get("leader_id")
+        return value if isinstance(value, int) else None
+
+    @property
+    def leader_url(self) -> str | None:
+        value = self.details.get("leader_url")
+        return value if isinstance(value, str) and value else None
 
 
 class BrokerConnectionError(BrokerNotAvailableError):
@@ -361,6 +381,7 @@ _BY_CODE: dict[int, type[RaftkaError]] = {
     50003: RequestTimedOutError,
     50301: NotLeaderError,
     50302: BrokerNotAvailableError,
+    50701: StorageUnavailableError,
 }
 
 _BY_STATUS: dict[int, type[RaftkaError]] = {

@@ -13,6 +13,7 @@ from raftka.client.errors import (
     RaftkaError,
     RecordTooLargeError,
     RequestTooLargeError,
+    StorageUnavailableError,
     TopicNotFoundError,
 )
 
@@ -56,9 +57,10 @@ def classify_produce_error(exc: BaseException, record_count: int) -> Disposition
 def may_have_been_written(exc: BaseException) -> bool:
     """Whether a failed produce attempt may still have been appended. Only a request that never
     reached a broker, or that a broker refused with a 4xx answer (validation happens before the batch
-    is proposed to Raft), is certainly not written. Anything else - timeouts, lost connections, 5xx
-    including NotLeader (a deposed leader's entry may still be committed by its successor) - may be."""
-    if isinstance(exc, (BrokerConnectionError, NoBrokersAvailable)):
+    is proposed to Raft), or refused for lack of storage (507: refused before it was appended), is
+    certainly not written. Anything else - timeouts, lost connections, 5xx including NotLeader (a
+    deposed leader's entry may still be committed by its successor) - may be."""
+    if isinstance(exc, (BrokerConnectionError, NoBrokersAvailable, StorageUnavailableError)):
         return False
     status = getattr(exc, "http_status", None)
     return not (status is not None and 400 <= status < 500)

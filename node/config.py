@@ -123,6 +123,9 @@ class BrokerConfig:
     stop_when_fd_closes: int | None = None  # an inherited pipe's read end: stop when its writer (the parent) dies
     kafka_listen: Address | None = None  # Kafka wire protocol bind address; None: no Kafka listener
     kafka_advertise: Address | None = None  # what Kafka clients are told to connect to (default: kafka_listen)
+    # low-disk watermark: below it partition replicas stop and produce gets 507; None = auto
+    # (1 GiB or 5 % of the data dir's filesystem, whichever is smaller; raftka.raft.storage_health)
+    min_free_bytes: int | None = None
 
     @property
     def self_peer(self) -> Peer:
@@ -265,6 +268,13 @@ def _parse_replication_factor(raw: Any) -> int | None:
     return _parse_int(1, 2**31 - 1)(raw)
 
 
+def _parse_min_free_bytes(raw: Any) -> int | None:
+    """Bytes, or ``auto`` (None here): 1 GiB or 5 % of the filesystem, whichever is smaller."""
+    if isinstance(raw, str) and raw.strip().lower() == "auto":
+        return None
+    return _parse_int(0, 2**62)(raw)
+
+
 def _parse_log_level(raw: Any) -> str:
     level = _parse_str(raw).strip().upper()
     if level not in _LOG_LEVELS:
@@ -383,6 +393,14 @@ _SETTINGS = [
         _parse_address,
         "Kafka address given to clients in Metadata (default: --kafka-listen; needed when it is 0.0.0.0)",
         "HOST:PORT",
+    ),
+    _Setting(
+        "--min-free-bytes",
+        _parse_min_free_bytes,
+        "low-disk watermark: below this much free space in the data dir the broker refuses produce (507) and "
+        "its partition replicas stop until space is freed; 0 turns it off (default auto: 1 GiB or 5 %% of "
+        "the filesystem, whichever is smaller)",
+        "BYTES",
     ),
     _Setting(
         "--log-level",
@@ -623,4 +641,5 @@ def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | 
         stop_when_fd_closes=get("stop_when_fd_closes"),
         kafka_listen=kafka_listen,
         kafka_advertise=kafka_advertise,
+        min_free_bytes=get("min_free_bytes"),
     )

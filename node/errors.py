@@ -55,6 +55,13 @@ NotLeader                    503  50301  C  retriable: this broker does not lead
                                             when unknown). Confluent's 50301 is
                                             also a retry-later 503.
 BrokerNotAvailable           503  50302  C  retriable: forwarding target is down
+StorageUnavailable           507  50701  R  retriable: the broker cannot write
+                                            (disk full, I/O error, read-only fs,
+                                            below --min-free-bytes); nothing was
+                                            appended. Body adds ``leader_id``,
+                                            ``leader_url`` of the group's new
+                                            leader when known (Kafka:
+                                            KAFKA_STORAGE_ERROR)
 ==========================  ====  =====  =========================================
 
 Confluent's 42201-42203 and 42205 concern schemas, which raftka does not have.
@@ -94,6 +101,7 @@ __all__ = [
     "RequestTimedOut",
     "RequestTooLarge",
     "StaleGeneration",
+    "StorageUnavailable",
     "TopicAlreadyExists",
     "TopicNotFound",
     "UnsupportedMediaType",
@@ -339,3 +347,20 @@ class NotLeader(ApiError):
 
 class BrokerNotAvailable(ApiError):
     http_status, error_code, retriable = 503, 50302, True
+
+
+class StorageUnavailable(ApiError):
+    """This broker cannot write what the request needs; another replica may (``leader_id``/``leader_url``)."""
+
+    http_status, error_code, retriable = 507, 50701, True
+
+    def __init__(self, broker_id: int, reason: str, what: str, leader_id: int | None = None,
+                 leader_url: str | None = None) -> None:
+        hint = "retry: leadership is moving to another replica" if leader_id is None else \
+            f"retry on the leader, broker {leader_id}" + (f" at {leader_url}" if leader_url else "")
+        super().__init__(f"Broker storage unavailable: {reason} on broker {broker_id} ({what}); nothing was "
+                         f"written; {hint}.")
+        self.broker_id, self.reason, self.leader_id, self.leader_url = broker_id, reason, leader_id, leader_url
+
+    def extra(self) -> dict[str, Any]:
+        return {"leader_id": self.leader_id, "leader_url": self.leader_url}

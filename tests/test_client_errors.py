@@ -20,7 +20,8 @@ def make(cls: type[broker.ApiError]) -> broker.ApiError:
     params = list(inspect.signature(cls.__init__).parameters)[1:]
     samples = {"topic": "orders", "partition": 3, "group": "g", "instance": "i", "generation": 4,
                "current_generation": 5, "offset": 99, "earliest": 10, "latest": 20, "what": "partition orders/3",
-               "leader_id": 2, "leader_url": "http://h:2", "message": "boom", "broker": 7}
+               "leader_id": 2, "leader_url": "http://h:2", "message": "boom", "broker": 7, "broker_id": 3,
+               "reason": "disk full"}
     return cls(*[samples[p] for p in params])
 
 
@@ -52,6 +53,7 @@ EXPECTED = {
     broker.RequestTimedOut: client.RequestTimedOutError,
     broker.NotLeader: client.NotLeaderError,
     broker.BrokerNotAvailable: client.BrokerNotAvailableError,
+    broker.StorageUnavailable: client.StorageUnavailableError,
 }
 
 
@@ -79,6 +81,8 @@ def test_typed_details_survive_the_trip():
     assert (oor.earliest, oor.latest) == (10, 20)
     stale = error_from_response(409, broker.StaleGeneration("g", 4, 5).to_json())
     assert stale.generation == 5
+    full = error_from_response(507, broker.StorageUnavailable(3, "disk full", "partition t/0", 1, "http://h:1").to_json())
+    assert (full.leader_id, full.leader_url) == (1, "http://h:1") and full.retriable
 
 
 @pytest.mark.parametrize(

@@ -87,13 +87,16 @@ def test_produce_error_dispositions(error, count, expected):
 def test_dispositions_of_real_broker_answers():
     assert classify_produce_error(broker_answer(broker_errors.NotLeader("p", 2, "http://h:2")), 5) is Disposition.RETRY
     assert classify_produce_error(broker_answer(broker_errors.RequestTimedOut("slow")), 5) is Disposition.RETRY
+    full = broker_errors.StorageUnavailable(3, "disk full", "partition t/0", 1, "http://h:1")
+    assert classify_produce_error(broker_answer(full), 5) is Disposition.RETRY
     assert classify_produce_error(broker_answer(broker_errors.RecordTooLarge("big")), 5) is Disposition.SPLIT
     assert classify_produce_error(broker_answer(broker_errors.TopicNotFound("t")), 5) is Disposition.CHECK_TOPIC
     assert classify_produce_error(broker_answer(broker_errors.InvalidRequest("bad")), 5) is Disposition.FAIL
 
 
-def test_only_unsent_or_4xx_refused_attempts_are_known_unwritten():
+def test_only_unsent_or_4xx_or_storage_refused_attempts_are_known_unwritten():
     assert not may_have_been_written(BrokerConnectionError("refused"))
+    assert not may_have_been_written(broker_answer(broker_errors.StorageUnavailable(3, "disk full", "p")))
     assert not may_have_been_written(NoBrokersAvailable(["http://a:1"]))
     assert not may_have_been_written(broker_answer(broker_errors.RecordTooLarge("big")))
     assert not may_have_been_written(broker_answer(broker_errors.InvalidRequest("bad")))

@@ -123,6 +123,7 @@ SAMPLES = {
     "stop-when-fd-closes": ("7", 7),
     "kafka-listen": ("0.0.0.0:9092", "0.0.0.0:9092"),
     "kafka-advertise": ("kafka.example:19092", "kafka.example:19092"),
+    "min-free-bytes": ("4194304", 4194304),
 }
 
 
@@ -144,6 +145,15 @@ def test_every_flag_has_an_env_var_and_a_toml_key(tmp_path):
     via_toml_env = load(env={"RAFTKA_CONFIG": str(config)})
     assert via_flags == via_env == via_toml == via_toml_env
     assert via_flags.heartbeat_ms == 70 and via_flags.topic_defaults.segment_bytes == 8192
+    assert via_flags.min_free_bytes == 4194304
+
+
+def test_min_free_bytes_is_auto_unless_set():
+    assert load("--id", "1", "--data-dir", "/d").min_free_bytes is None  # 1 GiB or 5 % of the filesystem
+    assert load("--id", "1", "--data-dir", "/d", "--min-free-bytes", "auto").min_free_bytes is None
+    assert load("--id", "1", "--data-dir", "/d", env={"RAFTKA_MIN_FREE_BYTES": "0"}).min_free_bytes == 0
+    with pytest.raises(ConfigError, match="--min-free-bytes"):
+        load("--id", "1", "--data-dir", "/d", "--min-free-bytes", "-5")
 
 
 @settings(max_examples=40, deadline=None)

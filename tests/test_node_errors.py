@@ -12,6 +12,7 @@ from raftka.node.errors import (
     OffsetOutOfRange,
     PartitionNotFound,
     StaleGeneration,
+    StorageUnavailable,
     TopicNotFound,
     error_body,
 )
@@ -103,4 +104,12 @@ def test_only_transient_conditions_are_retriable():
         "RequestTimedOut",
         "NotLeader",
         "BrokerNotAvailable",
+        "StorageUnavailable",
     }
+
+
+def test_storage_unavailable_says_which_broker_why_and_where_to_retry():
+    body = orjson.loads(StorageUnavailable(3, "disk full", "partition t/0", 1, "http://b1:8080").to_json())
+    assert body["error_code"] == 50701 and StorageUnavailable.http_status == 507
+    assert body["message"].startswith("Broker storage unavailable: disk full on broker 3 (partition t/0)")
+    assert (body["leader_id"], body["leader_url"]) == (1, "http://b1:8080")

@@ -8,8 +8,9 @@ or cut answer means the request may or may not have taken effect
 (``NoAnswer``). Keep-alive would blur that line (a stale pooled connection
 fails after the request bytes were written).
 
-Broker answers (notes/http_api.md): a 4xx, and 503 50301 NotLeader (a broker
-answers it only before proposing, or when Raft dropped the entry), are
+Broker answers (notes/http_api.md): a 4xx, 503 50301 NotLeader (a broker
+answers it only before proposing, or when Raft dropped the entry) and 507
+50701 storage unavailable (refused before anything was appended) are
 definite failures; any other 5xx (50003 request timed out, 50302 forwarding
 failed, 50002 internal error) leaves the outcome unknown.
 """
@@ -27,6 +28,7 @@ import orjson
 JSON = "application/json"
 KAFKA_JSON = "application/vnd.kafka.json.v2+json"
 NOT_LEADER = 50301
+STORAGE_UNAVAILABLE = 50701
 CONNECT_TIMEOUT_S = 1.0
 ERROR_TEXT_LIMIT = 200
 
@@ -68,7 +70,7 @@ def definite_failure(status: int, error_code: int | None) -> bool:
     """Whether an error answer (HTTP status, REST Proxy code) guarantees that nothing happened."""
     if error_code is None:
         return 400 <= status < 500
-    return 40000 <= error_code < 50000 or error_code == NOT_LEADER
+    return 40000 <= error_code < 50000 or error_code in (NOT_LEADER, STORAGE_UNAVAILABLE)
 
 
 def describe(exc: BaseException) -> str:

@@ -25,7 +25,8 @@ leader. Stale knowledge is realistic: a client keeps writing to a deposed
 leader until it learns better.
 
 Outcomes. ``send`` and ``commit``: ok on success, fail on a definite error
-(the connection could not be made, a 4xx, 503 50301 NotLeader), info
+(the connection could not be made, a 4xx, 503 50301 NotLeader, 507 50701
+storage unavailable), info
 otherwise (timeout, lost connection, 50003, 50302, 500). An info retires the
 process: the op returns True and the caller continues with a new process id
 and a fresh client. Reads (``poll``, ``list_committed``) have no effect, so a

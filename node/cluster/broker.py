@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import uuid
 from dataclasses import dataclass
 
@@ -40,10 +41,10 @@ from raftka.node.cluster.membership import MembershipReconciler
 from raftka.node.cluster.metadata import MetadataStateMachine
 from raftka.node.cluster.topics import partition_directory_name
 from raftka.node.config import BrokerConfig
-from raftka.node.errors import ApiError, NotLeader, PartitionNotFound, RequestTimedOut, TopicNotFound
+from raftka.node.errors import ApiError, NotLeader, PartitionNotFound, RequestTimedOut, StorageUnavailable, TopicNotFound
 from raftka.raft import canary
 from raftka.raft.core import NotLeaderError, Role
-from raftka.raft.host import GroupStateLost, HostConfig, ProposalDroppedError, RaftHost
+from raftka.raft.host import GroupStateLost, HostConfig, ProposalDroppedError, RaftHost, StorageUnavailableError
 from raftka.raft.journal import Journal
 from raftka.raft.partition import PartitionStateMachine, encode_produce
 from raftka.raft.replica import replica_id
@@ -58,6 +59,7 @@ BOOTSTRAP_LOG_INTERVAL_S = 5.0
 HOSTED_GROUPS_FILE = "hosted-groups.json"
 OPEN_RETRY_FIRST_S = 0.5  # a partition that failed to open is retried after this, doubling each time ...
 OPEN_RETRY_MAX_S = 30.0  # ... up to this
+RETENTION_INTERVAL_LOW_DISK_S = 2.0  # free a full disk quickly
 
 
 class MetadataRejected(ApiError):
@@ -84,6 +86,7 @@ class HostedPartition:
     partition: int
     group: str
     sm: "NotifyingPartition"
+    configs: dict  # the topic configs its log runs with
 
 
 class NotifyingPartition(PartitionStateMachine):
@@ -126,7 +129,8 @@ class Broker:
         tick_ms = max(10, min(50, config.heartbeat_ms // 2))
         self.host_config = HostConfig(tick_ms=tick_ms,
                                       heartbeat_ticks=max(1, config.heartbeat_ms // tick_ms),
-                                      election_ticks=max(3, config.election_timeout_ms // tick_ms))
+                                      election_ticks=max(3, config.election_timeout_ms // tick_ms),
+                                      min_free_bytes=config.min_free_bytes)
         self.host = RaftHost(self.id, self.data_dir, listen=(config.raft_listen.host, config.raft_listen.port),
                              peers={p.broker_id: p.raft_address for p in config.peers},
                              secret=config.cluster_secret, config=self.host_config)
@@ -148,7 +152,7 @@ class Broker:
             await self._settle_identity()
             self.metadata = MetadataStateMachine(os.path.join(self.data_dir, "metadata"),
                                                  on_change=self._on_metadata_change)
-            self._host_group(METADATA_GROUP, sorted(self.urls), self.metadata)
+            self._host_group(METADATA_GROUP, sorted(self.urls), self.metadata, critical=True)
         except BaseException:
             await self.host.stop()
             raise
@@ -209,14 +213,14 @@ class Broker:
             if self._formed():
                 self.host.announce(self.identity.incarnation, True)
 
-    def _host_group(self, name: str, members: list[int] | None, sm) -> None:
+    def _host_group(self, name: str, members: list[int] | None, sm, *, critical: bool = False) -> None:
         """add_group, unless this directory hosted the group before and its state is gone (GroupStateLost)."""
         hosted = self._read_hosted_groups()
         if name in hosted and not os.path.isdir(self.host.group_directory(name)):
             sm.close()
             raise GroupStateLost(f"raft group {name}: its journal vanished from {self.data_dir}; stop the broker, "
                                  "empty its data directory and start it again to rejoin as a new incarnation")
-        self.host.add_group(name, members, sm)
+        self.host.add_group(name, members, sm, critical=critical)
         if name not in hosted:  # after the journal exists, before it can say anything (pump)
             self._write_hosted_groups(hosted | {name})
 
@@ -272,6 +276,10 @@ class Broker:
             problems.append(f"{len(lost)} replica(s) lost with their broker's disk, being replaced: "
                             + ", ".join(sorted(f"{names.get(g, g)} on broker {r & ((1 << 31) - 1)}"
                                                for g, r in lost)[:20]))
+        storage = self.host.storage_status()
+        if storage["status"] != "ok":  # a full or failing disk: the broker lives on, its replicas stand aside
+            problems.append(f"storage {storage['status']}: {storage['reason']}; {storage['stopped_groups']} "
+                            "replica(s) on this broker stopped until the disk can be written again")
         return problems
 
     def desired_voters(self, group: str) -> frozenset[int] | None:
@@ -336,6 +344,8 @@ class Broker:
             result = await asyncio.wait_for(self.host.propose(METADATA_GROUP, cmd), timeout)
         except NotLeaderError as exc:
             raise self.not_leader(exc.leader, "the metadata group") from None
+        except StorageUnavailableError as exc:
+            raise self.storage_unavailable(exc, "the metadata group") from None
         except asyncio.TimeoutError:
             raise RequestTimedOut(f"Metadata change not committed within {timeout:.0f} s; retry.") from None
         if "error" in result:
@@ -370,6 +380,10 @@ class Broker:
     def not_leader(self, leader: int | None, what: str) -> NotLeader:
         return NotLeader(what, leader_id=leader, leader_url=self.urls.get(leader) if leader is not None else None)
 
+    def storage_unavailable(self, exc: StorageUnavailableError, what: str) -> StorageUnavailable:
+        leader = exc.leader
+        return StorageUnavailable(self.id, exc.reason, what, leader, self.urls.get(leader) if leader else None)
+
     def leader_of(self, topic: str, partition: int) -> int | None:
         """Best knowledge of a partition's leader: hosted group, peers' reports, else None."""
         replicas = self.replicas(topic, partition)
@@ -401,6 +415,8 @@ class Broker:
             result = await asyncio.wait_for(self.host.propose(hosted.group, encode_produce(batch)), timeout)
         except NotLeaderError as exc:
             raise self.not_leader(exc.leader, f"partition {topic}/{partition}") from None
+        except StorageUnavailableError as exc:  # nothing was appended: a definite, retriable failure
+            raise self.storage_unavailable(exc, f"partition {topic}/{partition}") from None
         except asyncio.TimeoutError:
             raise RequestTimedOut(f"Produce to {topic}/{partition} not committed within {timeout:.1f} s; the "
                                   "outcome is unknown (retry with the idempotent producer).") from None
@@ -444,6 +460,7 @@ class Broker:
             if key not in wanted or wanted[key][0] != hosted.group:
                 del self.partitions[key]
                 await self.host.remove_group(hosted.group, delete_data=True)
+                shutil.rmtree(hosted.sm.directory, ignore_errors=True)  # also on a broker whose disk is full
                 log.info("broker %d: removed partition %s/%d", self.id, *key)
         stale = {g for g in self._read_hosted_groups() if g != METADATA_GROUP and g not in wanted_groups}
         if stale:
@@ -453,7 +470,14 @@ class Broker:
         for key in [k for k in self.open_failures if k not in wanted or wanted[k][0] != self.open_failures[k].group]:
             del self.open_failures[key]
         for count, ((topic, p), (group, members, configs)) in enumerate(wanted.items()):
-            if (topic, p) in self.partitions or group in self.lost_groups:
+            hosted = self.partitions.get((topic, p))
+            if hosted is not None:
+                if hosted.configs != configs:  # e.g. lowered retention: takes effect at once
+                    hosted.sm.reconfigure(LogConfig.from_topic_config(configs))
+                    hosted.configs = configs
+                    self._apply_retention(hosted)
+                continue
+            if group in self.lost_groups:
                 continue
             if count % 16 == 15:
                 await asyncio.sleep(0)  # creating many groups: let heartbeats and requests through
@@ -500,7 +524,7 @@ class Broker:
         if failure is not None:
             del self.open_failures[(topic, p)]
             log.info("broker %d: partition %s/%d opened after %d failed attempts", self.id, topic, p, failure.attempts)
-        self.partitions[(topic, p)] = HostedPartition(topic, p, group, sm)
+        self.partitions[(topic, p)] = HostedPartition(topic, p, group, sm, configs)
         return True
 
     def partition_problems(self) -> list[dict]:
@@ -512,14 +536,19 @@ class Broker:
                 for (topic, p), f in sorted(self.open_failures.items())]
 
     async def _retention_forever(self) -> None:
-        """Each replica deletes whole segments past retention.ms / retention.bytes (as in Kafka)."""
+        """Each replica deletes whole segments past retention.ms / retention.bytes (as in Kafka), also
+        replicas stopped by a full disk; more often while the disk is low."""
         while True:
-            await asyncio.sleep(RETENTION_INTERVAL_S)
+            low = self.host.storage_status()["status"] != "ok"
+            await asyncio.sleep(RETENTION_INTERVAL_LOW_DISK_S if low else RETENTION_INTERVAL_S)
             for hosted in list(self.partitions.values()):
-                try:
-                    hosted.sm.apply_retention()
-                except Exception:
-                    log.exception("broker %d: retention of %s/%d failed", self.id, hosted.topic, hosted.partition)
+                self._apply_retention(hosted)
+
+    def _apply_retention(self, hosted: HostedPartition) -> None:
+        try:
+            hosted.sm.apply_retention()
+        except Exception:
+            log.exception("broker %d: retention of %s/%d failed", self.id, hosted.topic, hosted.partition)
 
     # ------------------------------------------------------- leader poller
 

@@ -78,7 +78,7 @@ async def health(request: web.Request) -> web.Response:
     problems = broker.health_problems()
     status = "unavailable" if leader is None else "degraded" if problems else "ok"
     doc = {"status": status, "broker": broker.id, "metadata_leader": leader, "problems": problems,
-           "partition_problems": broker.partition_problems()}
+           "partition_problems": broker.partition_problems(), "storage": broker.host.storage_status()}
     if broker.config.kafka_advertise is not None:  # read by the metadata leader to register it (node/kafka)
         doc["listeners"] = {"kafka": str(broker.config.kafka_advertise)}
     return json_response(doc, 200 if leader is not None else 503)
@@ -98,7 +98,8 @@ async def raft_status(request: web.Request) -> web.Response:
                      size_bytes=h.sm.log.size_bytes)
     return json_response({"broker": broker.id, "groups": groups, "partition_problems": broker.partition_problems(),
                           "transport": broker.host.transport_stats(),
-                          "election_timeout_ms": broker.host_config.election_ticks * broker.host_config.tick_ms})
+                          "election_timeout_ms": broker.host_config.election_ticks * broker.host_config.tick_ms,
+                          "storage": broker.host.storage_status()})
 
 
 async def raft_leaders(request: web.Request) -> web.Response:
@@ -150,6 +151,16 @@ def register_raft_metrics(registry: MetricsRegistry, broker: Broker) -> None:
     registry.gauge_function("raftka_partitions_failed",
                             "Partition replicas this broker should host but could not open (retried with backoff).",
                             (), lambda: [((), len(broker.open_failures))])
+    registry.gauge_function("raftka_raft_storage_stopped",
+                            "1 if this replica stopped acting for the group: its disk cannot be written.", ("group",),
+                            lambda: [((n,), int(g.node.storage_failed)) for n, g in groups()])
+    registry.gauge_function("raftka_storage_free_bytes", "Free bytes in the data directory's filesystem.", (),
+                            lambda: [((), broker.host.storage.usage.free_bytes)])
+    registry.gauge_function("raftka_storage_min_free_bytes", "The low-disk watermark (--min-free-bytes).", (),
+                            lambda: [((), broker.host.storage.min_free_bytes)])
+    registry.gauge_function("raftka_storage_degraded",
+                            "1 if the disk is below the watermark or a write failed (see /health).", (),
+                            lambda: [((), int(broker.host.storage_status()["status"] != "ok"))])
 
 
 def create_app(services: BrokerServices, groups: GroupsFacade) -> web.Application:

@@ -193,14 +193,17 @@ def _ops_paths() -> dict:
     return {
         "/health": {"get": _op("Liveness: 200 when a metadata leader is known (status ok, or degraded with the "
                                "problems in words, and partition replicas that could not be opened here, retried "
-                               "with backoff, in partition_problems), else 503.", {
+                               "with backoff, in partition_problems; storage: the data dir's state, e.g. below "
+                               "--min-free-bytes or a write failed, with storage.reason), else 503.", {
             **_ok("healthy", _obj({"status": {"type": "string", "enum": ["ok", "degraded"]},
                                    "broker": {"type": "integer"},
                                    "metadata_leader": _nullable({"type": "integer"}),
                                    "problems": {"type": "array", "items": {"type": "string"}},
                                    "partition_problems": {"type": "array", "items": any_object},
-                                   "listeners": _obj({"kafka": {"type": "string"}})},
-                                  ("status", "broker", "metadata_leader", "problems", "partition_problems"))),
+                                   "listeners": _obj({"kafka": {"type": "string"}}),
+                                   "storage": any_object},
+                                  ("status", "broker", "metadata_leader", "problems", "partition_problems",
+                                   "storage"))),
             "503": {"description": "no metadata leader known",
                     "content": {JSON: {"schema": any_object}}}}, tag="ops")},
         "/raft": {"get": _op("Raft state of every group on this broker.", _ok("groups", any_object), tag="ops")},
@@ -313,7 +316,8 @@ def _topic_paths() -> dict:
                             JSON_EMBEDDED: {"schema": _ref("ProduceRequestJson")},
                             JSON: {"schema": _ref("ProduceRequestJson")}}},
                         tag="produce", errors="409 40907 sequence out of order, 409 40908 fenced epoch, "
-                                              "500 50003 timed out (retry with the same sequence), 503 50301"),
+                                              "500 50003 timed out (retry with the same sequence), 503 50301, "
+                                              "507 50701 broker storage unavailable (retry on the new leader)"),
         },
         "/topics/{topic}/partitions/{partition}/batch": {
             "parameters": PART,
@@ -497,8 +501,9 @@ def openapi_spec() -> dict:
             "version": "1",
             "description": "Kafka-style log replicated with Raft; REST Proxy v2 compatible where it overlaps. "
                            "Every answer carries X-Raftka-Broker (the broker that served it). Errors are "
-                           '{"error_code", "message"} with error_code // 100 == HTTP status; 503 50301/50302 '
-                           "and 500 50003 are retriable. Produce is always acks=all.",
+                           '{"error_code", "message"} with error_code // 100 == HTTP status; 503 50301/50302, '
+                           "507 50701 (broker storage unavailable: nothing written) and 500 50003 are retriable. "
+                           "Produce is always acks=all.",
         },
         "paths": {**_ops_paths(), **_topic_paths(), **_group_paths()},
         "components": {

@@ -24,8 +24,9 @@ from raftka.node.cluster.broker import Broker
 from raftka.node.cluster.metadata import command
 from raftka.node.cluster.topics import (assign_replicas, parse_topic_configs, validate_partition_count,
                                         validate_replication_factor, validate_topic_name)
-from raftka.node.errors import BrokerNotFound, InvalidPartitions, InvalidRequest, NotLeader, TopicAlreadyExists
-from raftka.node.services.routing import elsewhere, metadata_fresh_here, metadata_leader_here, wait_for
+from raftka.node.errors import (BrokerNotFound, InvalidPartitions, InvalidRequest, NotLeader, StorageUnavailable,
+                                 TopicAlreadyExists)
+from raftka.node.services.routing import LEADER_WAIT_S, elsewhere, metadata_fresh_here, metadata_leader_here, wait_for
 from raftka.raft.core import ProgressState
 from raftka.raft.replica import broker_of
 
@@ -253,6 +254,13 @@ class TopicService:
             return await self.broker.propose_metadata(cmd)
         except NotLeader as exc:  # lost the leadership meanwhile: name the new leader
             raise elsewhere(self.broker, exc.leader_id, "the metadata group") from None
+        except StorageUnavailable:  # our disk cannot take it: leadership moves to a broker whose disk can
+            broker = self.broker
+            leader = await wait_for(lambda: other if (other := broker.metadata_leader()) != broker.id else None,
+                                    LEADER_WAIT_S)
+            if leader is None:
+                raise
+            raise elsewhere(broker, leader, "the metadata group") from None
 
 
 __all__ = ["LISTENER_NAMES", "TOPIC_READY_WAIT_S", "TopicService"]
