@@ -15,7 +15,7 @@ from raftka.raft.core import Role
 from raftka.raft.host import HostConfig, RaftHost, StorageUnavailableError
 
 from test_raft_host import JsonListMachine, wait_until
-from tmpfs import mounted_tmpfs
+from small_fs import mounted_tmpfs
 
 pytestmark = pytest.mark.timeout(60)
 MIB = 1 << 20

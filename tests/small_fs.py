@@ -1,16 +1,24 @@
-"""Test support: a small real filesystem (tmpfs) to fill up, for disk-full tests.
+"""Test support: small real filesystems to fill up or break, for storage-fault tests.
 
 `mounted_tmpfs(path, size)` mounts a tmpfs of `size` bytes at `path` (skipping the test with the
 reason when that is impossible: not root, no mount permission) and always unmounts it, also when
 the test fails. `Tmpfs.fill(leave_bytes)` writes a filler file until only `leave_bytes` are free
 (0: until the disk says ENOSPC); `Tmpfs.free()` removes it.
+
+`mounted_ext4(path, image)` formats a loop-mounted ext4 image and mounts it at `path`;
+`Ext4.shut_down()` is EXT4_IOC_SHUTDOWN (what xfstests' "godown" does): from then on every read
+and write on it fails with EIO, a real I/O error, until it is unmounted and mounted again
+(`Ext4.remount()`, once nothing holds files there).
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
+import shutil
+import struct
 import subprocess
 import time
 from pathlib import Path
@@ -79,3 +87,47 @@ def unmount(path: Path) -> None:
             subprocess.run(["umount", "-l", str(path)], capture_output=True)
             return
         time.sleep(0.1)
+
+
+EXT4_IOC_SHUTDOWN = 0x8004587D  # _IOR('X', 125, __u32)
+EXT4_GOING_FLAGS_NOLOGFLUSH = 2
+
+
+class Ext4:
+    def __init__(self, path: Path, image: Path):
+        self.path, self.image = path, image
+
+    def shut_down(self) -> None:
+        fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fcntl.ioctl(fd, EXT4_IOC_SHUTDOWN, struct.pack("I", EXT4_GOING_FLAGS_NOLOGFLUSH))
+        finally:
+            os.close(fd)
+
+    def remount(self) -> None:
+        unmount(self.path)
+        subprocess.run(["mount", "-o", "loop", str(self.image), str(self.path)], check=True, capture_output=True)
+
+
+@contextlib.contextmanager
+def mounted_ext4(path: Path, image: Path, size: int):
+    path, image = Path(path), Path(image)
+    path.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0:
+        pytest.skip("I/O-error tests mount a loop device, which needs root")
+    if shutil.which("mkfs.ext4") is None:
+        pytest.skip("mkfs.ext4 is not installed (e2fsprogs)")
+    with open(image, "wb") as f:
+        f.truncate(size)
+    _run_or_skip(["mkfs.ext4", "-q", "-F", str(image)], "format an ext4 image")
+    _run_or_skip(["mount", "-o", "loop", str(image), str(path)], "loop-mount an ext4 image")
+    try:
+        yield Ext4(path, image)
+    finally:
+        unmount(path)
+
+
+def _run_or_skip(argv: list[str], what: str) -> None:
+    result = subprocess.run(argv, capture_output=True, text=True)
+    if result.returncode != 0:
+        pytest.skip(f"cannot {what} here: {result.stderr.strip() or result.returncode}")
