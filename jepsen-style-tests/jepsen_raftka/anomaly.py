@@ -23,6 +23,7 @@ KINDS = (
     "committed-offset-regression",
     "replica-divergence",
     "election-safety",
+    "disk-full-unavailable",
     "liveness",
     "vacuous",
 )

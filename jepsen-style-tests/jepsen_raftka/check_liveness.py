@@ -1,4 +1,4 @@
-"""Liveness after heals and non-vacuity of a run.
+"""Liveness after heals, availability while a disk is full, and non-vacuity of a run.
 
 Liveness. For every ``heal`` nemesis marker H: some send invoked at or after H
 must be acknowledged by H + ``send_recovery_s`` (a heal whose recovery window
@@ -7,6 +7,13 @@ the final polls must, for every partition, read up to the highest offset known
 anywhere in the history by H + ``final_poll_convergence_s``. What cannot be
 decided (no heal marker, no sends attempted after a heal, no final polls) is
 returned as a reason for an ``unknown`` verdict, never as a pass.
+
+Availability under a full disk. A broker whose disk is full must hand its
+leaderships to replicas that can write, so during a ``disk-full`` fault window
+(a minority of brokers) every partition keeps taking writes: once
+``storage_fault_grace_s`` have passed since the window opened, each send key
+(one key per partition) attempted at least ``MIN_ATTEMPTS`` times in the rest
+of the window must have an acknowledged send there (``disk-full-unavailable``).
 """
 
 from __future__ import annotations
@@ -20,12 +27,15 @@ from .observations import Observations
 
 NS = 1_000_000_000
 EVIDENCE_OPS = 5  # how many failed attempts a liveness anomaly lists
+MIN_ATTEMPTS = 5  # sends of one key in a disk-full window before its unavailability counts
+DISK_FULL = "disk-full"
 
 
 @dataclass(frozen=True, slots=True)
 class LivenessLimits:
     send_recovery_s: float = 30.0
     final_poll_convergence_s: float = 60.0
+    storage_fault_grace_s: float = 6.0  # hand-over of leaderships off a full disk, with room for a slow host
 
 
 def _seconds(history: History, t: int) -> float:
@@ -103,6 +113,28 @@ def liveness(history: History, obs: Observations, limits: LivenessLimits,
                                     unknown))
     found.extend(_final_poll_convergence(history, obs, heals[-1],
                                          limits.final_poll_convergence_s, unknown))
+    return found
+
+
+def disk_full_availability(history: History, limits: LivenessLimits) -> list[Anomaly]:
+    """Keys whose sends all failed or timed out during a disk-full window, after the grace period."""
+    found = []
+    sends = [op for op in history.ops if op.f == "send"]
+    for window in history.fault_windows():
+        if window.name != DISK_FULL or window.end is None:
+            continue
+        begin = window.start + int(limits.storage_fault_grace_s * NS)
+        attempts: dict[object, list[Op]] = {}
+        for op in sends:
+            if begin <= op.invoke_time and op.end_time <= window.end:
+                attempts.setdefault((op.body.topic, op.body.key), []).append(op)
+        for (topic, key), ops in sorted(attempts.items(), key=lambda item: str(item[0])):
+            if len(ops) >= MIN_ATTEMPTS and not any(op.type == "ok" for op in ops):
+                found.append(Anomaly("disk-full-unavailable",
+                                     {"topic": topic, "key": key, "attempts": len(ops),
+                                      "window_s": [_seconds(history, window.start), _seconds(history, window.end)],
+                                      "grace_s": limits.storage_fault_grace_s, "fault": window.value},
+                                     tuple(ops[:EVIDENCE_OPS])))
     return found
 
 

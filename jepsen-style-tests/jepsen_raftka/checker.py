@@ -61,7 +61,8 @@ def check(history: History, *, replicas: ReplicaLogs | None = None,
         "send-order": (check_order.nonmonotonic_sends(history)
                        + check_order.realtime_send_order(history)),
         "committed-offsets": check_commits.committed_offset_regressions(history),
-        "liveness": check_liveness.liveness(history, obs, options.liveness, unknown),
+        "liveness": (check_liveness.liveness(history, obs, options.liveness, unknown)
+                     + check_liveness.disk_full_availability(history, options.liveness)),
         "non-vacuity": check_liveness.vacuity(obs, options.min_ok_sends,
                                               options.min_polled_records),
     }

@@ -13,7 +13,8 @@ says so).
 P0: Partition (shapes: isolated target, halves, bridge; P1 shapes: one-way,
 majorities ring), ClientIsolation, Kill (kill -9, restart at stop), Pause
 (SIGSTOP/SIGCONT), PowerFailure (kill -9 + drop unfsynced data, restart at
-stop). P1: PacketLoss (iptables statistic), Bandwidth (tc tbf), ClockJump
+stop), DiskFull (a filler takes every free byte of the data directory's small
+filesystem, see diskspace.py; deleted at stop). P1: PacketLoss (iptables statistic), Bandwidth (tc tbf), ClockJump
 (libfaketime). Network faults a cluster mode cannot do raise
 UnsupportedFault when the nemesis is made, not in the middle of a run.
 """
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import topology
+from .diskspace import SmallDisks
 from .history import HistoryRecorder
 from .loopback import UnsupportedFault
 from .processes import Brokers
@@ -39,6 +41,7 @@ class NemesisContext:
     brokers: Brokers
     recorder: HistoryRecorder
     rng: random.Random = field(default_factory=random.Random)
+    disks: SmallDisks | None = None  # small data-dir filesystems, for DiskFull
 
 
 # --------------------------------------------------------------------- targets
@@ -326,6 +329,28 @@ class PowerFailure(_TargetedNemesis):
         return {"nodes": self.nodes}
 
 
+class DiskFull(_TargetedNemesis):
+    """The target nodes' data directories fill up: a filler file takes every free byte (ENOSPC from
+    then on, below any watermark); stop() deletes it and the brokers recover without a restart."""
+
+    name = "disk-full"
+
+    def __init__(self, ctx: NemesisContext, target: Target) -> None:
+        if ctx.disks is None:
+            raise UnsupportedFault("disk-full needs small filesystems for the data directories (diskspace.py)")
+        super().__init__(ctx, target)
+
+    def _start(self) -> Any:
+        value = self._choose()
+        filled = {str(node): self.ctx.disks.fill(node) for node in self.nodes}
+        return {**value, "filled_bytes": filled}
+
+    def _stop(self) -> Any:
+        for node in self.nodes:
+            self.ctx.disks.free(node)
+        return {"nodes": self.nodes}
+
+
 class ClockJump(_TargetedNemesis):
     """Shifts the target nodes' clocks by up to ±max_offset_s (libfaketime; needs
     Brokers(clock_faults=True); wall and monotonic clocks both jump, see
@@ -372,6 +397,8 @@ def p0_nemeses(ctx: NemesisContext, *, partition_leader: LeaderCallback | None =
         "power-failure-one": PowerFailure(ctx, one()),
         "power-failure-all": PowerFailure(ctx, all_nodes()),
     }
+    if ctx.disks is not None:
+        out["disk-full-one"] = DiskFull(ctx, one())
     for label, callback in (("leader", partition_leader), ("metadata-leader", metadata_leader)):
         if callback is not None:
             target = chosen_by(label, callback)
@@ -379,6 +406,8 @@ def p0_nemeses(ctx: NemesisContext, *, partition_leader: LeaderCallback | None =
             out[f"isolate-client-{label}"] = ClientIsolation(ctx, target)
             out[f"kill-{label}"] = Kill(ctx, target)
             out[f"pause-{label}"] = Pause(ctx, target)
+            if ctx.disks is not None:
+                out[f"disk-full-{label}"] = DiskFull(ctx, target)
     return out
 
 

@@ -42,7 +42,7 @@ from .topology import CLIENT
 
 RUN_MARKER_ENV = "RAFTKA_JEPSEN_RUN"
 CANARIES = ("ack-before-commit", "no-fsync", "follower-reads", "no-dedup", "commit-offset-lww", "skip-truncate",
-            "wiped-node-votes")
+            "wiped-node-votes", "full-disk-keeps-leadership")
 HARNESS_LINE = "--- harness: "  # how the harness marks its own lines in a broker log
 _PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -237,6 +237,11 @@ class Brokers:
 
     def data_dir(self, node: int) -> Path:
         return self.node_dir(node) / "data"
+
+    @staticmethod
+    def data_dir_in(run_dir: str | os.PathLike[str], node: int) -> Path:
+        """data_dir(node) of the Brokers a run in run_dir will have (known before they exist)."""
+        return Path(run_dir).resolve() / "nodes" / f"n{node}" / "data"
 
     def ledger_path(self, node: int) -> Path:
         return self.node_dir(node) / "fsync.ledger"

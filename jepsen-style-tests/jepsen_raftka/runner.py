@@ -47,8 +47,10 @@ from .checker import check
 from .client import ClientSettings
 from .cluster import detect_mode, open_cluster
 from .collect import leader_observations, read_replicas, topic_names, wait_replicas_converged
+from .diskspace import SmallDisks
 from .final_poll import final_polls
 from .history import HistoryRecorder, load_history
+from .loopback import UnsupportedFault
 from .nemesis import NemesisContext
 from .plots import write_plots
 from .processes import Brokers
@@ -122,9 +124,12 @@ class RunResult:
     report: Report | None
     info: dict[str, Any] = field(default_factory=dict)
     error: str | None = None  # a harness failure: no verdict
+    skipped: str | None = None  # the cluster mode or host cannot inject the scenario's faults: why
 
     @property
     def verdict(self) -> str:
+        if self.skipped is not None:
+            return "skipped"
         return "error" if self.report is None else self.report.verdict
 
     @property
@@ -133,7 +138,9 @@ class RunResult:
 
     @property
     def as_expected(self) -> bool:
-        """Valid for a correct system; for a canary, invalid with an anomaly that proves it."""
+        """Valid for a correct system; for a canary, invalid with an anomaly that proves it; or skipped."""
+        if self.skipped is not None:
+            return True
         if self.report is None or self.error is not None:
             return False
         if self.spec.bug:
@@ -150,7 +157,7 @@ class RunResult:
                 "anomalies": dict(self.report.counts) if self.report else {}, "verdict": self.verdict,
                 "expected": self.expected, "as_expected": self.as_expected,
                 "seconds": self.info.get("timings", {}).get("total_s"), "run_dir": str(self.run_dir),
-                "error": self.error}
+                "error": self.error, "skipped": self.skipped}
 
 
 # ----------------------------------------------------------------------- helpers
@@ -279,12 +286,16 @@ def run(spec: RunSpec, out_root: str | Path, log=print) -> RunResult:
         timings["check_s"] = round(time.monotonic() - phase, 3)
         if info["dead_workers"]:  # the report stands, but the workload was not what it should have been
             result.error = f"workload workers died: {'; '.join(info['dead_workers'])} (see workload/*.log)"
+    except UnsupportedFault as exc:  # not a failure of the system under test, nor of the harness
+        result.skipped = str(exc)
+        log(f"run {spec.label}: skipped: {exc}")
     except Exception as exc:  # a harness failure: recorded, never mistaken for a verdict
         result.error = f"{type(exc).__name__}: {exc}"
         log(f"run {spec.label}: harness error: {result.error}")
     finally:
         timings["total_s"] = round(time.monotonic() - started, 3)
         info["verdict"], info["as_expected"], info["error"] = result.verdict, result.as_expected, result.error
+        info["skipped"] = result.skipped
         _write_json(run_dir / "run.json", info)
     return result
 
@@ -292,6 +303,16 @@ def run(spec: RunSpec, out_root: str | Path, log=print) -> RunResult:
 def _drive(spec: RunSpec, run_dir: Path, info: dict[str, Any], timings: dict[str, float],
            log) -> tuple[ReplicaLogs, list]:
     """Phases 1-5; writes history.jsonl; returns (replica logs, leader observations)."""
+    if not any(name in scenarios.SMALL_DISKS for name in spec.nemeses):
+        return _drive_cluster(spec, run_dir, info, timings, log, None)
+    # Small data-dir filesystems (disk-full): mounted before the brokers start, unmounted after the
+    # evidence was read from them.
+    with SmallDisks({n: Brokers.data_dir_in(run_dir, n) for n in range(1, spec.nodes + 1)}) as disks:
+        return _drive_cluster(spec, run_dir, info, timings, log, disks)
+
+
+def _drive_cluster(spec: RunSpec, run_dir: Path, info: dict[str, Any], timings: dict[str, float],
+                   log, disks: SmallDisks | None) -> tuple[ReplicaLogs, list]:
     phase = time.monotonic()
     runner_history = run_dir / "history-runner.jsonl"
     with open_cluster(spec.nodes, mode=spec.mode) as cluster, \
@@ -316,7 +337,7 @@ def _drive(spec: RunSpec, run_dir: Path, info: dict[str, Any], timings: dict[str
         workload = Workload(WorkloadConfig(settings, api.addresses, spec.rate, spec.concurrency, spec.processes,
                                            seed=spec.seed, kafka_brokers=kafka),
                             run_dir, cluster.run_token)
-        ctx = NemesisContext(cluster, brokers, recorder, random.Random(spec.seed))
+        ctx = NemesisContext(cluster, brokers, recorder, random.Random(spec.seed), disks)
         partition_leader, metadata_leader = metadata_lookups(api, spec.partitions, random.Random(spec.seed + 2))
         chosen = scenarios.entries(spec.nemeses, ctx, partition_leader=partition_leader,
                                    metadata_leader=metadata_leader,
@@ -348,6 +369,9 @@ def _drive(spec: RunSpec, run_dir: Path, info: dict[str, Any], timings: dict[str
     runner_history.unlink()
     for path in workload.history_paths:
         path.unlink(missing_ok=True)
+    if spec.keep_data and disks is not None:  # the small filesystems go away with their mounts
+        for node in cluster.nodes:
+            shutil.copytree(brokers.data_dir(node), brokers.node_dir(node) / "data-kept")
     if not spec.keep_data:
         for node in cluster.nodes:
             shutil.rmtree(brokers.data_dir(node), ignore_errors=True)

@@ -41,6 +41,7 @@ NEMESES: dict[str, tuple[str | tuple[str, ...], ...]] = {
     "pause": ("pause-one", "pause-leader", "pause-metadata-leader"),
     "power": ("power-failure-one",),
     "power-all": ("power-failure-all",),
+    "disk-full": ("disk-full-leader", "disk-full-one"),
     # P1
     "partition-one-way": ("partition-one-way",),
     "majorities-ring": ("partition-majorities-ring",),
@@ -55,7 +56,8 @@ NEMESES: dict[str, tuple[str | tuple[str, ...], ...]] = {
     "pause-wipe-kill": ("pause-wipe-kill",),
 }
 P0 = ("partition", "partition-leader", "partition-metadata-leader", "client-isolation", "kill", "kill-leader",
-      "kill-metadata-leader", "pause", "power", "power-all", "disk-loss")
+      "kill-metadata-leader", "pause", "power", "power-all", "disk-loss", "disk-full")
+SMALL_DISKS = frozenset({"disk-full"})  # selections that need small data-dir filesystems (diskspace.py)
 
 
 def entries(names: Iterable[str], ctx: NemesisContext, *, partition_leader: LeaderCallback,
@@ -135,6 +137,12 @@ CANARIES: dict[str, CanaryScenario] = {c.bug: c for c in (
         "paused one resumed; the wiped broker takes its old replica id and votes for the stale follower, which "
         "hands out acknowledged offsets again; the old leader truncates them when it returns",
         time_limit_s=40.0, fault_s=3.0, heal_s=2.0, windows=1),
+    CanaryScenario(
+        "full-disk-keeps-leadership", ("disk-full",), frozenset({"disk-full-unavailable"}),
+        "the leader of a partition runs out of disk and keeps its leadership (refusing every produce with "
+        "507) instead of handing it to a replica that can write: the partition stays unavailable while "
+        "the disk is full",
+        time_limit_s=16.0, fault_s=10.0, heal_s=3.0),
     CanaryScenario(
         "commit-offset-lww", ("none",), frozenset({"committed-offset-regression"}),
         "consumers of one group commit their own positions; last-writer-wins lets a lower commit "

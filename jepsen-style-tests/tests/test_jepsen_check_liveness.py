@@ -153,3 +153,35 @@ def test_vacuous_run_is_invalid_not_valid():
 def test_enough_sends_and_reads_are_not_vacuous():
     report = clean_run(100).check(options=CheckOptions())
     assert report.verdict == "valid", report.to_text()
+
+
+def disk_full_window(sends, window="disk-full", grace_s=6.0):
+    """A disk-full window of 12 s; `sends` (key, type) are made after `grace_s` seconds, 10 ms apart."""
+    b = Builder()
+    b.send(0, 0, offset=0)
+    b.nemesis(f"start-{window}", {"nodes": [2], "target": "leader"})
+    b.advance(grace_s)
+    for i, (key, type_) in enumerate(sends, start=1):
+        value = {"topic": "t", "key": key, "value": i}
+        result = {**value, "partition": 0, "offset": i} if type_ == "ok" else value
+        b.op(i, "send", value, type_, result)
+        b.advance(0.01)
+    b.advance(12 - grace_s)
+    b.nemesis(f"stop-{window}", {"nodes": [2]})
+    return b
+
+
+def test_a_partition_that_takes_no_write_while_a_disk_is_full_is_unavailable():
+    b = disk_full_window([("k1", "fail")] * 6 + [("k2", "ok")] * 6)
+    [a] = b.check().of_kind("disk-full-unavailable")
+    assert (a.details["key"], a.details["attempts"]) == ("k1", 6)
+    assert a.details["fault"] == {"nodes": [2], "target": "leader"} and len(a.ops) == 5
+
+
+def test_disk_full_availability_needs_a_failure_streak_after_the_grace_period():
+    assert not disk_full_window([("k1", "fail")] * 5 + [("k1", "ok")]).check().of_kind("disk-full-unavailable")
+    assert not disk_full_window([("k1", "info")] * 4).check().of_kind("disk-full-unavailable")  # too few
+    early = disk_full_window([("k1", "fail")] * 8, grace_s=3.0)  # all within the 6 s hand-over grace
+    assert not early.check().of_kind("disk-full-unavailable")
+    other = disk_full_window([("k1", "fail")] * 8, window="partition")  # only disk-full windows count
+    assert not other.check().of_kind("disk-full-unavailable")
