@@ -358,8 +358,7 @@ class StorageUnavailable(ApiError):
                  leader_url: str | None = None) -> None:
         hint = "retry: leadership is moving to another replica" if leader_id is None else \
             f"retry on the leader, broker {leader_id}" + (f" at {leader_url}" if leader_url else "")
-        super().__init__(f"Broker storage unavailable: {reason} on broker {broker_id} ({what}); nothing was "
-                         f"written; {hint}.")
+        super().__init__(f"Broker storage unavailable: {reason} on broker {broker_id} ({what}); {hint}.")
         self.broker_id, self.reason, self.leader_id, self.leader_url = broker_id, reason, leader_id, leader_url
 
     def extra(self) -> dict[str, Any]:

@@ -174,6 +174,11 @@ def test_a_full_disk_moves_leadership_loses_nothing_frees_space_and_recovers_wit
     create_topic(cluster, "bulk", 3, segment)  # fills the disk; then retention and deletion free it
     create_topic(cluster, "orders", 3, segment)  # the topic whose every acknowledged record is checked
     assert FULL in leaders(cluster, "bulk") + leaders(cluster, "orders")  # it leads something when it fills
+    resp = retry(lambda: request(cluster.url(1) + "/topics", "POST",
+                                 {"name": "solo", "partitions": 3, "replication_factor": 1}))
+    assert resp.status == 201, resp.body  # one partition of it has its only replica on the full broker
+    metadata = http_json(cluster.url(1) + "/metadata", timeout=5)["topics"]["solo"]["partitions"]
+    [solo] = [p for p, info in enumerate(metadata) if info["replicas"] == [FULL]]
 
     orders = Load(cluster, "orders", 3, 200)
     bulk = Load(cluster, "bulk", 3, 4096)
@@ -198,6 +203,15 @@ def test_a_full_disk_moves_leadership_loses_nothing_frees_space_and_recovers_wit
         assert not metadata["storage_failed"]  # the space under the watermark is the metadata group's
         metrics = request(cluster.url(FULL) + "/metrics").body.decode()
         assert "raftka_storage_degraded 1" in metrics
+        # No replica of solo/{solo} can write: a clear, retriable 507, not a timeout or a 500.
+        resp = request(cluster.url(2) + f"/topics/solo/partitions/{solo}", "POST",
+                       {"records": [{"value": "x"}]}, content_type="application/vnd.kafka.json.v2+json")
+        assert (resp.status, resp.json()["error_code"]) == (507, 50701), resp.body
+        message = resp.json()["message"]
+        assert message.startswith("Broker storage unavailable: disk") and f"on broker {FULL}" in message, message
+        # The Python client retries it (delivered below, once space is back).
+        waiting = Producer(cluster.bootstrap, delivery_timeout_ms=120_000)
+        solo_delivery = waiting.send("solo", b"waited for space", partition=solo)
         # Produce goes on at brokers 1 and 2 (the client follows the leaders).
         wait_until(lambda: orders.acks_after(degraded_at + moved_s) >= 200, 30, "produce to continue")
 
@@ -216,6 +230,8 @@ def test_a_full_disk_moves_leadership_loses_nothing_frees_space_and_recovers_wit
         # Space is back: the replicas resume without a restart and catch up.
         wait_until(lambda: health(cluster, FULL)["status"] == "ok", 30, f"broker {FULL} to resume")
         resumed_at = time.monotonic()
+        assert solo_delivery.result(timeout=60).partition == solo
+        waiting.close()
         wait_until(lambda: orders.acks_after(resumed_at) >= 200, 30, "produce after the recovery")
     finally:
         orders.finish()

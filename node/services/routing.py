@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from raftka.node.cluster.broker import METADATA_GROUP, Broker
-from raftka.node.errors import NotLeader
+from raftka.node.errors import NotLeader, StorageUnavailable
 from raftka.raft.host import ReadIndexError
 
 LEADER_WAIT_S = 3.0  # how long a request waits for an election before answering "no leader known"
@@ -52,7 +52,8 @@ async def wait_for(predicate: Callable[[], T | None], timeout: float) -> T | Non
 async def serve_partition_here(broker: Broker, topic: str, partition: int) -> None:
     """Return when this broker should serve the partition itself: it leads with a lease (or it is the preferred
     replica of a partition not hosted yet: the local call then answers NotLeader). Else raise `ServedElsewhere`
-    naming the broker to go to, or `NotLeader` when no leader is elected within `LEADER_WAIT_S`."""
+    naming the broker to go to, or `NotLeader` when no leader is elected within `LEADER_WAIT_S`
+    (`StorageUnavailable` when this broker's replica is stopped by its disk: it says why)."""
     deadline = asyncio.get_running_loop().time() + LEADER_WAIT_S
     replicas = broker.replicas(topic, partition)
     what = f"partition {topic}/{partition}"
@@ -68,6 +69,9 @@ async def serve_partition_here(broker: Broker, topic: str, partition: int) -> No
                 return
             raise elsewhere(broker, replicas[0], what)  # a replica knows more; it forwards once more if needed
         if asyncio.get_running_loop().time() >= deadline:
+            reason = broker.host.storage_stop_reason(broker.host.group(hosted.group))
+            if reason is not None:
+                raise StorageUnavailable(broker.id, reason, what)
             raise broker.not_leader(None, what)
         await asyncio.sleep(0.02)
 
