@@ -558,8 +558,9 @@ class RaftNode:
 
     def _can_quiesce(self) -> bool:
         """Idle and fully replicated, with every follower heard from lately."""
-        if not self.cfg.quiesce or not self.others or self.transfer_target is not None or self._broadcast_pending:
-            return False
+        if (not self.cfg.quiesce or not self.others or self.transfer_target is not None or self._broadcast_pending
+                or self.storage_failed):
+            return False  # a leader that cannot write must not put its followers to sleep: they elect another
         last = self.log.last_index
         if self.commit != last or self.applied != last:
             return False

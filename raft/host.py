@@ -546,8 +546,16 @@ class RaftHost:
     def _finish(self, batch, failed: set) -> None:
         frames: dict[int, list[bytes]] = defaultdict(list)
         for group, messages in batch:
-            if group.closed or group in failed:
-                continue  # a failed sync stopped the replica: it waits for the disk, not for the next pump
+            if group.closed:
+                continue
+            if group in failed:
+                # The sync failed: nothing of this group may be acknowledged or claimed; the replica waits
+                # for the disk. Only heartbeats go out: they claim nothing unsynced, and they wake quiesced
+                # followers, which must elect another leader once this one steps down.
+                for m in messages:
+                    if m.type is MessageType.HEARTBEAT and not m.final:
+                        frames[broker_of(m.dst)].append(encode_message(m))
+                continue
             try:
                 self._drive(group, messages, frames)
             except Exception as exc:

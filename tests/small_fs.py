@@ -9,6 +9,10 @@ the test fails. `Tmpfs.fill(leave_bytes)` writes a filler file until only `leave
 `Ext4.shut_down()` is EXT4_IOC_SHUTDOWN (what xfstests' "godown" does): from then on every read
 and write on it fails with EIO, a real I/O error, until it is unmounted and mounted again
 (`Ext4.remount()`, once nothing holds files there).
+
+A filesystem mounted here is copied into any mount namespace created meanwhile (``ip netns
+exec`` of a concurrent jepsen run) and lives on there after our unmount: harmless for a tmpfs
+(its memory is freed when that namespace ends), and the reason `remount` mounts a copy.
 """
 
 from __future__ import annotations
@@ -105,8 +109,14 @@ class Ext4:
             os.close(fd)
 
     def remount(self) -> None:
+        """Unmount, then mount a copy of the image: the same data on a new device. (Mounting the same
+        image again can get the old, shut-down superblock back when another mount namespace, e.g. a
+        concurrent `ip netns exec`, still holds a copy of the first mount.)"""
         unmount(self.path)
-        subprocess.run(["mount", "-o", "loop", str(self.image), str(self.path)], check=True, capture_output=True)
+        repaired = self.image.with_name(self.image.stem + "-repaired.img")
+        shutil.copyfile(self.image, repaired)
+        self.image = repaired
+        subprocess.run(["mount", "-o", "loop", str(repaired), str(self.path)], check=True, capture_output=True)
 
 
 @contextlib.contextmanager
