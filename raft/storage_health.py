@@ -14,8 +14,8 @@ module holds the facts and rules it acts on, with no knowledge of Raft:
 * `journal_segment_bytes(total)`: Raft journal segments are at most 1/64 of the filesystem
   (1-64 MiB): compaction frees whole segments only, so on a small disk they must be small.
 * `StorageMonitor`: samples free space (statvfs), decides "low" with hysteresis (low below the
-  watermark; healthy again only at watermark + max(10 %, 1 MiB) free, so a replica that resumes
-  and catches up does not flap), and schedules the write probe (write + fsync + delete a small
+  watermark; healthy again only at watermark + max(10 %, 1 MiB) free, so that a disk hovering at
+  the watermark does not flap its replicas on and off), and schedules the write probe (write + fsync + delete a small
   file) that says a failed disk is usable again, with exponential backoff (0.5 s doubling to 4 s).
 """
 
