@@ -113,7 +113,8 @@ def results_table(results: list[RunResult]) -> str:
         row = r.row()
         anomalies = ", ".join(f"{k} {v}" for k, v in row["anomalies"].items()) or "-"
         rows.append((row["scenario"], str(row["mode"]), row["sends"], str(row["polls_ok"]), str(row["polled"]),
-                     anomalies if not r.error else f"harness error: {r.error}"[:80], row["verdict"],
+                     f"harness error: {r.error}"[:80] if r.error else f"skipped: {r.skipped}"[:80] if r.skipped
+                     else anomalies, row["verdict"],
                      row["expected"], "yes" if row["as_expected"] else "NO", f"{row['seconds'] or 0:.0f}"))
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]

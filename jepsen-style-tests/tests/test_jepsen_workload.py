@@ -300,3 +300,13 @@ def test_full_matrix_covers_every_p0_nemesis_on_3_and_5_nodes_and_every_canary()
 def test_cli_rejects_unknown_nemesis(capsys):
     assert run_cli.main(["--nemesis", "partition,gremlins", "--out", "/nonexistent"]) == 2
     assert "gremlins" in capsys.readouterr().err
+
+
+def test_a_run_whose_faults_the_host_cannot_inject_is_skipped_with_the_reason(tmp_path):
+    from jepsen_raftka.runner import RunResult, RunSpec
+
+    result = RunResult(RunSpec(nemeses=("disk-full",)), tmp_path, None,
+                       skipped="disk-full mounts a small filesystem per data directory, which needs root")
+    assert result.verdict == "skipped" and result.as_expected  # not a failure of the system, nor of the harness
+    table = run_cli.results_table([result])
+    assert "skipped: disk-full mounts a small filesystem" in table and "| skipped |" in table
