@@ -137,8 +137,8 @@ class RetriableError(RaftkaError):
     retriable = True
 
 
-class NotLeaderError(RetriableError):
-    """The broker does not lead the partition or group; the hints say who does (None: unknown yet)."""
+class _LeaderHints(RetriableError):
+    """An answer that names the leader to retry on (``leader_id``/``leader_url``; None: not known yet)."""
 
     @property
     def leader_id(self) -> int | None:
@@ -149,6 +149,10 @@ class NotLeaderError(RetriableError):
     def leader_url(self) -> str | None:
         value = self.details.get("leader_url")
         return value if isinstance(value, str) and value else None
+
+
+class NotLeaderError(_LeaderHints):
+    """The broker does not lead the partition or group; the hints say who does (None: unknown yet)."""
 
 
 class RequestTimedOutError(RetriableError):
@@ -159,21 +163,11 @@ class BrokerNotAvailableError(RetriableError):
     """A broker is unreachable or could not forward the request."""
 
 
-class StorageUnavailableError(RetriableError):
+class StorageUnavailableError(_LeaderHints):
     """The broker cannot write (disk full, I/O error, below its low-disk watermark); nothing was written.
 
     Leadership moves to a replica that can write; the hints name it when known (None: not yet).
     """
-
-    @property
-    def leader_id(self) -> int | None:
-        value = self.details.get("leader_id")
-        return value if isinstance(value, int) else None
-
-    @property
-    def leader_url(self) -> str | None:
-        value = self.details.get("leader_url")
-        return value if isinstance(value, str) and value else None
 
 
 class BrokerConnectionError(BrokerNotAvailableError):

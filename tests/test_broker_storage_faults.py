@@ -28,7 +28,7 @@ from raftka.client import Producer
 from raftka.client.devcluster import LocalCluster, http_json
 from raftka.storage import PartitionLog
 
-from cluster import request, retry
+from cluster import request, retry, wait_until
 from small_fs import mounted_ext4, mounted_tmpfs
 
 pytestmark = pytest.mark.timeout(240)
@@ -54,16 +54,6 @@ def small_disk_cluster(tmp_path):
 
 def health(cluster, broker: int) -> dict:
     return http_json(cluster.url(broker) + "/health", timeout=5)
-
-
-def wait_until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
-        time.sleep(0.05)
 
 
 def leaders(cluster, topic: str, asking: int | None = None) -> list[int | None] | None:
