@@ -53,7 +53,8 @@ def small_disk_cluster(tmp_path):
 
 
 def health(cluster, broker: int) -> dict:
-    return http_json(cluster.url(broker) + "/health", timeout=5)
+    """GET /health, also its 503 answer while no metadata leader is known."""
+    return request(cluster.url(broker) + "/health", timeout=5).json()
 
 
 def leaders(cluster, topic: str, asking: int | None = None) -> list[int | None] | None:
@@ -199,7 +200,7 @@ def test_a_full_disk_moves_leadership_loses_nothing_frees_space_and_recovers_wit
     orders.start()
     bulk.start()
     try:
-        low = wait_until(lambda: (h := health(cluster, FULL))["status"] == "degraded" and h, 60,
+        low = wait_until(lambda: (h := health(cluster, FULL))["storage"]["status"] != "ok" and h, 60,
                          f"broker {FULL}'s disk to fill")
         degraded_at = time.monotonic()
         bulk.finish()
@@ -235,7 +236,7 @@ def test_a_full_disk_moves_leadership_loses_nothing_frees_space_and_recovers_wit
         wait_until(lambda: not list(partitions_dir.glob("bulk-*")), 20, "bulk's data to be deleted on the full broker")
 
         # Space is back: the replicas resume without a restart and catch up.
-        wait_until(lambda: health(cluster, FULL)["status"] == "ok", 30, f"broker {FULL} to resume")
+        wait_until(lambda: health(cluster, FULL)["storage"]["status"] == "ok", 30, f"broker {FULL} to resume")
         resumed_at = time.monotonic()
         wait_until(lambda: orders.acks_after(resumed_at) >= 200, 30, "produce after the recovery")
     finally:
@@ -310,7 +311,11 @@ def test_metadata_leader_on_a_full_disk_hands_over_and_topic_changes_still_work(
     assert delivery.result(timeout=60).partition == solo
     waiting.close()
     # Its metadata replica reopened and caught up: it sees the deletion and removed the data.
-    wait_until(lambda: request(cluster.url(FULL) + "/topics").json() == ["keep", "solo"], 20, "the deletion to reach it")
+    deadline = time.monotonic() + 20
+    while (answer := request(cluster.url(FULL) + "/topics")).json() != ["keep", "solo"]:
+        assert time.monotonic() < deadline, (f"the deletion did not reach broker {FULL}: GET /topics answers "
+                                             f"{answer.status} {answer.body[:200]!r}; /health {health(cluster, FULL)}")
+        time.sleep(0.05)
     partitions_dir = Path(cluster.root) / f"broker-{FULL}" / "partitions"
     wait_until(lambda: not list(partitions_dir.glob("doomed-*")), 20, "doomed's data to be deleted")
 
