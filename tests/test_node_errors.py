@@ -113,3 +113,9 @@ def test_storage_unavailable_says_which_broker_why_and_where_to_retry():
     assert body["error_code"] == 50701 and StorageUnavailable.http_status == 507
     assert body["message"].startswith("Broker storage unavailable: disk full on broker 3 (partition t/0)")
     assert (body["leader_id"], body["leader_url"]) == (1, "http://b1:8080")
+
+
+def test_storage_unavailable_is_kafka_storage_error_on_the_kafka_listener():
+    from raftka.node.kafka.errors import ErrorCode, error_code
+
+    assert error_code(StorageUnavailable(3, "disk full", "partition t/0")) is ErrorCode.KAFKA_STORAGE_ERROR
