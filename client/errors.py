@@ -359,6 +359,8 @@ _BY_CODE: dict[int, type[RaftkaError]] = {
     40906: RebalanceInProgressError,
     40907: OutOfOrderSequenceError,
     40908: ProducerFencedError,
+    40910: GroupError,  # a member of the other protocol kind (Kafka classic vs raftka's group API)
+    40911: GroupError,  # deleting a group that still has live members
     40909: NoOffsetForPartitionError,  # a REST consumer instance with auto.offset.reset none
     41301: RequestTooLargeError,
     41302: RecordTooLargeError,

@@ -118,7 +118,9 @@ def test_replace_disk_answers_clearly_when_there_is_nothing_to_replace(cluster_f
     for broker in cluster.ids:  # any broker forwards it to the metadata leader
         missing = request(cluster.url(broker) + "/brokers/9/replace", "POST")
         assert (missing.status, missing.json()["error_code"]) == (404, 40406), missing.body
-        current = request(cluster.url(broker) + "/brokers/2/replace", "POST")
+        # (right after start the metadata leader may not have heard broker 2 announce itself yet)
+        current = wait_until(lambda: (r := request(cluster.url(broker) + "/brokers/2/replace", "POST")) and
+                             "has not announced" not in r.body.decode() and r, 10, "broker 2's announcement")
         assert (current.status, current.json()["error_code"]) == (422, 42206), current.body
         assert "already runs at its registered incarnation" in current.json()["message"]
 

@@ -21,7 +21,7 @@ def make(cls: type[broker.ApiError]) -> broker.ApiError:
     samples = {"topic": "orders", "partition": 3, "group": "g", "instance": "i", "generation": 4,
                "current_generation": 5, "offset": 99, "earliest": 10, "latest": 20, "what": "partition orders/3",
                "leader_id": 2, "leader_url": "http://h:2", "message": "boom", "broker": 7, "broker_id": 3,
-               "reason": "disk full"}
+               "reason": "disk full", "detail": "a Kafka member joins a group of raftka members", "members": 2}
     return cls(*[samples[p] for p in params])
 
 
@@ -37,6 +37,8 @@ EXPECTED = {
     broker.TopicAlreadyExists: client.TopicAlreadyExistsError,
     broker.StaleGeneration: client.StaleGenerationError,
     broker.RebalanceInProgress: client.RebalanceInProgressError,
+    broker.InconsistentGroupProtocol: client.GroupError,
+    broker.GroupNotEmpty: client.GroupError,
     broker.NoCommittedOffset: client.NoOffsetForPartitionError,
     broker.RequestTooLarge: client.RequestTooLargeError,
     broker.RecordTooLarge: client.RecordTooLargeError,
