@@ -375,15 +375,15 @@ class RaftHost:
             raise NotLeaderError(name, None if group.node.role is Role.LEADER else self.leader_of(name))
         return group
 
-    def live_leader_of(self, name: str) -> int | None:
-        """The broker leading group `name` if that leader (this very replica of it) was heard within an election
-        timeout; None otherwise."""
+    def live_leader_of(self, name: str, election_timeouts: float = 2.0) -> int | None:
+        """The broker leading group `name` if that leader (this very replica of it) was heard within
+        `election_timeouts` election timeouts; None otherwise."""
         leader = self.group(name).node.leader
         if leader is None:
             return None
         if leader == self.replica:
             return self.id
-        window_s = self.cfg.election_ticks * self.cfg.tick_ms / 1000
+        window_s = election_timeouts * self.cfg.election_ticks * self.cfg.tick_ms / 1000
         return broker_of(leader) if self._replica_heard(leader, self.peer_seen, time.monotonic(), window_s) else None
 
     def leader_of(self, name: str) -> int | None:

@@ -41,6 +41,7 @@ if not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)):
 from selenium.common.exceptions import StaleElementReferenceException, WebDriverException  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -92,9 +93,10 @@ class Console:
             element = self.find(f'{form} [name="{name}"]')
             if element.tag_name == "select":
                 Select(element).select_by_value(value)
-            else:
-                element.clear()
+            else:  # select and type over: clear() fires no input event, so a re-render could restore the old value
+                element.send_keys(Keys.CONTROL, "a")
                 element.send_keys(value)
+                self.until(lambda _: element.get_attribute("value") == value, f"the {name} field to read {value!r}")
 
     def screenshot(self, name: str) -> Path:
         RESULTS.mkdir(parents=True, exist_ok=True)

@@ -309,8 +309,13 @@ class Broker:
     # ------------------------------------------------------------- metadata
 
     def metadata_leader(self) -> int | None:
-        """The metadata leader as this broker knows it: itself only under its lease, another broker only while
-        that leader is heard from; else what the peers report (None: no leader known)."""
+        """Where to send metadata work: the leader this broker's replica knows, else what the peers report."""
+        leader = self.host.leader_of(METADATA_GROUP)
+        return leader if leader is not None else self.remote_leaders.get(METADATA_GROUP)
+
+    def live_metadata_leader(self) -> int | None:
+        """The metadata leader as far as this broker can vouch for it (`/health`): itself only under its lease,
+        another broker only while that leader is heard from; else what the peers report (None: none known)."""
         if self.host.group(METADATA_GROUP).node.role is Role.LEADER:
             return self.id if self.host.read_allowed(METADATA_GROUP) else None
         leader = self.host.live_leader_of(METADATA_GROUP)

@@ -81,7 +81,8 @@ class MembershipReconciler:
 
     def force_register(self, peer: int) -> int:
         """Register the incarnation `peer` announces now, even if another was heard lately; returns it."""
-        announced = self.broker.host.peer_announcements.get(peer)
+        host = self.broker.host
+        announced = host.announcement if peer == self.broker.id else host.peer_announcements.get(peer)
         if announced is None or announced.incarnation is None:
             raise LookupError(f"broker {peer} has not announced an incarnation")
         if announced.incarnation == self.broker.metadata.incarnation(peer):

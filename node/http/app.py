@@ -74,7 +74,7 @@ async def health(request: web.Request) -> web.Response:
     """200 "ok", 200 "degraded" with the problems in words (see `Broker.health_problems`), or 503 "unavailable"
     when no metadata leader is known."""
     broker = request.app[SERVICES_KEY].broker
-    leader = broker.metadata_leader()
+    leader = broker.live_metadata_leader()
     problems = broker.health_problems()
     status = "unavailable" if leader is None else "degraded" if problems else "ok"
     doc = {"status": status, "broker": broker.id, "metadata_leader": leader, "problems": problems,

@@ -51,7 +51,6 @@ class TopicService:
         """Every broker with its URL, its registered Kafka address (or None) and whether this broker heard from it
         within an election timeout."""
         broker = self.broker
-        await metadata_fresh_here(broker)
         return {"brokers": sorted(broker.urls), "metadata_leader": broker.metadata_leader(),
                 "details": [{"id": b, "url": u, "alive": self.alive(b), "kafka": broker.metadata.listener(b, "kafka")}
                             for b, u in sorted(broker.urls.items())]}
