@@ -10,7 +10,6 @@ fetch or offsets request replayed as it is.
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import asdict
 
 import orjson
@@ -19,7 +18,7 @@ from aiohttp import web
 from raftka.node.errors import ApiError, InvalidRequest, error_body
 from raftka.node.http.codecs import (fetch_format, parse_produce_request, produce_format, render_produce_response,
                                      render_records)
-from raftka.node.http.common import SERVICES_KEY, TRAFFIC_KEY, json_response, partition_number, query_int
+from raftka.node.http.common import SERVICES_KEY, json_response, partition_number, query_int
 from raftka.node.http.forwarding import BROKER_HEADER, forward_elsewhere, forwarded_elsewhere
 from raftka.node.services import BrokerServices
 from raftka.node.services.produce import ProduceRejected, encode_records
@@ -40,11 +39,7 @@ async def produce_batch(request: web.Request, services: BrokerServices, topic: s
 
     Returns the batch endpoint's answer and the id of the broker that served it (for X-Raftka-Broker)."""
     try:
-        started = time.monotonic()
         ack = await services.produce.append(topic, partition, batch, timeout_s, validate=validate)
-        if not ack.duplicate:
-            request.app[TRAFFIC_KEY].produced(topic, ack.last_offset - ack.base_offset + 1, len(batch),
-                                              time.monotonic() - started)
         return asdict(ack), str(services.broker.id)
     except ServedElsewhere as elsewhere:
         path = f"/topics/{topic}/partitions/{partition}/batch?timeout_ms={int(timeout_s * 1000)}"
@@ -142,7 +137,6 @@ async def fetch_records(request: web.Request) -> web.Response:
         result = await services.fetch.read(topic, partition, offset, max_bytes, wait_ms)
     except ServedElsewhere as elsewhere:
         return await forward_elsewhere(request, elsewhere, timeout=wait_ms / 1000 + 10)
-    request.app[TRAFFIC_KEY].fetched(topic, result.next_offset - offset, len(result.data))
     headers = {"X-Raftka-High-Watermark": str(result.high_watermark),
                "X-Raftka-Log-Start": str(result.log_start_offset)}
     if raw:
@@ -158,9 +152,10 @@ async def partition_offsets(request: web.Request) -> web.Response:
     topic, partition = request.match_info["topic"], partition_number(request)
     start, end = await services.fetch.offsets(topic, partition)
     doc = {"beginning_offset": start, "end_offset": end}
-    if "timestamp" in request.query:  # Kafka's ListOffsets by time: the first offset at or after it
+    if "timestamp" in request.query:  # Kafka's ListOffsets by time: the first offset at or after it, else the end
         timestamp = query_int(request, "timestamp", None, 0, 2**63 - 1)
-        doc["timestamp_offset"] = await services.fetch.offset_for_timestamp(topic, partition, timestamp)
+        found = await services.fetch.offset_for_timestamp(topic, partition, timestamp)
+        doc["timestamp_offset"] = end if found is None else found.offset
     return json_response(doc)
 
 
