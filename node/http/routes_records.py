@@ -1,10 +1,10 @@
-"""Produce and fetch routes: REST Proxy v2 JSON, and raftka's binary RecordBatch fast path.
+"""Produce, fetch and delete-records routes: REST Proxy v2 JSON, and raftka's binary RecordBatch fast path.
 
-Thin adapters over `ProduceService` and `FetchService`: parse the request,
-call the service, render the answer. When the service says the partition is
-served elsewhere (`ServedElsewhere`), the request goes to that broker: a
-produce as one raw RecordBatch per partition to the leader's fast path, a
-fetch or offsets request replayed as it is.
+Thin adapters over `ProduceService`, `FetchService` and `DeleteRecordsService`:
+parse the request, call the service, render the answer. When the service says
+the partition is served elsewhere (`ServedElsewhere`), the request goes to that
+broker: a produce as one raw RecordBatch per partition to the leader's fast
+path, a fetch, offsets or delete-records request replayed as it is.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from aiohttp import web
 from raftka.node.errors import ApiError, InvalidRequest, error_body
 from raftka.node.http.codecs import (fetch_format, parse_produce_request, produce_format, render_produce_response,
                                      render_records)
-from raftka.node.http.common import SERVICES_KEY, json_response, partition_number, query_int
+from raftka.node.http.common import SERVICES_KEY, json_response, partition_number, query_int, read_json
 from raftka.node.http.forwarding import BROKER_HEADER, forward_elsewhere, forwarded_elsewhere
 from raftka.node.services import BrokerServices
 from raftka.node.services.produce import ProduceRejected, encode_records
@@ -159,6 +159,21 @@ async def partition_offsets(request: web.Request) -> web.Response:
     return json_response(doc)
 
 
+@forwarded_elsewhere
+async def delete_records(request: web.Request) -> web.Response:
+    """Kafka's DeleteRecords: the records before `before_offset` (-1: the high watermark) are gone; answers the
+    partition's new log start offset."""
+    services: BrokerServices = request.app[SERVICES_KEY]
+    topic, partition = request.match_info["topic"], partition_number(request)
+    services.topics.check_partition(topic, partition)
+    doc = await read_json(request)
+    if set(doc) != {"before_offset"}:
+        raise InvalidRequest(f"Expected {{\"before_offset\": N}}, got fields {sorted(doc)}.")
+    start = await services.delete_records.delete_before(topic, partition, doc["before_offset"],
+                                                        produce_timeout_s(request))
+    return json_response({"topic": topic, "partition": partition, "log_start_offset": start})
+
+
 def add_record_routes(app: web.Application) -> None:
     r = app.router
     r.add_post("/topics/{topic}", produce_to_topic)
@@ -166,6 +181,7 @@ def add_record_routes(app: web.Application) -> None:
     r.add_post("/topics/{topic}/partitions/{partition}/batch", produce_raw_batch)
     r.add_get("/topics/{topic}/partitions/{partition}/records", fetch_records)
     r.add_get("/topics/{topic}/partitions/{partition}/offsets", partition_offsets)
+    r.add_post("/topics/{topic}/partitions/{partition}/delete-records", delete_records)
 
 
 __all__ = ["add_record_routes", "BATCH_TYPE"]

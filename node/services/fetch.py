@@ -5,7 +5,8 @@ decodes them only if its format needs records), bounded by the high
 watermark, so a consumer never sees an uncommitted record. With `wait_ms`,
 a read at the high watermark long-polls until data is applied or the wait
 ends (`wait` only waits). An offset outside [log start, high watermark] is
-`OffsetOutOfRange`. When another broker leads the partition,
+`OffsetOutOfRange`; the log start moves with retention and deleted records
+(`DeleteRecordsService`). When another broker leads the partition,
 `ServedElsewhere` names it. What `read` serves is counted in the traffic
 metrics, once, on the leader.
 """
