@@ -200,6 +200,18 @@ def test_kafka_errors_unknown_topic_and_out_of_range(cluster):
         consumer.close()
 
 
+def test_a_batch_over_max_message_bytes_is_message_too_large_and_nothing_is_stored(cluster):
+    _create(cluster, "small-messages", partitions=1, configs={"max.message.bytes": 2000})
+    producer = confluent_kafka.Producer({"bootstrap.servers": cluster.kafka_bootstrap, "message.send.max.retries": 0})
+    outcomes = []
+    producer.produce("small-messages", value=b"x" * 5000, on_delivery=lambda err, msg: outcomes.append(err))
+    producer.produce("small-messages", value=b"fits", on_delivery=lambda err, msg: outcomes.append(err))
+    producer.flush(30)
+    assert outcomes[0] is not None and outcomes[0].code() == confluent_kafka.KafkaError.MSG_SIZE_TOO_LARGE
+    offsets = request(cluster.bootstrap[0] + "/topics/small-messages/partitions/0/offsets").json()
+    assert offsets["end_offset"] == (1 if outcomes[1] is None else 0)
+
+
 def test_kafka_protocol_traffic_is_counted_once_on_the_leader_for_the_consoles_charts(cluster):
     _create(cluster, "kafka-metered", partitions=1)
     leader = cluster.leader_of("kafka-metered", 0)
