@@ -33,7 +33,9 @@ test: $(STAMP) deb-packages
 jepsen: $(STAMP) deb-packages
 	$(PY) jepsen-style-tests/run.py --full
 
-## `make bench BENCH_ARGS=--quick` for the < 3 min version of the side-by-side comparison with NATS JetStream.
+## Every figure of the performance goals, each with its goal and ratio (bench.goals; JSON under bench/results/):
+## storage, raftka beside NATS JetStream and confluent-kafka, 64 busy partitions and a 10-minute soak, scale at
+## 1k/3k/10k partitions (about 45 min). `make bench BENCH_ARGS=--quick` runs every benchmark short (about 12 min).
 bench: $(STAMP)
 	$(PIP) install -q -e '.[test,bench]'
 	@command -v nats-server >/dev/null || test -x /usr/sbin/nats-server || \
@@ -42,6 +44,9 @@ bench: $(STAMP)
 	  else echo "bench needs nats-server (apt-get install nats-server)"; exit 1; fi
 	$(PY) -m bench.storage
 	$(PY) -m bench.compare $(BENCH_ARGS)
+	$(PY) -m bench.partitions $(BENCH_ARGS)
+	$(PY) -m bench.raft --skip-throughput $(BENCH_ARGS)
+	$(PY) -m bench.goals
 
 clean:
 	rm -rf $(VENV) .raftka-data .pytest_cache

@@ -50,12 +50,13 @@ class RaftkaEndpoint:
     bootstrap: tuple[str, ...]
     topic: str
     linger_ms: float = 5.0
+    partition: int | None = 0  # None: the producer spreads records over every partition (null keys)
     system: str = field(default="raftka", init=False)
 
     async def open_producer(self) -> RaftkaProducer:
         producer = AIOProducer(list(self.bootstrap), linger_ms=self.linger_ms, buffer_memory=64 << 20)
         await producer.start()
-        return RaftkaProducer(producer, self.topic)
+        return RaftkaProducer(producer, self.topic, self.partition)
 
     async def open_consumer(self, from_start: bool, push: bool = False) -> RaftkaConsumer:
         consumer = AIOConsumer(bootstrap_servers=list(self.bootstrap), max_poll_records=10_000,
@@ -67,12 +68,13 @@ class RaftkaEndpoint:
 
 
 class RaftkaProducer:
-    def __init__(self, producer: AIOProducer, topic: str) -> None:
+    def __init__(self, producer: AIOProducer, topic: str, partition: int | None = 0) -> None:
         self.producer = producer
         self.topic = topic
+        self.partition = partition
 
     async def send(self, payload: bytes) -> asyncio.Future:
-        return await self.producer.send(self.topic, payload, partition=0)
+        return await self.producer.send(self.topic, payload, partition=self.partition)
 
     async def deliver(self, payload: bytes) -> None:
         await (await self.send(payload))  # the producer retries retriable errors itself

@@ -2,7 +2,7 @@
 
 `PySpyMeter` has the workload meter interface (start/stop around the measured
 window): it records the broker with `py-spy record --format raw` (collapsed
-stacks, non-blocking sampling) and measures the servers' CPU like `CpuMeter`.
+stacks, non-blocking sampling) and measures the servers' CPU like `ServerMeter`.
 `summarize` turns the collapsed stacks into: samples per code area (raftka
 packages, aiohttp, asyncio, ...), the hottest functions by self time and by
 inclusive time.
@@ -16,7 +16,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from bench.compare_systems import CpuMeter
+from bench.compare_systems import ServerMeter
 
 REPO = Path(__file__).resolve().parents[1]
 AREAS = (  # (marker in a frame's file path, area name); first match wins
@@ -46,7 +46,7 @@ class PySpyMeter:
         self.pid = pid
         self.out = out
         self.seconds = seconds
-        self.cpu = CpuMeter(server_pids)
+        self.cpu = ServerMeter(server_pids)
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:

@@ -6,7 +6,8 @@ listeners (topics of its own, prefixed "k-"), `NatsSystem` a 3-server
 `NatsCluster`; all under one temporary root. Each makes one-partition /
 one-stream logs with three replicas and hands out endpoints
 (`compare_clients`) for them, measures the CPU seconds its server processes
-use (psutil, user + system, summed over the live servers) and kill -9s the
+use (psutil, user + system, summed over the live servers) and the bytes they write to
+disk (/proc/PID/io write_bytes), and kill -9s the
 leader of a log, handing back an endpoint that only knows the survivors
 (`recover` then brings the shared raftka cluster back to three brokers).
 """
@@ -26,27 +27,34 @@ from bench.compare_clients import KafkaEndpoint, NatsEndpoint, RaftkaEndpoint
 from bench.nats_cluster import NatsCluster
 
 
-class CpuMeter:
-    """CPU seconds of a set of server processes between start() and stop()."""
+class ServerMeter:
+    """CPU seconds and bytes written to disk of a set of server processes between start() and stop().
+
+    Bytes written are /proc/PID/io ``write_bytes``: what the process caused to be sent to the
+    storage layer (page-cache pages it dirtied), whether or not it fsynced them yet.
+    """
 
     def __init__(self, pids: list[int]) -> None:
         self.procs = [psutil.Process(pid) for pid in pids]
-        self.before: dict[int, float] = {}
+        self.before: dict[int, tuple[float, int]] = {}
         self.seconds = 0.0
+        self.written = 0
 
     @staticmethod
-    def _cpu(proc: psutil.Process) -> float:
+    def _sample(proc: psutil.Process) -> tuple[float, int]:
         try:
             t = proc.cpu_times()
-            return t.user + t.system
+            return t.user + t.system, proc.io_counters().write_bytes
         except psutil.NoSuchProcess:
-            return 0.0
+            return 0.0, 0
 
     def start(self) -> None:
-        self.before = {p.pid: self._cpu(p) for p in self.procs}
+        self.before = {p.pid: self._sample(p) for p in self.procs}
 
     def stop(self) -> None:
-        self.seconds = sum(max(0.0, self._cpu(p) - self.before[p.pid]) for p in self.procs)
+        after = {p.pid: self._sample(p) for p in self.procs}
+        self.seconds = sum(max(0.0, after[pid][0] - cpu) for pid, (cpu, _) in self.before.items())
+        self.written = sum(max(0, after[pid][1] - written) for pid, (_, written) in self.before.items())
 
 
 class RaftkaSystem:
@@ -73,8 +81,8 @@ class RaftkaSystem:
     def server_pids(self) -> list[int]:
         return [p.pid for p in self.cluster.procs.values()]
 
-    def meter(self) -> CpuMeter:
-        return CpuMeter(self.server_pids())
+    def meter(self) -> ServerMeter:
+        return ServerMeter(self.server_pids())
 
     def leader_pid(self, name: str) -> int:
         return self.cluster.procs[self.cluster.leader_of(name, 0)].pid
@@ -132,7 +140,7 @@ class KafkaSystem:
     def server_pids(self) -> list[int]:
         return self.raftka.server_pids()
 
-    def meter(self) -> CpuMeter:
+    def meter(self) -> ServerMeter:
         return self.raftka.meter()
 
     def leader_pid(self, name: str) -> int:
@@ -170,8 +178,8 @@ class NatsSystem:
     def server_pids(self) -> list[int]:
         return [p.pid for p in self.cluster.procs.values()]
 
-    def meter(self) -> CpuMeter:
-        return CpuMeter(self.server_pids())
+    def meter(self) -> ServerMeter:
+        return ServerMeter(self.server_pids())
 
     def kill_leader(self, name: str, linger_ms: float = 5.0) -> tuple[NatsEndpoint, Callable[[], None], str]:
         endpoint = self.endpoint(name)

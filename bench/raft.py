@@ -1,6 +1,6 @@
 """Benchmark of raftka's Raft replication: 3 broker processes on loopback, replication factor 3.
 
-    python -m bench.raft [--quick] [--seconds S] [--concurrency 1,8,32] [--idle-scales 1,100,1000]
+    python -m bench.raft [--quick] [--seconds S] [--concurrency 1,8,32] [--idle-scales 1000,3000,10000]
 
 Throughput: one topic with one partition (one Raft group of 3 replicas).  Batches of 100 and
 1000 records of 100 B (raftka.storage.encode_batch) go straight to the partition leader's
@@ -11,15 +11,17 @@ and batches/s (answers received inside the measuring window), latency p50/p99, t
 broker process and of this client (% of one core), the leader's CPU time per committed batch (less
 sensitive to other load on the machine than the rates), and the whole machine's CPU (% of all cores).
 
-Idle: for 1, 100 and 1000 partitions (plus the metadata group) spread over the 3 brokers, a
-fresh cluster, a topic of that many partitions with RF=3, waiting until every partition has a
-leader (the broker that leads it says so in GET /topics/{t}/partitions: it alone fills the high
-watermark) or a timeout (then the point is still measured, flagged all_led=false); then a settle
-period, then each broker's CPU% (of one core) and RSS over a measuring window, with psutil.
+Idle / scale: for 1,000, 3,000 and 10,000 partitions (plus the metadata group) spread over the 3
+brokers, a fresh cluster, a topic of that many partitions with RF=3, waiting until every partition
+has a leader (the broker that leads it says so in GET /topics/{t}/partitions: it alone fills the
+high watermark) or a timeout (then the point is still measured, flagged all_led=false): the
+leaders-ready time; then a settle period, then each broker's CPU% (of one core) and RSS over a
+measuring window, with psutil; then kill -9 of the broker leading the most partitions and the
+seconds until every partition has a leader again.
 
 Prints numbers only (no pass/fail) and writes bench/results/raft.json.  The client shares the
 machine with the brokers (and with whatever else runs there: the load average is recorded).
-Default run < 4 min, `--quick` < 90 s.
+Default run < 12 min (10,000 partitions take most of it), `--quick` < 5 min.
 """
 
 from __future__ import annotations
@@ -237,12 +239,23 @@ def led_partitions(cluster: LocalCluster, topic: str) -> dict[int, int]:
     return led
 
 
+def wait_led(cluster: LocalCluster, topic: str, partitions: int, began: float, timeout: float) -> dict[int, int]:
+    """Poll until every partition reports a leader (or `timeout` s after `began`); the last answer."""
+    while True:
+        led = led_partitions(cluster, topic)
+        if len(led) == partitions or time.monotonic() - began > timeout:
+            return led
+        time.sleep(0.25)
+
+
 def idle_point(root: str, partitions: int, settle: float, window: float, ready_timeout: float,
                console: Console) -> dict:
-    """Idle CPU and RSS of each broker hosting `partitions` RF=3 partitions.
+    """Idle CPU and RSS of each broker hosting `partitions` RF=3 partitions, then a failover.
 
     If not every partition has a leader within `ready_timeout` (elections still churning), the
-    point is measured anyway and reported with all_led = false.
+    point is measured anyway and reported with all_led = false.  Failover: kill -9 of the
+    broker leading the most partitions; seconds until every partition has a leader again on
+    the survivors (`failover_s`, None if not within `ready_timeout`).
     """
     topic = "idle"
     with LocalCluster(brokers=3, data_dir=os.path.join(root, f"idle-{partitions}")) as cluster:
@@ -253,13 +266,10 @@ def idle_point(root: str, partitions: int, settle: float, window: float, ready_t
         except (urllib.error.URLError, OSError) as exc:  # slow answer: the topic may still be created
             console.print(f"idle: creating {partitions} partitions: {exc!r}; waiting for leaders anyway")
             create_s = None
-        while True:
-            led = led_partitions(cluster, topic)
-            if len(led) == partitions or time.monotonic() - began > ready_timeout:
-                break
-            time.sleep(0.5)
+        led = wait_led(cluster, topic, partitions, began, ready_timeout)
         ready_s = time.monotonic() - began
-        all_led = len(led) == partitions
+        led_ready = len(led)
+        all_led = led_ready == partitions
         console.print(f"idle: {len(led)} of {partitions} partition(s) led after {ready_s:.1f} s; "
                       f"settling {settle:.0f} s, measuring {window:.0f} s ...")
         time.sleep(settle)
@@ -269,17 +279,29 @@ def idle_point(root: str, partitions: int, settle: float, window: float, ready_t
         time.sleep(window)
         usage = meter.stop()
         rss = {name: round(p.memory_info().rss / 2**20, 1) for name, p in procs.items()}
-        still_led = len(led_partitions(cluster, topic))
+        led = led_partitions(cluster, topic)
+        still_led = len(led)
         leaders_per_broker = {f"broker-{b}": sum(1 for v in led.values() if v == b) for b in cluster.ids}
+        victim = max(cluster.ids, key=lambda b: leaders_per_broker[f"broker-{b}"])
+        orphaned = leaders_per_broker[f"broker-{victim}"]
+        cluster.kill(victim)
+        killed_at = time.monotonic()
+        after = wait_led(cluster, topic, partitions, killed_at, ready_timeout)
+        failover_s = time.monotonic() - killed_at if len(after) == partitions else None
+        console.print(f"idle: kill -9 of broker {victim} (leading {orphaned}): "
+                      + (f"every partition led again after {failover_s:.1f} s" if failover_s is not None
+                         else f"{partitions - len(after)} partition(s) still without a leader after {ready_timeout} s"))
         for broker in list(cluster.procs):
             cluster.kill(broker)  # the data is thrown away: no need for a graceful hand-over
     cpu = usage["cpu_percent"]
     return {"partitions": partitions, "groups_per_broker": partitions + 1, "all_led": all_led,
-            "led_before_window": len(led), "create_s": None if create_s is None else round(create_s, 1),
+            "led_before_window": led_ready, "create_s": None if create_s is None else round(create_s, 1),
             "ready_s": round(ready_s, 1),
             "leaders_per_broker": leaders_per_broker, "rss_mib": rss, "led_after_window": still_led,
             "max_broker_cpu_percent": max(cpu.values()), "mean_broker_cpu_percent": round(statistics.fmean(cpu.values()), 1),
-            **usage}
+            "max_rss_mib": max(rss.values()), "failover_killed": f"broker-{victim}", "failover_orphaned": orphaned,
+            "failover_s": None if failover_s is None else round(failover_s, 2),
+            "failover_led": len(after), **usage}
 
 
 # -------------------------------------------------------------------- report
@@ -303,14 +325,15 @@ def print_report(console: Console, info: dict, loads: list[dict], idles: list[di
                       f"{r['system_cpu_percent']:.0f}", f"{r['load_average_before'][0]:.1f}")
     console.print(table)
     table = Table("partitions", "groups/broker", "led / ready s", "CPU% broker 1 / 2 / 3", "max CPU%", "RSS MiB 1 / 2 / 3",
-                  "machine CPU%", "load avg",
+                  "failover s", "machine CPU%", "load avg",
                   title="Idle cost: RF=3 partitions spread over 3 brokers (CPU% of one core over the window)")
     for r in idles:
         cpu, rss = r["cpu_percent"], r["rss_mib"]
         table.add_row(str(r["partitions"]), str(r["groups_per_broker"]),
                       f"{r['led_before_window']} after {r['ready_s']:.1f}",
                       " / ".join(f"{v:.1f}" for v in cpu.values()), f"{r['max_broker_cpu_percent']:.1f}",
-                      " / ".join(f"{v:.0f}" for v in rss.values()), f"{r['system_cpu_percent']:.0f}",
+                      " / ".join(f"{v:.0f}" for v in rss.values()),
+                      "-" if r["failover_s"] is None else f"{r['failover_s']:.1f}", f"{r['system_cpu_percent']:.0f}",
                       f"{r['load_average_before'][0]:.1f}")
     console.print(table)
 
@@ -325,7 +348,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, help="measuring window of each throughput point (default 5, quick 1.5)")
     parser.add_argument("--batch-sizes", type=int_list, default=[100, 1000], help="records per batch")
     parser.add_argument("--concurrency", type=int_list, default=[1, 8, 32], help="requests in flight")
-    parser.add_argument("--idle-scales", type=int_list, default=[1, 100, 1000], help="partitions for the idle test")
+    parser.add_argument("--idle-scales", type=int_list, default=[1000, 3000, 10000],
+                        help="partitions for the idle / scale test")
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-idle", action="store_true")
     parser.add_argument("--output", type=Path, default=RESULTS, help="JSON results file")
@@ -333,7 +357,7 @@ def main(argv: list[str] | None = None) -> None:
     seconds = args.seconds or (1.5 if args.quick else 5.0)
     warmup = 0.5 if args.quick else 1.0
     settle, window = (2.0, 4.0) if args.quick else (5.0, 10.0)
-    ready_timeout = 40.0 if args.quick else 90.0
+    ready_timeout = 75.0 if args.quick else 120.0
     console = Console(width=160)
     began = time.monotonic()
     info = {"machine": machine(), "load_average_start": load_average(), "quick": args.quick,

@@ -6,7 +6,8 @@ For 100 B and 1 KiB records in batches of 1, 100 and 1000 it measures:
   raw-batch  PartitionLog.append_raw(pre-encoded batch) + flush(), every record verified
   raw-trust  the same with verify_records=False (header + CRC checks only, e.g. Raft followers)
 The modes of one row run in alternating short slices, so disk-speed drift hits them alike.
-Run `python -m bench.storage [--seconds S] [--dir DIR]` from the repository root.
+Run `python -m bench.storage [--seconds S] [--dir DIR]` from the repository root; the rows also go
+to bench/results/storage.json (with the load average before and after).
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ import shutil
 import sys
 import tempfile
 import time
+from pathlib import Path
+
+import orjson
 
 from raftka.storage import LogConfig, PartitionLog, Record, encode_batch
 
@@ -24,6 +28,7 @@ RECORD_SIZES = (100, 1024)
 BATCH_SIZES = (1, 100, 1000)
 ROUNDS = 5
 CONFIG = LogConfig(max_message_bytes=4 << 20)
+RESULTS = Path(__file__).resolve().parent / "results" / "storage.json"
 
 
 class RawFile:
@@ -86,6 +91,8 @@ def main() -> None:
     parser.add_argument("--dir", default=None, help="directory on the disk to measure (default: system temp dir)")
     args = parser.parse_args()
     directory = tempfile.mkdtemp(prefix="raftka-bench-", dir=args.dir)
+    rows: list[dict] = []
+    load_before = os.getloadavg()
     print(f"raftka storage benchmark in {directory}: python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {args.seconds:g} s per cell")
     print("one fsync per batch; MB/s counts encoded batch bytes; % raw = share of the raw write+fsync speed for the same chunk size\n")
     header = f"{'record':>6} {'batch':>5} {'bytes':>8} | {'mode':<9} {'MB/s':>7} {'batches/s':>9} {'records/s':>9} {'% raw':>6}"
@@ -107,6 +114,9 @@ def main() -> None:
                 raw_mbs = results["raw"][0] * len(batch) / results["raw"][1] / 1e6
                 for i, (mode, (count, elapsed)) in enumerate(results.items()):
                     mbs = count * len(batch) / elapsed / 1e6
+                    rows.append({"record_bytes": record_size, "batch_records": batch_size, "batch_bytes": len(batch),
+                                 "mode": mode, "mb_per_s": round(mbs, 1), "records_per_s": round(count * batch_size / elapsed),
+                                 "percent_of_raw": round(100 * mbs / raw_mbs, 1)})
                     lead = f"{record_size:>6} {batch_size:>5} {len(batch):>8}" if i == 0 else " " * 21
                     print(
                         f"{lead} | {mode:<9} {mbs:>7.1f} {count / elapsed:>9.0f} {count * batch_size / elapsed:>9.0f} {100 * mbs / raw_mbs:>5.0f}%",
@@ -114,6 +124,10 @@ def main() -> None:
                     )
     finally:
         shutil.rmtree(directory)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_bytes(orjson.dumps({"seconds_per_cell": args.seconds, "load_average_before": load_before,
+                                      "load_average_after": os.getloadavg(), "rows": rows},
+                                     option=orjson.OPT_INDENT_2))
 
 
 if __name__ == "__main__":

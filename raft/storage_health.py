@@ -25,6 +25,8 @@ import errno
 import os
 from dataclasses import dataclass
 
+from raftka.storage.fsutil import fsync
+
 GIB = 1 << 30
 MIB = 1 << 20
 DEFAULT_MIN_FREE_CAP = GIB
@@ -80,7 +82,7 @@ def probe_write(directory: str) -> None:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             os.write(fd, b"\0" * PROBE_BYTES)
-            os.fsync(fd)
+            fsync(fd)
         finally:
             os.close(fd)
     finally:

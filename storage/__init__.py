@@ -22,6 +22,7 @@ Public API (nothing here knows about Raft or HTTP):
   read_batch_header(data, position=0) -> BatchHeader, validate_batch(data, *, records=True),
   iter_batches(data), iter_records(data, *, start_offset=0)
   atomic_write(path, data)                              durable file replace (Raft hard state)
+  fsync_count()                                         fsync calls this process made (metrics)
   StorageError and subclasses                           see errors.py
   raftka.storage.powerloss.apply_ledger(ledger, root)   test-mode power-loss simulation
 """
@@ -41,7 +42,7 @@ from .errors import (
     StorageError,
     UnwritableDirectoryError,
 )
-from .fsutil import LEDGER_ENV, atomic_write
+from .fsutil import LEDGER_ENV, atomic_write, fsync_count
 from .log import Damage, PartitionLog, ReadResult, RecoveryReport, SegmentInfo, TimestampMatch
 from .records import (
     BatchHeader,
@@ -80,6 +81,7 @@ __all__ = [
     "UnwritableDirectoryError",
     "atomic_write",
     "encode_batch",
+    "fsync_count",
     "iter_batches",
     "iter_records",
     "read_batch_header",

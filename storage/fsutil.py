@@ -6,15 +6,35 @@ hard state with it. In test mode (env RAFTKA_FSYNC_LEDGER=<path>) every complete
 data file appends "<absolute path> <size>" to that ledger, and a file made durable by a
 directory fsync (created, or renamed into place) is recorded with its size too, so that
 raftka.storage.powerloss.apply_ledger can later cut every file back to what was really durable.
+
+`fsync_count()` is the number of fsync calls this process made (files and directories, from any
+thread): the broker's metrics report it, and the benchmarks turn it into fsyncs per second.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import threading
 
 LEDGER_ENV = "RAFTKA_FSYNC_LEDGER"
 TMP_SUFFIX = ".tmp"
+
+_fsyncs = 0
+_fsyncs_lock = threading.Lock()
+
+
+def fsync(fd: int) -> None:
+    """os.fsync, counted (see `fsync_count`)."""
+    global _fsyncs
+    with _fsyncs_lock:
+        _fsyncs += 1
+    os.fsync(fd)
+
+
+def fsync_count() -> int:
+    """fsync calls made by this process so far."""
+    return _fsyncs
 
 
 def record_durable(path: str, size: int) -> None:
@@ -32,7 +52,7 @@ def fsync_file(fd: int, path: str | None) -> int:
     itself (concurrent fsyncs of one file must reach the ledger in size order).
     """
     size = os.fstat(fd).st_size
-    os.fsync(fd)
+    fsync(fd)
     if path is not None:
         record_durable(path, size)
     return size
@@ -42,15 +62,16 @@ def fsync_dir(path: str) -> None:
     """fsync a directory so that file creations, renames and deletions in it are durable."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        os.fsync(fd)
+        fsync(fd)
     finally:
         os.close(fd)
 
 
-def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
+def atomic_write(path: str | os.PathLike[str], data: bytes, *, sync_dir: bool = True) -> None:
     """Replace the file at path with data so that a crash leaves either the old or the new content.
 
-    Writes path + ".tmp", fsyncs it, renames it over path and fsyncs the directory.
+    Writes path + ".tmp", fsyncs it, renames it over path and fsyncs the directory (with
+    sync_dir=False the caller fsyncs the directory itself before relying on the new file).
     """
     path = os.fspath(path)
     tmp = path + TMP_SUFFIX
@@ -61,7 +82,7 @@ def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
             while view:
                 written = os.write(fd, view)
                 view = view[written:]
-            os.fsync(fd)
+            fsync(fd)
         finally:
             os.close(fd)
         os.replace(tmp, path)
@@ -69,5 +90,6 @@ def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)  # a full disk must not keep a half-written copy
         raise
-    fsync_dir(os.path.dirname(os.path.abspath(path)))
-    record_durable(path, len(data))
+    if sync_dir:
+        fsync_dir(os.path.dirname(os.path.abspath(path)))
+        record_durable(path, len(data))

@@ -26,6 +26,7 @@ from raftka.node.metrics import CONTENT_TYPE, MetricsRegistry
 from raftka.node.services import BrokerServices
 from raftka.node.services.routing import ServedElsewhere
 from raftka.raft.core import Role
+from raftka.storage import fsync_count
 
 log = logging.getLogger("raftka.node.http.app")
 
@@ -157,6 +158,8 @@ def register_raft_metrics(registry: MetricsRegistry, broker: Broker) -> None:
                             lambda: [((), broker.host.storage.usage.free_bytes)])
     registry.gauge_function("raftka_storage_min_free_bytes", "The low-disk watermark (--min-free-bytes).", (),
                             lambda: [((), broker.host.storage.min_free_bytes)])
+    registry.gauge_function("raftka_fsyncs_total", "fsync calls made by this broker process (files and "
+                            "directories).", (), lambda: [((), fsync_count())])
     registry.gauge_function("raftka_storage_degraded",
                             "1 if the disk is below the watermark or a write failed (see /health).", (),
                             lambda: [((), int(broker.host.storage_status()["status"] != "ok"))])
