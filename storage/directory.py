@@ -18,7 +18,7 @@ from typing import NamedTuple
 import orjson
 
 from .errors import DataDirError, ForeignDirectoryError, UnwritableDirectoryError
-from .fsutil import TMP_SUFFIX, atomic_write, fsync_dir
+from .fsutil import TMP_SUFFIX, atomic_write, fsync, fsync_dir, record_durable
 from .segment import INDEX_SUFFIX, LOG_SUFFIX, segment_name
 
 MARKER = "raftka-log.json"
@@ -41,6 +41,7 @@ class LogDirectory:
         self.path = path
         self.meta = meta
         self._lock_fd = lock_fd
+        self._unsynced_marker: int | None = None  # size of a marker written with sync_dir=False, until fsync()
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> LogDirectory:
@@ -77,8 +78,8 @@ class LogDirectory:
         try:
             if marked:
                 directory.meta = directory._read_meta()
-            else:
-                directory.write_meta(LogMeta(0))
+            else:  # a new (empty) log: PartitionLog fsyncs the directory once its first segment exists
+                directory.write_meta(LogMeta(0), sync_dir=False)
             _remove_if_exists(os.path.join(path, MARKER + TMP_SUFFIX))
         except OSError as exc:
             directory.close()
@@ -105,9 +106,12 @@ class LogDirectory:
             raise DataDirError(f"unreadable marker file {marker}: {exc}") from exc
         return meta
 
-    def write_meta(self, meta: LogMeta) -> None:
-        doc = {"format": _FORMAT, "version": _VERSION, "log_start_offset": meta.log_start_offset, "reset_to": meta.reset_to}
-        atomic_write(os.path.join(self.path, MARKER), orjson.dumps(doc))
+    def write_meta(self, meta: LogMeta, *, sync_dir: bool = True) -> None:
+        """Replace the marker file (with sync_dir=False it is durable only after the caller's `fsync()`)."""
+        doc = orjson.dumps({"format": _FORMAT, "version": _VERSION, "log_start_offset": meta.log_start_offset,
+                            "reset_to": meta.reset_to})
+        atomic_write(os.path.join(self.path, MARKER), doc, sync_dir=sync_dir)
+        self._unsynced_marker = None if sync_dir else len(doc)
         self.meta = meta
 
     def segment_bases(self) -> list[int]:
@@ -122,7 +126,10 @@ class LogDirectory:
         return sorted(logs)
 
     def fsync(self) -> None:
-        os.fsync(self._lock_fd)
+        fsync(self._lock_fd)
+        if self._unsynced_marker is not None:
+            record_durable(os.path.join(self.path, MARKER), self._unsynced_marker)
+            self._unsynced_marker = None
 
     def close(self) -> None:
         if self._lock_fd >= 0:

@@ -158,10 +158,11 @@ class PartitionLog:
             bases = []
             meta = LogMeta(meta.reset_to)
             report.finished_reset = True
-        if not bases:
+        fresh = not bases
+        if fresh:
             segment = Segment.create(log_dir.path, meta.log_start_offset, interval)
             segment.close()
-            log_dir.fsync()
+            log_dir.fsync()  # also makes a new directory's marker durable (LogDirectory.open)
             record_durable(segment.log_path, 0)
             bases = [meta.log_start_offset]
         if meta != log_dir.meta:
@@ -182,7 +183,7 @@ class PartitionLog:
                     if rebuilt.error is not None or rebuilt.next_offset != next_base:
                         reason = rebuilt.error or f"segment ends at offset {rebuilt.next_offset}, next segment starts at {next_base}"
                         report.damaged_segments.append(Damage(segment.log_path, rebuilt.valid_size, segment.size - rebuilt.valid_size, reason))
-            active, scanned, removed = Segment.open_active(log_dir.path, bases[-1], interval)
+            active, scanned, removed = Segment.open_active(log_dir.path, bases[-1], interval, fsync=not fresh)
             segments.append(active)
         except BaseException:
             for segment in segments:

@@ -153,11 +153,13 @@ class Segment:
         return segment
 
     @classmethod
-    def open_active(cls, directory: str, base_offset: int, index_interval: int) -> tuple[Segment, ScanResult, int]:
+    def open_active(cls, directory: str, base_offset: int, index_interval: int, *,
+                    fsync: bool = True) -> tuple[Segment, ScanResult, int]:
         """Open the last segment for appending: scan it and cut it at the first bad batch.
 
         Returns (segment, scan result, bytes removed). A stale index file is deleted: the
-        active segment's index lives in memory until the segment is sealed.
+        active segment's index lives in memory until the segment is sealed. fsync=False: the
+        caller just created the (empty) file and made it durable.
         """
         segment = cls(directory, base_offset, index_interval)
         segment.fd = os.open(segment.log_path, _ACTIVE_FLAGS)
@@ -167,7 +169,7 @@ class Segment:
         removed = file_size - result.valid_size
         if removed:
             os.ftruncate(segment.fd, result.valid_size)
-        segment.durable_size = fsync_file(segment.fd, segment.log_path)
+        segment.durable_size = fsync_file(segment.fd, segment.log_path) if fsync else result.valid_size
         segment._adopt(result)
         try:
             os.unlink(segment.index_path)
