@@ -5,7 +5,10 @@ Entries live in a `raftka.storage.PartitionLog` of their own (directory
 partitionLeaderEpoch is the entry's term, so recovery, checksums, torn-tail
 truncation and segment deletion are the storage engine's, not a second copy.
 Hard state (term, vote, compaction point and the group membership in effect
-there) is a small JSON file replaced atomically (`hardstate.json`).
+there) lives in a `HardStateStore` (`hardstate`): the host's store, shared by
+every group of the broker and fsynced once per round, or a journal's own in its
+directory.  A journal from before the store still has its ``hardstate.json``:
+it is read once and carried over.
 Configuration entries are marked by producer id 1 in their batch header, so
 opening the journal finds them from batch headers alone; they are few, and
 kept in memory for `config_at`.  Before a snapshot install commits in the
@@ -13,8 +16,10 @@ state machine, `stage_snapshot` records the snapshot's membership in the hard
 state, so a crash between the two still restarts with the right membership.
 
 Writes are buffered: `sync()` is the group commit — one fsync for everything
-appended since the last one, plus the hard state if it changed.  The host calls
-it before sending any message of the group, so a follower acknowledges only
+appended since the last one, after the hard state if it changed.  The host
+calls it before sending any message of the group (with a shared store:
+`stage_hard_state` puts the hard state there, and the host syncs the store once for
+the round before flushing the journals), so a follower acknowledges only
 durable entries and a node votes only after its vote is durable.  Compaction
 and snapshot resets write the hard state first, so a crash in between leaves
 at worst extra entries below the compaction point, never a hole.
@@ -26,17 +31,17 @@ reading the disk in the common case.
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Callable
 
 import orjson
 
-from raftka.storage import LogConfig, PartitionLog, Record, atomic_write, iter_batches, iter_records
+from raftka.storage import LogConfig, PartitionLog, Record, iter_batches, iter_records
 
 from . import canary
+from .hardstate import HardStateStore
 from .messages import ENTRY_CONFIG, ENTRY_NORMAL, Entry
 
-HARD_STATE_FILE = "hardstate.json"
+LEGACY_HARD_STATE_FILE = "hardstate.json"  # before the HardStateStore
 JOURNAL_DIR = "journal"
 MAX_ENTRY_BYTES = 64 << 20
 CONFIG_ENTRY_MARK = 1  # producer id of a configuration entry's batch (normal entries: -1)
@@ -47,27 +52,33 @@ class JournalError(Exception):
 
 
 class Journal:
-    def __init__(self, directory: str, *, segment_bytes: int = 64 << 20, cache_bytes: int = 8 << 20):
+    def __init__(self, directory: str, *, segment_bytes: int = 64 << 20, cache_bytes: int = 8 << 20,
+                 hard_states: HardStateStore | None = None, name: str | None = None):
+        """`hard_states`: the host's shared store (the host syncs it), with the group's `name` as its key;
+        without one the journal keeps its own store in `directory` and syncs it itself."""
         self.directory = directory
         os.makedirs(directory, exist_ok=True)
-        self._hard_state_path = os.path.join(directory, HARD_STATE_FILE)
-        self._hard_state_lock = threading.Lock()
-        self._hard_state_seq = 0  # captures of the hard state, in order ...
-        self._hard_state_written = 0  # ... and the newest one on disk
+        self._own_store = hard_states is None
+        self._hard_states = HardStateStore(directory) if hard_states is None else hard_states
+        self._key = name or ""
         self._log = PartitionLog.open(
             os.path.join(directory, JOURNAL_DIR),
             LogConfig(segment_bytes=segment_bytes, max_message_bytes=MAX_ENTRY_BYTES + 1024, retention_ms=-1),
         )
-        state = self._read_hard_state()
+        try:
+            state, self._hard_state_dirty = self._read_hard_state()
+        except BaseException:
+            self.close_files()
+            raise
         self.term = state["term"]
         self.vote = state["vote"]
         self.snapshot_index = state["snapshot_index"]
         self.snapshot_term = state["snapshot_term"]
         self.snapshot_config: bytes = state.get("snapshot_config", "").encode()
         self._staged: dict | None = state.get("staged")
-        self._hard_state_dirty = False
         start = self._log.log_start_offset
         if start > self.snapshot_index:
+            self.close_files()
             raise JournalError(f"{directory}: journal starts at index {start + 1} but the hard state's compaction "
                                f"point is {self.snapshot_index}: entries in between are missing")
         self._terms: list[int] = []  # term of index snapshot_index+1+i
@@ -79,15 +90,18 @@ class Journal:
         self._cache_limit = cache_bytes
 
     @staticmethod
-    def stored_term(directory: str) -> int:
-        """The term in a journal's hard state on disk (0 if there is none), without opening it."""
-        try:
-            with open(os.path.join(directory, HARD_STATE_FILE), "rb") as f:
-                return int(orjson.loads(f.read())["term"])
-        except (FileNotFoundError, NotADirectoryError):
-            return 0
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            raise JournalError(f"{directory}/{HARD_STATE_FILE} is corrupt: {exc}") from None
+    def stored_term(hard_states: HardStateStore, name: str, directory: str) -> int:
+        """The term a group's hard state holds (0 if it has none), without opening its journal."""
+        state = hard_states.get(name)
+        if state is None:
+            try:
+                with open(os.path.join(directory, LEGACY_HARD_STATE_FILE), "rb") as f:
+                    state = orjson.loads(f.read())
+            except (FileNotFoundError, NotADirectoryError):
+                return 0
+            except orjson.JSONDecodeError as exc:
+                raise JournalError(f"{directory}/{LEGACY_HARD_STATE_FILE} is corrupt: {exc}") from None
+        return int(state["term"])
 
     # -------------------------------------------------------------- RaftLog
 
@@ -200,32 +214,43 @@ class Journal:
         return self._hard_state_dirty or self._log.flushed_offset < self._log.log_end_offset
 
     def sync(self) -> None:
-        """Group commit: make every appended entry and the hard state durable."""
+        """Group commit: make the hard state and every appended entry durable."""
+        self.stage_hard_state()
+        if self._hard_states.pending:
+            self._hard_states.sync()
         job = self.begin_sync()
         if job is not None:
             job()
 
+    def stage_hard_state(self) -> bool:
+        """Put a changed hard state into the store (durable with the store's next sync); True if there was one.
+
+        With the host's shared store the host syncs it once for every group, before their journals."""
+        if not self._hard_state_dirty:
+            return False
+        self._hard_states.put(self._key, self._hard_state_document())
+        self._hard_state_dirty = False
+        return True
+
     def begin_sync(self) -> Callable[[], None] | None:
-        """The fsync work for everything appended so far, to run in a worker thread.
+        """The fsync work for everything appended so far, to run in a worker thread (None: nothing to do).
 
         Appends may continue meanwhile (they are not covered: `synced_index`
-        says what is).  The hard state is captured now; a newer capture written
-        first is never overwritten by this older one.
+        says what is).  A journal with its own store stages its hard state and
+        syncs the store in the job, before the entries; with a shared store the
+        caller stages and syncs it (`stage_hard_state`) before running the job.
         """
-        if not self.dirty:
+        store = None
+        if self._own_store and self.stage_hard_state():
+            store = self._hard_states
+        if store is None and self._log.flushed_offset >= self._log.log_end_offset:
             return None
-        hard_state = self._capture_hard_state() if self._hard_state_dirty else None
-        self._hard_state_dirty = False
 
         def job() -> None:
+            if store is not None:  # first: a term is never older than the entries flushed with it
+                store.sync()
             if not canary.enabled("no-fsync"):
                 self._log.flush()
-            if hard_state is not None:
-                try:
-                    self._write_captured(hard_state)
-                except BaseException:
-                    self._hard_state_dirty = True
-                    raise
         return job
 
     def compact(self, upto: int) -> None:
@@ -254,26 +279,41 @@ class Journal:
         try:
             self.sync()
         finally:
+            self.close_files()
+
+    def close_files(self) -> None:
+        """Release the files without syncing."""
+        try:
             self._log.close()
+        finally:
+            if self._own_store:
+                self._hard_states.close()
+
+    def remove_hard_state(self) -> None:
+        """The replica is deleted: drop its hard state from the store (durable with the store's next sync)."""
+        self._hard_states.remove(self._key)
 
     # -------------------------------------------------------------- private
 
-    def _read_hard_state(self) -> dict:
+    def _read_hard_state(self) -> tuple[dict, bool]:
+        """(hard state, whether the store lacks it and the next sync must write it)."""
+        state = self._hard_states.get(self._key)
+        if state is not None:
+            return state, False
+        legacy = os.path.join(self.directory, LEGACY_HARD_STATE_FILE)
         try:
-            with open(self._hard_state_path, "rb") as f:
-                state = orjson.loads(f.read())
+            with open(legacy, "rb") as f:
+                return orjson.loads(f.read()), True
         except FileNotFoundError:
-            if self._log.log_end_offset > 0:
-                raise JournalError(f"{self.directory}: journal entries exist but {HARD_STATE_FILE} is missing")
-            fresh = {"term": 0, "vote": None, "snapshot_index": 0, "snapshot_term": 0, "snapshot_config": ""}
-            atomic_write(self._hard_state_path, orjson.dumps(fresh))
-            return fresh
+            pass
         except orjson.JSONDecodeError as exc:
-            raise JournalError(f"{self._hard_state_path} is corrupt: {exc}") from None
-        return state
+            raise JournalError(f"{legacy} is corrupt: {exc}") from None
+        if self._log.log_end_offset > 0:
+            raise JournalError(f"{self.directory}: journal entries exist but the group has no hard state")
+        # A new journal: its hard state is written by the first sync, before any entry is flushed.
+        return {"term": 0, "vote": None, "snapshot_index": 0, "snapshot_term": 0, "snapshot_config": ""}, True
 
-    def _capture_hard_state(self) -> tuple[int, bytes]:
-        self._hard_state_seq += 1
+    def _hard_state_document(self) -> dict:
         document = {
             "term": self.term, "vote": self.vote,
             "snapshot_index": self.snapshot_index, "snapshot_term": self.snapshot_term,
@@ -281,18 +321,13 @@ class Journal:
         }
         if self._staged is not None:
             document["staged"] = self._staged
-        return self._hard_state_seq, orjson.dumps(document)
-
-    def _write_captured(self, captured: tuple[int, bytes]) -> None:
-        seq, document = captured
-        with self._hard_state_lock:  # the event loop and the fsync thread may both write it
-            if seq > self._hard_state_written:
-                atomic_write(self._hard_state_path, document)
-                self._hard_state_written = seq
+        return document
 
     def _write_hard_state(self) -> None:
-        self._write_captured(self._capture_hard_state())
+        """Make the hard state durable now (one fsync of the store, for whatever else it holds too)."""
+        self._hard_states.put(self._key, self._hard_state_document())
         self._hard_state_dirty = False
+        self._hard_states.sync()
 
     def _move_compaction_point(self, index: int, term: int, config: bytes, unstage: bool = False) -> None:
         """Record a new compaction point durably; if that fails (disk full) nothing changes."""

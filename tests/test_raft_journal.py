@@ -113,7 +113,7 @@ def test_configuration_entries_survive_reopen_truncation_and_compaction(tmp_path
 def test_a_staged_snapshot_membership_is_durable_at_once(tmp_path):
     j = Journal(str(tmp_path))
     j.stage_snapshot(40, 3, b'{"voters":[7],"learners":[]}')
-    on_disk = (tmp_path / "hardstate.json").read_bytes()  # written before stage_snapshot returned
+    on_disk = (tmp_path / "hardstate.log").read_bytes()  # written before stage_snapshot returned
     assert b'"staged"' in on_disk and b'\\"voters\\":[7]' in on_disk
     j.close()
     j = Journal(str(tmp_path))
