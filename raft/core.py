@@ -201,6 +201,8 @@ class RaftNode:
         self.lease_forfeited = False  # sent TIMEOUT_NOW in this term: no lease until re-elected
         self._broadcast_pending = False
         self.quiesced = False
+        self.on_wake = None  # the host's hook: called when a quiesced node wakes up (it ticks it again)
+        self.may_campaign = None  # the host's admission hook for elections its timer starts (None: always)
         self.storage_failed = False  # see set_storage_failed
         self._outbox: list[Message] = []
         self.membership: Membership | None = None
@@ -291,11 +293,13 @@ class RaftNode:
         if self.role is Role.LEADER:
             self._tick_leader()
         elif self.elapsed >= self.randomized_timeout:
-            if self.is_voter and not self.storage_failed:
-                self.campaign()
-            else:
+            if not self.is_voter or self.storage_failed:
                 # learners and strangers never campaign, nor does a replica that cannot store a vote
                 self._reset_election_timeout()
+            elif self.may_campaign is None or self.may_campaign():
+                self.campaign()
+            else:  # the host holds elections back (too many at once): try again in a few ticks
+                self.elapsed -= 1 + self.rng.randrange(2 * self.cfg.heartbeat_ticks)
 
     def step(self, m: Message) -> None:
         if self.quiesced and m.type is not MT.HEARTBEAT_RESP and not (m.type is MT.HEARTBEAT and m.final):
@@ -342,6 +346,8 @@ class RaftNode:
         if not self.quiesced:
             return
         self.quiesced = False
+        if self.on_wake is not None:
+            self.on_wake()
         if self.role is Role.LEADER:
             self.elapsed = self.cfg.heartbeat_ticks
         elif leader_lost:

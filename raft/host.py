@@ -8,12 +8,25 @@ one ticker for all groups, and the I/O that the pure `RaftNode`s ask for:
   produced and fsyncs its journal if dirty (group commit: every append since
   the last pump in one fsync), and only then sends those messages and applies
   newly committed entries.  The fsyncs run in worker threads while the loop
-  keeps serving requests and appending; at most one pump's fsyncs are in
-  flight, and what arrives meanwhile forms the next group commit.  Messages of
-  all groups to the same peer travel in one frame.
+  keeps serving requests and appending; each group has at most one sync in
+  flight, and what arrives meanwhile forms its next group commit, while other
+  groups' messages go out as soon as their own syncs are done (one busy or
+  slow group never holds back another's heartbeats or votes).  Every
+  group's hard state (term, vote, compaction point) lives in one store per
+  broker (`hardstate`), synced once per pump before the journals: an election
+  of thousands of groups costs one fsync per round, not two per group.
+  Messages of all groups to the same peer travel in one frame.
 * **One ticker.**  Groups advance by elapsed time (`tick_ms`), catching up after
   a stall so that a paused leader sees its lease expire; reads check that the
-  clock was ticked recently.  Idle groups cost a `tick()` call per tick.
+  clock was ticked recently.  Only awake groups are ticked: a quiesced group
+  costs nothing per tick (its clock catches up when it is next touched), and
+  quiesced groups are looked at only when the set of silent brokers changes.
+  After a stall only leaders catch up on the ticks they missed (their leases
+  run in real time); followers count one tick, so that their election timers
+  do not all expire together, and elections started by timers are admitted at
+  `max_campaigns_per_s` per broker: thousands of groups electing at once
+  (creation, a broker's death) otherwise livelock, every election timing out
+  before the CPU gets through the others' votes.
 * **Broker-level liveness.**  Every heartbeat interval the host exchanges one
   heartbeat with each peer broker (group ""), whatever the number of groups.
   Idle groups quiesce (see `core`); the host wakes a quiesced follower whose
@@ -65,6 +78,7 @@ import orjson
 
 from . import canary
 from .core import MembershipChangeError, NotLeaderError, RaftConfig, RaftNode, Role
+from .hardstate import HardStateStore
 from .journal import Journal
 from .membership import Membership
 from .messages import ENTRY_NORMAL, Message, MessageDecodeError, MessageType, decode_frame, encode_frame, encode_message
@@ -73,6 +87,8 @@ from .storage_health import StorageMonitor, journal_segment_bytes, storage_failu
 from .transport import PeerTransport
 
 log = logging.getLogger("raftka.raft.host")
+
+FSYNC_THREADS = 16
 
 
 class StateMachine(Protocol):
@@ -149,6 +165,7 @@ class HostConfig:
     journal_segment_bytes: int | None = None  # None: by the filesystem's size (storage_health)
     min_free_bytes: int | None = 0  # low-disk watermark; None: storage_health's default; 0: none
     storage_check_ticks: int = 5  # how often free space is sampled
+    max_campaigns_per_s: int = 1000  # elections this broker's groups may start per second on their timers
 
     def raft_config(self) -> RaftConfig:
         return RaftConfig(election_ticks=self.election_ticks, heartbeat_ticks=self.heartbeat_ticks,
@@ -174,6 +191,7 @@ class RaftGroup:
         self.closed = False
         self.known_leader: tuple[int | None, int] = (None, 0)  # (leader, term) last logged
         self.asleep_since: int | None = None  # host tick at which the ticker stopped ticking it (quiesced)
+        self.synced: asyncio.Future | None = None  # set while its sync is in flight, resolved when done
 
     def status(self, tick_ms: int) -> dict:
         st = self.node.status()
@@ -197,6 +215,7 @@ class RaftHost:
         self.cfg = config or HostConfig()
         self.groups: dict[str, RaftGroup] = {}
         os.makedirs(data_dir, exist_ok=True)
+        self.hard_states = HardStateStore(os.path.join(data_dir, "raft"))  # every group's term, vote, ...
         self.storage = StorageMonitor(data_dir, self.cfg.min_free_bytes)
         self._journal_segment_bytes = (self.cfg.journal_segment_bytes
                                        or journal_segment_bytes(self.storage.usage.total_bytes))
@@ -207,9 +226,16 @@ class RaftHost:
         self.transport = (PeerTransport(node_id, listen or ("127.0.0.1", 0), others, secret, self._on_frame)
                           if others else None)
         self._active: set[RaftGroup] = set()
+        self._awake: set[RaftGroup] = set()  # groups the ticker ticks: every one not quiesced (and a few more)
+        self._silent: frozenset[int] = frozenset()  # peers silent for an election timeout at the last tick
+        self._campaign_tokens = 0.0  # elections the groups' timers may still start (see _may_campaign)
         self._pump_scheduled = False
-        self._sync_task: asyncio.Task | None = None  # the pump whose fsyncs are in flight
-        self._fsync_pool = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix=f"raft-fsync-{node_id}")
+        self._deferred: set[RaftGroup] = set()  # activated while their sync was in flight
+        self._synced: list = []  # groups whose sync finished, to be finished together
+        self._finish_scheduled = False
+        # fsyncs of different files overlap on the device: many groups syncing at once (an election of
+        # thousands of groups) need many threads, a few busy partitions a few
+        self._fsync_pool = concurrent.futures.ThreadPoolExecutor(FSYNC_THREADS, thread_name_prefix=f"raft-fsync-{node_id}")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ticker: asyncio.Task | None = None
         self._last_tick = time.monotonic()
@@ -259,34 +285,62 @@ class RaftHost:
         if self.transport is not None:
             await self.transport.close()
         self._fsync_pool.shutdown(wait=True)
+        try:
+            self.hard_states.close()
+        except OSError as exc:  # a failed disk: whatever was not synced was never relied upon
+            log.warning("broker %d: closing the hard state store: %r", self.id, exc)
 
     # --------------------------------------------------------------- groups
 
     def add_group(self, name: str, members: Membership | list[int] | None, sm: StateMachine, *,
-                  critical: bool = False) -> RaftGroup:
+                  critical: bool = False, opened: tuple[Journal, RaftNode] | None = None) -> RaftGroup:
         """Host this broker's replica of group `name`.
 
         `members`: the group's first membership (replica ids), used only if the
         journal holds none; None for a replica that joins an existing group
         (it learns the membership from the leader once added as a learner).
         A `critical` group (the metadata group) keeps running below the low-disk watermark.
+        `opened`: what `open_replica` returned for it (its files opened in a worker thread).
         """
         if name in self.groups:
+            if opened is not None:
+                opened[0].close()
             raise ValueError(f"raft group {name} already exists on broker {self.id}")
         directory = self.group_directory(name)
-        journal, node = self._open_replica(name, directory, members, sm)
+        journal, node = opened or self._open_replica(name, directory, members, sm)
         group = RaftGroup(name, node, journal, sm, directory, critical)
+        self._hook(group)
         self.groups[name] = group
         self._apply_storage_state(group)
         self._activate(group)  # replay committed journal entries beyond the checkpoint
         return group
 
+    def _hook(self, group: RaftGroup) -> None:
+        group.node.on_wake = lambda: self._awake.add(group)
+        group.node.may_campaign = self._may_campaign
+
+    def _may_campaign(self) -> bool:
+        """Elections started by timers are admitted at `max_campaigns_per_s` (a burst of one tick's worth):
+        thousands of groups timing out together would otherwise compete for the same CPU and time out again."""
+        if self._campaign_tokens <= 0:
+            return False
+        self._campaign_tokens -= 1
+        return True
+
     def group_directory(self, name: str) -> str:
         return os.path.join(self.data_dir, "raft", name.replace("/", "~"))
 
+    def open_replica(self, name: str, members: Membership | list[int] | None,
+                     sm: StateMachine) -> tuple[Journal, RaftNode]:
+        """The blocking part of `add_group` (creating or reading the journal's files), for a worker thread:
+        many groups are opened in parallel and the event loop keeps serving meanwhile. The journal is
+        closed again if the group is never added."""
+        return self._open_replica(name, self.group_directory(name), members, sm)
+
     def _open_replica(self, name: str, directory: str, members: Membership | list[int] | None,
                       sm: StateMachine) -> tuple[Journal, RaftNode]:
-        journal = Journal(directory, segment_bytes=self._journal_segment_bytes, cache_bytes=self.cfg.journal_cache_bytes)
+        journal = Journal(directory, segment_bytes=self._journal_segment_bytes, cache_bytes=self.cfg.journal_cache_bytes,
+                          hard_states=self.hard_states, name=name)
         if sm.applied_index < journal.snapshot_index:
             journal.close()
             raise GroupStateLost(f"raft group {name}: the state machine is at index {sm.applied_index} but the "
@@ -301,6 +355,7 @@ class RaftHost:
             return
         group.closed = True
         self._active.discard(group)
+        self._awake.discard(group)
         for fut in [f for _, f in group.waiting.values()] + list(group.reads.values()) + \
                 [f for _, f in group.read_waits]:
             if not fut.done():
@@ -308,11 +363,13 @@ class RaftHost:
         group.waiting.clear()
         group.reads.clear()
         group.read_waits.clear()
-        if self._sync_task is not None and not self._sync_task.done():
-            await asyncio.shield(self._sync_task)  # do not close a journal under its fsync
+        if group.synced is not None:
+            await asyncio.shield(group.synced)  # do not close a journal under its fsync
         steps = [group.sm.close, group.journal.close]
         if not delete_data and group.storage_error is None:
             steps.insert(0, group.sm.checkpoint)
+        if delete_data:
+            steps.insert(0, group.journal.remove_hard_state)
         for step in steps:  # each one even if another failed (a full disk must not keep the files open)
             try:
                 step()
@@ -503,45 +560,91 @@ class RaftHost:
 
     def _activate(self, group: RaftGroup) -> None:
         self._active.add(group)
-        if not self._pump_scheduled and self._loop is not None and self._sync_task is None:
+        self._awake.add(group)  # it may have woken up: the ticker looks at it (and drops it once quiesced)
+        if not self._pump_scheduled and self._loop is not None:
             self._pump_scheduled = True
             self._loop.call_soon(self._pump)
 
     def _pump(self) -> None:
+        """Take every active group's messages; send them at once, or after the group's own fsync.
+
+        Each group syncs on its own (a group with a sync in flight waits for it and is pumped again
+        after): one slow or busy group never holds back another's messages.  Hard states put by this
+        pump are synced once for all of them, before their journals.
+        """
         self._pump_scheduled = False
         active, self._active = self._active, set()
-        batch: list[tuple[RaftGroup, list[Message]]] = []
-        jobs = []
+        ready: list[tuple[RaftGroup, list[Message]]] = []
+        syncing: list[tuple[RaftGroup, list[Message], Any]] = []  # (group, messages, journal job or None)
         for group in active:
             if group.closed:
                 continue
+            if group.synced is not None:
+                self._deferred.add(group)  # pumped again once its sync in flight is done
+                continue
             # Messages are taken before the sync: they speak of the state now being made durable.
-            batch.append((group, group.node.take_messages()))
+            messages = group.node.take_messages()
+            staged = group.journal.stage_hard_state()  # into the shared store, synced below for all groups
             job = group.journal.begin_sync()
-            if job is not None:
-                jobs.append((group, job))
-        if not jobs:
-            self._finish(batch, set())
+            if job is None and not staged:
+                ready.append((group, messages))
+                continue
+            group.synced = self._loop.create_future()
+            if canary.enabled("send-before-fsync"):  # mutant: send and apply first, fsync after
+                ready.append((group, messages))
+                messages = []
+            syncing.append((group, messages, job))
+        if ready:
+            self._finish(ready, set())
+        if not syncing:
             return
-        self._sync_task = self._loop.create_task(self._sync_then_finish(batch, jobs))
+        if self.hard_states.pending:  # every group's new term or vote in one fsync, before their entries
+            store = self._loop.run_in_executor(self._fsync_pool, self.hard_states.sync)
+            store.add_done_callback(lambda f: self._after_hard_states(f, syncing))
+        else:
+            for group, messages, job in syncing:
+                self._submit_sync(group, messages, job)
 
-    async def _sync_then_finish(self, batch, jobs) -> None:
-        if canary.enabled("send-before-fsync"):  # mutant: send and apply first, fsync after
-            self._finish(batch, set())
-            batch = []
-        results = await asyncio.gather(*(self._loop.run_in_executor(self._fsync_pool, job) for _, job in jobs),
-                                       return_exceptions=True)
+    def _after_hard_states(self, store: asyncio.Future, syncing: list) -> None:
+        error = store.exception() if not store.cancelled() else asyncio.CancelledError()
+        for group, messages, job in syncing:
+            if error is None:
+                self._submit_sync(group, messages, job)
+            else:  # none of them may speak: any may have had its hard state in there
+                self._sync_done(group, messages, error, "syncing the hard state")
+
+    def _submit_sync(self, group: RaftGroup, messages: list[Message], job) -> None:
+        if job is None:  # only its hard state changed, and that is durable now
+            self._sync_done(group, messages, None, "")
+            return
+        future = self._loop.run_in_executor(self._fsync_pool, job)
+        future.add_done_callback(lambda f: self._sync_done(
+            group, messages, f.exception() if not f.cancelled() else asyncio.CancelledError(), "syncing the journal"))
+
+    def _sync_done(self, group: RaftGroup, messages: list[Message], error: BaseException | None, action: str) -> None:
+        """A group's sync finished: queue its messages; all groups done by now are finished together."""
+        self._synced.append((group, messages, error, action))
+        if not self._finish_scheduled:
+            self._finish_scheduled = True
+            self._loop.call_soon(self._finish_synced)
+
+    def _finish_synced(self) -> None:
+        self._finish_scheduled = False
+        done, self._synced = self._synced, []
         failed = set()
-        for (group, _), result in zip(jobs, results):
-            if isinstance(result, BaseException):
+        for group, _, error, action in done:
+            if error is not None:
                 # Nothing of this group may be acknowledged: its messages are dropped (peers retry).
-                self._storage_failed(group, result, "syncing the journal", fallback="I/O error")
+                self._storage_failed(group, error, action, fallback="I/O error")
                 failed.add(group)
-        self._sync_task = None
-        self._finish(batch, failed)
-        if self._active and not self._pump_scheduled:
-            self._pump_scheduled = True
-            self._loop.call_soon(self._pump)
+        self._finish([(group, messages) for group, messages, _, _ in done], failed)
+        for group, _, _, _ in done:
+            synced, group.synced = group.synced, None
+            if synced is not None and not synced.done():
+                synced.set_result(None)
+            if group in self._deferred:
+                self._deferred.discard(group)
+                self._activate(group)
 
     def _finish(self, batch, failed: set) -> None:
         frames: dict[int, list[bytes]] = defaultdict(list)
@@ -745,22 +848,35 @@ class RaftHost:
             if ticks_since_beat >= self.cfg.heartbeat_ticks:
                 ticks_since_beat = 0
                 self._send_broker_heartbeats()
-            # Quiesced groups need a look when a broker fell silent, or lately changed its data directory.
-            silent = [p for p in self._peers if now - self.peer_seen.get(p, -1e9) > silence_s] or \
-                now - self._incarnation_changed_at < 10 * silence_s
-            for group in list(self.groups.values()):
+            # Quiesced groups need a look when the set of silent brokers changes, or one lately changed its
+            # data directory; otherwise only awake groups are ticked (idle cost: the awake groups, not all).
+            silent = frozenset(p for p in self._peers if now - self.peer_seen.get(p, -1e9) > silence_s)
+            full = silent != self._silent or now - self._incarnation_changed_at < 10 * silence_s
+            self._silent = silent
+            candidates = list(self.groups.values()) if full else list(self._awake)
+            self._awake = set()
+            per_tick = self.cfg.max_campaigns_per_s * tick_s
+            self._campaign_tokens = min(max(per_tick, 1.0), self._campaign_tokens + ticks * per_tick)
+            for group in candidates:
+                if group.closed:
+                    continue
                 node = group.node
                 self._catch_up(group)  # now == host_ticks (before this batch of ticks)
                 if node.quiesced:
-                    if not silent:
-                        continue  # every broker is alive: a quiesced group costs nothing, not even a tick
+                    if not full:
+                        continue
                     self._wake_if_needed(node, now, silence_s)
                     if node.quiesced:
                         continue
-                for _ in range(ticks):
+                # A leader counts every tick (its lease runs in real time); the others count at most one per
+                # round: after a stall their election timers do not all expire at once (counting less time
+                # than passed only makes a follower respect a leader's lease longer, which is safe).
+                for _ in range(ticks if node.role is Role.LEADER else 1):
                     node.tick()
                 if node.quiesced:
                     group.asleep_since = self.host_ticks + ticks
+                else:
+                    self._awake.add(group)
                 if node.has_ready():
                     self._activate(group)
             self.host_ticks += ticks
@@ -773,12 +889,12 @@ class RaftHost:
                 self._checkpoint_all()
 
     def _checkpoint_all(self) -> None:
-        if self._sync_task is not None:
-            return  # compaction rewrites journal files: not under an fsync in flight; next time
         for group in list(self.groups.values()):
             stopped = group.node.storage_failed
             if group.closed or (group.sm.applied_index <= group.checkpointed and not stopped):
                 continue
+            if group.synced is not None:
+                continue  # compaction rewrites journal files: not under an fsync in flight; next time
             try:
                 if group.storage_error is None and group.sm.applied_index > group.checkpointed:
                     group.checkpointed = group.sm.checkpoint()
@@ -861,11 +977,12 @@ class RaftHost:
 
     async def _reopen(self, group: RaftGroup) -> None:
         """Replace the replica's journal, state machine and node by fresh ones opened from disk."""
-        while self._sync_task is not None and not self._sync_task.done():
-            await asyncio.shield(self._sync_task)  # do not close a journal under its fsync
+        while group.synced is not None:
+            await asyncio.shield(group.synced)  # do not close a journal under its fsync
         if group.closed:
             return  # from here on nothing awaits: no pump can start a sync of the old journal
         self._active.discard(group)
+        self._deferred.discard(group)
         self._fail_waiting(group, "the replica was reopened")
         try:
             group.journal.close()
@@ -879,6 +996,7 @@ class RaftHost:
                       group.name, exc)
             return
         group.journal, group.node = journal, node
+        self._hook(group)
         group.checkpointed = group.sm.applied_index
         group.storage_error, group.asleep_since, group.known_leader = None, None, (None, 0)
         log.warning("raft group %s: the disk is writable again; reopened from the checkpoint at index %d, "

@@ -110,6 +110,10 @@ def encode_message(msg: Message) -> bytes:
     return b"".join(parts)
 
 
+_TYPES = {t.value: t for t in MessageType}
+_GROUPS: dict[bytes, str] = {}  # group ids seen (decoded once; bounded by the groups a broker hosts)
+
+
 def decode_message(buf: bytes | memoryview) -> Message:
     view = memoryview(buf)
     try:
@@ -117,10 +121,18 @@ def decode_message(buf: bytes | memoryview) -> Message:
         pos = _HEAD.size
         if pos + glen > len(view):
             raise MessageDecodeError("truncated group id")
-        group = bytes(view[pos:pos + glen]).decode()
+        raw = bytes(view[pos:pos + glen])
+        group = _GROUPS.get(raw)
+        if group is None:
+            group = raw.decode()
+            if len(_GROUPS) < 1 << 17:
+                _GROUPS[raw] = group
         pos += glen
         src, dst, term, index, log_term, commit, context, flags, count = _BODY.unpack_from(view, pos)
         pos += _BODY.size
+        message_type = _TYPES.get(mtype)
+        if message_type is None:
+            raise MessageDecodeError(f"unknown message type {mtype}")
         if count > len(view):
             raise MessageDecodeError(f"entry count {count} exceeds message size")
         entries = []
@@ -144,7 +156,7 @@ def decode_message(buf: bytes | memoryview) -> Message:
         if pos + clen != len(view):
             raise MessageDecodeError("config length does not match message size")
         config = bytes(view[pos:pos + clen])
-        return Message(MessageType(mtype), group, src, dst, term, index, log_term, commit, context,
+        return Message(message_type, group, src, dst, term, index, log_term, commit, context,
                        bool(flags & _FLAG_REJECT), bool(flags & _FLAG_TRANSFER), bool(flags & _FLAG_FINAL),
                        entries, payload, config)
     except (struct.error, UnicodeDecodeError, ValueError) as exc:

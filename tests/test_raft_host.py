@@ -301,7 +301,7 @@ def test_a_follower_acknowledges_only_entries_it_has_fsynced(tmp_path, monkeypat
                 acknowledged.append("v%d" % k)
                 await hosts[leader].propose("g", acknowledged[-1].encode())
             await wait_until(lambda: all(len(m.items) == 3 for m in machines.values()), timeout=30)
-            await wait_until(lambda: all(hosts[i]._sync_task is None for i in followers), timeout=30)
+            await wait_until(lambda: all(hosts[i].groups["g"].synced is None for i in followers), timeout=30)
             for i in followers:
                 disks[i] = StallableDisk(hosts[i]._fsync_pool, hosts[i].groups["g"].journal)
                 disks[i].stalled = True
