@@ -60,6 +60,7 @@ BOOTSTRAP_LOG_INTERVAL_S = 5.0
 HOSTED_GROUPS_FILE = "hosted-groups.json"
 OPEN_RETRY_FIRST_S = 0.5  # a partition that failed to open is retried after this, doubling each time ...
 OPEN_RETRY_MAX_S = 30.0  # ... up to this
+OPEN_BATCH = 64  # partitions opened in parallel worker threads, then hosted together
 RETENTION_INTERVAL_LOW_DISK_S = 2.0  # free a full disk quickly
 
 
@@ -137,6 +138,9 @@ class Broker:
                              secret=config.cluster_secret, config=self.host_config)
         self.metadata: MetadataStateMachine | None = None  # opened once the data directory is claimed (start)
         self.partitions: dict[tuple[str, int], HostedPartition] = {}
+        self.partitions_by_group: dict[str, HostedPartition] = {}  # the same, by Raft group name
+        self.topology_version = 0  # bumped by every metadata change of topics, assignments or incarnations
+        self._hosted_groups: set[str] | None = None  # hosted-groups.json, once read
         self.lost_groups: dict[str, str] = {}  # group -> why this broker will not host it
         self.open_failures: dict[tuple[str, int], OpenFailure] = {}  # partitions that could not be opened here
         self.remote_leaders: dict[str, int] = {}  # group -> leader, as reported by peers
@@ -206,7 +210,8 @@ class Broker:
         group = self.host.groups.get(METADATA_GROUP)
         if group is not None:
             return group.node.log.term > 0
-        return Journal.stored_term(self.host.group_directory(METADATA_GROUP)) > 0
+        return Journal.stored_term(self.host.hard_states, METADATA_GROUP,
+                                   self.host.group_directory(METADATA_GROUP)) > 0
 
     async def _announce_forever(self) -> None:
         while not self.host.announcement.formed:
@@ -217,23 +222,33 @@ class Broker:
     def _host_group(self, name: str, members: list[int] | None, sm, *, critical: bool = False) -> None:
         """add_group, unless this directory hosted the group before and its state is gone (GroupStateLost)."""
         hosted = self._read_hosted_groups()
-        if name in hosted and not os.path.isdir(self.host.group_directory(name)):
+        try:
+            self._check_not_lost(name, hosted)
+        except GroupStateLost:
             sm.close()
-            raise GroupStateLost(f"raft group {name}: its journal vanished from {self.data_dir}; stop the broker, "
-                                 "empty its data directory and start it again to rejoin as a new incarnation")
+            raise
         self.host.add_group(name, members, sm, critical=critical)
         if name not in hosted:  # after the journal exists, before it can say anything (pump)
             self._write_hosted_groups(hosted | {name})
 
+    def _check_not_lost(self, name: str, hosted: set[str]) -> None:
+        if name in hosted and not os.path.isdir(self.host.group_directory(name)):
+            raise GroupStateLost(f"raft group {name}: its journal vanished from {self.data_dir}; stop the broker, "
+                                 "empty its data directory and start it again to rejoin as a new incarnation")
+
     def _read_hosted_groups(self) -> set[str]:
-        try:
-            with open(os.path.join(self.data_dir, HOSTED_GROUPS_FILE), "rb") as f:
-                return set(orjson.loads(f.read()))
-        except FileNotFoundError:
-            return set()
+        """The groups this directory hosts (`hosted-groups.json`; read once, then kept in memory)."""
+        if self._hosted_groups is None:
+            try:
+                with open(os.path.join(self.data_dir, HOSTED_GROUPS_FILE), "rb") as f:
+                    self._hosted_groups = set(orjson.loads(f.read()))
+            except FileNotFoundError:
+                self._hosted_groups = set()
+        return set(self._hosted_groups)
 
     def _write_hosted_groups(self, groups: set[str]) -> None:
         atomic_write(os.path.join(self.data_dir, HOSTED_GROUPS_FILE), orjson.dumps(sorted(groups)))
+        self._hosted_groups = set(groups)
 
     def partition_names(self) -> dict[str, str]:
         """Raft group name -> "topic/partition" for the partitions hosted here."""
@@ -287,13 +302,13 @@ class Broker:
         """The replica ids group `group` should have as voters now, per this broker's metadata."""
         if group == METADATA_GROUP:
             return frozenset(self.metadata.replica(b) for b in self.urls)
-        for (topic, p), hosted in self.partitions.items():
-            if hosted.group == group:
-                topic_doc = self.metadata.topic(topic)
-                if topic_doc is None:
-                    return None
-                return frozenset(self.metadata.replica(b) for b in topic_doc["partitions"][p])
-        return None
+        hosted = self.partitions_by_group.get(group)
+        if hosted is None:
+            return None
+        topic_doc = self.metadata.topic(hosted.topic)
+        if topic_doc is None:
+            return None
+        return frozenset(self.metadata.replica(b) for b in topic_doc["partitions"][hosted.partition])
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -377,6 +392,7 @@ class Broker:
         return uuid.uuid4().hex[:12]
 
     def _on_metadata_change(self, op: str, cmd: dict) -> None:
+        self.topology_version += 1  # topics, assignments or incarnations changed (see MembershipReconciler)
         self._reconcile_wanted.set()
         for listener in self.change_listeners:
             listener(op, cmd)
@@ -477,6 +493,7 @@ class Broker:
         for key, hosted in list(self.partitions.items()):
             if key not in wanted or wanted[key][0] != hosted.group:
                 del self.partitions[key]
+                self.partitions_by_group.pop(hosted.group, None)
                 await self.host.remove_group(hosted.group, delete_data=True)
                 shutil.rmtree(hosted.sm.directory, ignore_errors=True)  # also on a broker whose disk is full
                 log.info("broker %d: removed partition %s/%d", self.id, *key)
@@ -487,7 +504,9 @@ class Broker:
             del self.lost_groups[group]
         for key in [k for k in self.open_failures if k not in wanted or wanted[k][0] != self.open_failures[k].group]:
             del self.open_failures[key]
-        for count, ((topic, p), (group, members, configs)) in enumerate(wanted.items()):
+        to_open = []
+        now = asyncio.get_running_loop().time()
+        for (topic, p), (group, members, configs) in wanted.items():
             hosted = self.partitions.get((topic, p))
             if hosted is not None:
                 if hosted.configs != configs:  # e.g. lowered retention: takes effect at once
@@ -495,55 +514,86 @@ class Broker:
                     hosted.configs = configs
                     self._apply_retention(hosted)
                 continue
-            if group in self.lost_groups:
-                continue
-            if count % 16 == 15:
-                await asyncio.sleep(0)  # creating many groups: let heartbeats and requests through
-            if not self._open_partition(topic, p, group, members, configs):
-                continue  # lost, or failed and retried later (open_failures): the other groups go on
-            node = self.host.group(group).node
+            failure = self.open_failures.get((topic, p))
+            if group in self.lost_groups or (failure is not None and now < failure.retry_at):
+                continue  # lost, or failed and retried later (open_failures)
+            to_open.append((topic, p, group, members, configs))
+        for start in range(0, len(to_open), OPEN_BATCH):
+            await self._open_partitions(to_open[start:start + OPEN_BATCH])
+
+    async def _open_partitions(self, batch: list[tuple[str, int, str, list[int] | None, dict]]) -> None:
+        """Open the partitions' storage in worker threads (in parallel; the event loop serves meanwhile), record
+        them in hosted-groups.json once for the batch, then host their Raft groups. A replica whose state was lost
+        goes to `lost_groups`; any other failure (a full or broken disk, ...) is logged and recorded in
+        `open_failures` with a retry time (exponential backoff). One partition never keeps the others from being
+        hosted."""
+        hosted_before = self._read_hosted_groups()
+        results = await asyncio.gather(*(asyncio.to_thread(self._open_storage, group, members, configs, topic, p,
+                                                           hosted_before)
+                                         for topic, p, group, members, configs in batch), return_exceptions=True)
+        opened = []
+        for (topic, p, group, members, configs), result in zip(batch, results):
+            if isinstance(result, BaseException):
+                self._open_failed(topic, p, group, result)
+            else:
+                opened.append(((topic, p, group, members, configs), result))
+        new = {group for (_, _, group, _, _), _ in opened} - hosted_before
+        if new:  # after the journals exist, before any of them can say anything (the pump)
+            try:
+                await asyncio.to_thread(self._write_hosted_groups, self._read_hosted_groups() | new)
+            except OSError as exc:
+                for (topic, p, group, _, _), (sm, (journal, _)) in opened:
+                    self._close_quietly(sm, journal)
+                    self._open_failed(topic, p, group, exc)
+                return
+        for (topic, p, group, members, configs), (sm, replica) in opened:
+            self.host.add_group(group, members, sm, opened=replica)
+            failure = self.open_failures.pop((topic, p), None)
+            if failure is not None:
+                log.info("broker %d: partition %s/%d opened after %d failed attempts", self.id, topic, p,
+                         failure.attempts)
+            hosted = self.partitions[(topic, p)] = HostedPartition(topic, p, group, sm, configs)
+            self.partitions_by_group[group] = hosted
+            node = replica[1]
             if members[0] == node.id and node.log.term == 0:
                 node.campaign()  # a new partition: the preferred leader stands first
             log.info("broker %d: hosting partition %s/%d (replicas %s)", self.id, topic, p, members)
 
-    def _open_partition(self, topic: str, p: int, group: str, members: list[int] | None, configs: dict) -> bool:
-        """Open the partition's storage and host its Raft group. A replica whose state was lost goes to
-        `lost_groups`; any other failure (a full or broken disk, ...) is logged and recorded in `open_failures`
-        with a retry time (exponential backoff). Nothing is raised, so one partition cannot keep the others from
-        being hosted."""
-        loop = asyncio.get_running_loop()
-        failure = self.open_failures.get((topic, p))
-        if failure is not None and loop.time() < failure.retry_at:
-            return False
+    def _open_storage(self, group: str, members: list[int] | None, configs: dict, topic: str, p: int,
+                      hosted: set[str]):
+        """(state machine, (journal, node)) of a partition replica; blocking I/O, run in a worker thread."""
+        self._check_not_lost(group, hosted)
         directory = os.path.join(self.data_dir, "partitions", partition_directory_name(topic, p, group.split("/")[0]))
-        sm = None
+        sm = NotifyingPartition(directory, LogConfig.from_topic_config(configs))
         try:
-            sm = NotifyingPartition(directory, LogConfig.from_topic_config(configs))
-            self._host_group(group, members, sm)
-        except GroupStateLost as exc:  # _host_group closed the storage
+            return sm, self.host.open_replica(group, members, sm)
+        except BaseException:
+            self._close_quietly(sm)
+            raise
+
+    @staticmethod
+    def _close_quietly(*things) -> None:
+        for thing in things:
+            try:
+                thing.close()
+            except Exception:
+                log.debug("closing %r after a failed open", thing, exc_info=True)
+
+    def _open_failed(self, topic: str, p: int, group: str, exc: BaseException) -> None:
+        if isinstance(exc, GroupStateLost):
             self.lost_groups[group] = str(exc)
             self.open_failures.pop((topic, p), None)
             log.error("broker %d: not hosting partition %s/%d: %s", self.id, topic, p, exc)
-            return False
-        except Exception as exc:
-            if sm is not None:
-                try:
-                    sm.close()
-                except Exception:
-                    log.debug("closing the storage of %s/%d after a failed open", topic, p, exc_info=True)
-            attempts = failure.attempts + 1 if failure is not None else 1
-            delay = min(OPEN_RETRY_MAX_S, OPEN_RETRY_FIRST_S * 2 ** (attempts - 1))
-            self.open_failures[(topic, p)] = OpenFailure(group, f"{type(exc).__name__}: {exc}", attempts,
-                                                         loop.time() + delay)
-            loop.call_later(delay, self._reconcile_wanted.set)
-            log.error("broker %d: cannot host partition %s/%d (attempt %d, next in %.1f s)", self.id, topic, p,
-                      attempts, delay, exc_info=attempts == 1)
-            return False
-        if failure is not None:
-            del self.open_failures[(topic, p)]
-            log.info("broker %d: partition %s/%d opened after %d failed attempts", self.id, topic, p, failure.attempts)
-        self.partitions[(topic, p)] = HostedPartition(topic, p, group, sm, configs)
-        return True
+            return
+        loop = asyncio.get_running_loop()
+        failure = self.open_failures.get((topic, p))
+        attempts = failure.attempts + 1 if failure is not None else 1
+        delay = min(OPEN_RETRY_MAX_S, OPEN_RETRY_FIRST_S * 2 ** (attempts - 1))
+        self.open_failures[(topic, p)] = OpenFailure(group, f"{type(exc).__name__}: {exc}", attempts,
+                                                     loop.time() + delay)
+        loop.call_later(delay, self._reconcile_wanted.set)
+        log.error("broker %d: cannot host partition %s/%d (attempt %d, next in %.1f s)", self.id, topic, p,
+                  attempts, delay, exc_info=(type(exc), exc, exc.__traceback__) if attempts == 1 else None)
 
     def partition_problems(self) -> list[dict]:
         """Partitions this broker should host but could not open: why, how often tried, when next (replicas whose

@@ -42,6 +42,8 @@ class MembershipReconciler:
     def __init__(self, broker: "Broker"):
         self.broker = broker
         self._registering: set[tuple[int, int]] = set()
+        # group -> (term, membership index, topology version) at which it needed no step: skipped until one changes
+        self._settled: dict[str, tuple[int, int, int]] = {}
 
     async def run_forever(self) -> None:
         while True:
@@ -56,8 +58,12 @@ class MembershipReconciler:
         if broker.is_metadata_leader():
             self._register_new_incarnations()
         for name, group in list(broker.host.groups.items()):
-            if group.node.role is Role.LEADER:
+            node = group.node
+            if node.role is Role.LEADER and self._settled.get(name) != (
+                    node.log.term, node.membership_index, broker.topology_version):
                 self._step_group(name)
+        if len(self._settled) > 2 * len(broker.host.groups) + 64:  # groups removed meanwhile
+            self._settled = {g: k for g, k in self._settled.items() if g in broker.host.groups}
 
     # ----------------------------------------------------------- incarnations
 
@@ -127,6 +133,8 @@ class MembershipReconciler:
                               if r in node.progress and node.progress[r].match >= node.commit)
         step = next_step(node.membership, desired, caught_up)
         if step is None:
+            if not node.membership.learners:  # nothing to wait for until the term, membership or metadata moves
+                self._settled[name] = (node.log.term, node.membership_index, broker.topology_version)
             return
         try:
             broker.host.propose_membership(name, step)
