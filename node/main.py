@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import resource
 import signal
 import sys
 
@@ -24,7 +25,7 @@ from raftka.node.http.server import BrokerAppRunner
 from raftka.node.kafka.registration import ListenerRegistrar
 from raftka.node.kafka.server import KafkaServer
 from raftka.node.services import BrokerServices
-from raftka.raft.host import GroupStateLost
+from raftka.raft.host import DataDirectoryInUse, GroupStateLost
 
 log = logging.getLogger("raftka.node")
 
@@ -92,6 +93,16 @@ def watch_parent_pipe(loop: asyncio.AbstractEventLoop, fd: int, stop: asyncio.Ev
     loop.add_reader(fd, readable)
 
 
+def raise_open_files_limit() -> None:
+    """Every partition replica keeps its active segment open: take the hard limit of open files, not the soft."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as exc:
+            log.warning("cannot raise the open files limit from %d to %d: %s", soft, hard, exc)
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(argv)
@@ -100,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=config.log_level, stream=sys.stderr,
                         format=f"%(asctime)s broker-{config.broker_id} %(levelname)s %(name)s: %(message)s")
+    raise_open_files_limit()
     try:
         import uvloop
         loop_factory = uvloop.new_event_loop
@@ -111,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     except (IdentityError, ValueError) as exc:
         print(f"raftka-node: {exc}", file=sys.stderr)
         return 2
-    except GroupStateLost as exc:
+    except (GroupStateLost, DataDirectoryInUse) as exc:
         print(f"raftka-node: refusing to start: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:

@@ -65,6 +65,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import fcntl
 import logging
 import os
 import random
@@ -205,6 +206,21 @@ class RaftGroup:
         return st
 
 
+class DataDirectoryInUse(Exception):
+    """Another process (or another RaftHost in this one) has this data directory open."""
+
+
+def lock_directory(path: str) -> int:
+    """An flock on the data directory, held for the host's life (the descriptor to close to release it)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise DataDirectoryInUse(f"data directory {path} is in use by another broker process") from None
+    return fd
+
+
 class RaftHost:
     def __init__(self, node_id: int, data_dir: str, *, listen: tuple[str, int] | None = None,
                  peers: dict[int, tuple[str, int]] | None = None, secret: bytes | None = None,
@@ -223,6 +239,7 @@ class RaftHost:
         others = {p: a for p, a in (peers or {}).items() if p != node_id}
         if others and not secret:
             raise ValueError("refusing to start: a cluster secret is required for a multi-broker cluster")
+        self._data_dir_lock = lock_directory(data_dir)  # the groups' logs are opened without locks of their own
         self.transport = (PeerTransport(node_id, listen or ("127.0.0.1", 0), others, secret, self._on_frame)
                           if others else None)
         self._active: set[RaftGroup] = set()
@@ -289,6 +306,7 @@ class RaftHost:
             self.hard_states.close()
         except OSError as exc:  # a failed disk: whatever was not synced was never relied upon
             log.warning("broker %d: closing the hard state store: %r", self.id, exc)
+        os.close(self._data_dir_lock)
 
     # --------------------------------------------------------------- groups
 
@@ -340,7 +358,7 @@ class RaftHost:
     def _open_replica(self, name: str, directory: str, members: Membership | list[int] | None,
                       sm: StateMachine) -> tuple[Journal, RaftNode]:
         journal = Journal(directory, segment_bytes=self._journal_segment_bytes, cache_bytes=self.cfg.journal_cache_bytes,
-                          hard_states=self.hard_states, name=name)
+                          hard_states=self.hard_states, name=name, lock=False)
         if sm.applied_index < journal.snapshot_index:
             journal.close()
             raise GroupStateLost(f"raft group {name}: the state machine is at index {sm.applied_index} but the "
@@ -1005,6 +1023,6 @@ class RaftHost:
         self._activate(group)
 
 
-__all__ = ["Announcement", "HostConfig", "RaftHost", "RaftGroup", "StateMachine", "ProposalDroppedError",
+__all__ = ["Announcement", "DataDirectoryInUse", "HostConfig", "RaftHost", "RaftGroup", "StateMachine", "ProposalDroppedError",
            "ProposalOutcomeUnknownError", "GroupClosedError", "GroupStateLost", "MembershipChangeError", "NotLeaderError",
            "ReadIndexError", "StorageUnavailableError"]

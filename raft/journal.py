@@ -53,9 +53,10 @@ class JournalError(Exception):
 
 class Journal:
     def __init__(self, directory: str, *, segment_bytes: int = 64 << 20, cache_bytes: int = 8 << 20,
-                 hard_states: HardStateStore | None = None, name: str | None = None):
+                 hard_states: HardStateStore | None = None, name: str | None = None, lock: bool = True):
         """`hard_states`: the host's shared store (the host syncs it), with the group's `name` as its key;
-        without one the journal keeps its own store in `directory` and syncs it itself."""
+        without one the journal keeps its own store in `directory` and syncs it itself. lock=False: the
+        caller guarantees nothing else opens the directory (the host locks its data directory)."""
         self.directory = directory
         os.makedirs(directory, exist_ok=True)
         self._own_store = hard_states is None
@@ -64,6 +65,7 @@ class Journal:
         self._log = PartitionLog.open(
             os.path.join(directory, JOURNAL_DIR),
             LogConfig(segment_bytes=segment_bytes, max_message_bytes=MAX_ENTRY_BYTES + 1024, retention_ms=-1),
+            lock=lock,
         )
         try:
             state, self._hard_state_dirty = self._read_hard_state()

@@ -187,7 +187,9 @@ class PartitionStateMachine:
     """
 
     def __init__(self, directory: str, log_config: LogConfig, *, max_producers: int = DEFAULT_MAX_PRODUCERS,
-                 snapshot_chunk_bytes: int = DEFAULT_CHUNK_BYTES):
+                 snapshot_chunk_bytes: int = DEFAULT_CHUNK_BYTES, lock: bool = True):
+        """lock=False: the caller guarantees that nothing else opens `directory` (the broker: its Raft host
+        locks the whole data directory), and each log saves the descriptor of a lock of its own."""
         self.directory = os.path.abspath(directory)
         os.makedirs(self.directory, exist_ok=True)
         self._checkpoint_path = os.path.join(self.directory, CHECKPOINT_FILE)
@@ -195,6 +197,7 @@ class PartitionStateMachine:
         self._chunk_bytes = snapshot_chunk_bytes
         self._failure: str | None = None
         self._config = replace(log_config, max_message_bytes=_STORAGE_MAX_MESSAGE_BYTES)
+        self._lock = lock
         self._open()
 
     def _open(self) -> None:
@@ -205,8 +208,8 @@ class PartitionStateMachine:
         self._checkpointed_end = checkpoint.log_end_offset
         self._deleted_before = checkpoint.log_start_offset  # records below were deleted (DeleteRecords)
         self._producers = self._load_producers(checkpoint.producers)
-        self.log = PartitionLog.open(os.path.join(self.directory, LOG_DIR), config)
-        self._staging = Staging(self.directory, config)
+        self.log = PartitionLog.open(os.path.join(self.directory, LOG_DIR), config, lock=self._lock)
+        self._staging = Staging(self.directory, config, lock=self._lock)
         try:
             if checkpoint.install is not None:
                 self._finish_interrupted_install(checkpoint)

@@ -113,9 +113,10 @@ def decode_chunk(data: bytes) -> Chunk:
 class Staging:
     """Batches of a snapshot being received, in a PartitionLog beside the live one."""
 
-    def __init__(self, partition_dir: str, config: LogConfig):
+    def __init__(self, partition_dir: str, config: LogConfig, *, lock: bool = True):
         self.path = os.path.join(partition_dir, STAGING_DIR)
         self._config = config
+        self._lock = lock
         self.log: PartitionLog | None = None
         self.reset = False  # the install replaces the live log instead of extending it
         self.final: Chunk | None = None  # the last chunk, once received
@@ -140,7 +141,7 @@ class Staging:
     def begin(self, start: int, reset: bool) -> None:
         """Start staging an empty log at offset start (dropping anything staged before)."""
         if self.log is None:
-            self.log = PartitionLog.open(self.path, self._config)
+            self.log = PartitionLog.open(self.path, self._config, lock=self._lock)
         self.log.reset(start)
         self.reset = reset
         self.final = None
@@ -165,7 +166,7 @@ class Staging:
         """The staging log left by an interrupted install (at open time), or None if there is none."""
         if not os.path.isdir(self.path):
             return None
-        self.log = PartitionLog.open(self.path, self._config)
+        self.log = PartitionLog.open(self.path, self._config, lock=self._lock)
         return self.log
 
     def discard(self) -> None:

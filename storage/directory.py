@@ -5,7 +5,9 @@ which also stores the metadata that segment file names cannot express: the log s
 when it lies inside a segment, and an unfinished reset. A non-empty directory without the
 marker, or with files raftka does not write, is refused (ForeignDirectoryError) and left
 untouched; a read-only one is refused with UnwritableDirectoryError. An flock on the
-directory keeps a second process (or a second PartitionLog) from opening the same log.
+directory keeps a second process (or a second PartitionLog) from opening the same log; an owner
+that guarantees this itself (the Raft host locks its whole data directory) opens without it and
+saves the descriptor the lock holds (10,000 partitions are 10,000 descriptors).
 """
 
 from __future__ import annotations
@@ -44,8 +46,8 @@ class LogDirectory:
         self._unsynced_marker: int | None = None  # size of a marker written with sync_dir=False, until fsync()
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str]) -> LogDirectory:
-        """Validate (or create and mark) the directory and lock it for this process."""
+    def open(cls, path: str | os.PathLike[str], *, lock: bool = True) -> LogDirectory:
+        """Validate (or create and mark) the directory and (with `lock`) lock it for this process."""
         path = os.path.abspath(os.fspath(path))
         if os.path.lexists(path) and not os.path.isdir(path):
             raise ForeignDirectoryError(f"{path} exists and is not a directory")
@@ -68,12 +70,14 @@ class LogDirectory:
             raise ForeignDirectoryError(f"{path} holds files raftka did not write: {_preview(unexpected)}")
         if not os.access(path, os.W_OK | os.X_OK):
             raise UnwritableDirectoryError(f"log directory {path} is not writable")
-        lock_fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(lock_fd)
-            raise DataDirError(f"log directory {path} is already open (locked by another PartitionLog)") from None
+        lock_fd = -1
+        if lock:
+            lock_fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(lock_fd)
+                raise DataDirError(f"log directory {path} is already open (locked by another PartitionLog)") from None
         directory = cls(path, lock_fd, LogMeta(0))
         try:
             if marked:
@@ -126,7 +130,10 @@ class LogDirectory:
         return sorted(logs)
 
     def fsync(self) -> None:
-        fsync(self._lock_fd)
+        if self._lock_fd >= 0:
+            fsync(self._lock_fd)
+        else:
+            fsync_dir(self.path)
         if self._unsynced_marker is not None:
             record_durable(os.path.join(self.path, MARKER), self._unsynced_marker)
             self._unsynced_marker = None

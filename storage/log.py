@@ -133,10 +133,13 @@ class PartitionLog:
     # ---- opening -------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, directory: str | os.PathLike[str], config: LogConfig | None = None) -> PartitionLog:
-        """Open (or create) the log in directory, recovering from any crash; see `recovery`."""
+    def open(cls, directory: str | os.PathLike[str], config: LogConfig | None = None, *,
+             lock: bool = True) -> PartitionLog:
+        """Open (or create) the log in directory, recovering from any crash; see `recovery`.
+
+        lock=False: the caller guarantees that nothing else opens this directory (see `LogDirectory`)."""
         config = config or LogConfig()
-        log_dir = LogDirectory.open(directory)
+        log_dir = LogDirectory.open(directory, lock=lock)
         try:
             return cls._recover(log_dir, config)
         except PermissionError as exc:

@@ -278,6 +278,7 @@ def release_journals(host: RaftHost) -> None:
     handles and directory locks (what the kernel does when a process dies)."""
     for group in host.groups.values():
         group.journal._log.close()  # its flush now only fsyncs the already-cut files
+    os.close(host._data_dir_lock)
 
 
 def test_a_follower_acknowledges_only_entries_it_has_fsynced(tmp_path, monkeypatch):

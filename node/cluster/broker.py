@@ -95,7 +95,7 @@ class NotifyingPartition(PartitionStateMachine):
     """A partition state machine that wakes long-polling fetches after each append."""
 
     def __init__(self, directory: str, log_config: LogConfig):
-        super().__init__(directory, log_config)
+        super().__init__(directory, log_config, lock=False)  # the broker's Raft host locks the data directory
         self._waiters: list[asyncio.Future] = []
 
     def apply(self, index, term, data):
