@@ -193,6 +193,7 @@ class RaftGroup:
         self.known_leader: tuple[int | None, int] = (None, 0)  # (leader, term) last logged
         self.asleep_since: int | None = None  # host tick at which the ticker stopped ticking it (quiesced)
         self.synced: asyncio.Future | None = None  # set while its sync is in flight, resolved when done
+        self.led_term: int | None = None  # the term in which this replica leads the group (None: it does not)
 
     def status(self, tick_ms: int) -> dict:
         st = self.node.status()
@@ -246,6 +247,8 @@ class RaftHost:
         self._awake: set[RaftGroup] = set()  # groups the ticker ticks: every one not quiesced (and a few more)
         self._silent: frozenset[int] = frozenset()  # peers silent for an election timeout at the last tick
         self._campaign_tokens = 0.0  # elections the groups' timers may still start (see _may_campaign)
+        self.leading: set[str] = set()  # groups this broker's replica leads
+        self.leadership_version = 0  # bumped whenever `leading` or the term of a group in it changes
         self._pump_scheduled = False
         self._deferred: set[RaftGroup] = set()  # activated while their sync was in flight
         self._synced: list = []  # groups whose sync finished, to be finished together
@@ -374,6 +377,7 @@ class RaftHost:
         group.closed = True
         self._active.discard(group)
         self._awake.discard(group)
+        self._note_role(group)
         for fut in [f for _, f in group.waiting.values()] + list(group.reads.values()) + \
                 [f for _, f in group.read_waits]:
             if not fut.done():
@@ -702,10 +706,19 @@ class RaftHost:
             self._resolve_reads(group)
         if node.has_ready():
             self._activate(group)
+        self._note_role(group)
         if (node.leader, node.log.term) != group.known_leader and node.leader is not None:
             group.known_leader = (node.leader, node.log.term)
             log.info("raft group %s: leader is replica %s in term %d", group.name, format_replica(node.leader),
                      node.log.term)
+
+    def _note_role(self, group: RaftGroup) -> None:
+        node = group.node
+        term = node.log.term if node.role is Role.LEADER and not group.closed else None
+        if term != group.led_term:
+            group.led_term = term
+            (self.leading.add if term is not None else self.leading.discard)(group.name)
+            self.leadership_version += 1
 
     def _apply(self, group: RaftGroup, index: int, term: int, data: bytes) -> None:
         try:
@@ -895,6 +908,8 @@ class RaftHost:
                     group.asleep_since = self.host_ticks + ticks
                 else:
                     self._awake.add(group)
+                if group.led_term is not None and node.role is not Role.LEADER:
+                    self._note_role(group)  # stepped down on its own (check quorum)
                 if node.has_ready():
                     self._activate(group)
             self.host_ticks += ticks
@@ -1015,6 +1030,7 @@ class RaftHost:
             return
         group.journal, group.node = journal, node
         self._hook(group)
+        self._note_role(group)
         group.checkpointed = group.sm.applied_index
         group.storage_error, group.asleep_since, group.known_leader = None, None, (None, 0)
         log.warning("raft group %s: the disk is writable again; reopened from the checkpoint at index %d, "

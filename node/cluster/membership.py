@@ -44,6 +44,8 @@ class MembershipReconciler:
         self._registering: set[tuple[int, int]] = set()
         # group -> (term, membership index, topology version) at which it needed no step: skipped until one changes
         self._settled: dict[str, tuple[int, int, int]] = {}
+        self._seen: tuple[int, int] | None = None  # (leadership version, topology version) of the last full look
+        self._unsettled = False  # some group led here still needs steps
 
     async def run_forever(self) -> None:
         while True:
@@ -57,11 +59,19 @@ class MembershipReconciler:
         broker = self.broker
         if broker.is_metadata_leader():
             self._register_new_incarnations()
-        for name, group in list(broker.host.groups.items()):
+        seen = (broker.host.leadership_version, broker.topology_version)
+        if seen == self._seen and not self._unsettled:
+            return  # no leadership, topic or incarnation changed, and every group led here is settled
+        self._seen, self._unsettled = seen, False
+        for name in list(broker.host.leading):
+            group = broker.host.groups.get(name)
+            if group is None or group.node.role is not Role.LEADER:
+                continue
             node = group.node
-            if node.role is Role.LEADER and self._settled.get(name) != (
-                    node.log.term, node.membership_index, broker.topology_version):
+            if self._settled.get(name) != (node.log.term, node.membership_index, broker.topology_version):
                 self._step_group(name)
+                if self._settled.get(name) != (node.log.term, node.membership_index, broker.topology_version):
+                    self._unsettled = True  # a step in flight, or waiting for a learner: look again next round
         if len(self._settled) > 2 * len(broker.host.groups) + 64:  # groups removed meanwhile
             self._settled = {g: k for g, k in self._settled.items() if g in broker.host.groups}
 

@@ -104,7 +104,7 @@ async def raft_status(request: web.Request) -> web.Response:
 
 async def raft_leaders(request: web.Request) -> web.Response:
     broker = request.app[SERVICES_KEY].broker
-    return json_response({"broker": broker.id, "groups": broker.led_groups()})
+    return json_response(broker.led_groups(request.query.get("since")))
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -207,8 +207,11 @@ def _ops_paths() -> dict:
             "503": {"description": "no metadata leader known",
                     "content": {JSON: {"schema": any_object}}}}, tag="ops")},
         "/raft": {"get": _op("Raft state of every group on this broker.", _ok("groups", any_object), tag="ops")},
-        "/raft/leaders": {"get": _op("Groups this broker leads, with their terms (used by peers).",
-                                     _ok("led groups", any_object), tag="ops")},
+        "/raft/leaders": {"get": _op("Partition groups this broker leads, with their terms, and the metadata group's "
+                                     "term if it leads it under its lease (used by peers). With `since` = the version "
+                                     "of an earlier answer, `groups` is left out while nothing changed.",
+                                     _ok("led groups", any_object), tag="ops",
+                                     params=[_query("since", {"type": "string"}, "version of an earlier answer")])},
         "/metrics": {"get": _op("Prometheus metrics.", _ok("metrics", {"type": "string"}, "text/plain"), tag="ops")},
         "/openapi.json": {"get": _op("This document.", _ok("OpenAPI 3 document", any_object), tag="ops")},
         "/brokers/{broker}/{view}": {"get": _op(
