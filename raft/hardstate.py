@@ -49,6 +49,8 @@ class HardStateStore:
         self._compact_bytes = compact_bytes
         self._states: dict[str, dict] = {}
         self._pending: list[bytes] = []  # encoded records put and not yet written, in order
+        self._put_seq = 0  # puts (and removes) so far ...
+        self.synced_seq = 0  # ... and how many of them are durable
         self._lock = threading.Lock()  # _states and _pending (event loop vs. the syncing thread)
         self._io = threading.Lock()  # one sync at a time: records reach the file in put order
         self._fd = -1
@@ -60,18 +62,22 @@ class HardStateStore:
         """The group's newest hard state (put, whether or not synced yet); None if it has none."""
         return self._states.get(group)
 
-    def put(self, group: str, state: dict) -> None:
-        """Record a new hard state for the group; durable after the next `sync()`."""
+    def put(self, group: str, state: dict) -> int:
+        """Record a new hard state for the group; durable after the next `sync()`, i.e. once `synced_seq`
+        reaches the sequence number returned."""
         record = _encode({"group": group, "state": state})
         with self._lock:
             self._states[group] = state
             self._pending.append(record)
+            self._put_seq += 1
+            return self._put_seq
 
     def remove(self, group: str) -> None:
         """Forget the group (its replica is deleted); durable after the next `sync()`."""
         with self._lock:
             if self._states.pop(group, None) is not None:
                 self._pending.append(_encode({"group": group, "removed": True}))
+                self._put_seq += 1
 
     @property
     def pending(self) -> bool:
@@ -88,6 +94,7 @@ class HardStateStore:
         with self._io:
             with self._lock:
                 records, self._pending = self._pending, []
+                covered = self._put_seq
                 live = self._compaction_snapshot(sum(len(r) for r in records))
             try:
                 if live is not None:
@@ -105,6 +112,7 @@ class HardStateStore:
                 with self._lock:
                     self._pending[:0] = records  # not durable: the next sync writes them again
                 raise
+            self.synced_seq = covered
 
     def close(self) -> None:
         try:

@@ -41,9 +41,13 @@ one ticker for all groups, and the I/O that the pure `RaftNode`s ask for:
   on the leader; broker heartbeats carry each broker's data-directory
   incarnation (`announce`), so a leader sees at once that a follower's broker
   came back with an empty disk (`replica_lost`).
-* **Checkpoints.**  Periodically each state machine makes its applied state
-  durable, and the journal is compacted up to it: memory and disk do not grow
-  with retained data, and replay after a restart starts at the checkpoint.
+* **Checkpoints.**  A state machine that applied `journal_keep_entries` since
+  its last checkpoint (or `checkpoint_max_age_s` ago) makes its applied state
+  durable, its fsyncs in worker threads, and the journal is compacted up to
+  it: memory and disk do not grow with retained data, and replay after a
+  restart starts at the checkpoint.  (Checkpointing every changed group every
+  few seconds was a burst of fsyncs on the event loop after every election of
+  thousands of groups.)
 * **Storage faults.**  A write for a group that the disk refuses (disk full,
   I/O error, read-only file system; see `storage_health`) stops that replica
   (`RaftNode.set_storage_failed`: it hands over leadership, stops voting and
@@ -89,6 +93,8 @@ from .transport import PeerTransport
 
 log = logging.getLogger("raftka.raft.host")
 
+_APPLIED = object()  # a waiting proposal's answer: whatever the state machine's apply returns
+
 FSYNC_THREADS = 16
 
 
@@ -105,6 +111,10 @@ class StateMachine(Protocol):
     def read_chunk(self, cursor: bytes) -> tuple[bytes, bool, int]: ...
     def install_chunk(self, data: bytes) -> bytes: ...
     def finish_install(self, index: int, term: int) -> bool: ...
+    # Optional: begin_checkpoint() -> (index, job): checkpoint's state taken now, its fsyncs in a worker thread.
+    # Optional, with raft_log = True (the state machine's log is the group's Raft log, see partition_journal):
+    # open_journal(hard_states, name, cache_bytes) -> the RaftLog; admit(data, term) -> partition.Admission,
+    # asked by the leader before proposing; proposed(index, data) after.
 
 
 @dataclass
@@ -160,7 +170,8 @@ class HostConfig:
     heartbeat_ticks: int = 2
     max_append_bytes: int = 1 << 20
     max_inflight: int = 16
-    checkpoint_interval_s: float = 5.0  # each checkpoint fsyncs every changed partition: a latency blip
+    checkpoint_interval_s: float = 5.0  # how often groups are looked at for a checkpoint ...
+    checkpoint_max_age_s: float = 60.0  # ... made once journal_keep_entries were applied since the last, or this late
     journal_cache_bytes: int = 4 << 20
     journal_keep_entries: int = 200
     journal_segment_bytes: int | None = None  # None: by the filesystem's size (storage_health)
@@ -185,7 +196,9 @@ class RaftGroup:
         self.directory = directory
         self.critical = critical  # keeps running below the low-disk watermark (the metadata group)
         self.storage_error: str | None = None  # a write failed ("disk full", ...): stopped until reopened
-        self.waiting: dict[int, tuple[int, asyncio.Future]] = {}
+        # index -> [(term, future, answer)]: proposals (answer _APPLIED: the state machine's result) and retries
+        # of them admitted with a known answer (see StateMachine.admit), resolved once the entry is applied
+        self.waiting: dict[int, list[tuple[int, asyncio.Future, Any]]] = {}
         self.reads: dict[int, asyncio.Future] = {}  # read-index requests in flight, by request id
         self.read_waits: list[tuple[int, asyncio.Future]] = []  # (commit index, future): resolved once applied
         self.checkpointed = sm.applied_index
@@ -194,6 +207,8 @@ class RaftGroup:
         self.asleep_since: int | None = None  # host tick at which the ticker stopped ticking it (quiesced)
         self.synced: asyncio.Future | None = None  # set while its sync is in flight, resolved when done
         self.led_term: int | None = None  # the term in which this replica leads the group (None: it does not)
+        self.checkpointing = False  # a checkpoint's fsyncs are in flight
+        self.checkpointed_at = time.monotonic()  # when its last checkpoint started
 
     def status(self, tick_ms: int) -> dict:
         st = self.node.status()
@@ -360,8 +375,12 @@ class RaftHost:
 
     def _open_replica(self, name: str, directory: str, members: Membership | list[int] | None,
                       sm: StateMachine) -> tuple[Journal, RaftNode]:
-        journal = Journal(directory, segment_bytes=self._journal_segment_bytes, cache_bytes=self.cfg.journal_cache_bytes,
-                          hard_states=self.hard_states, name=name, lock=False)
+        if getattr(sm, "raft_log", False):  # the state machine's log is the Raft log (partition_journal)
+            journal = sm.open_journal(self.hard_states, name, self.cfg.journal_cache_bytes)
+        else:
+            journal = Journal(directory, segment_bytes=self._journal_segment_bytes,
+                              cache_bytes=self.cfg.journal_cache_bytes, hard_states=self.hard_states, name=name,
+                              lock=False)
         if sm.applied_index < journal.snapshot_index:
             journal.close()
             raise GroupStateLost(f"raft group {name}: the state machine is at index {sm.applied_index} but the "
@@ -378,7 +397,7 @@ class RaftHost:
         self._active.discard(group)
         self._awake.discard(group)
         self._note_role(group)
-        for fut in [f for _, f in group.waiting.values()] + list(group.reads.values()) + \
+        for fut in [f for waits in group.waiting.values() for _, f, _ in waits] + list(group.reads.values()) + \
                 [f for _, f in group.read_waits]:
             if not fut.done():
                 fut.set_exception(GroupClosedError(f"raft group {name} closed"))
@@ -419,16 +438,30 @@ class RaftHost:
         reason = self.storage_stop_reason(group)
         if reason is not None:
             raise StorageUnavailableError(name, reason, self._other_leader(group))
+        node, sm = group.node, group.sm
+        admit = getattr(sm, "admit", None) if getattr(sm, "raft_log", False) else None
+        if admit is not None:
+            if node.role is not Role.LEADER or node.transfer_target is not None or node.storage_failed:
+                raise NotLeaderError(name, None if node.leader is None else broker_of(node.leader))
+            verdict = admit(data, node.log.term)
+            if verdict.result is not None:  # refused, or a retry of a batch already in the log
+                if not verdict.wait_index or verdict.wait_index <= node.applied:
+                    return verdict.result
+                fut = self._loop.create_future()
+                group.waiting.setdefault(verdict.wait_index, []).append((verdict.wait_term, fut, verdict.result))
+                return await fut
         try:
-            index, term = group.node.propose(data)
+            index, term = node.propose(data)
         except NotLeaderError as exc:
             raise NotLeaderError(name, None if exc.leader is None else broker_of(exc.leader)) from None
         except Exception as exc:
             if self._storage_failed(group, exc, "appending to the journal"):
                 raise StorageUnavailableError(name, group.storage_error, None) from exc
             raise
+        if admit is not None:
+            sm.proposed(index, data)
         fut = self._loop.create_future()
-        group.waiting[index] = (term, fut)
+        group.waiting.setdefault(index, []).append((term, fut, _APPLIED))
         self._activate(group)
         return await fut
 
@@ -728,25 +761,23 @@ class RaftHost:
             if not self._storage_failed(group, exc, f"applying index {index}"):
                 log.exception("raft group %s: applying index %d failed", group.name, index)
             result, error = None, exc
-        waiting = group.waiting.pop(index, None)
-        if waiting is None:
-            return
-        proposed_term, fut = waiting
-        if fut.done():
-            return
-        if proposed_term != term:
-            fut.set_exception(ProposalDroppedError(f"{group.name}: entry {index} was replaced by a new leader"))
-        elif error is not None:
-            fut.set_exception(error)
-        else:
-            fut.set_result(result)
+        for proposed_term, fut, answer in group.waiting.pop(index, ()):
+            if fut.done():
+                continue
+            if proposed_term != term:
+                fut.set_exception(ProposalDroppedError(f"{group.name}: entry {index} was replaced by a new leader"))
+            elif error is not None:
+                fut.set_exception(error)
+            else:
+                fut.set_result(result if answer is _APPLIED else answer)
 
     def _fail_skipped(self, group: RaftGroup) -> None:
         """Proposals at indexes covered by an installed snapshot have an unknown fate here."""
         for index in [i for i in group.waiting if i <= group.node.applied]:
-            _, fut = group.waiting.pop(index)
-            if not fut.done():
-                fut.set_exception(ProposalOutcomeUnknownError(f"{group.name}: entry {index} outcome unknown (snapshot)"))
+            for _, fut, _ in group.waiting.pop(index):
+                if not fut.done():
+                    fut.set_exception(ProposalOutcomeUnknownError(
+                        f"{group.name}: entry {index} outcome unknown (snapshot)"))
 
     # ------------------------------------------------------------ network
 
@@ -922,21 +953,82 @@ class RaftHost:
                 self._checkpoint_all()
 
     def _checkpoint_all(self) -> None:
+        """Checkpoint the groups whose checkpoint lets their journal be compacted (or is older than
+        `checkpoint_max_age_s`), in worker threads; the journals are compacted when each is done."""
+        now = time.monotonic()
         for group in list(self.groups.values()):
             stopped = group.node.storage_failed
-            if group.closed or (group.sm.applied_index <= group.checkpointed and not stopped):
-                continue
-            if group.synced is not None:
-                continue  # compaction rewrites journal files: not under an fsync in flight; next time
-            try:
+            if group.closed or group.synced is not None or group.checkpointing:
+                continue  # (compaction rewrites journal files: not under an fsync in flight; next time)
+            if stopped:  # a stopped replica serves nobody: it checkpoints (unless its writes fail) and frees what it can
                 if group.storage_error is None and group.sm.applied_index > group.checkpointed:
+                    try:
+                        group.checkpointed = group.sm.checkpoint()
+                    except Exception as exc:
+                        if not self._storage_failed(group, exc, "checkpoint"):
+                            log.exception("raft group %s: checkpoint failed", group.name)
+                self._compact(group, 0)
+                continue
+            behind = group.sm.applied_index - group.checkpointed
+            if behind <= 0 or group.storage_error is not None or (
+                    behind < self.cfg.journal_keep_entries
+                    and now - group.checkpointed_at < self.cfg.checkpoint_max_age_s):
+                continue
+            group.checkpointed_at = now
+            begin = getattr(group.sm, "begin_checkpoint", None)
+            if begin is None:
+                try:
                     group.checkpointed = group.sm.checkpoint()
-                # Keep a tail so that briefly lagging followers catch up from the journal; a stopped
-                # replica serves nobody and frees what it can.
-                group.journal.compact(group.checkpointed - (0 if stopped else self.cfg.journal_keep_entries))
+                except Exception as exc:
+                    if not self._storage_failed(group, exc, "checkpoint"):
+                        log.exception("raft group %s: checkpoint failed", group.name)
+                    continue
+                self._compact(group, self.cfg.journal_keep_entries)
+                continue
+            try:
+                index, job = begin()
             except Exception as exc:
-                if group.storage_error is None and not self._storage_failed(group, exc, "checkpoint"):
+                if not self._storage_failed(group, exc, "checkpoint"):
                     log.exception("raft group %s: checkpoint failed", group.name)
+                continue
+            group.checkpointing = True
+            future = self._loop.run_in_executor(self._fsync_pool, job)
+            future.add_done_callback(lambda f, group=group, index=index: self._checkpointed(group, index, f))
+        if self.hard_states.pending:  # compaction points (and anything else) put since the last pump
+            self._loop.run_in_executor(self._fsync_pool, self._sync_hard_states_quietly)
+
+    def _checkpointed(self, group: RaftGroup, index: int, future: asyncio.Future) -> None:
+        group.checkpointing = False
+        if group.closed:
+            return
+        error = future.exception() if not future.cancelled() else None
+        if error is not None:
+            if not self._storage_failed(group, error, "checkpoint"):
+                log.error("raft group %s: checkpoint failed: %r", group.name, error)
+            return
+        group.checkpointed = max(group.checkpointed, index)
+        done = getattr(group.sm, "checkpoint_done", None)
+        if done is not None:
+            try:
+                done()
+            except Exception as exc:
+                if not self._storage_failed(group, exc, "checkpoint"):
+                    log.exception("raft group %s: finishing its checkpoint failed", group.name)
+        self._compact(group, self.cfg.journal_keep_entries)
+
+    def _compact(self, group: RaftGroup, keep: int) -> None:
+        """Keep a tail of `keep` entries so that briefly lagging followers catch up from the journal."""
+        try:
+            group.journal.compact(group.checkpointed - keep)
+        except Exception as exc:
+            if group.storage_error is None and not self._storage_failed(group, exc, "compacting the journal"):
+                log.exception("raft group %s: compacting the journal failed", group.name)
+
+    def _sync_hard_states_quietly(self) -> None:
+        try:
+            self.hard_states.sync()
+        except OSError as exc:  # what it could not write stays pending: the next pump's sync stops the groups
+            log.warning("broker %d: syncing the hard state store: %r", self.id, exc)
 
     # ------------------------------------------------------------- storage
 
@@ -966,7 +1058,7 @@ class RaftHost:
 
     def _fail_waiting(self, group: RaftGroup, why: str) -> None:
         """Proposals in flight may still be committed by another leader: their outcome is unknown."""
-        for index, (_, fut) in list(group.waiting.items()):
+        for index, fut in [(i, f) for i, waits in group.waiting.items() for _, f, _ in waits]:
             if not fut.done():
                 fut.set_exception(ProposalOutcomeUnknownError(f"{group.name}: entry {index} outcome unknown ({why})"))
         group.waiting.clear()

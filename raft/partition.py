@@ -46,6 +46,20 @@ an install interrupted after that point.
 
 Directory layout: ``<dir>/checkpoint.json``, ``<dir>/log/`` (the PartitionLog),
 ``<dir>/snapshot-staging/`` (only during an install).
+
+**The log as the Raft log** (``raft_log=True``, how the broker runs it): the group's Raft log is
+this very log (`partition_journal.PartitionJournal`, `open_journal`): a produce command's batch is
+appended when its entry is appended to the Raft log, so every record is written once.  Then:
+
+* the high watermark is where the applied entries end, not the log end: the log also holds
+  entries not committed yet (reads stop at the high watermark); opening does not cut the log
+  back to the checkpoint, the journal owns what lies beyond it;
+* `apply` appends nothing: it records the batch's producer state and moves the high watermark;
+* the idempotence and validity checks happen before the entry exists, on the leader
+  (`admit`): against the producer state of everything in its log, committed or not (a leader's
+  log is committed as it is).  A refused batch is never proposed; a retried one is answered
+  with the offsets of its original (once that is applied).  Leases keep two leaders from
+  admitting at once (produce runs on the leader under its lease).
 """
 
 from __future__ import annotations
@@ -54,14 +68,22 @@ import enum
 import logging
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 import orjson
 
-from raftka.storage import CorruptBatchError, LogConfig, PartitionLog, atomic_write, iter_batches, validate_batch
+from raftka.storage import (
+    CorruptBatchError,
+    LogConfig,
+    PartitionLog,
+    atomic_write,
+    iter_batches,
+    read_batch_header,
+    validate_batch,
+)
 
 from . import canary
 from .partition_producers import (
@@ -157,6 +179,16 @@ class PartitionDataLossError(PartitionStateError):
     """The partition log lacks batches that its checkpoint says were applied."""
 
 
+class Admission(NamedTuple):
+    """`admit`'s verdict on a produce command the leader was asked to propose: `result` None means propose
+    it; else answer `result` without proposing, once entry `wait_index` (of term `wait_term`) is applied
+    when it is not 0 (a retry of a batch still on its way)."""
+
+    result: ProduceResult | None
+    wait_index: int = 0
+    wait_term: int = 0
+
+
 class _Checkpoint(NamedTuple):
     applied_index: int
     applied_term: int
@@ -187,9 +219,10 @@ class PartitionStateMachine:
     """
 
     def __init__(self, directory: str, log_config: LogConfig, *, max_producers: int = DEFAULT_MAX_PRODUCERS,
-                 snapshot_chunk_bytes: int = DEFAULT_CHUNK_BYTES, lock: bool = True):
+                 snapshot_chunk_bytes: int = DEFAULT_CHUNK_BYTES, lock: bool = True, raft_log: bool = False):
         """lock=False: the caller guarantees that nothing else opens `directory` (the broker: its Raft host
-        locks the whole data directory), and each log saves the descriptor of a lock of its own."""
+        locks the whole data directory), and each log saves the descriptor of a lock of its own.
+        raft_log=True: the log is the group's Raft log (module docstring; `open_journal`)."""
         self.directory = os.path.abspath(directory)
         os.makedirs(self.directory, exist_ok=True)
         self._checkpoint_path = os.path.join(self.directory, CHECKPOINT_FILE)
@@ -198,6 +231,11 @@ class PartitionStateMachine:
         self._failure: str | None = None
         self._config = replace(log_config, max_message_bytes=_STORAGE_MAX_MESSAGE_BYTES)
         self._lock = lock
+        self.raft_log = raft_log
+        self._journal = None  # the PartitionJournal over our log (raft_log)
+        self._pending: ProducerTable | None = None  # leader: producer state of its whole log (see admit)
+        self._pending_term = -1
+        self._pending_index: dict[int, int] = {}  # leader: base offset -> Raft index of entries not applied yet
         self._open()
 
     def _open(self) -> None:
@@ -207,7 +245,10 @@ class PartitionStateMachine:
         self.applied_term = checkpoint.applied_term
         self._checkpointed_end = checkpoint.log_end_offset
         self._deleted_before = checkpoint.log_start_offset  # records below were deleted (DeleteRecords)
+        self._checkpointed_deleted = checkpoint.log_start_offset  # ... as the checkpoint on disk says
+        self._applied_end = checkpoint.log_end_offset  # where the applied entries end: the high watermark
         self._producers = self._load_producers(checkpoint.producers)
+        self._pending, self._pending_term, self._pending_index = None, -1, {}
         self.log = PartitionLog.open(os.path.join(self.directory, LOG_DIR), config, lock=self._lock)
         self._staging = Staging(self.directory, config, lock=self._lock)
         try:
@@ -216,6 +257,7 @@ class PartitionStateMachine:
             else:
                 self._staging.discard()  # an install that never reached its commit point
                 self._cut_back_to(checkpoint.log_end_offset)
+            self._applied_end = checkpoint.log_end_offset
         except BaseException:
             self.close()
             raise
@@ -224,8 +266,8 @@ class PartitionStateMachine:
 
     @property
     def high_watermark(self) -> int:
-        """Offset after the last committed record (= log end: everything applied is committed)."""
-        return self.log.log_end_offset
+        """Offset after the last applied (hence committed) record; the log end unless the log is the Raft log."""
+        return self._applied_end
 
     @property
     def log_start_offset(self) -> int:
@@ -246,9 +288,125 @@ class PartitionStateMachine:
         if index != self.applied_index + 1:
             raise PartitionStateError(
                 f"{self.directory}: entry {index} applied after {self.applied_index}: entries are missing")
-        result = self._execute(index, term, data) if data else None
+        if not data:
+            result = None
+        elif self.raft_log:
+            result = self._record(index, data)
+        else:
+            result = self._execute(index, term, data)
         self.applied_index, self.applied_term = index, term
         return result
+
+    # ------------------------------------------------------ the log as the Raft log
+
+    def open_journal(self, hard_states, name: str, cache_bytes: int):
+        """The Raft log of this partition's group: this log (raft_log=True)."""
+        from .partition_journal import PartitionJournal
+        if not self.raft_log:
+            raise PartitionStateError(f"{self.directory}: opened without raft_log, it has a journal of its own")
+        self._journal = PartitionJournal(self.log, hard_states, name, cache_bytes=cache_bytes,
+                                         applied=(self.applied_index, self.applied_term, self._applied_end))
+        self._pending, self._pending_term, self._pending_index = None, -1, {}
+        return self._journal
+
+    def _record(self, index: int, data: bytes) -> ProduceResult | DeleteRecordsResult:
+        """Apply a committed entry whose batch is already in the log: producer state and high watermark."""
+        tag = data[:1]
+        if tag == DELETE_RECORDS_TAG:
+            return self._delete_records(data)
+        if tag != PRODUCE_TAG:
+            logger.warning("%s: raft entry %d has unknown command tag %r; ignored", self.directory, index, tag)
+            return ProduceResult.failed(ProduceError.INVALID_REQUEST, f"unknown partition command tag {tag!r}")
+        if self._journal is not None and self._journal.is_meta(index):  # not a valid batch: it was not stored
+            try:
+                validate_batch(memoryview(data)[1:], records=False)
+            except CorruptBatchError as exc:
+                return ProduceResult.failed(ProduceError.CORRUPT_MESSAGE, str(exc))
+            return ProduceResult.failed(ProduceError.CORRUPT_MESSAGE, "batch not stored")
+        header = read_batch_header(data, 1)
+        base = self._applied_end
+        last = base + header.record_count - 1
+        if header.producer_id >= 0:
+            self._producers.record(header.producer_id, header.producer_epoch, CachedBatch(
+                header.base_sequence, last_sequence(header.base_sequence, header.record_count), base, last))
+        self._pending_index.pop(base, None)
+        self._applied_end = last + 1
+        return ProduceResult(base, last)
+
+    def admit(self, data: bytes, term: int) -> Admission:
+        """Leader, before proposing a produce command in `term`: propose it, or answer it without (module
+        docstring). Checks the batch's framing and CRC and the producer state of the whole log."""
+        if data[:1] != PRODUCE_TAG:
+            return Admission(None)  # another command (delete records): its apply decides
+        try:
+            header = validate_batch(memoryview(data)[1:], records=False)  # records were validated at the broker edge
+        except CorruptBatchError as exc:
+            return Admission(ProduceResult.failed(ProduceError.CORRUPT_MESSAGE, str(exc)))
+        verdict = self._check_flags(header)
+        if verdict is not None:
+            return Admission(verdict)
+        pid, epoch, first_seq = header.producer_id, header.producer_epoch, header.base_sequence
+        if pid < 0:
+            return Admission(None)
+        if epoch < 0 or first_seq < 0:
+            return Admission(self._bad_producer_fields(pid, epoch, first_seq))
+        self._check_usable()
+        if self._pending is None or self._pending_term != term:
+            self._rebuild_pending(term)
+        last_seq = last_sequence(first_seq, header.record_count)
+        try:
+            original = None if canary.enabled("no-dedup") else self._pending.check(pid, epoch, first_seq, last_seq)
+        except ProducerFencedError as exc:
+            return Admission(ProduceResult.failed(ProduceError.INVALID_PRODUCER_EPOCH, str(exc)))
+        except OutOfOrderSequenceError as exc:
+            return Admission(ProduceResult.failed(ProduceError.OUT_OF_ORDER_SEQUENCE_NUMBER, str(exc)))
+        if original is None:
+            return Admission(None)
+        result = ProduceResult(original.base_offset, original.last_offset, duplicate=True)
+        wait = self._pending_index.get(original.base_offset, 0)
+        return Admission(result, wait, self._journal.term_at(wait) or 0 if wait else 0)
+
+    def proposed(self, index: int, data: bytes) -> None:
+        """Leader: the admitted command is entry `index` of the Raft log (its batch is in the log now)."""
+        if data[:1] != PRODUCE_TAG or self._journal.is_meta(index):
+            return
+        header = read_batch_header(data, 1)
+        if header.producer_id < 0 or self._pending is None:
+            return
+        base, last = self._journal.data_range(index)
+        self._pending.record(header.producer_id, header.producer_epoch, CachedBatch(
+            header.base_sequence, last_sequence(header.base_sequence, header.record_count), base, last))
+        self._pending_index[base] = index
+
+    def _rebuild_pending(self, term: int) -> None:
+        """The producer state of the whole log: the applied state plus the entries beyond it."""
+        self._pending = ProducerTable.from_json(self._producers.to_json(), self._max_producers)
+        self._pending_term, self._pending_index = term, {}
+        journal = self._journal
+        for index, entry in enumerate(journal.entries(self.applied_index + 1, journal.last_index + 1, 1 << 62),
+                                      start=self.applied_index + 1):
+            if journal.is_meta(index) or entry.data[:1] != PRODUCE_TAG:
+                continue
+            header = read_batch_header(entry.data, 1)
+            if header.producer_id >= 0:
+                base, last = journal.data_range(index)
+                self._pending.record(header.producer_id, header.producer_epoch, CachedBatch(
+                    header.base_sequence, last_sequence(header.base_sequence, header.record_count), base, last))
+                self._pending_index[base] = index
+
+    @staticmethod
+    def _check_flags(header) -> ProduceResult | None:
+        if header.attributes & _CONTROL:
+            return ProduceResult.failed(ProduceError.INVALID_RECORD, "clients may not write control batches")
+        if header.attributes & _TRANSACTIONAL:
+            return ProduceResult.failed(ProduceError.INVALID_RECORD, "transactional batches are not supported")
+        return None
+
+    @staticmethod
+    def _bad_producer_fields(pid: int, epoch: int, first_seq: int) -> ProduceResult:
+        return ProduceResult.failed(ProduceError.INVALID_RECORD,
+                                    f"batch of producer {pid} needs epoch >= 0 and base sequence >= 0, "
+                                    f"got epoch {epoch} and sequence {first_seq}")
 
     def _execute(self, index: int, term: int, data: bytes) -> ProduceResult | DeleteRecordsResult:
         tag = data[:1]
@@ -264,7 +422,7 @@ class PartitionStateMachine:
             return DeleteRecordsResult(self._deleted_before, DeleteRecordsError.INVALID_REQUEST,
                                        f"a delete-records command is 9 bytes, got {len(data)}")
         (offset,) = _OFFSET.unpack_from(data, 1)
-        end = self.log.log_end_offset
+        end = self._applied_end
         if not 0 <= offset <= end:
             return DeleteRecordsResult(self._deleted_before, DeleteRecordsError.OFFSET_OUT_OF_RANGE,
                                        f"cannot delete records before offset {offset}: the log ends at {end}")
@@ -276,16 +434,13 @@ class PartitionStateMachine:
             header = validate_batch(batch, records=False)  # records were validated at the broker edge
         except CorruptBatchError as exc:
             return ProduceResult.failed(ProduceError.CORRUPT_MESSAGE, str(exc))
-        if header.attributes & _CONTROL:
-            return ProduceResult.failed(ProduceError.INVALID_RECORD, "clients may not write control batches")
-        if header.attributes & _TRANSACTIONAL:
-            return ProduceResult.failed(ProduceError.INVALID_RECORD, "transactional batches are not supported")
+        verdict = self._check_flags(header)
+        if verdict is not None:
+            return verdict
         pid, epoch, first_seq = header.producer_id, header.producer_epoch, header.base_sequence
         if pid >= 0:
             if epoch < 0 or first_seq < 0:
-                return ProduceResult.failed(ProduceError.INVALID_RECORD,
-                                            f"batch of producer {pid} needs epoch >= 0 and base sequence >= 0, "
-                                            f"got epoch {epoch} and sequence {first_seq}")
+                return self._bad_producer_fields(pid, epoch, first_seq)
             last_seq = last_sequence(first_seq, header.record_count)
             try:
                 original = None if canary.enabled("no-dedup") else self._producers.check(pid, epoch, first_seq,
@@ -301,6 +456,7 @@ class PartitionStateMachine:
         last = base + header.record_count - 1
         if pid >= 0:
             self._producers.record(pid, epoch, CachedBatch(first_seq, last_seq, base, last))
+        self._applied_end = last + 1
         return ProduceResult(base, last)
 
     # ------------------------------------------------------------- durability
@@ -308,12 +464,33 @@ class PartitionStateMachine:
     def checkpoint(self) -> int:
         """fsync the log, then record the applied state atomically, then delete the segments wholly below deleted
         records (the checkpoint now says they are gone); returns the durable applied index."""
+        index, job = self.begin_checkpoint()
+        job()
+        self.checkpoint_done()
+        return index
+
+    def begin_checkpoint(self) -> tuple[int, Callable[[], None]]:
+        """(applied index, the work making it durable): the state is taken now, the job (fsync of the log and
+        of the checkpoint file) may run in a worker thread while entries are applied meanwhile; call
+        `checkpoint_done` once it has run."""
         self._check_usable()
-        with self._fail_stop("checkpoint"):
-            self.log.flush()
-            self._write_checkpoint()
-            self._delete_segments_below(self._deleted_before)
-        return self.applied_index
+        index, end, deleted = self.applied_index, self._applied_end, self._deleted_before
+        document = self._checkpoint_document(end, None)
+
+        def job() -> None:
+            with self._fail_stop("checkpoint"):
+                if self.log.flushed_offset < end:
+                    self.log.flush()
+                atomic_write(self._checkpoint_path, document)
+                self._checkpointed_end = max(self._checkpointed_end, end)
+                self._checkpointed_deleted = max(self._checkpointed_deleted, deleted)
+        return index, job
+
+    def checkpoint_done(self) -> None:
+        """After a checkpoint: delete the segments wholly below records it says are deleted (on the owning
+        thread; as the Raft log, not above the journal's durable compaction point)."""
+        with self._fail_stop("deleting records below the log start"):
+            self._delete_segments_below(self._segment_ceiling(self._checkpointed_deleted))
 
     def _delete_segments_below(self, offset: int) -> None:
         """Delete the segments that hold only offsets below `offset`. The log's own start stays a segment base, a
@@ -324,12 +501,17 @@ class PartitionStateMachine:
         if base > self.log.log_start_offset:
             self.log.advance_start_offset(base)
 
+    def _segment_ceiling(self, offset: int) -> int:
+        """As the Raft log, segments are deleted only below the journal's durable compaction point."""
+        return offset if self._journal is None else min(offset, self._journal.raft_floor_offset)
+
     def apply_retention(self, now: int | None = None) -> int:
         """Delete old segments per retention.ms / retention.bytes (only checkpointed ones); returns the count.
 
-        Also after a failure: whole segments below the durable checkpoint are never needed again.
+        Also after a failure: whole segments below the durable checkpoint are never needed again. As the Raft
+        log, never above the durable compaction point of the journal (entries followers may still need).
         """
-        return self.log.apply_retention(now, max_offset=self._checkpointed_end)
+        return self.log.apply_retention(now, max_offset=self._segment_ceiling(self._checkpointed_end))
 
     def reconfigure(self, log_config: LogConfig) -> None:
         """Take new topic configs (retention, segment size) from now on."""
@@ -361,13 +543,13 @@ class PartitionStateMachine:
         """Follower: a new install starts; returns the cursor of the first chunk (our log end)."""
         self._check_usable()
         self._staging.discard()
-        return encode_cursor(self.log.log_end_offset)
+        return encode_cursor(self._applied_end)
 
     def read_chunk(self, cursor: bytes) -> tuple[bytes, bool, int]:
         """Leader: (chunk, done, index) of stored batches from the cursor; index is our applied index when done."""
         self._check_usable()
         offset = decode_cursor(cursor)
-        start, end = self.log.log_start_offset, self.log.log_end_offset
+        start, end = self.log.log_start_offset, self._applied_end
         reset = offset < start
         if reset:
             offset = start
@@ -409,7 +591,7 @@ class PartitionStateMachine:
         staging = self._staging
         if chunk.reset and not (staging.active and staging.reset and staging.start == chunk.start):
             staging.begin(chunk.start, reset=True)
-        elif not chunk.reset and not staging.active and chunk.start == self.log.log_end_offset:
+        elif not chunk.reset and not staging.active and chunk.start == self._applied_end:
             staging.begin(chunk.start, reset=False)
         if staging.active and staging.next_offset == chunk.start:
             staging.add(chunk)
@@ -417,7 +599,7 @@ class PartitionStateMachine:
 
     def _cursor(self) -> bytes:
         staging = self._staging
-        return encode_cursor(staging.next_offset if staging.active else self.log.log_end_offset)
+        return encode_cursor(staging.next_offset if staging.active else self._applied_end)
 
     def finish_install(self, index: int, term: int) -> bool:
         """Follower: make the staged snapshot (Raft index/term) the live state; False (discarding it) if unusable."""
@@ -456,8 +638,8 @@ class PartitionStateMachine:
             return f"the staged snapshot is of index {staging.final.index}"
         if index <= self.applied_index:
             return f"already applied up to {self.applied_index}"
-        if not staging.reset and staging.start != self.log.log_end_offset:
-            return f"staging starts at {staging.start} but the log ends at {self.log.log_end_offset}"
+        if not staging.reset and staging.start != self._applied_end:
+            return f"staging starts at {staging.start} but the applied log ends at {self._applied_end}"
         return None
 
     def _copy_staged(self, staged: PartitionLog, start: int, reset: bool) -> None:
@@ -476,6 +658,8 @@ class PartitionStateMachine:
                         f"{self.directory}: staged batch {header.base_offset} landed at offset {base}")
             offset = result.next_offset
         self.log.flush()
+        self._applied_end = end
+        self._pending, self._pending_term, self._pending_index = None, -1, {}
 
     def _finish_interrupted_install(self, checkpoint: _Checkpoint) -> None:
         start, reset, end = checkpoint.install["start"], checkpoint.install["reset"], checkpoint.log_end_offset
@@ -494,13 +678,13 @@ class PartitionStateMachine:
     # -------------------------------------------------------------- private
 
     def _cut_back_to(self, end: int) -> None:
-        """Drop batches applied after the checkpoint (the journal replays them)."""
+        """Drop batches applied after the checkpoint (the journal replays them); as the Raft log, keep them."""
         start, log_end = self.log.log_start_offset, self.log.log_end_offset
         if log_end < end or start > end:
             raise PartitionDataLossError(
                 f"{self.directory}: the checkpoint (raft index {self.applied_index}) says the log ends at offset "
                 f"{end}, but the log holds [{start}, {log_end}): committed batches are missing")
-        if log_end > end:
+        if log_end > end and not self.raft_log:
             logger.info("%s: cutting the log back from %d to the checkpoint's %d; the journal replays the rest",
                      self.directory, log_end, end)
             self.log.truncate(end)
@@ -535,13 +719,17 @@ class PartitionStateMachine:
             raise PartitionStateError(f"unreadable producer state in {self._checkpoint_path}: {exc}") from None
 
     def _write_checkpoint(self, *, log_end: int | None = None, install: dict | None = None) -> None:
-        log_end = self.log.log_end_offset if log_end is None else log_end
-        atomic_write(self._checkpoint_path, orjson.dumps({
+        log_end = self._applied_end if log_end is None else log_end
+        atomic_write(self._checkpoint_path, self._checkpoint_document(log_end, install))
+        self._checkpointed_end = log_end
+        self._checkpointed_deleted = self._deleted_before
+
+    def _checkpoint_document(self, log_end: int, install: dict | None) -> bytes:
+        return orjson.dumps({
             "format": _CHECKPOINT_FORMAT, "version": _CHECKPOINT_VERSION,
             "applied_index": self.applied_index, "applied_term": self.applied_term, "log_end_offset": log_end,
             "log_start_offset": self._deleted_before, "producers": self._producers.to_json(), "install": install,
-        }))
-        self._checkpointed_end = log_end
+        })
 
     @contextmanager
     def _fail_stop(self, action: str) -> Iterator[None]:

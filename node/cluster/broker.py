@@ -46,7 +46,7 @@ from raftka.node.errors import ApiError, NotLeader, PartitionNotFound, RequestTi
 from raftka.raft import canary
 from raftka.raft.core import NotLeaderError, Role
 from raftka.raft.host import GroupStateLost, HostConfig, ProposalDroppedError, RaftHost, StorageUnavailableError
-from raftka.raft.journal import Journal
+from raftka.raft.journal import JOURNAL_DIR, Journal
 from raftka.raft.partition import (DeleteRecordsResult, PartitionStateMachine, ProduceResult, encode_delete_records,
                                   encode_produce)
 from raftka.raft.replica import replica_id
@@ -95,8 +95,10 @@ class HostedPartition:
 class NotifyingPartition(PartitionStateMachine):
     """A partition state machine that wakes long-polling fetches after each append."""
 
-    def __init__(self, directory: str, log_config: LogConfig):
-        super().__init__(directory, log_config, lock=False)  # the broker's Raft host locks the data directory
+    def __init__(self, directory: str, log_config: LogConfig, *, raft_log: bool = True):
+        # The broker's Raft host locks the data directory; the log is the group's Raft log (partition_journal)
+        # unless the replica was created by a raftka that kept a separate journal.
+        super().__init__(directory, log_config, lock=False, raft_log=raft_log)
         self._waiters: list[asyncio.Future] = []
 
     def apply(self, index, term, data):
@@ -225,7 +227,7 @@ class Broker:
         """add_group, unless this directory hosted the group before and its state is gone (GroupStateLost)."""
         hosted = self._read_hosted_groups()
         try:
-            self._check_not_lost(name, hosted)
+            self._check_not_lost(name, hosted, self.host.group_directory(name))
         except GroupStateLost:
             sm.close()
             raise
@@ -233,9 +235,10 @@ class Broker:
         if name not in hosted:  # after the journal exists, before it can say anything (pump)
             self._write_hosted_groups(hosted | {name})
 
-    def _check_not_lost(self, name: str, hosted: set[str]) -> None:
-        if name in hosted and not os.path.isdir(self.host.group_directory(name)):
-            raise GroupStateLost(f"raft group {name}: its journal vanished from {self.data_dir}; stop the broker, "
+    def _check_not_lost(self, name: str, hosted: set[str], directory: str) -> None:
+        """A group this directory hosted whose log (`directory`) vanished would vote as its old self."""
+        if name in hosted and not os.path.isdir(directory):
+            raise GroupStateLost(f"raft group {name}: its log vanished from {self.data_dir}; stop the broker, "
                                  "empty its data directory and start it again to rejoin as a new incarnation")
 
     def _read_hosted_groups(self) -> set[str]:
@@ -564,9 +567,10 @@ class Broker:
     def _open_storage(self, group: str, members: list[int] | None, configs: dict, topic: str, p: int,
                       hosted: set[str]):
         """(state machine, (journal, node)) of a partition replica; blocking I/O, run in a worker thread."""
-        self._check_not_lost(group, hosted)
         directory = os.path.join(self.data_dir, "partitions", partition_directory_name(topic, p, group.split("/")[0]))
-        sm = NotifyingPartition(directory, LogConfig.from_topic_config(configs))
+        legacy = os.path.isdir(os.path.join(self.host.group_directory(group), JOURNAL_DIR))  # a separate journal
+        self._check_not_lost(group, hosted, self.host.group_directory(group) if legacy else directory)
+        sm = NotifyingPartition(directory, LogConfig.from_topic_config(configs), raft_log=not legacy)
         try:
             return sm, self.host.open_replica(group, members, sm)
         except BaseException:
