@@ -84,6 +84,11 @@ class HardStateStore:
         return bool(self._pending)
 
     @property
+    def put_seq(self) -> int:
+        """Puts and removes so far: everything put is durable once `synced_seq` reaches it."""
+        return self._put_seq
+
+    @property
     def groups(self) -> list[str]:
         return list(self._states)
 

@@ -649,6 +649,11 @@ class RaftHost:
                 ready.append((group, messages))
                 messages = []
             syncing.append((group, messages, job))
+        if self.hard_states.pending:  # nobody speaks before the store holds every hard state put so far
+            for group, messages in ready:
+                group.synced = self._loop.create_future()
+                syncing.append((group, messages, None))
+            ready = []
         if ready:
             self._finish(ready, set())
         if not syncing:

@@ -106,6 +106,8 @@ class PartitionJournal:
             # The state machine committed a snapshot install whose hard state was not written: restart there.
             self._restart_at(applied_index, applied_term, staged["config"].encode(), applied_end)
         self._load()
+        if hard_states.synced_seq < hard_states.put_seq:  # (reopened after a failed sync) not known durable
+            self._undurable = {i: hard_states.put_seq for i in self._meta}
         self._cache_base = self.last_index + 1
 
     # -------------------------------------------------------------- RaftLog
