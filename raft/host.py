@@ -975,8 +975,8 @@ class RaftHost:
                 self._compact(group, 0)
                 continue
             behind = group.sm.applied_index - group.checkpointed
-            if behind <= 0 or group.storage_error is not None or (
-                    behind < self.cfg.journal_keep_entries
+            if group.storage_error is not None or not getattr(group.sm, "checkpoint_wanted", False) and (
+                    behind <= 0 or behind < self.cfg.journal_keep_entries
                     and now - group.checkpointed_at < self.cfg.checkpoint_max_age_s):
                 continue
             group.checkpointed_at = now

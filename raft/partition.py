@@ -246,6 +246,7 @@ class PartitionStateMachine:
         self._checkpointed_end = checkpoint.log_end_offset
         self._deleted_before = checkpoint.log_start_offset  # records below were deleted (DeleteRecords)
         self._checkpointed_deleted = checkpoint.log_start_offset  # ... as the checkpoint on disk says
+        self._checkpointed_index = checkpoint.applied_index
         self._applied_end = checkpoint.log_end_offset  # where the applied entries end: the high watermark
         self._producers = self._load_producers(checkpoint.producers)
         self._pending, self._pending_term, self._pending_index = None, -1, {}
@@ -484,6 +485,7 @@ class PartitionStateMachine:
                 atomic_write(self._checkpoint_path, document)
                 self._checkpointed_end = max(self._checkpointed_end, end)
                 self._checkpointed_deleted = max(self._checkpointed_deleted, deleted)
+                self._checkpointed_index = max(self._checkpointed_index, index)
         return index, job
 
     def checkpoint_done(self) -> None:
@@ -502,8 +504,18 @@ class PartitionStateMachine:
             self.log.advance_start_offset(base)
 
     def _segment_ceiling(self, offset: int) -> int:
-        """As the Raft log, segments are deleted only below the journal's durable compaction point."""
-        return offset if self._journal is None else min(offset, self._journal.raft_floor_offset)
+        """As the Raft log, segments are deleted only below the journal's durable compaction point, which is
+        first moved as far as the checkpoint allows (entries it forgets are sent to followers as snapshots)."""
+        if self._journal is None:
+            return offset
+        if offset > self._journal.raft_floor_offset:
+            self._journal.compact_through(min(offset, self._checkpointed_end), self._checkpointed_index)
+        return min(offset, self._journal.raft_floor_offset)
+
+    @property
+    def checkpoint_wanted(self) -> bool:
+        """Deleted records wait for a checkpoint to have their segments deleted."""
+        return self._deleted_before > self._checkpointed_deleted
 
     def apply_retention(self, now: int | None = None) -> int:
         """Delete old segments per retention.ms / retention.bytes (only checkpointed ones); returns the count.
@@ -511,7 +523,8 @@ class PartitionStateMachine:
         Also after a failure: whole segments below the durable checkpoint are never needed again. As the Raft
         log, never above the durable compaction point of the journal (entries followers may still need).
         """
-        return self.log.apply_retention(now, max_offset=self._segment_ceiling(self._checkpointed_end))
+        target = self.log.retention_start(now, max_offset=self._checkpointed_end)
+        return self.log.apply_retention(now, max_offset=min(self._checkpointed_end, self._segment_ceiling(target)))
 
     def reconfigure(self, log_config: LogConfig) -> None:
         """Take new topic configs (retention, segment size) from now on."""
@@ -723,6 +736,7 @@ class PartitionStateMachine:
         atomic_write(self._checkpoint_path, self._checkpoint_document(log_end, install))
         self._checkpointed_end = log_end
         self._checkpointed_deleted = self._deleted_before
+        self._checkpointed_index = self.applied_index
 
     def _checkpoint_document(self, log_end: int, install: dict | None) -> bytes:
         return orjson.dumps({

@@ -276,6 +276,15 @@ class PartitionJournal:
         self._doc_dirty = True
         self._put()
 
+    def compact_through(self, offset: int, max_index: int) -> None:
+        """Compact up to the last entry (at most `max_index`) that ends at or below `offset`, durably: the state
+        machine is about to delete the log below `offset` (retention, deleted records)."""
+        limit = min(max_index, self.synced_index) - self.snapshot_index
+        count = bisect.bisect_right(self._ends, offset, 0, max(0, limit))
+        if count:
+            self.compact(self.snapshot_index + count)
+            self._store.sync()
+
     @property
     def raft_floor_offset(self) -> int:
         """Retention may delete the log below this offset only: the durable compaction point's."""

@@ -476,23 +476,34 @@ class PartitionLog:
         the high watermark or Raft's applied offset). Returns the number of segments deleted.
         """
         self._check_open()
-        now = now_ms() if now is None else now
-        config = self._config
         with self._lock:
-            closed = self._segments[:-1]
-            if max_offset is not None:
-                closed = [s for s, nxt in zip(closed, self._segments[1:]) if nxt.base_offset <= max_offset]
-            count = 0
-            if config.retention_ms >= 0:
-                while count < len(closed) and now - closed[count].max_timestamp > config.retention_ms:
-                    count += 1
-            if config.retention_bytes >= 0:
-                remaining = self.size_bytes - sum(s.size for s in closed[:count])
-                while count < len(closed) and remaining - closed[count].size >= config.retention_bytes:
-                    remaining -= closed[count].size
-                    count += 1
+            count = self._retention_count(now, max_offset)
             self._delete_oldest(count)
             return count
+
+    def retention_start(self, now: int | None = None, *, max_offset: int | None = None) -> int:
+        """Where the log would start after `apply_retention` with the same arguments (nothing is deleted)."""
+        self._check_open()
+        with self._lock:
+            count = self._retention_count(now, max_offset)
+            return self._segments[count].base_offset if count else self._log_start_offset
+
+    def _retention_count(self, now: int | None, max_offset: int | None) -> int:
+        now = now_ms() if now is None else now
+        config = self._config
+        closed = self._segments[:-1]
+        if max_offset is not None:
+            closed = [s for s, nxt in zip(closed, self._segments[1:]) if nxt.base_offset <= max_offset]
+        count = 0
+        if config.retention_ms >= 0:
+            while count < len(closed) and now - closed[count].max_timestamp > config.retention_ms:
+                count += 1
+        if config.retention_bytes >= 0:
+            remaining = self.size_bytes - sum(s.size for s in closed[:count])
+            while count < len(closed) and remaining - closed[count].size >= config.retention_bytes:
+                remaining -= closed[count].size
+                count += 1
+        return count
 
     def _delete_oldest(self, count: int) -> None:
         if not count:
