@@ -7,7 +7,9 @@ one ticker for all groups, and the I/O that the pure `RaftNode`s ask for:
   active; a pump then, for each active group, takes the messages the node
   produced and fsyncs its journal if dirty (group commit: every append since
   the last pump in one fsync), and only then sends those messages and applies
-  newly committed entries.  The fsyncs run in worker threads while the loop
+  newly committed entries (a leader's appends and heartbeats go out before its
+  own fsync: Raft thesis §10.2.1; it counts itself only for fsynced entries).
+  The fsyncs run in worker threads while the loop
   keeps serving requests and appending; each group has at most one sync in
   flight, and what arrives meanwhile forms its next group commit, while other
   groups' messages go out as soon as their own syncs are done (one busy or
@@ -631,6 +633,7 @@ class RaftHost:
         active, self._active = self._active, set()
         ready: list[tuple[RaftGroup, list[Message]]] = []
         syncing: list[tuple[RaftGroup, list[Message], Any]] = []  # (group, messages, journal job or None)
+        early: dict[int, list[bytes]] = defaultdict(list)  # a leader's appends, sent while it syncs
         for group in active:
             if group.closed:
                 continue
@@ -648,7 +651,21 @@ class RaftHost:
             if canary.enabled("send-before-fsync"):  # mutant: send and apply first, fsync after
                 ready.append((group, messages))
                 messages = []
+            elif group.node.role is Role.LEADER and messages:
+                # Raft §10.2.1: a leader sends its entries while it writes them; it counts itself toward a
+                # commit only for entries it has fsynced (core), so nothing claims what is not durable.  A final
+                # heartbeat (followers may sleep) waits: a failed sync must still wake them (see _finish).
+                later = []
+                for m in messages:
+                    if m.type is MessageType.APPEND or m.type is MessageType.HEARTBEAT and not m.final:
+                        early[broker_of(m.dst)].append(encode_message(m))
+                    else:
+                        later.append(m)
+                messages = later
             syncing.append((group, messages, job))
+        if early and self.transport is not None:
+            for peer, payloads in early.items():
+                self.transport.send(peer, encode_frame(payloads))
         if self.hard_states.pending:  # nobody speaks before the store holds every hard state put so far
             for group, messages in ready:
                 group.synced = self._loop.create_future()
