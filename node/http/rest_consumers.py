@@ -214,6 +214,7 @@ class _Instance:
     rotation: int = 0  # which partition a poll starts with, so none starves under ``max_bytes``
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     closed: bool = False
+    owner: str | None = None  # the principal that created it (None: anyone may use it)
 
     def fencing(self) -> tuple[str | None, int | None]:
         """Member id and generation a commit must carry (None, None in manual mode).
@@ -296,13 +297,14 @@ class RestConsumers:
 
     # --- instances ------------------------------------------------------------
 
-    def create(self, group: str, config: InstanceConfig) -> str:
-        """Create an instance in ``group``; returns its id: the config's name, else a generated one."""
+    def create(self, group: str, config: InstanceConfig, owner: str | None = None) -> str:
+        """Create an instance in ``group`` for the principal `owner`; returns its id: the config's name, else a
+        generated one."""
         validate_group_name(group)
         instance_id = config.name or f"rk{self._broker_id}-{uuid.uuid4().hex}"
         if (group, instance_id) in self._instances:
             raise ConsumerAlreadyExists(group, instance_id)
-        self._instances[(group, instance_id)] = _Instance(group, instance_id, config, self._clock())
+        self._instances[(group, instance_id)] = _Instance(group, instance_id, config, self._clock(), owner=owner)
         return instance_id
 
     @property
@@ -312,6 +314,12 @@ class RestConsumers:
     def has(self, group: str, instance_id: str) -> bool:
         """Does this broker host the instance?"""
         return (group, instance_id) in self._instances
+
+    def check_owner(self, group: str, instance_id: str, principal: str) -> None:
+        """ConsumerInstanceNotFound unless `principal` created the instance (or the broker acts for itself)."""
+        owner = self._instance(group, instance_id).owner
+        if owner is not None and principal != owner and not principal.startswith("Broker:"):
+            raise ConsumerInstanceNotFound(group, instance_id)
 
     def config(self, group: str, instance_id: str) -> InstanceConfig:
         return self._instance(group, instance_id).config

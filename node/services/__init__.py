@@ -1,6 +1,7 @@
 """raftka.node.services — what every front end (HTTP today, the Kafka protocol next) calls: protocol-neutral
 operations over the broker core. Topics admin (`topics`), produce (`produce`), fetch (`fetch`), and consumer
-groups and offsets (`raftka.node.groups.service`); `routing` says where an operation must run when it is not
+groups and offsets (`raftka.node.groups.service`), users, ACLs and the authorization decision
+(`raftka.node.security.service`); `routing` says where an operation must run when it is not
 here (`ServedElsewhere`). Front ends parse their protocol, call these, and render the answer.
 """
 
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 
 from raftka.node.cluster.broker import Broker
 from raftka.node.groups.service import GroupService
+from raftka.node.security.service import SecurityService
 from raftka.node.services.fetch import FetchService
 from raftka.node.services.produce import ProduceService
 from raftka.node.services.topics import TopicService
@@ -24,10 +26,12 @@ class BrokerServices:
     produce: ProduceService
     fetch: FetchService
     groups: GroupService
+    security: SecurityService
 
     @classmethod
     def of(cls, broker: Broker) -> BrokerServices:
-        return cls(broker, TopicService(broker), ProduceService(broker), FetchService(broker), GroupService(broker))
+        return cls(broker, TopicService(broker), ProduceService(broker), FetchService(broker), GroupService(broker),
+                   SecurityService(broker))
 
 
 __all__ = ["BrokerServices"]

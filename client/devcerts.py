@@ -1,0 +1,115 @@
+"""Throwaway TLS certificates for development and tests: a CA, broker certificates, client certificates.
+
+`raftka dev --tls` and the tests use them; production clusters bring their own. Keys are ECDSA P-256 (fast to
+make), written with mode 0600. A broker certificate is valid for the host names and addresses it is given (by
+default localhost, 127.0.0.1 and ::1) for both server and client use (brokers present it to each other); a
+client certificate's subject CN is the user it logs in as with mutual TLS.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+__all__ = ["DEFAULT_HOSTS", "CertificateAuthority", "DevCertificates", "write_dev_certificates"]
+
+DEFAULT_HOSTS = ("localhost", "127.0.0.1", "::1")
+_DAY = datetime.timedelta(days=1)
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def _write(path: Path, data: bytes, private: bool = False) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    return path
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def _san(host: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        return x509.DNSName(host)
+
+
+@dataclass
+class CertificateAuthority:
+    cert: x509.Certificate
+    key: ec.EllipticCurvePrivateKey
+
+    @classmethod
+    def create(cls, common_name: str = "raftka dev CA", days: int = 30) -> CertificateAuthority:
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                .serial_number(x509.random_serial_number()).not_valid_before(_now() - _DAY)
+                .not_valid_after(_now() + days * _DAY)
+                .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+                .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                             content_commitment=False, key_encipherment=False,
+                                             data_encipherment=False, key_agreement=False, encipher_only=False,
+                                             decipher_only=False), critical=True)
+                .sign(key, hashes.SHA256()))
+        return cls(cert, key)
+
+    def issue(self, common_name: str, hosts: tuple[str, ...] = (), *, days: int = 30,
+              valid_from: datetime.datetime | None = None) -> tuple[bytes, bytes]:
+        """(certificate PEM, key PEM) for `common_name`, valid for `hosts` (server use) and as a client."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        start = valid_from or (_now() - _DAY)
+        builder = (x509.CertificateBuilder()
+                   .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+                   .issuer_name(self.cert.subject).public_key(key.public_key())
+                   .serial_number(x509.random_serial_number()).not_valid_before(start)
+                   .not_valid_after(start + days * _DAY)
+                   .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                   .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
+                                                         ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False))
+        if hosts:
+            builder = builder.add_extension(x509.SubjectAlternativeName([_san(h) for h in hosts]), critical=False)
+        cert = builder.sign(self.key, hashes.SHA256())
+        return cert.public_bytes(serialization.Encoding.PEM), _key_pem(key)
+
+    def write(self, directory: Path) -> tuple[Path, Path]:
+        return (_write(directory / "ca.pem", self.cert.public_bytes(serialization.Encoding.PEM)),
+                _write(directory / "ca.key", _key_pem(self.key), private=True))
+
+    def write_issued(self, directory: Path, stem: str, common_name: str, hosts: tuple[str, ...] = (),
+                     **options) -> tuple[Path, Path]:
+        cert, key = self.issue(common_name, hosts, **options)
+        return _write(directory / f"{stem}.pem", cert), _write(directory / f"{stem}.key", key, private=True)
+
+
+@dataclass(frozen=True)
+class DevCertificates:
+    directory: Path
+    ca_cert: Path
+    broker_cert: Path
+    broker_key: Path
+
+
+def write_dev_certificates(directory: str | os.PathLike, hosts: tuple[str, ...] = DEFAULT_HOSTS,
+                           ca: CertificateAuthority | None = None) -> DevCertificates:
+    """A CA (``ca.pem``, ``ca.key``) and one broker certificate for `hosts` (``broker.pem``, ``broker.key``)."""
+    directory = Path(directory)
+    ca = ca or CertificateAuthority.create()
+    ca_cert, _ = ca.write(directory)
+    cert, key = ca.write_issued(directory, "broker", "raftka broker", hosts)
+    return DevCertificates(directory, ca_cert, cert, key)
