@@ -1,7 +1,12 @@
 """The ``raftka`` command line: topics, produce, consume, groups, cluster status, dev cluster.
 
 ``--bootstrap`` (or ``RAFTKA_BOOTSTRAP``; default http://127.0.0.1:9091) is a
-comma-separated list of broker URLs; any one reachable broker is enough.
+comma-separated list of broker URLs; any one reachable broker is enough. For a
+secured cluster: ``--user``/``--password`` (``RAFTKA_USER``/``RAFTKA_PASSWORD``;
+the password is asked for when only the user is given), ``--ca-file``
+(``RAFTKA_CA_FILE``) to trust the brokers' certificates, ``--cert-file``/
+``--key-file`` for a client certificate. Users and ACLs: ``raftka users``,
+``raftka acl`` (`cli_security`).
 Client errors are reported in one readable paragraph (which addresses were
 tried when the cluster cannot be reached; similar topic names when a topic
 does not exist) with exit status 1; usage errors exit with status 2.
@@ -35,7 +40,7 @@ from raftka.client.cli_render import (
     render_topic,
     render_topics,
 )
-from raftka.client.connection import BOOTSTRAP_ENV, DEFAULT_BOOTSTRAP, parse_bootstrap
+from raftka.client.connection import BOOTSTRAP_ENV, DEFAULT_BOOTSTRAP, ClientSecurity, parse_bootstrap
 from raftka.client.errors import NoBrokersAvailable, RaftkaError, TopicNotFoundError
 from raftka.client.structs import TopicPartition
 
@@ -119,16 +124,22 @@ def encode_key(key: bytes, key_format: str, line_number: int) -> bytes:
 
 
 class _Settings:
-    def __init__(self, bootstrap: str) -> None:
+    def __init__(self, bootstrap: str, security: dict[str, str | None]) -> None:
         try:
             self.bootstrap = parse_bootstrap(bootstrap)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--bootstrap") from None
+        try:
+            ClientSecurity(**security).ssl_context()
+        except (ValueError, OSError) as exc:
+            raise click.BadParameter(str(exc), param_hint="--user/--ca-file/--cert-file") from None
+        self.security = security  # keyword arguments of Producer, Consumer and Admin
 
 
 @contextmanager
 def _admin(ctx: click.Context) -> Iterator[Admin]:
-    admin = Admin(ctx.find_object(_Settings).bootstrap)
+    settings = ctx.find_object(_Settings)
+    admin = Admin(settings.bootstrap, **settings.security)
     try:
         yield admin
     finally:
@@ -153,10 +164,23 @@ def _require_topic(admin: Admin, topic: str) -> int:
     show_default=True,
     help=f"Comma-separated broker URLs (env {BOOTSTRAP_ENV}).",
 )
+@click.option("--user", "-u", envvar="RAFTKA_USER", help="User name for a cluster with authentication (env RAFTKA_USER).")
+@click.option("--password", envvar="RAFTKA_PASSWORD",
+              help="Password (env RAFTKA_PASSWORD; asked for when only --user is given).")
+@click.option("--ca-file", envvar="RAFTKA_CA_FILE", type=click.Path(exists=True, dir_okay=False),
+              help="CA certificate the brokers' TLS certificates chain to (env RAFTKA_CA_FILE).")
+@click.option("--cert-file", envvar="RAFTKA_CERT_FILE", type=click.Path(exists=True, dir_okay=False),
+              help="Client certificate for mutual TLS (env RAFTKA_CERT_FILE).")
+@click.option("--key-file", envvar="RAFTKA_KEY_FILE", type=click.Path(exists=True, dir_okay=False),
+              help="Key of --cert-file (env RAFTKA_KEY_FILE).")
 @click.pass_context
-def main(ctx: click.Context, bootstrap: str) -> None:
+def main(ctx: click.Context, bootstrap: str, user: str | None, password: str | None, ca_file: str | None,
+         cert_file: str | None, key_file: str | None) -> None:
     """raftka: a Kafka-style distributed log replicated with Raft."""
-    ctx.obj = _Settings(bootstrap)
+    if user is not None and password is None and ctx.invoked_subcommand != "dev":
+        password = click.prompt(f"Password for {user}", hide_input=True, err=True)
+    ctx.obj = _Settings(bootstrap, {"username": user, "password": password, "ssl_cafile": ca_file,
+                                    "ssl_certfile": cert_file, "ssl_keyfile": key_file})
 
 
 # -- topics ------------------------------------------------------------------------------
@@ -288,7 +312,7 @@ def produce(
                 failed += 1
                 first_error = first_error or error
 
-    with Producer(settings.bootstrap, linger_ms=linger_ms) as producer:
+    with Producer(settings.bootstrap, linger_ms=linger_ms, **settings.security) as producer:
         progress: Progress | None = None
         stream: IO[bytes]
         if path is not None:
@@ -352,6 +376,7 @@ def consume(
         bootstrap_servers=settings.bootstrap,
         auto_offset_reset="earliest" if from_beginning else "latest",
         consumer_timeout_ms=None if timeout is None else int(timeout * 1000),
+        **settings.security,
     )
     if group is not None:
         consumer.subscribe([topic])
@@ -437,14 +462,20 @@ def cluster_replace_disk(ctx: click.Context, broker_id: int) -> None:
 @click.option("--base-port", type=click.IntRange(1, 55_000), default=9091, show_default=True,
               help="HTTP port of broker 1 (broker N listens on base+N-1, Raft on base+100+N-1, "
                    "Kafka on base+10000+N-1).")
-def dev(brokers: int, data_dir: Path, base_port: int) -> None:
+@click.option("--tls", is_flag=True, help="TLS with a throwaway CA, authentication required, an admin user.")
+def dev(brokers: int, data_dir: Path, base_port: int, tls: bool) -> None:
     """Run a local cluster in the foreground (Ctrl-C stops it)."""
     try:
         from raftka.client.devcluster import run_dev
     except ImportError as exc:
         raise click.ClickException(f"`raftka dev` is not available in this installation: {exc}") from exc
-    run_dev(brokers, str(data_dir), base_port=base_port)
+    run_dev(brokers, str(data_dir), base_port=base_port, tls=tls)
 
+
+from raftka.client.cli_security import acl, users  # noqa: E402 - they use the helpers above
+
+main.add_command(users)
+main.add_command(acl)
 
 if __name__ == "__main__":  # pragma: no cover - `python -m raftka.client.cli`
     sys.exit(main())

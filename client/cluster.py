@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
-from raftka.client.connection import Connection, Response, parse_bootstrap
+from raftka.client.connection import ClientSecurity, Connection, Response, parse_bootstrap
 from raftka.client.errors import (
     BrokerConnectionError,
     BrokerNotAvailableError,
@@ -57,10 +57,12 @@ class Cluster:
         connect_timeout_ms: int = 5_000,
         metadata_max_age_ms: int = 30_000,
         retry_backoff_ms: int = 100,
+        security: ClientSecurity | None = None,
     ) -> None:
         self.bootstrap = parse_bootstrap(bootstrap_servers)
         self.connection = Connection(
-            request_timeout_s=request_timeout_ms / 1000, connect_timeout_s=connect_timeout_ms / 1000
+            request_timeout_s=request_timeout_ms / 1000, connect_timeout_s=connect_timeout_ms / 1000,
+            security=security,
         )
         self.cache = MetadataCache(
             self.bootstrap,

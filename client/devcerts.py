@@ -1,4 +1,5 @@
-"""Throwaway TLS certificates for development and tests: a CA, broker certificates, client certificates.
+"""Throwaway TLS certificates and users for development and tests: a CA, broker and client certificates,
+and `DevSecurity` (TLS plus a bootstrap admin user for a local cluster).
 
 `raftka dev --tls` and the tests use them; production clusters bring their own. Keys are ECDSA P-256 (fast to
 make), written with mode 0600. A broker certificate is valid for the host names and addresses it is given (by
@@ -8,9 +9,12 @@ client certificate's subject CN is the user it logs in as with mutual TLS.
 
 from __future__ import annotations
 
+import base64
 import datetime
 import ipaddress
 import os
+import secrets
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-__all__ = ["DEFAULT_HOSTS", "CertificateAuthority", "DevCertificates", "write_dev_certificates"]
+__all__ = ["DEFAULT_HOSTS", "CertificateAuthority", "DevCertificates", "DevSecurity", "write_dev_certificates"]
 
 DEFAULT_HOSTS = ("localhost", "127.0.0.1", "::1")
 _DAY = datetime.timedelta(days=1)
@@ -113,3 +117,58 @@ def write_dev_certificates(directory: str | os.PathLike, hosts: tuple[str, ...] 
     ca_cert, _ = ca.write(directory)
     cert, key = ca.write_issued(directory, "broker", "raftka broker", hosts)
     return DevCertificates(directory, ca_cert, cert, key)
+
+
+@dataclass(frozen=True)
+class DevSecurity:
+    """TLS and authentication for a local cluster (`LocalCluster(security=...)`, `raftka dev --tls`): the
+    certificates under ``<root>/tls`` and a bootstrap superuser ``admin`` whose password is generated once and
+    kept in ``<root>/tls/users.txt`` (mode 0600). With ``tls=False`` only authentication is on."""
+
+    root: Path
+    tls: bool = True
+    admin_user: str = "admin"
+
+    @property
+    def directory(self) -> Path:
+        return self.root / "tls"
+
+    @property
+    def users_file(self) -> Path:
+        return self.directory / "users.txt"
+
+    @property
+    def ca_file(self) -> Path:
+        return self.directory / "ca.pem"
+
+    def prepare(self) -> DevSecurity:
+        """Create the CA, the broker certificate and the admin password unless they exist."""
+        if self.tls and not (self.directory / "broker.pem").exists():
+            write_dev_certificates(self.directory)
+        if not self.users_file.exists():
+            _write(self.users_file, f"{self.admin_user}:{secrets.token_urlsafe(18)}\n".encode(), private=True)
+        return self
+
+    @property
+    def admin_password(self) -> str:
+        return self.users_file.read_text().splitlines()[0].partition(":")[2]
+
+    def broker_args(self) -> list[str]:
+        args = ["--auth", "required", "--bootstrap-user-file", str(self.users_file)]
+        if self.tls:
+            args += ["--tls-cert", str(self.directory / "broker.pem"), "--tls-key", str(self.directory / "broker.key"),
+                     "--tls-ca", str(self.ca_file)]
+        return args
+
+    def client_kwargs(self, user: str | None = None, password: str | None = None) -> dict[str, str | None]:
+        """Keyword arguments of the Python client's Producer, Consumer and Admin (the admin by default)."""
+        return {"username": user or self.admin_user, "password": password or self.admin_password,
+                "ssl_cafile": str(self.ca_file) if self.tls else None}
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        return ssl.create_default_context(cafile=str(self.ca_file)) if self.tls else None
+
+    def authorization(self, user: str | None = None, password: str | None = None) -> str:
+        """An HTTP Basic ``Authorization`` header value."""
+        token = f"{user or self.admin_user}:{password or self.admin_password}".encode()
+        return "Basic " + base64.b64encode(token).decode()

@@ -42,7 +42,7 @@ from typing import Any, NamedTuple
 from raftka.client.accumulator import BATCH_OVERHEAD, ProducerBatch, RecordAccumulator, record_size
 from raftka.client.budget import ByteBudget
 from raftka.client.cluster import Cluster, topic_path
-from raftka.client.connection import BATCH_CONTENT_TYPE
+from raftka.client.connection import BATCH_CONTENT_TYPE, ClientSecurity
 from raftka.client.errors import (
     ClientClosedError,
     DeliveryTimeoutError,
@@ -121,6 +121,11 @@ class AIOProducer:
         metadata_max_age_ms: int = 30_000,
         key_serializer: Serializer | None = None,
         value_serializer: Serializer | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        ssl_cafile: str | None = None,
+        ssl_certfile: str | None = None,
+        ssl_keyfile: str | None = None,
     ) -> None:
         for name, value in (
             ("linger_ms", linger_ms),
@@ -137,6 +142,7 @@ class AIOProducer:
             request_timeout_ms=request_timeout_ms,
             metadata_max_age_ms=metadata_max_age_ms,
             retry_backoff_ms=retry_backoff_ms,
+            security=ClientSecurity(username, password, ssl_cafile, ssl_certfile, ssl_keyfile),
         )
         self._acc = RecordAccumulator(batch_size, linger_ms / 1000)
         self._chooser = PartitionChooser(batch_size)

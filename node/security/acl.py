@@ -226,7 +226,7 @@ class AclFilter:
         resource_type = None if given("resource_type") is None else \
             parse_enum(ResourceType, doc["resource_type"], "resource_type")
         name = given("resource_name")
-        raw_pattern = given("pattern_type")
+        raw_pattern = doc.get("pattern_type")
         pattern = PatternFilter.ANY if raw_pattern is None and name is None else \
             PatternFilter.LITERAL if raw_pattern is None else parse_enum(PatternFilter, raw_pattern, "pattern_type")
         return cls(
