@@ -18,7 +18,7 @@ import click
 from rich.table import Table
 
 from raftka.client.admin_security import Acl
-from raftka.client.cli import _admin, _Group, _stdout
+from raftka.client.cli_common import ErrorsGroup, admin_client, stdout
 
 __all__ = ["acl", "users"]
 
@@ -26,7 +26,7 @@ _OPERATIONS = ["all", "read", "write", "create", "delete", "alter", "describe", 
                "idempotent_write", "cluster_action"]
 
 
-@click.group(cls=_Group)
+@click.group(cls=ErrorsGroup)
 def users() -> None:
     """Create, list and delete users (SCRAM-SHA-256/512 credentials; passwords are never stored)."""
 
@@ -42,9 +42,9 @@ def users_create(ctx: click.Context, name: str, new_password: str | None, mechan
     """Create user NAME, or set a new password for it."""
     if new_password is None:
         new_password = click.prompt(f"New password for {name}", hide_input=True, confirmation_prompt=True, err=True)
-    with _admin(ctx) as admin:
+    with admin_client(ctx) as admin:
         created = admin.create_user(name, new_password, list(mechanisms) or None)
-    _stdout().print(f"{'Created user' if created else 'Changed the password of'} {name}.")
+    stdout().print(f"{'Created user' if created else 'Changed the password of'} {name}.")
 
 
 @users.command("delete")
@@ -52,27 +52,27 @@ def users_create(ctx: click.Context, name: str, new_password: str | None, mechan
 @click.pass_context
 def users_delete(ctx: click.Context, name: str) -> None:
     """Delete user NAME (its ACLs stay until removed)."""
-    with _admin(ctx) as admin:
+    with admin_client(ctx) as admin:
         admin.delete_user(name)
-    _stdout().print(f"Deleted user {name}.")
+    stdout().print(f"Deleted user {name}.")
 
 
 @users.command("list")
 @click.pass_context
 def users_list(ctx: click.Context) -> None:
     """List users and their SCRAM mechanisms."""
-    with _admin(ctx) as admin:
+    with admin_client(ctx) as admin:
         described = admin.list_users()
     if not described:
-        _stdout().print("No users. Create one with: raftka users create NAME")
+        stdout().print("No users. Create one with: raftka users create NAME")
         return
     table = Table("User", "Mechanisms")
     for name, mechanisms in described.items():
         table.add_row(name, ", ".join(f"{m} ({i} iterations)" for m, i in mechanisms))
-    _stdout().print(table)
+    stdout().print(table)
 
 
-@click.group(cls=_Group)
+@click.group(cls=ErrorsGroup)
 def acl() -> None:
     """Add, list and remove ACLs (Kafka's model: deny wins; no ACL, no access; superusers pass)."""
 
@@ -103,13 +103,13 @@ def _resource(topic: str | None, group: str | None, cluster: bool, required: boo
 
 def _render(bindings: list[Acl]) -> None:
     if not bindings:
-        _stdout().print("No ACLs.")
+        stdout().print("No ACLs.")
         return
     table = Table("Principal", "Permission", "Operation", "Resource", "Name", "Pattern", "Host")
     for b in bindings:
         table.add_row(b.principal, b.permission, b.operation, b.resource_type, b.resource_name, b.pattern_type,
                       b.host)
-    _stdout().print(table)
+    stdout().print(table)
 
 
 @acl.command("add")
@@ -129,9 +129,9 @@ def acl_add(ctx: click.Context, allowed: tuple[str, ...], denied: tuple[str, ...
     bindings = [Acl(principal, resource_type, name, op, permission, "prefixed" if prefixed else "literal", host)
                 for permission, principals in (("allow", allowed), ("deny", denied))
                 for principal in principals for op in operations]
-    with _admin(ctx) as admin:
+    with admin_client(ctx) as admin:
         created = admin.create_acls(bindings)
-    _stdout().print(f"Added {created} ACL(s)" + (f" ({len(bindings) - created} existed already)."
+    stdout().print(f"Added {created} ACL(s)" + (f" ({len(bindings) - created} existed already)."
                                                    if created < len(bindings) else "."))
     _render(bindings)
 
@@ -146,7 +146,7 @@ def acl_list(ctx: click.Context, principal: str | None, topic: str | None, group
     """List ACLs, all of them or those of a principal or resource."""
     resource_type, name = _resource(topic, group, cluster, required=False)
     pattern = "match" if match else "prefixed" if prefixed else None
-    with _admin(ctx) as admin:
+    with admin_client(ctx) as admin:
         _render(admin.list_acls(principal=principal, resource_type=resource_type, resource_name=name,
                                 pattern_type=pattern))
 
@@ -165,10 +165,10 @@ def acl_remove(ctx: click.Context, principal: str | None, operations: tuple[str,
     if principal is None and resource_type is None:
         raise click.UsageError("give --principal and/or one of --topic, --group, --cluster")
     removed: list[Acl] = []
-    with _admin(ctx) as admin:
+    with admin_client(ctx) as admin:
         for op in operations or (None,):
             removed += admin.delete_acls(principal=principal, resource_type=resource_type, resource_name=name,
                                          pattern_type="prefixed" if prefixed else None, operation=op,
                                          permission=permission)
-    _stdout().print(f"Removed {len(removed)} ACL(s).")
+    stdout().print(f"Removed {len(removed)} ACL(s).")
     _render(removed)

@@ -116,6 +116,16 @@ class Cluster:
             await self.refresh()
             infos = self.cache.partitions(topic)
         if infos is None:
+            # Metadata lists only the topics this user may describe: ask for the topic itself, which answers
+            # "not authorized" (TopicAuthorizationError) rather than "not found" when that is the reason.
+            try:
+                await self.request_any("GET", topic_path(topic), idempotent=True)
+            except TopicNotFoundError:
+                pass
+            else:
+                await self.refresh()
+                infos = self.cache.partitions(topic)
+        if infos is None:
             raise TopicNotFoundError(
                 f"Topic '{topic}' not found.", details={"topic": topic, "suggestions": self.near_topics(topic)}
             )

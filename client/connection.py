@@ -138,8 +138,11 @@ class ClientSecurity:
             context.load_cert_chain(self.ssl_certfile, self.ssl_keyfile)
         return context
 
-    def basic_auth(self) -> aiohttp.BasicAuth | None:
-        return None if self.username is None else aiohttp.BasicAuth(self.username, self.password or "", "utf-8")
+    def headers(self) -> dict[str, str]:
+        """Headers every request carries (HTTP Basic credentials, if any)."""
+        if self.username is None:
+            return {}
+        return {"Authorization": aiohttp.encode_basic_auth(self.username, self.password or "", "utf-8")}
 
 
 class Connection:
@@ -157,7 +160,7 @@ class Connection:
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60, ttl_dns_cache=60, ssl=self._ssl)
             self._session = aiohttp.ClientSession(connector=connector, skip_auto_headers=("User-Agent",),
-                                                  auth=self.security.basic_auth())
+                                                  headers=self.security.headers())
         return self._session
 
     async def request(

@@ -73,6 +73,13 @@ class CertificateAuthority:
                 .sign(key, hashes.SHA256()))
         return cls(cert, key)
 
+    @classmethod
+    def load(cls, directory: Path) -> CertificateAuthority:
+        """The CA written by `write` into `directory` (``ca.pem``, ``ca.key``)."""
+        cert = x509.load_pem_x509_certificate((directory / "ca.pem").read_bytes())
+        key = serialization.load_pem_private_key((directory / "ca.key").read_bytes(), password=None)
+        return cls(cert, key)  # type: ignore[arg-type]
+
     def issue(self, common_name: str, hosts: tuple[str, ...] = (), *, days: int = 30,
               valid_from: datetime.datetime | None = None) -> tuple[bytes, bytes]:
         """(certificate PEM, key PEM) for `common_name`, valid for `hosts` (server use) and as a client."""

@@ -44,6 +44,8 @@ from raftka.client.budget import ByteBudget
 from raftka.client.cluster import Cluster, topic_path
 from raftka.client.connection import BATCH_CONTENT_TYPE, ClientSecurity
 from raftka.client.errors import (
+    AuthenticationError,
+    AuthorizationError,
     ClientClosedError,
     DeliveryTimeoutError,
     NotLeaderError,
@@ -357,7 +359,8 @@ class AIOProducer:
         return False
 
     async def _resolve_topic(self, topic: str) -> None:
-        """Wait (up to max_block_ms) until the topic shows up in metadata, then route its waiting records."""
+        """Wait (up to max_block_ms) until the topic shows up in metadata, then route its waiting records (fail them
+        at once when the user may not see the topic, or cannot log in)."""
         deadline = time.monotonic() + self._max_block_s
         attempt = 0
         while True:
@@ -367,7 +370,8 @@ class AIOProducer:
             except RaftkaError as exc:
                 attempt += 1
                 delay = self._backoff.delay(attempt)
-                if time.monotonic() + delay > deadline:
+                refused = isinstance(exc, (AuthenticationError, AuthorizationError))  # waiting will not help
+                if refused or time.monotonic() + delay > deadline:
                     for pending, future in self._waiting.pop(topic, ()):
                         self._budget.release(pending.size)
                         fail_future(future, exc)

@@ -41,7 +41,7 @@ from aiohttp import web
 
 from raftka.node.errors import ClusterAuthorizationFailed
 from raftka.node.security.acl import Operation, Resource
-from raftka.node.security.service import SecurityService
+from raftka.node.services.security import SecurityService
 
 __all__ = ["AUTHENTICATED", "OPEN", "RULES", "rule_for"]
 

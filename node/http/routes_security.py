@@ -21,7 +21,7 @@ from raftka.node.http.auth import principal_of
 from raftka.node.http.common import SERVICES_KEY, json_response, read_json
 from raftka.node.http.forwarding import forwarded_elsewhere
 from raftka.node.security.acl import AclBinding, AclError, AclFilter
-from raftka.node.security.service import SecurityService
+from raftka.node.services.security import SecurityService
 
 __all__ = ["add_security_routes"]
 
