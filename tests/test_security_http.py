@@ -23,6 +23,7 @@ import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from cluster import wait_until
 from security_model import NAMES, USERS, acls_strategy, model_allows
 
 from raftka.client import Admin, Consumer, Producer
@@ -48,7 +49,8 @@ def secured(tmp_path_factory):
     security = DevSecurity(root).prepare()
     PASSWORDS.add(security.admin_password)
     cluster = LocalCluster(3, root, security=security, election_timeout_ms=300,
-                           extra_args=["--tls-client-ca", str(security.ca_file)])
+                           extra_args=["--tls-client-ca", str(security.ca_file),
+                                       "--login-failure-limit", "1000"])  # the limit has a test of its own
     try:
         cluster.start(timeout=60)
         for topic in EXISTING_TOPICS:
@@ -147,7 +149,9 @@ def test_users_work_on_every_broker_at_once_and_a_deleted_user_is_refused(secure
     assert {m["mechanism"] for m in carol["mechanisms"]} == {"SCRAM-SHA-256", "SCRAM-SHA-512"}
     assert "stored_key" not in json.dumps(listed) and "salt" not in json.dumps(listed)
     assert admin_call(secured, "/users/carol", "-X", "DELETE", broker=2)[0] == 204
-    for broker in secured.ids:
+    for broker in secured.ids:  # a deletion takes effect on each broker once it applies it (milliseconds)
+        wait_until(lambda: curl(secured, "/whoami", broker=broker, user="carol", secret=secret)[0] == 401, 10,
+                   f"broker {broker} still lets a deleted user in")
         assert curl(secured, "/whoami", broker=broker, user="carol", secret=secret) == (401, UNAUTHENTICATED)
     assert admin_call(secured, "/users/carol", "-X", "DELETE")[1]["error_code"] == 40407
 
