@@ -105,3 +105,14 @@ def test_peer_signatures_cannot_be_forged_altered_or_replayed_late():
     now[0] += 61
     with pytest.raises(PeerSignatureError, match="stale"):
         b.verify(headers(**signed), "GET", "/topics/orders?x=1")
+
+
+def test_every_route_has_an_access_rule():
+    """A route without a rule is refused to all but superusers: each one in the API must have its own entry."""
+    from raftka.node.http.access import RULES
+    from raftka.node.http.openapi import openapi_spec
+
+    routes = {(method.upper(), path) for path, item in openapi_spec()["paths"].items() for method in item
+              if method != "parameters"}
+    assert routes - set(RULES) == set()
+    assert set(RULES) - routes == set()

@@ -250,6 +250,7 @@ def test_listings_show_only_what_the_user_may_describe(secured, users):
         status, metadata = curl(secured, "/metadata", broker=broker, **bob)
         assert status == 200 and list(metadata["topics"]) == ["orders"]
     assert curl(secured, "/topics/payments", **bob)[1]["error_code"] == 40301
+    assert curl(secured, "/topics/orders/", **bob)[0] == 200  # routes with a trailing slash follow the same rule
     assert curl(secured, "/metrics", **bob)[1]["error_code"] == 40303  # --metrics-auth follows --auth
     set_acls(secured, [acl("User:bob", "cluster", "kafka-cluster", "describe")], leader)
     status, text = curl(secured, "/metrics", **bob)

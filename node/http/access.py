@@ -172,6 +172,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/groups/{group}/offsets"): _group_and_topics("offsets"),
     ("GET", "/groups/{group}/offsets"): _need(DESCRIBE, _group),
     ("POST", "/consumers/{group}"): _group_and_topics(None),
+    ("GET", _INSTANCE): _group_and_topics(None),
     ("DELETE", _INSTANCE): _group_and_topics(None),
     ("POST", f"{_INSTANCE}/subscription"): _group_and_topics("topics"),
     ("GET", f"{_INSTANCE}/subscription"): _group_and_topics(None),
@@ -194,13 +195,15 @@ RULES: dict[tuple[str, str], Rule] = {
 
 
 def rule_for(request: web.Request, metrics_auth: str) -> Rule:
-    """The rule of the request's route (HEAD as GET); an unknown path is not open (it answers 404 after
-    authentication), a known route missing from the table needs a superuser."""
+    """The rule of the request's route (HEAD as GET, ``/path/`` as ``/path``); an unknown path is not open (it
+    answers 404 after authentication), a known route missing from the table needs a superuser."""
     match_info = request.match_info
     if match_info.http_exception is not None:
         return AUTHENTICATED
     method = "GET" if request.method == "HEAD" else request.method
     key = (method, match_info.route.resource.canonical)
+    if key not in RULES and key[1].endswith("/"):  # every route also answers with a trailing slash
+        key = (method, key[1].rstrip("/"))
     if (metrics_auth == "none" and key in _METRICS_ROUTES) or \
             (key == ("GET", "/brokers/{broker}/{view}") and match_info.get("view") == "health"):
         return OPEN
