@@ -179,3 +179,37 @@ class DevSecurity:
         """An HTTP Basic ``Authorization`` header value."""
         token = f"{user or self.admin_user}:{password or self.admin_password}".encode()
         return "Basic " + base64.b64encode(token).decode()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m raftka.client.devcerts DIR --host broker1 ...``: a CA and a broker certificate in DIR unless
+    they exist (so a restart keeps them), and with ``--admin-password-env VAR`` a bootstrap user file
+    ``users.txt`` (``admin:$VAR``) unless it exists. ``--owner UID`` hands the files to that user (the brokers'),
+    for a container that runs this as root before the brokers start (docker/compose.yml)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m raftka.client.devcerts", description=main.__doc__)
+    parser.add_argument("directory", type=Path)
+    parser.add_argument("--host", action="append", default=[], help="a name or address the brokers answer on")
+    parser.add_argument("--admin-password-env", metavar="VAR", help="write users.txt with admin:$VAR")
+    parser.add_argument("--owner", type=int, help="chown the files to this uid (and its gid)")
+    args = parser.parse_args(argv)
+    directory: Path = args.directory
+    if not (directory / "broker.pem").exists():
+        write_dev_certificates(directory, tuple(args.host) or DEFAULT_HOSTS)
+        print(f"wrote a CA and a broker certificate for {', '.join(args.host or DEFAULT_HOSTS)} to {directory}")
+    users = directory / "users.txt"
+    if args.admin_password_env and not users.exists():
+        password = os.environ.get(args.admin_password_env, "")
+        if not password:
+            parser.error(f"${args.admin_password_env} is empty")
+        _write(users, f"admin:{password}\n".encode(), private=True)
+        print(f"wrote the bootstrap user admin to {users}")
+    if args.owner is not None:
+        for path in directory.iterdir():
+            os.chown(path, args.owner, args.owner)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
