@@ -22,6 +22,13 @@ bytes. For the secret, the highest-precedence source that sets either form
 wins; giving both forms in one source is an error. The secret is never
 printed (``repr(BrokerConfig)`` hides it).
 
+Client security (`raftka.node.security.settings`): ``--auth required|none``
+(default: none when the client listeners bind only to loopback, else
+required), ``--superusers``, ``--bootstrap-user-file`` (its users are created on
+the cluster's first start and are superusers), ``--metrics-auth``, and TLS with
+``--tls-cert``/``--tls-key`` (checked at start), ``--tls-client-ca`` (mutual
+TLS) and ``--tls-ca`` (the peers' CA). With TLS the peers' URLs are https.
+
 ``load_config`` raises ``ConfigError`` whose message names the flag, where the
 value came from and what is wrong with it.
 """
@@ -724,6 +731,9 @@ def _security_config(get: Callable[..., Any], raw_of: Callable[[str], _Raw], lis
     elif auth == "none" and exposed:
         warning = (f"authentication is off (--auth none) although clients can reach {', '.join(exposed)}: anyone "
                    "who can connect may read, write and delete every topic")
+    if auth == "required" and exposed and tls is None:
+        warning = (f"authentication without TLS on {', '.join(exposed)}: passwords cross the network in the clear "
+                   "(give --tls-cert and --tls-key)")
     superusers = get("superusers", frozenset())
     users_file = get("bootstrap_user_file")
     if users_file is not None:

@@ -3,7 +3,7 @@
 * ``auth``: "required" (every client request authenticated, then authorized by ACLs) or "none" (no
   authentication, no authorization). Unset, it is "none" when every client listener binds to loopback and
   "required" otherwise; "none" on a non-loopback listener must be asked for explicitly and then warns
-  (``auth_warning``: in the log and /health).
+  (``auth_warning``: in the log and /health), as does authentication without TLS beyond loopback.
 * ``superusers``: principals allowed everything, from ``--superusers`` plus the users of the bootstrap file.
 * ``metrics_auth``: whether /metrics and /raft need a user allowed to DESCRIBE the cluster ("required") or are
   open ("none").
@@ -44,7 +44,7 @@ class SecurityConfig:
     metrics_auth: str = "none"
     tls: TlsFiles | None = None
     login_failure_limit: int = DEFAULT_LOGIN_FAILURE_LIMIT
-    auth_warning: str | None = None  # why running without authentication is risky here (None: it is not)
+    auth_warning: str | None = None  # why this setup is risky (no authentication, or passwords in the clear)
 
     @property
     def auth_required(self) -> bool:
