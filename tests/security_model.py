@@ -53,34 +53,15 @@ def model_allows(acls: list[ModelAcl], superusers: set[str], principal: str, hos
 
 
 def acls_strategy(hosts=("*",), max_size=8):
-    topic_or_group = st.builds(
-        ModelAcl,
-        principal=st.sampled_from([f"User:{u}" for u in USERS] + ["User:*"]),
-        host=st.sampled_from(hosts),
-        resource_type=st.sampled_from(["topic", "group"]),
-        resource_name=st.sampled_from(NAMES + ["*"]),
-        pattern_type=st.just("literal"),
-        operation=st.sampled_from(OPERATIONS),
-        permission=st.sampled_from(["allow", "deny"]),
-    )
-    prefixed = st.builds(
-        ModelAcl,
-        principal=st.sampled_from([f"User:{u}" for u in USERS] + ["User:*"]),
-        host=st.sampled_from(hosts),
-        resource_type=st.sampled_from(["topic", "group"]),
-        resource_name=st.sampled_from(PREFIXES),
-        pattern_type=st.just("prefixed"),
-        operation=st.sampled_from(OPERATIONS),
-        permission=st.sampled_from(["allow", "deny"]),
-    )
-    cluster = st.builds(
-        ModelAcl,
-        principal=st.sampled_from([f"User:{u}" for u in USERS] + ["User:*"]),
-        host=st.sampled_from(hosts),
-        resource_type=st.just("cluster"),
-        resource_name=st.just("kafka-cluster"),
-        pattern_type=st.just("literal"),
-        operation=st.sampled_from(OPERATIONS),
-        permission=st.sampled_from(["allow", "deny"]),
-    )
-    return st.lists(st.one_of(topic_or_group, prefixed, cluster), max_size=max_size, unique=True)
+    """ACL sets over a few users, names and prefixes, for topics, groups and the cluster."""
+    def acls(resource_type, name, pattern_type):
+        return st.builds(ModelAcl, principal=st.sampled_from([f"User:{u}" for u in USERS] + ["User:*"]),
+                         host=st.sampled_from(hosts), resource_type=resource_type, resource_name=name,
+                         pattern_type=st.just(pattern_type), operation=st.sampled_from(OPERATIONS),
+                         permission=st.sampled_from(["allow", "deny"]))
+
+    resources = st.sampled_from(["topic", "group"])
+    return st.lists(st.one_of(acls(resources, st.sampled_from(NAMES + ["*"]), "literal"),
+                              acls(resources, st.sampled_from(PREFIXES), "prefixed"),
+                              acls(st.just("cluster"), st.just("kafka-cluster"), "literal")),
+                    max_size=max_size, unique=True)

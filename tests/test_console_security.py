@@ -3,20 +3,12 @@ form, not the browser's), shows only what the user's ACLs allow, says what is re
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-
 import pytest
-from test_console import CHROMIUM_FLAGS, Console
+from test_console import Console, browser
 
 from raftka.client import Acl, Admin
 from raftka.client.devcerts import DevSecurity
 from raftka.client.devcluster import LocalCluster
-
-webdriver = pytest.importorskip("selenium.webdriver")
-from selenium.webdriver.chrome.service import Service  # noqa: E402
-
-from test_console import CHROMEDRIVER, CHROMIUM  # noqa: E402
 
 VIEWER_PASSWORD = "viewer-pw-5b1f0c"
 
@@ -39,18 +31,8 @@ def secured(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def ui(secured):
-    profile = tempfile.mkdtemp(prefix="raftka-chromium-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (*CHROMIUM_FLAGS, "--ignore-certificate-errors", f"--user-data-dir={profile}"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
-    try:
-        yield Console(driver, secured.url(1))
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
+    with browser(secured.url(1), "--ignore-certificate-errors") as console:  # the cluster's throwaway CA
+        yield console
 
 
 def log_in(ui: Console, user: str, password: str) -> None:
