@@ -284,7 +284,7 @@ def test_python_client_with_credentials_produces_and_consumes_through_any_broker
     set_acls(secured, [], leader)
 
 
-def test_rest_consumer_instances_serve_only_their_creator(secured, users):
+def test_rest_consumer_instances_serve_only_their_creator_and_readable_topics(secured, users):
     leader = metadata_leader(secured)
     set_acls(secured, [acl("User:*", "group", "shared", "read"), acl("User:*", "topic", "orders", "read")], leader)
     alice, bob = {"user": "alice", "secret": users["alice"]}, {"user": "bob", "secret": users["bob"]}
@@ -292,7 +292,12 @@ def test_rest_consumer_instances_serve_only_their_creator(secured, users):
                            "Content-Type: application/vnd.kafka.v2+json", "-d", '{"name": "mine"}', broker=2, **alice)
     assert status == 200
     instance = f"/consumers/shared/instances/{created['instance_id']}"
-    assert curl(secured, instance + "/subscription", broker=3, **alice)[0] == 200  # forwarded to its broker
+    kafka_json = ("-H", "Content-Type: application/vnd.kafka.v2+json")
+    assert curl(secured, instance + "/subscription", "-X", "POST", *kafka_json, "-d", '{"topic_pattern": ".*"}',
+                broker=3, **alice)[0] == 204  # forwarded to its broker
+    assert curl(secured, instance + "/subscription", broker=1, **alice) == (200, {"topics": ["orders"]})
+    assert curl(secured, instance + "/subscription", "-X", "POST", *kafka_json, "-d", '{"topics": ["payments"]}',
+                broker=2, **alice)[1]["error_code"] == 40301
     assert curl(secured, instance + "/subscription", broker=3, **bob)[1]["error_code"] == 40403
     assert curl(secured, instance, "-X", "DELETE", broker=2, **bob)[1]["error_code"] == 40403
     assert curl(secured, instance, "-X", "DELETE", broker=2, **alice)[0] == 204

@@ -252,6 +252,7 @@ class RestConsumers:
         membership: GroupMembership,
         partitions_of: Callable[[str], int | None],
         topic_names: Callable[[], Iterable[str]],
+        may_read: Callable[[str, str], bool] = lambda owner, topic: True,
         clock: Callable[[], float] = time.monotonic,
         instance_timeout_ms: int = 300_000,
         session_timeout_ms: int = 10_000,
@@ -269,6 +270,7 @@ class RestConsumers:
         self._membership = membership
         self._partitions_of = partitions_of
         self._topic_names = topic_names
+        self._may_read = may_read  # (owner principal, topic): a pattern subscription matches only those
         self._clock = clock
         self._instance_timeout = instance_timeout_ms / 1000
         self._session_timeout_ms = session_timeout_ms
@@ -347,7 +349,7 @@ class RestConsumers:
         except (re.error, TypeError) as exc:
             raise InvalidRequest(f"'topic_pattern' {pattern!r} is not a valid regular expression: {exc}.") from None
         inst.pattern = compiled
-        self._set_topics(inst, self._matching(compiled))
+        self._set_topics(inst, self._matching(compiled, inst.owner))
 
     def _subscribable(self, group: str, instance_id: str) -> _Instance:
         inst = self._instance(group, instance_id)
@@ -358,8 +360,11 @@ class RestConsumers:
             )
         return inst
 
-    def _matching(self, pattern: re.Pattern[str]) -> tuple[str, ...]:
-        return tuple(sorted(topic for topic in self._topic_names() if pattern.fullmatch(topic)))
+    def _matching(self, pattern: re.Pattern[str], owner: str | None) -> tuple[str, ...]:
+        """The topics the pattern matches that the instance's owner may read (as Kafka matches a pattern against
+        the topics the client may see)."""
+        return tuple(sorted(topic for topic in self._topic_names() if pattern.fullmatch(topic)
+                            and (owner is None or self._may_read(owner, topic))))
 
     def _set_topics(self, inst: _Instance, topics: tuple[str, ...]) -> None:
         """Join (again) when the subscribed topics change; a pattern matching nothing yet waits for a topic."""
@@ -739,7 +744,7 @@ class RestConsumers:
                     log.info("consumer %s of group %s expired after being idle", inst.instance_id, inst.group)
                 for inst in instances:  # pattern subscriptions follow topics being created and deleted
                     if inst.pattern is not None and inst not in expired:
-                        self._set_topics(inst, self._matching(inst.pattern))
+                        self._set_topics(inst, self._matching(inst.pattern, inst.owner))
                 await asyncio.gather(
                     *(self._close(inst) for inst in expired),
                     *(self._heartbeat(inst) for inst in instances if inst.topics and inst not in expired),
