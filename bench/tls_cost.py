@@ -5,7 +5,8 @@ Two 3-broker raftka clusters on loopback, both up for the whole run: "plain" (HT
 a superuser). Raft replication is authenticated and encrypted (AES-GCM) in both, so the difference is the
 client-facing TLS and authentication only. Each cell runs on both clusters, the order alternating, `--runs`
 times (default 3), with `bench.compare`'s workload code: produce 100 B and 1 KiB with 1 and 8 producers
-(<= 1000 messages in flight each, acks=all), consume 1 KiB from the start, and acknowledgement latency at a
+(<= 1000 messages in flight each, acks=all; with the brokers' CPU seconds per million messages, the figure
+that moves least with the machine's load), consume 1 KiB from the start, and acknowledgement latency at a
 fixed 2,000 msg/s (100 B, linger_ms=0). Prints, per cell, the range over the runs on each cluster, the
 median of tls / plain, and the 1-minute load average when the cell started; writes
 bench/results/tls-cost.json.
@@ -61,14 +62,16 @@ class Cost:
 
     def one_run(self) -> None:
         for size, producers in ((100, 1), (100, 8), (1024, 1), (1024, 8)):
-            started, rates = load(), {}
+            started, rates, cpu = load(), {}, {}
             for name in self.order():
                 system = self.systems[name]
-                result = produce(system.endpoint(f"tp-{size}"), size, self.seconds, IN_FLIGHT, producers,
-                                 system.meter())
+                meter = system.meter()
+                result = produce(system.endpoint(f"tp-{size}"), size, self.seconds, IN_FLIGHT, producers, meter)
                 rates[name] = result.acked / result.elapsed
+                cpu[name] = meter.seconds / result.acked * 1e6 if result.acked else float("nan")
             label = "1 KiB" if size == 1024 else "100 B"
             self.record(f"produce {label} x{producers}", "msg/s", True, rates, started)
+            self.record(f"  server CPU, {label} x{producers}", "s/M msg", False, cpu, started)
         started, rates = load(), {}
         for name in self.order():
             count, _, elapsed = asyncio.run(consume(self.systems[name].endpoint("tp-1024"), 100_000, 30))
