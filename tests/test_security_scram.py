@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from raftka.node.security.scram import ScramCredential, ScramError, ScramExchange, client_final_message
+from raftka.node.security.scram import (ScramCredential, ScramError, ScramExchange, client_final_message,
+                                        client_first_user)
 
 RFC7677_SERVER_FIRST = "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096"
 
@@ -100,3 +101,10 @@ def test_verify_password_and_json_round_trip():
     again = ScramCredential.from_json("SCRAM-SHA-512", stored.to_json())
     assert again == stored and again.verify_password(b"s3cret") and not again.verify_password(b"s3cret ")
     assert "s3cret" not in str(stored.to_json())
+
+
+def test_client_first_user_reads_the_escaped_name():
+    assert client_first_user(b"n,,n=al=2Cice=3D,r=abc") == "al,ice="
+    for bad in (b"n,,r=abc", b"\xff", b"x", b"n,,n=a=XX,r=1"):
+        with pytest.raises(ScramError):
+            client_first_user(bad)

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 __all__ = ["DEFAULT_ITERATIONS", "MAX_ITERATIONS", "MECHANISMS", "MIN_ITERATIONS", "ScramCredential", "ScramError",
-           "ScramExchange", "client_final_message", "salted_password"]
+           "ScramExchange", "client_final_message", "client_first_user", "salted_password"]
 
 MECHANISMS = {"SCRAM-SHA-256": "sha256", "SCRAM-SHA-512": "sha512"}
 MIN_ITERATIONS = 4096  # Kafka's minimum (and default)
@@ -191,6 +191,18 @@ def _stand_in(mechanism: str, user: str) -> ScramCredential:
     """A made-up credential for an unknown user, the same salt on every attempt (as a real one would be)."""
     salt = hmac.new(_STAND_IN_KEY, f"{mechanism}:{user}".encode(), "sha256").digest()
     return ScramCredential.from_salted_password(mechanism, salt, DEFAULT_ITERATIONS, os.urandom(64))
+
+
+def client_first_user(client_first: bytes) -> str:
+    """The user name a client-first message names (ScramError if it is malformed)."""
+    try:
+        text = client_first.decode()
+    except UnicodeDecodeError:
+        raise ScramError("SCRAM message is not UTF-8") from None
+    attrs = _attributes(_split_gs2(text)[2], "client-first")
+    if not attrs or attrs[0][0] != "n" or not attrs[0][1]:
+        raise ScramError("malformed SCRAM client-first message")
+    return _decode_name(attrs[0][1])
 
 
 def _split_gs2(text: str) -> tuple[str, str, str]:

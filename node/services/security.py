@@ -135,7 +135,7 @@ class SecurityService:
         """The principal ``User:<user>`` if the password is right; AuthenticationRequired (or
         TooManyLoginFailures) otherwise."""
         self.check_address(address, listener)
-        if await self._password_matches(user, password) or (await self._caught_up()
+        if await self._password_matches(user, password) or (await self.catch_up()
                                                             and await self._password_matches(user, password)):
             return f"User:{user}"
         self.login_failed(address, listener)
@@ -161,8 +161,8 @@ class SecurityService:
             self._verified.popitem(last=False)
         return True
 
-    async def _caught_up(self) -> bool:
-        """Catch this broker's metadata replica up with the leader; False if it cannot (nothing new to learn)."""
+    async def catch_up(self) -> bool:
+        """Catch this broker's metadata replica up with the leader; False if it cannot or nothing was new."""
         before = self.broker.metadata.applied_index
         try:
             await metadata_fresh_here(self.broker)
@@ -193,7 +193,7 @@ class SecurityService:
         """Raise Topic/Group/ClusterAuthorizationFailed unless allowed (after catching up once)."""
         if self.allowed(principal, host, operation, resource):
             return
-        if await self._caught_up() and self.allowed(principal, host, operation, resource):
+        if await self.catch_up() and self.allowed(principal, host, operation, resource):
             return
         self._count(self._denied, listener, resource.type.name.lower())
         raise denial(operation, resource)
@@ -203,7 +203,7 @@ class SecurityService:
         def ok() -> bool:
             return not self.enabled or self.is_superuser(principal) or \
                 self._acls().allowed_on_some(principal, host, operation, ResourceType.TOPIC)
-        if ok() or (await self._caught_up() and ok()):
+        if ok() or (await self.catch_up() and ok()):
             return
         self._count(self._denied, listener, "cluster")
         raise ClusterAuthorizationFailed(f"{_verb(operation)} any topic in")
