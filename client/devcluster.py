@@ -201,7 +201,7 @@ class LocalCluster:
         while True:
             for broker in list(self.procs):
                 try:
-                    doc = http_json(self.url(broker) + "/brokers", timeout=2)
+                    doc = self.http_json(self.url(broker) + "/brokers", timeout=2)
                 except (urllib.error.URLError, OSError, ValueError):
                     continue
                 if all(d.get("kafka") == wanted.get(d["id"]) for d in doc["details"] if d["id"] in wanted):

@@ -9,7 +9,8 @@ broker accepts it within `MAX_SKEW_S` of its own clock; a wrong or stale signatu
 failure. A client cannot produce the signature without the cluster secret, and a principal header without one
 is refused, never trusted. (Without TLS a captured request could be replayed within the window; with TLS it
 cannot be captured.) A single broker without a cluster secret signs with a random per-process key: only its
-requests to itself exist.
+requests to itself exist. `blob_signature`/`verify_blob` sign anything else a broker relays for a client the
+same way (a Kafka request frame relayed to the metadata leader).
 """
 
 from __future__ import annotations
@@ -78,6 +79,23 @@ class PeerSigner:
         if abs(self._clock() - int(parts[2]) / 1000) > MAX_SKEW_S:
             raise PeerSignatureError("stale peer signature (are the brokers' clocks more than a minute apart?)")
         return unquote(quoted), host
+
+    def blob_signature(self, principal: str, host: str, blob: bytes) -> str:
+        """``<broker>.<unix ms>.<hmac>`` over the principal, client host and the bytes (for `verify_blob`)."""
+        millis = str(int(self._clock() * 1000))
+        digest = hashlib.sha256(blob).hexdigest()
+        return f"{self.broker_id}.{millis}.{self._mac(str(self.broker_id), millis, principal, host, 'BLOB', digest)}"
+
+    def verify_blob(self, signature: str, principal: str, host: str, blob: bytes) -> None:
+        """PeerSignatureError unless `signature` is this cluster's over these, and recent."""
+        parts = signature.split(".")
+        if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit():
+            raise PeerSignatureError("malformed peer signature")
+        expected = self._mac(parts[0], parts[1], principal, host, "BLOB", hashlib.sha256(blob).hexdigest())
+        if not hmac.compare_digest(expected, parts[2]):
+            raise PeerSignatureError("wrong peer signature")
+        if abs(self._clock() - int(parts[1]) / 1000) > MAX_SKEW_S:
+            raise PeerSignatureError("stale peer signature (are the brokers' clocks more than a minute apart?)")
 
     async def sign_request(self, request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
         """aiohttp client middleware for the broker's session to its peers: signs every request, for the
