@@ -5,7 +5,7 @@ address the brokers and the clients use (``raftka.client.devcerts``), and a boot
 superuser ``admin`` and a random password (mode 0600). The brokers then run with ``--auth required``, TLS
 and that file; `ApiSecurity` is what a client needs (the CA, the user, the file holding the password — the
 workload's config names the file, never the password) and builds the TLS context and the ``Authorization``
-header of `api.BrokerApi`.
+header of `api.BrokerApi`, or the SASL_SSL settings of a Kafka run's clients.
 """
 
 from __future__ import annotations
@@ -44,6 +44,13 @@ class ApiSecurity:
                 return "Basic " + base64.b64encode(f"{name}:{password}".encode()).decode()
         raise ValueError(f"{self.password_file} has no password for {self.user}")
 
+    def kafka_config(self) -> dict[str, str]:
+        """confluent-kafka settings for the run's admin: SASL_SSL with SCRAM-SHA-512."""
+        password = self.authorization.removeprefix("Basic ")
+        user, _, password = base64.b64decode(password).decode().partition(":")
+        return {"security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": user,
+                "sasl.password": password, "ssl.ca.location": self.ca_file}
+
     def to_json(self) -> dict[str, str]:
         return {"ca_file": self.ca_file, "user": self.user, "password_file": self.password_file}
 
@@ -72,5 +79,6 @@ class RunTls:
 def hosts_of(cluster) -> set[str]:
     """Every host a broker is reached at, by the client or by its peers (the certificate's names)."""
     nodes = list(cluster.nodes)
+    services = [s for s in ("http", "kafka") if s in cluster.services]
     return {cluster.address(src, dst, service)[0] for src in [CLIENT, *nodes] for dst in nodes
-            for service in ("http",)} | {"localhost", "127.0.0.1"}
+            for service in services} | {"localhost", "127.0.0.1"}

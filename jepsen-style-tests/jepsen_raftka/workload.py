@@ -116,7 +116,8 @@ def client_factory(config: WorkloadConfig, rng: random.Random,
         from .kafka_client import KafkaClientProcess  # confluent-kafka is needed by Kafka runs only
 
         bootstrap = ",".join(f"{host}:{port}" for host, port in config.kafka_brokers.values())
-        return lambda process: KafkaClientProcess(process, bootstrap, recorder, config.settings, rng)
+        kafka_security = config.security.kafka_config() if config.security is not None else None
+        return lambda process: KafkaClientProcess(process, bootstrap, recorder, config.settings, rng, kafka_security)
     api = BrokerApi(config.brokers, rng, config.security)
     return lambda process: ClientProcess(process, api, recorder, config.settings, rng)
 
