@@ -103,18 +103,19 @@ class KafkaEndpoint:
     bootstrap: str  # Kafka bootstrap servers of raftka's Kafka listeners
     topic: str
     linger_ms: float = 5.0
+    security: tuple[tuple[str, str], ...] = ()  # confluent-kafka settings: SASL_SSL with SCRAM-SHA-512 (--tls)
     system: str = field(default="kafka", init=False)
 
     async def open_producer(self) -> KafkaProducer:
         producer = confluent_kafka.Producer({"bootstrap.servers": self.bootstrap, "linger.ms": self.linger_ms,
                                              "acks": "all", "enable.idempotence": True, "log_level": 3,
-                                             "socket.nagle.disable": True})
+                                             "socket.nagle.disable": True, **dict(self.security)})
         return KafkaProducer(producer, self.topic)
 
     async def open_consumer(self, from_start: bool, push: bool = False) -> KafkaConsumer:
         consumer = confluent_kafka.Consumer({"bootstrap.servers": self.bootstrap, "group.id": "bench",
                                              "enable.auto.commit": False, "fetch.wait.max.ms": 100,
-                                             "log_level": 3, "socket.nagle.disable": True})
+                                             "log_level": 3, "socket.nagle.disable": True, **dict(self.security)})
         start = confluent_kafka.OFFSET_BEGINNING
         if not from_start:  # the current end, resolved now: "latest" means before the workload starts
             loop = asyncio.get_running_loop()

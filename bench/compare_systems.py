@@ -123,6 +123,11 @@ class KafkaSystem:
     def __init__(self, raftka: RaftkaSystem) -> None:
         self.raftka = raftka
         self.cluster = raftka.cluster
+        security = raftka.cluster.security
+        self.security = () if security is None else (
+            ("security.protocol", "SASL_SSL"), ("sasl.mechanism", "SCRAM-SHA-512"),
+            ("sasl.username", security.admin_user), ("sasl.password", security.admin_password),
+            ("ssl.ca.location", str(security.ca_file)))
 
     def start(self) -> None:
         """The cluster is the raftka system's: started there."""
@@ -134,7 +139,7 @@ class KafkaSystem:
         self.raftka.create_log(self.PREFIX + name)
 
     def endpoint(self, name: str, linger_ms: float = 5.0) -> KafkaEndpoint:
-        return KafkaEndpoint(self.cluster.kafka_bootstrap, self.PREFIX + name, linger_ms)
+        return KafkaEndpoint(self.cluster.kafka_bootstrap, self.PREFIX + name, linger_ms, self.security)
 
     def server_pids(self) -> list[int]:
         return self.raftka.server_pids()
@@ -149,7 +154,7 @@ class KafkaSystem:
         _, kill, what = self.raftka.kill_leader(self.PREFIX + name, linger_ms)
         leader = self.cluster.leader_of(self.PREFIX + name, 0)
         survivors = ",".join(self.cluster.kafka_address(b) for b in self.cluster.ids if b != leader)
-        return KafkaEndpoint(survivors, self.PREFIX + name, linger_ms), kill, what
+        return KafkaEndpoint(survivors, self.PREFIX + name, linger_ms, self.security), kill, what
 
     def recover(self) -> None:
         self.raftka.recover()
