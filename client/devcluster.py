@@ -363,7 +363,14 @@ def run_dev(brokers: int = 3, data_dir: str = ".raftka-data", base_port: int = 9
         print(f"  bootstrap for the CLI: export RAFTKA_BOOTSTRAP={','.join(cluster.bootstrap)}")
         print(f"  Kafka clients (kafka-python, aiokafka, confluent-kafka, kcat): "
               f"bootstrap.servers={cluster.kafka_bootstrap}")
-        print(f"    e.g. kcat -b {cluster.kafka_bootstrap} -L")
+        if security is None:
+            print(f"    e.g. kcat -b {cluster.kafka_bootstrap} -L")
+        else:
+            print(f"    over SASL_SSL: security.protocol=SASL_SSL sasl.mechanism=SCRAM-SHA-512 sasl.username=admin "
+                  f"sasl.password=$RAFTKA_PASSWORD ssl.ca.location={security.ca_file.resolve()}")
+            print(f"    e.g. kcat -b {cluster.kafka_bootstrap} -X security.protocol=SASL_SSL -X "
+                  f"sasl.mechanism=SCRAM-SHA-512 -X sasl.username=admin -X \"sasl.password=$RAFTKA_PASSWORD\" "
+                  f"-X ssl.ca.location={security.ca_file.resolve()} -L")
         print(f"  the CLI: {_cli_path()}")
         print(f"  broker logs: {cluster.root.resolve() / 'broker-N.log'} (N = 1..{brokers})")
         print(f"  to start again from scratch: stop, then rm -rf {cluster.root.resolve()}")

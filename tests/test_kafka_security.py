@@ -9,9 +9,11 @@ broker with authentication but no TLS (kafka-python over SASL_PLAINTEXT with PLA
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import ssl
 import struct
+import subprocess
 import time
 import urllib.request
 from pathlib import Path
@@ -114,6 +116,20 @@ def test_confluent_kafka_over_sasl_ssl_with_scram_sha_512(secured):
             seen.add(message.value())
     consumer.close()
     assert seen == {f"order-{i}".encode() for i in range(20)}
+
+
+@pytest.mark.skipif(shutil.which("kcat") is None, reason="kcat is not installed (Debian package kcat)")
+def test_kcat_an_older_librdkafka_over_sasl_ssl(secured):
+    """Debian's kcat links librdkafka 2.0, whose SCRAM client sends its nonce twice (Kafka accepts that too)."""
+    settings = ["-b", secured.kafka_bootstrap, "-X", "security.protocol=SASL_SSL", "-X",
+                "sasl.mechanism=SCRAM-SHA-512", "-X", "sasl.username=admin", "-X",
+                f"sasl.password={secured.security.admin_password}", "-X", f"ssl.ca.location={secured.security.ca_file}"]
+    produced = subprocess.run(["kcat", *settings, "-P", "-t", "orders"], input=b"from kcat\n", capture_output=True,
+                              timeout=60)
+    assert produced.returncode == 0, produced.stderr
+    consumed = subprocess.run(["kcat", *settings, "-C", "-t", "orders", "-o", "beginning", "-e"],
+                              capture_output=True, timeout=60)
+    assert consumed.returncode == 0 and b"from kcat" in consumed.stdout, consumed.stderr
 
 
 def test_users_and_acls_made_over_kafka_are_the_ones_http_sees_and_the_reverse(secured):

@@ -108,3 +108,19 @@ def test_client_first_user_reads_the_escaped_name():
     for bad in (b"n,,r=abc", b"\xff", b"x", b"n,,n=a=XX,r=1"):
         with pytest.raises(ScramError):
             client_first_user(bad)
+
+
+def test_librdkafka_2_0_doubled_client_nonce_is_accepted_as_kafka_does():
+    stored = ScramCredential.from_password("SCRAM-SHA-256", "pw")
+    for nonce_of, accepted in ((lambda combined: "cn0nce" + combined, True), (lambda combined: combined[:-1], False),
+                               (lambda combined: combined + "x", False)):
+        server = ScramExchange("SCRAM-SHA-256", lambda name: stored)
+        server_first = server.first(b"n,,n=alice,r=cn0nce").decode()
+        combined = dict(part.split("=", 1) for part in server_first.split(","))["r"]
+        final, _ = client_final_message("SCRAM-SHA-256", "pw", "n=alice,r=cn0nce", server_first,
+                                        nonce=nonce_of(combined))
+        if accepted:
+            assert server.final(final.encode())[0] == "alice"
+        else:
+            with pytest.raises(ScramError, match="nonce"):
+                server.final(final.encode())

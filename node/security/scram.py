@@ -5,7 +5,8 @@ SaltedPassword = PBKDF2-HMAC(password, salt, iterations), ClientKey = HMAC(Salte
 StoredKey = H(ClientKey), ServerKey = HMAC(SaltedPassword, "Server Key"). That is enough to check a plain
 password (HTTP Basic, SASL/PLAIN: recompute StoredKey and compare in constant time) and to run the SCRAM
 exchange with a Kafka client (`ScramExchange`), which proves knowledge of the password without sending it.
-As in Kafka, passwords are UTF-8 without SASLprep, and at least 4096 iterations are required.
+As in Kafka, passwords are UTF-8 without SASLprep, at least 4096 iterations are required, and the nonce of the
+client-final message must end with the combined nonce (librdkafka before 2.1 sends its own nonce twice).
 """
 
 from __future__ import annotations
@@ -168,7 +169,8 @@ class ScramExchange:
             raise ScramError("malformed SCRAM client-final message") from None
         if binding != self._gs2:
             raise ScramError("SCRAM channel binding does not match the client-first message")
-        if not hmac.compare_digest(attrs[1][1].encode(), self._nonce.encode()):
+        nonce = attrs[1][1]  # Kafka accepts a nonce that ends with the combined one: librdkafka < 2.1 puts the
+        if len(nonce) < len(self._nonce) or nonce[-len(self._nonce):] != self._nonce:  # client's in front again
             raise ScramError("SCRAM nonce does not match")
         without_proof = text[:text.rindex(",p=")]
         auth_message = f"{self._first_bare},{self._server_first},{without_proof}".encode()
@@ -217,10 +219,11 @@ def _split_gs2(text: str) -> tuple[str, str, str]:
 
 
 def client_final_message(mechanism: str, password: str, client_first_bare: str, server_first: str,
-                         gs2: str = "n,,") -> tuple[str, bytes]:
-    """The client's side (for tests and tools): (client-final message, expected server signature)."""
+                         gs2: str = "n,,", nonce: str | None = None) -> tuple[str, bytes]:
+    """The client's side (for tests and tools): (client-final message, expected server signature); `nonce`
+    replaces the server's combined nonce in the client-final message (to test what servers accept)."""
     attrs = dict(_attributes(server_first, "server-first"))
-    salt, iterations, nonce = base64.b64decode(attrs["s"]), int(attrs["i"]), attrs["r"]
+    salt, iterations, nonce = base64.b64decode(attrs["s"]), int(attrs["i"]), nonce or attrs["r"]
     salted = salted_password(mechanism, password.encode(), salt, iterations)
     client_key = _hmac(mechanism, salted, b"Client Key")
     stored_key = hashlib.new(_hash(mechanism), client_key).digest()

@@ -2,11 +2,12 @@
 
 SaslHandshake names the mechanism (UNSUPPORTED_SASL_MECHANISM with the enabled list otherwise); then each
 SaslAuthenticate carries one token of the exchange (`raftka.node.security.sasl.SaslSession`) and answers the
-server's. When the exchange completes the connection is logged in as ``User:<name>``. A failure answers
-SASL_AUTHENTICATION_FAILED with a message that names no secret, and the connection closes after the answer
-(Kafka's behaviour). A SASL login overrides a client certificate's principal. Only the v1 handshake is served (the v0 one sent raw tokens outside Kafka frames);
-re-authentication (KIP-368) is not: SASL requests on a logged-in connection answer ILLEGAL_SASL_STATE, as
-do SASL requests while authentication is off (`--auth none`).
+server's. When the exchange completes the connection is logged in as ``User:<name>`` (a SASL login overrides a
+client certificate's principal). A failure answers SASL_AUTHENTICATION_FAILED with a message that names no
+secret, and the connection closes after the answer (Kafka's behaviour). A v0 handshake (its tokens would follow
+outside Kafka frames) answers ILLEGAL_SASL_STATE; clients use v1. Re-authentication (KIP-368) is not offered:
+SASL requests on a logged-in connection answer ILLEGAL_SASL_STATE, as do SASL requests while authentication is
+off (`--auth none`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ async def sasl_handshake(conn: Any, request: Any) -> Any:
     def answer(code: int) -> Any:
         return SaslHandshakeResponse(version=request.api_version, error_code=code, mechanisms=list(MECHANISMS))
 
-    if conn.sasl_logged_in or not conn.server.services.security.enabled:
+    if conn.sasl_logged_in or not conn.server.services.security.enabled or request.api_version == 0:
         return answer(ErrorCode.ILLEGAL_SASL_STATE)
     mechanism = request.body.mechanism
     if mechanism not in MECHANISMS:
