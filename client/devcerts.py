@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     directory: Path = args.directory
     if not (directory / "broker.pem").exists():
-        write_dev_certificates(directory, tuple(args.host) or DEFAULT_HOSTS)
+        write_dev_certificates(directory, tuple(dict.fromkeys(args.host)) or DEFAULT_HOSTS)
         print(f"wrote a CA and a broker certificate for {', '.join(args.host or DEFAULT_HOSTS)} to {directory}")
     users = directory / "users.txt"
     if args.admin_password_env and not users.exists():
