@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from raftka.client import Acl, Admin
-from raftka.client.devcerts import DevSecurity
+from raftka.client.devcerts import CertificateAuthority, DevSecurity
 from raftka.client.devcluster import LocalCluster
 from raftka.node.security.scram import client_final_message
 
@@ -50,8 +50,9 @@ def secret(name: str) -> str:
 
 def start(root: Path, brokers: int, tls: bool) -> LocalCluster:
     security = DevSecurity(root, tls=tls)
+    client_ca = ["--tls-client-ca", str(security.ca_file)] if tls else []  # client certificates too (optional)
     cluster = LocalCluster(brokers, root, security=security, election_timeout_ms=300,
-                           extra_args=["--login-failure-limit", "1000"])
+                           extra_args=["--login-failure-limit", "1000", *client_ca])
     try:
         cluster.start(timeout=60)
         cluster.wait_kafka_registered()
@@ -194,6 +195,20 @@ def test_admin_writes_relayed_to_the_metadata_leader_run_as_the_client(secured):
     with pytest.raises(confluent_kafka.KafkaException) as refused:
         admin.create_topics([NewTopic("payroll", 1, 3)])["payroll"].result(30)
     assert refused.value.args[0].code() == confluent_kafka.KafkaError.TOPIC_AUTHORIZATION_FAILED
+
+
+def test_a_client_certificate_logs_a_kafka_connection_in_as_its_cn(secured, tmp_path):
+    ca = CertificateAuthority.load(secured.security.directory)
+    cert, key = ca.write_issued(tmp_path, "frank", "frank")
+    with admin_http(secured) as http:
+        http.create_acls([Acl("User:frank", "topic", "orders", "describe")])
+    context = ssl.create_default_context(cafile=str(secured.security.ca_file))
+    context.load_cert_chain(cert, key)
+    raw = socket.create_connection(("127.0.0.1", secured.kafka_ports[1]), timeout=10)
+    with context.wrap_socket(raw, server_hostname="127.0.0.1") as sock:  # no SASL: the certificate is the login
+        sock.sendall(frame(MetadataRequest(version=1, topics=None), 1))
+        answer = receive(sock, kafka.protocol.metadata.MetadataResponse, 1)
+    assert [t.name for t in answer.topics] == ["orders"]
 
 
 # ------------------------------------------------------------------ SASL_PLAINTEXT, kafka-python, raw frames
