@@ -20,7 +20,7 @@ from typing import Any
 from raftka.node.security.acl import AclBinding, AclError, AclFilter
 from raftka.node.security.scram import MAX_ITERATIONS, MECHANISMS, MIN_ITERATIONS
 
-__all__ = ["SECURITY_OPS", "USER_NAME", "acl_bindings", "credentials", "security_version", "users"]
+__all__ = ["SECURITY_OPS", "USER_NAME", "acl_bindings", "bootstrapped", "credentials", "security_version", "users"]
 
 USER_NAME = re.compile(r"[A-Za-z0-9._@+-]{1,255}")
 INVALID_REQUEST = 42206

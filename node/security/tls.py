@@ -45,7 +45,6 @@ class BrokerTls:
         self.files = files
         self.server = _server_context(files)
         self.client = _client_context(files)
-        self.reloads = 0
 
     def reload(self) -> None:
         """Re-read the certificate, key and CAs (validated on fresh contexts before the live ones change)."""
@@ -55,7 +54,6 @@ class BrokerTls:
         self.client.load_cert_chain(self.files.cert, self.files.key)
         if self.files.peer_ca is not None:
             self.client.load_verify_locations(cafile=self.files.peer_ca)
-        self.reloads += 1
 
     @staticmethod
     def check(files: TlsFiles) -> None:
