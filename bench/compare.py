@@ -24,7 +24,8 @@ Python client (HTTP), raftka through its Kafka listener with confluent-kafka
 
 Prints one table (raftka | NATS | ratio, with the 1-minute load average at the
 start of each workload), and writes bench/results/compare.json and
-compare.png (`--tls`: both systems with TLS and authentication, compare-tls.json/.png). `--profile` adds py-spy profiles of the raftka partition leader during an
+compare.png (`--tls`: every system with TLS and authentication, compare-tls.json/.png).
+`--profile` adds py-spy profiles of the raftka partition leader during an
 extra 1 KiB x8 produce run and an extra fixed-rate run
 (bench/results/raftka-leader-profile.txt, raw stacks beside it).
 `--quick` takes < 3 min, the full run (3 alternating repeats of every

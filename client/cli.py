@@ -107,7 +107,8 @@ def _require_topic(admin: Admin, topic: str) -> int:
     show_default=True,
     help=f"Comma-separated broker URLs (env {BOOTSTRAP_ENV}).",
 )
-@click.option("--user", "-u", envvar="RAFTKA_USER", help="User name for a cluster with authentication (env RAFTKA_USER).")
+@click.option("--user", "-u", envvar="RAFTKA_USER",
+              help="User name for a cluster with authentication (env RAFTKA_USER).")
 @click.option("--password", envvar="RAFTKA_PASSWORD",
               help="Password (env RAFTKA_PASSWORD; asked for when only --user is given).")
 @click.option("--ca-file", envvar="RAFTKA_CA_FILE", type=click.Path(exists=True, dir_okay=False),
@@ -261,7 +262,8 @@ def produce(
         if path is not None:
             stream = path.open("rb")
             progress = Progress(
-                TextColumn("[bold]producing"), BarColumn(), DownloadColumn(), TimeRemainingColumn(), console=err_console,
+                TextColumn("[bold]producing"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
+                console=err_console,
                 transient=True,
             )
             progress.start()

@@ -238,7 +238,8 @@ def test_kafka_python_over_sasl_plaintext_with_plain(plain):
 
 
 def metrics(cluster: LocalCluster) -> str:
-    request = urllib.request.Request(cluster.url(1) + "/metrics", headers={"Authorization": cluster.security.authorization()})
+    request = urllib.request.Request(cluster.url(1) + "/metrics",
+                                     headers={"Authorization": cluster.security.authorization()})
     return urllib.request.urlopen(request, timeout=10).read().decode()
 
 

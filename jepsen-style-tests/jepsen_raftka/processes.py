@@ -356,7 +356,8 @@ class Brokers:
 
     def healthy(self, node: int) -> bool:
         url = self.health_url(node)
-        return self.running(node) and not self.processes[node].paused and (url is None or http_ok(url, context=self.health_context))
+        return self.running(node) and not self.processes[node].paused and (
+            url is None or http_ok(url, context=self.health_context))
 
     def wait_healthy(self, nodes: Iterable[int] | None = None, timeout_s: float = 30.0) -> None:
         """Until every given node answers /health (or just runs, without a health service).

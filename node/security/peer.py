@@ -3,8 +3,9 @@
 A broker forwards a client's request to the broker that can serve it, and makes requests of its own (asking
 peers which groups they lead, REST consumer instances fetching through the API). Such a request says on whose
 behalf it is made in ``X-Raftka-Principal`` (the client's principal, or ``Broker:<id>`` for the broker itself:
-allowed everything) and ``X-Raftka-Client-Host`` (the client's address, for ACLs naming a host), and carries ``X-Raftka-Peer-Signature: v1 <broker> <unix ms> <hmac>``, an HMAC-SHA256 under
-a key derived from the cluster secret over the principal, client host, method, path and query and the time. The receiving
+allowed everything) and ``X-Raftka-Client-Host`` (the client's address, for ACLs naming a host), and
+carries ``X-Raftka-Peer-Signature: v1 <broker> <unix ms> <hmac>``, an HMAC-SHA256 under a key derived
+from the cluster secret over the principal, client host, method, path and query and the time. The receiving
 broker accepts it within `MAX_SKEW_S` of its own clock; a wrong or stale signature is an authentication
 failure. A client cannot produce the signature without the cluster secret, and a principal header without one
 is refused, never trusted. (Without TLS a captured request could be replayed within the window; with TLS it
@@ -24,8 +25,8 @@ from urllib.parse import quote, unquote
 from aiohttp import ClientHandlerType, ClientRequest, ClientResponse
 from multidict import CIMultiDictProxy
 
-__all__ = ["CLIENT_HOST_HEADER", "MAX_SKEW_S", "PRINCIPAL_HEADER", "SIGNATURE_HEADER", "PeerSignatureError", "PeerSigner",
-           "broker_principal"]
+__all__ = ["CLIENT_HOST_HEADER", "MAX_SKEW_S", "PRINCIPAL_HEADER", "SIGNATURE_HEADER", "PeerSignatureError",
+           "PeerSigner", "broker_principal"]
 
 PRINCIPAL_HEADER = "X-Raftka-Principal"
 CLIENT_HOST_HEADER = "X-Raftka-Client-Host"
