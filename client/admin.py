@@ -260,6 +260,17 @@ class AIOAdmin(UsersAndAcls):
         doc = _require(await self._read(topic_path(name, partition, "/offsets")), dict, "GET offsets")
         return int(doc["beginning_offset"]), int(doc["end_offset"])
 
+    async def delete_records(self, name: str, partition: int, before_offset: int) -> int:
+        """Delete the partition's records below ``before_offset`` (-1: every committed record; Kafka's DeleteRecords)
+        on every replica; returns its new beginning offset. Deleting again is harmless, so it is retried."""
+        try:
+            answer = await self._cluster.request_partition(
+                name, partition, "POST", topic_path(name, partition, "/delete-records"),
+                json={"before_offset": before_offset}, idempotent=True)
+        except TopicNotFoundError as exc:
+            raise await self._explain_missing(exc, name) from None
+        return int(_require(answer.json(), dict, "POST delete-records")["log_start_offset"])
+
     # -- groups ------------------------------------------------------------------------
 
     async def list_groups(self) -> list[GroupSummary]:

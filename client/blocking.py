@@ -228,6 +228,7 @@ class Admin:
     add_partitions = _blocking("add_partitions")
     alter_configs = _blocking("alter_configs")
     partition_offsets = _blocking("partition_offsets")
+    delete_records = _blocking("delete_records")
     list_groups = _blocking("list_groups")
     describe_group = _blocking("describe_group")
     describe_cluster = _blocking("describe_cluster")

@@ -198,6 +198,23 @@ def topics_alter(ctx: click.Context, name: str, partitions: int | None, configs:
     stdout().print(f"Altered topic {name}.")
 
 
+@topics.command("delete-records")
+@click.argument("name")
+@click.option("--partition", "-p", type=click.IntRange(min=0), required=True, help="Partition number.")
+@click.option("--before", "before_offset", type=click.IntRange(min=-1), required=True,
+              help="Delete the records before this offset (-1: every record committed so far).")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+def topics_delete_records(ctx: click.Context, name: str, partition: int, before_offset: int, yes: bool) -> None:
+    """Delete the oldest records of one partition of topic NAME (Kafka's DeleteRecords)."""
+    if not yes:
+        what = "every record" if before_offset == -1 else f"the records before offset {before_offset}"
+        click.confirm(f"Delete {what} of {name} partition {partition}?", abort=True)
+    with _admin(ctx) as admin:
+        start = admin.delete_records(name, partition, before_offset)
+    _stdout().print(f"Partition {partition} of {name} now begins at offset {start}.")
+
+
 # -- produce / consume ---------------------------------------------------------------------
 
 

@@ -22,7 +22,6 @@ from raftka.node.cluster.identity import IdentityError
 from raftka.node.config import ConfigError, load_config
 from raftka.node.http.app import create_app
 from raftka.node.http.broker_groups import HttpGroups
-from raftka.node.http.common import METRICS_KEY
 from raftka.node.http.server import BrokerAppRunner
 from raftka.node.kafka.registration import ListenerRegistrar
 from raftka.node.kafka.server import KafkaServer
@@ -60,7 +59,7 @@ async def serve(broker: Broker) -> None:
              config.raft_listen.port)
     registrar = ListenerRegistrar(services)  # on the metadata leader: every broker's Kafka address
     await registrar.start()
-    kafka = KafkaServer(services, app[METRICS_KEY]) if config.kafka_listen is not None else None
+    kafka = KafkaServer(services) if config.kafka_listen is not None else None
     if kafka is not None:
         await kafka.start()
     stop = asyncio.Event()

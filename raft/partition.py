@@ -1,14 +1,15 @@
-"""The partition state machine: applies committed produce commands to the partition's log.
+"""The partition state machine: applies committed produce and delete-records commands to the partition's log.
 
 Each topic partition is a Raft group; its state is a `raftka.storage.PartitionLog`. Applying a
 committed entry appends its batch, so offsets are assigned at apply time, dense from 0, in Raft
 order, identically on every replica. Everything in the log has been applied, hence committed:
 the high watermark is the log end offset.
 
-Command (the Raft entry data): ``b"P" + RecordBatch v2`` (`encode_produce`); the batch header
-carries producer id / epoch / base sequence. An empty entry is Raft's no-op. Bad client input
-never raises: `apply` returns a `ProduceResult` with a Kafka error code. Idempotence rules: see
-`partition_producers`. Decisions:
+Commands (the Raft entry data): ``b"P" + RecordBatch v2`` (`encode_produce`; the batch header
+carries producer id / epoch / base sequence) and ``b"D" + int64 offset`` (`encode_delete_records`:
+Kafka's DeleteRecords, records below the offset are gone). An empty entry is Raft's no-op. Bad
+client input never raises: `apply` returns a `ProduceResult` / `DeleteRecordsResult` with a Kafka
+error code. Idempotence rules: see `partition_producers`. Decisions:
 
 * max.message.bytes is NOT checked here: apply must be a pure function of the Raft log, and a
   topic config change reaches replicas at different times. The broker checks it before
@@ -17,9 +18,17 @@ never raises: `apply` returns a `ProduceResult` with a Kafka error code. Idempot
 * Batches keep the producer's CreateTime; `log_append_time` is always -1 (no wall clock here).
   The partition leader epoch of an appended batch is the Raft term of its entry.
 * Transactional and control batches are refused (INVALID_RECORD): raftka has no transactions.
+* Deleting records moves the *log start offset* as of that entry, on every replica alike (it is
+  applied state, kept in the checkpoint); it only moves forward, and never past the log end
+  (OFFSET_OUT_OF_RANGE). It may fall inside a batch: reads from it return that whole batch, and
+  Kafka clients skip the records below their fetch offset, as with Kafka. The segments wholly
+  below it are deleted when the next checkpoint has recorded it (`checkpoint`), so a crash never
+  leaves the log starting beyond its checkpoint; the storage log keeps starting at a segment base. Retention deletes segments per replica, by each
+  replica's clock (as in Kafka); the log start offset is the later of the two.
 
 Durability and exactly-once apply: `checkpoint()` fsyncs the log, then atomically replaces
-``checkpoint.json`` = {applied_index, applied_term, log_end_offset, producers, install}. On open
+``checkpoint.json`` = {applied_index, applied_term, log_end_offset, log_start_offset, producers,
+install}. On open
 the log is cut back to the checkpoint's log end (batches beyond it are re-applied from the Raft
 journal: no batch is appended twice); a log that ends before it is data loss
 (`PartitionDataLossError`). Retention deletes only checkpointed segments, so a crash never
@@ -44,6 +53,7 @@ from __future__ import annotations
 import enum
 import logging
 import os
+import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -74,6 +84,7 @@ from .partition_snapshot import (
 logger = logging.getLogger("raftka.raft.partition")
 
 PRODUCE_TAG = b"P"
+DELETE_RECORDS_TAG = b"D"
 CHECKPOINT_FILE = "checkpoint.json"
 LOG_DIR = "log"
 DEFAULT_MAX_PRODUCERS = 1000
@@ -96,6 +107,14 @@ class ProduceError(enum.IntEnum):
     INVALID_RECORD = 87
 
 
+class DeleteRecordsError(enum.IntEnum):
+    """Kafka error codes a delete-records command can end with."""
+
+    NONE = 0
+    OFFSET_OUT_OF_RANGE = 1
+    INVALID_REQUEST = 42
+
+
 @dataclass(frozen=True, slots=True)
 class ProduceResult:
     """Outcome of one produce command. Offsets are -1 when error is not NONE."""
@@ -116,6 +135,20 @@ class ProduceResult:
         return cls(-1, -1, error=error, error_message=message)
 
 
+@dataclass(frozen=True, slots=True)
+class DeleteRecordsResult:
+    """Outcome of one delete-records command: the offset below which records are deleted after it, the same on
+    every replica (a replica whose retention removed more starts later: `PartitionStateMachine.log_start_offset`)."""
+
+    deleted_before: int
+    error: DeleteRecordsError = DeleteRecordsError.NONE
+    error_message: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is DeleteRecordsError.NONE
+
+
 class PartitionStateError(Exception):
     """The partition's durable state is unusable (bad checkpoint, failed I/O, internal inconsistency)."""
 
@@ -128,6 +161,7 @@ class _Checkpoint(NamedTuple):
     applied_index: int
     applied_term: int
     log_end_offset: int
+    log_start_offset: int
     producers: list
     install: dict | None  # {"start": offset, "reset": bool} while an install is being committed
 
@@ -135,6 +169,14 @@ class _Checkpoint(NamedTuple):
 def encode_produce(batch: bytes | bytearray | memoryview) -> bytes:
     """The Raft command that appends `batch` (a RecordBatch v2 made by storage.encode_batch)."""
     return b"".join((PRODUCE_TAG, batch))
+
+
+_OFFSET = struct.Struct(">q")
+
+
+def encode_delete_records(before_offset: int) -> bytes:
+    """The Raft command that deletes the records below `before_offset` (moves the log start offset there)."""
+    return DELETE_RECORDS_TAG + _OFFSET.pack(before_offset)
 
 
 class PartitionStateMachine:
@@ -161,6 +203,7 @@ class PartitionStateMachine:
         self.applied_index = checkpoint.applied_index
         self.applied_term = checkpoint.applied_term
         self._checkpointed_end = checkpoint.log_end_offset
+        self._deleted_before = checkpoint.log_start_offset  # records below were deleted (DeleteRecords)
         self._producers = self._load_producers(checkpoint.producers)
         self.log = PartitionLog.open(os.path.join(self.directory, LOG_DIR), config)
         self._staging = Staging(self.directory, config)
@@ -183,7 +226,8 @@ class PartitionStateMachine:
 
     @property
     def log_start_offset(self) -> int:
-        return self.log.log_start_offset
+        """First readable offset: past deleted records and past segments retention removed."""
+        return max(self._deleted_before, self.log.log_start_offset)
 
     @property
     def producer_count(self) -> int:
@@ -191,7 +235,7 @@ class PartitionStateMachine:
 
     # ------------------------------------------------------------------ apply
 
-    def apply(self, index: int, term: int, data: bytes) -> ProduceResult | None:
+    def apply(self, index: int, term: int, data: bytes) -> ProduceResult | DeleteRecordsResult | None:
         """Apply the committed entry at Raft `index`; None for a no-op or an entry applied before."""
         self._check_usable()
         if index <= self.applied_index:
@@ -203,12 +247,28 @@ class PartitionStateMachine:
         self.applied_index, self.applied_term = index, term
         return result
 
-    def _execute(self, index: int, term: int, data: bytes) -> ProduceResult:
+    def _execute(self, index: int, term: int, data: bytes) -> ProduceResult | DeleteRecordsResult:
         tag = data[:1]
+        if tag == DELETE_RECORDS_TAG:
+            return self._delete_records(data)
         if tag != PRODUCE_TAG:
             logger.warning("%s: raft entry %d has unknown command tag %r; ignored", self.directory, index, tag)
             return ProduceResult.failed(ProduceError.INVALID_REQUEST, f"unknown partition command tag {tag!r}")
-        batch = memoryview(data)[1:]
+        return self._produce(index, term, memoryview(data)[1:])
+
+    def _delete_records(self, data: bytes) -> DeleteRecordsResult:
+        if len(data) != 1 + _OFFSET.size:
+            return DeleteRecordsResult(self._deleted_before, DeleteRecordsError.INVALID_REQUEST,
+                                       f"a delete-records command is 9 bytes, got {len(data)}")
+        (offset,) = _OFFSET.unpack_from(data, 1)
+        end = self.log.log_end_offset
+        if not 0 <= offset <= end:
+            return DeleteRecordsResult(self._deleted_before, DeleteRecordsError.OFFSET_OUT_OF_RANGE,
+                                       f"cannot delete records before offset {offset}: the log ends at {end}")
+        self._deleted_before = max(self._deleted_before, offset)
+        return DeleteRecordsResult(self._deleted_before)
+
+    def _produce(self, index: int, term: int, batch: memoryview) -> ProduceResult:
         try:
             header = validate_batch(batch, records=False)  # records were validated at the broker edge
         except CorruptBatchError as exc:
@@ -243,12 +303,23 @@ class PartitionStateMachine:
     # ------------------------------------------------------------- durability
 
     def checkpoint(self) -> int:
-        """fsync the log, then record the applied state atomically; returns the durable applied index."""
+        """fsync the log, then record the applied state atomically, then delete the segments wholly below deleted
+        records (the checkpoint now says they are gone); returns the durable applied index."""
         self._check_usable()
         with self._fail_stop("checkpoint"):
             self.log.flush()
             self._write_checkpoint()
+            self._delete_segments_below(self._deleted_before)
         return self.applied_index
+
+    def _delete_segments_below(self, offset: int) -> None:
+        """Delete the segments that hold only offsets below `offset`. The log's own start stays a segment base, a
+        batch boundary, where a snapshot stream can begin; reads go by `log_start_offset`."""
+        if offset <= self.log.log_start_offset:
+            return
+        base = max(s.base_offset for s in self.log.segments() if s.base_offset <= offset)
+        if base > self.log.log_start_offset:
+            self.log.advance_start_offset(base)
 
     def apply_retention(self, now: int | None = None) -> int:
         """Delete old segments per retention.ms / retention.bytes (only checkpointed ones); returns the count.
@@ -307,7 +378,8 @@ class PartitionStateMachine:
                 raise PartitionStateError(f"{self.directory}: log start offset {start} is not a batch boundary")
         if next_offset < end:
             return encode_chunk(offset, reset, batches), False, 0
-        done = {"end": end, "index": self.applied_index, "producers": self._producers.to_json()}
+        done = {"end": end, "index": self.applied_index, "producers": self._producers.to_json(),
+                "log_start": self._deleted_before}
         return encode_chunk(offset, reset, batches, done), True, self.applied_index
 
     def _read_batches(self, offset: int, end: int) -> tuple[bytes | None, int]:
@@ -363,6 +435,7 @@ class PartitionStateMachine:
             staging.log.flush()
             self.log.flush()
             self.applied_index, self.applied_term, self._producers = index, term, producers
+            self._deleted_before = max(self._deleted_before, staging.final.log_start)
             marker = {"start": staging.start, "reset": staging.reset}
             self._write_checkpoint(log_end=staging.next_offset, install=marker)  # commit point
             self._copy_staged(staging.log, staging.start, staging.reset)
@@ -434,14 +507,14 @@ class PartitionStateMachine:
             with open(self._checkpoint_path, "rb") as f:
                 raw = f.read()
         except FileNotFoundError:
-            return _Checkpoint(0, 0, 0, [], None)
+            return _Checkpoint(0, 0, 0, 0, [], None)
         try:
             doc = orjson.loads(raw)
             if doc["format"] != _CHECKPOINT_FORMAT or doc["version"] != _CHECKPOINT_VERSION:
                 raise ValueError(f"format {doc['format']!r} version {doc['version']!r}")
             checkpoint = _Checkpoint(doc["applied_index"], doc["applied_term"], doc["log_end_offset"],
-                                     doc["producers"], doc["install"])
-            for name in ("applied_index", "applied_term", "log_end_offset"):
+                                     doc.get("log_start_offset", 0), doc["producers"], doc["install"])
+            for name in ("applied_index", "applied_term", "log_end_offset", "log_start_offset"):
                 value = getattr(checkpoint, name)
                 if type(value) is not int or value < 0:
                     raise ValueError(f"{name} must be an int >= 0, got {value!r}")
@@ -463,7 +536,7 @@ class PartitionStateMachine:
         atomic_write(self._checkpoint_path, orjson.dumps({
             "format": _CHECKPOINT_FORMAT, "version": _CHECKPOINT_VERSION,
             "applied_index": self.applied_index, "applied_term": self.applied_term, "log_end_offset": log_end,
-            "producers": self._producers.to_json(), "install": install,
+            "log_start_offset": self._deleted_before, "producers": self._producers.to_json(), "install": install,
         }))
         self._checkpointed_end = log_end
 

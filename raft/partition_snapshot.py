@@ -15,7 +15,8 @@ Chunk: ``u32 header length (big-endian) | orjson header | raw batches`` where th
      "done": bool,      this chunk reaches the leader's log end; then also:
      "end": E,          the leader's log end offset
      "index": I,        the leader's applied Raft index that the snapshot represents
-     "producers": [..]} the leader's idempotent-producer state (ProducerTable.to_json)
+     "producers": [..], the leader's idempotent-producer state (ProducerTable.to_json)
+     "log_start": L}    the offset below which records were deleted (DeleteRecords; 0 if absent)
 
 and the raw batches are the leader's stored RecordBatch v2 bytes, unchanged (same offsets, same
 partition leader epochs), so the follower's log becomes byte-identical to the leader's.
@@ -51,6 +52,7 @@ class Chunk(NamedTuple):
     end: int | None
     index: int | None
     producers: list | None
+    log_start: int  # of the last chunk: records below it were deleted
     batches: memoryview  # contiguous batches starting at `start`, CRCs verified
     next_offset: int  # offset after the last batch (== start when there is none)
 
@@ -70,7 +72,8 @@ def decode_cursor(data: bytes) -> int:
 
 
 def encode_chunk(start: int, reset: bool, batches: bytes, done: dict | None = None) -> bytes:
-    """A chunk of `batches` (whole stored batches from `start`); `done` = {"end", "index", "producers"} for the last."""
+    """A chunk of `batches` (whole stored batches from `start`); `done` = {"end", "index", "producers", "log_start"}
+    for the last."""
     header = {"start": start, "reset": reset, "done": done is not None, **(done or {})}
     raw = orjson.dumps(header)
     return b"".join((_U32.pack(len(raw)), raw, batches))
@@ -84,12 +87,15 @@ def decode_chunk(data: bytes) -> Chunk:
         header = orjson.loads(view[4 : 4 + length])
         start, reset, done = header["start"], header["reset"], header["done"]
         end, index, producers = header.get("end"), header.get("index"), header.get("producers")
+        log_start = header.get("log_start", 0)
     except (struct.error, orjson.JSONDecodeError, TypeError, KeyError) as exc:
         raise SnapshotFormatError(f"malformed snapshot chunk header: {exc}") from None
     if type(start) is not int or start < 0 or type(reset) is not bool or type(done) is not bool:
         raise SnapshotFormatError(f"bad snapshot chunk header {header!r}")
     if done and not (type(end) is int and type(index) is int and isinstance(producers, list)):
         raise SnapshotFormatError("the last snapshot chunk must carry end, index and producers")
+    if type(log_start) is not int or not 0 <= log_start <= (end if done else log_start):
+        raise SnapshotFormatError(f"bad log start {log_start!r} in a snapshot chunk")
     batches = view[4 + length :]
     next_offset = start
     try:
@@ -101,7 +107,7 @@ def decode_chunk(data: bytes) -> Chunk:
         raise SnapshotFormatError(f"corrupt batch in snapshot chunk: {exc}") from None
     if not done and next_offset == start:
         raise SnapshotFormatError("a snapshot chunk that is not the last must carry batches")
-    return Chunk(start, reset, done, end, index, producers, batches, next_offset)
+    return Chunk(start, reset, done, end, index, producers, log_start, batches, next_offset)
 
 
 class Staging:

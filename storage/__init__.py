@@ -8,6 +8,7 @@ Public API (nothing here knows about Raft or HTTP):
     .append_raw(batch, *, partition_leader_epoch=None, verify_records=True) -> base offset
     .read(offset, max_bytes=1 MiB, *, max_records=None, max_offset=None) -> ReadResult (raw batches)
     .read_records(offset, max_records=500, max_bytes=1 MiB, *, max_offset=None) -> [StoredRecord]
+    .offset_for_timestamp(timestamp, *, min_offset=None, max_offset=None) -> TimestampMatch | None
     .flush() -> flushed offset (group commit; may run in a worker thread)
     .truncate(offset)  .advance_start_offset(offset)  .reset(start_offset)
     .apply_retention(now=None, *, max_offset=None) -> segments deleted
@@ -41,7 +42,7 @@ from .errors import (
     UnwritableDirectoryError,
 )
 from .fsutil import LEDGER_ENV, atomic_write
-from .log import Damage, PartitionLog, ReadResult, RecoveryReport, SegmentInfo
+from .log import Damage, PartitionLog, ReadResult, RecoveryReport, SegmentInfo, TimestampMatch
 from .records import (
     BatchHeader,
     Record,
@@ -75,6 +76,7 @@ __all__ = [
     "SegmentInfo",
     "StorageError",
     "StoredRecord",
+    "TimestampMatch",
     "UnwritableDirectoryError",
     "atomic_write",
     "encode_batch",

@@ -65,6 +65,13 @@ class ReadResult(NamedTuple):
     log_end_offset: int
 
 
+class TimestampMatch(NamedTuple):
+    """The record `offset_for_timestamp` found: its offset and timestamp."""
+
+    offset: int
+    timestamp: int
+
+
 class SegmentInfo(NamedTuple):
     base_offset: int
     next_offset: int
@@ -378,18 +385,20 @@ class PartitionLog:
             position, budget = result.next_offset, budget - len(result.data)
         return records
 
-    def offset_for_timestamp(self, timestamp: int, *, max_offset: int | None = None) -> int:
-        """The first offset whose record timestamp is >= timestamp (Kafka's ListOffsets by time).
+    def offset_for_timestamp(self, timestamp: int, *, min_offset: int | None = None,
+                             max_offset: int | None = None) -> TimestampMatch | None:
+        """The first record at or after min_offset whose timestamp is >= timestamp, as (offset, its timestamp):
+        Kafka's ListOffsets by time.
 
-        Returns the end (max_offset, else log_end_offset) when no record is that recent. Segments
-        are skipped by their max timestamp and batches by their header's; only the batch that
-        holds the answer is decoded.
+        Returns None when no record below the end (max_offset, else log_end_offset) is that recent.
+        Segments are skipped by their max timestamp and batches by their header's; only the batch
+        that holds the answer is decoded.
         """
         end = self.log_end_offset if max_offset is None else min(max_offset, self.log_end_offset)
-        position = self.log_start_offset
+        position = self.log_start_offset if min_offset is None else max(min_offset, self.log_start_offset)
         candidates = [s for s in self.segments() if s.max_timestamp >= timestamp and s.next_offset > position]
         if not candidates:
-            return end
+            return None
         position = max(position, candidates[0].base_offset)
         while position < end:
             result = self.read(position, 1 << 20)  # not max_offset=end: it may fall inside a batch
@@ -397,15 +406,15 @@ class PartitionLog:
                 break
             for header, batch in iter_batches(result.data):
                 if header.base_offset >= end:
-                    return end
+                    return None
                 if header.max_timestamp >= timestamp and header.last_offset >= position:
                     for record in iter_records(batch, start_offset=position):
                         if record.offset >= end:
-                            return end
+                            return None
                         if record.timestamp >= timestamp:
-                            return record.offset
+                            return TimestampMatch(record.offset, record.timestamp)
             position = result.next_offset
-        return end
+        return None
 
     # ---- removing data -------------------------------------------------------------------
 

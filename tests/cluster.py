@@ -1,4 +1,4 @@
-"""Test support: real local clusters of broker processes, and a tiny HTTP helper.
+"""Test support: real local clusters of broker processes, a tiny HTTP helper, and reading /metrics.
 
 `cluster_factory` (a fixture in conftest.py) starts `LocalCluster`s under the
 test's tmp dir with fast elections and always stops them.
@@ -57,3 +57,11 @@ def wait_until(predicate, timeout: float, what: str):
             return value
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.05)
+
+
+def metric_total(text: str, name: str, **labels: str) -> float:
+    """The sum of the samples of metric `name` with the given labels in a Prometheus text scrape."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return sum(s.value for family in text_string_to_metric_families(text) for s in family.samples
+               if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))

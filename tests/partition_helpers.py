@@ -6,7 +6,7 @@ import resource
 import signal
 from contextlib import contextmanager
 
-from raftka.raft.partition import PartitionStateMachine, encode_produce
+from raftka.raft.partition import DeleteRecordsResult, PartitionStateMachine, encode_produce
 from raftka.storage import Record, encode_batch
 
 
@@ -20,9 +20,12 @@ def produce(values, pid=-1, epoch=-1, seq=-1) -> bytes:
 
 
 def summary(result) -> tuple | None:
-    """A ProduceResult as comparable data: (base_offset, last_offset, duplicate, error code)."""
+    """A ProduceResult as comparable data: (base_offset, last_offset, duplicate, error code); a DeleteRecordsResult
+    as ("deleted", deleted_before, error code)."""
     if result is None:
         return None
+    if isinstance(result, DeleteRecordsResult):
+        return ("deleted", result.deleted_before, int(result.error))
     return (result.base_offset, result.last_offset, result.duplicate, int(result.error))
 
 

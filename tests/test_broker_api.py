@@ -9,7 +9,7 @@ import urllib.parse
 
 import pytest
 
-from cluster import request, retry
+from cluster import metric_total, request, retry
 from raftka.client.partitioner import partition_for_key
 from raftka.storage import Record, encode_batch, iter_records
 
@@ -191,13 +191,6 @@ def test_any_broker_relays_another_brokers_own_views(cluster):
     for bad in ("/brokers/9/raft", "/brokers/x/raft", "/brokers/1/openapi.json", "/brokers/2/topics"):
         resp = request(url + bad)
         assert (resp.status, resp.json()["error_code"]) == (422, 42206), bad
-
-
-def metric_total(text: str, name: str, **labels: str) -> float:
-    from prometheus_client.parser import text_string_to_metric_families
-
-    return sum(s.value for family in text_string_to_metric_families(text) for s in family.samples
-               if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
 
 
 def test_traffic_metrics_count_each_produce_and_fetch_once_on_the_leader(cluster):

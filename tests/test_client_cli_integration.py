@@ -85,6 +85,13 @@ def test_topics_produce_consume_groups_cluster(raftka, cluster, tmp_path):
     assert [row.split()[1:4] for row in rows if row.startswith("│ demo ")] == [["demo", "│", str(p)] for p in range(3)]
     assert not re.search(r"[0-9a-f]{12}/[0-9]", narrow.stdout), "groups are named by topic and partition"
 
+    [user_partition] = {r["partition"] for r in records if r["key"] == "user-1"}
+    deleted = raftka("topics", "delete-records", "demo", "-p", str(user_partition), "--before", "1", "--yes").output
+    assert f"Partition {user_partition} of demo now begins at offset 1." in deleted
+    again = raftka("topics", "delete-records", "demo", "-p", str(user_partition), "--before", "0", "--yes").output
+    assert "begins at offset 1." in again  # never moves back
+    assert "out of range" in raftka("topics", "delete-records", "demo", "-p", str(user_partition), "--before",
+                                    "100000", "--yes", code=1).output
     assert "Altered topic demo" in raftka("topics", "alter", "demo", "--partitions", "4", "-c", "retention.ms=1200000").output
     assert "1200000" in raftka("topics", "describe", "demo").stdout
     assert "Deleted topic demo" in raftka("topics", "delete", "demo", "--yes").output

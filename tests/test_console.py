@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from cluster import request, retry
 from raftka.client import Consumer
 from raftka.client.devcluster import LocalCluster
-from raftka.node.http.traffic import PRODUCE_LATENCY_BUCKETS as LATENCY_BUCKETS
+from raftka.node.services.traffic import PRODUCE_LATENCY_BUCKETS as LATENCY_BUCKETS
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"

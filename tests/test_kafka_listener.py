@@ -4,7 +4,8 @@
   undecodable) closes that connection only, and /metrics counts it by reason;
   a producer on another connection keeps working;
 * a transactional API answers UNSUPPORTED_VERSION and the connection stays up;
-* kcat (librdkafka's CLI) lists, produces and consumes against 3 brokers;
+* kcat (librdkafka's CLI) lists, produces and consumes against 3 brokers, and
+  consumes in a group (-G) whose committed offsets show over HTTP;
 * confluent-kafka's AdminClient and kafka-python's KafkaAdminClient, pointed at
   one broker that does not lead the metadata group (so writes are relayed):
   create (with configs), describe and alter configs, add partitions, delete.
@@ -137,6 +138,11 @@ def test_kcat_lists_produces_and_consumes(cluster):
     assert sorted(kv for kv, _ in got) == sorted(lines)
     for kv, partition in got:
         assert int(partition) == partition_for_key(kv.split(":")[0].encode(), 3), kv
+    # the balanced consumer (-G): joins a group, reads everything, commits; the offsets show over HTTP
+    grouped = run("-G", "kcat-group", "-e", "-X", "auto.offset.reset=earliest", "-f", "%k:%s\n", "kcat-topic")
+    assert sorted(line for line in grouped.stdout.decode().splitlines() if line) == sorted(lines)
+    committed = request(cluster.url(2) + "/groups/kcat-group").json()["offsets"]
+    assert sum(o["offset"] for o in committed) == 300 and all(o["lag"] == 0 for o in committed), committed
 
 
 def _eventually(predicate, what: str, timeout: float = 10.0) -> None:

@@ -13,7 +13,7 @@ import time
 from collections import defaultdict
 
 import pytest
-from cluster import request, retry
+from cluster import metric_total, request, retry
 from kafka_support import http_records, start_kafka_cluster
 
 from raftka.client.partitioner import partition_for_key
@@ -35,9 +35,9 @@ def cluster(tmp_path_factory):
     cluster.close()
 
 
-def _create(cluster, name: str, partitions: int = PARTITIONS) -> None:
-    resp = retry(lambda: request(cluster.bootstrap[0] + "/topics", "POST",
-                                 {"name": name, "partitions": partitions, "replication_factor": 3}))
+def _create(cluster, name: str, partitions: int = PARTITIONS, configs: dict | None = None) -> None:
+    resp = retry(lambda: request(cluster.bootstrap[0] + "/topics", "POST", {
+        "name": name, "partitions": partitions, "replication_factor": 3, "configs": configs or {}}))
     assert resp.status == 201, resp.body
 
 
@@ -198,3 +198,47 @@ def test_kafka_errors_unknown_topic_and_out_of_range(cluster):
             pytest.fail("no offset-out-of-range error")
     finally:
         consumer.close()
+
+
+def test_a_batch_over_max_message_bytes_is_message_too_large_and_nothing_is_stored(cluster):
+    _create(cluster, "small-messages", partitions=1, configs={"max.message.bytes": 2000})
+    producer = confluent_kafka.Producer({"bootstrap.servers": cluster.kafka_bootstrap, "message.send.max.retries": 0})
+    outcomes = []
+    producer.produce("small-messages", value=b"x" * 5000, on_delivery=lambda err, msg: outcomes.append(err))
+    producer.produce("small-messages", value=b"fits", on_delivery=lambda err, msg: outcomes.append(err))
+    producer.flush(30)
+    assert outcomes[0] is not None and outcomes[0].code() == confluent_kafka.KafkaError.MSG_SIZE_TOO_LARGE
+    offsets = request(cluster.bootstrap[0] + "/topics/small-messages/partitions/0/offsets").json()
+    assert offsets["end_offset"] == (1 if outcomes[1] is None else 0)
+
+
+def test_kafka_protocol_traffic_is_counted_once_on_the_leader_for_the_consoles_charts(cluster):
+    _create(cluster, "kafka-metered", partitions=1)
+    leader = cluster.leader_of("kafka-metered", 0)
+    scrape = {b: request(cluster.url(b) + "/metrics").body.decode() for b in cluster.ids}
+    latency_before = metric_total(scrape[leader], "raftka_produce_seconds_count")
+    producer = confluent_kafka.Producer({"bootstrap.servers": cluster.kafka_bootstrap, "enable.idempotence": True,
+                                         "batch.num.messages": 5, "linger.ms": 5})
+    for i in range(20):
+        producer.produce("kafka-metered", value=b"metered-%d" % i, partition=0)
+    assert producer.flush(30) == 0
+    consumer = confluent_kafka.Consumer({"bootstrap.servers": cluster.kafka_bootstrap, "group.id": "metered",
+                                         "enable.auto.commit": False})
+    try:
+        consumer.assign([confluent_kafka.TopicPartition("kafka-metered", 0, 0)])
+        got, deadline = [], time.monotonic() + 30
+        while len(got) < 20 and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is not None and msg.error() is None:
+                got.append(msg.offset())
+        assert got == list(range(20))
+    finally:
+        consumer.close()
+    scrape = {b: request(cluster.url(b) + "/metrics").body.decode() for b in cluster.ids}
+    for b, text in scrape.items():
+        counts = tuple(metric_total(text, name, topic="kafka-metered") for name in (
+            "raftka_produced_records_total", "raftka_fetched_records_total"))
+        assert counts == ((20, 20) if b == leader else (0, 0)), b
+    assert metric_total(scrape[leader], "raftka_produced_bytes_total", topic="kafka-metered") > 20 * 9
+    assert metric_total(scrape[leader], "raftka_fetched_bytes_total", topic="kafka-metered") > 20 * 9
+    assert metric_total(scrape[leader], "raftka_produce_seconds_count") - latency_before >= 4  # one per batch

@@ -2,11 +2,12 @@
 
 The model is what clients and Raft know: the list of committed entries (the journal), the
 values at each offset, and for each idempotent producer the batches it got acknowledged. Rules
-produce (new batches, retries, gaps, epoch bumps, zombies, corrupt batches), no-ops, checkpoints,
-retention, crashes with replay from the journal, and snapshot transfers (complete or
+produce (new batches, retries, gaps, epoch bumps, zombies, corrupt batches), no-ops, deleting
+records (DeleteRecords: the log start offset), checkpoints, retention, crashes with replay from the journal, and snapshot transfers (complete or
 interrupted) to a second replica, which may then take over as the subject. Invariants: each
-replica's log holds exactly the model's values for its offsets, and every application of an
-entry, first or replayed, on any replica, gives the same result.
+replica's log holds exactly the model's values for its offsets from its log start offset, which
+is never below the model's, and every application of an entry, first or replayed, on any
+replica, gives the same result.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from raftka.raft.partition import PartitionStateMachine, ProduceError
+from raftka.raft.partition import DeleteRecordsError, PartitionStateMachine, ProduceError, encode_delete_records
 from raftka.raft.partition_producers import CACHED_BATCHES, INT32_MAX
 from raftka.raft.partition_snapshot import decode_chunk
 from raftka.storage import LogConfig
@@ -68,6 +69,7 @@ class PartitionModel(RuleBasedStateMachine):
         self.results: list[tuple | None] = []  # result of each entry, as first applied
         self.values: list[bytes] = []  # value at each offset
         self.end_after = [0]  # log end offset after applying index i
+        self.deleted_after = [0]  # offset below which records were deleted, after applying index i
         self.term = 1
         self.producers: dict[int, Producer] = {}
         self.counter = 0
@@ -93,6 +95,7 @@ class PartitionModel(RuleBasedStateMachine):
         self.journal.append((index, self.term, data))
         result = self.subject.sm.apply(index, self.term, data)
         self.results.append(summary(result))
+        self.deleted_after.append(self.deleted_after[-1])
         return result
 
     def _expect_append(self, data: bytes, values: list[bytes]) -> tuple[int, int]:
@@ -182,6 +185,19 @@ class PartitionModel(RuleBasedStateMachine):
         position = 18 + position % (len(data) - 18)  # inside the CRC or the CRC-covered bytes
         data[position] ^= 0x10
         self._expect_rejection(bytes(data), ProduceError.CORRUPT_MESSAGE)
+
+    @rule(back=st.integers(-2, 12))
+    def delete_records(self, back):
+        """Delete the records before `back` offsets from the end (-1, -2: past the end)."""
+        offset = len(self.values) - back
+        result = self._commit(encode_delete_records(offset))
+        self.end_after.append(len(self.values))
+        if not 0 <= offset <= len(self.values):
+            assert result.error is DeleteRecordsError.OFFSET_OUT_OF_RANGE
+        else:
+            assert result.ok
+            self.deleted_after[-1] = max(self.deleted_after[-1], offset)
+        assert result.deleted_before == self.deleted_after[-1] <= self.subject.sm.log_start_offset
 
     @rule()
     def noop(self):
@@ -279,6 +295,7 @@ class PartitionModel(RuleBasedStateMachine):
 
     def _check_log(self, sm: PartitionStateMachine) -> None:
         start = sm.log_start_offset
+        assert start >= self.deleted_after[sm.applied_index]
         assert values_of(sm) == list(enumerate(self.values[: sm.high_watermark]))[start:]
 
 

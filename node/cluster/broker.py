@@ -51,7 +51,8 @@ from raftka.raft import canary
 from raftka.raft.core import NotLeaderError, Role
 from raftka.raft.host import GroupStateLost, HostConfig, ProposalDroppedError, RaftHost, StorageUnavailableError
 from raftka.raft.journal import Journal
-from raftka.raft.partition import PartitionStateMachine, encode_produce
+from raftka.raft.partition import (DeleteRecordsResult, PartitionStateMachine, ProduceResult, encode_delete_records,
+                                  encode_produce)
 from raftka.raft.replica import replica_id
 from raftka.storage import LogConfig, atomic_write
 
@@ -422,26 +423,38 @@ class Broker:
 
     # ------------------------------------------------------- produce / fetch
 
-    async def produce(self, topic: str, partition: int, batch: bytes, timeout: float):
+    async def produce(self, topic: str, partition: int, batch: bytes, timeout: float) -> ProduceResult:
         """Replicate one RecordBatch to the partition (leader only); returns the state machine's result."""
+        return await self._propose_partition(topic, partition, encode_produce(batch), timeout, "Produce to",
+                                             "retry with the idempotent producer")
+
+    async def delete_records(self, topic: str, partition: int, before_offset: int,
+                             timeout: float) -> DeleteRecordsResult:
+        """Delete the partition's records below `before_offset` through its Raft group (leader only); returns the
+        state machine's result."""
+        return await self._propose_partition(topic, partition, encode_delete_records(before_offset), timeout,
+                                             "Deleting records of", "deleting again is harmless")
+
+    async def _propose_partition(self, topic: str, partition: int, command: bytes, timeout: float, action: str,
+                                 retry_advice: str):
         hosted = self.local_partition(topic, partition)
         try:
-            result = await asyncio.wait_for(self.host.propose(hosted.group, encode_produce(batch)), timeout)
+            result = await asyncio.wait_for(self.host.propose(hosted.group, command), timeout)
         except NotLeaderError as exc:
             raise self.not_leader(exc.leader, f"partition {topic}/{partition}") from None
         except StorageUnavailableError as exc:  # nothing was appended: a definite, retriable failure
             raise self.storage_unavailable(exc, f"partition {topic}/{partition}") from None
         except asyncio.TimeoutError:
-            raise RequestTimedOut(f"Produce to {topic}/{partition} not committed within {timeout:.1f} s; the "
-                                  "outcome is unknown (retry with the idempotent producer).") from None
+            raise RequestTimedOut(f"{action} {topic}/{partition} not committed within {timeout:.1f} s; the "
+                                  f"outcome is unknown ({retry_advice}).") from None
         except ApiError:
             raise
         except ProposalDroppedError as exc:  # definitely not applied: safe to call it a failure
-            log.info("produce to %s/%d dropped: %s", topic, partition, exc)
-            raise NotLeader(f"partition {topic}/{partition} (the batch was not committed: {exc})") from None
+            log.info("%s %s/%d dropped: %s", action.lower(), topic, partition, exc)
+            raise NotLeader(f"partition {topic}/{partition} (the command was not committed: {exc})") from None
         except Exception as exc:  # snapshot-covered or group closed: it may have been applied
-            raise RequestTimedOut(f"Produce to {topic}/{partition}: outcome unknown ({exc}); retry with the "
-                                  "idempotent producer.") from None
+            raise RequestTimedOut(f"{action} {topic}/{partition}: outcome unknown ({exc}); {retry_advice}."
+                                  ) from None
         return result
 
     # ------------------------------------------------------ reconciliation

@@ -15,8 +15,8 @@ from aiohttp import web
 from raftka.node.cluster.broker import Broker
 from raftka.node.errors import ApiError, InternalError, RequestTooLarge, error_body
 from raftka.node.console import add_console_routes
-from raftka.node.http.common import JSON, METRICS_KEY, SERVICES_KEY, TRAFFIC_KEY, error_response, json_response
 from raftka.node.http.auth import auth_middleware
+from raftka.node.http.common import JSON, METRICS_KEY, SERVICES_KEY, error_response, json_response
 from raftka.node.http.forwarding import BROKER_HEADER, forward_elsewhere
 from raftka.node.http.openapi import openapi_spec
 from raftka.node.http.peer_views import add_peer_view_routes
@@ -24,7 +24,6 @@ from raftka.node.http.routes_groups import GroupsFacade, add_group_routes
 from raftka.node.http.routes_records import add_record_routes
 from raftka.node.http.routes_security import add_security_routes
 from raftka.node.http.routes_topics import add_topic_routes
-from raftka.node.http.traffic import TrafficMetrics
 from raftka.node.metrics import CONTENT_TYPE, MetricsRegistry
 from raftka.node.services import BrokerServices
 from raftka.node.services.routing import ServedElsewhere
@@ -172,12 +171,9 @@ def create_app(services: BrokerServices, groups: GroupsFacade) -> web.Applicatio
     broker = services.broker
     app = web.Application(middlewares=[errors_middleware, auth_middleware, topic_catch_up_middleware],
                           client_max_size=broker.config.max_request_bytes)
-    registry = MetricsRegistry()
     app[SERVICES_KEY] = services
-    app[METRICS_KEY] = registry
-    app[TRAFFIC_KEY] = TrafficMetrics(registry)
-    register_raft_metrics(registry, broker)
-    services.security.attach_metrics(registry)
+    app[METRICS_KEY] = services.metrics
+    register_raft_metrics(services.metrics, broker)
     app.router.add_get("/health", health)
     app.router.add_get("/raft", raft_status)
     app.router.add_get("/raft/leaders", raft_leaders)

@@ -9,14 +9,12 @@ import orjson
 from aiohttp import web
 
 from raftka.node.errors import ApiError, InvalidRequest
-from raftka.node.http.traffic import TrafficMetrics
 from raftka.node.metrics import MetricsRegistry
 from raftka.node.services import BrokerServices
 
 JSON = "application/json"
 SERVICES_KEY = web.AppKey("services", BrokerServices)
 METRICS_KEY = web.AppKey("metrics", MetricsRegistry)
-TRAFFIC_KEY = web.AppKey("traffic", TrafficMetrics)
 
 
 def json_response(doc, status: int = 200, content_type: str = JSON) -> web.Response:

@@ -348,6 +348,20 @@ def _topic_paths() -> dict:
                 ("beginning_offset", "end_offset"))),
                 params=[_query("timestamp", _int(0, INT64_MAX), "epoch milliseconds")], tag="fetch"),
         },
+        "/topics/{topic}/partitions/{partition}/delete-records": {
+            "parameters": PART,
+            "post": _op("Delete the records before `before_offset` (Kafka's DeleteRecords; -1: the high watermark): "
+                        "the partition's log start offset moves there on every replica, and a fetch below it "
+                        "answers 416 with the new earliest offset. Answers the new log start offset (Kafka's low "
+                        "watermark); an offset at or below it changes nothing.",
+                        _ok("new log start offset", _obj(
+                            {"topic": {"type": "string"}, "partition": {"type": "integer"},
+                             "log_start_offset": {"type": "integer"}}, ("topic", "partition", "log_start_offset"))),
+                        params=[_TIMEOUT_MS],
+                        body=_body(_obj({"before_offset": _int(-1, INT64_MAX)}, ("before_offset",))),
+                        tag="fetch", errors="404 40401/40402, 416 41601 above the high watermark (body adds "
+                                            "earliest, latest), 422 42206 bad body, 500 50003 timed out"),
+        },
         "/topics/{topic}/configs": {
             "parameters": TOPIC,
             "get": _op("Topic configs (with defaults).", _ok("configs", configs_doc), tag="topics"),

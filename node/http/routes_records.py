@@ -1,16 +1,15 @@
-"""Produce and fetch routes: REST Proxy v2 JSON, and raftka's binary RecordBatch fast path.
+"""Produce, fetch and delete-records routes: REST Proxy v2 JSON, and raftka's binary RecordBatch fast path.
 
-Thin adapters over `ProduceService` and `FetchService`: parse the request,
-call the service, render the answer. When the service says the partition is
-served elsewhere (`ServedElsewhere`), the request goes to that broker: a
-produce as one raw RecordBatch per partition to the leader's fast path, a
-fetch or offsets request replayed as it is.
+Thin adapters over `ProduceService`, `FetchService` and `DeleteRecordsService`:
+parse the request, call the service, render the answer. When the service says
+the partition is served elsewhere (`ServedElsewhere`), the request goes to that
+broker: a produce as one raw RecordBatch per partition to the leader's fast
+path, a fetch, offsets or delete-records request replayed as it is.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import asdict
 
 import orjson
@@ -19,7 +18,7 @@ from aiohttp import web
 from raftka.node.errors import ApiError, InvalidRequest, error_body
 from raftka.node.http.codecs import (fetch_format, parse_produce_request, produce_format, render_produce_response,
                                      render_records)
-from raftka.node.http.common import SERVICES_KEY, TRAFFIC_KEY, json_response, partition_number, query_int
+from raftka.node.http.common import SERVICES_KEY, json_response, partition_number, query_int, read_json
 from raftka.node.http.forwarding import BROKER_HEADER, forward_elsewhere, forwarded_elsewhere
 from raftka.node.services import BrokerServices
 from raftka.node.services.produce import ProduceRejected, encode_records
@@ -40,11 +39,7 @@ async def produce_batch(request: web.Request, services: BrokerServices, topic: s
 
     Returns the batch endpoint's answer and the id of the broker that served it (for X-Raftka-Broker)."""
     try:
-        started = time.monotonic()
         ack = await services.produce.append(topic, partition, batch, timeout_s, validate=validate)
-        if not ack.duplicate:
-            request.app[TRAFFIC_KEY].produced(topic, ack.last_offset - ack.base_offset + 1, len(batch),
-                                              time.monotonic() - started)
         return asdict(ack), str(services.broker.id)
     except ServedElsewhere as elsewhere:
         path = f"/topics/{topic}/partitions/{partition}/batch?timeout_ms={int(timeout_s * 1000)}"
@@ -142,7 +137,6 @@ async def fetch_records(request: web.Request) -> web.Response:
         result = await services.fetch.read(topic, partition, offset, max_bytes, wait_ms)
     except ServedElsewhere as elsewhere:
         return await forward_elsewhere(request, elsewhere, timeout=wait_ms / 1000 + 10)
-    request.app[TRAFFIC_KEY].fetched(topic, result.next_offset - offset, len(result.data))
     headers = {"X-Raftka-High-Watermark": str(result.high_watermark),
                "X-Raftka-Log-Start": str(result.log_start_offset)}
     if raw:
@@ -158,10 +152,26 @@ async def partition_offsets(request: web.Request) -> web.Response:
     topic, partition = request.match_info["topic"], partition_number(request)
     start, end = await services.fetch.offsets(topic, partition)
     doc = {"beginning_offset": start, "end_offset": end}
-    if "timestamp" in request.query:  # Kafka's ListOffsets by time: the first offset at or after it
+    if "timestamp" in request.query:  # Kafka's ListOffsets by time: the first offset at or after it, else the end
         timestamp = query_int(request, "timestamp", None, 0, 2**63 - 1)
-        doc["timestamp_offset"] = await services.fetch.offset_for_timestamp(topic, partition, timestamp)
+        found = await services.fetch.offset_for_timestamp(topic, partition, timestamp)
+        doc["timestamp_offset"] = end if found is None else found.offset
     return json_response(doc)
+
+
+@forwarded_elsewhere
+async def delete_records(request: web.Request) -> web.Response:
+    """Kafka's DeleteRecords: the records before `before_offset` (-1: the high watermark) are gone; answers the
+    partition's new log start offset."""
+    services: BrokerServices = request.app[SERVICES_KEY]
+    topic, partition = request.match_info["topic"], partition_number(request)
+    services.topics.check_partition(topic, partition)
+    doc = await read_json(request)
+    if set(doc) != {"before_offset"}:
+        raise InvalidRequest(f"Expected {{\"before_offset\": N}}, got fields {sorted(doc)}.")
+    start = await services.delete_records.delete_before(topic, partition, doc["before_offset"],
+                                                        produce_timeout_s(request))
+    return json_response({"topic": topic, "partition": partition, "log_start_offset": start})
 
 
 def add_record_routes(app: web.Application) -> None:
@@ -171,6 +181,7 @@ def add_record_routes(app: web.Application) -> None:
     r.add_post("/topics/{topic}/partitions/{partition}/batch", produce_raw_batch)
     r.add_get("/topics/{topic}/partitions/{partition}/records", fetch_records)
     r.add_get("/topics/{topic}/partitions/{partition}/offsets", partition_offsets)
+    r.add_post("/topics/{topic}/partitions/{partition}/delete-records", delete_records)
 
 
 __all__ = ["add_record_routes", "BATCH_TYPE"]

@@ -61,6 +61,7 @@ API_TABLE: dict[int, ApiSpec] = {spec.key: spec for spec in (
     _spec(_metadata.ApiVersionsRequest, _metadata.ApiVersionsResponse, 0, 3),
     _spec(_admin.CreateTopicsRequest, _admin.CreateTopicsResponse, 2, 7),
     _spec(_admin.DeleteTopicsRequest, _admin.DeleteTopicsResponse, 1, 5),
+    _spec(_admin.DeleteRecordsRequest, _admin.DeleteRecordsResponse, 0, 2),
     _spec(_producer.InitProducerIdRequest, _producer.InitProducerIdResponse, 0, 4),
     _spec(_admin.DescribeConfigsRequest, _admin.DescribeConfigsResponse, 1, 4),
     _spec(_admin.AlterConfigsRequest, _admin.AlterConfigsResponse, 0, 2),

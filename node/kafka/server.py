@@ -31,7 +31,7 @@ class KafkaMetrics:
 
 
 class KafkaServer:
-    def __init__(self, services: BrokerServices, registry: MetricsRegistry):
+    def __init__(self, services: BrokerServices):
         config = services.broker.config
         if config.kafka_listen is None or config.kafka_advertise is None:
             raise ValueError("the Kafka listener needs --kafka-listen")
@@ -41,7 +41,7 @@ class KafkaServer:
         self.advertised = config.kafka_advertise
         self.max_request_bytes = config.max_request_bytes
         self.cluster_id = ensure_identity(config).cluster_id
-        self.metrics = KafkaMetrics(registry)
+        self.metrics = KafkaMetrics(services.metrics)
         self.relay = ControllerRelay(self)
         self._server: asyncio.base_events.Server | None = None
         self._connections: set[asyncio.Task] = set()

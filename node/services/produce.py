@@ -9,7 +9,10 @@ The rules live here once:
   valid RecordBatch v2 (42206);
 * the partition leader proposes the batch through the partition's Raft
   group; the partition state machine's refusals (sequence out of order,
-  fenced epoch, corrupt batch) become `ProduceRejected` with raftka's codes.
+  fenced epoch, corrupt batch) become `ProduceRejected` with raftka's codes;
+* a committed batch is counted in the traffic metrics (`traffic`), once, by
+  the leader that committed it (not again when an idempotent retry is
+  answered with its original offsets).
 
 When the batch belongs on another broker, `append` raises `ServedElsewhere`
 (routing.py) after the checks; the front end forwards it or tells the client.
@@ -18,6 +21,7 @@ When the batch belongs on another broker, `append` raises `ServedElsewhere`
 from __future__ import annotations
 
 import itertools
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -27,6 +31,7 @@ from raftka.node.cluster.broker import Broker
 from raftka.node.cluster.topics import parse_topic_configs
 from raftka.node.errors import ApiError, InvalidRequest, RecordTooLarge
 from raftka.node.services.routing import serve_partition_here
+from raftka.node.services.traffic import TrafficMetrics
 from raftka.raft.partition import ProduceError
 from raftka.storage import CorruptBatchError, InvalidRecordError, Record, encode_batch, validate_batch
 from raftka.storage.errors import StorageError
@@ -72,8 +77,9 @@ def encode_records(records: Iterable[Record], producer_id: int | None = None, pr
 
 
 class ProduceService:
-    def __init__(self, broker: Broker):
+    def __init__(self, broker: Broker, traffic: TrafficMetrics):
         self.broker = broker
+        self.traffic = traffic
         self._round_robin: dict[str, itertools.count] = defaultdict(itertools.count)  # null-key spreading per topic
 
     def partition_records(self, topic: str, records: Sequence[tuple[int | None, bytes | None]]) -> dict[int, list[int]]:
@@ -104,7 +110,8 @@ class ProduceService:
         the partition's leader; raises `ServedElsewhere` when another broker must take it. `on_proposing` is
         called just before the batch is handed to the partition's Raft group, with no await in between: a batch
         whose append starts after that call is proposed after this one (how a front end pipelines appends to
-        one partition and keeps their order)."""
+        one partition and keeps their order). A committed batch is counted in the traffic metrics here."""
+        started = time.monotonic()
         limit = self.max_message_bytes(topic)
         if len(batch) > limit:
             raise RecordTooLarge(f"Batch for {topic}/{partition} is {len(batch)} bytes; max.message.bytes of "
@@ -120,6 +127,9 @@ class ProduceService:
         result = await self.broker.produce(topic, partition, batch, timeout_s)
         if not result.ok:
             raise ProduceRejected(PRODUCE_ERROR_CODES.get(result.error, 42206), result.error_message, result.error)
+        if not result.duplicate:
+            self.traffic.produced(topic, result.last_offset - result.base_offset + 1, len(batch),
+                                  time.monotonic() - started)
         return ProduceAck(partition, result.base_offset, result.last_offset, result.duplicate)
 
 

@@ -53,27 +53,24 @@ MAX_PASSWORD_BYTES = 1024
 
 
 class SecurityService:
-    def __init__(self, broker: Broker):
+    def __init__(self, broker: Broker, metrics: MetricsRegistry):
         self.broker = broker
         self.settings = broker.config.security
         self.limiter = LoginLimiter(self.settings.login_failure_limit)
         self._verified: OrderedDict[tuple[str, bytes], bytes] = OrderedDict()  # (user, HMAC(password)) -> key
         self._cache_key = os.urandom(32)
         self._index_version, self._index = -1, AclIndex(())
-        self._failures = self._limited = self._denied = None
+        self._failures = metrics.counter("raftka_auth_failures_total", "Failed authentications (wrong or unknown "
+                                         "credentials, bad signatures, malformed exchanges).", ("listener",))
+        self._limited = metrics.counter("raftka_auth_rate_limited_total", "Logins refused unchecked: the source "
+                                        "address failed too often within a minute.", ("listener",))
+        self._denied = metrics.counter("raftka_authorization_denied_total", "Requests refused by the ACLs.",
+                                       ("listener", "resource_type"))
         self._task: asyncio.Task | None = None
 
     @property
     def enabled(self) -> bool:
         return self.settings.auth_required
-
-    def attach_metrics(self, registry: MetricsRegistry) -> None:
-        self._failures = registry.counter("raftka_auth_failures_total", "Failed authentications (wrong or unknown "
-                                          "credentials, bad signatures, malformed exchanges).", ("listener",))
-        self._limited = registry.counter("raftka_auth_rate_limited_total", "Logins refused unchecked: the source "
-                                         "address failed too often within a minute.", ("listener",))
-        self._denied = registry.counter("raftka_authorization_denied_total", "Requests refused by the ACLs.",
-                                        ("listener", "resource_type"))
 
     # --------------------------------------------------------------- lifecycle
 
@@ -113,19 +110,15 @@ class SecurityService:
 
     # ---------------------------------------------------------- authentication
 
-    def _count(self, family, *labels: str) -> None:
-        if family is not None:
-            family.labels(*labels).inc()
-
     def check_address(self, address: str, listener: str) -> None:
         """TooManyLoginFailures when `address` failed to log in too often lately."""
         if self.limiter.blocked(address):
-            self._count(self._limited, listener)
+            self._limited.labels(listener).inc()
             raise TooManyLoginFailures()
 
     def login_failed(self, address: str, listener: str) -> None:
         self.limiter.failed(address)
-        self._count(self._failures, listener)
+        self._failures.labels(listener).inc()
 
     def credential(self, user: str, mechanism: str) -> ScramCredential | None:
         doc = credentials(self.broker.metadata.state, user).get(mechanism)
@@ -195,7 +188,7 @@ class SecurityService:
             return
         if await self.catch_up() and self.allowed(principal, host, operation, resource):
             return
-        self._count(self._denied, listener, resource.type.name.lower())
+        self._denied.labels(listener, resource.type.name.lower()).inc()
         raise denial(operation, resource)
 
     async def check_any_topic(self, principal: str, host: str, operation: Operation, listener: str = "http") -> None:
@@ -205,7 +198,7 @@ class SecurityService:
                 self._acls().allowed_on_some(principal, host, operation, ResourceType.TOPIC)
         if ok() or (await self.catch_up() and ok()):
             return
-        self._count(self._denied, listener, "cluster")
+        self._denied.labels(listener, "cluster").inc()
         raise ClusterAuthorizationFailed(f"{_verb(operation)} any topic in")
 
     def visible(self, principal: str, host: str, resource_type: ResourceType, names: Iterable[str],

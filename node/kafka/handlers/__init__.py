@@ -18,6 +18,7 @@ from raftka.node.kafka.handlers.acls import (alter_user_scram_credentials, creat
 from raftka.node.kafka.handlers.admin import (alter_configs, create_partitions, create_topics, delete_topics,
                                               describe_cluster, describe_configs, incremental_alter_configs)
 from raftka.node.kafka.handlers.api_versions import api_versions, unsupported_version_response
+from raftka.node.kafka.handlers.delete_records import delete_records
 from raftka.node.kafka.handlers.fetch import fetch
 from raftka.node.kafka.handlers.groups import (delete_groups, describe_groups, find_coordinator, heartbeat, join_group,
                                                leave_group, list_groups, sync_group)
@@ -48,6 +49,7 @@ HANDLERS: dict[int, Handler] = {  # by API key; every API of `API_TABLE` (a test
     18: api_versions,
     19: create_topics,
     20: delete_topics,
+    21: delete_records,
     22: init_producer_id,
     29: describe_acls,
     30: create_acls,

@@ -95,7 +95,7 @@ async def _read_all(service: Any, reads: list[_Read], max_bytes: int) -> None:
 
 async def _wait_for_any(service: Any, reads: list[_Read], wait_ms: int) -> None:
     """Return when any partition has records past its fetch offset, or after `wait_ms`."""
-    waits = [asyncio.ensure_future(service.read(r.topic, r.partition, r.offset, 1, wait_ms)) for r in reads]
+    waits = [asyncio.ensure_future(service.wait(r.topic, r.partition, r.offset, wait_ms)) for r in reads]
     try:
         await asyncio.wait(waits, timeout=wait_ms / 1000, return_when=asyncio.FIRST_COMPLETED)
     finally:

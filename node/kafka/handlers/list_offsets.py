@@ -1,8 +1,8 @@
 """ListOffsets: earliest (-2), latest (-1, the high watermark) and by timestamp, from `FetchService`.
 
-A timestamp at or above 0 answers the first offset whose record timestamp is
-at least that (with the record's timestamp), or -1 when no record is that
-recent, as Kafka does. read_committed and read_uncommitted are the same:
+A timestamp at or above 0 answers the first offset from the log start on whose
+record timestamp is at least that (with the record's timestamp), or -1 when no
+record is that recent, as Kafka does. read_committed and read_uncommitted are the same:
 raftka has no transactions, and only committed records are ever served.
 Versions stop at 6: the max-timestamp spec (-3, v7) is not served. DESCRIBE on
 the topic is needed (TOPIC_AUTHORIZATION_FAILED otherwise).
@@ -18,7 +18,6 @@ from raftka.node.errors import ApiError
 from raftka.node.kafka.access import authorize
 from raftka.node.kafka.errors import ErrorCode, error_code
 from raftka.node.security.acl import Operation, Resource
-from raftka.storage import iter_records
 
 _Topic = ListOffsetsResponse.ListOffsetsTopicResponse
 _Partition = _Topic.ListOffsetsPartitionResponse
@@ -47,14 +46,12 @@ async def _one(conn: Any, service: Any, topic: str, partition: int, timestamp: i
             return ErrorCode.NONE, start if timestamp == EARLIEST else end, -1
         if timestamp < 0:
             return ErrorCode.INVALID_REQUEST, -1, -1
-        offset = await service.offset_for_timestamp(topic, partition, timestamp)
-        if offset >= (await service.offsets(topic, partition))[1]:
-            return ErrorCode.NONE, -1, -1  # no record that recent
-        found = await service.read(topic, partition, offset, 1, 0)
-        record = next(iter_records(found.data, start_offset=offset))
+        found = await service.offset_for_timestamp(topic, partition, timestamp)
     except ApiError as exc:
         return error_code(exc), -1, -1
-    return ErrorCode.NONE, record.offset, record.timestamp
+    if found is None:
+        return ErrorCode.NONE, -1, -1  # no record that recent
+    return ErrorCode.NONE, found.offset, found.timestamp
 
 
 __all__ = ["list_offsets"]

@@ -1,9 +1,13 @@
 """Produce and fetch traffic counters of one broker, for `/metrics` (and the web console's charts).
 
-Counted where the partition leader serves the request, so a forwarded request
-is counted once, by the broker that did the work: records and RecordBatch
-bytes committed per topic, records and bytes fetched per topic, and the time a
-produce took from proposal to commit on the leader.
+Counted by the services (`ProduceService.append`, `FetchService.read`), so
+traffic of every front end, HTTP and Kafka, is counted in one place, and
+where the partition leader serves it: a forwarded request is counted once,
+by the broker that did the work. Records and RecordBatch bytes committed per
+topic (an idempotent retry answered from the producer table is not counted
+again), records and bytes fetched per topic, and the time a produce took on
+the leader, from the service taking the batch to the batch committed and
+applied.
 """
 
 from __future__ import annotations
