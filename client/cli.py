@@ -210,9 +210,9 @@ def topics_delete_records(ctx: click.Context, name: str, partition: int, before_
     if not yes:
         what = "every record" if before_offset == -1 else f"the records before offset {before_offset}"
         click.confirm(f"Delete {what} of {name} partition {partition}?", abort=True)
-    with _admin(ctx) as admin:
+    with admin_client(ctx) as admin:
         start = admin.delete_records(name, partition, before_offset)
-    _stdout().print(f"Partition {partition} of {name} now begins at offset {start}.")
+    stdout().print(f"Partition {partition} of {name} now begins at offset {start}.")
 
 
 # -- produce / consume ---------------------------------------------------------------------

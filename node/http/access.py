@@ -16,6 +16,7 @@ POST /topics                                      CREATE on the cluster, or CREA
 GET /topics/{t}[/partitions[/{p}[/offsets]]]      DESCRIBE on the topic
 DELETE /topics/{t}                                DELETE on the topic
 POST /topics/{t}/partitions                       ALTER on the topic
+POST /topics/{t}/partitions/{p}/delete-records    DELETE on the topic (Kafka's DeleteRecords)
 GET / PUT /topics/{t}/configs                     DESCRIBE_CONFIGS / ALTER_CONFIGS on the topic
 POST /topics/{t}[/partitions/{p}[/batch]]         WRITE on the topic
 GET /topics/{t}/partitions/{p}/records            READ on the topic
@@ -164,6 +165,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/topics/{topic}/partitions/{partition}/batch"): _need(WRITE, _topic),
     ("GET", "/topics/{topic}/partitions/{partition}/records"): _need(READ, _topic),
     ("GET", "/topics/{topic}/partitions/{partition}/offsets"): _need(DESCRIBE, _topic),
+    ("POST", "/topics/{topic}/partitions/{partition}/delete-records"): _need(Operation.DELETE, _topic),
     ("GET", "/groups"): AUTHENTICATED,
     ("GET", "/groups/{group}"): _need(DESCRIBE, _group),
     ("POST", "/groups/{group}/members"): _group_and_topics("topics"),
