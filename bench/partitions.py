@@ -74,7 +74,7 @@ def many_partitions(cluster: LocalCluster, partitions: int, producers: int, seco
     for topic, count in (("one", 1), ("many", partitions)):
         cluster.create_topic(topic, partitions=count, replication_factor=REPLICAS)
         wait_all_led(cluster, topic, count, 60)
-        endpoint = RaftkaEndpoint(tuple(cluster.bootstrap), topic, 5.0, None)
+        endpoint = RaftkaEndpoint(tuple(cluster.bootstrap), topic, 5.0, partition=None)
         meter = ServerMeter(pids)
         before = fsync_counts(cluster)
         result = produce(endpoint, RECORD_BYTES, seconds, IN_FLIGHT, producers, meter)

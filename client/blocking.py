@@ -234,6 +234,13 @@ class Admin:
     describe_cluster = _blocking("describe_cluster")
     raft_status = _blocking("raft_status")
     replace_broker_disk = _blocking("replace_broker_disk")
+    whoami = _blocking("whoami")
+    list_users = _blocking("list_users")
+    create_user = _blocking("create_user")
+    delete_user = _blocking("delete_user")
+    list_acls = _blocking("list_acls")
+    create_acls = _blocking("create_acls")
+    delete_acls = _blocking("delete_acls")
 
     def close(self) -> None:
         if self._thread.closed:

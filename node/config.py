@@ -22,6 +22,13 @@ bytes. For the secret, the highest-precedence source that sets either form
 wins; giving both forms in one source is an error. The secret is never
 printed (``repr(BrokerConfig)`` hides it).
 
+Client security (`raftka.node.security.settings`): ``--auth required|none``
+(default: none when the client listeners bind only to loopback, else
+required), ``--superusers``, ``--bootstrap-user-file`` (its users are created on
+the cluster's first start and are superusers), ``--metrics-auth``, and TLS with
+``--tls-cert``/``--tls-key`` (checked at start), ``--tls-client-ca`` (mutual
+TLS) and ``--tls-ca`` (the peers' CA). With TLS the peers' URLs are https.
+
 ``load_config`` raises ``ConfigError`` whose message names the flag, where the
 value came from and what is wrong with it.
 """
@@ -35,12 +42,17 @@ import re
 import sys
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+import ssl
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from raftka.node.cluster.topics import MAX_PARTITIONS, TopicConfig, parse_topic_configs, validate_replication_factor
 from raftka.node.errors import ApiError
+from raftka.node.security.acl import AclError, parse_principal
+from raftka.node.security.settings import AUTH_MODES, DEFAULT_LOGIN_FAILURE_LIMIT, SecurityConfig, TlsFiles, \
+    read_bootstrap_users
+from raftka.node.security.tls import BrokerTls
 
 __all__ = [
     "DEFAULT_ELECTION_TIMEOUT_MS",
@@ -95,10 +107,11 @@ class Peer:
     host: str
     http_port: int
     raft_port: int
+    scheme: str = "http"  # https when the brokers serve TLS
 
     @property
     def http_url(self) -> str:
-        return f"http://{_bracketed(self.host)}:{self.http_port}"
+        return f"{self.scheme}://{_bracketed(self.host)}:{self.http_port}"
 
     @property
     def raft_address(self) -> tuple[str, int]:
@@ -126,6 +139,7 @@ class BrokerConfig:
     # low-disk watermark: below it partition replicas stop and produce gets 507; None = auto
     # (1 GiB or 5 % of the data dir's filesystem, whichever is smaller; raftka.raft.storage_health)
     min_free_bytes: int | None = None
+    security: SecurityConfig = SecurityConfig()  # TLS, authentication, superusers (raftka.node.security.settings)
 
     @property
     def self_peer(self) -> Peer:
@@ -289,6 +303,25 @@ def _parse_path(raw: Any) -> Path:
     return Path(text).expanduser().absolute()
 
 
+def _parse_choice(*choices: str) -> Callable[[Any], str]:
+    def parse(raw: Any) -> str:
+        value = _parse_str(raw).strip().lower()
+        if value not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return value
+
+    return parse
+
+
+def _parse_principals(raw: Any) -> frozenset[str]:
+    items = raw if isinstance(raw, list) else _parse_str(raw).split(",")
+    try:
+        return frozenset(parse_principal(item.strip() if isinstance(item, str) else item) for item in items
+                         if not isinstance(item, str) or item.strip())
+    except AclError as exc:
+        raise ValueError(str(exc)) from None
+
+
 @dataclass(frozen=True)
 class _Setting:
     flag: str
@@ -375,6 +408,22 @@ _SETTINGS = [
         f"max.message.bytes of new topics (default {_TOPIC_DEFAULTS.max_message_bytes})",
         "BYTES",
     ),
+    _Setting("--auth", _parse_choice(*AUTH_MODES), "client authentication: required or none (default: none when "
+             "every client listener binds to loopback, else required)", "MODE"),
+    _Setting("--superusers", _parse_principals, "principals allowed everything: User:admin,User:ops", "PRINCIPALS"),
+    _Setting("--bootstrap-user-file", _parse_path, "name:password lines: superusers created on the cluster's "
+             "first start", "FILE"),
+    _Setting("--metrics-auth", _parse_choice(*AUTH_MODES), "whether /metrics and /raft need a user allowed to "
+             "describe the cluster (default: as --auth)", "MODE"),
+    _Setting("--tls-cert", _parse_path, "PEM certificate (chain) of the HTTP and Kafka listeners; enables TLS",
+             "FILE"),
+    _Setting("--tls-key", _parse_path, "PEM private key of --tls-cert", "FILE"),
+    _Setting("--tls-client-ca", _parse_path, "CA for client certificates (mutual TLS; principal = subject CN)",
+             "FILE"),
+    _Setting("--tls-ca", _parse_path, "CA the other brokers' certificates chain to (default: the system's)",
+             "FILE"),
+    _Setting("--login-failure-limit", _parse_int(1, 1_000_000), "failed logins per source address per minute "
+             f"before it is refused for the rest of the minute (default {DEFAULT_LOGIN_FAILURE_LIMIT})", "N"),
     _Setting(
         "--stop-when-fd-closes",
         _parse_int(0, 1 << 20),
@@ -623,6 +672,8 @@ def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | 
         if kafka_advertise.port == 0 or kafka_advertise.host in ("0.0.0.0", "::"):
             raise ConfigError(f"--kafka-advertise: clients cannot connect to {kafka_advertise}; give the address "
                               "they should use (HOST:PORT, port not 0)")
+    security = _security_config(get, raw_of, [listen] + ([kafka_listen] if kafka_listen is not None else []))
+    peers = tuple(replace(peer, scheme=security.scheme) for peer in peers)
 
     return BrokerConfig(
         broker_id=broker_id,
@@ -642,4 +693,56 @@ def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | 
         kafka_listen=kafka_listen,
         kafka_advertise=kafka_advertise,
         min_free_bytes=get("min_free_bytes"),
+        security=security,
     )
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _security_config(get: Callable[..., Any], raw_of: Callable[[str], _Raw], listeners: list[Address]) -> \
+        SecurityConfig:
+    cert, key, client_ca, peer_ca = get("tls_cert"), get("tls_key"), get("tls_client_ca"), get("tls_ca")
+    tls = None
+    if (cert is None) != (key is None):
+        raise ConfigError("--tls-cert and --tls-key go together (TLS needs both)")
+    if cert is None:
+        for dest in ("tls_client_ca", "tls_ca"):
+            if get(dest) is not None:
+                raise ConfigError(f"{_BY_DEST[dest].flag}{raw_of(dest).origin}: needs --tls-cert and --tls-key")
+    else:
+        tls = TlsFiles(cert, key, client_ca, peer_ca)
+        try:
+            BrokerTls.check(tls)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"--tls-cert/--tls-key/--tls-client-ca/--tls-ca: cannot use these files: "
+                              f"{getattr(exc, 'strerror', None) or exc}") from None
+    exposed = [str(a) for a in listeners if not _loopback(a.host)]
+    auth = get("auth")
+    warning = None
+    if auth is None:
+        auth = "required" if exposed else "none"
+    elif auth == "none" and exposed:
+        warning = (f"authentication is off (--auth none) although clients can reach {', '.join(exposed)}: anyone "
+                   "who can connect may read, write and delete every topic")
+    if auth == "required" and exposed and tls is None:
+        warning = (f"authentication without TLS on {', '.join(exposed)}: passwords cross the network in the clear "
+                   "(give --tls-cert and --tls-key)")
+    superusers = get("superusers", frozenset())
+    users_file = get("bootstrap_user_file")
+    if users_file is not None:
+        try:
+            names = read_bootstrap_users(users_file)
+        except ValueError as exc:
+            raise ConfigError(f"--bootstrap-user-file{raw_of('bootstrap_user_file').origin}: {exc}") from None
+        superusers = superusers | {f"User:{name}" for name in names}
+    return SecurityConfig(auth=auth, superusers=superusers, bootstrap_user_file=users_file,
+                          metrics_auth=get("metrics_auth", auth), tls=tls,
+                          login_failure_limit=get("login_failure_limit", DEFAULT_LOGIN_FAILURE_LIMIT),
+                          auth_warning=warning)

@@ -22,6 +22,9 @@ groups they lead (and that the HTTP front end borrows to forward).  Its jobs:
 * know who leads what: groups hosted here know their leader; for the others a
   background poller asks every peer which groups it leads (`GET /raft/leaders`,
   answered with changes since the poller's last version only).
+
+Its HTTP session to peers speaks TLS when the brokers do (`tls`, re-read on SIGHUP) and signs every request
+with the cluster secret (`peer_signer`, see `raftka.node.security.peer`).
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ from raftka.node.cluster.metadata import MetadataStateMachine
 from raftka.node.cluster.topics import partition_directory_name
 from raftka.node.config import BrokerConfig
 from raftka.node.errors import ApiError, NotLeader, PartitionNotFound, RequestTimedOut, StorageUnavailable, TopicNotFound
+from raftka.node.security.peer import PeerSigner
+from raftka.node.security.tls import BrokerTls
 from raftka.raft import canary
 from raftka.raft.core import NotLeaderError, Role
 from raftka.raft.host import GroupStateLost, HostConfig, ProposalDroppedError, RaftHost, StorageUnavailableError
@@ -151,6 +156,8 @@ class Broker:
         self._reconcile_wanted = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self.session: aiohttp.ClientSession | None = None
+        self.peer_signer = PeerSigner(self.id, config.cluster_secret)
+        self.tls = BrokerTls(config.security.tls) if config.security.tls is not None else None
         self.change_listeners: list = []  # called after topics change (e.g. the group coordinator)
 
     # ------------------------------------------------------------ lifecycle
@@ -165,7 +172,9 @@ class Broker:
         except BaseException:
             await self.host.stop()
             raise
-        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30, connect=2))
+        self.session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=30, connect=2), middlewares=(self.peer_signer.sign_request,),
+            connector=aiohttp.TCPConnector(ssl=self.tls.client if self.tls is not None else True))
         self.membership = MembershipReconciler(self)
         self._reconcile()
         self._tasks = [asyncio.create_task(self._reconcile_forever(), name="reconcile"),

@@ -4,9 +4,10 @@ State: topics (id, replica assignment, configs, and the replica ids each
 partition's Raft group started with), the producer-id counter, consumer groups
 (generation, committed offsets), each broker's registered incarnation (its
 data directory's, see `raftka.raft.replica`; 0 unless the broker came back with
-an empty disk), and the client listeners each broker registered
-(`register_listener`: its advertised Kafka address).  The HTTP and Raft
-addresses are static configuration, not state.  Commands are small orjson documents with an "op";
+an empty disk), the client listeners each broker registered
+(`register_listener`: its advertised Kafka address), and users and ACLs
+(`raftka.node.security.state`).  The HTTP and Raft addresses are static
+configuration, not state.  Commands are small orjson documents with an "op";
 `apply` validates them deterministically (every replica reaches the same
 verdict) and returns `{"ok": ...}` or `{"error": code, "message": ...}` —
 client mistakes are results, never exceptions.
@@ -23,6 +24,7 @@ from typing import Any
 
 import orjson
 
+from raftka.node.security.state import SECURITY_OPS
 from raftka.raft import canary
 from raftka.raft.replica import replica_id
 from raftka.storage import atomic_write
@@ -231,6 +233,7 @@ class MetadataStateMachine:
         "delete_group": _delete_group,
         "register_incarnation": _register_incarnation,
         "register_listener": _register_listener,
+        **SECURITY_OPS,  # users and ACLs (raftka.node.security.state)
     }
     _topic_ops = frozenset({"create_topic", "delete_topic", "add_partitions", "alter_configs", "register_incarnation"})
 
