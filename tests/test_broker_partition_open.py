@@ -39,10 +39,10 @@ def test_a_249_character_topic_name_works_and_later_topics_too(cluster_factory):
     cluster = cluster_factory(3)
     long_name = "t" * 249
     resp = request(cluster.url(1) + "/topics", "POST", {"name": long_name, "partitions": 1, "replication_factor": 3})
-    assert resp.status == 201, resp.body
+    assert resp.status == 201, resp.body  # once broker 1 knows the leader; the others learn it from Raft
     for broker in cluster.ids:
-        doc = request(cluster.url(broker) + f"/topics/{long_name}/partitions/0").json()
-        assert doc["leader"] in cluster.ids
+        wait_until(lambda: request(cluster.url(broker) + f"/topics/{long_name}/partitions/0").json()["leader"]
+                   in cluster.ids, 30, f"broker {broker} to know the leader")
     assert produce_and_read(cluster, long_name, {"n": 1}) == [{"n": 1}]
     cluster.create_topic("after", partitions=1, replication_factor=3)
     assert produce_and_read(cluster, "after", {"n": 2}) == [{"n": 2}]
