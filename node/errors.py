@@ -19,6 +19,9 @@ GroupNotFound                404  40405  R  consumer group does not exist
                                             (40404 is Confluent's "leader not
                                             available"; raftka answers 50301)
 BrokerNotFound               404  40406  R  no broker with that id in the cluster
+ReassignmentNotFound         404  40411  R  the partition is not being reassigned
+JoinRefused                  403  40321  R  a broker's join request does not prove
+                                            the cluster secret
 NotAcceptable                406  40601  C  Accept header asks for a format that
                                             cannot be served
 ConsumerAlreadySubscribed    409  40901  C  subscribe/assign conflicts with the
@@ -32,6 +35,11 @@ NoCommittedOffset            409  40909  R  no committed offset to start from an
 InconsistentGroupProtocol    409  40910  R  the group is driven by the other protocol
                                             (Kafka clients vs raftka's group API)
 GroupNotEmpty                409  40911  R  deleting a group that has live members
+ReassignmentInProgress       409  40921  R  the partition is being moved already
+UnsafeClusterChange          409  40922  R  the change would leave a partition short
+                                            of replicas or the metadata group
+                                            without a quorum
+BrokerAlreadyRegistered      409  40923  R  a live broker already runs under that id
 RequestTooLarge              413  41301  R  body over the limit, too many records
 RecordTooLarge               413  41302  R  one record over ``max.message.bytes``
 UnsupportedMediaType         415  41501  R  Content-Type not supported (Confluent
@@ -45,6 +53,8 @@ InvalidTopicName             422  42208  R  name outside ``[a-zA-Z0-9._-]{1,249}
 InvalidPartitions            422  42209  R  bad partition count
 InvalidReplicationFactor     422  42210  R  bad or too large replication factor
 InvalidTopicConfig           422  42211  R  unknown topic config or bad value
+InvalidReplicaAssignment     422  42221  R  a replica list names an unknown, dead,
+                                            draining or repeated broker
 InternalError                500  50002  C  unexpected failure ("Kafka error")
 RequestTimedOut              500  50003  C  retriable: not committed in time,
                                             outcome unknown (Confluent's
@@ -76,6 +86,7 @@ import orjson
 __all__ = [
     "ApiError",
     "BrokerNotAvailable",
+    "BrokerAlreadyRegistered",
     "BrokerNotFound",
     "ConsumerAlreadyExists",
     "ConsumerAlreadySubscribed",
@@ -88,7 +99,9 @@ __all__ = [
     "InvalidEncoding",
     "InvalidPartitions",
     "InvalidReplicationFactor",
+    "InvalidReplicaAssignment",
     "InvalidRequest",
+    "JoinRefused",
     "InvalidTopicConfig",
     "InvalidTopicName",
     "NotAcceptable",
@@ -96,6 +109,8 @@ __all__ = [
     "NotLeader",
     "OffsetOutOfRange",
     "PartitionNotFound",
+    "ReassignmentInProgress",
+    "ReassignmentNotFound",
     "RebalanceInProgress",
     "RecordTooLarge",
     "RequestTimedOut",
@@ -104,6 +119,7 @@ __all__ = [
     "StorageUnavailable",
     "TopicAlreadyExists",
     "TopicNotFound",
+    "UnsafeClusterChange",
     "UnsupportedMediaType",
     "error_body",
 ]
@@ -178,6 +194,17 @@ class BrokerNotFound(ApiError):
         super().__init__(f"Broker {broker} is not a member of this cluster.")
 
 
+class ReassignmentNotFound(ApiError):
+    http_status, error_code = 404, 40411
+
+    def __init__(self, topic: str, partition: int) -> None:
+        super().__init__(f"Partition {topic}/{partition} is not being reassigned.")
+
+
+class JoinRefused(ApiError):
+    http_status, error_code = 403, 40321
+
+
 # 406 / 409 -------------------------------------------------------------------
 
 
@@ -233,6 +260,17 @@ class NoCommittedOffset(ApiError):
     def __init__(self, group: str, topic: str, partition: int):
         super().__init__(f"Group '{group}' has no committed offset for {topic}/{partition} and auto.offset.reset "
                          "is 'none': commit or seek a position first.")
+
+class ReassignmentInProgress(ApiError):
+    http_status, error_code = 409, 40921
+
+
+class UnsafeClusterChange(ApiError):
+    http_status, error_code = 409, 40922
+
+
+class BrokerAlreadyRegistered(ApiError):
+    http_status, error_code = 409, 40923
 
 
 class InconsistentGroupProtocol(ApiError):
@@ -315,6 +353,10 @@ class InvalidReplicationFactor(ApiError):
 
 class InvalidTopicConfig(ApiError):
     http_status, error_code = 422, 42211
+
+
+class InvalidReplicaAssignment(ApiError):
+    http_status, error_code = 422, 42221
 
 
 # 5xx -------------------------------------------------------------------------

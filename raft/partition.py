@@ -230,6 +230,15 @@ class PartitionStateMachine:
         return max(self._deleted_before, self.log.log_start_offset)
 
     @property
+    def replica_bytes(self) -> int:
+        """Bytes of this replica's log, counting a snapshot being received (what a reassignment copied so far)."""
+        staging = self._staging
+        if not staging.active:
+            return self.log.size_bytes
+        staged = staging.log.size_bytes
+        return staged if staging.reset else self.log.size_bytes + staged
+
+    @property
     def producer_count(self) -> int:
         return len(self._producers)
 

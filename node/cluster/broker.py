@@ -4,8 +4,10 @@
 no front end. Its only HTTP is the client session used to ask peers which
 groups they lead (and that the HTTP front end borrows to forward).  Its jobs:
 
-* settle this data directory's incarnation with the peers (see `identity`),
-  start the Raft host and the metadata group (every broker is a member), and
+* settle who it is (see `settle`: bootstrap, join, back after a disk loss),
+  start the Raft host and the metadata group (every broker follows it: a few
+  as voters, the others as learners), keep its peers' addresses in line with
+  the metadata's broker registry (brokers join and leave), and
   reconcile the partition groups hosted here with the metadata whenever a
   topic changes (create → add groups, delete → remove groups and their data);
   `membership` keeps each group's Raft membership in line (a broker back with
@@ -29,26 +31,31 @@ import asyncio
 import logging
 import os
 import shutil
+import time
 import uuid
 from dataclasses import dataclass
 
 import aiohttp
 import orjson
 
-from raftka.node.cluster.identity import BrokerIdentity, check_data_dir, claim_data_dir, decide_incarnation, \
-    expected_identity
+from raftka.node.cluster.identity import BrokerIdentity, bootstrap_identity, check_data_dir
+from raftka.node.cluster.jobs import JobDriver
 from raftka.node.cluster.membership import MembershipReconciler
 from raftka.node.cluster.metadata import MetadataStateMachine
 from raftka.node.cluster.topics import partition_directory_name
+from raftka.node.cluster.metadata_cluster import DECOMMISSIONED, DRAINING
+from raftka.node.cluster.placement import choose_metadata_voters, metadata_voter_count
+from raftka.node.cluster.settle import Seed, settle_identity
 from raftka.node.config import BrokerConfig
 from raftka.node.errors import ApiError, NotLeader, PartitionNotFound, RequestTimedOut, StorageUnavailable, TopicNotFound
 from raftka.raft import canary
 from raftka.raft.core import NotLeaderError, Role
 from raftka.raft.host import GroupStateLost, HostConfig, ProposalDroppedError, RaftHost, StorageUnavailableError
 from raftka.raft.journal import Journal
+from raftka.raft.membership import Membership
 from raftka.raft.partition import (DeleteRecordsResult, PartitionStateMachine, ProduceResult, encode_delete_records,
                                   encode_produce)
-from raftka.raft.replica import replica_id
+from raftka.raft.replica import broker_of, replica_id
 from raftka.storage import LogConfig, atomic_write
 
 log = logging.getLogger("raftka.node.cluster.broker")
@@ -61,6 +68,7 @@ HOSTED_GROUPS_FILE = "hosted-groups.json"
 OPEN_RETRY_FIRST_S = 0.5  # a partition that failed to open is retried after this, doubling each time ...
 OPEN_RETRY_MAX_S = 30.0  # ... up to this
 RETENTION_INTERVAL_LOW_DISK_S = 2.0  # free a full disk quickly
+JOINING_CLUSTER_ID = "joining"  # the transport's cluster id until a joining broker learns the real one
 
 
 class MetadataRejected(ApiError):
@@ -121,20 +129,26 @@ class NotifyingPartition(PartitionStateMachine):
 
 class Broker:
     def __init__(self, config: BrokerConfig):
-        # Before touching the data dir: refuse another broker's or cluster's (None: an empty directory).
-        self.identity: BrokerIdentity | None = check_data_dir(config.data_dir, expected_identity(config))
+        # Before touching the data dir: refuse another broker's, or one made with another secret (None: empty).
+        self.identity: BrokerIdentity | None = check_data_dir(config.data_dir, config.broker_id, config.cluster_secret)
         self.config = config
         self.id = config.broker_id
         self.data_dir = str(config.data_dir)
-        self.urls = {p.broker_id: p.http_url for p in config.peers}
+        self.urls = {p.broker_id: p.http_url for p in config.peers}  # every broker's HTTP URL (see refresh_peers)
+        self.seed = Seed(dict(self.urls), {p.broker_id: p.raft_address for p in config.peers})
         tick_ms = max(10, min(50, config.heartbeat_ms // 2))
         self.host_config = HostConfig(tick_ms=tick_ms,
                                       heartbeat_ticks=max(1, config.heartbeat_ms // tick_ms),
                                       election_ticks=max(3, config.election_timeout_ms // tick_ms),
-                                      min_free_bytes=config.min_free_bytes)
+                                      min_free_bytes=config.min_free_bytes,
+                                      learner_catchup_bytes_per_sec=config.reassignment_max_bytes_per_sec)
+        if self.identity is not None:
+            cluster_id = self.identity.cluster_id
+        else:
+            cluster_id = JOINING_CLUSTER_ID if config.join else bootstrap_identity(config).cluster_id
         self.host = RaftHost(self.id, self.data_dir, listen=(config.raft_listen.host, config.raft_listen.port),
-                             peers={p.broker_id: p.raft_address for p in config.peers},
-                             secret=config.cluster_secret, config=self.host_config)
+                             peers=dict(self.seed.raft), secret=config.cluster_secret, config=self.host_config,
+                             cluster_id=cluster_id)
         self.metadata: MetadataStateMachine | None = None  # opened once the data directory is claimed (start)
         self.partitions: dict[tuple[str, int], HostedPartition] = {}
         self.lost_groups: dict[str, str] = {}  # group -> why this broker will not host it
@@ -144,44 +158,43 @@ class Broker:
         self._tasks: list[asyncio.Task] = []
         self.session: aiohttp.ClientSession | None = None
         self.change_listeners: list = []  # called after topics change (e.g. the group coordinator)
+        self._proposing: set[str] = set()  # keys of propose_metadata_soon commands in flight
 
     # ------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
+        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30, connect=2))
         await self.host.start()
         try:
             await self._settle_identity()
             self.metadata = MetadataStateMachine(os.path.join(self.data_dir, "metadata"),
                                                  on_change=self._on_metadata_change)
-            self._host_group(METADATA_GROUP, sorted(self.urls), self.metadata, critical=True)
+            self.refresh_peers()
+            self._host_group(METADATA_GROUP, self._metadata_bootstrap_membership(), self.metadata, critical=True)
         except BaseException:
             await self.host.stop()
+            await self.session.close()
             raise
-        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30, connect=2))
         self.membership = MembershipReconciler(self)
+        self.jobs = JobDriver(self)
         self._reconcile()
         self._tasks = [asyncio.create_task(self._reconcile_forever(), name="reconcile"),
                        asyncio.create_task(self._poll_leaders_forever(), name="leader-poller"),
                        asyncio.create_task(self._retention_forever(), name="retention"),
                        asyncio.create_task(self.membership.run_forever(), name="membership"),
+                       asyncio.create_task(self.jobs.run_forever(), name="jobs"),
                        asyncio.create_task(self._announce_forever(), name="announce")]
 
     # ------------------------------------------------------------- identity
 
     async def _settle_identity(self) -> None:
-        """Claim the data directory's incarnation (asking the peers if it is empty), then wait for the
-        peers if the cluster has not formed yet (see `identity`)."""
-        expected = expected_identity(self.config)
-        if self.identity is None:
-            self.host.announce(None, False)
-            incarnation = await self._await_peers(lambda: decide_incarnation(
-                self.urls, self.id, self.host.peer_announcements), "whether the cluster has formed")
-            self.identity = claim_data_dir(self.config.data_dir, expected, incarnation)
-            if incarnation:
-                log.warning("broker %d started with an empty data dir: joining as a new incarnation %08x (its old "
-                            "replicas are replaced once the cluster registers it)", self.id, incarnation)
+        """Claim the data directory (see `settle`), then wait for the peers if the cluster has not formed yet."""
+        self.identity, self.seed = await settle_identity(self)
+        self.host.set_cluster_id(self.identity.cluster_id)
+        self.host.set_peers(self.seed.raft)
+        self.urls.update(self.seed.urls)
         self.host.replica = replica_id(self.id, self.identity.incarnation)
-        self.host.announce(self.identity.incarnation, self._formed())
+        self.host.announce(self.identity.incarnation, self._formed(), self._announced_addresses())
         if not self._formed():
             others = [b for b in self.urls if b != self.id]
             await self._await_peers(lambda: True if all(
@@ -198,6 +211,44 @@ class Broker:
                 log.info("broker %d: waiting for peers to tell %s (not heard from: %s)", self.id, what, silent)
             await asyncio.sleep(0.05)
         return decision
+
+    def _announced_addresses(self) -> dict:
+        """What this broker's heartbeats tell the others besides its incarnation (the metadata leader registers it)."""
+        me = self.config.self_peer
+        return {"http_url": me.http_url, "raft_host": me.host, "raft_port": me.raft_port, "rack": self.config.rack}
+
+    def _metadata_bootstrap_membership(self) -> Membership | None:
+        """The metadata group's first membership, for a broker that bootstraps the cluster: the first
+        `--metadata-voters` of the bootstrap brokers vote, the others follow (None: a later broker, it is added)."""
+        if self.identity.incarnation != 0:
+            return None
+        peers = sorted(self.identity.peer_ids or self.config.peer_ids)
+        count = metadata_voter_count(self.config.metadata_voters, len(peers))
+        return Membership.of(peers[:count], peers[count:])
+
+    def refresh_peers(self) -> None:
+        """Take every broker's addresses from the metadata's registry (the seed until the registry exists)."""
+        source = self.seed
+        if self.metadata is not None and self.metadata.cluster_id is not None:
+            registry = Seed.from_registry(self.metadata.brokers())
+            source = Seed({**{b: u for b, u in self.seed.urls.items() if b in self.metadata.brokers()
+                              and self.metadata.membership_of(b) != DECOMMISSIONED}, **registry.urls},
+                          {**{b: a for b, a in self.seed.raft.items() if b in self.metadata.brokers()
+                              and self.metadata.membership_of(b) != DECOMMISSIONED}, **registry.raft})
+        urls = {**source.urls, self.id: self.config.self_peer.http_url}
+        if urls != self.urls:
+            self.urls.clear()
+            self.urls.update(urls)
+        self.host.set_peers(source.raft)
+
+    def alive(self, broker: int) -> bool:
+        """Heard from (Raft traffic) within an election timeout, as seen by this broker."""
+        silence_s = self.host_config.election_ticks * self.host_config.tick_ms / 1000
+        return broker == self.id or time.monotonic() - self.host.peer_seen.get(broker, -1e9) < silence_s
+
+    def membership_state(self) -> str:
+        """This broker's membership in the cluster: active, draining or decommissioned."""
+        return self.metadata.membership_of(self.id) or "active"
 
     def _formed(self) -> bool:
         """Has the cluster formed as far as this directory knows (a later incarnation, or a metadata term)?"""
@@ -250,6 +301,20 @@ class Broker:
                 out.append(name)
         return out
 
+    def group_statuses(self, names: set[str] | None = None) -> list[dict]:
+        """`RaftHost.status` of the groups hosted here (all, or those named), with partition and log details."""
+        hosted = {h.group: h for h in self.partitions.values()}
+        groups = self.host.status(names)
+        leaderless = set(self.leaderless_groups())
+        for g in groups:
+            g["leaderless"] = g["group"] in leaderless  # no leader for two election timeouts: a quorum is missing
+            h = hosted.get(g["group"])
+            g["partition"] = None if h is None else f"{h.topic}/{h.partition}"  # None: the metadata group
+            if h is not None:  # this replica's log (the leader's high watermark is the partition's)
+                g.update(high_watermark=h.sm.high_watermark, log_start_offset=h.sm.log_start_offset,
+                         size_bytes=h.sm.log.size_bytes, replica_bytes=h.sm.replica_bytes)
+        return groups
+
     def lost_replicas(self) -> list[tuple[str, int]]:
         """(group, replica) of followers, in groups led here, whose broker came back with an empty disk."""
         return [(name, r) for name, g in list(self.host.groups.items()) if g.node.role is Role.LEADER
@@ -259,6 +324,12 @@ class Broker:
         """Why this broker is not fully serving, in words (empty: all is well); `/health` says "degraded"."""
         names = {**self.partition_names(), METADATA_GROUP: "the metadata group"}
         problems = []
+        state = self.membership_state()
+        if state == DECOMMISSIONED:
+            return ["this broker was decommissioned: it hosts no replicas and is no longer a member of the cluster; "
+                    "shut it down"]
+        if state == DRAINING:
+            problems.append("this broker is being decommissioned: its replicas are moving to other brokers")
         if not self.metadata_member():
             problems.append("this broker's data directory is new (incarnation "
                             f"{self.identity.incarnation:08x}): its metadata replica waits to be added and catch "
@@ -283,17 +354,33 @@ class Broker:
                             "replica(s) on this broker stopped until the disk can be written again")
         return problems
 
-    def desired_voters(self, group: str) -> frozenset[int] | None:
-        """The replica ids group `group` should have as voters now, per this broker's metadata."""
+    def desired_membership(self, group: str) -> tuple[frozenset[int], frozenset[int]] | None:
+        """(voters, learners) as replica ids that group `group` should have now, per this broker's metadata."""
+        md = self.metadata
         if group == METADATA_GROUP:
-            return frozenset(self.metadata.replica(b) for b in self.urls)
+            voters = self.metadata_voters()
+            if not voters:
+                return None
+            learners = [b for b in md.registered_brokers() if b not in voters]
+            return frozenset(md.replica(b) for b in voters), frozenset(md.replica(b) for b in learners)
         for (topic, p), hosted in self.partitions.items():
             if hosted.group == group:
-                topic_doc = self.metadata.topic(topic)
-                if topic_doc is None:
+                if md.topic(topic) is None:
                     return None
-                return frozenset(self.metadata.replica(b) for b in topic_doc["partitions"][p])
+                return frozenset(md.replica(b) for b in md.goal(topic, p)), frozenset()
         return None
+
+    def metadata_voters(self) -> list[int]:
+        """The brokers that should hold the metadata group's voter seats now ([] before the registry exists)."""
+        md = self.metadata
+        if md.cluster_id is None:
+            return []
+        candidates = md.active_brokers()
+        current = {broker_of(r) for r in self.host.group(METADATA_GROUP).node.voters}
+        racks = {b: e.get("rack") for b, e in md.brokers().items()}
+        return choose_metadata_voters(current, candidates, metadata_voter_count(self.config.metadata_voters,
+                                                                                len(candidates)),
+                                      alive=[b for b in candidates if self.alive(b)], racks=racks)
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -358,6 +445,27 @@ class Broker:
             raise MetadataRejected(result["error"], result["message"])
         return result
 
+    def propose_metadata_soon(self, key: str, cmd: bytes) -> None:
+        """Propose a metadata command in the background, unless the one under `key` is still in flight (a failure
+        is logged; the background loops that use this try again on their next round)."""
+        if key in self._proposing:
+            return
+        self._proposing.add(key)
+
+        async def propose() -> None:
+            try:
+                await self.propose_metadata(cmd)
+            except Exception as exc:
+                log.info("metadata command %s: %s", key, exc)
+            finally:
+                self._proposing.discard(key)
+
+        asyncio.create_task(propose())
+
+    def seated_voters(self) -> set[int]:
+        """Brokers holding a voter seat of the metadata group now (as this replica's configuration says)."""
+        return {broker_of(r) for r in self.host.group(METADATA_GROUP).node.voters}
+
     def topic(self, name: str) -> dict:
         topic = self.metadata.topic(name)
         if topic is None:
@@ -378,6 +486,7 @@ class Broker:
 
     def _on_metadata_change(self, op: str, cmd: dict) -> None:
         self._reconcile_wanted.set()
+        self.refresh_peers()
         for listener in self.change_listeners:
             listener(op, cmd)
 
@@ -467,7 +576,10 @@ class Broker:
         for name, topic in self.metadata.topics.items():
             for p, replicas in enumerate(topic["partitions"]):
                 if self.id in replicas:
-                    wanted[(name, p)] = (f"{topic['id']}/{p}", self.metadata.initial_members(topic, p),
+                    # A replica added to an existing group (a move) starts empty and learns its membership from the
+                    # leader; a founding replica bootstraps with the membership its group was created with.
+                    members = self.metadata.initial_members(topic, p)
+                    wanted[(name, p)] = (f"{topic['id']}/{p}", members if self.host.replica in members else None,
                                          topic["configs"])
         return wanted
 
@@ -502,9 +614,10 @@ class Broker:
             if not self._open_partition(topic, p, group, members, configs):
                 continue  # lost, or failed and retried later (open_failures): the other groups go on
             node = self.host.group(group).node
-            if members[0] == node.id and node.log.term == 0:
+            if members and members[0] == node.id and node.log.term == 0:
                 node.campaign()  # a new partition: the preferred leader stands first
-            log.info("broker %d: hosting partition %s/%d (replicas %s)", self.id, topic, p, members)
+            log.info("broker %d: hosting partition %s/%d (%s)", self.id, topic, p,
+                     f"replicas {members}" if members else "a new replica: it joins as a learner")
 
     def _open_partition(self, topic: str, p: int, group: str, members: list[int] | None, configs: dict) -> bool:
         """Open the partition's storage and host its Raft group. A replica whose state was lost goes to
