@@ -234,6 +234,18 @@ class Admin:
     describe_cluster = _blocking("describe_cluster")
     raft_status = _blocking("raft_status")
     replace_broker_disk = _blocking("replace_broker_disk")
+    describe_brokers = _blocking("describe_brokers")
+    reassign_partition = _blocking("reassign_partition")
+    cancel_reassignment = _blocking("cancel_reassignment")
+    list_reassignments = _blocking("list_reassignments")
+    alter_replication_factor = _blocking("alter_replication_factor")
+    decommission_broker = _blocking("decommission_broker")
+    decommission_status = _blocking("decommission_status")
+    recommission_broker = _blocking("recommission_broker")
+    rebalance = _blocking("rebalance")
+    balance_leaders = _blocking("balance_leaders")
+    wait_reassignments = _blocking("wait_reassignments")
+    wait_decommission = _blocking("wait_decommission")
 
     def close(self) -> None:
         if self._thread.closed:

@@ -56,6 +56,12 @@ EXPECTED = {
     broker.NotLeader: client.NotLeaderError,
     broker.BrokerNotAvailable: client.BrokerNotAvailableError,
     broker.StorageUnavailable: client.StorageUnavailableError,
+    broker.ReassignmentNotFound: client.ReassignmentNotFoundError,
+    broker.JoinRefused: client.JoinRefusedError,
+    broker.ReassignmentInProgress: client.ReassignmentInProgressError,
+    broker.UnsafeClusterChange: client.UnsafeClusterChangeError,
+    broker.BrokerAlreadyRegistered: client.BrokerAlreadyRegisteredError,
+    broker.InvalidReplicaAssignment: client.InvalidReplicaAssignmentError,
 }
 
 
