@@ -618,6 +618,9 @@ def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | 
     if join is not None:
         listen = listen or _parse_address(DEFAULT_LISTEN)
         raft_listen = raft_listen or _parse_address(DEFAULT_RAFT_LISTEN)
+        if 0 in (listen.port, raft_listen.port):
+            raise ConfigError("--join: --listen and --raft-listen need real ports (not 0): the cluster reaches this "
+                              "broker at the ports it advertises")
         host = get("advertised_host") or _advertised_default(listen.host)
         peers = (Peer(broker_id, host, listen.port, raft_listen.port),)
     elif peers is None:

@@ -52,7 +52,7 @@ class ClusterService:
             except ReadIndexError:
                 pass  # answer from this replica: a starting broker asks several
         md = broker.metadata
-        return {"cluster_id": md.cluster_id, "formed": md.cluster_id is not None,
+        return {"cluster_id": md.cluster_id or broker.identity.cluster_id, "formed": md.cluster_id is not None,
                 "brokers": {str(b): e for b, e in sorted(md.brokers().items())},
                 "metadata_leader": broker.metadata_leader()}
 
@@ -85,7 +85,8 @@ class ClusterService:
                 "kafka": md.listener(b, "kafka"),
             })
         return {"brokers": [d["id"] for d in details if d["membership"] != registry.DECOMMISSIONED],
-                "metadata_leader": broker.metadata_leader(), "cluster_id": md.cluster_id, "details": details}
+                "metadata_leader": broker.metadata_leader(), "cluster_id": md.cluster_id or broker.identity.cluster_id,
+                "details": details}
 
     def _assignment(self, goals: bool = False) -> dict[tuple[str, int], list[int]]:
         md = self.broker.metadata
@@ -98,10 +99,11 @@ class ClusterService:
         views = await self._views()
         return {"reassignments": sorted(views.values(), key=lambda v: v["id"])}
 
-    async def _views(self) -> dict[str, dict]:
+    async def _views(self, fresh: bool = False) -> dict[str, dict]:
+        """The job driver's views (`fresh`: after a change made here, a new round first)."""
         jobs = self.broker.jobs
-        if set(jobs.views) != set(self.broker.metadata.reassignments()):
-            await jobs.run_round()  # a new leader, or jobs started since the last round
+        if fresh or set(jobs.views) != set(self.broker.metadata.reassignments()):
+            await jobs.run_round()  # a new leader, or jobs started or changed since the last round
         return jobs.views
 
     async def decommission_status(self, broker_id: object) -> dict:
@@ -110,7 +112,7 @@ class ClusterService:
         await metadata_leader_here(self.broker)
         md = self.broker.metadata
         entry = md.brokers()[b]
-        views = [v for v in (await self._views()).values()
+        views = [v for v in (await self._views(fresh=True)).values()
                  if md.reassignment(v["topic"], v["partition"]) and
                  md.reassignment(v["topic"], v["partition"]).get("decommission") == b]
         drain = entry.get("drain") or {}
@@ -118,10 +120,14 @@ class ClusterService:
         return {"broker": b, "membership": entry.get("membership", registry.ACTIVE),
                 "started_ms": drain.get("started_ms"), "partitions_total": drain.get("partitions"),
                 "partitions_remaining": len(remaining), "metadata_voter": b in self.broker.seated_voters(),
-                "done": entry.get("membership") == registry.DECOMMISSIONED,
+                "done": entry.get("membership") == registry.DECOMMISSIONED and b not in self._metadata_members(),
                 "bytes_copied": sum(v["bytes_copied"] for v in views),
                 "bytes_total": sum(v["bytes_total"] for v in views),
                 "reassignments": sorted(views, key=lambda v: v["id"])}
+
+    def _metadata_members(self) -> set[int]:
+        membership = self.broker.host.group(METADATA_GROUP).node.membership
+        return {broker_of(r) for r in membership.members} if membership is not None else set()
 
     # ------------------------------------------------------------------ checks
 
@@ -209,7 +215,7 @@ class ClusterService:
         return 202, await self._job_view(topic, partition)
 
     async def _job_view(self, topic: str, partition: int) -> dict:
-        views = await self._views()
+        views = await self._views(fresh=True)
         return views.get(f"{topic}/{partition}") or {"topic": topic, "partition": partition, "state": "complete"}
 
     async def cancel_reassignment(self, topic: str, partition: int) -> dict:
@@ -241,7 +247,7 @@ class ClusterService:
             return 200, {"name": topic, "replication_factor": factor, "reassignments": []}
         moves = [{"topic": t, "partition": p, "target": target} for (t, p), target in sorted(plan.items())]
         await self._write(command("set_replication_factor", name=topic, factor=factor, moves=moves, now_ms=_now_ms()))
-        views = await self._views()
+        views = await self._views(fresh=True)
         return 202, {"name": topic, "replication_factor": factor,
                      "reassignments": [views[f"{t}/{p}"] for t, p in sorted(plan) if f"{t}/{p}" in views]}
 

@@ -1,0 +1,94 @@
+"""Replica moves (real broker processes): a reassignment throttled by --reassignment-max-bytes-per-sec, cancelled
+halfway (back to the replicas it started from); a target broker that dies mid-move leaves the job stuck with the
+reason, and cancel still works; the replication factor goes 1 -> 2 -> 3 -> 5 -> 3 on a topic with data."""
+
+from __future__ import annotations
+
+import pytest
+
+from cluster import request
+from elastic_support import (assert_replicas_identical, get_json, produce_values, read_partition, reassignments,
+                             replicas_of, wait_moves_done, wait_until)
+
+pytestmark = pytest.mark.timeout(240)
+
+RATE = 2_000_000
+
+
+def test_cancel_halfway_and_a_target_that_dies_mid_move(cluster_factory):
+    cluster = cluster_factory(3, extra_args=["--reassignment-max-bytes-per-sec", str(RATE)])
+    cluster.create_topic("mv", 1, 2)
+    acked = []
+    for i in range(300):  # about 9 MB in 300 entries: more than a journal keeps, so a new replica gets a snapshot
+        acked += produce_values(cluster.url(1), "mv", 0, [b"%05d" % i + b"x" * 30_000])
+    original = replicas_of(cluster, "mv")[0]
+    spare = next(b for b in cluster.ids if b not in original)
+    leader = cluster.leader_of("mv", 0)
+    wait_until(lambda: next(g for g in get_json(cluster, f"/brokers/{leader}/raft")["groups"]
+                            if g.get("partition") == "mv/0")["snapshot_index"] > 0, 30,
+               "the leader's journal to be compacted (the throttle holds the snapshot stream)")
+    target = [original[0], spare]
+    resp = request(cluster.url(spare) + "/topics/mv/partitions/0/reassignment", "POST", {"replicas": target})
+    assert resp.status == 202, resp.body
+    assert resp.json()["adding"] == [spare] and resp.json()["removing"] == [original[1]]
+    again = request(cluster.url(1) + "/topics/mv/partitions/0/reassignment", "POST", {"replicas": original})
+    assert again.status == 409 and again.json()["error_code"] == 40921, again.body  # one move at a time
+
+    def copying_halfway():
+        moves = reassignments(cluster)
+        if not moves:
+            raise AssertionError("the move finished before it could be cancelled: the throttle did not hold")
+        adding = next(r for r in moves[0]["replicas"] if r["broker"] == spare)
+        return 0 < (adding["bytes_copied"] or 0) < adding["bytes_total"] // 2
+
+    wait_until(copying_halfway, 60, "the new replica to be partly copied")
+    cancel = request(cluster.url(original[1]) + "/topics/mv/partitions/0/reassignment", "DELETE")
+    assert cancel.status == 200 and cancel.json()["cancelled"], cancel.body
+    wait_moves_done(cluster)
+    assert replicas_of(cluster, "mv")[0] == original
+    wait_until(lambda: all(g.get("partition") != "mv/0" for g in get_json(cluster, f"/brokers/{spare}/raft")["groups"]),
+               30, "the cancelled replica to be removed from its broker")
+    assert request(cluster.url(1) + "/topics/mv/partitions/0/reassignment", "DELETE").status == 404
+
+    # The same move again; the new replica's broker dies while it copies.
+    assert request(cluster.url(1) + "/topics/mv/partitions/0/reassignment", "POST",
+                   {"replicas": target}).status == 202
+    wait_until(copying_halfway, 60, "the new replica to be partly copied")
+    cluster.kill(spare)
+
+    def stuck():
+        moves = reassignments(cluster)
+        return moves and moves[0]["state"] == "stuck" and moves[0]
+
+    job = wait_until(stuck, 30, "the move to say it is stuck")
+    assert f"broker {spare} is down" in job["stuck_reason"], job
+    acked += produce_values(cluster.url(original[0]), "mv", 0, [b"during the stuck move"])
+    assert request(cluster.url(original[0]) + "/topics/mv/partitions/0/reassignment", "DELETE").status == 200
+    wait_moves_done(cluster)
+    assert replicas_of(cluster, "mv")[0] == original
+    assert read_partition(cluster, "mv", 0) == acked
+    cluster.start_broker(spare)
+    cluster.wait_healthy(30, [spare])
+    assert_replicas_identical(cluster, "mv")
+
+
+def test_replication_factor_one_to_two_to_three_to_five_to_three(cluster_factory):
+    cluster = cluster_factory(3)
+    cluster.add_broker()
+    cluster.add_broker()
+    cluster.create_topic("rf", 2, 1)
+    acked = {p: produce_values(cluster.url(1), "rf", p, [b"rf1-%d-%d" % (p, i) for i in range(100)]) for p in range(2)}
+    for factor in (2, 3, 5, 3):
+        resp = request(cluster.url(2) + "/topics/rf", "PATCH", {"replication_factor": factor})
+        assert resp.status == 202, resp.body
+        wait_moves_done(cluster)
+        assert [len(r) for r in replicas_of(cluster, "rf")] == [factor, factor]
+        assert get_json(cluster, "/topics/rf")["replication_factor"] == factor
+        for p in range(2):
+            acked[p] += produce_values(cluster.url(3), "rf", p, [b"rf%d-%d" % (factor, p)])
+            assert read_partition(cluster, "rf", p) == acked[p]
+    assert_replicas_identical(cluster, "rf")
+    too_many = request(cluster.url(1) + "/topics/rf", "PATCH", {"replication_factor": 6})
+    assert too_many.status == 422 and too_many.json()["error_code"] == 42210, too_many.body
+    same = request(cluster.url(1) + "/topics/rf", "PATCH", {"replication_factor": 3})
+    assert same.status == 200 and same.json()["reassignments"] == []
