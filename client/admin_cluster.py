@@ -99,7 +99,8 @@ def _reassignment(raw: Any) -> Reassignment:
             cancelled=bool(raw.get("cancelled")), bytes_copied=int(raw.get("bytes_copied") or 0),
             bytes_total=int(raw.get("bytes_total") or 0),
             replicas=tuple(ReplicaProgress(int(r["broker"]), str(r["role"]), r.get("bytes_copied"),
-                                           r.get("bytes_total"), bool(r.get("alive"))) for r in raw.get("replicas", [])),
+                                           r.get("bytes_total"), bool(r.get("alive")))
+                           for r in raw.get("replicas", [])),
             id=raw.get("id"))
     except (KeyError, TypeError, ValueError) as exc:
         raise ProtocolError(f"malformed reassignment {raw!r} ({exc})") from None

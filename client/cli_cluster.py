@@ -57,8 +57,8 @@ def render_reassignments(console: Console, moves: list[Reassignment]) -> None:
 
 
 def _progress(console: Console) -> Progress:
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(), TextColumn("{task.fields[note]}"),
-                    TimeElapsedColumn(), console=console, transient=False)
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(),
+                    TextColumn("{task.fields[note]}"), TimeElapsedColumn(), console=console, transient=False)
 
 
 def _wait_moves(admin: Admin, console: Console, partitions: list[tuple[str, int]] | None, what: str) -> None:

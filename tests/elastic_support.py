@@ -8,8 +8,11 @@ import threading
 import time
 from pathlib import Path
 
+from click.testing import CliRunner
+
 from cluster import request, retry
 from raftka.client.blocking import Producer
+from raftka.client.cli import main as cli_main
 
 BINARY = "application/vnd.kafka.binary.v2+json"
 
@@ -41,6 +44,13 @@ def get_json(cluster, path: str, timeout: float = 20.0):
                 return resp.json()
         assert time.monotonic() < deadline, f"GET {path} did not succeed"
         time.sleep(0.2)
+
+
+def raftka(cluster, *args: str) -> str:
+    """Run the `raftka` CLI against the cluster; its output (it must succeed)."""
+    result = CliRunner().invoke(cli_main, ["--bootstrap", ",".join(cluster.bootstrap), *args], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, (result.output, result.exception)
+    return result.output
 
 
 def reassignments(cluster) -> list[dict]:

@@ -7,7 +7,7 @@ import pytest
 
 from cluster import request
 from elastic_support import (KeepProducing, assert_nothing_lost_or_duplicated, assert_replicas_identical, brokers,
-                             get_json, replicas_of, wait_moves_done, wait_until)
+                             get_json, raftka, reassignments, replicas_of, wait_moves_done, wait_until)
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -27,9 +27,11 @@ def test_grow_three_to_five_under_produce_and_rebalance(cluster_factory):
         wait_until(lambda: sum(b["metadata_role"] == "voter" for b in brokers(cluster).values()) == 5, 30,
                    "five metadata voters once five brokers are in (auto)")
         before = sum(len(r) for r in replicas_of(cluster, TOPIC))
-        resp = request(cluster.url(4) + "/cluster/rebalance", "POST")
-        assert resp.status == 202, resp.body
-        assert any(c["moves_data"] for c in resp.json()["changes"])
+        plan = request(cluster.url(4) + "/cluster/rebalance?dry_run=true", "POST")
+        assert plan.status == 200 and any(c["moves_data"] for c in plan.json()["changes"]), plan.body
+        assert reassignments(cluster) == []  # a dry run changes nothing
+        output = raftka(cluster, "cluster", "rebalance", "--wait")  # moves, waits, then balances leadership
+        assert "moving" in output and "preferred replica" in output
         wait_moves_done(cluster)
         acked_during = len(producer.acked)
         wait_until(lambda: len(producer.acked) > acked_during + 200 or producer.failures, 30,

@@ -47,7 +47,8 @@ def test_malformed_requests_say_which_field(doc, message):
 @settings(max_examples=300, deadline=None)
 @given(st.dictionaries(st.sampled_from(["id", "incarnation", "http_url", "raft_host", "raft_port", "rack", "proof",
                                         "x"]),
-                       st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=70), st.lists(st.integers()))))
+                       st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=70),
+                                 st.lists(st.integers()))))
 def test_any_document_is_parsed_or_refused_cleanly(doc):
     try:
         parsed = parse_join_request(doc)

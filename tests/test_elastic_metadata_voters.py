@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from cluster import request, retry
-from elastic_support import brokers, get_json, wait_until
+from elastic_support import brokers, get_json, raftka, wait_until
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -33,9 +33,8 @@ def test_seven_brokers_five_metadata_voters_and_two_learners(cluster_factory):
         assert group["role"] == "follower" and group["id"] in group["learners"]
     leader = get_json(cluster, "/health")["metadata_leader"]
     voter = next(b for b in (1, 2, 3, 4, 5) if b != leader)
-    resp = request(cluster.url(leader) + f"/brokers/{voter}/decommission", "POST")
-    assert resp.status == 202, resp.body
-    wait_until(lambda: get_json(cluster, f"/brokers/{voter}/decommission")["done"], 90, f"broker {voter} to drain")
+    output = raftka(cluster, "cluster", "decommission", str(voter), "--wait")
+    assert f"Broker {voter} is decommissioned" in output, output
     after = roles(cluster)
     assert len(after["voter"]) == 5 and voter not in after["voter"], after  # six brokers left: still five seats
     assert set(after["voter"]) & {6, 7}, after  # a learner took the seat

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 from cluster import request
-from elastic_support import (assert_replicas_identical, get_json, produce_values, read_partition, reassignments,
-                             replicas_of, wait_moves_done, wait_until)
+from elastic_support import (assert_replicas_identical, get_json, produce_values, raftka, read_partition,
+                             reassignments, replicas_of, wait_moves_done, wait_until)
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -79,8 +79,12 @@ def test_replication_factor_one_to_two_to_three_to_five_to_three(cluster_factory
     cluster.create_topic("rf", 2, 1)
     acked = {p: produce_values(cluster.url(1), "rf", p, [b"rf1-%d-%d" % (p, i) for i in range(100)]) for p in range(2)}
     for factor in (2, 3, 5, 3):
-        resp = request(cluster.url(2) + "/topics/rf", "PATCH", {"replication_factor": factor})
-        assert resp.status == 202, resp.body
+        if factor == 2:  # through the CLI, which waits with a progress bar
+            output = raftka(cluster, "topics", "alter", "rf", "--replication-factor", "2", "--wait")
+            assert "Replication factor of rf -> 2: 2 partition(s) moving" in output and "done" in output
+        else:
+            resp = request(cluster.url(2) + "/topics/rf", "PATCH", {"replication_factor": factor})
+            assert resp.status == 202, resp.body
         wait_moves_done(cluster)
         assert [len(r) for r in replicas_of(cluster, "rf")] == [factor, factor]
         assert get_json(cluster, "/topics/rf")["replication_factor"] == factor
@@ -92,3 +96,8 @@ def test_replication_factor_one_to_two_to_three_to_five_to_three(cluster_factory
     assert too_many.status == 422 and too_many.json()["error_code"] == 42210, too_many.body
     same = request(cluster.url(1) + "/topics/rf", "PATCH", {"replication_factor": 3})
     assert same.status == 200 and same.json()["reassignments"] == []
+    moved = raftka(cluster, "topics", "reassign", "rf", "-p", "0", "--replicas", "1,2,4", "--wait")
+    assert "Moving rf/0" in moved and "rf/0 moved." in moved
+    assert replicas_of(cluster, "rf")[0] == [1, 2, 4]
+    listing = raftka(cluster, "cluster", "brokers")
+    assert "Membership" in listing and "voter" in listing and "learner" not in listing  # five brokers, five seats

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import aiohttp
 import orjson
 
-from raftka.node.cluster.identity import BrokerIdentity, bootstrap_identity, check_data_dir
+from raftka.node.cluster.identity import BrokerIdentity, IdentityError, bootstrap_identity, check_data_dir
 from raftka.node.cluster.jobs import JobDriver
 from raftka.node.cluster.membership import MembershipReconciler
 from raftka.node.cluster.metadata import MetadataStateMachine
@@ -169,6 +169,11 @@ class Broker:
             await self._settle_identity()
             self.metadata = MetadataStateMachine(os.path.join(self.data_dir, "metadata"),
                                                  on_change=self._on_metadata_change)
+            if self.metadata.membership_of(self.id) == DECOMMISSIONED and \
+                    self.metadata.incarnation(self.id) == self.identity.incarnation:
+                raise IdentityError(f"refusing to start: broker {self.id} was decommissioned from cluster "
+                                    f"{self.identity.cluster_id}; its data directory cannot rejoin. To add this broker "
+                                    "back, empty its data directory and start it with --join (any live broker).")
             self.refresh_peers()
             self._host_group(METADATA_GROUP, self._metadata_bootstrap_membership(), self.metadata, critical=True)
         except BaseException:

@@ -173,7 +173,8 @@ class JobDriver:
             "bytes_total": (total or 0) * len(adding),
         }
 
-    def _stuck_reason(self, job: dict, leader: int | None, led: dict | None, voters: dict, target: list[int]) -> str | None:
+    def _stuck_reason(self, job: dict, leader: int | None, led: dict | None, voters: dict,
+                      target: list[int]) -> str | None:
         cancel = (f"cancel it with DELETE /topics/{job['topic']}/partitions/{job['partition']}/reassignment"
                   if not job["cancelled"] else "")
         for b in target:

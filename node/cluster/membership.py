@@ -88,8 +88,8 @@ class MembershipReconciler:
             founders = broker.identity.peer_ids or tuple(broker.seed.urls)
             brokers = {str(b): {"http_url": broker.seed.urls[b], "raft_host": broker.seed.raft[b][0],
                                 "raft_port": broker.seed.raft[b][1]} for b in founders if b in broker.seed.urls}
-            broker.propose_metadata_soon("bootstrap", command("bootstrap_cluster", cluster_id=broker.identity.cluster_id,
-                                                    brokers=brokers))
+            cmd = command("bootstrap_cluster", cluster_id=broker.identity.cluster_id, brokers=brokers)
+            broker.propose_metadata_soon("bootstrap", cmd)
             return
         registry = md.brokers()
         heard = {b: a for b, a in broker.host.peer_announcements.items()}
@@ -102,8 +102,8 @@ class MembershipReconciler:
             changed = {f: announced.extra.get(f) for f in REGISTRY_FIELDS if entry.get(f) != announced.extra.get(f)}
             if changed:
                 log.info("broker %d now announces %s: recording it", b, changed)
-                broker.propose_metadata_soon(f"update-{b}", command("update_broker", broker=b, incarnation=announced.incarnation,
-                                                          **changed))
+                cmd = command("update_broker", broker=b, incarnation=announced.incarnation, **changed)
+                broker.propose_metadata_soon(f"update-{b}", cmd)
 
     # ----------------------------------------------------------- incarnations
 

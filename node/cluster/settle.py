@@ -6,7 +6,9 @@ data directory's side):
 * **A data directory with an identity** is this broker's; it starts at once,
   unless a live broker of its cluster says this very incarnation was
   decommissioned (a decommissioned broker never rejoins with its old data: its
-  replicas were moved away and may have been deleted).
+  replicas were moved away and may have been deleted).  A broker that joined
+  takes its peers' addresses from the broker it joins through, until its own
+  metadata replica knows them.
 * **An empty directory with ``--join URL``** asks that broker for the cluster
   (``GET /cluster``), registers itself with a proof of the cluster secret
   (``POST /brokers``, see `join`) as a new incarnation, and takes the
@@ -45,6 +47,8 @@ PROBE_INTERVAL_S = 0.5
 PROBE_TIMEOUT_S = 1.0
 LOG_INTERVAL_S = 5.0
 DECOMMISSION_PROBE_S = 2.0
+ALREADY_REGISTERED_PATIENCE_S = 30.0  # a restarted joiner waits this long for its old directory to be seen gone
+ALREADY_REGISTERED = 40923
 
 
 class Seed:
@@ -109,6 +113,10 @@ async def settle_identity(broker: Broker) -> tuple[BrokerIdentity, Seed]:
     config = broker.config
     seed = Seed({p.broker_id: p.http_url for p in config.peers}, {p.broker_id: p.raft_address for p in config.peers})
     if broker.identity is not None:
+        if config.join is not None:
+            cluster = formed_answer(await get_json(broker.session, config.join + "/cluster", DECOMMISSION_PROBE_S))
+            if cluster is not None and cluster["cluster_id"] == broker.identity.cluster_id:
+                seed = Seed.from_registry(cluster["brokers"])
         await _refuse_if_decommissioned(broker, seed)
         return broker.identity, seed
     if config.join is not None:
@@ -119,6 +127,8 @@ async def settle_identity(broker: Broker) -> tuple[BrokerIdentity, Seed]:
 async def _refuse_if_decommissioned(broker: Broker, seed: Seed) -> None:
     """A quick look: does a live broker say this incarnation was decommissioned? (No answer: carry on.)"""
     others = [u for b, u in seed.urls.items() if b != broker.id]
+    if broker.config.join is not None and broker.config.join not in others:
+        others.append(broker.config.join)
     if not others:
         return
     answers = await asyncio.gather(*(get_json(broker.session, u + "/cluster", DECOMMISSION_PROBE_S) for u in others))
@@ -139,6 +149,7 @@ async def _join(broker: Broker) -> tuple[BrokerIdentity, Seed]:
     next_log = loop.time() + LOG_INTERVAL_S
     incarnation = new_incarnation()
     me = config.self_peer
+    started = loop.time()
     while True:
         cluster = formed_answer(await get_json(broker.session, url + "/cluster"))
         if cluster is not None:
@@ -150,7 +161,11 @@ async def _join(broker: Broker) -> tuple[BrokerIdentity, Seed]:
                 break
             if answer is not None and 400 <= answer[0] < 500:
                 message = answer[1].get("message") if isinstance(answer[1], dict) else answer[1]
-                raise IdentityError(f"refusing to start: {url} did not let broker {broker.id} join: {message}")
+                code = answer[1].get("error_code") if isinstance(answer[1], dict) else None
+                if code != ALREADY_REGISTERED or loop.time() - started > ALREADY_REGISTERED_PATIENCE_S:
+                    raise IdentityError(f"refusing to start: {url} did not let broker {broker.id} join: {message}")
+                log.info("broker %d: %s (waiting: a data directory that was just replaced still looks alive)",
+                         broker.id, message)
         if loop.time() >= next_log:
             next_log = loop.time() + LOG_INTERVAL_S
             log.info("broker %d: waiting for %s to let it join (no answer, or no metadata leader yet)",

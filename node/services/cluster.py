@@ -311,7 +311,8 @@ class ClusterService:
         plan = rebalance_plan(assignment, takers, self._racks(), moving)
         after = {**assignment, **plan}
         changes = [{"topic": t, "partition": p, "replicas_before": assignment[(t, p)], "replicas_after": target,
-                    "moves_data": sorted(target) != sorted(assignment[(t, p)])} for (t, p), target in sorted(plan.items())]
+                    "moves_data": sorted(target) != sorted(assignment[(t, p)])}
+                   for (t, p), target in sorted(plan.items())]
         before_r, after_r = replica_counts(assignment, takers), replica_counts(after, takers)
         before_l, after_l = leader_counts(assignment, takers), leader_counts(after, takers)
         doc = {"dry_run": dry_run, "changes": changes,
