@@ -72,6 +72,9 @@ def test_decommission_the_metadata_leaders_broker(cluster_factory):
     shutil.rmtree(cluster.root / f"broker-{leader}")  # the same machine comes back afresh
     cluster.add_broker(leader, via=other)
     wait_until(lambda: brokers(cluster)[leader]["membership"] == "active", 30, "the broker to be active again")
+    cluster.restart(leader)  # a broker that joined restarts from its data directory (no --peers to go by)
+    wait_until(lambda: brokers(cluster)[leader]["metadata_role"] != "none" and brokers(cluster)[leader]["alive"], 30,
+               "the restarted broker to follow the metadata group again")
 
 
 def test_brokers_the_cluster_does_not_know_are_told_to_join(cluster_factory, tmp_path):
