@@ -10,21 +10,11 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from cluster import request, retry
+from cluster import request, retry, wait_until
 from raftka.client.blocking import Producer
 from raftka.client.cli import main as cli_main
 
 BINARY = "application/vnd.kafka.binary.v2+json"
-
-
-def wait_until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 def any_url(cluster) -> str:
