@@ -232,14 +232,19 @@ class Broker:
         return Membership.of(peers[:count], peers[count:])
 
     def refresh_peers(self) -> None:
-        """Take every broker's addresses from the metadata's registry (the seed until the registry exists)."""
-        source = self.seed
-        if self.metadata is not None and self.metadata.cluster_id is not None:
-            registry = Seed.from_registry(self.metadata.brokers())
-            source = Seed({**{b: u for b, u in self.seed.urls.items() if b in self.metadata.brokers()
-                              and self.metadata.membership_of(b) != DECOMMISSIONED}, **registry.urls},
-                          {**{b: a for b, a in self.seed.raft.items() if b in self.metadata.brokers()
-                              and self.metadata.membership_of(b) != DECOMMISSIONED}, **registry.raft})
+        """Every broker's addresses: the metadata's registry (the seed until the registry exists), except that a
+        broker this one's own --peers lists is reached at the address given there (an operator's view of the
+        network wins: NAT, per-host proxies); decommissioned brokers are dropped."""
+        md = self.metadata
+        if md is None or md.cluster_id is None:
+            source = self.seed
+        else:
+            live = {b for b in md.brokers() if md.membership_of(b) != DECOMMISSIONED}
+            registry = Seed.from_registry(md.brokers())
+            configured = {p.broker_id: p for p in self.config.peers} if self.config.join is None else {}
+            urls = {**self.seed.urls, **registry.urls, **{b: p.http_url for b, p in configured.items()}}
+            raft = {**self.seed.raft, **registry.raft, **{b: p.raft_address for b, p in configured.items()}}
+            source = Seed({b: u for b, u in urls.items() if b in live}, {b: a for b, a in raft.items() if b in live})
         urls = {**source.urls, self.id: self.config.self_peer.http_url}
         if urls != self.urls:
             self.urls.clear()
