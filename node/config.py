@@ -142,7 +142,7 @@ class BrokerConfig:
     # low-disk watermark: below it partition replicas stop and produce gets 507; None = auto
     # (1 GiB or 5 % of the data dir's filesystem, whichever is smaller; raftka.raft.storage_health)
     min_free_bytes: int | None = None
-    join: str | None = None  # URL of a live broker of the cluster to join (None: bootstrap with --peers)
+    join: str | None = None  # URLs (comma-separated) of live brokers of the cluster to join (None: --peers)
     rack: str | None = None
     metadata_voters: int | None = None  # None: auto (3, or 5 from 5 brokers up)
     reassignment_max_bytes_per_sec: int = DEFAULT_REASSIGNMENT_BYTES_PER_SEC  # 0: unlimited
@@ -156,6 +156,10 @@ class BrokerConfig:
             if peer.broker_id == broker_id:
                 return peer
         raise KeyError(broker_id)
+
+    @property
+    def join_urls(self) -> list[str]:
+        return self.join.split(",") if self.join else []
 
     @property
     def peer_ids(self) -> tuple[int, ...]:
@@ -302,19 +306,21 @@ def _parse_metadata_voters(raw: Any) -> int | None:
     return _parse_int(1, MAX_METADATA_VOTERS)(raw)
 
 
-def _parse_join_url(raw: Any) -> str:
-    text = _parse_str(raw).strip().rstrip("/")
-    scheme, sep, rest = text.partition("://")
-    if not sep:
-        text, scheme, rest = "http://" + text, "http", text
-    if scheme != "http":
-        raise ValueError("expected http://HOST:PORT of a live broker")
-    host, sep, port = rest.rpartition(":")
-    if not sep or "/" in rest:
-        raise ValueError("expected http://HOST:PORT of a live broker")
-    _parse_host(host)
-    _parse_port(port, allow_zero=False)
-    return text
+def _parse_join_urls(raw: Any) -> str:
+    """One or more comma-separated http://HOST:PORT of live brokers (tried in turn), normalised."""
+    urls = []
+    for item in _parse_str(raw).split(","):
+        text = item.strip().rstrip("/")
+        scheme, sep, rest = text.partition("://")
+        if not sep:
+            text, scheme, rest = "http://" + text, "http", text
+        host, sep, port = rest.rpartition(":")
+        if scheme != "http" or not sep or "/" in rest:
+            raise ValueError("expected http://HOST:PORT of a live broker (several: comma-separated)")
+        _parse_host(host)
+        _parse_port(port, allow_zero=False)
+        urls.append(text)
+    return ",".join(urls)
 
 
 def _parse_rack(raw: Any) -> str:
@@ -371,8 +377,8 @@ _SETTINGS = [
         "HOST:PORT",
     ),
     _Setting("--peers", _parse_peers, "all brokers: ID=HOST:HTTP_PORT:RAFT_PORT,...", "PEERS"),
-    _Setting("--join", _parse_join_url, "join a running cluster through this broker (instead of --peers)",
-             "http://HOST:PORT"),
+    _Setting("--join", _parse_join_urls, "join a running cluster through this broker, or the first of these that "
+             "answers (comma-separated; instead of --peers)", "http://HOST:PORT"),
     _Setting("--advertised-host", lambda raw: _parse_host(_parse_str(raw).strip()),
              "host name other brokers and clients reach this broker at (with --join; default: the --listen host, "
              "or this machine's host name when listening on a wildcard)", "HOST"),

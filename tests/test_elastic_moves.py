@@ -46,8 +46,9 @@ def test_cancel_halfway_and_a_target_that_dies_mid_move(cluster_factory):
     assert cancel.status == 200 and cancel.json()["cancelled"], cancel.body
     wait_moves_done(cluster)
     assert replicas_of(cluster, "mv")[0] == original
-    wait_until(lambda: all(g.get("partition") != "mv/0" for g in get_json(cluster, f"/brokers/{spare}/raft")["groups"]),
-               30, "the cancelled replica to be removed from its broker")
+    wait_until(lambda: all(g.get("partition") != "mv/0" for g in get_json(cluster, f"/brokers/{spare}/raft")["groups"])
+               and not list((cluster.root / f"broker-{spare}" / "partitions").glob("mv-0-*")), 30,
+               "the cancelled replica (its journal and its log) to be removed from its broker")
     assert request(cluster.url(1) + "/topics/mv/partitions/0/reassignment", "DELETE").status == 404
 
     # The same move again; the new replica's broker dies while it copies.

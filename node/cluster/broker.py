@@ -50,7 +50,8 @@ from raftka.node.config import BrokerConfig
 from raftka.node.errors import ApiError, NotLeader, PartitionNotFound, RequestTimedOut, StorageUnavailable, TopicNotFound
 from raftka.raft import canary
 from raftka.raft.core import NotLeaderError, Role
-from raftka.raft.host import GroupStateLost, HostConfig, ProposalDroppedError, RaftHost, StorageUnavailableError
+from raftka.raft.host import (GroupStateLost, HostConfig, ProposalDroppedError, RaftHost, ReadIndexError,
+                              StorageUnavailableError)
 from raftka.raft.journal import Journal
 from raftka.raft.membership import Membership
 from raftka.raft.partition import (DeleteRecordsResult, PartitionStateMachine, ProduceResult, encode_delete_records,
@@ -69,6 +70,15 @@ OPEN_RETRY_FIRST_S = 0.5  # a partition that failed to open is retried after thi
 OPEN_RETRY_MAX_S = 30.0  # ... up to this
 RETENTION_INTERVAL_LOW_DISK_S = 2.0  # free a full disk quickly
 JOINING_CLUSTER_ID = "joining"  # the transport's cluster id until a joining broker learns the real one
+ORPHAN_READ_INDEX_S = 2.0
+ORPHAN_RETRY_S = 2.0
+
+
+def _listdir(path: str) -> list[str]:
+    try:
+        return os.listdir(path)
+    except FileNotFoundError:
+        return []
 
 
 class MetadataRejected(ApiError):
@@ -159,6 +169,7 @@ class Broker:
         self.session: aiohttp.ClientSession | None = None
         self.change_listeners: list = []  # called after topics change (e.g. the group coordinator)
         self._proposing: set[str] = set()  # keys of propose_metadata_soon commands in flight
+        self._orphans_unchecked = True  # see _remove_orphans
 
     # ------------------------------------------------------------ lifecycle
 
@@ -589,8 +600,11 @@ class Broker:
                     # A replica added to an existing group (a move) starts empty and learns its membership from the
                     # leader; a founding replica bootstraps with the membership its group was created with.
                     members = self.metadata.initial_members(topic, p)
-                    wanted[(name, p)] = (f"{topic['id']}/{p}", members if self.host.replica in members else None,
-                                         topic["configs"])
+                    if self.host.replica not in members:
+                        members = None
+                        if canary.enabled("new-replica-votes"):  # the unsafe bootstrap the rule above prevents
+                            members = [self.metadata.replica(b) for b in self.metadata.goal(name, p)]
+                    wanted[(name, p)] = (f"{topic['id']}/{p}", members, topic["configs"])
         return wanted
 
     async def _reconcile_async(self) -> None:
@@ -628,6 +642,32 @@ class Broker:
                 node.campaign()  # a new partition: the preferred leader stands first
             log.info("broker %d: hosting partition %s/%d (%s)", self.id, topic, p,
                      f"replicas {members}" if members else "a new replica: it joins as a learner")
+        if self._orphans_unchecked:
+            await self._remove_orphans()
+
+    async def _remove_orphans(self) -> None:
+        """Once per start: delete the journals and logs of replicas this broker no longer hosts (it was down, or
+        stopped, when a move took them away or a topic was deleted). Only with a metadata replica known to be
+        current (a read index): a stale one could take a replica this broker still holds for an orphan."""
+        if not self.is_metadata_leader():
+            try:
+                await self.host.read_index(METADATA_GROUP, ORPHAN_READ_INDEX_S)
+            except ReadIndexError:
+                asyncio.get_running_loop().call_later(ORPHAN_RETRY_S, self._reconcile_wanted.set)
+                return
+        self._orphans_unchecked = False
+        wanted = self._wanted()
+        groups = {group for group, _, _ in wanted.values()} | set(self.host.groups) | {METADATA_GROUP}
+        directories = {partition_directory_name(topic, p, group.split("/")[0])
+                       for (topic, p), (group, _, _) in wanted.items()}
+        directories |= {os.path.basename(h.sm.directory) for h in self.partitions.values()}
+        orphans = [os.path.join(self.data_dir, "raft", name) for name in _listdir(os.path.join(self.data_dir, "raft"))
+                   if name.replace("~", "/") not in groups]
+        orphans += [os.path.join(self.data_dir, "partitions", name)
+                    for name in _listdir(os.path.join(self.data_dir, "partitions")) if name not in directories]
+        for path in orphans:
+            log.info("broker %d: removing %s: no replica of it is hosted here any more", self.id, path)
+            shutil.rmtree(path, ignore_errors=True)
 
     def _open_partition(self, topic: str, p: int, group: str, members: list[int] | None, configs: dict) -> bool:
         """Open the partition's storage and host its Raft group. A replica whose state was lost goes to

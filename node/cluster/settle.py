@@ -9,7 +9,8 @@ data directory's side):
   replicas were moved away and may have been deleted).  A broker that joined
   takes its peers' addresses from the broker it joins through, until its own
   metadata replica knows them.
-* **An empty directory with ``--join URL``** asks that broker for the cluster
+* **An empty directory with ``--join URL[,URL...]``** asks that broker (the
+  first of them that answers) for the cluster
   (``GET /cluster``), registers itself with a proof of the cluster secret
   (``POST /brokers``, see `join`) as a new incarnation, and takes the
   cluster's id and its brokers' addresses from the answer.
@@ -113,10 +114,11 @@ async def settle_identity(broker: Broker) -> tuple[BrokerIdentity, Seed]:
     config = broker.config
     seed = Seed({p.broker_id: p.http_url for p in config.peers}, {p.broker_id: p.raft_address for p in config.peers})
     if broker.identity is not None:
-        if config.join is not None:
-            cluster = formed_answer(await get_json(broker.session, config.join + "/cluster", DECOMMISSION_PROBE_S))
+        for url in config.join_urls:
+            cluster = formed_answer(await get_json(broker.session, url + "/cluster", DECOMMISSION_PROBE_S))
             if cluster is not None and cluster["cluster_id"] == broker.identity.cluster_id:
                 seed = Seed.from_registry(cluster["brokers"])
+                break
         await _refuse_if_decommissioned(broker, seed)
         return broker.identity, seed
     if config.join is not None:
@@ -127,8 +129,7 @@ async def settle_identity(broker: Broker) -> tuple[BrokerIdentity, Seed]:
 async def _refuse_if_decommissioned(broker: Broker, seed: Seed) -> None:
     """A quick look: does a live broker say this incarnation was decommissioned? (No answer: carry on.)"""
     others = [u for b, u in seed.urls.items() if b != broker.id]
-    if broker.config.join is not None and broker.config.join not in others:
-        others.append(broker.config.join)
+    others += [u for u in broker.config.join_urls if u not in others]
     if not others:
         return
     answers = await asyncio.gather(*(get_json(broker.session, u + "/cluster", DECOMMISSION_PROBE_S) for u in others))
@@ -144,13 +145,16 @@ async def _refuse_if_decommissioned(broker: Broker, seed: Seed) -> None:
 
 async def _join(broker: Broker) -> tuple[BrokerIdentity, Seed]:
     config = broker.config
-    url = config.join
+    urls = config.join_urls
     loop = asyncio.get_running_loop()
     next_log = loop.time() + LOG_INTERVAL_S
     incarnation = new_incarnation()
     me = config.self_peer
     started = loop.time()
+    attempt = 0
     while True:
+        url = urls[attempt % len(urls)]
+        attempt += 1
         cluster = formed_answer(await get_json(broker.session, url + "/cluster"))
         if cluster is not None:
             body = join_request(config.cluster_secret, cluster["cluster_id"], broker=broker.id,
@@ -169,7 +173,7 @@ async def _join(broker: Broker) -> tuple[BrokerIdentity, Seed]:
         if loop.time() >= next_log:
             next_log = loop.time() + LOG_INTERVAL_S
             log.info("broker %d: waiting for %s to let it join (no answer, or no metadata leader yet)",
-                     broker.id, url)
+                     broker.id, " or ".join(urls))
         await asyncio.sleep(PROBE_INTERVAL_S)
     cluster_id = cluster["cluster_id"]
     identity = claim_data_dir(config.data_dir, BrokerIdentity(
