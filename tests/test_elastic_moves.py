@@ -1,6 +1,7 @@
 """Replica moves (real broker processes): a reassignment throttled by --reassignment-max-bytes-per-sec, cancelled
 halfway (back to the replicas it started from); a target broker that dies mid-move leaves the job stuck with the
-reason, and cancel still works; the replication factor goes 1 -> 2 -> 3 -> 5 -> 3 on a topic with data."""
+reason, and cancel still works; a metadata leader that goes away mid-move leaves the job to its successor; the
+replication factor goes 1 -> 2 -> 3 -> 5 -> 3 on a topic with data."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ pytestmark = pytest.mark.timeout(240)
 RATE = 2_000_000
 
 
-def test_cancel_halfway_and_a_target_that_dies_mid_move(cluster_factory):
+def test_cancel_halfway_a_target_that_dies_mid_move_and_a_metadata_leader_failover(cluster_factory):
     cluster = cluster_factory(3, extra_args=["--reassignment-max-bytes-per-sec", str(RATE)])
     cluster.create_topic("mv", 1, 2)
     acked = []
@@ -71,6 +72,19 @@ def test_cancel_halfway_and_a_target_that_dies_mid_move(cluster_factory):
     cluster.start_broker(spare)
     cluster.wait_healthy(30, [spare])
     assert_replicas_identical(cluster, "mv")
+
+    # Once more, and the metadata leader goes away mid-move: the job is in the metadata, its successor finishes it.
+    job = request(cluster.url(1) + "/topics/mv/partitions/0/reassignment", "POST", {"replicas": target}).json()
+    wait_until(copying_halfway, 60, "the new replica to be partly copied")
+    leader = get_json(cluster, "/health")["metadata_leader"]
+    cluster.stop_broker(leader)
+    successor = wait_until(lambda: (get_json(cluster, "/health")["metadata_leader"] or leader) != leader
+                           and get_json(cluster, "/health")["metadata_leader"], 30, "a new metadata leader")
+    assert [m["id"] for m in reassignments(cluster)] == [job["id"]], f"broker {successor} lost the job"
+    cluster.start_broker(leader)
+    wait_moves_done(cluster)
+    assert replicas_of(cluster, "mv")[0] == target
+    assert read_partition(cluster, "mv", 0) == acked
 
 
 def test_replication_factor_one_to_two_to_three_to_five_to_three(cluster_factory):
