@@ -23,9 +23,10 @@ background after their window; the heal waits for nothing of them, and the
 runner's convergence wait (collect.py) lets them finish before the replicas are
 compared.
 
-``MoveAway`` (for the ``new-replica-votes`` canary) moves every partition to
-replicas of which only one is old, the new ones first: the move that lets new,
-empty replicas form a majority if they vote before they have caught up.
+``MoveAway`` (for the ``new-replica-votes`` canary) moves partition 0 to two
+new brokers and one old one, the new ones first, and cuts the new ones off
+from the rest once they host the group: the move that lets new, empty
+replicas form a majority if they vote before they have caught up.
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from . import topology
 from .api import BrokerApi, NoAnswer, NotDelivered
+from .loopback import UnsupportedFault
 from .nemesis import Nemesis, NemesisContext
 from .topology import CLIENT
 
@@ -153,25 +156,46 @@ class Membership(_Elastic):
 
 
 class MoveAway(_Elastic):
-    """Every partition moves to one of its replicas plus brokers new to it, the new ones first."""
+    """Partition 0 moves to two brokers new to it (first) and one of its replicas; once both new brokers host
+    the group, they are cut off from the others until the window ends. Correct new replicas are learners that
+    wait for the leader (the move stalls, then finishes after the heal); new replicas that vote at once
+    (the ``new-replica-votes`` canary) form a majority of the target with their empty logs, elect one of
+    themselves and take writes at offsets the real group gave away."""
 
     name = "move-away"
+
+    def __init__(self, ctx: NemesisContext, topic: str, host_wait_s: float = 15.0) -> None:
+        if "partition" not in ctx.cluster.network_faults:
+            raise UnsupportedFault(f"{ctx.cluster.mode} mode cannot partition")
+        super().__init__(ctx, topic)
+        self.host_wait_s = host_wait_s
+        self._layer = f"move-away-{id(self)}"
+
+    def _hosts(self, node: int, partition: str) -> bool:
+        try:
+            reply = self.api.request(node, "GET", "/raft", timeout_s=2.0)
+        except (NotDelivered, NoAnswer):
+            return False
+        groups = reply.doc.get("groups", []) if isinstance(reply.doc, dict) else []
+        return any(g.get("partition") == partition for g in groups)
 
     def _start(self) -> Any:
         replicas, active = self._replicas(), self._active()
         if not replicas or not active:
             return {"skipped": "no metadata or no live broker"}
-        moves = []
-        for p, current in enumerate(replicas):
-            new = [b for b in active if b not in current]
-            self.ctx.rng.shuffle(new)
-            fresh = new[:len(current) - 1]
-            target = [*fresh, current[0]] if fresh else current
-            outcome = self._call("POST", f"/topics/{self.topic}/partitions/{p}/reassignment", {"replicas": target})
-            moves.append({"partition": p, "before": current, "target": target, "status": outcome["status"]})
-        return {"moves": moves}
+        current = replicas[0]
+        fresh = self.ctx.rng.sample([b for b in active if b not in current], min(2, len(active) - len(current)))
+        target = [*fresh, current[0]]
+        outcome = self._call("POST", f"/topics/{self.topic}/partitions/0/reassignment", {"replicas": target})
+        value = self._value("move-away", outcome, before=current, target=target)
+        deadline = time.monotonic() + self.host_wait_s
+        while not all(self._hosts(n, f"{self.topic}/0") for n in fresh) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.ctx.cluster.set_grudge(self._layer, topology.isolate(self.ctx.cluster.nodes, fresh))
+        return {**value, "isolated": fresh}
 
     def _stop(self) -> Any:
+        self.ctx.cluster.clear_grudge(self._layer)
         return None
 
 
