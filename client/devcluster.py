@@ -136,9 +136,8 @@ class LocalCluster:
         running one); returns its id once it is healthy."""
         broker = broker if broker is not None else max(self.ids) + 1
         if broker not in self.ids:
-            http_port, raft_port = free_ports(2)
             self.ids.append(broker)
-            self.http_ports[broker], self.raft_ports[broker] = http_port, raft_port
+            self.http_ports[broker], self.raft_ports[broker], self.kafka_ports[broker] = free_ports(3)
         if rack is not None:
             self.racks[broker] = rack
         self.joined[broker] = self.url(via if via is not None else next(iter(self.procs)))

@@ -403,6 +403,8 @@ _BY_CODE: dict[int, type[RaftkaError]] = {
     40910: GroupError,  # a member of the other protocol kind (Kafka classic vs raftka's group API)
     40911: GroupError,  # deleting a group that still has live members
     40909: NoOffsetForPartitionError,  # a REST consumer instance with auto.offset.reset none
+    40910: GroupError,  # a member of the other protocol kind (Kafka classic vs raftka's group API)
+    40911: GroupError,  # deleting a group that still has live members
     40921: ReassignmentInProgressError,
     40922: UnsafeClusterChangeError,
     40923: BrokerAlreadyRegisteredError,

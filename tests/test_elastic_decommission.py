@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 
 import pytest
 
-from cluster import request
+from cluster import request, retry
 from raftka.client.devcluster import free_ports
 from elastic_support import (assert_replicas_identical, brokers, get_json, produce_values, read_partition,
                              replicas_of, wait_until)
@@ -20,8 +21,12 @@ pytestmark = pytest.mark.timeout(240)
 TOPIC = "drain"
 
 
-def run_node(cluster, broker: int, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([*cluster.command(broker)[:3], *args, "--cluster-secret-file", str(cluster.secret_file()),
+NODE = [sys.executable, "-m", "raftka.node.main"]
+
+
+def run_node(cluster, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    """A broker process that is expected to exit (it is refused): its output."""
+    return subprocess.run([*NODE, *args, "--cluster-secret-file", str(cluster.secret_file()),
                            "--election-timeout-ms", "300", "--heartbeat-ms", "30"],
                           capture_output=True, text=True, timeout=timeout)
 
@@ -32,7 +37,7 @@ def test_decommission_the_metadata_leaders_broker(cluster_factory):
     acked = {p: produce_values(cluster.url(1), TOPIC, p, [b"before-%d-%d" % (p, i) for i in range(50)])
              for p in range(2)}
     for b in cluster.ids:  # three brokers, factor 3: any drain would leave partitions short
-        resp = request(cluster.url(1) + f"/brokers/{b}/decommission", "POST")
+        resp = retry(lambda: request(cluster.url(1) + f"/brokers/{b}/decommission", "POST"))
         assert resp.status == 409 and resp.json()["error_code"] == 40922, resp.body
         assert f"{TOPIC}/0" in resp.json()["message"]
     assert request(cluster.url(1) + "/brokers/9/decommission", "POST").status == 404
@@ -64,7 +69,7 @@ def test_decommission_the_metadata_leaders_broker(cluster_factory):
     assert any("decommissioned" in problem for problem in health["problems"]), health
 
     cluster.stop_broker(leader)
-    refused = run_node(cluster, leader, *cluster.command(leader)[3:])
+    refused = run_node(cluster, *cluster.command(leader)[3:])
     assert refused.returncode == 2, refused.stderr[-2000:]
     assert f"broker {leader} was decommissioned" in refused.stderr and "--join" in refused.stderr
     assert "empty its data directory" in refused.stderr
@@ -83,14 +88,14 @@ def test_brokers_the_cluster_does_not_know_are_told_to_join(cluster_factory, tmp
                             "the cluster to form")["cluster_id"]
     # A fourth broker listed in --peers that the running cluster never heard of: it exits and says to use --join.
     peers = cluster.peers_arg() + ",4=127.0.0.1:1:2"
-    unknown = run_node(cluster, 4, "--id", "4", "--data-dir", str(tmp_path / "b4"), "--peers", peers,
+    unknown = run_node(cluster, "--id", "4", "--data-dir", str(tmp_path / "b4"), "--peers", peers,
                        "--listen", "127.0.0.1:0", "--raft-listen", "127.0.0.1:0")
     assert unknown.returncode == 2, unknown.stderr[-2000:]
     assert f"broker 4 is not a member of cluster {cluster_id}" in unknown.stderr and "--join" in unknown.stderr
     # Joining with another secret is refused by the cluster, and the broker says so.
     (tmp_path / "wrong").write_text("another-secret-0123456789")
     http_port, raft_port = free_ports(2)
-    wrong = subprocess.run([*cluster.command(1)[:3], "--id", "4", "--data-dir", str(tmp_path / "w4"),
+    wrong = subprocess.run([*NODE, "--id", "4", "--data-dir", str(tmp_path / "w4"),
                             "--join", cluster.url(2), "--listen", f"127.0.0.1:{http_port}",
                             "--raft-listen", f"127.0.0.1:{raft_port}",
                             "--cluster-secret-file", str(tmp_path / "wrong")], capture_output=True, text=True,

@@ -191,9 +191,12 @@ class TwoReplicas(RuleBasedStateMachine):
             job = self.a.reassignment("t", p)
             if job is None:
                 assert len(replicas) == len(set(replicas)) > 0
-            else:
-                assert replicas == hosting(job["target"], job["before"])
+            else:  # the target first, then every replica that may still hold a copy (a cancel keeps the added ones)
+                assert replicas[:len(job["target"])] == job["target"] and set(job["before"]) <= set(replicas)
+                if not job["cancelled"]:
+                    assert replicas == hosting(job["target"], job["before"])
                 assert job["target"] and len(set(job["target"])) == len(job["target"])
+                assert len(set(replicas)) == len(replicas)
 
     @invariant()
     def decommissioned_brokers_host_nothing_and_no_broker_is_forgotten(self):

@@ -33,7 +33,7 @@ import aiohttp
 import orjson
 
 from raftka.node.cluster.metadata import command
-from raftka.node.cluster.metadata_cluster import DRAINING, hosting, replicas_on
+from raftka.node.cluster.metadata_cluster import DRAINING, replicas_on
 from raftka.raft.replica import broker_of
 
 if TYPE_CHECKING:
@@ -92,7 +92,7 @@ class JobDriver:
             group = self._group(job)
             if group is None:
                 continue
-            involved = set(hosting(job["target"], job["before"]))
+            involved = set(self.broker.metadata.topic(job["topic"])["partitions"][job["partition"]])
             leader = broker.leader_of(job["topic"], job["partition"])
             if leader is not None:
                 involved.add(leader)
@@ -135,7 +135,7 @@ class JobDriver:
         learners = {broker_of(r): r for r in led["learners"]} if led else {}
         total = led.get("size_bytes", 0) if led else None
         replicas = []
-        for b in hosting(target, before):
+        for b in md.topic(job["topic"])["partitions"][job["partition"]]:  # the target, then those leaving it
             own = statuses.get((b, group))
             if b in voters:
                 role = "voter"

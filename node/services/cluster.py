@@ -132,6 +132,8 @@ class ClusterService:
     # ------------------------------------------------------------------ checks
 
     def _registered(self, broker_id: object) -> int:
+        if self.broker.metadata.cluster_id is None:  # the first metadata leader records the brokers right away
+            raise NotLeader("the broker registry (the cluster is forming)")
         if type(broker_id) is not int or self.broker.metadata.membership_of(broker_id) is None:
             raise BrokerNotFound(broker_id)
         return broker_id
@@ -182,7 +184,9 @@ class ClusterService:
         if broker.config.cluster_secret is None:
             raise JoinRefused("This cluster runs without a cluster secret, so no broker can join it: restart its "
                               "broker with --cluster-secret first.")
-        if md.cluster_id is None or not proof_valid(broker.config.cluster_secret, md.cluster_id, request):
+        if md.cluster_id is None:
+            raise NotLeader("the broker registry (the cluster is forming)")
+        if not proof_valid(broker.config.cluster_secret, md.cluster_id, request):
             raise JoinRefused(f"The join request's proof does not match cluster {md.cluster_id}: start the broker "
                               "with this cluster's secret (--cluster-secret).")
         b, incarnation = request["id"], request["incarnation"]
