@@ -184,6 +184,19 @@ class Cluster:
 # ----------------------------------------------------------------------------- the steps
 
 
+def create_topic(cluster: Cluster, partitions: int, replication_factor: int) -> None:
+    def attempt():
+        status, body = call("POST", cluster.url(1) + "/topics",
+                            {"name": TOPIC, "partitions": partitions, "replication_factor": replication_factor})
+        if status in (200, 201, 409):  # 409: created by an earlier attempt whose answer was lost
+            return body
+        if not retriable(status, body):
+            raise RuntimeError(f"create topic: {status} {body}")
+        raise ScenarioFailed(f"create topic: {status} {body}")
+
+    until("topic creation", 30, attempt)
+
+
 def produce_one(cluster: Cluster, via: int, value: dict) -> int | None:
     """Offset of the record on success; ScenarioFailed if retriable, RuntimeError if not."""
     status, body = call("POST", f"{cluster.url(via)}/topics/{TOPIC}",
@@ -210,22 +223,25 @@ def produce(cluster: Cluster, via: int, values: list[dict], retry_s: float) -> f
     return first_ok or 0.0
 
 
-def consume_all(cluster: Cluster, via: int, expected_count: int, timeout_s: float = 30) -> list[dict]:
-    """Every record of partition 0 from offset 0 up to expected_count, read through broker `via`."""
+def consume_all(cluster: Cluster, via: int, expected_count: int | None, timeout_s: float = 30,
+                partition: int = 0) -> list[dict]:
+    """Every record of a partition from offset 0, read through broker `via`: up to expected_count, or (None) until a
+    fetch comes back empty."""
     records: list[dict] = []
 
     def attempt():
-        status, body = call("GET", f"{cluster.url(via)}/topics/{TOPIC}/partitions/0/records"
+        status, body = call("GET", f"{cluster.url(via)}/topics/{TOPIC}/partitions/{partition}/records"
                                    f"?offset={len(records)}&timeout_ms=1000", accept=JSON_V2)
         if status != 200:
-            raise ScenarioFailed(f"fetch via broker {via}: {status} {body}")
+            raise ScenarioFailed(f"fetch of partition {partition} via broker {via}: {status} {body}")
         for record in body:
             if record["offset"] != len(records):
                 raise RuntimeError(f"fetch via broker {via}: offset {record['offset']}, expected {len(records)}")
             records.append(record)
-        return records if len(records) >= expected_count else None
+        done = not body if expected_count is None else len(records) >= expected_count
+        return records if done else None
 
-    return until(f"{expected_count} records via broker {via}", timeout_s, attempt)
+    return until(f"{expected_count or 'all'} records of partition {partition} via broker {via}", timeout_s, attempt)
 
 
 def check_values(records: list[dict], expected: list[dict], where: str) -> None:
@@ -287,20 +303,6 @@ def produce_batch(cluster: Cluster, via: int, partition: int, values: list[dict]
     return until(f"producing to partition {partition} via broker {via}", 60, attempt)
 
 
-def read_partition(cluster: Cluster, via: int, partition: int) -> list[dict]:
-    records: list[dict] = []
-
-    def attempt():
-        status, body = call("GET", f"{cluster.url(via)}/topics/{TOPIC}/partitions/{partition}/records"
-                                   f"?offset={len(records)}&timeout_ms=500", accept=JSON_V2)
-        if status != 200:
-            raise ScenarioFailed(f"fetch of partition {partition} via broker {via}: {status} {body}")
-        records.extend(body)
-        return records if not body else None
-
-    return until(f"reading partition {partition} via broker {via}", 60, attempt)
-
-
 def wait_moves(cluster: Cluster, via: int, what: str, timeout_s: float = 180) -> None:
     def attempt():
         status, body = call("GET", cluster.url(via) + "/reassignments")
@@ -329,16 +331,7 @@ def run_elastic(cluster: Cluster) -> None:
     cluster.run("up", "-d", "--no-build", *(f"broker{b}" for b in bootstrap))
     cluster.wait_healthy(bootstrap)
 
-    def create():
-        status, body = call("POST", cluster.url(1) + "/topics",
-                            {"name": TOPIC, "partitions": ELASTIC_PARTITIONS, "replication_factor": 3})
-        if status in (200, 201, 409):
-            return body
-        if not retriable(status, body):
-            raise RuntimeError(f"create topic: {status} {body}")
-        raise ScenarioFailed(f"create topic: {status} {body}")
-
-    until("topic creation", 30, create)
+    create_topic(cluster, ELASTIC_PARTITIONS, 3)
     acked: list[tuple[int, int, dict]] = []
 
     def produce_round(phase: str, via: int) -> None:
@@ -390,7 +383,7 @@ def run_elastic(cluster: Cluster) -> None:
     produce_round("without-broker1", 4)
 
     for p in range(ELASTIC_PARTITIONS):
-        records = read_partition(cluster, 4, p)
+        records = consume_all(cluster, 4, None, 60, partition=p)
         by_offset = {r["offset"]: r["value"] for r in records}
         values = [r["value"] for r in records]
         for partition, offset, value in (a for a in acked if a[0] == p):
@@ -413,18 +406,7 @@ def run(cluster: Cluster, replication_factor: int, kill: int) -> None:
     cluster.wait_docker_healthy()
     log(f"docker reports all containers healthy after {time.monotonic() - t0:.1f}s")
 
-    def create():
-        status, body = call("POST", cluster.url(1) + "/topics",
-                            {"name": TOPIC, "partitions": 1, "replication_factor": replication_factor})
-        if status in (201, 200):
-            return body
-        if status == 409:  # created by an earlier attempt whose answer was lost
-            return body
-        if not retriable(status, body):
-            raise RuntimeError(f"create topic: {status} {body}")
-        raise ScenarioFailed(f"create topic: {status} {body}")
-
-    until("topic creation", 30, create)
+    create_topic(cluster, 1, replication_factor)
     group, leader, term = until("a partition leader", 30, lambda: cluster.partition_leader(cluster.ids))
     log(f"topic {TOPIC} R={replication_factor}: partition 0 (Raft group {group}) leader is broker {leader}")
 
