@@ -40,9 +40,12 @@ machine (it only deletes whole checkpointed segments), so a full disk can be fre
 
 Snapshot stream (see `partition_snapshot` for the formats): the leader serves its stored batches
 from the follower's cursor; the follower stages them in ``snapshot-staging`` and
-`finish_install` moves them into the live log. Its commit point is a checkpoint with an
-``install`` marker written after the staging log and the live log are fsynced; open() finishes
-an install interrupted after that point.
+`finish_install` moves them into the live log: a live log that holds nothing (a replica a move
+just added) is replaced by the staging directory, renamed into place, so that installing a large
+partition costs no copy; a live log with data gets the staged batches copied after it. The commit
+point is a checkpoint with an ``install`` marker written after the staging log and the live log are
+fsynced; open() finishes an install interrupted after that point (the rename or the copy). The
+staging log is fsynced every `STAGING_FLUSH_BYTES` as chunks arrive, so the last fsync is short.
 
 Directory layout: ``<dir>/checkpoint.json``, ``<dir>/log/`` (the PartitionLog),
 ``<dir>/snapshot-staging/`` (only during an install).
@@ -54,6 +57,7 @@ import enum
 import logging
 import os
 import struct
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -62,6 +66,7 @@ from typing import NamedTuple
 import orjson
 
 from raftka.storage import CorruptBatchError, LogConfig, PartitionLog, atomic_write, iter_batches, validate_batch
+from raftka.storage.fsutil import fsync_dir, record_durable
 
 from . import canary
 from .partition_producers import (
@@ -89,6 +94,8 @@ CHECKPOINT_FILE = "checkpoint.json"
 LOG_DIR = "log"
 DEFAULT_MAX_PRODUCERS = 1000
 DEFAULT_CHUNK_BYTES = 1 << 20
+STAGING_FLUSH_BYTES = 16 << 20
+REPLACED_LOG_DIR = "log.replaced"  # the empty live log a swap install moves aside
 _CHECKPOINT_FORMAT = "raftka-partition-checkpoint"
 _CHECKPOINT_VERSION = 1
 _STORAGE_MAX_MESSAGE_BYTES = (1 << 31) - 1
@@ -419,6 +426,8 @@ class PartitionStateMachine:
             staging.begin(chunk.start, reset=False)
         if staging.active and staging.next_offset == chunk.start:
             staging.add(chunk)
+            if staging.log.size_bytes - staging.flushed_bytes >= STAGING_FLUSH_BYTES:
+                staging.flush()  # spread the fsyncs: finish_install's own stays short
         return self._cursor()
 
     def _cursor(self) -> bytes:
@@ -445,12 +454,33 @@ class PartitionStateMachine:
             self.log.flush()
             self.applied_index, self.applied_term, self._producers = index, term, producers
             self._deleted_before = max(self._deleted_before, staging.final.log_start)
-            marker = {"start": staging.start, "reset": staging.reset}
+            swap = self.log.log_start_offset == self.log.log_end_offset  # nothing live to keep: rename, not copy
+            marker = {"start": staging.start, "reset": staging.reset, "swap": swap}
             self._write_checkpoint(log_end=staging.next_offset, install=marker)  # commit point
-            self._copy_staged(staging.log, staging.start, staging.reset)
+            if swap:
+                self._swap_in_staged()
+            else:
+                self._copy_staged(staging.log, staging.start, staging.reset)
             self._write_checkpoint()
         staging.discard()
         return True
+
+    def _swap_in_staged(self) -> None:
+        """Make the staging directory the live log (the live one holds nothing), durably."""
+        log_dir, replaced = os.path.join(self.directory, LOG_DIR), os.path.join(self.directory, REPLACED_LOG_DIR)
+        self.log.close()
+        self._staging.close()
+        shutil.rmtree(replaced, ignore_errors=True)
+        if os.path.isdir(log_dir):
+            os.rename(log_dir, replaced)
+        os.rename(self._staging.path, log_dir)
+        fsync_dir(self.directory)
+        for name in os.listdir(log_dir):  # durable under their new names (the test-mode fsync ledger)
+            path = os.path.join(log_dir, name)
+            if os.path.isfile(path):
+                record_durable(path, os.path.getsize(path))
+        shutil.rmtree(replaced, ignore_errors=True)
+        self.log = PartitionLog.open(log_dir, self._config)
 
     def _install_problem(self, index: int) -> str | None:
         staging = self._staging
@@ -485,6 +515,18 @@ class PartitionStateMachine:
 
     def _finish_interrupted_install(self, checkpoint: _Checkpoint) -> None:
         start, reset, end = checkpoint.install["start"], checkpoint.install["reset"], checkpoint.log_end_offset
+        if checkpoint.install.get("swap"):
+            logger.warning("%s: finishing the snapshot install of index %d interrupted by a crash (rename)",
+                           self.directory, self.applied_index)
+            if os.path.isdir(self._staging.path):  # the rename had not happened yet
+                self._swap_in_staged()
+            shutil.rmtree(os.path.join(self.directory, REPLACED_LOG_DIR), ignore_errors=True)
+            if (self.log.log_start_offset, self.log.log_end_offset) != (start, end):
+                raise PartitionDataLossError(
+                    f"{self.directory}: an interrupted snapshot install of [{start}, {end}) cannot be finished: the "
+                    f"log holds [{self.log.log_start_offset}, {self.log.log_end_offset})")
+            self._write_checkpoint()
+            return
         staged = self._staging.open_existing()
         if staged is None or staged.log_start_offset != start or staged.log_end_offset != end:
             found = ("no staging log" if staged is None

@@ -11,10 +11,10 @@ import sys
 
 import pytest
 
-from cluster import request, retry
+from cluster import request, retry, wait_until
 from raftka.client.devcluster import free_ports
 from elastic_support import (assert_replicas_identical, brokers, get_json, produce_values, read_partition,
-                             replicas_of, wait_until)
+                             replicas_of)
 
 pytestmark = pytest.mark.timeout(240)
 

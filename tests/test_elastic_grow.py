@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from cluster import request
+from cluster import request, wait_until
 from elastic_support import (KeepProducing, assert_nothing_lost_or_duplicated, assert_replicas_identical, brokers,
-                             get_json, raftka, reassignments, replicas_of, wait_moves_done, wait_until)
+                             get_json, raftka, reassignments, replicas_of, wait_moves_done)
 
 pytestmark = pytest.mark.timeout(240)
 

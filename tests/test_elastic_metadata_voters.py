@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from cluster import request, retry
-from elastic_support import brokers, get_json, raftka, wait_until
+from cluster import request, retry, wait_until
+from elastic_support import brokers, get_json, raftka
 
 pytestmark = pytest.mark.timeout(240)
 

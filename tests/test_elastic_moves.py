@@ -1,15 +1,15 @@
 """Replica moves (real broker processes): a reassignment throttled by --reassignment-max-bytes-per-sec, cancelled
 halfway (back to the replicas it started from); a target broker that dies mid-move leaves the job stuck with the
-reason, and cancel still works; a metadata leader that goes away mid-move leaves the job to its successor; the
-replication factor goes 1 -> 2 -> 3 -> 5 -> 3 on a topic with data."""
+reason, and cancel still works; a metadata leader that goes away mid-move leaves the job to its successor; a drain
+stopped halfway (recommission) goes back; the replication factor goes 1 -> 2 -> 3 -> 5 -> 3 on a topic with data."""
 
 from __future__ import annotations
 
 import pytest
 
-from cluster import request
-from elastic_support import (assert_replicas_identical, get_json, produce_values, raftka, read_partition,
-                             reassignments, replicas_of, wait_moves_done, wait_until)
+from cluster import request, wait_until
+from elastic_support import (assert_replicas_identical, brokers, get_json, produce_values, raftka, read_partition,
+                             reassignments, replicas_of, wait_moves_done)
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -35,16 +35,20 @@ def test_cancel_halfway_a_target_that_dies_mid_move_and_a_metadata_leader_failov
     again = request(cluster.url(1) + "/topics/mv/partitions/0/reassignment", "POST", {"replicas": original})
     assert again.status == 409 and again.json()["error_code"] == 40921, again.body  # one move at a time
 
-    def copying_halfway():
-        moves = reassignments(cluster)
-        if not moves:
-            raise AssertionError("the move finished before it could be cancelled: the throttle did not hold")
-        adding = next(r for r in moves[0]["replicas"] if r["broker"] == spare)
-        return 0 < (adding["bytes_copied"] or 0) < adding["bytes_total"] // 2
+    def copying_halfway_to(broker: int):
+        def check() -> bool:
+            moves = reassignments(cluster)
+            if not moves:
+                raise AssertionError("the move finished before it could be cancelled: the throttle did not hold")
+            adding = next(r for r in moves[0]["replicas"] if r["broker"] == broker)
+            return 0 < (adding["bytes_copied"] or 0) < adding["bytes_total"] // 2
+        return check
+
+    copying_halfway = copying_halfway_to(spare)
 
     wait_until(copying_halfway, 60, "the new replica to be partly copied")
-    cancel = request(cluster.url(original[1]) + "/topics/mv/partitions/0/reassignment", "DELETE")
-    assert cancel.status == 200 and cancel.json()["cancelled"], cancel.body
+    cancelled = raftka(cluster, "topics", "reassign", "mv", "-p", "0", "--cancel")
+    assert f"back to {original}" in cancelled, cancelled
     wait_moves_done(cluster)
     assert replicas_of(cluster, "mv")[0] == original
     wait_until(lambda: all(g.get("partition") != "mv/0" for g in get_json(cluster, f"/brokers/{spare}/raft")["groups"])
@@ -85,6 +89,15 @@ def test_cancel_halfway_a_target_that_dies_mid_move_and_a_metadata_leader_failov
     wait_moves_done(cluster)
     assert replicas_of(cluster, "mv")[0] == target
     assert read_partition(cluster, "mv", 0) == acked
+
+    # A drain stopped halfway: the broker is active again and its move goes back.
+    drain = request(cluster.url(1) + f"/brokers/{spare}/decommission", "POST")
+    assert drain.status == 202 and drain.json()["membership"] == "draining", drain.body
+    wait_until(copying_halfway_to(original[1]), 60, "the drain's new replica to be partly copied")
+    undone = request(cluster.url(1) + f"/brokers/{spare}/recommission", "POST")
+    assert undone.status == 200 and undone.json()["membership"] == "active", undone.body
+    wait_moves_done(cluster)
+    assert replicas_of(cluster, "mv")[0] == target and brokers(cluster)[spare]["membership"] == "active"
 
 
 def test_replication_factor_one_to_two_to_three_to_five_to_three(cluster_factory):
