@@ -13,7 +13,8 @@ Per run, for each catch-up limit (`--reassignment-max-bytes-per-sec`; 0 = unlimi
    100 records of 100 B at a time to its leader, for `--seconds` — once quiet (the baseline), then
    right after `POST /topics/big/partitions/0/reassignment` moves `big` to another broker;
 3. the move's copy rate is the partition's size over the time from the request to the end of the
-   job (`GET /reassignments` empty: copied, promoted, the old replica removed).
+   job (`GET /reassignments` empty: copied, promoted, the old replica removed), so it includes the
+   job's own steps, not only the copy.
 
 Prints per run: copy MB/s, produce records/s and latency p50/p99 quiet and during the move (and
 whether the move was still running at the end of that window), the load average; then the range
@@ -134,11 +135,11 @@ def http_json_post(url: str, body: bytes) -> dict:
 def summary(rows: list[dict]) -> Table:
     table = Table("limit", "run", "GiB", "copy MB/s", "move s", "quiet rec/s", "quiet p50/p99 ms", "move rec/s",
                   "move p50/p99 ms", "p99 ratio", "load avg")
-    for i, r in enumerate(rows, 1):
+    for r in rows:
         q, d = r["quiet"], r["during"]
         ratio = d["latency_ms"]["p99"] / q["latency_ms"]["p99"] if q["latency_ms"] and d["latency_ms"] else None
         table.add_row("unlimited" if not r["limit_bytes_per_s"] else f"{r['limit_bytes_per_s'] / 2**20:.0f} MiB/s",
-                      str(i), f"{r['partition_bytes'] / 2**30:.2f}", f"{r['copy_mb_per_s']}", f"{r['move_s']}",
+                      str(r["run"]), f"{r['partition_bytes'] / 2**30:.2f}", f"{r['copy_mb_per_s']}", f"{r['move_s']}",
                       f"{q['records_per_s']:,}", f"{q['latency_ms']['p50']}/{q['latency_ms']['p99']}",
                       f"{d['records_per_s']:,}", f"{d['latency_ms']['p50']}/{d['latency_ms']['p99']}",
                       f"{ratio:.2f}" if ratio else "-", " ".join(map(str, r["load_average"])))
@@ -161,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         for run in range(1, args.runs + 1):
             console.print(f"move {args.gib} GiB, limit {limit or 'unlimited'}, run {run}/{args.runs} ...")
             with tempfile.TemporaryDirectory(prefix="raftka-bench-moves-") as root:
-                rows.append(one_run(root, args.gib, limit, args.seconds, args.in_flight, console))
+                rows.append({"run": run, **one_run(root, args.gib, limit, args.seconds, args.in_flight, console)})
             console.print(summary(rows[-1:]))
     console.print(summary(rows))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
