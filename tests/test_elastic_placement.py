@@ -71,7 +71,7 @@ def test_shrinking_drops_replicas_on_brokers_that_take_none_first():
     assert plan == {("t", 0): [1, 2]}  # broker 3 is draining: its replica goes
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=500, deadline=None)
 @given(clusters(racks=False))
 def test_rebalancing_spreads_replicas_within_one_and_leaves_sizes_alone(cluster):
     assignment, brokers, racks = cluster

@@ -167,7 +167,7 @@ CANARIES: dict[str, CanaryScenario] = {c.bug: c for c in (
         "they host it; a replica a move adds starts as a voter of the target replicas instead of a learner, so "
         "the two new, empty replicas elect a leader of their own, which takes writes at offsets the real group "
         "gave away",
-        time_limit_s=16.0, fault_s=6.0, heal_s=3.0, windows=1, nodes=5, fast=True),
+        time_limit_s=16.0, fault_s=6.0, heal_s=3.0, windows=1, nodes=5),
 )}
 
 

@@ -4,8 +4,8 @@ brokers, raft/canary.py) must come out invalid with the anomaly that exposes the
 that never fails proves nothing.
 
 Fast tier: the leader kill, a disk loss, a leader's disk filling up, and the canaries marked ``fast``
-in scenarios.py (no-dedup, follower-reads, ack-before-commit, commit-offset-lww, new-replica-votes). The
-other canaries (skip-truncate, no-fsync, wiped-node-votes, full-disk-keeps-leadership) and the
+in scenarios.py (no-dedup, follower-reads, ack-before-commit, commit-offset-lww). The other canaries
+(skip-truncate, no-fsync, wiped-node-votes, full-disk-keeps-leadership, new-replica-votes) and the
 elastic-cluster run (membership changes with kills and partitions, 3 -> 5 brokers) run with
 RAFTKA_SLOW=1 (and in ``run.py --full``).
 """
@@ -184,14 +184,6 @@ def test_commit_offset_lww_canary_lets_committed_offsets_go_back(tmp_path):
     assert_canary_caught("commit-offset-lww", tmp_path, seed=6)
 
 
-def test_new_replica_votes_canary_lets_new_replicas_elect_their_own_leader(tmp_path):
-    """A partition moves to two new brokers and one old one; once the new ones host it they are cut off from
-    the rest. With the canary they start as voters of the target (not as learners): two empty replicas are a
-    majority of it, elect one of themselves and take writes at offsets the real group already gave away."""
-    report = assert_canary_caught("new-replica-votes", tmp_path, seed=8)
-    assert report.counts.get("inconsistent-offsets") or report.counts.get("replica-divergence")
-
-
-def test_fast_tier_proves_five_canaries():
+def test_fast_tier_proves_four_canaries():
     assert sorted(b for b, c in scenarios.CANARIES.items() if c.fast) == [
-        "ack-before-commit", "commit-offset-lww", "follower-reads", "new-replica-votes", "no-dedup"]
+        "ack-before-commit", "commit-offset-lww", "follower-reads", "no-dedup"]

@@ -157,15 +157,23 @@ def _fits_rack(replicas: list[int], leaving: int, new: int, racks: Mapping[int, 
 
 def _spread_replicas(plan: dict[Key, list[int]], keys: list[Key], candidates: Sequence[int],
                      racks: Mapping[int, str | None], loads: Counter) -> None:
+    leaders = leader_counts({k: plan[k] for k in keys}, candidates)
     for _ in range(sum(loads.values()) + 1):
         moved = False
         for over in sorted(candidates, key=lambda b: (-loads[b], b)):
             for under in sorted(candidates, key=lambda b: (loads[b], b)):
                 if loads[over] - loads[under] <= 1:
                     break
-                key = next((k for k in keys if over in plan[k] and under not in plan[k]
-                            and _fits_rack(plan[k], over, under, racks)), None)
+                fitting = [k for k in keys if over in plan[k] and under not in plan[k]
+                           and _fits_rack(plan[k], over, under, racks)]
+                # A follower replica moves first; a leading one (the only one of a factor-1 partition) takes its
+                # leadership along, best to a broker that leads little.
+                key = min(fitting, key=lambda k: (plan[k][0] == over, leaders[under] if plan[k][0] == over else 0),
+                          default=None)
                 if key is not None:
+                    if plan[key][0] == over:
+                        leaders[over] -= 1
+                        leaders[under] += 1
                     plan[key][plan[key].index(over)] = under
                     loads[over] -= 1
                     loads[under] += 1
