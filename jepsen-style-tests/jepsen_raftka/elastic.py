@@ -23,10 +23,10 @@ background after their window; the heal waits for nothing of them, and the
 runner's convergence wait (collect.py) lets them finish before the replicas are
 compared.
 
-``MoveAway`` (for the ``new-replica-votes`` canary) moves partition 0 to two
-new brokers and one old one, the new ones first, and cuts the new ones off
-from the rest once they host the group: the move that lets new, empty
-replicas form a majority if they vote before they have caught up.
+``MoveAway`` (for the ``new-replica-votes`` canary) moves a partition to two
+new brokers and one old one, the new ones first, with the new ones cut off
+from the partition's leader: the move that lets new, empty replicas form a
+majority if they vote before they have caught up.
 """
 
 from __future__ import annotations
@@ -156,43 +156,40 @@ class Membership(_Elastic):
 
 
 class MoveAway(_Elastic):
-    """Partition 0 moves to two brokers new to it (first) and one of its replicas; once both new brokers host
-    the group, they are cut off from the others until the window ends. Correct new replicas are learners that
-    wait for the leader (the move stalls, then finishes after the heal); new replicas that vote at once
-    (the ``new-replica-votes`` canary) form a majority of the target with their empty logs, elect one of
-    themselves and take writes at offsets the real group gave away."""
+    """A partition whose leader does not lead the metadata group moves to two brokers new to it (first) and one
+    of its replicas; the two new brokers are cut off from the partition's leader (and only from it) before the
+    move starts. They still learn the move from the metadata group and create their replicas, but the leader
+    cannot reach them: correct new replicas are learners and wait (the move stalls, then finishes after the
+    heal); new replicas that vote at once (the ``new-replica-votes`` canary) are a majority of the target with
+    their empty logs, elect one of themselves and take writes at offsets the real group gave away."""
 
     name = "move-away"
 
-    def __init__(self, ctx: NemesisContext, topic: str, host_wait_s: float = 15.0) -> None:
+    def __init__(self, ctx: NemesisContext, topic: str) -> None:
         if "partition" not in ctx.cluster.network_faults:
             raise UnsupportedFault(f"{ctx.cluster.mode} mode cannot partition")
         super().__init__(ctx, topic)
-        self.host_wait_s = host_wait_s
         self._layer = f"move-away-{id(self)}"
 
-    def _hosts(self, node: int, partition: str) -> bool:
-        try:
-            reply = self.api.request(node, "GET", "/raft", timeout_s=2.0)
-        except (NotDelivered, NoAnswer):
-            return False
-        groups = reply.doc.get("groups", []) if isinstance(reply.doc, dict) else []
-        return any(g.get("partition") == partition for g in groups)
-
     def _start(self) -> Any:
-        replicas, active = self._replicas(), self._active()
-        if not replicas or not active:
-            return {"skipped": "no metadata or no live broker"}
-        current = replicas[0]
+        doc, active = self._get("/metadata"), self._active()
+        try:
+            partitions = doc["topics"][self.topic]["partitions"]
+        except (TypeError, KeyError):
+            return {"skipped": "no metadata"}
+        choices = [p for p, part in enumerate(partitions)
+                   if part["leader"] is not None and part["leader"] != doc.get("metadata_leader")]
+        if not choices or not active:
+            return {"skipped": "no partition led outside the metadata leader, or no live broker"}
+        p = self.ctx.rng.choice(choices)
+        current, leader = partitions[p]["replicas"], partitions[p]["leader"]
         fresh = self.ctx.rng.sample([b for b in active if b not in current], min(2, len(active) - len(current)))
+        self.ctx.cluster.set_grudge(self._layer, topology.union([topology.one_way([leader], fresh),
+                                                                 topology.one_way(fresh, [leader])]))
         target = [*fresh, current[0]]
-        outcome = self._call("POST", f"/topics/{self.topic}/partitions/0/reassignment", {"replicas": target})
-        value = self._value("move-away", outcome, before=current, target=target)
-        deadline = time.monotonic() + self.host_wait_s
-        while not all(self._hosts(n, f"{self.topic}/0") for n in fresh) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        self.ctx.cluster.set_grudge(self._layer, topology.isolate(self.ctx.cluster.nodes, fresh))
-        return {**value, "isolated": fresh}
+        outcome = self._call("POST", f"/topics/{self.topic}/partitions/{p}/reassignment", {"replicas": target})
+        return {**self._value("move-away", outcome, partition=p, before=current, target=target),
+                "cut_off_from_leader": {"leader": leader, "nodes": fresh}}
 
     def _stop(self) -> Any:
         self.ctx.cluster.clear_grudge(self._layer)
