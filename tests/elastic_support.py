@@ -61,7 +61,10 @@ def wait_moves_done(cluster, timeout: float = 90.0) -> None:
         raise AssertionError(f"reassignments still running after {timeout} s: {last}") from None
 
 
-def brokers(cluster) -> dict[int, dict]:
+def brokers(cluster, via: int | None = None) -> dict[int, dict]:
+    """GET /brokers through any running broker, or through `via` (it answers from its own view of the metadata)."""
+    if via is not None:
+        return {d["id"]: d for d in retry(lambda: request(cluster.url(via) + "/brokers")).json()["details"]}
     return {d["id"]: d for d in get_json(cluster, "/brokers")["details"]}
 
 

@@ -55,8 +55,9 @@ def test_decommission_the_metadata_leaders_broker(cluster_factory):
 
     status = wait_until(drained, 90, f"broker {leader} to drain")
     assert status["partitions_remaining"] == 0 and not status["metadata_voter"]
-    roles = brokers(cluster)
-    assert roles[leader]["membership"] == "decommissioned" and roles[leader]["metadata_role"] == "none"
+    roles = wait_until(lambda: (r := brokers(cluster, via=other))[leader]["metadata_role"] == "none" and r, 30,
+                       "the broker's view to drop the decommissioned broker from the metadata group")
+    assert roles[leader]["membership"] == "decommissioned"
     assert sorted(b for b, d in roles.items() if d["metadata_role"] == "voter") == sorted(
         b for b in cluster.ids if b != leader)  # the learner (broker 4) took the seat
     assert get_json(cluster, "/health")["metadata_leader"] != leader
