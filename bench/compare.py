@@ -24,7 +24,8 @@ Python client (HTTP), raftka through its Kafka listener with confluent-kafka
 
 Prints one table (raftka | NATS | ratio, with the 1-minute load average at the
 start of each workload), and writes bench/results/compare.json and
-compare.png. `--profile` adds py-spy profiles of the raftka partition leader during an
+compare.png (`--tls`: every system with TLS and authentication, compare-tls.json/.png).
+`--profile` adds py-spy profiles of the raftka partition leader during an
 extra 1 KiB x8 produce run and an extra fixed-rate run
 (bench/results/raftka-leader-profile.txt, raw stacks beside it).
 `--quick` takes < 3 min, the full run (3 alternating repeats of every
@@ -102,12 +103,12 @@ def machine() -> dict:
 
 
 class Bench:
-    def __init__(self, settings: Settings, console: Console, root: Path) -> None:
+    def __init__(self, settings: Settings, console: Console, root: Path, tls: bool = False) -> None:
         self.settings = settings
         self.console = console
-        self.raftka = RaftkaSystem(root)
+        self.raftka = RaftkaSystem(root, tls)
         self.kafka = KafkaSystem(self.raftka)
-        self.nats = NatsSystem(root)
+        self.nats = NatsSystem(root, tls)
         self.rows: list[Row] = []
         self.details: dict = {}
         self.turn = 0
@@ -309,6 +310,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="short runs, one repeat (< 3 min)")
     parser.add_argument("--profile", action="store_true", help="py-spy profile of the raftka partition leader")
+    parser.add_argument("--tls", action="store_true", help="both systems with TLS and authentication (client and "
+                        "replication links; results in compare-tls.json/.png)")
     args = parser.parse_args(argv)
     settings = QUICK if args.quick else FULL
     console = Console(width=140)
@@ -319,14 +322,16 @@ def main(argv: list[str] | None = None) -> None:
                   + " / ".join(f"{v:.2f}" for v in info["load_avg_at_start"]), highlight=False)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="raftka-bench-compare-") as root:
-        bench = Bench(settings, console, Path(root))
+        bench = Bench(settings, console, Path(root), args.tls)
         try:
             bench.run(args.profile)
         finally:
             bench.close()
     info["load_avg_at_end"] = list(os.getloadavg())
     info["duration_s"] = round(time.monotonic() - started, 1)
+    stem = "compare-tls" if args.tls else "compare"
     title = (f"raftka vs NATS JetStream {info['nats_server'].removeprefix('nats-server: ')} - 3 nodes on loopback, "
+             + ("TLS + auth, " if args.tls else "") +
              f"R=3, {info['cores']} cores ({'quick' if args.quick else 'full'} run, {info['duration_s']:.0f} s)")
     print_table(console, bench.rows, title, notes(settings))
     console.print("load average at the end: " + " / ".join(f"{v:.2f}" for v in info["load_avg_at_end"]),
@@ -334,13 +339,13 @@ def main(argv: list[str] | None = None) -> None:
     document = {"title": title, "mode": "quick" if args.quick else "full", "machine": info,
                 "settings": asdict(settings), "in_flight": IN_FLIGHT, "rate": RATE, "notes": notes(settings),
                 "details": bench.details, "argv": sys.argv[1:]}
-    write_json(RESULTS / "compare.json", document, bench.rows)
+    write_json(RESULTS / f"{stem}.json", document, bench.rows)
     footer = "\n".join(textwrap.fill(n, 70) for n in [
         f"machine: {info['cpu_model']}, {info['cores']} cores; load average at start "
         + " / ".join(f"{v:.1f}" for v in info["load_avg_at_start"]) + ", at end "
         + " / ".join(f"{v:.1f}" for v in info["load_avg_at_end"]), *notes(settings)[:3]])
-    write_chart(RESULTS / "compare.png", bench.rows, title, footer)
-    console.print(f"wrote {RESULTS / 'compare.json'} and {RESULTS / 'compare.png'}")
+    write_chart(RESULTS / f"{stem}.png", bench.rows, title, footer)
+    console.print(f"wrote {RESULTS / f'{stem}.json'} and {RESULTS / f'{stem}.png'}")
 
 
 if __name__ == "__main__":

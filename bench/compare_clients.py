@@ -19,11 +19,15 @@ Each is one Raft group with three replicas. From an endpoint a workload opens:
             assignment, consume() in a worker thread; NATS: pull consumer, ack none, batches of
             1000 - or an ordered push consumer when ``push`` is asked for,
             because nats-py's pull ``fetch`` waits for a full batch or its expiry)
+
+With ``--tls`` an endpoint also carries what a client needs on a cluster with TLS and authentication:
+raftka's client keyword arguments (user, password, CA file) or NATS's user, password and CA file.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 from dataclasses import dataclass, field
 
 import confluent_kafka
@@ -50,16 +54,18 @@ class RaftkaEndpoint:
     bootstrap: tuple[str, ...]
     topic: str
     linger_ms: float = 5.0
+    security: tuple[tuple[str, str | None], ...] = ()  # client keyword arguments: username, password, ssl_cafile
     system: str = field(default="raftka", init=False)
 
     async def open_producer(self) -> RaftkaProducer:
-        producer = AIOProducer(list(self.bootstrap), linger_ms=self.linger_ms, buffer_memory=64 << 20)
+        producer = AIOProducer(list(self.bootstrap), linger_ms=self.linger_ms, buffer_memory=64 << 20,
+                               **dict(self.security))
         await producer.start()
         return RaftkaProducer(producer, self.topic)
 
     async def open_consumer(self, from_start: bool, push: bool = False) -> RaftkaConsumer:
         consumer = AIOConsumer(bootstrap_servers=list(self.bootstrap), max_poll_records=10_000,
-                               auto_offset_reset="earliest" if from_start else "latest")
+                               auto_offset_reset="earliest" if from_start else "latest", **dict(self.security))
         tp = TopicPartition(self.topic, 0)
         consumer.assign([tp])
         await consumer.position(tp)  # resolved now, so "latest" means before the workload starts
@@ -97,18 +103,19 @@ class KafkaEndpoint:
     bootstrap: str  # Kafka bootstrap servers of raftka's Kafka listeners
     topic: str
     linger_ms: float = 5.0
+    security: tuple[tuple[str, str], ...] = ()  # confluent-kafka settings: SASL_SSL with SCRAM-SHA-512 (--tls)
     system: str = field(default="kafka", init=False)
 
     async def open_producer(self) -> KafkaProducer:
         producer = confluent_kafka.Producer({"bootstrap.servers": self.bootstrap, "linger.ms": self.linger_ms,
                                              "acks": "all", "enable.idempotence": True, "log_level": 3,
-                                             "socket.nagle.disable": True})
+                                             "socket.nagle.disable": True, **dict(self.security)})
         return KafkaProducer(producer, self.topic)
 
     async def open_consumer(self, from_start: bool, push: bool = False) -> KafkaConsumer:
         consumer = confluent_kafka.Consumer({"bootstrap.servers": self.bootstrap, "group.id": "bench",
                                              "enable.auto.commit": False, "fetch.wait.max.ms": 100,
-                                             "log_level": 3, "socket.nagle.disable": True})
+                                             "log_level": 3, "socket.nagle.disable": True, **dict(self.security)})
         start = confluent_kafka.OFFSET_BEGINNING
         if not from_start:  # the current end, resolved now: "latest" means before the workload starts
             loop = asyncio.get_running_loop()
@@ -184,6 +191,9 @@ class KafkaConsumer:
 class NatsEndpoint:
     servers: tuple[str, ...]
     stream: str
+    tls_ca: str | None = None  # with TLS: the CA file, and the user and password below
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
     system: str = field(default="nats", init=False)
 
     @property
@@ -191,8 +201,10 @@ class NatsEndpoint:
         return f"bench.{self.stream.lower()}"
 
     async def _connect(self) -> nats.NATS:
+        secured = {} if self.tls_ca is None else {"tls": ssl.create_default_context(cafile=self.tls_ca),
+                                                  "user": self.user, "password": self.password}
         return await nats.connect(servers=list(self.servers), max_reconnect_attempts=-1, reconnect_time_wait=0.1,
-                                  connect_timeout=2)
+                                  connect_timeout=2, **secured)
 
     async def create_stream(self, timeout: float = 30.0) -> None:
         """File storage, 3 replicas; retried while the JetStream meta leader is still being elected."""

@@ -9,20 +9,25 @@ one-stream logs with three replicas and hands out endpoints
 use (psutil, user + system, summed over the live servers) and kill -9s the
 leader of a log, handing back an endpoint that only knows the survivors
 (`recover` then brings the shared raftka cluster back to three brokers).
+With ``tls`` both run with TLS on client and replication links and with authentication (raftka:
+`DevSecurity`, a bootstrap admin; NATS: the same CA's certificate and a user with a password).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
 import psutil
-from raftka.client.devcluster import LocalCluster, http_json
+from raftka.client.devcerts import DevSecurity, write_dev_certificates
+from raftka.client.devcluster import LocalCluster
 
 from bench.compare_clients import KafkaEndpoint, NatsEndpoint, RaftkaEndpoint
+from bench.nats_cluster import USER as NATS_USER
 from bench.nats_cluster import NatsCluster
 
 
@@ -52,8 +57,10 @@ class CpuMeter:
 class RaftkaSystem:
     name = "raftka"
 
-    def __init__(self, root: Path) -> None:
-        self.cluster = LocalCluster(brokers=3, data_dir=root / "raftka")
+    def __init__(self, root: Path, tls: bool = False) -> None:
+        self.cluster = LocalCluster(brokers=3, data_dir=root / "raftka",
+                                    security=DevSecurity(root / "raftka") if tls else None)
+        self.security = tuple(self.cluster.client_kwargs().items())
         self.killed: int | None = None
 
     def start(self) -> None:
@@ -68,7 +75,7 @@ class RaftkaSystem:
         self.cluster.leader_of(name, 0, timeout=30)
 
     def endpoint(self, name: str, linger_ms: float = 5.0) -> RaftkaEndpoint:
-        return RaftkaEndpoint(tuple(self.cluster.bootstrap), name, linger_ms)
+        return RaftkaEndpoint(tuple(self.cluster.bootstrap), name, linger_ms, self.security)
 
     def server_pids(self) -> list[int]:
         return [p.pid for p in self.cluster.procs.values()]
@@ -85,7 +92,7 @@ class RaftkaSystem:
         survivors = tuple(self.cluster.url(b) for b in self.cluster.ids if b != leader)
         meta = self._metadata_leader()
         what = f"broker {leader}" + (" (also the metadata leader)" if meta == leader else "")
-        return RaftkaEndpoint(survivors, name, linger_ms), lambda: self._kill(leader), what
+        return RaftkaEndpoint(survivors, name, linger_ms, self.security), lambda: self._kill(leader), what
 
     def _kill(self, broker: int) -> None:
         self.cluster.kill(broker)
@@ -101,7 +108,7 @@ class RaftkaSystem:
     def _metadata_leader(self) -> int | None:
         for broker in self.cluster.procs:
             try:
-                return http_json(self.cluster.url(broker) + "/health", timeout=2).get("metadata_leader")
+                return self.cluster.http_json(self.cluster.url(broker) + "/health", timeout=2).get("metadata_leader")
             except OSError:
                 continue
         return None
@@ -116,6 +123,11 @@ class KafkaSystem:
     def __init__(self, raftka: RaftkaSystem) -> None:
         self.raftka = raftka
         self.cluster = raftka.cluster
+        security = raftka.cluster.security
+        self.security = () if security is None else (
+            ("security.protocol", "SASL_SSL"), ("sasl.mechanism", "SCRAM-SHA-512"),
+            ("sasl.username", security.admin_user), ("sasl.password", security.admin_password),
+            ("ssl.ca.location", str(security.ca_file)))
 
     def start(self) -> None:
         """The cluster is the raftka system's: started there."""
@@ -127,7 +139,7 @@ class KafkaSystem:
         self.raftka.create_log(self.PREFIX + name)
 
     def endpoint(self, name: str, linger_ms: float = 5.0) -> KafkaEndpoint:
-        return KafkaEndpoint(self.cluster.kafka_bootstrap, self.PREFIX + name, linger_ms)
+        return KafkaEndpoint(self.cluster.kafka_bootstrap, self.PREFIX + name, linger_ms, self.security)
 
     def server_pids(self) -> list[int]:
         return self.raftka.server_pids()
@@ -142,7 +154,7 @@ class KafkaSystem:
         _, kill, what = self.raftka.kill_leader(self.PREFIX + name, linger_ms)
         leader = self.cluster.leader_of(self.PREFIX + name, 0)
         survivors = ",".join(self.cluster.kafka_address(b) for b in self.cluster.ids if b != leader)
-        return KafkaEndpoint(survivors, self.PREFIX + name, linger_ms), kill, what
+        return KafkaEndpoint(survivors, self.PREFIX + name, linger_ms, self.security), kill, what
 
     def recover(self) -> None:
         self.raftka.recover()
@@ -151,8 +163,17 @@ class KafkaSystem:
 class NatsSystem:
     name = "nats"
 
-    def __init__(self, root: Path) -> None:
-        self.cluster = NatsCluster(servers=3, root=root / "nats")
+    def __init__(self, root: Path, tls: bool = False) -> None:
+        self.tls = None
+        if tls:
+            self.tls = (write_dev_certificates(root / "nats-tls"), secrets.token_urlsafe(18))
+        self.cluster = NatsCluster(servers=3, root=root / "nats", tls=self.tls)
+
+    def _endpoint(self, servers: tuple[str, ...], stream: str) -> NatsEndpoint:
+        if self.tls is None:
+            return NatsEndpoint(servers, stream)
+        certs, password = self.tls
+        return NatsEndpoint(servers, stream, str(certs.ca_cert), NATS_USER, password)
 
     def start(self) -> None:
         self.cluster.start(timeout=60)
@@ -165,7 +186,7 @@ class NatsSystem:
 
     def endpoint(self, name: str, linger_ms: float = 5.0) -> NatsEndpoint:
         """``linger_ms`` is a raftka producer setting: accepted so both systems take the same calls."""
-        return NatsEndpoint(tuple(self.cluster.urls), name.upper().replace("-", "_"))
+        return self._endpoint(tuple(self.cluster.urls), name.upper().replace("-", "_"))
 
     def server_pids(self) -> list[int]:
         return [p.pid for p in self.cluster.procs.values()]
@@ -178,7 +199,7 @@ class NatsSystem:
         leader = asyncio.run(endpoint.stream_leader())
         survivors = tuple(self.cluster.url(n) for n in self.cluster.names if n != leader and n in self.cluster.procs)
         what = f"server {leader}" + (" (also the JetStream meta leader)" if self._meta_leader() == leader else "")
-        return NatsEndpoint(survivors, endpoint.stream), lambda: self.cluster.kill(leader), what
+        return self._endpoint(survivors, endpoint.stream), lambda: self.cluster.kill(leader), what
 
     def recover(self) -> None:
         """Nothing runs on NATS after its failover."""

@@ -5,6 +5,9 @@ cluster-route and monitoring ports on 127.0.0.1, JetStream with file storage
 in a per-server store directory), starts the servers, waits until every one
 answers its `/healthz` monitoring endpoint with JetStream enabled, and can
 kill -9 any of them. It knows nothing about streams: clients (nats-py) do that.
+With `tls` (a `raftka.client.devcerts.DevCertificates` and a password) the client and route
+ports speak TLS with that CA's certificate (routes verify each other) and clients must log in as
+user `bench`.
 """
 
 from __future__ import annotations
@@ -19,9 +22,11 @@ import urllib.request
 from pathlib import Path
 from typing import Self
 
+from raftka.client.devcerts import DevCertificates
 from raftka.client.devcluster import free_ports
 
 CLUSTER_NAME = "raftka-bench"
+USER = "bench"
 
 
 def nats_server_binary() -> str:
@@ -38,8 +43,10 @@ def nats_server_version() -> str:
 
 
 class NatsCluster:
-    def __init__(self, servers: int = 3, root: str | os.PathLike = ".nats-bench") -> None:
+    def __init__(self, servers: int = 3, root: str | os.PathLike = ".nats-bench",
+                 tls: tuple[DevCertificates, str] | None = None) -> None:
         self.root = Path(root)
+        self.tls = tls
         self.names = [f"n{i}" for i in range(1, servers + 1)]
         ports = free_ports(3 * servers)
         self.client_ports = dict(zip(self.names, ports[:servers]))
@@ -57,11 +64,18 @@ class NatsCluster:
     def config(self, name: str) -> str:
         routes = ", ".join(f'"nats-route://127.0.0.1:{self.route_ports[n]}"' for n in self.names)
         store = (self.root / name).resolve()
+        tls, auth = "", ""
+        if self.tls is not None:
+            certs, password = self.tls
+            tls = (f'  tls {{ cert_file: "{certs.broker_cert}", key_file: "{certs.broker_key}", '
+                   f'ca_file: "{certs.ca_cert}" }}\n')
+            auth = f'authorization {{ user: "{USER}", password: "{password}" }}\n' + tls.strip() + "\n"
         return (
             f'server_name: "{name}"\n'
             f'listen: "127.0.0.1:{self.client_ports[name]}"\n'
             f'http: "127.0.0.1:{self.monitor_ports[name]}"\n'
             "max_payload: 8MB\n"
+            f"{auth}"
             "jetstream {\n"
             f'  store_dir: "{store}"\n'
             "  max_memory_store: 256MB\n"
@@ -71,6 +85,7 @@ class NatsCluster:
             f'  name: "{CLUSTER_NAME}"\n'
             f'  listen: "127.0.0.1:{self.route_ports[name]}"\n'
             f"  routes: [{routes}]\n"
+            f"{tls}"
             "}\n"
         )
 

@@ -20,6 +20,7 @@ Close clients (``close()`` or ``with``): a producer still holding records when
 the interpreter exits drops them, like Kafka's.
 """
 
+from raftka.client.admin_security import Acl
 from raftka.client.admin import (
     AIOAdmin,
     GroupDescription,
@@ -33,6 +34,7 @@ from raftka.client.producer import AIOProducer
 from raftka.client.structs import ConsumerRecord, RecordMetadata, TopicPartition
 
 __all__ = [
+    "Acl",
     "AIOAdmin",
     "AIOConsumer",
     "AIOProducer",

@@ -1,5 +1,5 @@
-"""AIOAdmin: topics, configs, consumer groups and cluster state over the broker's HTTP API (the elastic cluster's
-operations — brokers, reassignments, decommissions, replication factors, rebalancing — in `admin_cluster`).
+"""AIOAdmin: topics, configs, consumer groups, cluster state, users and ACLs over the broker's HTTP API (the elastic
+cluster's operations — brokers, reassignments, decommissions, replication factors, rebalancing — in `admin_cluster`).
 
 Requests go preferably to the metadata leader: any broker would forward a
 write, but brokers answer reads from their own replica of the metadata, and
@@ -20,7 +20,9 @@ from typing import Any
 from urllib.parse import quote
 
 from raftka.client.admin_cluster import ClusterAdminMixin
+from raftka.client.admin_security import UsersAndAcls
 from raftka.client.cluster import Cluster, topic_path
+from raftka.client.connection import ClientSecurity
 from raftka.client.errors import ProtocolError, RaftkaError, TopicNotFoundError
 from raftka.client.structs import TopicPartition
 
@@ -153,9 +155,12 @@ def _partition(raw: Any, where: str) -> PartitionDescription:
         raise ProtocolError(f"{where}: malformed partition {raw!r} ({exc})") from None
 
 
-class AIOAdmin(ClusterAdminMixin):
-    def __init__(self, bootstrap_servers: str | Sequence[str] | None = None, *, request_timeout_ms: int = 30_000) -> None:
-        self._cluster = Cluster(bootstrap_servers, request_timeout_ms=request_timeout_ms)
+class AIOAdmin(ClusterAdminMixin, UsersAndAcls):
+    def __init__(self, bootstrap_servers: str | Sequence[str] | None = None, *, request_timeout_ms: int = 30_000,
+                 username: str | None = None, password: str | None = None, ssl_cafile: str | None = None,
+                 ssl_certfile: str | None = None, ssl_keyfile: str | None = None) -> None:
+        self._cluster = Cluster(bootstrap_servers, request_timeout_ms=request_timeout_ms,
+                                security=ClientSecurity(username, password, ssl_cafile, ssl_certfile, ssl_keyfile))
 
     @property
     def bootstrap(self) -> list[str]:

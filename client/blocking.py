@@ -246,6 +246,13 @@ class Admin:
     balance_leaders = _blocking("balance_leaders")
     wait_reassignments = _blocking("wait_reassignments")
     wait_decommission = _blocking("wait_decommission")
+    whoami = _blocking("whoami")
+    list_users = _blocking("list_users")
+    create_user = _blocking("create_user")
+    delete_user = _blocking("delete_user")
+    list_acls = _blocking("list_acls")
+    create_acls = _blocking("create_acls")
+    delete_acls = _blocking("delete_acls")
 
     def close(self) -> None:
         if self._thread.closed:

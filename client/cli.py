@@ -1,7 +1,13 @@
 """The ``raftka`` command line: topics, produce, consume, groups, cluster status, dev cluster.
 
 ``--bootstrap`` (or ``RAFTKA_BOOTSTRAP``; default http://127.0.0.1:9091) is a
-comma-separated list of broker URLs; any one reachable broker is enough.
+comma-separated list of broker URLs; any one reachable broker is enough. For a
+secured cluster: ``--user``/``--password`` (``RAFTKA_USER``/``RAFTKA_PASSWORD``;
+the password is asked for when only the user is given), ``--ca-file``
+(``RAFTKA_CA_FILE``) to trust the brokers' certificates, ``--cert-file``/
+``--key-file`` for a client certificate. Users and ACLs: ``raftka users``,
+``raftka acl`` (`cli_security`). Growing and shrinking the cluster: ``raftka cluster
+brokers|decommission|rebalance|…`` and ``topics alter --replication-factor`` (`cli_cluster`).
 Client errors are reported in one readable paragraph (which addresses were
 tried when the cluster cannot be reached; similar topic names when a topic
 does not exist) with exit status 1; usage errors exit with status 2.
@@ -16,17 +22,16 @@ import signal
 import sys
 from collections import deque
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
 import click
 import orjson
-from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
 from raftka.client.blocking import Admin, Consumer, Producer
 from raftka.client.cli_cluster import register as register_cluster_commands, wait_replication_factor
+from raftka.client.cli_common import ErrorsGroup, Settings, admin_client, explain, stderr, stdout
 from raftka.client.cli_render import (
     format_record,
     render_cluster,
@@ -36,47 +41,14 @@ from raftka.client.cli_render import (
     render_topic,
     render_topics,
 )
-from raftka.client.connection import BOOTSTRAP_ENV, DEFAULT_BOOTSTRAP, parse_bootstrap
-from raftka.client.errors import NoBrokersAvailable, RaftkaError, TopicNotFoundError
+from raftka.client.cli_security import acl, users
+from raftka.client.connection import BOOTSTRAP_ENV, DEFAULT_BOOTSTRAP
+from raftka.client.errors import RaftkaError, TopicNotFoundError
 from raftka.client.structs import TopicPartition
 
 __all__ = ["encode_key", "main", "parse_configs", "split_key"]
 
 KEY_FORMATS = ("string", "json", "base64")
-
-
-def _stdout() -> Console:
-    return Console(highlight=False, soft_wrap=False)
-
-
-def _stderr() -> Console:
-    return Console(stderr=True, highlight=False)
-
-
-def explain(exc: RaftkaError) -> str:
-    """A user-facing explanation of a client error."""
-    if isinstance(exc, NoBrokersAvailable):
-        tried = "\n".join(f"  {url}: {why or 'failed'}" for url, why in exc.tried.items())
-        return (
-            f"Cannot reach the raftka cluster. Addresses tried:\n{tried}\n"
-            f"Is it running? Start a local one with `raftka dev`, or point --bootstrap / ${BOOTSTRAP_ENV} at a broker."
-        )
-    if isinstance(exc, TopicNotFoundError):
-        hint = f" Did you mean: {', '.join(exc.suggestions)}?" if exc.suggestions else ""
-        return f"{exc.message}{hint} (see `raftka topics list`)"
-    return str(exc)
-
-
-class _Group(click.Group):
-    """Turns client errors into readable messages with exit status 1."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except RaftkaError as exc:
-            raise click.ClickException(explain(exc)) from exc
-        except TimeoutError as exc:
-            raise click.ClickException(f"timed out: {exc}") from exc
 
 
 def parse_configs(values: tuple[str, ...]) -> dict[str, str]:
@@ -119,23 +91,6 @@ def encode_key(key: bytes, key_format: str, line_number: int) -> bytes:
     return key
 
 
-class _Settings:
-    def __init__(self, bootstrap: str) -> None:
-        try:
-            self.bootstrap = parse_bootstrap(bootstrap)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--bootstrap") from None
-
-
-@contextmanager
-def _admin(ctx: click.Context) -> Iterator[Admin]:
-    admin = Admin(ctx.find_object(_Settings).bootstrap)
-    try:
-        yield admin
-    finally:
-        admin.close()
-
-
 def _require_topic(admin: Admin, topic: str) -> int:
     """Number of partitions of an existing topic (TopicNotFoundError with suggestions otherwise)."""
     overview = admin.topics_overview()
@@ -145,7 +100,7 @@ def _require_topic(admin: Admin, topic: str) -> int:
     return overview[topic][0]
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=ErrorsGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--bootstrap",
     "-b",
@@ -154,16 +109,30 @@ def _require_topic(admin: Admin, topic: str) -> int:
     show_default=True,
     help=f"Comma-separated broker URLs (env {BOOTSTRAP_ENV}).",
 )
+@click.option("--user", "-u", envvar="RAFTKA_USER",
+              help="User name for a cluster with authentication (env RAFTKA_USER).")
+@click.option("--password", envvar="RAFTKA_PASSWORD",
+              help="Password (env RAFTKA_PASSWORD; asked for when only --user is given).")
+@click.option("--ca-file", envvar="RAFTKA_CA_FILE", type=click.Path(exists=True, dir_okay=False),
+              help="CA certificate the brokers' TLS certificates chain to (env RAFTKA_CA_FILE).")
+@click.option("--cert-file", envvar="RAFTKA_CERT_FILE", type=click.Path(exists=True, dir_okay=False),
+              help="Client certificate for mutual TLS (env RAFTKA_CERT_FILE).")
+@click.option("--key-file", envvar="RAFTKA_KEY_FILE", type=click.Path(exists=True, dir_okay=False),
+              help="Key of --cert-file (env RAFTKA_KEY_FILE).")
 @click.pass_context
-def main(ctx: click.Context, bootstrap: str) -> None:
+def main(ctx: click.Context, bootstrap: str, user: str | None, password: str | None, ca_file: str | None,
+         cert_file: str | None, key_file: str | None) -> None:
     """raftka: a Kafka-style distributed log replicated with Raft."""
-    ctx.obj = _Settings(bootstrap)
+    if user is not None and password is None and ctx.invoked_subcommand != "dev":
+        password = click.prompt(f"Password for {user}", hide_input=True, err=True)
+    ctx.obj = Settings(bootstrap, {"username": user, "password": password, "ssl_cafile": ca_file,
+                                    "ssl_certfile": cert_file, "ssl_keyfile": key_file})
 
 
 # -- topics ------------------------------------------------------------------------------
 
 
-@main.group(cls=_Group)
+@main.group(cls=ErrorsGroup)
 def topics() -> None:
     """Create, list, describe, alter and delete topics."""
 
@@ -177,18 +146,18 @@ def topics() -> None:
 def topics_create(ctx: click.Context, name: str, partitions: int, replication_factor: int | None, configs: tuple[str, ...]) -> None:
     """Create topic NAME."""
     parsed = parse_configs(configs)
-    with _admin(ctx) as admin:
+    with admin_client(ctx) as admin:
         created = admin.create_topic(name, partitions, replication_factor, parsed)
     rf = created.get("replication_factor", replication_factor)
-    _stdout().print(f"Created topic {name} ({partitions} partition(s), replication factor {rf}).")
+    stdout().print(f"Created topic {name} ({partitions} partition(s), replication factor {rf}).")
 
 
 @topics.command("list")
 @click.pass_context
 def topics_list(ctx: click.Context) -> None:
     """List topics with partition counts."""
-    with _admin(ctx) as admin:
-        render_topics(_stdout(), admin.topics_overview())
+    with admin_client(ctx) as admin:
+        render_topics(stdout(), admin.topics_overview())
 
 
 @topics.command("describe")
@@ -196,8 +165,8 @@ def topics_list(ctx: click.Context) -> None:
 @click.pass_context
 def topics_describe(ctx: click.Context, name: str) -> None:
     """Show configs, leaders, replicas and offsets of topic NAME."""
-    with _admin(ctx) as admin:
-        render_topic(_stdout(), admin.describe_topic(name))
+    with admin_client(ctx) as admin:
+        render_topic(stdout(), admin.describe_topic(name))
 
 
 @topics.command("delete")
@@ -208,9 +177,9 @@ def topics_delete(ctx: click.Context, name: str, yes: bool) -> None:
     """Delete topic NAME and all its records."""
     if not yes:
         click.confirm(f"Delete topic {name} and all its records?", abort=True)
-    with _admin(ctx) as admin:
+    with admin_client(ctx) as admin:
         admin.delete_topic(name)
-    _stdout().print(f"Deleted topic {name}.")
+    stdout().print(f"Deleted topic {name}.")
 
 
 @topics.command("alter")
@@ -227,8 +196,8 @@ def topics_alter(ctx: click.Context, name: str, partitions: int | None, configs:
     parsed = parse_configs(configs)
     if partitions is None and not parsed and replication_factor is None:
         raise click.UsageError("nothing to alter: give --partitions, --config and/or --replication-factor")
-    console = _stdout()
-    with _admin(ctx) as admin:
+    console = stdout()
+    with admin_client(ctx) as admin:
         if partitions is not None:
             admin.add_partitions(name, partitions)
         if parsed:
@@ -253,9 +222,9 @@ def topics_delete_records(ctx: click.Context, name: str, partition: int, before_
     if not yes:
         what = "every record" if before_offset == -1 else f"the records before offset {before_offset}"
         click.confirm(f"Delete {what} of {name} partition {partition}?", abort=True)
-    with _admin(ctx) as admin:
+    with admin_client(ctx) as admin:
         start = admin.delete_records(name, partition, before_offset)
-    _stdout().print(f"Partition {partition} of {name} now begins at offset {start}.")
+    stdout().print(f"Partition {partition} of {name} now begins at offset {start}.")
 
 
 # -- produce / consume ---------------------------------------------------------------------
@@ -300,10 +269,10 @@ def produce(
         raise click.BadParameter("needs --key-sep (the lines have no keys otherwise)", param_hint="--key-format")
     header_list = [(k, v.encode()) for k, v in parse_configs(headers).items()]
     sep = key_sep.encode() if key_sep is not None else None
-    settings = ctx.find_object(_Settings)
-    with _admin(ctx) as admin:
+    settings = ctx.find_object(Settings)
+    with admin_client(ctx) as admin:
         _require_topic(admin, topic)
-    stderr = _stderr()
+    err_console = stderr()
     sent = failed = 0
     first_error: BaseException | None = None
     unconfirmed: deque[Any] = deque()  # futures in send order; they complete roughly in that order
@@ -316,13 +285,14 @@ def produce(
                 failed += 1
                 first_error = first_error or error
 
-    with Producer(settings.bootstrap, linger_ms=linger_ms) as producer:
+    with Producer(settings.bootstrap, linger_ms=linger_ms, **settings.security) as producer:
         progress: Progress | None = None
         stream: IO[bytes]
         if path is not None:
             stream = path.open("rb")
             progress = Progress(
-                TextColumn("[bold]producing"), BarColumn(), DownloadColumn(), TimeRemainingColumn(), console=stderr,
+                TextColumn("[bold]producing"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
+                console=err_console,
                 transient=True,
             )
             progress.start()
@@ -349,7 +319,7 @@ def produce(
     if failed:
         reason = explain(first_error) if isinstance(first_error, RaftkaError) else first_error
         raise click.ClickException(f"{failed} of {sent} record(s) failed; first error: {reason}")
-    stderr.print(f"Produced {sent} record(s) to {topic}.")
+    err_console.print(f"Produced {sent} record(s) to {topic}.")
 
 
 @main.command()
@@ -372,14 +342,15 @@ def consume(
     timeout: float | None,
 ) -> None:
     """Print records of TOPIC as they arrive (Ctrl-C to stop)."""
-    settings = ctx.find_object(_Settings)
-    with _admin(ctx) as admin:
+    settings = ctx.find_object(Settings)
+    with admin_client(ctx) as admin:
         partitions = _require_topic(admin, topic)
     consumer = Consumer(
         group_id=group,
         bootstrap_servers=settings.bootstrap,
         auto_offset_reset="earliest" if from_beginning else "latest",
         consumer_timeout_ms=None if timeout is None else int(timeout * 1000),
+        **settings.security,
     )
     if group is not None:
         consumer.subscribe([topic])
@@ -401,13 +372,13 @@ def consume(
     finally:
         signal.signal(signal.SIGTERM, previous)
         consumer.close()
-    _stderr().print(f"Consumed {count} record(s).")
+    stderr().print(f"Consumed {count} record(s).")
 
 
 # -- groups / cluster ----------------------------------------------------------------------
 
 
-@main.group(cls=_Group)
+@main.group(cls=ErrorsGroup)
 def groups() -> None:
     """Inspect consumer groups."""
 
@@ -416,8 +387,8 @@ def groups() -> None:
 @click.pass_context
 def groups_list(ctx: click.Context) -> None:
     """List consumer groups."""
-    with _admin(ctx) as admin:
-        render_groups(_stdout(), admin.list_groups())
+    with admin_client(ctx) as admin:
+        render_groups(stdout(), admin.list_groups())
 
 
 @groups.command("describe")
@@ -425,11 +396,11 @@ def groups_list(ctx: click.Context) -> None:
 @click.pass_context
 def groups_describe(ctx: click.Context, group: str) -> None:
     """Members, assignment, committed offsets and lag of GROUP."""
-    with _admin(ctx) as admin:
-        render_group(_stdout(), admin.describe_group(group))
+    with admin_client(ctx) as admin:
+        render_group(stdout(), admin.describe_group(group))
 
 
-@main.group(cls=_Group)
+@main.group(cls=ErrorsGroup)
 def cluster() -> None:
     """Inspect the cluster, and change its shape: decommission brokers, rebalance."""
 
@@ -438,8 +409,8 @@ def cluster() -> None:
 @click.pass_context
 def cluster_status(ctx: click.Context) -> None:
     """Brokers, partition leadership and the Raft state of every group on every broker."""
-    console = _stdout()
-    with _admin(ctx) as admin:
+    console = stdout()
+    with admin_client(ctx) as admin:
         cluster_description, raft = admin.describe_cluster(), admin.raft_status()
     render_cluster(console, cluster_description, raft)
     render_raft(console, raft)
@@ -453,13 +424,13 @@ def cluster_replace_disk(ctx: click.Context, broker_id: int) -> None:
 
     A broker that comes back with an empty data directory is replaced automatically; this is for when the
     cluster heard two directories under one id and will not choose (stop the wrong one first)."""
-    with _admin(ctx) as admin:
+    with admin_client(ctx) as admin:
         doc = admin.replace_broker_disk(broker_id)
-    _stdout().print(f"Broker {doc['broker']}: incarnation {doc['incarnation']} replaces {doc['previous_incarnation']};"
+    stdout().print(f"Broker {doc['broker']}: incarnation {doc['incarnation']} replaces {doc['previous_incarnation']};"
                     " every group now swaps in its new replicas.")
 
 
-register_cluster_commands(topics, cluster, _admin, _stdout)
+register_cluster_commands(topics, cluster)
 
 
 @main.command()
@@ -468,14 +439,18 @@ register_cluster_commands(topics, cluster, _admin, _stdout)
 @click.option("--base-port", type=click.IntRange(1, 55_000), default=9091, show_default=True,
               help="HTTP port of broker 1 (broker N listens on base+N-1, Raft on base+100+N-1, "
                    "Kafka on base+10000+N-1).")
-def dev(brokers: int, data_dir: Path, base_port: int) -> None:
+@click.option("--tls", is_flag=True, help="TLS with a throwaway CA, authentication required, an admin user.")
+def dev(brokers: int, data_dir: Path, base_port: int, tls: bool) -> None:
     """Run a local cluster in the foreground (Ctrl-C stops it)."""
     try:
         from raftka.client.devcluster import run_dev
     except ImportError as exc:
         raise click.ClickException(f"`raftka dev` is not available in this installation: {exc}") from exc
-    run_dev(brokers, str(data_dir), base_port=base_port)
+    run_dev(brokers, str(data_dir), base_port=base_port, tls=tls)
 
+
+main.add_command(users)
+main.add_command(acl)
 
 if __name__ == "__main__":  # pragma: no cover - `python -m raftka.client.cli`
     sys.exit(main())

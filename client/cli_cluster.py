@@ -1,15 +1,12 @@
 """The elastic cluster's CLI commands: brokers, decommission, rebalance, reassignments, replication factors.
 
 `register` adds them to the ``raftka cluster`` and ``raftka topics`` groups of
-`raftka.client.cli` (which passes in how to open an admin client and a
-console).  Long jobs show a progress bar with ``--wait``: bytes copied of the
+`raftka.client.cli`.  Long jobs show a progress bar with ``--wait``: bytes copied of the
 bytes to copy, and how many partitions are still moving.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractContextManager
 import click
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
@@ -17,8 +14,7 @@ from rich.table import Table
 
 from raftka.client.admin_cluster import BrokerInfo, Decommission, Reassignment
 from raftka.client.blocking import Admin
-
-AdminFactory = Callable[[click.Context], AbstractContextManager[Admin]]
+from raftka.client.cli_common import admin_client, stdout
 
 
 def parse_broker_list(text: str) -> list[int]:
@@ -79,21 +75,21 @@ def _wait_moves(admin: Admin, console: Console, partitions: list[tuple[str, int]
         admin.wait_reassignments(partitions, progress=show)
 
 
-def register(topics: click.Group, cluster: click.Group, admin_of: AdminFactory, stdout: Callable[[], Console]) -> None:
+def register(topics: click.Group, cluster: click.Group) -> None:
     """Add the commands to the ``topics`` and ``cluster`` groups."""
 
     @cluster.command("brokers")
     @click.pass_context
     def cluster_brokers(ctx: click.Context) -> None:
         """Every broker: address, rack, alive, membership, metadata role, replicas and leaders."""
-        with admin_of(ctx) as admin:
+        with admin_client(ctx) as admin:
             render_brokers(stdout(), admin.describe_brokers())
 
     @cluster.command("reassignments")
     @click.pass_context
     def cluster_reassignments(ctx: click.Context) -> None:
         """Replica moves in progress, with their state and how much is copied."""
-        with admin_of(ctx) as admin:
+        with admin_client(ctx) as admin:
             render_reassignments(stdout(), admin.list_reassignments())
 
     @cluster.command("decommission")
@@ -103,7 +99,7 @@ def register(topics: click.Group, cluster: click.Group, admin_of: AdminFactory, 
     def cluster_decommission(ctx: click.Context, broker_id: int, wait: bool) -> None:
         """Move every replica (and a metadata voter seat) off BROKER_ID, keeping replication factors."""
         console = stdout()
-        with admin_of(ctx) as admin:
+        with admin_client(ctx) as admin:
             status = admin.decommission_broker(broker_id)
             console.print(f"Decommissioning broker {broker_id}: {status.partitions_remaining} partition(s) to move.")
             if wait:
@@ -118,7 +114,7 @@ def register(topics: click.Group, cluster: click.Group, admin_of: AdminFactory, 
     @click.pass_context
     def cluster_recommission(ctx: click.Context, broker_id: int) -> None:
         """Stop an unfinished decommission: BROKER_ID is active again; its moves still running go back."""
-        with admin_of(ctx) as admin:
+        with admin_client(ctx) as admin:
             status = admin.recommission_broker(broker_id)
         stdout().print(f"Broker {broker_id} is {status.membership} again.")
 
@@ -129,7 +125,7 @@ def register(topics: click.Group, cluster: click.Group, admin_of: AdminFactory, 
     def cluster_rebalance(ctx: click.Context, dry_run: bool, wait: bool) -> None:
         """Spread replicas and preferred leaders evenly over the live brokers (racks respected)."""
         console = stdout()
-        with admin_of(ctx) as admin:
+        with admin_client(ctx) as admin:
             plan = admin.rebalance(dry_run=dry_run)
             table = Table("Broker", "Rack", "Replicas", "Preferred leaders")
             for b in plan.brokers:
@@ -149,7 +145,7 @@ def register(topics: click.Group, cluster: click.Group, admin_of: AdminFactory, 
     @click.pass_context
     def cluster_balance_leaders(ctx: click.Context) -> None:
         """Move each partition's leadership to its preferred (first) replica."""
-        with admin_of(ctx) as admin:
+        with admin_client(ctx) as admin:
             transfers = admin.balance_leaders()
         stdout().print(f"Asked {len(transfers)} partition leader(s) to hand over to their preferred replica.")
 
@@ -166,7 +162,7 @@ def register(topics: click.Group, cluster: click.Group, admin_of: AdminFactory, 
         if cancel == (replicas is not None):
             raise click.UsageError("give either --replicas or --cancel")
         console = stdout()
-        with admin_of(ctx) as admin:
+        with admin_client(ctx) as admin:
             if cancel:
                 move = admin.cancel_reassignment(topic, partition)
                 console.print(f"Cancelling the move of {topic}/{partition}: back to {list(move.target)}.")

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
-from raftka.client.connection import Connection, Response, parse_bootstrap
+from raftka.client.connection import ClientSecurity, Connection, Response, parse_bootstrap
 from raftka.client.errors import (
     BrokerConnectionError,
     BrokerNotAvailableError,
@@ -57,10 +57,12 @@ class Cluster:
         connect_timeout_ms: int = 5_000,
         metadata_max_age_ms: int = 30_000,
         retry_backoff_ms: int = 100,
+        security: ClientSecurity | None = None,
     ) -> None:
         self.bootstrap = parse_bootstrap(bootstrap_servers)
         self.connection = Connection(
-            request_timeout_s=request_timeout_ms / 1000, connect_timeout_s=connect_timeout_ms / 1000
+            request_timeout_s=request_timeout_ms / 1000, connect_timeout_s=connect_timeout_ms / 1000,
+            security=security,
         )
         self.cache = MetadataCache(
             self.bootstrap,
@@ -113,6 +115,16 @@ class Cluster:
         if infos is None:
             await self.refresh()
             infos = self.cache.partitions(topic)
+        if infos is None:
+            # Metadata lists only the topics this user may describe: ask for the topic itself, which answers
+            # "not authorized" (TopicAuthorizationError) rather than "not found" when that is the reason.
+            try:
+                await self.request_any("GET", topic_path(topic), idempotent=True)
+            except TopicNotFoundError:
+                pass
+            else:
+                await self.refresh()
+                infos = self.cache.partitions(topic)
         if infos is None:
             raise TopicNotFoundError(
                 f"Topic '{topic}' not found.", details={"topic": topic, "suggestions": self.near_topics(topic)}

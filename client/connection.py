@@ -7,13 +7,20 @@ error documents via ``error_from_response``; failing to connect becomes
 or a dropped connection after sending becomes ``RequestTimedOutError`` (the
 request may have taken effect). Choosing *which* broker to ask is
 ``raftka.client.cluster``'s job.
+
+``ClientSecurity`` is what a client needs for a secured cluster: a user name
+and password (sent as HTTP Basic on every request: use https beyond loopback),
+a CA file to trust the brokers' certificates
+(``https://`` bootstrap addresses), and a client certificate for mutual TLS.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import ssl
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
@@ -28,6 +35,7 @@ __all__ = [
     "BOOTSTRAP_ENV",
     "BROKER_HEADER",
     "DEFAULT_BOOTSTRAP",
+    "ClientSecurity",
     "Connection",
     "Response",
     "normalize_url",
@@ -101,18 +109,58 @@ class Response(NamedTuple):
             raise ProtocolError(f"broker answered invalid JSON: {exc}", broker=self.url) from None
 
 
+@dataclass(frozen=True)
+class ClientSecurity:
+    """Credentials and TLS settings (all optional): ``username``/``password`` for HTTP Basic, ``ssl_cafile`` to
+    verify the brokers' certificates (default: the system's CAs), ``ssl_certfile``/``ssl_keyfile`` to present
+    a client certificate (mutual TLS; ``ssl_keyfile`` may be omitted when the certificate file holds the key)."""
+
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.username is None) != (self.password is None):
+            raise ValueError("username and password go together")
+        if self.username is not None and ":" in self.username:
+            raise ValueError("a username cannot contain ':'")
+        if self.ssl_keyfile is not None and self.ssl_certfile is None:
+            raise ValueError("ssl_keyfile needs ssl_certfile")
+
+    def ssl_context(self) -> ssl.SSLContext | bool:
+        """What aiohttp verifies https with: True (the system's CAs) or a context with our CA / certificate."""
+        if self.ssl_cafile is None and self.ssl_certfile is None:
+            return True
+        context = ssl.create_default_context(cafile=self.ssl_cafile)
+        if self.ssl_certfile is not None:
+            context.load_cert_chain(self.ssl_certfile, self.ssl_keyfile)
+        return context
+
+    def headers(self) -> dict[str, str]:
+        """Headers every request carries (HTTP Basic credentials, if any)."""
+        if self.username is None:
+            return {}
+        return {"Authorization": aiohttp.encode_basic_auth(self.username, self.password or "", "utf-8")}
+
+
 class Connection:
     """One aiohttp session (keep-alive pool) shared by all requests of a client; used on one event loop."""
 
-    def __init__(self, *, request_timeout_s: float = 30.0, connect_timeout_s: float = 5.0) -> None:
+    def __init__(self, *, request_timeout_s: float = 30.0, connect_timeout_s: float = 5.0,
+                 security: ClientSecurity | None = None) -> None:
         self.request_timeout_s = request_timeout_s
         self.connect_timeout_s = connect_timeout_s
+        self.security = security or ClientSecurity()
+        self._ssl = self.security.ssl_context()  # read the files now: a missing CA file fails at construction
         self._session: aiohttp.ClientSession | None = None
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60, ttl_dns_cache=60)
-            self._session = aiohttp.ClientSession(connector=connector, skip_auto_headers=("User-Agent",))
+            connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60, ttl_dns_cache=60, ssl=self._ssl)
+            self._session = aiohttp.ClientSession(connector=connector, skip_auto_headers=("User-Agent",),
+                                                  headers=self.security.headers())
         return self._session
 
     async def request(
@@ -164,6 +212,12 @@ class Connection:
 
 
 def _reason(exc: BaseException) -> str:
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return f"TLS certificate not trusted ({exc.certificate_error.__class__.__name__}: " \
+               f"{getattr(exc.certificate_error, 'verify_message', None) or exc.certificate_error}); " \
+               "give the CA file (ssl_cafile / --ca-file)"
+    if isinstance(exc, aiohttp.ClientConnectorSSLError):
+        return f"TLS handshake failed: {exc.os_error}"
     cause = getattr(exc, "os_error", None) or exc
     text = getattr(cause, "strerror", None) or str(cause) or type(cause).__name__
     return text

@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from raftka.client.cluster import Cluster, topic_path
+from raftka.client.connection import ClientSecurity
 from raftka.client.errors import (
     ClientClosedError,
     IllegalStateError,
@@ -89,6 +90,11 @@ class AIOConsumer:
         consumer_timeout_ms: int | None = None,
         key_deserializer: Deserializer | None = None,
         value_deserializer: Deserializer | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        ssl_cafile: str | None = None,
+        ssl_certfile: str | None = None,
+        ssl_keyfile: str | None = None,
     ) -> None:
         if max_poll_records < 1:
             raise ValueError("max_poll_records must be >= 1")
@@ -99,6 +105,7 @@ class AIOConsumer:
             request_timeout_ms=request_timeout_ms,
             metadata_max_age_ms=metadata_max_age_ms,
             retry_backoff_ms=retry_backoff_ms,
+            security=ClientSecurity(username, password, ssl_cafile, ssl_certfile, ssl_keyfile),
         )
         self._backoff = Backoff(retry_backoff_ms / 1000, 1.0)
         self._wakeup = asyncio.Event()

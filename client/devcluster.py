@@ -4,7 +4,9 @@
 a root directory, a generated cluster secret, free loopback ports, a Kafka
 listener on each), waits for them to be healthy, and can kill -9, stop, pause,
 resume and restart any of them, and add brokers to the running cluster
-(`add_broker`: ``--join``).  It talks to the brokers over HTTP only.
+(`add_broker`: ``--join``).  It talks to the brokers over HTTP only. With
+`security` (a `DevSecurity`) the brokers serve TLS and require authentication;
+the cluster then speaks https and logs in as the bootstrap admin.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+from raftka.client.devcerts import DevSecurity
 
 SECRET_FILE = "cluster.secret"
 
@@ -45,11 +49,15 @@ def free_ports(count: int) -> list[int]:
     return ports
 
 
-def http_json(url: str, method: str = "GET", body: dict | None = None, timeout: float = 5.0):
+def http_json(url: str, method: str = "GET", body: dict | None = None, timeout: float = 5.0,
+              security: DevSecurity | None = None):
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method,
-                                     headers={"Content-Type": "application/json"} if data else {})
-    with urllib.request.urlopen(request, timeout=timeout) as resp:
+    headers = {"Content-Type": "application/json"} if data else {}
+    if security is not None:
+        headers["Authorization"] = security.authorization()
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
+    context = security.ssl_context() if security is not None else None
+    with urllib.request.urlopen(request, timeout=timeout, context=context) as resp:
         raw = resp.read()
         return json.loads(raw) if raw else None
 
@@ -59,8 +67,9 @@ class LocalCluster:
                  http_ports: list[int] | None = None, raft_ports: list[int] | None = None,
                  kafka_ports: list[int] | None = None, env: dict[str, str] | None = None, extra_args: list[str] | None = None,
                  election_timeout_ms: int | None = None, log_to_files: bool = True,
-                 racks: dict[int, str] | None = None):
+                 racks: dict[int, str] | None = None, security: DevSecurity | None = None):
         self.root = Path(data_dir)
+        self.security = security.prepare() if security is not None else None
         self.ids = list(range(1, brokers + 1))
         ports = free_ports(3 * brokers) if None in (http_ports, raft_ports, kafka_ports) else []
         self.http_ports = dict(zip(self.ids, http_ports or ports[:brokers]))
@@ -85,7 +94,16 @@ class LocalCluster:
         return [self.url(i) for i in self.ids]
 
     def url(self, broker: int) -> str:
-        return f"http://127.0.0.1:{self.http_ports[broker]}"
+        scheme = "https" if self.security is not None and self.security.tls else "http"
+        return f"{scheme}://127.0.0.1:{self.http_ports[broker]}"
+
+    def http_json(self, url: str, method: str = "GET", body: dict | None = None, timeout: float = 5.0):
+        """`http_json` with this cluster's CA and admin credentials."""
+        return http_json(url, method, body, timeout, security=self.security)
+
+    def client_kwargs(self) -> dict:
+        """Keyword arguments for the Python client (credentials and CA when secured)."""
+        return self.security.client_kwargs() if self.security is not None else {}
 
     @property
     def kafka_bootstrap(self) -> str:
@@ -118,7 +136,7 @@ class LocalCluster:
         return [sys.executable, "-m", "raftka.node.main", "--id", str(broker),
                 "--data-dir", str(self.root / f"broker-{broker}"), *where, *rack,
                 "--cluster-secret-file", str(self.secret_file()), "--kafka-listen", self.kafka_address(broker),
-                *self.extra_args]
+                *(self.security.broker_args() if self.security is not None else []), *self.extra_args]
 
     def lifeline(self) -> int:
         """The read end of a pipe whose write end only this process holds (not inheritable). Each broker watches it
@@ -175,7 +193,7 @@ class LocalCluster:
                     raise RuntimeError(f"broker {broker} exited with {proc.returncode}; see "
                                        f"{self.root / f'broker-{broker}.log'}")
                 try:
-                    http_json(self.url(broker) + "/health", timeout=1)
+                    self.http_json(self.url(broker) + "/health", timeout=1)
                     pending.discard(broker)
                 except (urllib.error.URLError, OSError, ValueError):
                     pass
@@ -183,6 +201,23 @@ class LocalCluster:
                 raise TimeoutError(f"brokers {sorted(pending)} not healthy after {timeout} s")
             if pending:
                 time.sleep(0.1)
+        if self.security is not None:
+            self._wait_logged_in(deadline, brokers or [b for b in self.ids if b in self.procs])
+
+    def _wait_logged_in(self, deadline: float, brokers: list[int]) -> None:
+        """Until the admin can log in everywhere (the bootstrap users are created once a leader is elected).
+        Slowly: every refused attempt counts against the brokers' failed-login limit."""
+        for broker in brokers:
+            delay = 0.2
+            while True:
+                try:
+                    self.http_json(self.url(broker) + "/whoami", timeout=2)
+                    break
+                except (urllib.error.URLError, OSError, ValueError):
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"broker {broker}: the admin cannot log in") from None
+                    time.sleep(delay)
+                    delay = min(1.0, delay * 2)
 
     def wait_kafka_registered(self, timeout: float = 30.0) -> None:
         """Wait until the metadata names every running broker's Kafka listener (Kafka clients then see them all)."""
@@ -191,7 +226,7 @@ class LocalCluster:
         while True:
             for broker in list(self.procs):
                 try:
-                    doc = http_json(self.url(broker) + "/brokers", timeout=2)
+                    doc = self.http_json(self.url(broker) + "/brokers", timeout=2)
                 except (urllib.error.URLError, OSError, ValueError):
                     continue
                 if all(d.get("kafka") == wanted.get(d["id"]) for d in doc["details"] if d["id"] in wanted):
@@ -252,7 +287,7 @@ class LocalCluster:
         body = {"name": name, "partitions": partitions, "configs": configs or {}}
         if replication_factor is not None:
             body["replication_factor"] = replication_factor
-        return http_json(self.bootstrap[0] + "/topics", "POST", body, timeout=30)
+        return self.http_json(self.bootstrap[0] + "/topics", "POST", body, timeout=30)
 
     def leader_of(self, topic: str, partition: int, timeout: float = 10.0) -> int:
         """The broker that currently leads the partition (asks the live brokers)."""
@@ -260,7 +295,7 @@ class LocalCluster:
         while True:
             for broker in list(self.procs):
                 try:
-                    doc = http_json(self.url(broker) + f"/topics/{topic}/partitions/{partition}", timeout=2)
+                    doc = self.http_json(self.url(broker) + f"/topics/{topic}/partitions/{partition}", timeout=2)
                 except (urllib.error.URLError, OSError, ValueError):
                     continue
                 if doc.get("leader") in self.procs and doc.get("high_watermark") is not None:
@@ -287,45 +322,63 @@ def _stop_requested(signum, frame) -> None:
     raise _StopRequested(signal.Signals(signum).name)
 
 
-def run_dev(brokers: int = 3, data_dir: str = ".raftka-data", base_port: int = 9091) -> None:
+def run_dev(brokers: int = 3, data_dir: str = ".raftka-data", base_port: int = 9091, tls: bool = False) -> None:
     """Start a local cluster, show it working with curl-able requests, run until Ctrl-C, SIGTERM or SIGHUP (then
-    stop the brokers). If `raftka dev` itself is killed, its brokers stop on their own (see `LocalCluster.lifeline`)."""
+    stop the brokers). If `raftka dev` itself is killed, its brokers stop on their own (see `LocalCluster.lifeline`).
+    With `tls`: a throwaway CA and broker certificate, authentication required, and a bootstrap admin user (see
+    `DevSecurity`)."""
     http_ports = [base_port + i for i in range(brokers)]
     raft_ports = [base_port + 100 + i for i in range(brokers)]
     kafka_ports = [base_port + 10000 + i for i in range(brokers)]
-    cluster = LocalCluster(brokers, data_dir, http_ports=http_ports, raft_ports=raft_ports, kafka_ports=kafka_ports)
+    security = DevSecurity(Path(data_dir)) if tls else None
+    cluster = LocalCluster(brokers, data_dir, http_ports=http_ports, raft_ports=raft_ports, kafka_ports=kafka_ports,
+                           security=security)
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _stop_requested)
     print(f"raftka: starting {brokers} brokers (data in {Path(data_dir).resolve()})", flush=True)
+    curl = "curl"
+    if security is not None:
+        print(f"TLS: CA certificate {security.ca_file.resolve()}; authentication required; the superuser "
+              f"'{security.admin_user}' has the password in {security.users_file.resolve()}\n"
+              f"$ export RAFTKA_USER={security.admin_user} RAFTKA_PASSWORD=$(cut -d: -f2- "
+              f"{security.users_file.resolve()}) RAFTKA_CA_FILE={security.ca_file.resolve()}", flush=True)
+        curl = f'curl --cacert {security.ca_file.resolve()} -u "$RAFTKA_USER:$RAFTKA_PASSWORD"'
     try:
         cluster.start(timeout=60)
         first = cluster.bootstrap[0]
-        topics = http_json(first + "/topics")
+        topics = cluster.http_json(first + "/topics")
         if "demo" not in topics:
             cluster.create_topic("demo", partitions=3)
-            print(f"$ curl -X POST {first}/topics -H 'Content-Type: application/json' "
+            print(f"$ {curl} -X POST {first}/topics -H 'Content-Type: application/json' "
                   "-d '{\"name\":\"demo\",\"partitions\":3}'", flush=True)
         body = {"records": [{"key": "user-1", "value": {"clicks": 1}}, {"key": "user-2", "value": {"clicks": 7}},
                             {"value": "hello raftka"}]}
+        headers = {"Content-Type": "application/vnd.kafka.json.v2+json"}
+        if security is not None:
+            headers["Authorization"] = security.authorization()
+        context = security.ssl_context() if security is not None else None
         request = urllib.request.Request(first + "/topics/demo", data=json.dumps(body).encode(), method="POST",
-                                         headers={"Content-Type": "application/vnd.kafka.json.v2+json"})
+                                         headers=headers)
         deadline = time.monotonic() + 30
         while True:
             try:
-                with urllib.request.urlopen(request, timeout=15) as resp:
+                with urllib.request.urlopen(request, timeout=15, context=context) as resp:
                     produced = json.loads(resp.read())
                 break
             except urllib.error.HTTPError as exc:
                 if exc.code != 503 or time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)
-        print(f"$ curl -X POST {first}/topics/demo -H 'Content-Type: application/vnd.kafka.json.v2+json' "
+        print(f"$ {curl} -X POST {first}/topics/demo -H 'Content-Type: application/vnd.kafka.json.v2+json' "
               f"-d '{json.dumps(body)}'\n{json.dumps(produced)}", flush=True)
         p = produced["offsets"][0]["partition"]
         fetch = f"{cluster.bootstrap[-1]}/topics/demo/partitions/{p}/records?offset=0"
-        request = urllib.request.Request(fetch, headers={"Accept": "application/vnd.kafka.json.v2+json"})
-        with urllib.request.urlopen(request, timeout=15) as resp:
-            print(f"$ curl -H 'Accept: application/vnd.kafka.json.v2+json' '{fetch}'\n{resp.read().decode()}",
+        headers = {"Accept": "application/vnd.kafka.json.v2+json"}
+        if security is not None:
+            headers["Authorization"] = security.authorization()
+        request = urllib.request.Request(fetch, headers=headers)
+        with urllib.request.urlopen(request, timeout=15, context=context) as resp:
+            print(f"$ {curl} -H 'Accept: application/vnd.kafka.json.v2+json' '{fetch}'\n{resp.read().decode()}",
                   flush=True)
         print("\nraftka is running:")
         for broker in cluster.ids:
@@ -335,10 +388,20 @@ def run_dev(brokers: int = 3, data_dir: str = ".raftka-data", base_port: int = 9
         print(f"  bootstrap for the CLI: export RAFTKA_BOOTSTRAP={','.join(cluster.bootstrap)}")
         print(f"  Kafka clients (kafka-python, aiokafka, confluent-kafka, kcat): "
               f"bootstrap.servers={cluster.kafka_bootstrap}")
-        print(f"    e.g. kcat -b {cluster.kafka_bootstrap} -L")
+        if security is None:
+            print(f"    e.g. kcat -b {cluster.kafka_bootstrap} -L")
+        else:
+            print(f"    over SASL_SSL: security.protocol=SASL_SSL sasl.mechanism=SCRAM-SHA-512 sasl.username=admin "
+                  f"sasl.password=$RAFTKA_PASSWORD ssl.ca.location={security.ca_file.resolve()}")
+            print(f"    e.g. kcat -b {cluster.kafka_bootstrap} -X security.protocol=SASL_SSL -X "
+                  f"sasl.mechanism=SCRAM-SHA-512 -X sasl.username=admin -X \"sasl.password=$RAFTKA_PASSWORD\" "
+                  f"-X ssl.ca.location={security.ca_file.resolve()} -L")
         print(f"  the CLI: {_cli_path()}")
         print(f"  broker logs: {cluster.root.resolve() / 'broker-N.log'} (N = 1..{brokers})")
         print(f"  to start again from scratch: stop, then rm -rf {cluster.root.resolve()}")
+        if security is not None:
+            print("  (the CLI and the Python client read RAFTKA_USER, RAFTKA_PASSWORD and RAFTKA_CA_FILE: "
+                  "`raftka --ca-file ... --user ...`, `Producer(..., username=, password=, ssl_cafile=)`)")
         print("Press Ctrl-C to stop.", flush=True)
         while True:
             time.sleep(3600)

@@ -22,10 +22,16 @@ Hierarchy::
      |    |                                     leader_id / leader_url name the new leader when known
      |    |    +-- BrokerConnectionError   this client could not connect to a broker
      |    +-- NoBrokersAvailable           no broker of bootstrap/metadata answered; lists what was tried
+     +-- AuthenticationError               40101: no credentials or wrong ones
+     |    +-- TooManyLoginFailuresError    42901: this address failed too often; retry in a minute
+     +-- AuthorizationError                403xx: the ACLs do not allow it
+     |    +-- TopicAuthorizationError (40301)  GroupAuthorizationError (40302)
+     |    +-- ClusterAuthorizationError (40303)
      +-- NotFoundError                     404xx
      |    +-- TopicNotFoundError  PartitionNotFoundError  GroupNotFoundError  UnknownMemberError
      |    +-- BrokerNotFoundError          40406
      |    +-- ReassignmentNotFoundError    40411
+     |    +-- UserNotFoundError (40407)
      +-- TopicAlreadyExistsError           40904
      +-- ClusterChangeError                a cluster change refused in this state
      |    +-- ReassignmentInProgressError  40921  UnsafeClusterChangeError  40922
@@ -59,6 +65,13 @@ from typing import Any
 import orjson
 
 __all__ = [
+    "AuthenticationError",
+    "AuthorizationError",
+    "ClusterAuthorizationError",
+    "GroupAuthorizationError",
+    "TooManyLoginFailuresError",
+    "TopicAuthorizationError",
+    "UserNotFoundError",
     "BrokerAlreadyRegisteredError",
     "BrokerConnectionError",
     "ClusterChangeError",
@@ -254,6 +267,34 @@ class UnknownMemberError(NotFoundError):
     """The group coordinator no longer knows this member (its session expired); rejoin."""
 
 
+class UserNotFoundError(NotFoundError):
+    """No such user (or no credential for that mechanism)."""
+
+
+class AuthenticationError(RaftkaError):
+    """The broker needs credentials (username and password, or a client certificate), or they are wrong."""
+
+
+class TooManyLoginFailuresError(AuthenticationError):
+    """This address failed to log in too often lately; the broker refuses it for a minute."""
+
+
+class AuthorizationError(RaftkaError):
+    """Authenticated, but the ACLs do not allow the operation."""
+
+
+class TopicAuthorizationError(AuthorizationError):
+    pass
+
+
+class GroupAuthorizationError(AuthorizationError):
+    pass
+
+
+class ClusterAuthorizationError(AuthorizationError):
+    pass
+
+
 class TopicAlreadyExistsError(RaftkaError):
     """A topic of that name exists already."""
 
@@ -385,6 +426,12 @@ class ProtocolError(RaftkaError):
 
 
 _BY_CODE: dict[int, type[RaftkaError]] = {
+    40101: AuthenticationError,
+    40301: TopicAuthorizationError,
+    40302: GroupAuthorizationError,
+    40303: ClusterAuthorizationError,
+    40407: UserNotFoundError,
+    42901: TooManyLoginFailuresError,
     40401: TopicNotFoundError,
     40402: PartitionNotFoundError,
     40403: UnknownMemberError,  # Confluent: consumer instance not found
@@ -429,6 +476,8 @@ _BY_CODE: dict[int, type[RaftkaError]] = {
 
 _BY_STATUS: dict[int, type[RaftkaError]] = {
     400: InvalidRequestError,
+    401: AuthenticationError,
+    403: AuthorizationError,
     404: NotFoundError,
     406: NotAcceptableError,
     413: RequestTooLargeError,

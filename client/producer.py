@@ -42,8 +42,10 @@ from typing import Any, NamedTuple
 from raftka.client.accumulator import BATCH_OVERHEAD, ProducerBatch, RecordAccumulator, record_size
 from raftka.client.budget import ByteBudget
 from raftka.client.cluster import Cluster, topic_path
-from raftka.client.connection import BATCH_CONTENT_TYPE
+from raftka.client.connection import BATCH_CONTENT_TYPE, ClientSecurity
 from raftka.client.errors import (
+    AuthenticationError,
+    AuthorizationError,
     ClientClosedError,
     DeliveryTimeoutError,
     NotLeaderError,
@@ -121,6 +123,11 @@ class AIOProducer:
         metadata_max_age_ms: int = 30_000,
         key_serializer: Serializer | None = None,
         value_serializer: Serializer | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        ssl_cafile: str | None = None,
+        ssl_certfile: str | None = None,
+        ssl_keyfile: str | None = None,
     ) -> None:
         for name, value in (
             ("linger_ms", linger_ms),
@@ -137,6 +144,7 @@ class AIOProducer:
             request_timeout_ms=request_timeout_ms,
             metadata_max_age_ms=metadata_max_age_ms,
             retry_backoff_ms=retry_backoff_ms,
+            security=ClientSecurity(username, password, ssl_cafile, ssl_certfile, ssl_keyfile),
         )
         self._acc = RecordAccumulator(batch_size, linger_ms / 1000)
         self._chooser = PartitionChooser(batch_size)
@@ -351,7 +359,8 @@ class AIOProducer:
         return False
 
     async def _resolve_topic(self, topic: str) -> None:
-        """Wait (up to max_block_ms) until the topic shows up in metadata, then route its waiting records."""
+        """Wait (up to max_block_ms) until the topic shows up in metadata, then route its waiting records (fail them
+        at once when the user may not see the topic, or cannot log in)."""
         deadline = time.monotonic() + self._max_block_s
         attempt = 0
         while True:
@@ -361,7 +370,8 @@ class AIOProducer:
             except RaftkaError as exc:
                 attempt += 1
                 delay = self._backoff.delay(attempt)
-                if time.monotonic() + delay > deadline:
+                refused = isinstance(exc, (AuthenticationError, AuthorizationError))  # waiting will not help
+                if refused or time.monotonic() + delay > deadline:
                     for pending, future in self._waiting.pop(topic, ()):
                         self._budget.release(pending.size)
                         fail_future(future, exc)

@@ -23,7 +23,9 @@ its offset, exactly once.
 
 The compose project, image and secret come from the environment of docker/test.sh
 (COMPOSE_PROJECT_NAME, RAFTKA_IMAGE, RAFTKA_CLUSTER_SECRET); the compose command from
-RAFTKA_COMPOSE (default: docker-compose if installed, else "docker compose").
+RAFTKA_COMPOSE (default: docker-compose if installed, else "docker compose"). The compose files run
+with TLS and authentication: requests go over https, trusting $RAFTKA_TLS_DIR/ca.pem (written by the
+tls-init service), as the bootstrap user admin with $RAFTKA_ADMIN_PASSWORD.
 """
 
 from __future__ import annotations
@@ -34,7 +36,9 @@ import http.client
 import json
 import os
 import shlex
+import base64
 import shutil
+import ssl
 import subprocess
 import sys
 import time
@@ -66,15 +70,27 @@ def log(message: str) -> None:
 # ------------------------------------------------------------------------------------- HTTP
 
 
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """Trust the CA the tls-init service wrote (it may appear only once the cluster is up)."""
+    return ssl.create_default_context(cafile=os.path.join(os.environ.get("RAFTKA_TLS_DIR", "docker/tls"), "ca.pem"))
+
+
+def credentials() -> str:
+    token = f"admin:{os.environ['RAFTKA_ADMIN_PASSWORD']}".encode()
+    return "Basic " + base64.b64encode(token).decode()
+
+
 def call(method: str, url: str, body: object = None, *, content_type: str = "application/json",
          accept: str = "application/json", timeout: float = 15.0) -> tuple[int | None, object]:
     """(status, decoded JSON body or text); status None when the broker could not be reached."""
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method, headers={"Accept": accept})
+    request = urllib.request.Request(url, data=data, method=method,
+                                     headers={"Accept": accept, "Authorization": credentials()})
     if data is not None:
         request.add_header("Content-Type", content_type)
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout, context=tls_context()) as response:
             status, raw = response.status, response.read()
     except urllib.error.HTTPError as exc:
         status, raw = exc.code, exc.read()
@@ -112,7 +128,7 @@ class Cluster:
         self.ids = list(range(1, len(ports) + 1))
 
     def url(self, broker: int) -> str:
-        return f"http://127.0.0.1:{self.ports[broker - 1]}"
+        return f"https://127.0.0.1:{self.ports[broker - 1]}"
 
     def run(self, *args: str, check: bool = True) -> str:
         command = [*self.compose, *args]

@@ -10,7 +10,8 @@
 #    broker4 joins, a rebalance moves replicas onto it, broker1 is decommissioned, every acknowledged
 #    record read back) and docker/compose-5.yml (R=5, two brokers killed), each as compose project
 #    raftka-test, with `down -v` at the end.
-# Published ports: 9091.. when free, else free ports picked here. The cluster secret is random.
+# Published ports: 9091.. when free, else free ports picked here. The cluster secret and the admin password
+# are random; the CA and certificates (TLS is on) go to a temporary folder removed at the end.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -27,6 +28,7 @@ compose_down() {
 
 cleanup() {
     compose_down
+    [ -z "${RAFTKA_TLS_DIR:-}" ] || rm -rf "$RAFTKA_TLS_DIR"
     if [ -n "$dockerd_pid" ]; then
         log "stopping the dockerd started here (pid $dockerd_pid)"
         kill "$dockerd_pid" 2>/dev/null || true
@@ -124,6 +126,10 @@ export COMPOSE_PROJECT_NAME=raftka-test
 export RAFTKA_HTTP_BIND=127.0.0.1
 RAFTKA_CLUSTER_SECRET=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
 export RAFTKA_CLUSTER_SECRET
+RAFTKA_ADMIN_PASSWORD=$(python3 -c 'import secrets; print(secrets.token_urlsafe(18))')
+export RAFTKA_ADMIN_PASSWORD
+RAFTKA_TLS_DIR=$(mktemp -d /tmp/raftka-docker-tls.XXXXXX)  # the CA and certificates tls-init writes
+export RAFTKA_TLS_DIR
 
 build_started=$(date +%s)
 BASE_IMAGE=${RAFTKA_DOCKER_BASE_IMAGE:-} docker/build-offline.sh "$RAFTKA_IMAGE" >/tmp/raftka-docker-build.log 2>&1 || {

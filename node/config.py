@@ -36,6 +36,13 @@ bytes. For the secret, the highest-precedence source that sets either form
 wins; giving both forms in one source is an error. The secret is never
 printed (``repr(BrokerConfig)`` hides it).
 
+Client security (`raftka.node.security.settings`): ``--auth required|none``
+(default: none when the client listeners bind only to loopback, else
+required), ``--superusers``, ``--bootstrap-user-file`` (its users are created on
+the cluster's first start and are superusers), ``--metrics-auth``, and TLS with
+``--tls-cert``/``--tls-key`` (checked at start), ``--tls-client-ca`` (mutual
+TLS) and ``--tls-ca`` (the peers' CA). With TLS the peers' URLs are https.
+
 ``load_config`` raises ``ConfigError`` whose message names the flag, where the
 value came from and what is wrong with it.
 """
@@ -49,12 +56,17 @@ import re
 import sys
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+import ssl
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from raftka.node.cluster.topics import MAX_PARTITIONS, TopicConfig, parse_topic_configs, validate_replication_factor
 from raftka.node.errors import ApiError
+from raftka.node.security.acl import AclError, parse_principal
+from raftka.node.security.settings import AUTH_MODES, DEFAULT_LOGIN_FAILURE_LIMIT, SecurityConfig, TlsFiles, \
+    read_bootstrap_users
+from raftka.node.security.tls import BrokerTls
 
 __all__ = [
     "DEFAULT_ELECTION_TIMEOUT_MS",
@@ -111,10 +123,11 @@ class Peer:
     host: str
     http_port: int
     raft_port: int
+    scheme: str = "http"  # https when the brokers serve TLS
 
     @property
     def http_url(self) -> str:
-        return f"http://{_bracketed(self.host)}:{self.http_port}"
+        return f"{self.scheme}://{_bracketed(self.host)}:{self.http_port}"
 
     @property
     def raft_address(self) -> tuple[str, int]:
@@ -146,6 +159,7 @@ class BrokerConfig:
     rack: str | None = None
     metadata_voters: int | None = None  # None: auto (3, or 5 from 5 brokers up)
     reassignment_max_bytes_per_sec: int = DEFAULT_REASSIGNMENT_BYTES_PER_SEC  # 0: unlimited
+    security: SecurityConfig = SecurityConfig()  # TLS, authentication, superusers (raftka.node.security.settings)
 
     @property
     def self_peer(self) -> Peer:
@@ -159,7 +173,9 @@ class BrokerConfig:
 
     @property
     def join_urls(self) -> list[str]:
-        return self.join.split(",") if self.join else []
+        """The --join URLs; one given without a scheme gets this broker's own (https when it serves TLS)."""
+        urls = self.join.split(",") if self.join else []
+        return [u if "://" in u else f"{self.security.scheme}://{u}" for u in urls]
 
     @property
     def peer_ids(self) -> tuple[int, ...]:
@@ -307,16 +323,17 @@ def _parse_metadata_voters(raw: Any) -> int | None:
 
 
 def _parse_join_urls(raw: Any) -> str:
-    """One or more comma-separated http://HOST:PORT of live brokers (tried in turn), normalised."""
+    """One or more comma-separated [http[s]://]HOST:PORT of live brokers (tried in turn), normalised (without a
+    scheme: the one this broker serves, see `BrokerConfig.join_urls`)."""
     urls = []
     for item in _parse_str(raw).split(","):
         text = item.strip().rstrip("/")
         scheme, sep, rest = text.partition("://")
         if not sep:
-            text, scheme, rest = "http://" + text, "http", text
+            scheme, rest = "http", text
         host, sep, port = rest.rpartition(":")
-        if scheme != "http" or not sep or "/" in rest:
-            raise ValueError("expected http://HOST:PORT of a live broker (several: comma-separated)")
+        if scheme not in ("http", "https") or not sep or "/" in rest:
+            raise ValueError("expected http[s]://HOST:PORT of a live broker (several: comma-separated)")
         _parse_host(host)
         _parse_port(port, allow_zero=False)
         urls.append(text)
@@ -342,6 +359,25 @@ def _parse_path(raw: Any) -> Path:
     if not text.strip():
         raise ValueError("must not be empty")
     return Path(text).expanduser().absolute()
+
+
+def _parse_choice(*choices: str) -> Callable[[Any], str]:
+    def parse(raw: Any) -> str:
+        value = _parse_str(raw).strip().lower()
+        if value not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return value
+
+    return parse
+
+
+def _parse_principals(raw: Any) -> frozenset[str]:
+    items = raw if isinstance(raw, list) else _parse_str(raw).split(",")
+    try:
+        return frozenset(parse_principal(item.strip() if isinstance(item, str) else item) for item in items
+                         if not isinstance(item, str) or item.strip())
+    except AclError as exc:
+        raise ValueError(str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -378,7 +414,7 @@ _SETTINGS = [
     ),
     _Setting("--peers", _parse_peers, "all brokers: ID=HOST:HTTP_PORT:RAFT_PORT,...", "PEERS"),
     _Setting("--join", _parse_join_urls, "join a running cluster through this broker, or the first of these that "
-             "answers (comma-separated; instead of --peers)", "http://HOST:PORT"),
+             "answers (comma-separated; instead of --peers)", "http[s]://HOST:PORT"),
     _Setting("--advertised-host", lambda raw: _parse_host(_parse_str(raw).strip()),
              "host name other brokers and clients reach this broker at (with --join; default: the --listen host, "
              "or this machine's host name when listening on a wildcard)", "HOST"),
@@ -443,6 +479,22 @@ _SETTINGS = [
         f"max.message.bytes of new topics (default {_TOPIC_DEFAULTS.max_message_bytes})",
         "BYTES",
     ),
+    _Setting("--auth", _parse_choice(*AUTH_MODES), "client authentication: required or none (default: none when "
+             "every client listener binds to loopback, else required)", "MODE"),
+    _Setting("--superusers", _parse_principals, "principals allowed everything: User:admin,User:ops", "PRINCIPALS"),
+    _Setting("--bootstrap-user-file", _parse_path, "name:password lines: superusers created on the cluster's "
+             "first start", "FILE"),
+    _Setting("--metrics-auth", _parse_choice(*AUTH_MODES), "whether /metrics and /raft need a user allowed to "
+             "describe the cluster (default: as --auth)", "MODE"),
+    _Setting("--tls-cert", _parse_path, "PEM certificate (chain) of the HTTP and Kafka listeners; enables TLS",
+             "FILE"),
+    _Setting("--tls-key", _parse_path, "PEM private key of --tls-cert", "FILE"),
+    _Setting("--tls-client-ca", _parse_path, "CA for client certificates (mutual TLS; principal = subject CN)",
+             "FILE"),
+    _Setting("--tls-ca", _parse_path, "CA the other brokers' certificates chain to (default: the system's)",
+             "FILE"),
+    _Setting("--login-failure-limit", _parse_int(1, 1_000_000), "failed logins per source address per minute "
+             f"before it is refused for the rest of the minute (default {DEFAULT_LOGIN_FAILURE_LIMIT})", "N"),
     _Setting(
         "--stop-when-fd-closes",
         _parse_int(0, 1 << 20),
@@ -705,6 +757,8 @@ def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | 
         if kafka_advertise.port == 0 or kafka_advertise.host in ("0.0.0.0", "::"):
             raise ConfigError(f"--kafka-advertise: clients cannot connect to {kafka_advertise}; give the address "
                               "they should use (HOST:PORT, port not 0)")
+    security = _security_config(get, raw_of, [listen] + ([kafka_listen] if kafka_listen is not None else []))
+    peers = tuple(replace(peer, scheme=security.scheme) for peer in peers)
 
     return BrokerConfig(
         broker_id=broker_id,
@@ -728,6 +782,7 @@ def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | 
         rack=get("rack"),
         metadata_voters=get("metadata_voters"),
         reassignment_max_bytes_per_sec=get("reassignment_max_bytes_per_sec", DEFAULT_REASSIGNMENT_BYTES_PER_SEC),
+        security=security,
     )
 
 
@@ -737,3 +792,54 @@ def _advertised_default(listen_host: str) -> str:
         import socket
         return socket.gethostname()
     return listen_host
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _security_config(get: Callable[..., Any], raw_of: Callable[[str], _Raw], listeners: list[Address]) -> \
+        SecurityConfig:
+    cert, key, client_ca, peer_ca = get("tls_cert"), get("tls_key"), get("tls_client_ca"), get("tls_ca")
+    tls = None
+    if (cert is None) != (key is None):
+        raise ConfigError("--tls-cert and --tls-key go together (TLS needs both)")
+    if cert is None:
+        for dest in ("tls_client_ca", "tls_ca"):
+            if get(dest) is not None:
+                raise ConfigError(f"{_BY_DEST[dest].flag}{raw_of(dest).origin}: needs --tls-cert and --tls-key")
+    else:
+        tls = TlsFiles(cert, key, client_ca, peer_ca)
+        try:
+            BrokerTls.check(tls)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"--tls-cert/--tls-key/--tls-client-ca/--tls-ca: cannot use these files: "
+                              f"{getattr(exc, 'strerror', None) or exc}") from None
+    exposed = [str(a) for a in listeners if not _loopback(a.host)]
+    auth = get("auth")
+    warning = None
+    if auth is None:
+        auth = "required" if exposed else "none"
+    elif auth == "none" and exposed:
+        warning = (f"authentication is off (--auth none) although clients can reach {', '.join(exposed)}: anyone "
+                   "who can connect may read, write and delete every topic")
+    if auth == "required" and exposed and tls is None:
+        warning = (f"authentication without TLS on {', '.join(exposed)}: passwords cross the network in the clear "
+                   "(give --tls-cert and --tls-key)")
+    superusers = get("superusers", frozenset())
+    users_file = get("bootstrap_user_file")
+    if users_file is not None:
+        try:
+            names = read_bootstrap_users(users_file)
+        except ValueError as exc:
+            raise ConfigError(f"--bootstrap-user-file{raw_of('bootstrap_user_file').origin}: {exc}") from None
+        superusers = superusers | {f"User:{name}" for name in names}
+    return SecurityConfig(auth=auth, superusers=superusers, bootstrap_user_file=users_file,
+                          metrics_auth=get("metrics_auth", auth), tls=tls,
+                          login_failure_limit=get("login_failure_limit", DEFAULT_LOGIN_FAILURE_LIMIT),
+                          auth_warning=warning)

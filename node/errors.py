@@ -12,6 +12,15 @@ raftka's own codes never reuse a Confluent code that means something else.
 ==========================  ====  =====  =========================================
 class                       HTTP  code   meaning (C = Confluent's code, R = raftka)
 ==========================  ====  =====  =========================================
+AuthenticationRequired       401  40101  C  no credentials, or wrong ones (the body
+                                            says nothing more)
+TopicAuthorizationFailed     403  40301  C  not allowed on this topic (Confluent's
+                                            40301: authorization error)
+GroupAuthorizationFailed     403  40302  R  not allowed on this consumer group
+ClusterAuthorizationFailed   403  40303  R  not allowed on the cluster (topics
+                                            admin, users, ACLs, metrics)
+JoinRefused                  403  40321  R  a broker's join request does not prove
+                                            the cluster secret
 TopicNotFound                404  40401  C  topic does not exist
 PartitionNotFound            404  40402  C  partition does not exist in the topic
 ConsumerInstanceNotFound     404  40403  C  REST consumer instance does not exist
@@ -19,9 +28,9 @@ GroupNotFound                404  40405  R  consumer group does not exist
                                             (40404 is Confluent's "leader not
                                             available"; raftka answers 50301)
 BrokerNotFound               404  40406  R  no broker with that id in the cluster
+UserNotFound                 404  40407  R  no such user (or no credential for
+                                            that mechanism)
 ReassignmentNotFound         404  40411  R  the partition is not being reassigned
-JoinRefused                  403  40321  R  a broker's join request does not prove
-                                            the cluster secret
 NotAcceptable                406  40601  C  Accept header asks for a format that
                                             cannot be served
 ConsumerAlreadySubscribed    409  40901  C  subscribe/assign conflicts with the
@@ -55,6 +64,8 @@ InvalidReplicationFactor     422  42210  R  bad or too large replication factor
 InvalidTopicConfig           422  42211  R  unknown topic config or bad value
 InvalidReplicaAssignment     422  42221  R  a replica list names an unknown, dead,
                                             draining or repeated broker
+TooManyLoginFailures         429  42901  R  this address failed to log in too often
+                                            lately; retry after a minute
 InternalError                500  50002  C  unexpected failure ("Kafka error")
 RequestTimedOut              500  50003  C  retriable: not committed in time,
                                             outcome unknown (Confluent's
@@ -85,6 +96,12 @@ import orjson
 
 __all__ = [
     "ApiError",
+    "AuthenticationRequired",
+    "ClusterAuthorizationFailed",
+    "GroupAuthorizationFailed",
+    "TooManyLoginFailures",
+    "TopicAuthorizationFailed",
+    "UserNotFound",
     "BrokerNotAvailable",
     "BrokerAlreadyRegistered",
     "BrokerNotFound",
@@ -152,6 +169,45 @@ class ApiError(Exception):
         return error_body(self.error_code, self.message, **self.extra())
 
 
+# 401 / 403 -------------------------------------------------------------------
+
+
+class AuthenticationRequired(ApiError):
+    """Missing or wrong credentials; deliberately says nothing about which (or about the resource asked for)."""
+
+    http_status, error_code = 401, 40101
+
+    def __init__(self) -> None:
+        super().__init__("Authentication required.")
+
+
+class TopicAuthorizationFailed(ApiError):
+    http_status, error_code = 403, 40301
+
+    def __init__(self, topic: str, operation: str) -> None:
+        super().__init__(f"Not authorized to {operation} topic '{topic}'.")
+        self.topic = topic
+
+
+class GroupAuthorizationFailed(ApiError):
+    http_status, error_code = 403, 40302
+
+    def __init__(self, group: str, operation: str) -> None:
+        super().__init__(f"Not authorized to {operation} consumer group '{group}'.")
+        self.group = group
+
+
+class ClusterAuthorizationFailed(ApiError):
+    http_status, error_code = 403, 40303
+
+    def __init__(self, operation: str) -> None:
+        super().__init__(f"Not authorized to {operation} the cluster.")
+
+
+class JoinRefused(ApiError):
+    http_status, error_code = 403, 40321
+
+
 # 404 -----------------------------------------------------------------------
 
 
@@ -201,8 +257,11 @@ class ReassignmentNotFound(ApiError):
         super().__init__(f"Partition {topic}/{partition} is not being reassigned.")
 
 
-class JoinRefused(ApiError):
-    http_status, error_code = 403, 40321
+class UserNotFound(ApiError):
+    http_status, error_code = 404, 40407
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
 
 
 # 406 / 409 -------------------------------------------------------------------
@@ -357,6 +416,16 @@ class InvalidTopicConfig(ApiError):
 
 class InvalidReplicaAssignment(ApiError):
     http_status, error_code = 422, 42221
+
+
+# 429 -------------------------------------------------------------------------
+
+
+class TooManyLoginFailures(ApiError):
+    http_status, error_code = 429, 42901
+
+    def __init__(self) -> None:
+        super().__init__("Too many failed logins from this address; retry in a minute.")
 
 
 # 5xx -------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """`raftka-node`: load the configuration, run one broker until SIGTERM/SIGINT (or until the process that started
 it exits, with --stop-when-fd-closes), shut down gracefully.
 
-Assembly: the broker core (`cluster`), its services (`services`, `groups`), and the two front ends over them:
-HTTP (`http`) and, with --kafka-listen, the Kafka wire protocol (`kafka`).
+Assembly: the broker core (`cluster`), its services (`services`, `groups`, `security`), and the two front ends
+over them: HTTP (`http`) and, with --kafka-listen, the Kafka wire protocol (`kafka`); both with TLS when
+configured (SIGHUP re-reads the certificates).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import asyncio
 import logging
 import os
 import signal
+import ssl
 import sys
 
 from aiohttp import web
@@ -36,20 +38,25 @@ async def serve(broker: Broker) -> None:
     await services.groups.start()
     http_groups = HttpGroups(services)
     await http_groups.start()
+    await services.security.start()
     app = create_app(services, http_groups)
     runner = BrokerAppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, config.listen.host, config.listen.port, reuse_address=True)
+    tls = broker.tls
+    site = web.TCPSite(runner, config.listen.host, config.listen.port, reuse_address=True,
+                       ssl_context=tls.server if tls is not None else None)
     try:
         await site.start()
     except OSError:  # the HTTP port is taken: stop what started, then report it
+        await services.security.stop()
         await http_groups.stop()
         await services.groups.stop()
         await broker.stop()
         await runner.cleanup()
         raise
-    log.info("broker %d serving HTTP on %s:%d, raft on %s:%d", broker.id, config.listen.host, config.listen.port,
-             config.raft_listen.host, config.raft_listen.port)
+    log.info("broker %d serving HTTP%s on %s:%d (auth %s), raft on %s:%d", broker.id, "S" if tls else "",
+             config.listen.host, config.listen.port, config.security.auth, config.raft_listen.host,
+             config.raft_listen.port)
     registrar = ListenerRegistrar(services)  # on the metadata leader: every broker's Kafka address
     await registrar.start()
     kafka = KafkaServer(services) if config.kafka_listen is not None else None
@@ -61,12 +68,15 @@ async def serve(broker: Broker) -> None:
         loop.add_signal_handler(sig, stop.set)
     if config.stop_when_fd_closes is not None:
         watch_parent_pipe(loop, config.stop_when_fd_closes, stop)
+    if tls is not None:
+        loop.add_signal_handler(signal.SIGHUP, reload_certificates, broker)
     await stop.wait()
     log.info("broker %d shutting down: handing over leadership, flushing", broker.id)
     if kafka is not None:
         await kafka.stop()
     await registrar.stop()
     await site.stop()
+    await services.security.stop()
     await http_groups.stop()  # REST consumer instances commit and leave while the coordinator still runs
     await services.groups.stop()
     await broker.stop()
@@ -90,6 +100,17 @@ def watch_parent_pipe(loop: asyncio.AbstractEventLoop, fd: int, stop: asyncio.Ev
 
     os.set_blocking(fd, False)
     loop.add_reader(fd, readable)
+
+
+def reload_certificates(broker: Broker) -> None:
+    """SIGHUP: re-read the TLS certificate, key and CAs; keep the running ones if the new files are unusable."""
+    try:
+        broker.tls.reload()
+    except (OSError, ssl.SSLError) as exc:
+        log.error("broker %d: SIGHUP: certificates not reloaded, keeping the current ones: %s", broker.id,
+                  getattr(exc, "strerror", None) or exc)
+        return
+    log.info("broker %d: SIGHUP: TLS certificates reloaded from %s", broker.id, broker.tls.files.cert)
 
 
 def main(argv: list[str] | None = None) -> int:

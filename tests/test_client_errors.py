@@ -21,7 +21,8 @@ def make(cls: type[broker.ApiError]) -> broker.ApiError:
     samples = {"topic": "orders", "partition": 3, "group": "g", "instance": "i", "generation": 4,
                "current_generation": 5, "offset": 99, "earliest": 10, "latest": 20, "what": "partition orders/3",
                "leader_id": 2, "leader_url": "http://h:2", "message": "boom", "broker": 7, "broker_id": 3,
-               "reason": "disk full", "detail": "a Kafka member joins a group of raftka members", "members": 2}
+               "reason": "disk full", "detail": "a Kafka member joins a group of raftka members", "members": 2,
+               "operation": "read"}
     return cls(*[samples[p] for p in params])
 
 
@@ -62,6 +63,12 @@ EXPECTED = {
     broker.UnsafeClusterChange: client.UnsafeClusterChangeError,
     broker.BrokerAlreadyRegistered: client.BrokerAlreadyRegisteredError,
     broker.InvalidReplicaAssignment: client.InvalidReplicaAssignmentError,
+    broker.AuthenticationRequired: client.AuthenticationError,
+    broker.TooManyLoginFailures: client.TooManyLoginFailuresError,
+    broker.TopicAuthorizationFailed: client.TopicAuthorizationError,
+    broker.GroupAuthorizationFailed: client.GroupAuthorizationError,
+    broker.ClusterAuthorizationFailed: client.ClusterAuthorizationError,
+    broker.UserNotFound: client.UserNotFoundError,
 }
 
 

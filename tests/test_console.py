@@ -8,6 +8,7 @@ and the last one kills a broker. Screenshots go to tests/results/console/.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import re
@@ -109,21 +110,27 @@ class Console:
         return [e["message"] for e in self.driver.get_log("browser") if e["level"] == "SEVERE"]
 
 
-@pytest.fixture(scope="module")
-def ui(cluster):
+@contextlib.contextmanager
+def browser(base: str, *flags: str):
+    """A headless Chromium with a fresh profile on the console at `base`, quit at the end."""
     profile = tempfile.mkdtemp(prefix="raftka-chromium-")
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in CHROMIUM_FLAGS:
+    for flag in (*CHROMIUM_FLAGS, *flags, f"--user-data-dir={profile}"):
         options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={profile}")
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
     try:
-        yield Console(driver, cluster.url(1))
+        yield Console(driver, base)
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def ui(cluster):
+    with browser(cluster.url(1)) as console:
+        yield console
 
 
 def produce(cluster, topic: str, records: list[dict], broker: int = 2) -> list[dict]:

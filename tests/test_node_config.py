@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from raftka.client.devcerts import write_dev_certificates
 from raftka.node.cluster.topics import TopicConfig
 from raftka.node.config import Address, ConfigError, Peer, build_parser, load_config
 
@@ -135,31 +136,59 @@ def test_join_takes_its_own_addresses_and_no_peers():
     config = load("--id", "4", "--data-dir", "/d", "--join", "127.0.0.1:9091", "--listen", "0.0.0.0:8084",
                   "--raft-listen", "0.0.0.0:9094", "--advertised-host", "b4", "--rack", "r2",
                   "--cluster-secret", SECRET)
-    assert config.join == "http://127.0.0.1:9091"
+    assert config.join_urls == ["http://127.0.0.1:9091"]
     assert config.peers == (Peer(4, "b4", 8084, 9094),) and config.rack == "r2"
     assert config.default_replication_factor is None  # auto: from the brokers the cluster has
     assert config.metadata_voters is None and config.reassignment_max_bytes_per_sec > 0
 
 
+def test_a_broker_serving_tls_joins_over_https(tmp_path):
+    certs = write_dev_certificates(tmp_path / "tls")
+    config = load("--id", "4", "--data-dir", "/d", "--join", "b1:9091,http://b2:9091", "--listen", "127.0.0.1:8084",
+                  "--raft-listen", "127.0.0.1:9094", "--cluster-secret", SECRET, "--tls-cert", str(certs.broker_cert),
+                  "--tls-key", str(certs.broker_key))
+    assert config.join_urls == ["https://b1:9091", "http://b2:9091"]  # a scheme given is kept
+    assert config.self_peer.http_url == "https://127.0.0.1:8084"
+
+
 def toml_text(values: dict) -> str:
     lines = []
     for key, value in values.items():
+        if isinstance(value, list):
+            value = "[" + ", ".join(f'"{item}"' for item in value) + "]"
+            lines.append(f"{key} = {value}")
+            continue
         lines.append(f'{key} = "{value}"' if isinstance(value, str) else f"{key} = {value}")
     return "\n".join(lines) + "\n"
 
 
+def security_samples(directory: Path) -> dict:
+    """Samples of the security settings, whose files must exist."""
+    certs = write_dev_certificates(directory / "tls")
+    users = directory / "users.txt"
+    users.write_text("admin:pw-admin\n")
+    files = {"tls-cert": certs.broker_cert, "tls-key": certs.broker_key, "tls-client-ca": certs.ca_cert,
+             "tls-ca": certs.ca_cert, "bootstrap-user-file": users}
+    return {"auth": ("required", "required"), "superusers": ("User:ops,User:root", ["User:ops", "User:root"]),
+            "metrics-auth": ("none", "none"), "login-failure-limit": ("7", 7),
+            **{key: (str(path), str(path)) for key, path in files.items()}}
+
+
 def test_every_flag_has_an_env_var_and_a_toml_key(tmp_path):
+    samples = {**SAMPLES, **security_samples(tmp_path)}
     parser_flags = {a.option_strings[0][2:] for a in build_parser()._actions if a.option_strings and a.dest != "help"}
-    assert parser_flags == set(SAMPLES) | {"config", "cluster-secret-file", "join"}  # --join excludes --peers
-    via_flags = load(*[item for key, (text, _) in SAMPLES.items() for item in (f"--{key}", text)])
-    via_env = load(env={"RAFTKA_" + key.upper().replace("-", "_"): text for key, (text, _) in SAMPLES.items()})
+    assert parser_flags == set(samples) | {"config", "cluster-secret-file", "join"}  # --join excludes --peers
+    via_flags = load(*[item for key, (text, _) in samples.items() for item in (f"--{key}", text)])
+    via_env = load(env={"RAFTKA_" + key.upper().replace("-", "_"): text for key, (text, _) in samples.items()})
     config = tmp_path / "broker.toml"
-    config.write_text(toml_text({key: native for key, (_, native) in SAMPLES.items()}))
+    config.write_text(toml_text({key: native for key, (_, native) in samples.items()}))
     via_toml = load("--config", str(config))
     via_toml_env = load(env={"RAFTKA_CONFIG": str(config)})
     assert via_flags == via_env == via_toml == via_toml_env
     assert via_flags.heartbeat_ms == 70 and via_flags.topic_defaults.segment_bytes == 8192
     assert via_flags.min_free_bytes == 4194304
+    assert via_flags.security.superusers == {"User:ops", "User:root", "User:admin"}
+    assert via_flags.security.login_failure_limit == 7 and via_flags.peers[0].http_url.startswith("https://")
 
 
 def test_min_free_bytes_is_auto_unless_set():
@@ -338,7 +367,7 @@ def test_multi_broker_cluster_requires_a_secret():
         (["--id", "4", "--data-dir", "/d", "--join", "http://h:1", "--peers", "4=h:1:2"], {},
          ["--join and --peers: give one, not both"]),
         (["--id", "4", "--data-dir", "/d", "--join", "http://h:1"], {}, ["refusing to join: a cluster secret"]),
-        (["--id", "4", "--data-dir", "/d", "--join", "ftp://h:1"], {}, ["--join: invalid value", "http://HOST:PORT"]),
+        (["--id", "4", "--data-dir", "/d", "--join", "ftp://h:1"], {}, ["--join: invalid value", "http[s]://HOST:PORT"]),
         (["--id", "4", "--data-dir", "/d", "--rack", "a b"], {}, ["--rack: invalid value"]),
         (["--id", "4", "--data-dir", "/d", "--metadata-voters", "9"], {}, ["--metadata-voters: invalid value"]),
         (

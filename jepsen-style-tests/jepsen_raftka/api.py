@@ -25,6 +25,8 @@ from typing import Any
 
 import orjson
 
+from .security import ApiSecurity
+
 JSON = "application/json"
 KAFKA_JSON = "application/vnd.kafka.json.v2+json"
 NOT_LEADER = 50301
@@ -79,11 +81,13 @@ def describe(exc: BaseException) -> str:
 
 class BrokerApi:
     """Requests to the brokers by node id; ``addresses`` maps node -> (host, port) as CLIENT
-    reaches it."""
+    reaches it; with ``security`` (a ``--tls`` run) over TLS and as the run's admin."""
 
-    def __init__(self, addresses: Mapping[int, tuple[str, int]], rng: random.Random | None = None) -> None:
+    def __init__(self, addresses: Mapping[int, tuple[str, int]], rng: random.Random | None = None,
+                 security: ApiSecurity | None = None) -> None:
         if not addresses:
             raise ValueError("BrokerApi needs at least one broker address")
+        self.security = security
         self.addresses = dict(addresses)
         self.nodes = sorted(self.addresses)
         self.rng = rng or random.Random()
@@ -95,7 +99,11 @@ class BrokerApi:
                 content_type: str = JSON, accept: str = JSON) -> Reply:
         """One request; ``body`` is JSON-encoded unless it is bytes. Raises NotDelivered or NoAnswer."""
         host, port = self.addresses[node]
-        conn = http.client.HTTPConnection(host, port, timeout=min(CONNECT_TIMEOUT_S, timeout_s))
+        if self.security is None:
+            conn = http.client.HTTPConnection(host, port, timeout=min(CONNECT_TIMEOUT_S, timeout_s))
+        else:  # connect() includes the TLS handshake: a failed one is still "not delivered"
+            conn = http.client.HTTPSConnection(host, port, timeout=min(CONNECT_TIMEOUT_S, timeout_s),
+                                               context=self.security.context)
         try:
             try:
                 conn.connect()
@@ -103,6 +111,8 @@ class BrokerApi:
                 raise NotDelivered(describe(exc)) from None
             conn.sock.settimeout(timeout_s)
             headers = {"Accept": accept}
+            if self.security is not None:
+                headers["Authorization"] = self.security.authorization
             data = None
             if body is not None:
                 data = body if isinstance(body, bytes) else orjson.dumps(body)

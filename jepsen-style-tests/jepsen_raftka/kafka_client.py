@@ -45,10 +45,11 @@ MAX_RECORDS_PER_POLL = 500
 
 class KafkaClientProcess(ClientProcess):
     def __init__(self, process: int, bootstrap: str, recorder: HistoryRecorder, settings: ClientSettings,
-                 rng: random.Random) -> None:
+                 rng: random.Random, security: dict[str, str] | None = None) -> None:
         super().__init__(process, None, recorder, settings, rng)
         self.mode = "assign"
         self.bootstrap = bootstrap
+        self.security = security or {}  # a --tls run: SASL_SSL settings
         self._producer: Producer | None = None
         self._consumer: Consumer | None = None
 
@@ -65,7 +66,7 @@ class KafkaClientProcess(ClientProcess):
                 "bootstrap.servers": self.bootstrap, "linger.ms": 0, "enable.idempotence": idempotent,
                 "retries": 2**31 - 1 if idempotent else 0, "message.timeout.ms": int(self._timeout_s * 1000),
                 "request.timeout.ms": self.settings.request_timeout_ms + int(LEADER_WAIT_S * 1000),
-                "reconnect.backoff.max.ms": 500, "log_level": 0})
+                "reconnect.backoff.max.ms": 500, "log_level": 0, **self.security})
         return self._producer
 
     def _kafka_consumer(self) -> Consumer:
@@ -75,7 +76,7 @@ class KafkaClientProcess(ClientProcess):
                 "enable.auto.commit": False, "enable.auto.offset.store": False, "auto.offset.reset": "error",
                 "fetch.wait.max.ms": self.settings.poll_timeout_ms,
                 "max.partition.fetch.bytes": self.settings.poll_max_bytes, "reconnect.backoff.max.ms": 500,
-                "log_level": 0})
+                "log_level": 0, **self.security})
             self._kafka_assign()
         return self._consumer
 

@@ -26,6 +26,7 @@ import os
 import secrets
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -155,10 +156,12 @@ def libfaketime_path() -> str | None:
     return found[0] if found else None
 
 
-def http_ok(url: str, timeout_s: float = 1.0) -> bool:
-    """GET url (never through a proxy); True on a 2xx answer."""
+def http_ok(url: str, timeout_s: float = 1.0, context: ssl.SSLContext | None = None) -> bool:
+    """GET url (never through a proxy; https trusting `context`); True on a 2xx answer."""
+    opener = _NO_PROXY if context is None else urllib.request.build_opener(
+        urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context))
     try:
-        with _NO_PROXY.open(url, timeout=timeout_s) as response:
+        with opener.open(url, timeout=timeout_s) as response:
             return 200 <= response.status < 300
     except (urllib.error.URLError, OSError, ValueError):
         return False
@@ -171,19 +174,21 @@ def raftka_node_command(brokers: Brokers, node: int) -> list[str]:
     """``python -m raftka.node.main`` with node's id, data dir and the addresses it uses: ``--peers`` (the
     bootstrap nodes) for a node that bootstraps the cluster, ``--join`` (every bootstrap node) and its own
     address as ``--advertised-host`` for a node that joins it; with a Kafka listener, advertised at the address
-    CLIENT reaches it by, when the cluster has a "kafka" service."""
+    CLIENT reaches it by, when the cluster has a "kafka" service; and the run's security flags
+    (``Brokers.node_args``)."""
     cluster = brokers.cluster
     http_host, http_port = cluster.bind_address(node, "http")
     raft_host, raft_port = cluster.bind_address(node, "raft")
     common = [sys.executable, "-m", "raftka.node.main", "--id", str(node), "--data-dir", str(brokers.data_dir(node)),
-              "--listen", f"{http_host}:{http_port}", "--raft-listen", f"{raft_host}:{raft_port}"]
+              "--listen", f"{http_host}:{http_port}", "--raft-listen", f"{raft_host}:{raft_port}", *brokers.node_args]
     if "kafka" in cluster.services:
         kafka_host, kafka_port = cluster.bind_address(node, "kafka")
         advertised_host, advertised_port = cluster.address(CLIENT, node, "kafka")
         common += ["--kafka-listen", f"{kafka_host}:{kafka_port}",
                    "--kafka-advertise", f"{advertised_host}:{advertised_port}"]
     if node in brokers.joiners:
-        urls = ",".join("http://{}:{}".format(*cluster.address(node, peer, "http"))
+        scheme = "https" if brokers.health_context is not None else "http"
+        urls = ",".join("{}://{}:{}".format(scheme, *cluster.address(node, peer, "http"))
                         for peer in brokers.bootstrap if peer != node)
         return [*common, "--join", urls, "--advertised-host", http_host]
     peers = []
@@ -204,13 +209,18 @@ class Brokers:
     a node after ``rejoin``; secret defaults to
     a random one per run; health_service names the cluster service whose
     ``GET /health`` says a node is ready (None: running is ready); clock_faults
-    preloads libfaketime so that ClockJump can shift the node's clocks.
+    preloads libfaketime so that ClockJump can shift the node's clocks. node_args are
+    added to every broker's command line: by default ``--auth none`` (netns brokers bind
+    to non-loopback addresses, where raftka requires authentication unless told
+    otherwise); a ``--tls`` run gives its TLS and auth flags and ``tls_ca``, the CA the
+    health checks trust (then over https).
     """
 
     def __init__(self, cluster, run_dir: str | os.PathLike[str], *, command: Command = raftka_node_command,
                  secret: str | None = None, canary: str | None = None, env: Mapping[str, str] | None = None,
                  health_service: str | None = "http", clock_faults: bool = False,
-                 bootstrap: Iterable[int] | None = None) -> None:
+                 bootstrap: Iterable[int] | None = None, node_args: Sequence[str] = ("--auth", "none"),
+                 tls_ca: str | None = None) -> None:
         if canary is not None and canary not in CANARIES:
             raise ValueError(f"unknown canary {canary!r}; known: {', '.join(CANARIES)}")
         self.cluster = cluster
@@ -222,6 +232,8 @@ class Brokers:
         self.canary = canary
         self.health_service = health_service
         self.clock_faults = clock_faults
+        self.node_args = tuple(node_args)
+        self.health_context = ssl.create_default_context(cafile=tls_ca) if tls_ca else None
         preload = libfaketime_path() if clock_faults else None
         if clock_faults and preload is None:
             raise RuntimeError("clock faults need libfaketime (Debian package faketime: make deb-packages)")
@@ -267,7 +279,7 @@ class Brokers:
         if self.health_service is None:
             return None
         host, port = self.cluster.address(CLIENT, node, self.health_service)
-        return f"http://{host}:{port}/health"
+        return f"{'https' if self.health_context else 'http'}://{host}:{port}/health"
 
     # ----------------------------------------------------------------- control
 
@@ -371,7 +383,8 @@ class Brokers:
 
     def healthy(self, node: int) -> bool:
         url = self.health_url(node)
-        return self.running(node) and not self.processes[node].paused and (url is None or http_ok(url))
+        return self.running(node) and not self.processes[node].paused and (
+            url is None or http_ok(url, context=self.health_context))
 
     def wait_healthy(self, nodes: Iterable[int] | None = None, timeout_s: float = 30.0) -> None:
         """Until every given node answers /health (or just runs, without a health service).

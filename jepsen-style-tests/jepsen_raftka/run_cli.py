@@ -64,6 +64,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--mode", choices=("auto", "netns", "loopback"), default="auto")
     p.add_argument("--keep-data", action="store_true", help="keep the brokers' data directories")
+    p.add_argument("--tls", action="store_true", help="brokers with TLS and authentication (a throwaway CA and "
+                   "admin per run); clients over https as the admin")
     p.add_argument("--out", type=Path, default=Path("results"))
     matrix = p.add_mutually_exclusive_group()
     matrix.add_argument("--full", action="store_true", help="every P0 nemesis x 3 and 5 nodes, and every canary")
@@ -75,7 +77,7 @@ def _common(args: argparse.Namespace) -> dict:
     """Settings every run of one invocation shares."""
     return {"rate": args.rate, "concurrency": args.concurrency, "processes": args.processes,
             "partitions": args.partitions, "seed": args.seed, "mode": args.mode, "keep_data": args.keep_data,
-            "protocol": args.protocol}
+            "protocol": args.protocol, "tls": args.tls}
 
 
 def single_spec(args: argparse.Namespace) -> RunSpec:

@@ -29,6 +29,7 @@ run.json (spec, cluster mode, timings, phase results), nodes/n<i>/broker.log
 
 from __future__ import annotations
 
+import contextlib
 import random
 import shutil
 import time
@@ -56,6 +57,7 @@ from .plots import write_plots
 from .processes import Brokers
 from .report import INVALID, VALID, Report
 from .schedule import Schedule
+from .security import RunTls, hosts_of
 from .topology import CLIENT
 from .workload import Workload, WorkloadConfig, merge_histories
 
@@ -94,6 +96,7 @@ class RunSpec:
     convergence_timeout_s: float = 60.0
     windows: int | None = None  # fault windows at most (None: as many as the time limit holds)
     bootstrap_nodes: int | None = None  # nodes 1..N bootstrap the cluster, the others join later (None: all)
+    tls: bool = False  # brokers with TLS and authentication; clients over https as the run's admin
 
     def __post_init__(self) -> None:
         scenarios.check_names(self.nemeses)
@@ -109,7 +112,7 @@ class RunSpec:
         bug = f"-bug-{self.bug}" if self.bug else ""
         kafka = "-kafka" if self.protocol == "kafka" else ""
         grown = f"{self.bootstrap_nodes}to" if self.bootstrap_nodes not in (None, self.nodes) else ""
-        return f"{grown}{self.nodes}n-{'+'.join(self.nemeses)}{kafka}{bug}-s{self.seed}"
+        return f"{grown}{self.nodes}n-{'+'.join(self.nemeses)}{kafka}{bug}{'-tls' if self.tls else ''}-s{self.seed}"
 
     @classmethod
     def for_canary(cls, bug: str, **overrides: Any) -> RunSpec:
@@ -322,15 +325,20 @@ def _drive_cluster(spec: RunSpec, run_dir: Path, info: dict[str, Any], timings: 
                    log, disks: SmallDisks | None) -> tuple[ReplicaLogs, list]:
     phase = time.monotonic()
     runner_history = run_dir / "history-runner.jsonl"
-    with open_cluster(spec.nodes, mode=spec.mode) as cluster, \
-            Brokers(cluster, run_dir, canary=spec.bug, clock_faults="clock" in spec.nemeses,
-                    bootstrap=range(1, (spec.bootstrap_nodes or spec.nodes) + 1)) as brokers, \
-            HistoryRecorder(runner_history) as recorder:
+    with contextlib.ExitStack() as stack:
+        cluster = stack.enter_context(open_cluster(spec.nodes, mode=spec.mode))
+        tls = RunTls(run_dir / "tls", hosts_of(cluster)) if spec.tls else None
+        brokers = stack.enter_context(Brokers(cluster, run_dir, canary=spec.bug, clock_faults="clock" in spec.nemeses,
+                                              bootstrap=range(1, (spec.bootstrap_nodes or spec.nodes) + 1),
+                                              **(tls.broker_options() if tls else {})))
+        recorder = stack.enter_context(HistoryRecorder(runner_history))
         info["mode"] = cluster.mode
         log(f"run {spec.label}: {cluster.mode} mode, run dir {run_dir}")
         brokers.start(brokers.bootstrap)  # the others join during the run (elastic.py), or at the heal
         brokers.wait_healthy(brokers.bootstrap, timeout_s=60.0)
-        api = BrokerApi({n: cluster.address(CLIENT, n, "http") for n in cluster.nodes}, random.Random(spec.seed + 1))
+        security = tls.api if tls else None
+        api = BrokerApi({n: cluster.address(CLIENT, n, "http") for n in cluster.nodes}, random.Random(spec.seed + 1),
+                        security)
         create_topic(api, spec, nodes=brokers.bootstrap)
         group = GROUP if groups_available(api) else None
         info["groups"] = group is not None
@@ -343,7 +351,7 @@ def _drive_cluster(spec: RunSpec, run_dir: Path, info: dict[str, Any], timings: 
                                   random_broker_fraction=spec.random_broker_fraction, protocol=spec.protocol)
         kafka = {n: cluster.address(CLIENT, n, "kafka") for n in cluster.nodes} if spec.protocol == "kafka" else {}
         workload = Workload(WorkloadConfig(settings, api.addresses, spec.rate, spec.concurrency, spec.processes,
-                                           seed=spec.seed, kafka_brokers=kafka),
+                                           seed=spec.seed, kafka_brokers=kafka, security=security),
                             run_dir, cluster.run_token)
         ctx = NemesisContext(cluster, brokers, recorder, random.Random(spec.seed), disks)
         partition_leader, metadata_leader = metadata_lookups(api, spec.partitions, random.Random(spec.seed + 2))

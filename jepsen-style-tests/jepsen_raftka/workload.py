@@ -44,6 +44,7 @@ from .api import BrokerApi
 from .client import ClientProcess, ClientSettings
 from .history import HistoryRecorder
 from .processes import ManagedProcess, child_environment
+from .security import ApiSecurity
 
 PACKAGE_PARENT = Path(__file__).resolve().parent.parent
 DEFAULT_WEIGHTS = {"send": 0.55, "poll": 0.30, "assign": 0.05, "crash": 0.02,
@@ -62,6 +63,7 @@ class WorkloadConfig:
     weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     seed: int = 0
     kafka_brokers: Mapping[int, tuple[str, int]] = field(default_factory=dict)  # node -> Kafka listener address
+    security: ApiSecurity | None = None  # a --tls run: TLS and the admin's credentials (from a file)
 
     def __post_init__(self) -> None:
         if self.settings.protocol == "kafka" and not self.kafka_brokers:
@@ -88,14 +90,16 @@ class WorkloadConfig:
         return {"settings": self.settings.to_json(), "brokers": {str(n): list(a) for n, a in self.brokers.items()},
                 "rate": self.rate, "concurrency": self.concurrency, "processes": self.processes,
                 "weights": dict(self.weights), "seed": self.seed,
-                "kafka_brokers": {str(n): list(a) for n, a in self.kafka_brokers.items()}}
+                "kafka_brokers": {str(n): list(a) for n, a in self.kafka_brokers.items()},
+                "security": None if self.security is None else self.security.to_json()}
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> WorkloadConfig:
         return cls(ClientSettings.from_json(doc["settings"]),
                    {int(n): (a[0], int(a[1])) for n, a in doc["brokers"].items()},
                    doc["rate"], doc["concurrency"], doc["processes"], doc["weights"], doc["seed"],
-                   {int(n): (a[0], int(a[1])) for n, a in doc.get("kafka_brokers", {}).items()})
+                   {int(n): (a[0], int(a[1])) for n, a in doc.get("kafka_brokers", {}).items()},
+                   ApiSecurity.from_json(doc.get("security")))
 
 
 def history_path(directory: Path, slot: int) -> Path:
@@ -112,8 +116,9 @@ def client_factory(config: WorkloadConfig, rng: random.Random,
         from .kafka_client import KafkaClientProcess  # confluent-kafka is needed by Kafka runs only
 
         bootstrap = ",".join(f"{host}:{port}" for host, port in config.kafka_brokers.values())
-        return lambda process: KafkaClientProcess(process, bootstrap, recorder, config.settings, rng)
-    api = BrokerApi(config.brokers, rng)
+        kafka_security = config.security.kafka_config() if config.security is not None else None
+        return lambda process: KafkaClientProcess(process, bootstrap, recorder, config.settings, rng, kafka_security)
+    api = BrokerApi(config.brokers, rng, config.security)
     return lambda process: ClientProcess(process, api, recorder, config.settings, rng)
 
 

@@ -12,10 +12,14 @@ from jepsen_harness_support import (MODES, health_server_command, segment_bytes,
                                     writer_command)
 
 from jepsen_raftka import nemesis as nm
+from jepsen_raftka.api import BrokerApi, NoAnswer
+from jepsen_raftka.client import ClientSettings
 from jepsen_raftka.cluster import detect_mode, open_cluster
 from jepsen_raftka.history import HistoryRecorder, load_history
 from jepsen_raftka.processes import Brokers, ProcessFailed, libfaketime_path, raftka_node_command
+from jepsen_raftka.security import ApiSecurity, RunTls, hosts_of
 from jepsen_raftka.topology import CLIENT
+from jepsen_raftka.workload import WorkloadConfig
 from raftka.node.config import load_config
 from raftka.storage import PartitionLog
 
@@ -203,3 +207,27 @@ def test_clock_jump_shifts_only_the_target_clock(cluster, tmp_path):
         assert abs(skew(1)) < 1.0 and abs(skew(3)) < 1.0
         jump.stop()
         wait_for(lambda: abs(skew(2)) < 1.0, timeout_s=5, what="the reset")
+
+
+def test_a_tls_run_serves_https_and_only_to_its_admin(cluster, tmp_path):
+    """--tls: brokers with the run's certificate and admin; the workload's API over https with the password
+    read from the run's user file (the workload config names the file, not the password)."""
+    tls = RunTls(tmp_path / "tls", hosts_of(cluster))
+    with Brokers(cluster, tmp_path, **tls.broker_options()) as brokers:
+        brokers.start()
+        brokers.wait_healthy(timeout_s=60.0)
+        addresses = {n: cluster.address(CLIENT, n, "http") for n in cluster.nodes}
+        admin = BrokerApi(addresses, security=tls.api)
+        deadline = time.monotonic() + 30
+        while (reply := admin.request(1, "GET", "/topics", timeout_s=5)).status == 401:
+            assert time.monotonic() < deadline, "the bootstrap admin was never created"
+            time.sleep(0.2)  # the admin is created once a metadata leader is elected
+        assert (reply.status, reply.doc) == (200, [])
+        stranger = BrokerApi(addresses, security=ApiSecurity(tls.api.ca_file, "admin", str(tmp_path / "wrong")))
+        (tmp_path / "wrong").write_text("admin:not-the-password\n")
+        assert stranger.request(2, "GET", "/topics", timeout_s=5).error_code == 40101
+        with pytest.raises(NoAnswer):  # plain HTTP to a TLS port
+            BrokerApi(addresses).request(3, "GET", "/topics", timeout_s=5)
+    password = tls.users_file.read_text().strip().partition(":")[2]
+    config = WorkloadConfig(ClientSettings("t", ("k",)), addresses, security=tls.api).to_json()
+    assert password not in repr(config) and password not in brokers.log_path(1).read_text()

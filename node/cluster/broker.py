@@ -23,6 +23,9 @@ groups they lead (and that the HTTP front end borrows to forward).  Its jobs:
   the leader lease, and wake long-polling fetches when data is applied;
 * know who leads what: groups hosted here know their leader; for the others a
   background poller asks every peer which groups it leads (`GET /raft/leaders`).
+
+Its HTTP session to peers speaks TLS when the brokers do (`tls`, re-read on SIGHUP) and signs every request
+with the cluster secret (`peer_signer`, see `raftka.node.security.peer`).
 """
 
 from __future__ import annotations
@@ -48,6 +51,8 @@ from raftka.node.cluster.placement import choose_metadata_voters, metadata_voter
 from raftka.node.cluster.settle import Seed, settle_identity
 from raftka.node.config import BrokerConfig
 from raftka.node.errors import ApiError, NotLeader, PartitionNotFound, RequestTimedOut, StorageUnavailable, TopicNotFound
+from raftka.node.security.peer import PeerSigner
+from raftka.node.security.tls import BrokerTls
 from raftka.raft import canary
 from raftka.raft.core import NotLeaderError, Role
 from raftka.raft.host import (GroupStateLost, HostConfig, ProposalDroppedError, RaftHost, ReadIndexError,
@@ -167,6 +172,8 @@ class Broker:
         self._reconcile_wanted = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self.session: aiohttp.ClientSession | None = None
+        self.peer_signer = PeerSigner(self.id, config.cluster_secret)
+        self.tls = BrokerTls(config.security.tls) if config.security.tls is not None else None
         self.change_listeners: list = []  # called after topics change (e.g. the group coordinator)
         self._proposing: set[str] = set()  # keys of propose_metadata_soon commands in flight
         self._orphans_unchecked = True  # see _remove_orphans
@@ -174,7 +181,11 @@ class Broker:
     # ------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30, connect=2))
+        # signed with the cluster secret from the first request on: a broker that joins a cluster with
+        # authentication on is let in as Broker:<id> (its requests prove the secret; no user needed)
+        self.session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=30, connect=2), middlewares=(self.peer_signer.sign_request,),
+            connector=aiohttp.TCPConnector(ssl=self.tls.client if self.tls is not None else True))
         await self.host.start()
         try:
             await self._settle_identity()

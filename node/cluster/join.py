@@ -3,11 +3,13 @@
 A broker that joins sends ``POST /brokers`` to any live broker (forwarded to
 the metadata leader) with what the others need to reach it::
 
-    {"id": 4, "incarnation": 2914517002, "http_url": "http://b4:8080",
+    {"id": 4, "incarnation": 2914517002, "http_url": "https://b4:8080",
      "raft_host": "b4", "raft_port": 9090, "rack": "zone-b" | null, "proof": "..."}
 
-The HTTP API has no other authentication, so the request proves that its
-sender holds the cluster secret: ``proof`` is an HMAC-SHA256, under a key
+The request proves that its sender holds the cluster secret (with
+``--auth required`` it is also a signed peer request, see
+`raftka.node.security.peer`, so the joining broker needs no user: it is
+``Broker:<id>``): ``proof`` is an HMAC-SHA256, under a key
 derived from the secret (HKDF), of the cluster id and every field above.  It
 is bound to the cluster id (taken from ``GET /cluster`` first), so a proof for
 one cluster is worthless for another; replaying a proof can only register the
@@ -63,7 +65,7 @@ def parse_join_request(doc: object) -> dict[str, Any]:
     checks = {
         "id": lambda v: type(v) is int and 0 < v <= MAX_BROKER_ID,
         "incarnation": lambda v: type(v) is int and 0 < v <= MAX_INCARNATION,
-        "http_url": lambda v: isinstance(v, str) and v.startswith("http://") and 0 < len(v) <= 300,
+        "http_url": lambda v: isinstance(v, str) and v.startswith(("http://", "https://")) and 0 < len(v) <= 300,
         "raft_host": lambda v: isinstance(v, str) and 0 < len(v) <= 253,
         "raft_port": lambda v: type(v) is int and 0 < v <= 65535,
         "rack": lambda v: v is None or (isinstance(v, str) and 0 < len(v) <= 64),

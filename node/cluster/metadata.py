@@ -8,9 +8,9 @@ address), and the elastic cluster's part (`metadata_cluster`): the cluster
 id, the broker registry (each broker's HTTP and Raft addresses, rack,
 membership and registered incarnation — its data directory's, see
 `raftka.raft.replica`; 0 unless the broker joined later or came back with an
-empty disk) and the replica moves in progress.  Commands are small orjson
-documents with an "op";
-`apply` validates them deterministically (every replica reaches the same
+empty disk) and the replica moves in progress; and users and ACLs
+(`raftka.node.security.state`).  Commands are small orjson documents with an
+"op"; `apply` validates them deterministically (every replica reaches the same
 verdict) and returns `{"ok": ...}` or `{"error": code, "message": ...}` —
 client mistakes are results, never exceptions.
 
@@ -27,6 +27,7 @@ from typing import Any
 import orjson
 
 from raftka.node.cluster import metadata_cluster
+from raftka.node.security.state import SECURITY_OPS
 from raftka.raft import canary
 from raftka.raft.replica import replica_id
 from raftka.storage import atomic_write
@@ -271,6 +272,7 @@ class MetadataStateMachine:
         "register_incarnation": _register_incarnation,
         "register_listener": _register_listener,
         **{op: (lambda fn: lambda self, cmd: fn(self.state, cmd))(fn) for op, fn in metadata_cluster.OPS.items()},
+        **SECURITY_OPS,  # users and ACLs (raftka.node.security.state)
     }
     # ops after which brokers look again at what they host and who their peers are
     _topic_ops = frozenset({"create_topic", "delete_topic", "add_partitions", "alter_configs", "register_incarnation",

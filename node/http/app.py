@@ -15,6 +15,7 @@ from aiohttp import web
 from raftka.node.cluster.broker import Broker
 from raftka.node.errors import ApiError, InternalError, RequestTooLarge, error_body
 from raftka.node.console import add_console_routes
+from raftka.node.http.auth import auth_middleware
 from raftka.node.http.common import JSON, METRICS_KEY, SERVICES_KEY, error_response, json_response
 from raftka.node.http.forwarding import BROKER_HEADER, forward_elsewhere
 from raftka.node.http.openapi import openapi_spec
@@ -22,6 +23,7 @@ from raftka.node.http.peer_views import add_peer_view_routes
 from raftka.node.http.routes_cluster import add_cluster_routes
 from raftka.node.http.routes_groups import GroupsFacade, add_group_routes
 from raftka.node.http.routes_records import add_record_routes
+from raftka.node.http.routes_security import add_security_routes
 from raftka.node.http.routes_topics import add_topic_routes
 from raftka.node.metrics import CONTENT_TYPE, MetricsRegistry
 from raftka.node.services import BrokerServices
@@ -81,6 +83,9 @@ async def health(request: web.Request) -> web.Response:
            "partition_problems": broker.partition_problems(), "storage": broker.host.storage_status()}
     if broker.config.kafka_advertise is not None:  # read by the metadata leader to register it (node/kafka)
         doc["listeners"] = {"kafka": str(broker.config.kafka_advertise)}
+    security = request.app[SERVICES_KEY].security.settings
+    if security.auth_warning:
+        doc["warnings"] = [security.auth_warning]
     return json_response(doc, 200 if leader is not None else 503)
 
 
@@ -160,7 +165,7 @@ def register_raft_metrics(registry: MetricsRegistry, broker: Broker) -> None:
 
 def create_app(services: BrokerServices, groups: GroupsFacade) -> web.Application:
     broker = services.broker
-    app = web.Application(middlewares=[errors_middleware, topic_catch_up_middleware],
+    app = web.Application(middlewares=[errors_middleware, auth_middleware, topic_catch_up_middleware],
                           client_max_size=broker.config.max_request_bytes)
     app[SERVICES_KEY] = services
     app[METRICS_KEY] = services.metrics
@@ -175,6 +180,7 @@ def create_app(services: BrokerServices, groups: GroupsFacade) -> web.Applicatio
     add_record_routes(app)
     add_group_routes(app, groups)
     add_peer_view_routes(app, {"health": health, "raft": raft_status, "metrics": metrics})
+    add_security_routes(app)
     add_console_routes(app)
     add_trailing_slash_routes(app)
     return app

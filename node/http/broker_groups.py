@@ -24,6 +24,7 @@ from raftka.node.groups.coordinator import GroupCoordinator, JoinResult
 from raftka.node.groups.service import COORDINATOR
 from raftka.node.http.forwarding import FORWARDED_HEADER, forward, hops
 from raftka.node.http.rest_consumers import RestConsumers, owner_broker
+from raftka.node.security.acl import Operation, Resource
 from raftka.node.services import BrokerServices
 from raftka.storage import iter_records
 
@@ -58,7 +59,9 @@ class HttpGroups:
         self.rest_consumers = RestConsumers(
             self.broker.id, fetch=self._fetch, watermarks=self._watermarks, committed=self._committed_for,
             commit=self.commit_offsets, membership=self, partitions_of=self.partitions_of,
-            topic_names=lambda: list(self.broker.metadata.topics))  # this replica's view, as a Kafka client's
+            topic_names=lambda: list(self.broker.metadata.topics),  # this replica's view, as a Kafka client's
+            may_read=lambda owner, topic: services.security.allowed(owner, "*", Operation.READ,
+                                                                    Resource.topic(topic)))
         self._instance_owners: dict[tuple[str, str], int] = {}  # named instances found on peers
 
     async def start(self) -> None:

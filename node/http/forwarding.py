@@ -5,7 +5,8 @@ the partition's or the metadata group's leader), this broker replays the
 request there and relays the answer.  The relayed answer
 keeps the leader's `X-Raftka-Broker` header, so smart clients learn where to
 go next time.  `X-Raftka-Forwarded` counts hops: a request is forwarded at most
-`MAX_HOPS` times, then answered with the retriable NotLeader error.
+`MAX_HOPS` times, then answered with the retriable NotLeader error. A forwarded request acts for the
+client that sent it: the broker's session signs its principal and address (`raftka.node.security.peer`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import aiohttp
 from aiohttp import web
 
 from raftka.node.errors import BrokerNotAvailable, NotLeader, RequestTimedOut
+from raftka.node.http.auth import identity_headers
 from raftka.node.http.common import SERVICES_KEY
 from raftka.node.services.routing import ServedElsewhere
 
@@ -49,6 +51,7 @@ async def forward(request: web.Request, session: aiohttp.ClientSession, target_u
     if content_type is not None:
         headers["Content-Type"] = content_type
     headers[FORWARDED_HEADER] = str(count + 1)
+    headers.update(identity_headers(request))  # signed by the broker's session: acts for the same client
     url = target_url + (path if path is not None else request.path_qs)
     try:
         async with session.request(request.method, url, data=data, headers=headers,

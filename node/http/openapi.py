@@ -534,6 +534,71 @@ def _group_paths() -> dict:
     }
 
 
+_ACL_FIELDS = {
+    "principal": {"type": "string", "pattern": "^User:.+$", "description": "User:<name>, or User:* for every user"},
+    "host": {"type": "string", "description": "'*' (default) or a client IP address"},
+    "resource_type": {"type": "string", "enum": ["topic", "group", "cluster"]},
+    "resource_name": {"type": "string", "minLength": 1,
+                      "description": "a name, '*' for all, a prefix (pattern_type prefixed); 'kafka-cluster'"},
+    "pattern_type": {"type": "string", "enum": ["literal", "prefixed"]},
+    "operation": {"type": "string", "enum": ["all", "read", "write", "create", "delete", "alter", "describe",
+                                             "describe_configs", "alter_configs", "idempotent_write",
+                                             "cluster_action"]},
+    "permission": {"type": "string", "enum": ["allow", "deny"]},
+}
+_ACL = _obj(_ACL_FIELDS, ("principal", "resource_type", "operation", "permission"))
+_ACL_FILTER = _obj({**_ACL_FIELDS, "pattern_type": {"type": "string",
+                                                     "enum": ["any", "match", "literal", "prefixed"]}})
+_ACLS = _obj({"acls": {"type": "array", "items": _ACL}}, ("acls",))
+
+
+def _security_paths() -> dict:
+    mechanisms = {"type": "array", "items": _obj({"mechanism": {"type": "string"}, "iterations": {"type": "integer"}},
+                                                 ("mechanism", "iterations"))}
+    user = _obj({"name": {"type": "string", "pattern": "^[A-Za-z0-9._@+-]{1,255}$"},
+                 "password": {"type": "string", "minLength": 1},
+                 "mechanisms": {"type": "array", "items": {"type": "string",
+                                                           "enum": ["SCRAM-SHA-256", "SCRAM-SHA-512"]}},
+                 "iterations": _int(4096, 16384)}, ("name", "password"))
+    set_user = _obj({"name": {"type": "string"}, "mechanisms": {"type": "array", "items": {"type": "string"}},
+                     "created": {"type": "boolean"}}, ("name", "mechanisms", "created"))
+    return {
+        "/whoami": {"get": _op("The principal this request is authenticated as.", _ok("principal", _obj({
+            "principal": {"type": "string"}, "superuser": {"type": "boolean"}, "auth": {"type": "string"},
+            "tls": {"type": "boolean"}}, ("principal", "superuser", "auth", "tls"))), tag="security")},
+        "/users": {
+            "get": _op("Users and their SCRAM mechanisms (never keys or salts).", _ok("users", _obj({
+                "users": {"type": "array", "items": _obj({"name": {"type": "string"}, "mechanisms": mechanisms},
+                                                         ("name", "mechanisms"))}}, ("users",))), tag="security",
+                errors="403 40303 not allowed to describe the cluster"),
+            "post": _op("Create a user or set its password (SCRAM credentials; the password is not stored).",
+                        {**_ok("password changed", set_user), **_ok("user created", set_user, status="201")},
+                        body=_body(user), tag="security",
+                        errors="403 40303 not allowed to alter the cluster, 422 42206 bad name or password"),
+        },
+        "/users/{user}": {"delete": _op(
+            "Delete a user.", _ok("deleted", status="204"),
+            params=[{"name": "user", "in": "path", "required": True, "schema": {"type": "string"}}],
+            tag="security", errors="403 40303, 404 40407 no such user")},
+        "/acls": {
+            "get": _op("ACLs matching the query (absent fields match anything; with a resource name the pattern "
+                       "type defaults to literal; match: every ACL that applies to that name).",
+                       _ok("acls", _ACLS),
+                       params=[_query(name, schema, name) for name, schema in _ACL_FILTER["properties"].items()],
+                       tag="security", errors="403 40303, 422 42206 bad filter"),
+            "post": _op("Add ACLs (one binding, or {\"acls\": [...]}).", _ok("added", _obj(
+                {"created": {"type": "integer"}}, ("created",)), status="201"),
+                body=_body({"oneOf": [_ACL, _ACLS]}), tag="security", errors="403 40303, 422 42206 bad ACL"),
+            "delete": _op("Remove the ACLs a filter matches (one filter, or {\"filters\": [...]}).",
+                          _ok("removed", _obj({"deleted": {"type": "array", "items": _ACL}}, ("deleted",))),
+                          body=_body({"oneOf": [_ACL_FILTER, _obj({"filters": {"type": "array",
+                                                                               "items": _ACL_FILTER}},
+                                                                  ("filters",))]}),
+                          tag="security", errors="403 40303, 422 42206 bad filter"),
+        },
+    }
+
+
 def _consumer_paths() -> dict:
     base = "/consumers/{group}/instances/{instance}"
     name = _nullable({"type": "string", "pattern": "^[a-zA-Z0-9._-]{1,64}$"})
@@ -625,9 +690,12 @@ def openapi_spec() -> dict:
                            "Every answer carries X-Raftka-Broker (the broker that served it). Errors are "
                            '{"error_code", "message"} with error_code // 100 == HTTP status; 503 50301/50302, '
                            "507 50701 (broker storage unavailable: nothing written) and 500 50003 are retriable. "
-                           "Produce is always acks=all.",
+                           "Produce is always acks=all. With authentication on (--auth required) every route "
+                           "but /health, /openapi.json and /ui takes HTTP Basic credentials or a client "
+                           "certificate (401 40101 without), and the ACLs decide (403 40301 topic, 40302 group, "
+                           "40303 cluster).",
         },
-        "paths": {**_ops_paths(), **_topic_paths(), **_cluster_paths(), **_group_paths()},
+        "paths": {**_ops_paths(), **_topic_paths(), **_cluster_paths(), **_group_paths(), **_security_paths()},
         "components": {
             "schemas": SCHEMAS,
             "parameters": {"topic": _TOPIC_PARAM, "partition": _PARTITION_PARAM, "group": _GROUP_PARAM,
@@ -636,5 +704,7 @@ def openapi_spec() -> dict:
                                    "schema": {"type": "string"}}},
             "responses": {"Error": {"description": "error document",
                                     "content": {JSON: {"schema": _ref("Error")}}}},
+            "securitySchemes": {"basic": {"type": "http", "scheme": "basic"}},
         },
+        "security": [{}, {"basic": []}],
     })

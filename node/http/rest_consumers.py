@@ -214,6 +214,7 @@ class _Instance:
     rotation: int = 0  # which partition a poll starts with, so none starves under ``max_bytes``
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     closed: bool = False
+    owner: str | None = None  # the principal that created it (None: anyone may use it)
 
     def fencing(self) -> tuple[str | None, int | None]:
         """Member id and generation a commit must carry (None, None in manual mode).
@@ -251,6 +252,7 @@ class RestConsumers:
         membership: GroupMembership,
         partitions_of: Callable[[str], int | None],
         topic_names: Callable[[], Iterable[str]],
+        may_read: Callable[[str, str], bool] = lambda owner, topic: True,
         clock: Callable[[], float] = time.monotonic,
         instance_timeout_ms: int = 300_000,
         session_timeout_ms: int = 10_000,
@@ -268,6 +270,7 @@ class RestConsumers:
         self._membership = membership
         self._partitions_of = partitions_of
         self._topic_names = topic_names
+        self._may_read = may_read  # (owner principal, topic): a pattern subscription matches only those
         self._clock = clock
         self._instance_timeout = instance_timeout_ms / 1000
         self._session_timeout_ms = session_timeout_ms
@@ -296,13 +299,14 @@ class RestConsumers:
 
     # --- instances ------------------------------------------------------------
 
-    def create(self, group: str, config: InstanceConfig) -> str:
-        """Create an instance in ``group``; returns its id: the config's name, else a generated one."""
+    def create(self, group: str, config: InstanceConfig, owner: str | None = None) -> str:
+        """Create an instance in ``group`` for the principal `owner`; returns its id: the config's name, else a
+        generated one."""
         validate_group_name(group)
         instance_id = config.name or f"rk{self._broker_id}-{uuid.uuid4().hex}"
         if (group, instance_id) in self._instances:
             raise ConsumerAlreadyExists(group, instance_id)
-        self._instances[(group, instance_id)] = _Instance(group, instance_id, config, self._clock())
+        self._instances[(group, instance_id)] = _Instance(group, instance_id, config, self._clock(), owner=owner)
         return instance_id
 
     @property
@@ -312,6 +316,12 @@ class RestConsumers:
     def has(self, group: str, instance_id: str) -> bool:
         """Does this broker host the instance?"""
         return (group, instance_id) in self._instances
+
+    def check_owner(self, group: str, instance_id: str, principal: str) -> None:
+        """ConsumerInstanceNotFound unless `principal` created the instance (or the broker acts for itself)."""
+        owner = self._instance(group, instance_id).owner
+        if owner is not None and principal != owner and not principal.startswith("Broker:"):
+            raise ConsumerInstanceNotFound(group, instance_id)
 
     def config(self, group: str, instance_id: str) -> InstanceConfig:
         return self._instance(group, instance_id).config
@@ -339,7 +349,7 @@ class RestConsumers:
         except (re.error, TypeError) as exc:
             raise InvalidRequest(f"'topic_pattern' {pattern!r} is not a valid regular expression: {exc}.") from None
         inst.pattern = compiled
-        self._set_topics(inst, self._matching(compiled))
+        self._set_topics(inst, self._matching(compiled, inst.owner))
 
     def _subscribable(self, group: str, instance_id: str) -> _Instance:
         inst = self._instance(group, instance_id)
@@ -350,8 +360,11 @@ class RestConsumers:
             )
         return inst
 
-    def _matching(self, pattern: re.Pattern[str]) -> tuple[str, ...]:
-        return tuple(sorted(topic for topic in self._topic_names() if pattern.fullmatch(topic)))
+    def _matching(self, pattern: re.Pattern[str], owner: str | None) -> tuple[str, ...]:
+        """The topics the pattern matches that the instance's owner may read (as Kafka matches a pattern against
+        the topics the client may see)."""
+        return tuple(sorted(topic for topic in self._topic_names() if pattern.fullmatch(topic)
+                            and (owner is None or self._may_read(owner, topic))))
 
     def _set_topics(self, inst: _Instance, topics: tuple[str, ...]) -> None:
         """Join (again) when the subscribed topics change; a pattern matching nothing yet waits for a topic."""
@@ -731,7 +744,7 @@ class RestConsumers:
                     log.info("consumer %s of group %s expired after being idle", inst.instance_id, inst.group)
                 for inst in instances:  # pattern subscriptions follow topics being created and deleted
                     if inst.pattern is not None and inst not in expired:
-                        self._set_topics(inst, self._matching(inst.pattern))
+                        self._set_topics(inst, self._matching(inst.pattern, inst.owner))
                 await asyncio.gather(
                     *(self._close(inst) for inst in expired),
                     *(self._heartbeat(inst) for inst in instances if inst.topics and inst not in expired),

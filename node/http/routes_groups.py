@@ -35,8 +35,10 @@ from raftka.node.errors import (
 )
 from raftka.node.groups.assignor import TopicPartition
 from raftka.node.groups.coordinator import GroupCoordinator, validate_group_name
+from raftka.node.http.auth import authorize, principal_of, visible
 from raftka.node.http.codecs import EmbeddedFormat, render_records
 from raftka.node.http.rest_consumers import MAX_REQUEST_TIMEOUT_MS, RestConsumers, parse_instance_config
+from raftka.node.security.acl import Operation, Resource, ResourceType
 
 __all__ = ["GroupsFacade", "add_group_routes"]
 
@@ -371,6 +373,8 @@ class _Handlers:
         if (forwarded := await self.groups.forward_to_coordinator(request)) is not None:
             return forwarded
         summaries = self.groups.coordinator().list_groups()
+        shown = set(visible(request, ResourceType.GROUP, [s.group for s in summaries]))
+        summaries = [s for s in summaries if s.group in shown]
         return _json(
             {
                 "groups": [
@@ -418,7 +422,10 @@ class _Handlers:
     async def _instance(self, request: web.Request) -> tuple[str, str, web.StreamResponse | None]:
         group = validate_group_name(request.match_info["group"])
         instance = request.match_info["instance"]
-        return group, instance, await self.groups.forward_to_instance_owner(request, group, instance)
+        forwarded = await self.groups.forward_to_instance_owner(request, group, instance)
+        if forwarded is None:  # an instance serves only the user who created it (to others it does not exist)
+            self.groups.rest_consumers.check_owner(group, instance, principal_of(request))
+        return group, instance, forwarded
 
     async def create_instance(self, request: web.Request) -> web.StreamResponse:
         group = validate_group_name(request.match_info["group"])
@@ -427,7 +434,7 @@ class _Handlers:
         if config.name is not None and not self.groups.rest_consumers.has(group, config.name) \
                 and await self.groups.instance_elsewhere(request, group, config.name) is not None:
             raise ConsumerAlreadyExists(group, config.name)  # names are unique in a group across the cluster
-        instance_id = self.groups.rest_consumers.create(group, config)
+        instance_id = self.groups.rest_consumers.create(group, config, owner=principal_of(request))
         base_uri = f"{request.url.origin()}/consumers/{group}/instances/{instance_id}"
         return _json({"instance_id": instance_id, "base_uri": base_uri}, content_type=_KAFKA)
 
@@ -493,6 +500,8 @@ class _Handlers:
             return forwarded
         rest = self.groups.rest_consumers
         config = rest.config(group, instance)
+        for topic in sorted({t for t, _ in rest.assignments(group, instance)}):
+            await authorize(request, Operation.READ, Resource.topic(topic))
         _check_accept(request.headers.get("Accept"), config.format)
         timeout_ms = _query_int(request, "timeout", config.request_timeout_ms, 0, MAX_REQUEST_TIMEOUT_MS)
         max_bytes = _query_int(request, "max_bytes", _DEFAULT_MAX_BYTES, 1, _INT32_MAX)

@@ -3,7 +3,8 @@
 Thin adapters over `TopicService`: reads answer from this broker's replica of
 the metadata, with each partition's figures fetched from its leader when
 another broker leads it; a write the service says belongs on the metadata
-leader (`ServedElsewhere`) is forwarded there as it is.
+leader (`ServedElsewhere`) is forwarded there as it is. Listings show only the topics
+the user may describe (authorization itself: `access`).
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ import orjson
 from aiohttp import web
 
 from raftka.node.errors import InvalidRequest
+from raftka.node.http.auth import visible
 from raftka.node.http.common import SERVICES_KEY, json_response, partition_number, read_json
 from raftka.node.http.forwarding import FORWARDED_HEADER, forwarded_elsewhere, hops
+from raftka.node.security.acl import ResourceType
 from raftka.node.services import BrokerServices
 from raftka.node.services.topics import TopicService
 
@@ -31,12 +34,15 @@ def topics_of(request: web.Request) -> TopicService:
 
 @forwarded_elsewhere
 async def cluster_metadata(request: web.Request) -> web.Response:
-    return json_response(await topics_of(request).cluster_metadata())
+    doc = await topics_of(request).cluster_metadata()
+    shown = set(visible(request, ResourceType.TOPIC, doc["topics"]))
+    doc["topics"] = {name: topic for name, topic in doc["topics"].items() if name in shown}
+    return json_response(doc)
 
 
 @forwarded_elsewhere
 async def list_topics(request: web.Request) -> web.Response:
-    return json_response(await topics_of(request).names())
+    return json_response(visible(request, ResourceType.TOPIC, await topics_of(request).names()))
 
 
 async def get_topic(request: web.Request) -> web.Response:

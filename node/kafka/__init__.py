@@ -10,7 +10,10 @@ versions served (what ApiVersions advertises), `handlers` has one module per
 API family (in the shape of Redpanda's `kafka/server/handlers/`), `errors`
 maps the broker's errors to Kafka's codes, `forwarding` relays admin writes
 to the metadata leader, `registration` puts every broker's Kafka address into
-the metadata group so that Metadata answers name them all.
+the metadata group so that Metadata answers name them all, and `access` says
+who a request is from (after SASL or a client certificate; `connection`) and
+asks the broker's one authorization decision for each (Kafka's rules, in the
+handlers).
 
 Message schemas: kafka-python's protocol classes (kafka-python >= 3), which
 are generated at import time from Kafka's own JSON message definitions and

@@ -5,7 +5,11 @@ for producing, consuming with groups, and admin, capped where a newer version
 needs something raftka does not have: Fetch and Produce stop before topic ids
 (Fetch v13, Produce v13), OffsetFetch before batched groups (v8),
 FindCoordinator before batched keys (v4), JoinGroup before KIP-814 (v8).
-Transactions, SASL, ACLs, quotas and the KRaft controller APIs are absent:
+SASL (SaslHandshake advertised from v0, which librdkafka requires to see, but a
+v0 handshake, whose tokens would follow outside Kafka frames, answers
+ILLEGAL_SASL_STATE: clients use v1), ACLs from v1
+(pattern types) and SCRAM users are served. Transactions, quotas, delegation
+tokens and the KRaft controller APIs are absent:
 ApiVersions leaves them out and a request for one answers UNSUPPORTED_VERSION
 (`KNOWN_RESPONSES`: every API kafka-python has a schema for).
 """
@@ -18,6 +22,7 @@ import kafka.protocol.admin as _admin
 import kafka.protocol.consumer as _consumer
 import kafka.protocol.metadata as _metadata
 import kafka.protocol.producer as _producer
+import kafka.protocol.sasl as _sasl
 from kafka.protocol.api_header import ResponseClassRegistry
 
 __all__ = ["API_TABLE", "KNOWN_RESPONSES", "ApiSpec"]
@@ -64,6 +69,13 @@ API_TABLE: dict[int, ApiSpec] = {spec.key: spec for spec in (
     _spec(_admin.DeleteGroupsRequest, _admin.DeleteGroupsResponse, 0, 2),
     _spec(_admin.IncrementalAlterConfigsRequest, _admin.IncrementalAlterConfigsResponse, 0, 1),
     _spec(_admin.DescribeClusterRequest, _admin.DescribeClusterResponse, 0, 1),
+    _spec(_sasl.SaslHandshakeRequest, _sasl.SaslHandshakeResponse, 0, 1),
+    _spec(_sasl.SaslAuthenticateRequest, _sasl.SaslAuthenticateResponse, 0, 2),
+    _spec(_admin.DescribeAclsRequest, _admin.DescribeAclsResponse, 1, 3),
+    _spec(_admin.CreateAclsRequest, _admin.CreateAclsResponse, 1, 3),
+    _spec(_admin.DeleteAclsRequest, _admin.DeleteAclsResponse, 1, 3),
+    _spec(_admin.DescribeUserScramCredentialsRequest, _admin.DescribeUserScramCredentialsResponse, 0, 0),
+    _spec(_admin.AlterUserScramCredentialsRequest, _admin.AlterUserScramCredentialsResponse, 0, 0),
 )}
 
 KNOWN_RESPONSES: frozenset[int] = frozenset(ResponseClassRegistry._response_class_registry)

@@ -14,6 +14,16 @@ per connection are being served; reading pauses beyond that.
 A malformed frame (size above --max-request-bytes, truncated, unknown API,
 undecodable) is counted by reason in /metrics and closes this connection
 only: a client that sent garbage cannot be resynchronised.
+
+Authentication (with --auth required): a connection is anonymous only when
+authentication is off; a verified client certificate makes it its subject CN's;
+otherwise it must log in with SaslHandshake and SaslAuthenticate (`SaslSession`:
+PLAIN, SCRAM-SHA-256, SCRAM-SHA-512) before anything but ApiVersions. The SASL
+requests are served in order, before the next frame is read; a failed login
+answers SASL_AUTHENTICATION_FAILED and closes the connection, and any other
+request before a login closes it too (counted as "unauthenticated"), as Kafka
+does. A request relayed by another broker carries its client's principal,
+signed (`forwarding.relay_caller`); every request runs as its `access.Caller`.
 """
 
 from __future__ import annotations
@@ -24,8 +34,14 @@ import struct
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
+from raftka.node.kafka.access import CALLER, LISTENER, Caller
+from raftka.node.kafka.forwarding import is_relayed, relay_caller
 from raftka.node.kafka.frames import MalformedFrame, Request, UnsupportedVersion, decode_request, frame_size
 from raftka.node.kafka.handlers import RawResponse, handle, unsupported_version_response
+from raftka.node.security.peer import PeerSignatureError
+from raftka.node.security.sasl import SaslSession
+from raftka.node.security.tls import peer_principal_name
+from raftka.node.services.security import ANONYMOUS
 
 if TYPE_CHECKING:
     from raftka.node.kafka.server import KafkaServer
@@ -33,6 +49,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("raftka.node.kafka.connection")
 
 MAX_IN_FLIGHT = 64
+API_VERSIONS, SASL_HANDSHAKE, SASL_AUTHENTICATE = 18, 17, 36
 T = TypeVar("T")
 _SIZE = struct.Struct(">i")
 
@@ -71,6 +88,20 @@ class KafkaConnection:
         self.peer = writer.get_extra_info("peername")
         self.lanes = ProduceLanes()
         self._responses: asyncio.Queue[asyncio.Task | None] = asyncio.Queue(MAX_IN_FLIGHT)
+        self.host = str(self.peer[0]) if self.peer else "*"
+        self.caller: Caller | None = self._initial_caller()  # None: must log in (SASL) first
+        self.sasl: SaslSession | None = None  # the login in progress (SaslHandshake .. SaslAuthenticate)
+        self.sasl_logged_in = False
+        self.login_failed = False  # answer the failure, then close
+
+    def _initial_caller(self) -> Caller | None:
+        if not self.server.services.security.enabled:
+            return Caller(ANONYMOUS, self.host)
+        name = peer_principal_name(self.writer.get_extra_info("peercert"))
+        return Caller(f"User:{name}", self.host) if name else None
+
+    def logged_in(self, principal: str) -> None:
+        self.caller, self.sasl_logged_in = Caller(principal, self.host), True
 
     async def serve(self) -> None:
         writer_task = asyncio.create_task(self._write_responses(), name=f"kafka-writer-{self.peer}")
@@ -110,13 +141,35 @@ class KafkaConnection:
                 await self._responses.put(_done(response))
                 continue
             self.server.metrics.requests.labels(request.api.name).inc()
-            task = asyncio.create_task(self._serve(request))
+            caller = self._caller_for(request)
+            if request.api.key in (SASL_HANDSHAKE, SASL_AUTHENTICATE):  # in order, before the next frame
+                await self._responses.put(_done(await self._serve(request, caller)))
+                if self.login_failed:
+                    return
+                continue
+            if caller is None and request.api.key != API_VERSIONS:
+                raise MalformedFrame("unauthenticated", f"{request.api.name} before SASL authentication")
+            task = asyncio.create_task(self._serve(request, caller))
             if _expects_response(request):
                 await self._responses.put(task)
             else:
                 task.add_done_callback(_log_failure)
 
-    async def _serve(self, request: Request) -> bytes | None:
+    def _caller_for(self, request: Request) -> Caller | None:
+        """Who the request runs as: the relaying broker's client for a signed relayed request (with
+        authentication on), else this connection's login (None: not logged in)."""
+        security = self.server.services.security
+        if not (security.enabled and is_relayed(request)):
+            return self.caller
+        try:
+            return relay_caller(request, self.server.broker.peer_signer)
+        except PeerSignatureError:
+            security.login_failed(self.host, LISTENER)
+            raise MalformedFrame("bad_relay_signature", "a relayed request without a valid signature") from None
+
+    async def _serve(self, request: Request, caller: Caller | None) -> bytes | None:
+        if caller is not None:
+            CALLER.set(caller)  # this task's context only
         response = await handle(self, request)
         if response is None:
             return None

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import enum
 
-from raftka.node.errors import (ApiError, BrokerNotAvailable, ConsumerInstanceNotFound, GroupNotEmpty, GroupNotFound,
+from raftka.node.errors import (ApiError, AuthenticationRequired, BrokerNotAvailable, ClusterAuthorizationFailed,
+                                ConsumerInstanceNotFound, GroupAuthorizationFailed, GroupNotEmpty, GroupNotFound,
                                 InconsistentGroupProtocol, InvalidPartitions, InvalidReplicationFactor,
                                 InvalidRequest, InvalidTopicConfig, InvalidTopicName, NotLeader, OffsetOutOfRange,
                                 PartitionNotFound, RebalanceInProgress, RecordTooLarge, RequestTimedOut,
-                                RequestTooLarge, StaleGeneration, TopicAlreadyExists, TopicNotFound)
+                                RequestTooLarge, StaleGeneration, TopicAlreadyExists, TopicAuthorizationFailed,
+                                TopicNotFound, UserNotFound)
 from raftka.node.groups.coordinator import InvalidSessionTimeout
 
 __all__ = ["Context", "ErrorCode", "error_code", "error_message"]
@@ -45,6 +47,11 @@ class ErrorCode(enum.IntEnum):
     INVALID_SESSION_TIMEOUT = 26
     REBALANCE_IN_PROGRESS = 27
     INVALID_COMMIT_OFFSET_SIZE = 28
+    TOPIC_AUTHORIZATION_FAILED = 29
+    GROUP_AUTHORIZATION_FAILED = 30
+    CLUSTER_AUTHORIZATION_FAILED = 31
+    UNSUPPORTED_SASL_MECHANISM = 33
+    ILLEGAL_SASL_STATE = 34
     UNSUPPORTED_VERSION = 35
     TOPIC_ALREADY_EXISTS = 36
     INVALID_PARTITIONS = 37
@@ -55,12 +62,17 @@ class ErrorCode(enum.IntEnum):
     INVALID_REQUEST = 42
     POLICY_VIOLATION = 44
     OUT_OF_ORDER_SEQUENCE_NUMBER = 45
+    SECURITY_DISABLED = 54
     INVALID_PRODUCER_EPOCH = 47
     KAFKA_STORAGE_ERROR = 56
+    SASL_AUTHENTICATION_FAILED = 58
     NON_EMPTY_GROUP = 68
     GROUP_ID_NOT_FOUND = 69
     UNSUPPORTED_COMPRESSION_TYPE = 76
     INVALID_RECORD = 87
+    RESOURCE_NOT_FOUND = 91
+    DUPLICATE_RESOURCE = 92
+    UNACCEPTABLE_CREDENTIAL = 93
 
 
 class Context(enum.Enum):
@@ -75,6 +87,11 @@ _NOT_LEADER = {Context.PARTITION: ErrorCode.NOT_LEADER_OR_FOLLOWER, Context.COOR
                Context.CONTROLLER: ErrorCode.NOT_CONTROLLER}
 
 _BY_CLASS: list[tuple[type[ApiError], ErrorCode]] = [  # most specific first
+    (TopicAuthorizationFailed, ErrorCode.TOPIC_AUTHORIZATION_FAILED),
+    (GroupAuthorizationFailed, ErrorCode.GROUP_AUTHORIZATION_FAILED),
+    (ClusterAuthorizationFailed, ErrorCode.CLUSTER_AUTHORIZATION_FAILED),
+    (AuthenticationRequired, ErrorCode.SASL_AUTHENTICATION_FAILED),
+    (UserNotFound, ErrorCode.RESOURCE_NOT_FOUND),
     (TopicNotFound, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION),
     (PartitionNotFound, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION),
     (OffsetOutOfRange, ErrorCode.OFFSET_OUT_OF_RANGE),
@@ -100,6 +117,7 @@ _BY_CLASS: list[tuple[type[ApiError], ErrorCode]] = [  # most specific first
 # Errors raised as codes (MetadataRejected, ProduceRejected): raftka code -> Kafka code.
 _BY_RAFTKA_CODE = {
     40401: ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+    40407: ErrorCode.RESOURCE_NOT_FOUND,
     40904: ErrorCode.TOPIC_ALREADY_EXISTS,
     40905: ErrorCode.ILLEGAL_GENERATION,
     40907: ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER,

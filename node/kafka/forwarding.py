@@ -15,6 +15,12 @@ admin API is needed, and the leader answers with Kafka's own per-topic errors.
 A relayed request carries `FORWARDED_PREFIX` in its client id; the leader
 never relays it again (one hop), so a leader that lost its leadership
 meanwhile answers NOT_CONTROLLER and the client refreshes its metadata.
+The prefix is followed by the client's principal and address and a signature
+over them and the rest of the frame under the cluster secret
+(`raftka.node.security.peer`): with authentication on, the leader serves a
+relayed request as that client (`relay_caller`) — without any login on the
+relay connection, and no client can forge one. Over TLS listeners the relay
+connects with TLS too.
 Relayed exchanges to one leader go over one connection, one at a time
 (admin writes are rare); a failure answers None and the caller answers
 NOT_CONTROLLER, which Kafka clients retry.
@@ -26,8 +32,11 @@ import asyncio
 import logging
 import struct
 from typing import TYPE_CHECKING
+from urllib.parse import quote, unquote
 
+from raftka.node.kafka.access import CALLER, Caller
 from raftka.node.kafka.frames import Request
+from raftka.node.security.peer import PeerSignatureError, PeerSigner
 
 if TYPE_CHECKING:
     from raftka.node.kafka.server import KafkaServer
@@ -45,23 +54,49 @@ def is_relayed(request: Request) -> bool:
     return (request.client_id or "").startswith(FORWARDED_PREFIX)
 
 
-def relayed_frame(frame: bytes) -> bytes:
-    """The frame with `FORWARDED_PREFIX` put in front of its client id (every request header version has the
-    nullable int16-length client id right after the first 8 bytes)."""
+def _split(frame: bytes) -> tuple[bytes, bytes]:
+    """(client id, the frame without its client id: what a relay signature covers). Every request header
+    version has the nullable int16-length client id right after the first 8 bytes."""
     (length,) = _INT16.unpack_from(frame, _HEADER_PREFIX)
     start = _HEADER_PREFIX + _INT16.size
     client_id = b"" if length < 0 else frame[start:start + length]
-    marked = FORWARDED_PREFIX.encode() + client_id
-    rest = frame[start + max(length, 0):]
+    return client_id, frame[:_HEADER_PREFIX] + frame[start + max(length, 0):]
+
+
+def relayed_frame(frame: bytes, marker: str = "") -> bytes:
+    """The frame with `FORWARDED_PREFIX` and `marker` put in front of its client id, size-prefixed."""
+    client_id, _ = _split(frame)
+    (length,) = _INT16.unpack_from(frame, _HEADER_PREFIX)
+    marked = (FORWARDED_PREFIX + marker).encode() + client_id
+    rest = frame[_HEADER_PREFIX + _INT16.size + max(length, 0):]
     body = b"".join((frame[:_HEADER_PREFIX], _INT16.pack(len(marked)), marked, rest))
     return _INT32.pack(len(body)) + body
+
+
+def signed_marker(signer: PeerSigner, caller: Caller, frame: bytes) -> str:
+    """``<principal>|<host>|<signature>:`` for `relayed_frame`: who the relayed request is from, signed."""
+    principal, host = quote(caller.principal, safe=""), quote(caller.host, safe="")
+    return f"{principal}|{host}|{signer.blob_signature(caller.principal, caller.host, _split(frame)[1])}:"
+
+
+def relay_caller(request: Request, signer: PeerSigner) -> Caller:
+    """The client a relayed request is from; PeerSignatureError when the marker is missing, malformed or not
+    signed by a broker of this cluster."""
+    marker, sep, _ = (request.client_id or "").removeprefix(FORWARDED_PREFIX).partition(":")
+    fields = marker.split("|")
+    if not sep or len(fields) != 3:
+        raise PeerSignatureError("relayed request without a signed caller")
+    principal, host = unquote(fields[0]), unquote(fields[1])
+    signer.verify_blob(fields[2], principal, host, _split(request.frame)[1])
+    return Caller(principal, host)
 
 
 class _Link:
     """One connection to a peer's Kafka listener, used by one exchange at a time."""
 
-    def __init__(self, address: tuple[str, int]):
+    def __init__(self, address: tuple[str, int], ssl_context=None):
         self.address = address
+        self.ssl_context = ssl_context
         self.lock = asyncio.Lock()
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
@@ -70,7 +105,8 @@ class _Link:
         async with self.lock:
             try:
                 if self.writer is None or self.writer.is_closing():
-                    self.reader, self.writer = await asyncio.wait_for(asyncio.open_connection(*self.address), 3.0)
+                    self.reader, self.writer = await asyncio.wait_for(asyncio.open_connection(
+                        *self.address, ssl=self.ssl_context), 3.0)
                 self.writer.write(framed)
                 size_bytes = await asyncio.wait_for(self.reader.readexactly(4), RELAY_TIMEOUT_S)
                 (size,) = _INT32.unpack(size_bytes)
@@ -98,9 +134,11 @@ class ControllerRelay:
         address = self.server.services.topics.listener_addresses("kafka").get(leader_id)
         if address is None:
             return None
-        link = self._links.setdefault(address, _Link(address))
+        tls = self.server.broker.tls
+        link = self._links.setdefault(address, _Link(address, tls.client if tls is not None else None))
+        marker = signed_marker(self.server.broker.peer_signer, CALLER.get(), request.frame)
         try:
-            return await link.exchange(relayed_frame(request.frame))
+            return await link.exchange(relayed_frame(request.frame, marker))
         except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, struct.error) as exc:
             log.info("kafka: relaying %s to broker %d failed: %r", request.api.name, leader_id, exc)
             return None
@@ -111,4 +149,4 @@ class ControllerRelay:
         self._links.clear()
 
 
-__all__ = ["FORWARDED_PREFIX", "ControllerRelay", "is_relayed", "relayed_frame"]
+__all__ = ["FORWARDED_PREFIX", "ControllerRelay", "is_relayed", "relay_caller", "relayed_frame", "signed_marker"]

@@ -1,7 +1,8 @@
 """The Kafka listener of a broker: accepts client connections and serves them over the broker's services.
 
-`KafkaServer` binds `--kafka-listen`, runs one `KafkaConnection` per client,
-and holds what the handlers share: the services, the advertised address,
+`KafkaServer` binds `--kafka-listen` (with TLS when the broker has a
+certificate: the same one as HTTP, re-read on SIGHUP), runs one
+`KafkaConnection` per client, and holds what the handlers share: the services, the advertised address,
 the cluster id, the per-broker Kafka metrics, and the relay to the metadata
 leader for admin writes (`forwarding.ControllerRelay`).
 """
@@ -46,9 +47,12 @@ class KafkaServer:
         self._connections: set[asyncio.Task] = set()
 
     async def start(self) -> None:
+        tls = self.broker.tls
         self._server = await asyncio.start_server(self._accept, self.listen.host, self.listen.port,
-                                                  reuse_address=True)
-        log.info("broker %d serving Kafka on %s (advertised as %s)", self.broker.id, self.listen, self.advertised)
+                                                  reuse_address=True, ssl=tls.server if tls is not None else None)
+        log.info("broker %d serving Kafka%s on %s (advertised as %s, auth %s)", self.broker.id,
+                 " over TLS" if tls is not None else "", self.listen, self.advertised,
+                 self.broker.config.security.auth)
 
     async def stop(self) -> None:
         if self._server is not None:

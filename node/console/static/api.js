@@ -2,12 +2,19 @@
 //
 // The console talks only to the broker that served it. Another broker's own documents
 // (/raft, /metrics) come through GET /brokers/{id}/{view}, which the serving broker relays.
+//
+// Logging in: when the cluster requires authentication, every request carries the user's
+// credentials (HTTP Basic, kept in this tab's sessionStorage until logging out or closing the tab).
+// A 401 forgets them and asks again (store.loginNeeded); the broker answers only what the user's
+// ACLs allow (listings leave out what the user may not see; a 403 says what was refused).
 
 import { clusterRates, trafficSnapshot } from './prom.js';
 
 export const BINARY = 'application/vnd.kafka.binary.v2+json';
 export const POLL_MS = 2000;
 const HISTORY = 180; // samples kept for the charts (6 minutes at 2 s)
+
+const CREDENTIALS = 'raftka.credentials';
 
 export class ApiError extends Error {
   constructor(status, code, message) {
@@ -19,7 +26,9 @@ export class ApiError extends Error {
 
 // One request; the parsed JSON answer (text for non-JSON), or an ApiError with the broker's message.
 export async function api(path, { method = 'GET', body, contentType = 'application/json', accept, signal } = {}) {
-  const headers = {};
+  const headers = { 'X-Requested-With': 'raftka-console' }; // so the browser shows our login, not its own
+  const credentials = sessionStorage.getItem(CREDENTIALS);
+  if (credentials) headers.Authorization = `Basic ${credentials}`;
   if (body !== undefined) headers['Content-Type'] = contentType;
   if (accept) headers.Accept = accept;
   let response;
@@ -35,11 +44,51 @@ export async function api(path, { method = 'GET', body, contentType = 'applicati
   if (isJson && text) {
     try { doc = JSON.parse(text); } catch { doc = text; }
   }
+  if (response.status === 401 && !store.loginNeeded) {
+    sessionStorage.removeItem(CREDENTIALS);
+    store.loginNeeded = true;
+    store.principal = null;
+    publish();
+  }
   if (!response.ok) {
     const message = doc && doc.message ? doc.message : `${response.status} ${response.statusText}`;
     throw new ApiError(response.status, doc && doc.error_code, message);
   }
   return doc;
+}
+
+// Who the console is logged in as (store.principal), or that it must ask (store.loginNeeded).
+export async function whoAmI() {
+  try {
+    const me = await api('/whoami');
+    store.principal = me.auth === 'none' ? null : me.principal;
+    store.loginNeeded = false;
+  } catch (error) {
+    if (error.status !== 401) throw error;
+  }
+  publish();
+}
+
+export async function logIn(user, password) {
+  const bytes = new TextEncoder().encode(`${user}:${password}`);
+  sessionStorage.setItem(CREDENTIALS, btoa(String.fromCharCode(...bytes)));
+  store.loginNeeded = false;
+  try {
+    await whoAmI();
+  } catch (error) {
+    sessionStorage.removeItem(CREDENTIALS);
+    throw error;
+  }
+  if (store.loginNeeded) throw new ApiError(401, 40101, 'Wrong user name or password.');
+  await refreshNow();
+}
+
+export function logOut() {
+  sessionStorage.removeItem(CREDENTIALS);
+  store.principal = null;
+  store.loginNeeded = true;
+  store.cluster = null;
+  publish();
 }
 
 // ------------------------------------------------------------------ the cluster view
@@ -69,8 +118,10 @@ export async function loadCluster() {
   const views = await Promise.allSettled(ids.map((id) => api(`/brokers/${id}/raft`)));
   const raft = {};
   const unreachable = {};
+  let raftRefused = null; // the user may not see the Raft state (DESCRIBE on the cluster): not a broker problem
   ids.forEach((id, i) => {
     if (views[i].status === 'fulfilled') raft[id] = views[i].value;
+    else if (views[i].reason.status === 403) raftRefused = views[i].reason.message;
     else unreachable[id] = views[i].reason.message;
   });
   const details = Object.fromEntries(brokersDoc.details.map((d) => [d.id, d]));
@@ -132,7 +183,7 @@ export async function loadCluster() {
   const sortedGroups = [...groups.values()].sort((a, b) => (a.key === 'metadata' ? -1 : b.key === 'metadata' ? 1 : a.key.localeCompare(b.key, undefined, { numeric: true })));
   return {
     at: Date.now(), brokers, partitions, groups: sortedGroups, metadataLeader: brokersDoc.metadata_leader,
-    topics: Object.keys(meta.topics).sort(),
+    topics: Object.keys(meta.topics).sort(), raftRefused,
   };
 }
 
@@ -145,6 +196,8 @@ export const store = {
   traffic: [], // [{at, producedRecords, ..., p50, p99}] cluster rates
   elections: [], // [{at, group, fromTerm, toTerm, fromLeader, toLeader}], newest last
   electionCounts: [], // [{at, count}] elections seen per poll
+  loginNeeded: false, // the broker answered 401: show the login form
+  principal: null, // who the console is logged in as (null: authentication is off, or not logged in)
 };
 let scrapes = {};
 
@@ -187,6 +240,7 @@ async function scrapeTraffic(brokerIds) {
 }
 
 async function pollOnce() {
+  if (store.loginNeeded) return; // nothing to show before logging in (and no 401s to count)
   try {
     const cluster = await loadCluster();
     if (store.cluster) noteElections(store.cluster, cluster);
@@ -200,6 +254,7 @@ async function pollOnce() {
 }
 
 export function startPolling() {
+  whoAmI().catch(() => {}); // a cluster with authentication asks for a login first
   const loop = async () => {
     await pollOnce();
     setTimeout(loop, POLL_MS);

@@ -1,4 +1,5 @@
-// The console's shell: navigation, hash routing to the pages, the shared poller, the error banner.
+// The console's shell: navigation, hash routing to the pages, the shared poller, the error banner, and
+// the login form when the cluster requires authentication.
 // A page is one entry of PAGES (a new one, e.g. reassignments, is one more entry and one module).
 
 import { render } from 'preact';
@@ -10,6 +11,7 @@ import { TopicDetail, Topics } from './topics.js';
 import { Messages } from './messages.js';
 import { GroupDetail, Groups } from './groups.js';
 import { Raft } from './raft.js';
+import { Login, WhoAmI } from './login.js';
 
 const PAGES = [
   { path: /^\/?$/, nav: 'Overview', href: '#/', view: () => html`<${Overview} />` },
@@ -53,9 +55,10 @@ function App() {
       <nav>${PAGES.filter((p) => p.nav).map((p) => html`
         <a href=${p.href} class=${active === p ? 'active' : ''}>${p.nav}</a>`)}</nav>
       <span class="served">${self === null ? '' : `served by broker ${self}`}</span>
+      <${WhoAmI} principal=${store.principal} />
     </header>
-    ${store.error ? html`<div class="error banner" role="alert" data-testid="banner">${store.error}</div>` : null}
-    <main key=${route.path}>${body}</main>`;
+    ${store.error && !store.loginNeeded ? html`<div class="error banner" role="alert" data-testid="banner">${store.error}</div>` : null}
+    <main key=${route.path}>${store.loginNeeded ? html`<${Login} />` : body}</main>`;
 }
 
 startPolling();

@@ -35,6 +35,10 @@ export function Raft() {
   const store = useStore();
   const c = store.cluster;
   if (!c) return html`<p class="loading">Loading Raft state…</p>`;
+  if (c.raftRefused) {
+    return html`<h1>Raft groups</h1><p class="error" role="alert" data-testid="raft-refused">${c.raftRefused}
+      The Raft state needs DESCRIBE on the cluster (an ACL, or a superuser).</p>`;
+  }
   const alive = (id) => c.brokers.some((b) => b.id === id && b.alive);
   const replicasOf = new Map(c.partitions.map((p) => [`${p.topic}/${p.partition}`, p.replicas]));
   const allIds = c.brokers.map((b) => b.id);

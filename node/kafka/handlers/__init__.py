@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from raftka.node.kafka.handlers.acls import (alter_user_scram_credentials, create_acls, delete_acls, describe_acls,
+                                             describe_user_scram_credentials)
 from raftka.node.kafka.handlers.admin import (alter_configs, create_partitions, create_topics, delete_topics,
                                               describe_cluster, describe_configs, incremental_alter_configs)
 from raftka.node.kafka.handlers.api_versions import api_versions, unsupported_version_response
@@ -25,6 +27,7 @@ from raftka.node.kafka.handlers.metadata import metadata
 from raftka.node.kafka.handlers.offsets import offset_commit, offset_fetch
 from raftka.node.kafka.handlers.produce import init_producer_id, produce
 from raftka.node.kafka.handlers.raw import RawResponse
+from raftka.node.kafka.handlers.sasl import sasl_authenticate, sasl_handshake
 
 Handler = Callable[[Any, Any], Awaitable[Any]]
 
@@ -42,16 +45,23 @@ HANDLERS: dict[int, Handler] = {  # by API key; every API of `API_TABLE` (a test
     14: sync_group,
     15: describe_groups,
     16: list_groups,
+    17: sasl_handshake,
     18: api_versions,
     19: create_topics,
     20: delete_topics,
     21: delete_records,
     22: init_producer_id,
+    29: describe_acls,
+    30: create_acls,
+    31: delete_acls,
     32: describe_configs,
     33: alter_configs,
+    36: sasl_authenticate,
     37: create_partitions,
     42: delete_groups,
     44: incremental_alter_configs,
+    50: describe_user_scram_credentials,
+    51: alter_user_scram_credentials,
     60: describe_cluster,
 }
 

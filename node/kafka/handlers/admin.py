@@ -14,7 +14,11 @@ max.message.bytes, cleanup.policy); any other name answers INVALID_CONFIG.
 Replica assignments chosen by the client are not supported
 (INVALID_REPLICA_ASSIGNMENT): raftka spreads replicas and leaders itself.
 Broker configs are described as empty and cannot be altered (they are
-command-line settings).
+command-line settings). Authorization as in Kafka, per item: CreateTopics needs
+CREATE on the cluster or on the topic, DeleteTopics DELETE on the topic,
+CreatePartitions ALTER, DescribeConfigs DESCRIBE_CONFIGS and the alters
+ALTER_CONFIGS on the topic (on the cluster for broker configs); a relayed
+request is authorized by the leader, as the client that sent it.
 """
 
 from __future__ import annotations
@@ -28,9 +32,11 @@ from kafka.protocol.admin import (AlterConfigsResponse, CreatePartitionsResponse
                                   IncrementalAlterConfigsResponse)
 
 from raftka.node.errors import ApiError, InvalidRequest
+from raftka.node.kafka.access import allowed, authorize
 from raftka.node.kafka.errors import Context, ErrorCode, error_code
 from raftka.node.kafka.handlers.metadata import controller_id, kafka_brokers
 from raftka.node.kafka.handlers.raw import RawResponse
+from raftka.node.security.acl import Operation, Resource
 from raftka.node.services.routing import ServedElsewhere, metadata_leader_here
 
 TOPIC, BROKER = 2, 4  # Kafka config resource types
@@ -49,7 +55,7 @@ def _failure(exc: BaseException) -> tuple[int, str | None]:
     return code, exc.message if isinstance(exc, ApiError) else None
 
 
-async def _relayed_unless_leader(conn: Any, request: Any) -> RawResponse | ErrorCode | None:
+async def relayed_unless_leader(conn: Any, request: Any) -> RawResponse | ErrorCode | None:
     """None when this broker leads the metadata group; else the leader's answer, or NOT_CONTROLLER."""
     try:
         await metadata_leader_here(conn.server.broker)
@@ -67,7 +73,7 @@ async def _write_each(conn: Any, request: Any, items: list[Any],
                       act: Callable[[Any], Awaitable[Any]]) -> RawResponse | list[tuple[Any, int, str | None, Any]]:
     """``act(item)`` for every item on the metadata leader: (item, error code, message, what act returned); or
     the leader's whole answer when this broker relayed the request."""
-    routed = await _relayed_unless_leader(conn, request)
+    routed = await relayed_unless_leader(conn, request)
     if isinstance(routed, RawResponse):
         return routed
 
@@ -88,6 +94,8 @@ async def create_topics(conn: Any, request: Any) -> Any:
     topics = conn.server.services.topics
 
     async def create(t: Any) -> dict:
+        if not allowed(conn, Operation.CREATE, Resource.cluster()):
+            await authorize(conn, Operation.CREATE, Resource.topic(t.name))
         if t.assignments:
             raise InvalidReplicaAssignment("raftka assigns replicas itself")
         partitions = t.num_partitions if t.num_partitions != -1 else topics.default_partitions()
@@ -115,7 +123,12 @@ async def create_topics(conn: Any, request: Any) -> Any:
 
 async def delete_topics(conn: Any, request: Any) -> Any:
     result = DeleteTopicsResponse.DeletableTopicResult
-    done = await _write_each(conn, request, list(request.body.topic_names), conn.server.services.topics.delete)
+
+    async def delete(name: str) -> None:
+        await authorize(conn, Operation.DELETE, Resource.topic(name))
+        await conn.server.services.topics.delete(name)
+
+    done = await _write_each(conn, request, list(request.body.topic_names), delete)
     if isinstance(done, RawResponse):
         return done
     return DeleteTopicsResponse(version=request.api_version, throttle_time_ms=0, responses=[
@@ -127,6 +140,7 @@ async def create_partitions(conn: Any, request: Any) -> Any:
     result = CreatePartitionsResponse.CreatePartitionsTopicResult
 
     async def grow(t: Any) -> None:
+        await authorize(conn, Operation.ALTER, Resource.topic(t.name))
         if t.assignments:
             raise InvalidReplicaAssignment("raftka assigns replicas itself")
         await conn.server.services.topics.add_partitions(t.name, t.count, validate_only=body.validate_only)
@@ -147,6 +161,14 @@ async def describe_configs(conn: Any, request: Any) -> Any:
     topics = conn.server.services.topics
     answers = []
     for r in body.resources:
+        try:
+            await authorize(conn, Operation.DESCRIBE_CONFIGS,
+                            Resource.cluster() if r.resource_type == BROKER else Resource.topic(r.resource_name))
+        except ApiError as exc:
+            code, message = _failure(exc)
+            answers.append(result(error_code=code, error_message=message, resource_type=r.resource_type,
+                                  resource_name=r.resource_name, configs=[]))
+            continue
         if r.resource_type == BROKER:
             answers.append(result(error_code=ErrorCode.NONE, error_message=None, resource_type=r.resource_type,
                                   resource_name=r.resource_name, configs=[]))
@@ -179,6 +201,8 @@ async def _alter(conn: Any, request: Any, response_cls: type, incremental: bool)
     topics = conn.server.services.topics
 
     async def alter(r: Any) -> None:
+        await authorize(conn, Operation.ALTER_CONFIGS,
+                        Resource.cluster() if r.resource_type == BROKER else Resource.topic(r.resource_name))
         if r.resource_type != TOPIC:
             raise InvalidRequest("raftka alters topic configs only; broker configs are command-line settings.")
         if not incremental:
@@ -220,4 +244,4 @@ async def describe_cluster(conn: Any, request: Any) -> Any:
 
 
 __all__ = ["alter_configs", "create_partitions", "create_topics", "delete_topics", "describe_cluster",
-           "describe_configs", "incremental_alter_configs"]
+           "describe_configs", "incremental_alter_configs", "relayed_unless_leader"]

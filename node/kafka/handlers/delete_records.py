@@ -6,7 +6,8 @@ their metadata and retry). Offset -1 means the high watermark; an offset
 above the high watermark answers OFFSET_OUT_OF_RANGE. The low watermark
 answered is the partition's log start offset after the deletion (-1 with an
 error). The partitions of one request are deleted concurrently, each
-committed through its partition's Raft group before the answer.
+committed through its partition's Raft group before the answer. DELETE on the
+topic is needed (TOPIC_AUTHORIZATION_FAILED otherwise), as in Kafka.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from typing import Any
 from kafka.protocol.admin import DeleteRecordsResponse
 
 from raftka.node.errors import ApiError
+from raftka.node.kafka.access import authorize
 from raftka.node.kafka.errors import ErrorCode, error_code
+from raftka.node.security.acl import Operation, Resource
 
 _Topic = DeleteRecordsResponse.DeleteRecordsTopicResult
 _Partition = _Topic.DeleteRecordsPartitionResult
@@ -31,6 +34,7 @@ async def delete_records(conn: Any, request: Any) -> Any:
 
     async def one(topic: str, partition: int, offset: int) -> Any:
         try:
+            await authorize(conn, Operation.DELETE, Resource.topic(topic))
             await services.topics.catch_up(topic)
             low = await services.delete_records.delete_before(topic, partition, offset, timeout_s)
         except ApiError as exc:

@@ -12,7 +12,8 @@ Fetch sessions (KIP-227) are declined: the answer's session id is 0, so
 clients keep sending full fetch requests. Errors per partition:
 NOT_LEADER_OR_FOLLOWER (clients refresh metadata and go to the leader),
 OFFSET_OUT_OF_RANGE (with the valid range in the watermarks),
-UNKNOWN_TOPIC_OR_PARTITION.
+UNKNOWN_TOPIC_OR_PARTITION, TOPIC_AUTHORIZATION_FAILED (READ on the topic is
+needed; such partitions are answered at once and the others read as usual).
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from typing import Any
 from kafka.protocol.consumer import FetchResponse
 
 from raftka.node.errors import ApiError, OffsetOutOfRange
+from raftka.node.kafka.access import denied
 from raftka.node.kafka.errors import ErrorCode, error_code
+from raftka.node.security.acl import Operation, Resource
 
 _Topic = FetchResponse.FetchableTopicResponse
 _Partition = _Topic.PartitionData
@@ -46,8 +49,12 @@ class _Read:
 async def fetch(conn: Any, request: Any) -> Any:
     body, version = request.body, request.api_version
     service = conn.server.services.fetch
-    reads = [_Read(t.topic, p.partition, p.fetch_offset, p.partition_max_bytes)
-             for t in body.topics for p in t.partitions]
+    answered = [_Read(t.topic, p.partition, p.fetch_offset, p.partition_max_bytes)
+                for t in body.topics for p in t.partitions]
+    refused = {name: await denied(conn, Operation.READ, Resource.topic(name)) for name in {r.topic for r in answered}}
+    for r in answered:
+        r.error = refused[r.topic] or ErrorCode.NONE
+    reads = [r for r in answered if refused[r.topic] is None]
     await _read_all(service, reads, body.max_bytes)
     wait_ms = min(max(body.max_wait_ms, 0), MAX_WAIT_MS)
     if reads and wait_ms and sum(len(r.data) for r in reads) < max(body.min_bytes, 1) and all(
@@ -55,7 +62,7 @@ async def fetch(conn: Any, request: Any) -> Any:
         await _wait_for_any(service, reads, wait_ms)
         await _read_all(service, reads, body.max_bytes)
     by_topic: dict[str, list[Any]] = {}
-    for r in reads:
+    for r in answered:
         by_topic.setdefault(r.topic, []).append(_Partition(
             partition_index=r.partition, error_code=r.error, high_watermark=r.high_watermark,
             last_stable_offset=r.high_watermark, log_start_offset=r.log_start_offset, aborted_transactions=None,

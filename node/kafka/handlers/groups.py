@@ -12,7 +12,11 @@ ConsumerProtocol schemas) so that `raftka groups describe` shows them. A
 group is driven by one kind of client at a time: a Kafka client joining a
 group of raftka's own clients (or the reverse) gets INCONSISTENT_GROUP_PROTOCOL.
 Static membership (group.instance.id) is not supported: such members are
-treated as dynamic ones.
+treated as dynamic ones. Authorization as in Kafka: FindCoordinator and
+DescribeGroups need DESCRIBE on the group, joining, syncing, heartbeats and
+leaving READ, DeleteGroups DELETE (GROUP_AUTHORIZATION_FAILED otherwise);
+ListGroups lists every group to a client that may DESCRIBE the cluster, else
+the groups it may describe.
 """
 
 from __future__ import annotations
@@ -29,8 +33,10 @@ from kafka.protocol.metadata import FindCoordinatorResponse
 from raftka.node.errors import ApiError, GroupNotFound, InconsistentGroupProtocol
 from raftka.node.groups.coordinator import (ClientProtocols, GroupCoordinator, GroupState, MemberAssignment,
                                             validate_group_name)
+from raftka.node.kafka.access import allowed, denied
 from raftka.node.kafka.errors import Context, ErrorCode, error_code
 from raftka.node.kafka.handlers.metadata import kafka_brokers
+from raftka.node.security.acl import Operation, Resource
 
 GROUP_KEY = 0
 _CLIENT_ID = re.compile(r"[a-zA-Z0-9._-]{1,100}")
@@ -65,6 +71,8 @@ async def find_coordinator(conn: Any, request: Any) -> Any:
 
     if body.key_type != GROUP_KEY:
         return answer(ErrorCode.INVALID_REQUEST, message="raftka has no transaction coordinator")
+    if (refused := await denied(conn, Operation.DESCRIBE, Resource.group(body.key))) is not None:
+        return answer(refused, message="Not authorized to describe this group.")
     leader = await server.services.groups.coordinator_broker()
     address = kafka_brokers(server).get(leader) if leader is not None else None
     if address is None:
@@ -103,6 +111,8 @@ async def join_group(conn: Any, request: Any) -> Any:
                                  members=[member(member_id=m, group_instance_id=None, metadata=data)
                                           for m, data in result.members])
 
+    if (refused := await denied(conn, Operation.READ, Resource.group(body.group_id))) is not None:
+        return answer(refused)
     coordinator = await coordinator_here(conn)
     if isinstance(coordinator, ErrorCode):
         return answer(coordinator)
@@ -144,6 +154,8 @@ async def sync_group(conn: Any, request: Any) -> Any:
         return SyncGroupResponse(version=version, throttle_time_ms=0, error_code=code, protocol_type=protocol_type,
                                  protocol_name=protocol, assignment=data)
 
+    if (refused := await denied(conn, Operation.READ, Resource.group(body.group_id))) is not None:
+        return answer(refused)
     coordinator = await coordinator_here(conn)
     if isinstance(coordinator, ErrorCode):
         return answer(coordinator)
@@ -167,7 +179,8 @@ async def sync_group(conn: Any, request: Any) -> Any:
 
 async def heartbeat(conn: Any, request: Any) -> Any:
     body = request.body
-    coordinator = await coordinator_here(conn)
+    coordinator = await denied(conn, Operation.READ, Resource.group(body.group_id)) or \
+        await coordinator_here(conn)
     if isinstance(coordinator, ErrorCode):
         code = coordinator
     else:
@@ -182,7 +195,8 @@ async def heartbeat(conn: Any, request: Any) -> Any:
 async def leave_group(conn: Any, request: Any) -> Any:
     body, version = request.body, request.api_version
     member_ids = [body.member_id] if version < 3 else [m.member_id for m in body.members]
-    coordinator = await coordinator_here(conn)
+    coordinator = await denied(conn, Operation.READ, Resource.group(body.group_id)) or \
+        await coordinator_here(conn)
     results = []
     for member_id in member_ids:
         if isinstance(coordinator, ErrorCode):
@@ -212,7 +226,10 @@ async def list_groups(conn: Any, request: Any) -> Any:
     if not isinstance(coordinator, ErrorCode):
         known = {s.group: s for s in coordinator.list_groups()}
         names = sorted(set(known) | set(conn.server.broker.metadata.state["groups"]))
+        everything = allowed(conn, Operation.DESCRIBE, Resource.cluster())
         for name in names:
+            if not everything and not allowed(conn, Operation.DESCRIBE, Resource.group(name)):
+                continue
             described = coordinator.describe(name) if name in known else None
             state = _KAFKA_STATES[described.state] if described else "Empty"
             if wanted and state.lower() not in wanted:
@@ -229,9 +246,10 @@ async def describe_groups(conn: Any, request: Any) -> Any:
     member = described.DescribedGroupMember
     out = []
     for name in request.body.groups:
-        if isinstance(coordinator, ErrorCode):
-            out.append(described(error_code=coordinator, group_id=name, group_state="", protocol_type="",
-                                 protocol_data="", members=[]))
+        refused = await denied(conn, Operation.DESCRIBE, Resource.group(name))
+        if isinstance(coordinator, ErrorCode) or refused is not None:
+            out.append(described(error_code=refused or coordinator, group_id=name, group_state="",
+                                 protocol_type="", protocol_data="", members=[]))
             continue
         try:
             d = coordinator.describe(name)
@@ -253,8 +271,9 @@ async def delete_groups(conn: Any, request: Any) -> Any:
     results = []
     coordinator = await coordinator_here(conn)
     for name in request.body.groups_names:
-        if isinstance(coordinator, ErrorCode):
-            results.append((name, coordinator))
+        refused = await denied(conn, Operation.DELETE, Resource.group(name))
+        if isinstance(coordinator, ErrorCode) or refused is not None:
+            results.append((name, refused or coordinator))
             continue
         try:
             await conn.server.services.groups.delete(name)

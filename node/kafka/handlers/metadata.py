@@ -7,7 +7,9 @@ also given as the in-sync replicas (Raft followers that are behind catch up
 before they can lead). Leader epochs are -1: clients then skip epoch-based
 truncation checks, which Raft makes unnecessary (a committed record is never
 truncated). Topics are never created by a Metadata request: create them first
-(CreateTopics, the HTTP API or `raftka topics create`).
+(CreateTopics, the HTTP API or `raftka topics create`). Asked for all topics,
+Metadata lists those the client may DESCRIBE; a named topic it may not
+describe answers TOPIC_AUTHORIZATION_FAILED, whether or not it exists.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from kafka.protocol.metadata import MetadataResponse
 
 from raftka.node.cluster.topics import validate_topic_name
 from raftka.node.errors import ApiError
+from raftka.node.kafka.access import denied, visible
 from raftka.node.kafka.errors import ErrorCode
+from raftka.node.security.acl import Operation, Resource, ResourceType
 
 _Broker = MetadataResponse.MetadataResponseBroker
 _Topic = MetadataResponse.MetadataResponseTopic
@@ -47,11 +51,14 @@ async def metadata(conn: Any, request: Any) -> Any:
             names = await topics.names()
         except ApiError:  # this broker's copy cannot be confirmed current: answer from it, clients refresh later
             names = sorted(server.broker.metadata.topics)
+        names = visible(conn, ResourceType.TOPIC, names)
     else:
         names = [t.name for t in body.topics]
     answered = []
     for name in names:
-        answered.append(await _topic(server, name, addresses))
+        refused = await denied(conn, Operation.DESCRIBE, Resource.topic(name)) if isinstance(name, str) else None
+        answered.append(await _topic(server, name, addresses) if refused is None else
+                        _Topic(error_code=refused, name=name, is_internal=False, partitions=[]))
     return MetadataResponse(
         version=version, throttle_time_ms=0,
         brokers=[_Broker(node_id=b, host=h, port=p, rack=None) for b, (h, p) in sorted(addresses.items())],

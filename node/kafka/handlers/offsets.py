@@ -11,6 +11,10 @@ back (raftka's guarantee; Kafka itself keeps the last write). To move a group
 back, delete it (DeleteGroups, e.g. `kafka-consumer-groups --delete`) and
 commit again, or commit over HTTP with `"reset": true`. The commit metadata
 string is not stored (OffsetFetch answers ""); leader epochs are -1.
+Authorization as in Kafka: a commit needs READ on the group
+(GROUP_AUTHORIZATION_FAILED for every partition otherwise) and READ on each
+topic (TOPIC_AUTHORIZATION_FAILED); a fetch DESCRIBE on the group, and leaves
+out (when all are asked for) or refuses the topics the client may not describe.
 """
 
 from __future__ import annotations
@@ -21,8 +25,10 @@ from kafka.protocol.consumer import OffsetCommitResponse, OffsetFetchResponse
 
 from raftka.node.errors import ApiError
 from raftka.node.groups.assignor import TopicPartition
+from raftka.node.kafka.access import denied
 from raftka.node.kafka.errors import ErrorCode
 from raftka.node.kafka.handlers.groups import coordinator_here, group_error
+from raftka.node.security.acl import Operation, Resource
 
 _CommitTopic = OffsetCommitResponse.OffsetCommitResponseTopic
 _CommitPartition = _CommitTopic.OffsetCommitResponsePartition
@@ -36,11 +42,16 @@ async def offset_commit(conn: Any, request: Any) -> Any:
     wanted = [(t.name, p.partition_index, p.committed_offset) for t in body.topics for p in t.partitions]
     codes: dict[TopicPartition, int] = {}
     coordinator = await coordinator_here(conn)
-    if isinstance(coordinator, ErrorCode):
-        codes = {(t, p): coordinator for t, p, _ in wanted}
+    refused = await denied(conn, Operation.READ, Resource.group(body.group_id))
+    if isinstance(coordinator, ErrorCode) or refused is not None:
+        codes = {(t, p): refused or coordinator for t, p, _ in wanted}
     else:
         valid: dict[TopicPartition, int] = {}
+        topic_refusals = {t: await denied(conn, Operation.READ, Resource.topic(t)) for t in {t for t, _, _ in wanted}}
         for topic, partition, offset in wanted:
+            if topic_refusals[topic] is not None:
+                codes[(topic, partition)] = topic_refusals[topic]
+                continue
             try:
                 groups.check_partitions([(topic, partition)])
             except ApiError as exc:
@@ -72,6 +83,8 @@ async def offset_fetch(conn: Any, request: Any) -> Any:
     body, version = request.body, request.api_version
     groups = conn.server.services.groups
     coordinator = await coordinator_here(conn)
+    if not isinstance(coordinator, ErrorCode):
+        coordinator = await denied(conn, Operation.DESCRIBE, Resource.group(body.group_id)) or coordinator
     if isinstance(coordinator, ErrorCode):
         if version < 2:  # no top-level error code: every partition carries it
             return OffsetFetchResponse(version=version, topics=[_FetchTopic(name=t.name, partitions=[
@@ -83,12 +96,17 @@ async def offset_fetch(conn: Any, request: Any) -> Any:
         wanted: dict[str, list[int]] = {}
         for topic, partition in sorted(committed):
             wanted.setdefault(topic, []).append(partition)
+        refused = {t: None for t in wanted}
+        wanted = {t: parts for t, parts in wanted.items()
+                  if await denied(conn, Operation.DESCRIBE, Resource.topic(t)) is None}
     else:
         wanted = {t.name: list(t.partition_indexes) for t in body.topics}
+        refused = {t: await denied(conn, Operation.DESCRIBE, Resource.topic(t)) for t in wanted}
     return OffsetFetchResponse(version=version, throttle_time_ms=0, error_code=ErrorCode.NONE, topics=[
         _FetchTopic(name=topic, partitions=[
-            _FetchPartition(partition_index=p, committed_offset=committed.get((topic, p), -1),
-                            committed_leader_epoch=-1, metadata="", error_code=ErrorCode.NONE) for p in partitions])
+            _FetchPartition(partition_index=p, committed_offset=-1 if refused[topic] else committed.get((topic, p), -1),
+                            committed_leader_epoch=-1, metadata="", error_code=refused[topic] or ErrorCode.NONE)
+            for p in partitions])
         for topic, partitions in wanted.items()])
 
 

@@ -13,6 +13,9 @@ applied to the producer id, epoch and base sequence in the batch header: a
 retried batch answers success with its original offsets, a sequence gap
 OUT_OF_ORDER_SEQUENCE_NUMBER, an older epoch INVALID_PRODUCER_EPOCH. Producer
 ids come from the metadata group (InitProducerId, relayed to its leader).
+Produce needs WRITE on each topic (TOPIC_AUTHORIZATION_FAILED per partition
+otherwise); InitProducerId IDEMPOTENT_WRITE on the cluster or WRITE on some
+topic (CLUSTER_AUTHORIZATION_FAILED otherwise), as in Kafka.
 Transactions are not supported: a transactional id answers
 UNSUPPORTED_VERSION (InitProducerId) or INVALID_REQUEST (Produce).
 Compressed batches answer UNSUPPORTED_COMPRESSION_TYPE: raftka stores and
@@ -28,8 +31,10 @@ from typing import Any
 from kafka.protocol.producer import InitProducerIdResponse, ProduceResponse
 
 from raftka.node.errors import ApiError, InvalidRequest
+from raftka.node.kafka.access import allowed, authorize, denied_unless_any_topic
 from raftka.node.kafka.errors import ErrorCode, error_code
 from raftka.node.kafka.handlers.raw import RawResponse
+from raftka.node.security.acl import Operation, Resource
 from raftka.node.services.produce import ProduceRejected
 from raftka.node.services.routing import ServedElsewhere
 
@@ -72,6 +77,7 @@ async def _append(conn: Any, topic: str, partition: int, records: bytes | None, 
         return ErrorCode.UNSUPPORTED_COMPRESSION_TYPE, -1, "raftka stores batches uncompressed: use compression none"
     services = conn.server.services
     try:
+        await authorize(conn, Operation.WRITE, Resource.topic(topic))
         await services.topics.catch_up(topic)
         ack = await conn.lanes.in_order(topic, partition, lambda proposing: services.produce.append(
             topic, partition, records, timeout_s, validate=True, on_proposing=proposing))
@@ -93,6 +99,9 @@ async def init_producer_id(conn: Any, request: Any) -> Any:
 
     if body.transactional_id is not None:
         return answer(ErrorCode.UNSUPPORTED_VERSION)
+    if not allowed(conn, Operation.IDEMPOTENT_WRITE, Resource.cluster()) and \
+            (refused := await denied_unless_any_topic(conn, Operation.WRITE)) is not None:
+        return answer(refused)
     try:
         return answer(ErrorCode.NONE, await conn.server.services.topics.allocate_producer_id(), 0)
     except ServedElsewhere as elsewhere:
