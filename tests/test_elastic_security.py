@@ -10,10 +10,11 @@ import urllib.error
 import urllib.request
 
 import pytest
+from click.testing import CliRunner
 
 from cluster import wait_until
-from raftka.client.admin_security import Acl
 from raftka.client.blocking import Admin
+from raftka.client.cli import main as cli_main
 from raftka.client.devcerts import DevSecurity
 from raftka.client.devcluster import LocalCluster
 
@@ -36,6 +37,8 @@ def secured(tmp_path_factory):
         cluster.create_topic(TOPIC, 2, 3)
         with Admin(cluster.bootstrap, **cluster.client_kwargs()) as admin:
             admin.create_user(*ALICE)
+        for broker in cluster.ids:
+            wait_until(lambda: call(cluster, "/whoami", broker=broker)[0] == 200, 30, f"alice to log in at {broker}")
         yield cluster
     finally:
         cluster.close()
@@ -99,9 +102,11 @@ def test_moving_replicas_and_draining_take_alter_on_the_cluster(secured):
         status, answer = call(secured, path)
         assert status == 403 and answer["error_code"] == 40303, (path, status, answer)
 
-    with Admin(secured.bootstrap, **secured.client_kwargs()) as admin:
-        admin.create_acls([Acl("User:alice", "cluster", "kafka-cluster", operation)
-                           for operation in ("alter", "describe")])
+    result = CliRunner().invoke(cli_main, [  # as the README tells an operator
+        "--bootstrap", ",".join(secured.bootstrap), "--user", "admin", "--password", secured.security.admin_password,
+        "--ca-file", str(secured.security.ca_file),
+        "acl", "add", "--allow", "User:alice", "--operation", "alter", "--operation", "describe", "--cluster"])
+    assert result.exit_code == 0, result.output
 
     newest = max(secured.ids)  # 4 once the other test added it: the move then copies the partition over
     target = [newest, 1, 2]
