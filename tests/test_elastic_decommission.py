@@ -14,7 +14,7 @@ import pytest
 from cluster import request, retry, wait_until
 from raftka.client.devcluster import free_ports
 from elastic_support import (assert_replicas_identical, brokers, get_json, produce_values, read_partition,
-                             replicas_of)
+                             replicas_of, slow)
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -83,6 +83,7 @@ def test_decommission_the_metadata_leaders_broker(cluster_factory):
                "the restarted broker to follow the metadata group again")
 
 
+@slow
 def test_brokers_the_cluster_does_not_know_are_told_to_join(cluster_factory, tmp_path):
     cluster = cluster_factory(3)
     cluster_id = wait_until(lambda: get_json(cluster, "/cluster")["formed"] and get_json(cluster, "/cluster"), 20,
