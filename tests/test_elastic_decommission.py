@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import pytest
+from confluent_kafka.admin import AdminClient
 
 from cluster import request, retry, wait_until
 from raftka.client.devcluster import free_ports
@@ -68,6 +69,9 @@ def test_decommission_the_metadata_leaders_broker(cluster_factory):
     assert_replicas_identical(cluster, TOPIC)
     health = request(cluster.url(leader) + "/health").json()
     assert any("decommissioned" in problem for problem in health["problems"]), health
+    kafka = AdminClient({"bootstrap.servers": cluster.kafka_address(other)})
+    wait_until(lambda: sorted(kafka.list_topics(timeout=10).brokers) == sorted(b for b in cluster.ids if b != leader),
+               30, "Kafka Metadata to list the brokers left and not the decommissioned one")
 
     cluster.stop_broker(leader)
     refused = run_node(cluster, *cluster.command(leader)[3:])
