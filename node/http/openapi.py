@@ -291,7 +291,8 @@ def _cluster_paths() -> dict:
                            "details": {"type": "array", "items": broker_detail}},
                            ("brokers", "metadata_leader", "details"))), tag="cluster"),
             "post": _op("A broker joins the cluster (raftka-node --join sends this, with a proof of the cluster "
-                        "secret).", _ok("registered; the cluster as it is now", registry, status="201"),
+                        "secret; with authentication on, as a request signed with the cluster secret: no user "
+                        "needed).", _ok("registered; the cluster as it is now", registry, status="201"),
                         body=_body(join), tag="cluster",
                         errors="403 40321 the proof does not match the cluster secret, 409 40923 a live broker runs "
                                "under that id, 422 42206 malformed, 503 50301 no metadata leader"),
