@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import time
 
 import pytest
@@ -31,7 +32,8 @@ from raftka.node.http.openapi import openapi_spec
 BINARY = "application/vnd.kafka.binary.v2+json"
 BATCH = "application/vnd.raftka.batch"
 RETRIABLE_5XX = {(503, 50301), (503, 50302), (500, 50003)}
-FUZZ_SECONDS = 35  # stop generating after this long (bounded run on 2 shared cores)
+# stop generating after this long (bounded run on 2 shared cores); RAFTKA_FUZZ_SECONDS=600 for a long hunt
+FUZZ_SECONDS = float(os.environ.get("RAFTKA_FUZZ_SECONDS", "20"))
 FUZZ_EXAMPLES = 2000
 
 

@@ -213,10 +213,13 @@ def test_a_full_disk_moves_leadership_loses_nothing_frees_space_and_recovers_wit
         wait_until(lambda: led_by(cluster, FULL, "orders", "bulk") is False, 10, f"leadership to move off broker {FULL}")
         moved_s = time.monotonic() - degraded_at
         assert moved_s < 5, f"leadership took {moved_s:.1f} s to move off the full broker"  # generous: a busy host
-        raft = http_json(cluster.url(FULL) + "/raft", timeout=5)
-        stopped = [g for g in raft["groups"] if g["partition"]]
-        assert stopped and all(g["storage_failed"] and g["role"] != "leader" for g in stopped), stopped
-        metadata = next(g for g in raft["groups"] if g["group"] == "__metadata")
+
+        def every_replica_stopped():  # a replica reopened by a probe between two samples stops at the next one
+            groups = http_json(cluster.url(FULL) + "/raft", timeout=5)["groups"]
+            stopped = [g for g in groups if g["partition"]]
+            return stopped and all(g["storage_failed"] and g["role"] != "leader" for g in stopped) and groups
+        raft_groups = wait_until(every_replica_stopped, 10, f"every partition replica on broker {FULL} to stop")
+        metadata = next(g for g in raft_groups if g["group"] == "__metadata")
         assert not metadata["storage_failed"]  # the space under the watermark is the metadata group's
         metrics = request(cluster.url(FULL) + "/metrics").body.decode()
         assert "raftka_storage_degraded 1" in metrics

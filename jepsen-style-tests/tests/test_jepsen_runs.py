@@ -3,11 +3,12 @@ a leader kill under load must come out valid, and canaries (test-only bugs switc
 brokers, raft/canary.py) must come out invalid with the anomaly that exposes them; a checker
 that never fails proves nothing.
 
-Fast tier: the leader kill, a disk loss, a leader's disk filling up, and the canaries marked ``fast``
-in scenarios.py (no-dedup, follower-reads, ack-before-commit, commit-offset-lww). The other canaries
-(skip-truncate, no-fsync, wiped-node-votes, full-disk-keeps-leadership, new-replica-votes) and the
-elastic-cluster run (membership changes with kills and partitions, 3 -> 5 brokers) run with
-RAFTKA_SLOW=1 (and in ``run.py --full``).
+Fast tier (part of ``make test``): the leader kill, a disk loss, a leader's disk filling up, and two
+canaries — ack-before-commit (lost writes, divergence) and follower-reads (non-monotonic polls). Every
+other canary runs with RAFTKA_SLOW=1: no-dedup and commit-offset-lww (``fast`` in scenarios.py: part of
+``run.py --quick``), skip-truncate, no-fsync, wiped-node-votes, full-disk-keeps-leadership, new-replica-votes
+(``run.py --full``), and so does the elastic-cluster run (membership changes with kills and partitions, 3 -> 5
+brokers).
 """
 
 import os
@@ -33,8 +34,8 @@ def _unusable_reason() -> str | None:
 
 
 pytestmark = pytest.mark.skipif(_unusable_reason() is not None, reason=str(_unusable_reason()))
-slow = [pytest.mark.slow,
-        pytest.mark.skipif(os.environ.get("RAFTKA_SLOW") != "1", reason="slow canary run: set RAFTKA_SLOW=1")]
+needs_slow = pytest.mark.skipif(os.environ.get("RAFTKA_SLOW") != "1", reason="slow canary run: set RAFTKA_SLOW=1")
+slow = [pytest.mark.slow, needs_slow]
 
 
 def carried_out(spec: RunSpec, tmp_path):
@@ -147,6 +148,8 @@ def assert_canary_caught(bug: str, tmp_path, **overrides):
     return report
 
 
+@pytest.mark.slow
+@needs_slow
 def test_no_dedup_canary_gives_duplicates(tmp_path):
     """The idempotent producer with the broker's duplicate detection off. The harness never
     retries in its normal workload; here the workload deliberately sends 20 % of the acknowledged
@@ -177,6 +180,8 @@ def test_slow_canaries(bug, tmp_path):
     assert_canary_caught(bug, tmp_path, seed=5)
 
 
+@pytest.mark.slow
+@needs_slow
 def test_commit_offset_lww_canary_lets_committed_offsets_go_back(tmp_path):
     """Consumers of one group commit their own positions (no seek). The grow-only register
     keeps the highest; with last-writer-wins a later, lower commit replaces it, and the next
@@ -184,6 +189,6 @@ def test_commit_offset_lww_canary_lets_committed_offsets_go_back(tmp_path):
     assert_canary_caught("commit-offset-lww", tmp_path, seed=6)
 
 
-def test_fast_tier_proves_four_canaries():
+def test_quick_run_proves_four_canaries():
     assert sorted(b for b, c in scenarios.CANARIES.items() if c.fast) == [
         "ack-before-commit", "commit-offset-lww", "follower-reads", "no-dedup"]

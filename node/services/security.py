@@ -128,7 +128,8 @@ class SecurityService:
         """The principal ``User:<user>`` if the password is right; AuthenticationRequired (or
         TooManyLoginFailures) otherwise."""
         self.check_address(address, listener)
-        if await self._password_matches(user, password) or (await self.catch_up()
+        seen = self.broker.metadata.applied_index  # checking a password awaits: the user may be applied meanwhile
+        if await self._password_matches(user, password) or (await self.catch_up(seen)
                                                             and await self._password_matches(user, password)):
             return f"User:{user}"
         self.login_failed(address, listener)
@@ -154,9 +155,10 @@ class SecurityService:
             self._verified.popitem(last=False)
         return True
 
-    async def catch_up(self) -> bool:
-        """Catch this broker's metadata replica up with the leader; False if it cannot or nothing was new."""
-        before = self.broker.metadata.applied_index
+    async def catch_up(self, seen: int | None = None) -> bool:
+        """Catch this broker's metadata replica up with the leader; False if it cannot or nothing was applied
+        since index `seen` (default: now)."""
+        before = self.broker.metadata.applied_index if seen is None else seen
         try:
             await metadata_fresh_here(self.broker)
         except NotLeader:
