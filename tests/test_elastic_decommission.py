@@ -43,8 +43,10 @@ def test_decommission_the_metadata_leaders_broker(cluster_factory):
         assert f"{TOPIC}/0" in resp.json()["message"]
     assert request(cluster.url(1) + "/brokers/9/decommission", "POST").status == 404
     assert all(d["membership"] == "active" for d in brokers(cluster).values())
-    cluster.add_broker()
+    joined = cluster.add_broker()
     leader = get_json(cluster, "/health")["metadata_leader"]
+    wait_until(lambda: brokers(cluster, via=leader)[joined]["alive"], 30,
+               f"the metadata leader to hear from broker {joined} (a drain counts only live brokers)")
     other = next(b for b in cluster.procs if b != leader)
     resp = request(cluster.url(other) + f"/brokers/{leader}/decommission", "POST")  # forwarded to the leader itself
     assert resp.status == 202, resp.body
