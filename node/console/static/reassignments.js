@@ -144,7 +144,7 @@ function MoveRow({ job }) {
     <td><a href=${topicHref(job.topic)}>${job.topic}</a> / ${job.partition}<div class="muted">job ${job.id} · ${job.reason}</div></td>
     <td><${Brokers} job=${job} /><div class="muted">leader ${job.leader ?? 'none'}</div></td>
     <td><${Badge} kind=${STATE_KIND[job.state] || 'unknown'}>${job.state}</${Badge}>
-      ${job.stuck_reason ? html`<div class="error" data-testid="stuck-reason">${job.stuck_reason}</div>` : null}</td>
+      ${job.stuck_reason ? html`<div class="error stuck" data-testid="stuck-reason">${job.stuck_reason}</div>` : null}</td>
     <td class="progress"><${Bar} value=${progress.value} label=${progress.label} kind=${job.state === 'stuck' ? 'bad' : ''}
       testid=${`move-bar-${job.id}`} /><div>${job.replicas.map((r) => html`<${ReplicaState} r=${r} />`)}</div></td>
     <td class="nowrap">${job.elapsed_s} s</td>
