@@ -1,13 +1,16 @@
 """Test support for the elastic cluster: a producer that keeps writing during moves, waiting for moves, and
-checks that nothing acknowledged was lost or duplicated and that every replica holds the same bytes."""
+checks that nothing acknowledged was lost or duplicated and that every replica holds the same bytes; `slow`
+for the longer scenarios (run with RAFTKA_SLOW=1; the default run keeps one per capability)."""
 
 from __future__ import annotations
 
 import base64
+import os
 import threading
 import time
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from cluster import request, retry, wait_until
@@ -15,6 +18,12 @@ from raftka.client.blocking import Producer
 from raftka.client.cli import main as cli_main
 
 BINARY = "application/vnd.kafka.binary.v2+json"
+
+
+def slow(test):
+    """Marks a long scenario: skipped unless RAFTKA_SLOW=1 (the default `make test` stays short)."""
+    return pytest.mark.slow(pytest.mark.skipif(os.environ.get("RAFTKA_SLOW") != "1",
+                                               reason="slow elastic scenario: set RAFTKA_SLOW=1")(test))
 
 
 def any_url(cluster) -> str:

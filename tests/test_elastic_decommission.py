@@ -10,11 +10,12 @@ import subprocess
 import sys
 
 import pytest
+from confluent_kafka.admin import AdminClient
 
 from cluster import request, retry, wait_until
 from raftka.client.devcluster import free_ports
 from elastic_support import (assert_replicas_identical, brokers, get_json, produce_values, read_partition,
-                             replicas_of)
+                             replicas_of, slow)
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -68,6 +69,9 @@ def test_decommission_the_metadata_leaders_broker(cluster_factory):
     assert_replicas_identical(cluster, TOPIC)
     health = request(cluster.url(leader) + "/health").json()
     assert any("decommissioned" in problem for problem in health["problems"]), health
+    kafka = AdminClient({"bootstrap.servers": cluster.kafka_address(other)})
+    wait_until(lambda: sorted(kafka.list_topics(timeout=10).brokers) == sorted(b for b in cluster.ids if b != leader),
+               30, "Kafka Metadata to list the brokers left and not the decommissioned one")
 
     cluster.stop_broker(leader)
     refused = run_node(cluster, *cluster.command(leader)[3:])
@@ -83,6 +87,7 @@ def test_decommission_the_metadata_leaders_broker(cluster_factory):
                "the restarted broker to follow the metadata group again")
 
 
+@slow
 def test_brokers_the_cluster_does_not_know_are_told_to_join(cluster_factory, tmp_path):
     cluster = cluster_factory(3)
     cluster_id = wait_until(lambda: get_json(cluster, "/cluster")["formed"] and get_json(cluster, "/cluster"), 20,

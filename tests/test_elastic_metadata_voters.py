@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from cluster import request, retry, wait_until
-from elastic_support import brokers, get_json, raftka
+from elastic_support import brokers, get_json, raftka, slow
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -19,6 +19,7 @@ def roles(cluster, via: int | None = None) -> dict[str, list[int]]:
     return out
 
 
+@slow
 def test_seven_brokers_five_metadata_voters_and_two_learners(cluster_factory):
     cluster = cluster_factory(7)
     wait_until(lambda: roles(cluster).get("voter") == [1, 2, 3, 4, 5] and roles(cluster).get("learner") == [6, 7],

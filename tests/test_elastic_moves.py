@@ -9,13 +9,14 @@ import pytest
 
 from cluster import request, wait_until
 from elastic_support import (assert_replicas_identical, brokers, get_json, produce_values, raftka, read_partition,
-                             reassignments, replicas_of, wait_moves_done)
+                             reassignments, replicas_of, slow, wait_moves_done)
 
 pytestmark = pytest.mark.timeout(240)
 
 RATE = 2_000_000
 
 
+@slow
 def test_cancel_halfway_a_target_that_dies_mid_move_and_a_metadata_leader_failover(cluster_factory):
     cluster = cluster_factory(3, extra_args=["--reassignment-max-bytes-per-sec", str(RATE)])
     cluster.create_topic("mv", 1, 2)

@@ -49,7 +49,8 @@ class _Elastic(Nemesis):
     def __init__(self, ctx: NemesisContext, topic: str) -> None:
         super().__init__(ctx)
         self.topic = topic
-        self.api = BrokerApi({n: ctx.cluster.address(CLIENT, n, "http") for n in ctx.cluster.nodes}, ctx.rng)
+        self.api = BrokerApi({n: ctx.cluster.address(CLIENT, n, "http") for n in ctx.cluster.nodes}, ctx.rng,
+                             ctx.api_security)
 
     def _running(self) -> list[int]:
         return [n for n in self.ctx.cluster.nodes if self.ctx.brokers.running(n) and not self.ctx.brokers.paused(n)]

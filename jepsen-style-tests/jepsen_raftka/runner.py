@@ -353,7 +353,7 @@ def _drive_cluster(spec: RunSpec, run_dir: Path, info: dict[str, Any], timings: 
         workload = Workload(WorkloadConfig(settings, api.addresses, spec.rate, spec.concurrency, spec.processes,
                                            seed=spec.seed, kafka_brokers=kafka, security=security),
                             run_dir, cluster.run_token)
-        ctx = NemesisContext(cluster, brokers, recorder, random.Random(spec.seed), disks)
+        ctx = NemesisContext(cluster, brokers, recorder, random.Random(spec.seed), disks, security)
         partition_leader, metadata_leader = metadata_lookups(api, spec.partitions, random.Random(spec.seed + 2))
         chosen = scenarios.entries(spec.nemeses, ctx, partition_leader=partition_leader,
                                    metadata_leader=metadata_leader,

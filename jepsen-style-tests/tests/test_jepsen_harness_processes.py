@@ -181,6 +181,11 @@ def test_nodes_beyond_the_bootstrap_ones_join_and_a_rejoin_switches_to_join(clus
         assert not (brokers.data_dir(1) / "leftover").exists()
     finally:
         brokers.close()
+    tls = RunTls(tmp_path / "tls", hosts_of(cluster))  # a --tls run: the joiner serves and joins over https
+    with Brokers(cluster, tmp_path / "tls-run", secret="x" * 32, bootstrap=[1, 2], **tls.broker_options()) as secured:
+        joining = load_config(raftka_node_command(secured, 3)[3:], env)
+        assert joining.join_urls == ["https://{}:{}".format(*cluster.address(3, n, "http")) for n in (1, 2)]
+        assert joining.self_peer.http_url.startswith("https://") and joining.security.auth == "required"
 
 
 @pytest.mark.skipif(libfaketime_path() is None, reason="libfaketime missing (Debian package faketime)")
