@@ -60,7 +60,8 @@ export async function pollMoves(store) {
       Promise.all(draining.map((id) => api(`/brokers/${id}/decommission`))),
     ]);
   } catch (error) {
-    if (poll === polls) moves.error = error.message;
+    const refused = error.status === 403 ? ' Replica moves need DESCRIBE on the cluster (an ACL, or a superuser).' : '';
+    if (poll === polls) moves.error = `${error.message}${refused}`;
     return;
   }
   if (poll !== polls) return;
