@@ -1,4 +1,5 @@
-"""AIOAdmin: topics, configs, consumer groups, cluster state, users and ACLs over the broker's HTTP API.
+"""AIOAdmin: topics, configs, consumer groups, cluster state, users and ACLs over the broker's HTTP API (the elastic
+cluster's operations — brokers, reassignments, decommissions, replication factors, rebalancing — in `admin_cluster`).
 
 Requests go preferably to the metadata leader: any broker would forward a
 write, but brokers answer reads from their own replica of the metadata, and
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+from raftka.client.admin_cluster import ClusterAdminMixin
 from raftka.client.admin_security import UsersAndAcls
 from raftka.client.cluster import Cluster, topic_path
 from raftka.client.connection import ClientSecurity
@@ -153,7 +155,7 @@ def _partition(raw: Any, where: str) -> PartitionDescription:
         raise ProtocolError(f"{where}: malformed partition {raw!r} ({exc})") from None
 
 
-class AIOAdmin(UsersAndAcls):
+class AIOAdmin(ClusterAdminMixin, UsersAndAcls):
     def __init__(self, bootstrap_servers: str | Sequence[str] | None = None, *, request_timeout_ms: int = 30_000,
                  username: str | None = None, password: str | None = None, ssl_cafile: str | None = None,
                  ssl_certfile: str | None = None, ssl_keyfile: str | None = None) -> None:

@@ -6,7 +6,8 @@ secured cluster: ``--user``/``--password`` (``RAFTKA_USER``/``RAFTKA_PASSWORD``;
 the password is asked for when only the user is given), ``--ca-file``
 (``RAFTKA_CA_FILE``) to trust the brokers' certificates, ``--cert-file``/
 ``--key-file`` for a client certificate. Users and ACLs: ``raftka users``,
-``raftka acl`` (`cli_security`).
+``raftka acl`` (`cli_security`). Growing and shrinking the cluster: ``raftka cluster
+brokers|decommission|rebalance|…`` and ``topics alter --replication-factor`` (`cli_cluster`).
 Client errors are reported in one readable paragraph (which addresses were
 tried when the cluster cannot be reached; similar topic names when a topic
 does not exist) with exit status 1; usage errors exit with status 2.
@@ -29,6 +30,7 @@ import orjson
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
 from raftka.client.blocking import Admin, Consumer, Producer
+from raftka.client.cli_cluster import register as register_cluster_commands, wait_replication_factor
 from raftka.client.cli_common import ErrorsGroup, Settings, admin_client, explain, stderr, stdout
 from raftka.client.cli_render import (
     format_record,
@@ -184,18 +186,28 @@ def topics_delete(ctx: click.Context, name: str, yes: bool) -> None:
 @click.argument("name")
 @click.option("--partitions", "-p", type=click.IntRange(min=1), help="New total partition count (grow only).")
 @click.option("--config", "-c", "configs", multiple=True, metavar="NAME=VALUE", help="Config to set; repeatable.")
+@click.option("--replication-factor", "-r", type=click.IntRange(min=1),
+              help="New replication factor (replicas are added or removed by reassignments).")
+@click.option("--wait", is_flag=True, help="With --replication-factor: show progress until the moves are done.")
 @click.pass_context
-def topics_alter(ctx: click.Context, name: str, partitions: int | None, configs: tuple[str, ...]) -> None:
-    """Add partitions to topic NAME or change its configs."""
+def topics_alter(ctx: click.Context, name: str, partitions: int | None, configs: tuple[str, ...],
+                 replication_factor: int | None, wait: bool) -> None:
+    """Add partitions to topic NAME, change its configs or its replication factor."""
     parsed = parse_configs(configs)
-    if partitions is None and not parsed:
-        raise click.UsageError("nothing to alter: give --partitions and/or --config")
+    if partitions is None and not parsed and replication_factor is None:
+        raise click.UsageError("nothing to alter: give --partitions, --config and/or --replication-factor")
+    console = stdout()
     with admin_client(ctx) as admin:
         if partitions is not None:
             admin.add_partitions(name, partitions)
         if parsed:
             admin.alter_configs(name, parsed)
-    stdout().print(f"Altered topic {name}.")
+        if replication_factor is not None:
+            moves = admin.alter_replication_factor(name, replication_factor)
+            console.print(f"Replication factor of {name} -> {replication_factor}: {len(moves)} partition(s) moving.")
+            if wait and moves:
+                wait_replication_factor(admin, console, name, moves)
+    console.print(f"Altered topic {name}.")
 
 
 @topics.command("delete-records")
@@ -390,7 +402,7 @@ def groups_describe(ctx: click.Context, group: str) -> None:
 
 @main.group(cls=ErrorsGroup)
 def cluster() -> None:
-    """Inspect the cluster."""
+    """Inspect the cluster, and change its shape: decommission brokers, rebalance."""
 
 
 @cluster.command("status")
@@ -416,6 +428,9 @@ def cluster_replace_disk(ctx: click.Context, broker_id: int) -> None:
         doc = admin.replace_broker_disk(broker_id)
     stdout().print(f"Broker {doc['broker']}: incarnation {doc['incarnation']} replaces {doc['previous_incarnation']};"
                     " every group now swaps in its new replicas.")
+
+
+register_cluster_commands(topics, cluster)
 
 
 @main.command()

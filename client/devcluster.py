@@ -3,7 +3,8 @@
 `LocalCluster` starts N `raftka-node` processes (one data directory each under
 a root directory, a generated cluster secret, free loopback ports, a Kafka
 listener on each), waits for them to be healthy, and can kill -9, stop, pause,
-resume and restart any of them.  It talks to the brokers over HTTP only. With
+resume and restart any of them, and add brokers to the running cluster
+(`add_broker`: ``--join``).  It talks to the brokers over HTTP only. With
 `security` (a `DevSecurity`) the brokers serve TLS and require authentication;
 the cluster then speaks https and logs in as the bootstrap admin.
 """
@@ -66,7 +67,7 @@ class LocalCluster:
                  http_ports: list[int] | None = None, raft_ports: list[int] | None = None,
                  kafka_ports: list[int] | None = None, env: dict[str, str] | None = None, extra_args: list[str] | None = None,
                  election_timeout_ms: int | None = None, log_to_files: bool = True,
-                 security: DevSecurity | None = None):
+                 racks: dict[int, str] | None = None, security: DevSecurity | None = None):
         self.root = Path(data_dir)
         self.security = security.prepare() if security is not None else None
         self.ids = list(range(1, brokers + 1))
@@ -80,6 +81,9 @@ class LocalCluster:
             self.extra_args += ["--election-timeout-ms", str(election_timeout_ms),
                                 "--heartbeat-ms", str(max(10, election_timeout_ms // 10))]
         self.log_to_files = log_to_files
+        self.racks = dict(racks or {})
+        self.joined: dict[int, str] = {}  # brokers added with --join -> the URL they joined through
+        self.bootstrap_ids = list(self.ids)
         self.procs: dict[int, subprocess.Popen] = {}
         self._lifeline: tuple[int, int] | None = None  # pipe (read, write); brokers stop when the write end closes
 
@@ -110,7 +114,7 @@ class LocalCluster:
         return f"127.0.0.1:{self.kafka_ports[broker]}"
 
     def peers_arg(self) -> str:
-        return ",".join(f"{i}=127.0.0.1:{self.http_ports[i]}:{self.raft_ports[i]}" for i in self.ids)
+        return ",".join(f"{i}=127.0.0.1:{self.http_ports[i]}:{self.raft_ports[i]}" for i in self.bootstrap_ids)
 
     def secret_file(self) -> Path:
         path = self.root / SECRET_FILE
@@ -123,8 +127,14 @@ class LocalCluster:
     # ----------------------------------------------------------- processes
 
     def command(self, broker: int) -> list[str]:
+        if broker in self.joined:
+            where = ["--join", self.joined[broker], "--listen", f"127.0.0.1:{self.http_ports[broker]}",
+                     "--raft-listen", f"127.0.0.1:{self.raft_ports[broker]}"]
+        else:
+            where = ["--peers", self.peers_arg()]
+        rack = ["--rack", self.racks[broker]] if broker in self.racks else []
         return [sys.executable, "-m", "raftka.node.main", "--id", str(broker),
-                "--data-dir", str(self.root / f"broker-{broker}"), "--peers", self.peers_arg(),
+                "--data-dir", str(self.root / f"broker-{broker}"), *where, *rack,
                 "--cluster-secret-file", str(self.secret_file()), "--kafka-listen", self.kafka_address(broker),
                 *(self.security.broker_args() if self.security is not None else []), *self.extra_args]
 
@@ -137,6 +147,21 @@ class LocalCluster:
         if self._lifeline is None:
             self._lifeline = os.pipe()
         return self._lifeline[0]
+
+    def add_broker(self, broker: int | None = None, *, rack: str | None = None, via: int | None = None,
+                   timeout: float = 60.0) -> int:
+        """Start a new broker that joins the running cluster (``--join`` through broker `via`, default the first
+        running one); returns its id once it is healthy."""
+        broker = broker if broker is not None else max(self.ids) + 1
+        if broker not in self.ids:
+            self.ids.append(broker)
+            self.http_ports[broker], self.raft_ports[broker], self.kafka_ports[broker] = free_ports(3)
+        if rack is not None:
+            self.racks[broker] = rack
+        self.joined[broker] = self.url(via if via is not None else next(iter(self.procs)))
+        self.start_broker(broker)
+        self.wait_healthy(timeout, [broker])
+        return broker
 
     def start_broker(self, broker: int) -> None:
         env = {**os.environ, "MALLOC_TRIM_THRESHOLD_": str(64 << 20), "MALLOC_TOP_PAD_": str(64 << 20), **self.env}

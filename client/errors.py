@@ -30,8 +30,12 @@ Hierarchy::
      +-- NotFoundError                     404xx
      |    +-- TopicNotFoundError  PartitionNotFoundError  GroupNotFoundError  UnknownMemberError
      |    +-- BrokerNotFoundError          40406
+     |    +-- ReassignmentNotFoundError    40411
      |    +-- UserNotFoundError (40407)
      +-- TopicAlreadyExistsError           40904
+     +-- ClusterChangeError                a cluster change refused in this state
+     |    +-- ReassignmentInProgressError  40921  UnsafeClusterChangeError  40922
+     |    +-- BrokerAlreadyRegisteredError 40923  JoinRefusedError  40321
      +-- GroupError
      |    +-- StaleGenerationError         40905
      |    +-- RebalanceInProgressError     40906
@@ -43,7 +47,7 @@ Hierarchy::
      +-- NoOffsetForPartitionError (40909) no committed offset and auto_offset_reset="none"
      +-- InvalidRequestError               422xx and 400
      |    +-- InvalidTopicError  InvalidPartitionsError  InvalidReplicationFactorError
-     |    +-- InvalidConfigError  InvalidEncodingError
+     |    +-- InvalidConfigError  InvalidEncodingError  InvalidReplicaAssignmentError (42221)
      +-- UnsupportedMediaTypeError (415)  NotAcceptableError (406)
      +-- ServerError                       other 5xx (InternalServerError 50002)
      +-- DeliveryTimeoutError              a record was not acknowledged within delivery_timeout_ms
@@ -68,7 +72,9 @@ __all__ = [
     "TooManyLoginFailuresError",
     "TopicAuthorizationError",
     "UserNotFoundError",
+    "BrokerAlreadyRegisteredError",
     "BrokerConnectionError",
+    "ClusterChangeError",
     "BrokerNotAvailableError",
     "BufferFullError",
     "ClientClosedError",
@@ -82,9 +88,11 @@ __all__ = [
     "InvalidConfigError",
     "InvalidEncodingError",
     "InvalidPartitionsError",
+    "InvalidReplicaAssignmentError",
     "InvalidReplicationFactorError",
     "InvalidRequestError",
     "InvalidTopicError",
+    "JoinRefusedError",
     "NoBrokersAvailable",
     "NoOffsetForPartitionError",
     "NotAcceptableError",
@@ -96,6 +104,8 @@ __all__ = [
     "ProducerFencedError",
     "ProtocolError",
     "RaftkaError",
+    "ReassignmentInProgressError",
+    "ReassignmentNotFoundError",
     "RebalanceInProgressError",
     "RecordTooLargeError",
     "RequestTimedOutError",
@@ -107,6 +117,7 @@ __all__ = [
     "TopicAlreadyExistsError",
     "TopicNotFoundError",
     "UnknownMemberError",
+    "UnsafeClusterChangeError",
     "UnsupportedMediaTypeError",
     "error_from_response",
 ]
@@ -228,6 +239,30 @@ class BrokerNotFoundError(NotFoundError):
     """No broker with that id is a member of the cluster."""
 
 
+class ReassignmentNotFoundError(NotFoundError):
+    """The partition is not being reassigned (nothing to cancel)."""
+
+
+class ClusterChangeError(RaftkaError):
+    """A change of the cluster's shape refused in its current state (the message says why)."""
+
+
+class ReassignmentInProgressError(ClusterChangeError):
+    """The partition is being moved already: wait for the move or cancel it first."""
+
+
+class UnsafeClusterChangeError(ClusterChangeError):
+    """The change would leave a partition short of replicas or the metadata group without a live quorum."""
+
+
+class BrokerAlreadyRegisteredError(ClusterChangeError):
+    """A live broker already runs under that id."""
+
+
+class JoinRefusedError(ClusterChangeError):
+    """A broker's join request did not prove the cluster secret."""
+
+
 class UnknownMemberError(NotFoundError):
     """The group coordinator no longer knows this member (its session expired); rejoin."""
 
@@ -339,6 +374,10 @@ class InvalidReplicationFactorError(InvalidRequestError):
     """Bad replication factor, or more replicas than brokers."""
 
 
+class InvalidReplicaAssignmentError(InvalidRequestError):
+    """A replica list names an unknown, dead, draining or repeated broker."""
+
+
 class InvalidConfigError(InvalidRequestError):
     """Unknown config name or bad value."""
 
@@ -397,7 +436,9 @@ _BY_CODE: dict[int, type[RaftkaError]] = {
     40402: PartitionNotFoundError,
     40403: UnknownMemberError,  # Confluent: consumer instance not found
     40405: GroupNotFoundError,
+    40321: JoinRefusedError,
     40406: BrokerNotFoundError,
+    40411: ReassignmentNotFoundError,
     40601: NotAcceptableError,
     40901: GroupError,  # REST consumer instance already subscribed
     40902: GroupError,  # REST consumer instance already exists
@@ -409,6 +450,11 @@ _BY_CODE: dict[int, type[RaftkaError]] = {
     40910: GroupError,  # a member of the other protocol kind (Kafka classic vs raftka's group API)
     40911: GroupError,  # deleting a group that still has live members
     40909: NoOffsetForPartitionError,  # a REST consumer instance with auto.offset.reset none
+    40910: GroupError,  # a member of the other protocol kind (Kafka classic vs raftka's group API)
+    40911: GroupError,  # deleting a group that still has live members
+    40921: ReassignmentInProgressError,
+    40922: UnsafeClusterChangeError,
+    40923: BrokerAlreadyRegisteredError,
     41301: RequestTooLargeError,
     41302: RecordTooLargeError,
     41501: UnsupportedMediaTypeError,
@@ -420,6 +466,7 @@ _BY_CODE: dict[int, type[RaftkaError]] = {
     42209: InvalidPartitionsError,
     42210: InvalidReplicationFactorError,
     42211: InvalidConfigError,
+    42221: InvalidReplicaAssignmentError,
     50002: InternalServerError,
     50003: RequestTimedOutError,
     50301: NotLeaderError,

@@ -4,6 +4,7 @@ Used by docker/test.sh (which builds the image and starts the engine); standard 
 
   python3 docker/scenario.py --compose-file docker/compose.yml --ports 9091,9092,9093 \
       --replication-factor 3 --kill 1
+  python3 docker/scenario.py --compose-file docker/compose.yml --ports 9091,9092,9093,9094 --elastic
 
 Steps: `compose up -d --no-build`; every broker healthy; create a topic (1 partition, the given
 replication factor); produce through one port and consume through another; `docker kill` the
@@ -12,6 +13,13 @@ survivor, retrying while the cluster elects new leaders; `docker start` the kill
 until each has caught up (the group leaders report its lag 0 and it applied up to their commit
 index); produce through a restarted broker and read everything back through it. Always
 `compose down -v` at the end. Exits non-zero with a message on the first failed expectation.
+
+With --elastic instead: up the three brokers; create a topic (4 partitions, replication factor 3)
+and produce to it; add broker4 (the compose profile `elastic`: it starts with --join); rebalance
+and wait until the moves are done and broker4 holds replicas; produce again; decommission broker1
+and wait until it is drained (its replicas and its metadata seat moved); produce once more, then
+read every partition back through broker4 and check that every acknowledged record is there, at
+its offset, exactly once.
 
 The compose project, image and secret come from the environment of docker/test.sh
 (COMPOSE_PROJECT_NAME, RAFTKA_IMAGE, RAFTKA_CLUSTER_SECRET); the compose command from
@@ -192,6 +200,19 @@ class Cluster:
 # ----------------------------------------------------------------------------- the steps
 
 
+def create_topic(cluster: Cluster, partitions: int, replication_factor: int) -> None:
+    def attempt():
+        status, body = call("POST", cluster.url(1) + "/topics",
+                            {"name": TOPIC, "partitions": partitions, "replication_factor": replication_factor})
+        if status in (200, 201, 409):  # 409: created by an earlier attempt whose answer was lost
+            return body
+        if not retriable(status, body):
+            raise RuntimeError(f"create topic: {status} {body}")
+        raise ScenarioFailed(f"create topic: {status} {body}")
+
+    until("topic creation", 30, attempt)
+
+
 def produce_one(cluster: Cluster, via: int, value: dict) -> int | None:
     """Offset of the record on success; ScenarioFailed if retriable, RuntimeError if not."""
     status, body = call("POST", f"{cluster.url(via)}/topics/{TOPIC}",
@@ -218,22 +239,25 @@ def produce(cluster: Cluster, via: int, values: list[dict], retry_s: float) -> f
     return first_ok or 0.0
 
 
-def consume_all(cluster: Cluster, via: int, expected_count: int, timeout_s: float = 30) -> list[dict]:
-    """Every record of partition 0 from offset 0 up to expected_count, read through broker `via`."""
+def consume_all(cluster: Cluster, via: int, expected_count: int | None, timeout_s: float = 30,
+                partition: int = 0) -> list[dict]:
+    """Every record of a partition from offset 0, read through broker `via`: up to expected_count, or (None) until a
+    fetch comes back empty."""
     records: list[dict] = []
 
     def attempt():
-        status, body = call("GET", f"{cluster.url(via)}/topics/{TOPIC}/partitions/0/records"
+        status, body = call("GET", f"{cluster.url(via)}/topics/{TOPIC}/partitions/{partition}/records"
                                    f"?offset={len(records)}&timeout_ms=1000", accept=JSON_V2)
         if status != 200:
-            raise ScenarioFailed(f"fetch via broker {via}: {status} {body}")
+            raise ScenarioFailed(f"fetch of partition {partition} via broker {via}: {status} {body}")
         for record in body:
             if record["offset"] != len(records):
                 raise RuntimeError(f"fetch via broker {via}: offset {record['offset']}, expected {len(records)}")
             records.append(record)
-        return records if len(records) >= expected_count else None
+        done = not body if expected_count is None else len(records) >= expected_count
+        return records if done else None
 
-    return until(f"{expected_count} records via broker {via}", timeout_s, attempt)
+    return until(f"{expected_count or 'all'} records of partition {partition} via broker {via}", timeout_s, attempt)
 
 
 def check_values(records: list[dict], expected: list[dict], where: str) -> None:
@@ -274,6 +298,121 @@ def caught_up(cluster: Cluster, restarted: list[int], alive: list[int]) -> bool 
     return True
 
 
+# --------------------------------------------------------------------------- elastic cluster
+
+ELASTIC_PARTITIONS = 4
+
+
+def produce_batch(cluster: Cluster, via: int, partition: int, values: list[dict]) -> list[tuple[int, int, dict]]:
+    """Produce values to one partition in one request, retrying retriable failures (a retry of a request
+    whose outcome was unknown may store the values twice: the read-back check allows only that);
+    (partition, offset, value) of each."""
+    def attempt():
+        status, body = call("POST", f"{cluster.url(via)}/topics/{TOPIC}/partitions/{partition}",
+                            {"records": [{"value": v} for v in values]}, content_type=JSON_V2)
+        if status == 200:
+            return [(partition, o["offset"], v) for o, v in zip(body["offsets"], values)]
+        if not retriable(status, body):
+            raise RuntimeError(f"produce to partition {partition} via broker {via}: {status} {body}")
+        raise ScenarioFailed(f"produce via broker {via}: {status} {body}")
+
+    return until(f"producing to partition {partition} via broker {via}", 60, attempt)
+
+
+def wait_moves(cluster: Cluster, via: int, what: str, timeout_s: float = 180) -> None:
+    def attempt():
+        status, body = call("GET", cluster.url(via) + "/reassignments")
+        if status != 200:
+            raise ScenarioFailed(f"GET /reassignments: {status} {body}")
+        moving = body["reassignments"]
+        if moving:
+            raise ScenarioFailed(f"{len(moving)} moving: " + ", ".join(
+                f"{m['topic']}/{m['partition']} {m['state']}" for m in moving[:4]))
+        return True
+
+    until(what, timeout_s, attempt)
+
+
+def brokers_view(cluster: Cluster, via: int) -> dict[int, dict]:
+    status, body = call("GET", cluster.url(via) + "/brokers")
+    if status != 200:
+        raise ScenarioFailed(f"GET /brokers: {status} {body}")
+    return {d["id"]: d for d in body["details"]}
+
+
+def run_elastic(cluster: Cluster) -> None:
+    t0 = time.monotonic()
+    bootstrap = [1, 2, 3]
+    log(f"compose up brokers {bootstrap} (ports {cluster.ports})")
+    cluster.run("up", "-d", "--no-build", *(f"broker{b}" for b in bootstrap))
+    cluster.wait_healthy(bootstrap)
+
+    create_topic(cluster, ELASTIC_PARTITIONS, 3)
+    acked: list[tuple[int, int, dict]] = []
+
+    def produce_round(phase: str, via: int) -> None:
+        for p in range(ELASTIC_PARTITIONS):
+            acked.extend(produce_batch(cluster, via, p, [{"phase": phase, "p": p, "n": n} for n in range(20)]))
+        log(f"{phase}: produced 20 records to each partition via broker {via}")
+
+    produce_round("three-brokers", 2)
+    cluster.run("--profile", "elastic", "up", "-d", "--no-build", "broker4")
+    cluster.wait_healthy([4])
+    until("broker4 in the broker registry", 30,
+          lambda: True if brokers_view(cluster, 2).get(4, {}).get("membership") == "active" else None)
+    log(f"broker4 joined after {time.monotonic() - t0:.1f}s")
+    produce_round("joined", 4)
+    status, body = call("POST", cluster.url(2) + "/cluster/rebalance")
+    if status not in (200, 202):
+        raise RuntimeError(f"rebalance: {status} {body}")
+    moved = [c for c in body["changes"] if c["moves_data"]]
+    if not moved:
+        raise RuntimeError(f"the rebalance moved nothing onto broker4: {body}")
+    log(f"rebalance: moving {len(moved)} partition(s)")
+    produce_round("rebalancing", 3)
+    wait_moves(cluster, 2, "the rebalance")
+    held = brokers_view(cluster, 2)[4]["replicas"]
+    if held == 0:
+        raise RuntimeError("broker4 holds no replica after the rebalance")
+    log(f"rebalanced: broker4 holds {held} replicas")
+
+    status, body = call("POST", cluster.url(3) + "/brokers/1/decommission")
+    if status != 202:
+        raise RuntimeError(f"decommission broker 1: {status} {body}")
+    produce_round("draining", 4)
+
+    def drained():
+        status, body = call("GET", cluster.url(2) + "/brokers/1/decommission")
+        if status != 200:
+            raise ScenarioFailed(f"GET /brokers/1/decommission: {status} {body}")
+        if not body["done"]:
+            raise ScenarioFailed(f"{body['partitions_remaining']} partition(s) left, metadata voter: "
+                                 f"{body['metadata_voter']}")
+        return True
+
+    until("broker1 to drain", 180, drained)
+    view = brokers_view(cluster, 2)
+    if view[1]["membership"] != "decommissioned" or view[1]["replicas"] or view[1]["metadata_role"] != "none":
+        raise RuntimeError(f"broker1 after its drain: {view[1]}")
+    log(f"broker1 decommissioned after {time.monotonic() - t0:.1f}s; stopping its container")
+    cluster.run("stop", "broker1")
+    produce_round("without-broker1", 4)
+
+    for p in range(ELASTIC_PARTITIONS):
+        records = consume_all(cluster, 4, None, 60, partition=p)
+        by_offset = {r["offset"]: r["value"] for r in records}
+        values = [r["value"] for r in records]
+        for partition, offset, value in (a for a in acked if a[0] == p):
+            if by_offset.get(offset) != value:
+                raise RuntimeError(f"partition {p}: acknowledged {value} at offset {offset}, read "
+                                   f"{by_offset.get(offset)}")
+        repeated = [v for v in values if values.count(v) > 1]
+        if repeated:
+            log(f"partition {p}: {len(repeated)} record(s) stored twice by retried produce requests")
+    log(f"read back all {len(acked)} acknowledged records through broker4; elastic scenario passed "
+        f"in {time.monotonic() - t0:.1f}s")
+
+
 def run(cluster: Cluster, replication_factor: int, kill: int) -> None:
     t0 = time.monotonic()
     log(f"compose up ({len(cluster.ids)} brokers, ports {cluster.ports})")
@@ -283,18 +422,7 @@ def run(cluster: Cluster, replication_factor: int, kill: int) -> None:
     cluster.wait_docker_healthy()
     log(f"docker reports all containers healthy after {time.monotonic() - t0:.1f}s")
 
-    def create():
-        status, body = call("POST", cluster.url(1) + "/topics",
-                            {"name": TOPIC, "partitions": 1, "replication_factor": replication_factor})
-        if status in (201, 200):
-            return body
-        if status == 409:  # created by an earlier attempt whose answer was lost
-            return body
-        if not retriable(status, body):
-            raise RuntimeError(f"create topic: {status} {body}")
-        raise ScenarioFailed(f"create topic: {status} {body}")
-
-    until("topic creation", 30, create)
+    create_topic(cluster, 1, replication_factor)
     group, leader, term = until("a partition leader", 30, lambda: cluster.partition_leader(cluster.ids))
     log(f"topic {TOPIC} R={replication_factor}: partition 0 (Raft group {group}) leader is broker {leader}")
 
@@ -353,6 +481,8 @@ def main() -> int:
     parser.add_argument("--ports", required=True, help="published HTTP ports of broker1..N, comma-separated")
     parser.add_argument("--replication-factor", type=int, default=3)
     parser.add_argument("--kill", type=int, default=1, help="brokers to kill at once")
+    parser.add_argument("--elastic", action="store_true",
+                        help="the elastic scenario instead: add broker4, rebalance, decommission broker1")
     args = parser.parse_args()
     ports = [int(p) for p in args.ports.split(",")]
     compose = shlex.split(os.environ.get("RAFTKA_COMPOSE", "")) or (
@@ -362,7 +492,10 @@ def main() -> int:
     cluster = Cluster(compose, args.compose_file, ports)
     ok = False
     try:
-        run(cluster, args.replication_factor, args.kill)
+        if args.elastic:
+            run_elastic(cluster)
+        else:
+            run(cluster, args.replication_factor, args.kill)
         ok = True
     except (ScenarioFailed, RuntimeError, KeyError, TypeError) as exc:
         log(f"FAILED: {type(exc).__name__}: {exc}")
@@ -370,7 +503,7 @@ def main() -> int:
         if not ok:
             log("last broker logs:")
             print(cluster.run("logs", "--no-color", "--tail", "40", check=False), file=sys.stderr)
-        cluster.run("down", "-v", "--remove-orphans", check=False)
+        cluster.run("--profile", "elastic", "down", "-v", "--remove-orphans", check=False)  # broker4 too
         log("compose down -v done")
     return 0 if ok else 1
 

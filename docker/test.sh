@@ -6,8 +6,10 @@
 # 2. The image, built offline by docker/build-offline.sh (debootstrapped bookworm base, cached under
 #    /var/cache/raftka-docker, and wheels from `pip wheel` on this host). With RAFTKA_DOCKER_BASE_IMAGE
 #    set (e.g. python:3.11-slim where Docker Hub is reachable) that image is the base instead.
-# 3. docker/scenario.py against docker/compose.yml (R=3, one broker killed) and docker/compose-5.yml
-#    (R=5, two brokers killed), each as compose project raftka-test, with `down -v` at the end.
+# 3. docker/scenario.py against docker/compose.yml (R=3, one broker killed; then the elastic scenario:
+#    broker4 joins, a rebalance moves replicas onto it, broker1 is decommissioned, every acknowledged
+#    record read back) and docker/compose-5.yml (R=5, two brokers killed), each as compose project
+#    raftka-test, with `down -v` at the end.
 # Published ports: 9091.. when free, else free ports picked here. The cluster secret and the admin password
 # are random; the CA and certificates (TLS is on) go to a temporary folder removed at the end.
 set -euo pipefail
@@ -21,7 +23,7 @@ log() { printf '[%s] docker-test: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 compose_down() {
     [ -n "${compose_file:-}" ] || return 0
-    $RAFTKA_COMPOSE -f "$compose_file" down -v --remove-orphans >/dev/null 2>&1 || true
+    $RAFTKA_COMPOSE -f "$compose_file" --profile elastic down -v --remove-orphans >/dev/null 2>&1 || true
 }
 
 cleanup() {
@@ -152,9 +154,12 @@ compose_file=docker/compose.yml
 compose_down  # leftovers of an interrupted run
 python3 docker/scenario.py --compose-file "$compose_file" --ports "$(free_ports 3)" --replication-factor 3 --kill 1
 
+compose_down
+python3 docker/scenario.py --compose-file "$compose_file" --ports "$(free_ports 4)" --elastic
+
 compose_file=docker/compose-5.yml
 compose_down
 python3 docker/scenario.py --compose-file "$compose_file" --ports "$(free_ports 5)" --replication-factor 5 --kill 2
 
 compose_file=""
-log "passed: both compose files, in $(($(date +%s) - started))s"
+log "passed: both compose files and the elastic scenario, in $(($(date +%s) - started))s"

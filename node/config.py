@@ -14,6 +14,20 @@ single-broker cluster whose only peer is itself at its listen addresses.
 ``--listen``/``--raft-listen`` are what this broker binds; they default to its
 own peer entry (port 0, "any free port", is allowed there for tests).
 
+``--join http://HOST:PORT`` instead of ``--peers`` adds this broker to a running
+cluster through any live broker of it (same cluster secret): the broker
+registers itself (id, incarnation, advertised addresses, ``--rack``) in the
+metadata group and learns the other brokers' addresses from there. Its
+advertised host is ``--advertised-host``, by default the ``--listen`` host
+(or this machine's host name when that is a wildcard such as 0.0.0.0).
+``--peers`` is only needed to bootstrap the first brokers; once a cluster has
+formed, the brokers' addresses come from its metadata.
+
+``--metadata-voters`` caps the metadata group's voters (``auto``: 3, or 5 once
+the cluster has 5 brokers); the other brokers follow the metadata log as
+learners. ``--reassignment-max-bytes-per-sec`` limits the catch-up traffic a
+broker sends to replicas being added by a reassignment (0: unlimited).
+
 The cluster secret (``--cluster-secret``, or ``--cluster-secret-file`` whose
 surrounding whitespace is stripped) authenticates and encrypts Raft traffic.
 Prefer the file or the environment: flags show up in ``ps``. A cluster of two
@@ -79,6 +93,8 @@ DEFAULT_HEARTBEAT_MS = 100
 DEFAULT_MAX_REQUEST_BYTES = 16 * 1024 * 1024
 DEFAULT_PARTITIONS = 1
 DEFAULT_LOG_LEVEL = "INFO"
+DEFAULT_REASSIGNMENT_BYTES_PER_SEC = 100 * 1024 * 1024
+MAX_METADATA_VOTERS = 7
 _TOPIC_DEFAULTS = TopicConfig()
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _HOSTNAME = re.compile(
@@ -139,6 +155,10 @@ class BrokerConfig:
     # low-disk watermark: below it partition replicas stop and produce gets 507; None = auto
     # (1 GiB or 5 % of the data dir's filesystem, whichever is smaller; raftka.raft.storage_health)
     min_free_bytes: int | None = None
+    join: str | None = None  # URLs (comma-separated) of live brokers of the cluster to join (None: --peers)
+    rack: str | None = None
+    metadata_voters: int | None = None  # None: auto (3, or 5 from 5 brokers up)
+    reassignment_max_bytes_per_sec: int = DEFAULT_REASSIGNMENT_BYTES_PER_SEC  # 0: unlimited
     security: SecurityConfig = SecurityConfig()  # TLS, authentication, superusers (raftka.node.security.settings)
 
     @property
@@ -150,6 +170,12 @@ class BrokerConfig:
             if peer.broker_id == broker_id:
                 return peer
         raise KeyError(broker_id)
+
+    @property
+    def join_urls(self) -> list[str]:
+        """The --join URLs; one given without a scheme gets this broker's own (https when it serves TLS)."""
+        urls = self.join.split(",") if self.join else []
+        return [u if "://" in u else f"{self.security.scheme}://{u}" for u in urls]
 
     @property
     def peer_ids(self) -> tuple[int, ...]:
@@ -289,6 +315,38 @@ def _parse_min_free_bytes(raw: Any) -> int | None:
     return _parse_int(0, 2**62)(raw)
 
 
+def _parse_metadata_voters(raw: Any) -> int | None:
+    """``auto`` (None here): 3, or 5 once the cluster has 5 brokers."""
+    if isinstance(raw, str) and raw.strip().lower() == "auto":
+        return None
+    return _parse_int(1, MAX_METADATA_VOTERS)(raw)
+
+
+def _parse_join_urls(raw: Any) -> str:
+    """One or more comma-separated [http[s]://]HOST:PORT of live brokers (tried in turn), normalised (without a
+    scheme: the one this broker serves, see `BrokerConfig.join_urls`)."""
+    urls = []
+    for item in _parse_str(raw).split(","):
+        text = item.strip().rstrip("/")
+        scheme, sep, rest = text.partition("://")
+        if not sep:
+            scheme, rest = "http", text
+        host, sep, port = rest.rpartition(":")
+        if scheme not in ("http", "https") or not sep or "/" in rest:
+            raise ValueError("expected http[s]://HOST:PORT of a live broker (several: comma-separated)")
+        _parse_host(host)
+        _parse_port(port, allow_zero=False)
+        urls.append(text)
+    return ",".join(urls)
+
+
+def _parse_rack(raw: Any) -> str:
+    text = _parse_str(raw).strip()
+    if not re.fullmatch(r"[A-Za-z0-9._:-]{1,64}", text):
+        raise ValueError("a rack is 1 to 64 of A-Z, a-z, 0-9, '.', '_', ':' and '-'")
+    return text
+
+
 def _parse_log_level(raw: Any) -> str:
     level = _parse_str(raw).strip().upper()
     if level not in _LOG_LEVELS:
@@ -355,6 +413,19 @@ _SETTINGS = [
         "HOST:PORT",
     ),
     _Setting("--peers", _parse_peers, "all brokers: ID=HOST:HTTP_PORT:RAFT_PORT,...", "PEERS"),
+    _Setting("--join", _parse_join_urls, "join a running cluster through this broker, or the first of these that "
+             "answers (comma-separated; instead of --peers)", "http[s]://HOST:PORT"),
+    _Setting("--advertised-host", lambda raw: _parse_host(_parse_str(raw).strip()),
+             "host name other brokers and clients reach this broker at (with --join; default: the --listen host, "
+             "or this machine's host name when listening on a wildcard)", "HOST"),
+    _Setting("--rack", _parse_rack, "this broker's rack or zone: replicas of a partition are spread over racks",
+             "RACK"),
+    _Setting("--metadata-voters", _parse_metadata_voters,
+             "voters of the metadata group, 1 to 7 or auto (default auto: 3, or 5 from 5 brokers up); other "
+             "brokers follow it as learners", "N"),
+    _Setting("--reassignment-max-bytes-per-sec", _parse_int(0, 1 << 40),
+             f"limit on catch-up traffic to replicas being added (default {DEFAULT_REASSIGNMENT_BYTES_PER_SEC}; "
+             "0: unlimited)", "BYTES"),
     _Setting("--cluster-secret", _parse_str, "shared secret for Raft traffic (prefer the file or env)", "SECRET", True),
     _Setting("--cluster-secret-file", _parse_path, "file holding the cluster secret", "FILE"),
     _Setting(
@@ -381,7 +452,7 @@ _SETTINGS = [
     _Setting(
         "--default-replication-factor",
         _parse_replication_factor,
-        "replication factor of new topics: 1, 3, 5 or auto (default auto: 3 with >= 3 brokers, else 1)",
+        "replication factor of new topics, or auto (default auto: 3 with >= 3 brokers, else 1)",
         "RF",
     ),
     _Setting(
@@ -598,8 +669,19 @@ def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | 
     data_dir = get("data_dir")
     if data_dir is None:
         raise ConfigError("--data-dir is required (or RAFTKA_DATA_DIR, or 'data-dir' in the --config file)")
-    listen, raft_listen, peers = get("listen"), get("raft_listen"), get("peers")
-    if peers is None:
+    listen, raft_listen, peers, join = get("listen"), get("raft_listen"), get("peers"), get("join")
+    if join is not None and peers is not None:
+        raise ConfigError(f"--join{raw_of('join').origin} and --peers{raw_of('peers').origin}: give one, not both "
+                          "(--peers bootstraps a new cluster; --join adds this broker to a running one)")
+    if join is not None:
+        listen = listen or _parse_address(DEFAULT_LISTEN)
+        raft_listen = raft_listen or _parse_address(DEFAULT_RAFT_LISTEN)
+        if 0 in (listen.port, raft_listen.port):
+            raise ConfigError("--join: --listen and --raft-listen need real ports (not 0): the cluster reaches this "
+                              "broker at the ports it advertises")
+        host = get("advertised_host") or _advertised_default(listen.host)
+        peers = (Peer(broker_id, host, listen.port, raft_listen.port),)
+    elif peers is None:
         listen = listen or _parse_address(DEFAULT_LISTEN)
         raft_listen = raft_listen or _parse_address(DEFAULT_RAFT_LISTEN)
         peers = (Peer(broker_id, listen.host, listen.port, raft_listen.port),)
@@ -617,6 +699,9 @@ def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | 
         raise ConfigError(f"--listen and --raft-listen are both {listen}; they need different ports")
 
     secret = _resolve_secret(layers)
+    if secret is None and join is not None:
+        raise ConfigError("refusing to join: a cluster secret is required (--cluster-secret or "
+                          "RAFTKA_CLUSTER_SECRET, the same as the cluster's)")
     if secret is None and len(peers) > 1:
         raise ConfigError(
             "refusing to start: a cluster secret is required for a multi-broker cluster "
@@ -651,8 +736,8 @@ def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | 
 
     replication_factor = get("default_replication_factor")
     if replication_factor is None:
-        replication_factor = 3 if len(peers) >= 3 else 1
-    else:
+        replication_factor = None if join is not None else 3 if len(peers) >= 3 else 1
+    elif join is None:
         try:
             validate_replication_factor(replication_factor, len(peers))
         except ApiError as exc:
@@ -693,8 +778,20 @@ def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | 
         kafka_listen=kafka_listen,
         kafka_advertise=kafka_advertise,
         min_free_bytes=get("min_free_bytes"),
+        join=join,
+        rack=get("rack"),
+        metadata_voters=get("metadata_voters"),
+        reassignment_max_bytes_per_sec=get("reassignment_max_bytes_per_sec", DEFAULT_REASSIGNMENT_BYTES_PER_SEC),
         security=security,
     )
+
+
+def _advertised_default(listen_host: str) -> str:
+    """The listen host, unless it is a wildcard: then this machine's host name."""
+    if listen_host in ("0.0.0.0", "::"):
+        import socket
+        return socket.gethostname()
+    return listen_host
 
 
 def _loopback(host: str) -> bool:

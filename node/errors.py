@@ -19,6 +19,8 @@ TopicAuthorizationFailed     403  40301  C  not allowed on this topic (Confluent
 GroupAuthorizationFailed     403  40302  R  not allowed on this consumer group
 ClusterAuthorizationFailed   403  40303  R  not allowed on the cluster (topics
                                             admin, users, ACLs, metrics)
+JoinRefused                  403  40321  R  a broker's join request does not prove
+                                            the cluster secret
 TopicNotFound                404  40401  C  topic does not exist
 PartitionNotFound            404  40402  C  partition does not exist in the topic
 ConsumerInstanceNotFound     404  40403  C  REST consumer instance does not exist
@@ -28,6 +30,7 @@ GroupNotFound                404  40405  R  consumer group does not exist
 BrokerNotFound               404  40406  R  no broker with that id in the cluster
 UserNotFound                 404  40407  R  no such user (or no credential for
                                             that mechanism)
+ReassignmentNotFound         404  40411  R  the partition is not being reassigned
 NotAcceptable                406  40601  C  Accept header asks for a format that
                                             cannot be served
 ConsumerAlreadySubscribed    409  40901  C  subscribe/assign conflicts with the
@@ -41,6 +44,11 @@ NoCommittedOffset            409  40909  R  no committed offset to start from an
 InconsistentGroupProtocol    409  40910  R  the group is driven by the other protocol
                                             (Kafka clients vs raftka's group API)
 GroupNotEmpty                409  40911  R  deleting a group that has live members
+ReassignmentInProgress       409  40921  R  the partition is being moved already
+UnsafeClusterChange          409  40922  R  the change would leave a partition short
+                                            of replicas or the metadata group
+                                            without a quorum
+BrokerAlreadyRegistered      409  40923  R  a live broker already runs under that id
 RequestTooLarge              413  41301  R  body over the limit, too many records
 RecordTooLarge               413  41302  R  one record over ``max.message.bytes``
 UnsupportedMediaType         415  41501  R  Content-Type not supported (Confluent
@@ -54,6 +62,8 @@ InvalidTopicName             422  42208  R  name outside ``[a-zA-Z0-9._-]{1,249}
 InvalidPartitions            422  42209  R  bad partition count
 InvalidReplicationFactor     422  42210  R  bad or too large replication factor
 InvalidTopicConfig           422  42211  R  unknown topic config or bad value
+InvalidReplicaAssignment     422  42221  R  a replica list names an unknown, dead,
+                                            draining or repeated broker
 TooManyLoginFailures         429  42901  R  this address failed to log in too often
                                             lately; retry after a minute
 InternalError                500  50002  C  unexpected failure ("Kafka error")
@@ -93,6 +103,7 @@ __all__ = [
     "TopicAuthorizationFailed",
     "UserNotFound",
     "BrokerNotAvailable",
+    "BrokerAlreadyRegistered",
     "BrokerNotFound",
     "ConsumerAlreadyExists",
     "ConsumerAlreadySubscribed",
@@ -105,7 +116,9 @@ __all__ = [
     "InvalidEncoding",
     "InvalidPartitions",
     "InvalidReplicationFactor",
+    "InvalidReplicaAssignment",
     "InvalidRequest",
+    "JoinRefused",
     "InvalidTopicConfig",
     "InvalidTopicName",
     "NotAcceptable",
@@ -113,6 +126,8 @@ __all__ = [
     "NotLeader",
     "OffsetOutOfRange",
     "PartitionNotFound",
+    "ReassignmentInProgress",
+    "ReassignmentNotFound",
     "RebalanceInProgress",
     "RecordTooLarge",
     "RequestTimedOut",
@@ -121,6 +136,7 @@ __all__ = [
     "StorageUnavailable",
     "TopicAlreadyExists",
     "TopicNotFound",
+    "UnsafeClusterChange",
     "UnsupportedMediaType",
     "error_body",
 ]
@@ -188,6 +204,10 @@ class ClusterAuthorizationFailed(ApiError):
         super().__init__(f"Not authorized to {operation} the cluster.")
 
 
+class JoinRefused(ApiError):
+    http_status, error_code = 403, 40321
+
+
 # 404 -----------------------------------------------------------------------
 
 
@@ -228,6 +248,13 @@ class BrokerNotFound(ApiError):
 
     def __init__(self, broker: object) -> None:
         super().__init__(f"Broker {broker} is not a member of this cluster.")
+
+
+class ReassignmentNotFound(ApiError):
+    http_status, error_code = 404, 40411
+
+    def __init__(self, topic: str, partition: int) -> None:
+        super().__init__(f"Partition {topic}/{partition} is not being reassigned.")
 
 
 class UserNotFound(ApiError):
@@ -292,6 +319,17 @@ class NoCommittedOffset(ApiError):
     def __init__(self, group: str, topic: str, partition: int):
         super().__init__(f"Group '{group}' has no committed offset for {topic}/{partition} and auto.offset.reset "
                          "is 'none': commit or seek a position first.")
+
+class ReassignmentInProgress(ApiError):
+    http_status, error_code = 409, 40921
+
+
+class UnsafeClusterChange(ApiError):
+    http_status, error_code = 409, 40922
+
+
+class BrokerAlreadyRegistered(ApiError):
+    http_status, error_code = 409, 40923
 
 
 class InconsistentGroupProtocol(ApiError):
@@ -374,6 +412,10 @@ class InvalidReplicationFactor(ApiError):
 
 class InvalidTopicConfig(ApiError):
     http_status, error_code = 422, 42211
+
+
+class InvalidReplicaAssignment(ApiError):
+    http_status, error_code = 422, 42221
 
 
 # 429 -------------------------------------------------------------------------

@@ -13,6 +13,9 @@ Each breaks exactly one guarantee:
   commit-offset-lww   committed group offsets may go backwards (last writer wins)
   skip-truncate       a follower keeps conflicting entries instead of truncating them
   full-disk-keeps-leadership   a leader whose disk is full (or failing) keeps leadership instead of handing it over
+  new-replica-votes   a replica that a move adds starts as a voter of the move's target replicas,
+                      instead of a learner that learns its membership from the leader: new replicas,
+                      their logs empty, elect a leader of their own
 
 A **mutant** switches off one safety rule of the Raft core or host (`MUTANTS`).
 Tests turn mutants on in-process with `with canary.mutant("vote-no-uptodate"): ...`
@@ -30,7 +33,7 @@ import os
 from collections.abc import Iterator
 
 CANARIES = frozenset({"ack-before-commit", "no-fsync", "follower-reads", "no-dedup", "commit-offset-lww",
-                      "skip-truncate", "full-disk-keeps-leadership"})
+                      "skip-truncate", "full-disk-keeps-leadership", "new-replica-votes"})
 MUTANTS = {
     "vote-no-uptodate": "a node grants its real vote to a candidate whose log is behind its own",
     "prevote-no-uptodate": "a node grants its pre-vote to a candidate whose log is behind its own",

@@ -412,6 +412,13 @@ class RaftNode:
             self._send_append(target)
         return target
 
+    def hold_snapshot(self, peer: int) -> None:
+        """The host holds back `peer`'s request for the next snapshot chunk (throttling): do not restart the
+        stalled-looking transfer meanwhile (a restart would throw away what the follower has staged)."""
+        pr = self.progress.get(peer)
+        if pr is not None and pr.state is ProgressState.SNAPSHOT:
+            pr.paused_ticks = 0
+
     # ----------------------------------------------------------------- outputs
 
     def take_messages(self) -> list[Message]:

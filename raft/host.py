@@ -43,6 +43,14 @@ one ticker for all groups, and the I/O that the pure `RaftNode`s ask for:
   on the leader; broker heartbeats carry each broker's data-directory
   incarnation (`announce`), so a leader sees at once that a follower's broker
   came back with an empty disk (`replica_lost`).
+* **Catch-up throttle.**  With `learner_catchup_bytes_per_sec` set, snapshot
+  chunks sent to learners (replicas being added by a reassignment) share one
+  byte-rate limit per broker (`throttle`): a learner's request for the next
+  chunk is held back while the budget is spent, and the leader is told not to
+  restart the transfer meanwhile.  Voters catching up are never held back.
+* **Peers change.**  `set_peers` adopts a new broker map (brokers join and
+  leave); announcements may carry what the broker layer wants its peers to
+  know (`extra`: its addresses, its rack).
 * **Checkpoints.**  A state machine that applied `journal_keep_entries` since
   its last checkpoint (or `checkpoint_max_age_s` ago) makes its applied state
   durable, its fsyncs in worker threads, and the journal is compacted up to
@@ -77,7 +85,7 @@ import os
 import random
 import shutil
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -91,6 +99,7 @@ from .membership import Membership
 from .messages import ENTRY_NORMAL, Message, MessageDecodeError, MessageType, decode_frame, encode_frame, encode_message
 from .replica import broker_of, format_replica, incarnation_of
 from .storage_health import StorageMonitor, journal_segment_bytes, storage_failure_reason
+from .throttle import ByteRateLimiter
 from .transport import PeerTransport
 
 log = logging.getLogger("raftka.raft.host")
@@ -132,6 +141,7 @@ class Announcement:
     incarnation: int | None
     formed: bool
     seen: float  # monotonic time it arrived (0 for our own)
+    extra: dict | None = None  # the broker layer's own fields (addresses, rack), opaque here
 
 
 class ProposalDroppedError(Exception):
@@ -180,6 +190,7 @@ class HostConfig:
     min_free_bytes: int | None = 0  # low-disk watermark; None: storage_health's default; 0: none
     storage_check_ticks: int = 5  # how often free space is sampled
     max_campaigns_per_s: int = 1000  # elections this broker's groups may start per second on their timers
+    learner_catchup_bytes_per_sec: int = 0  # 0: unlimited (see the module docstring)
 
     def raft_config(self) -> RaftConfig:
         return RaftConfig(election_ticks=self.election_ticks, heartbeat_ticks=self.heartbeat_ticks,
@@ -242,7 +253,8 @@ def lock_directory(path: str) -> int:
 class RaftHost:
     def __init__(self, node_id: int, data_dir: str, *, listen: tuple[str, int] | None = None,
                  peers: dict[int, tuple[str, int]] | None = None, secret: bytes | None = None,
-                 config: HostConfig | None = None):
+                 config: HostConfig | None = None, cluster_id: str = "raftka"):
+        """With a `secret` the host listens for peers even when it has none yet (brokers may join)."""
         self.id = node_id
         self.replica = node_id  # this broker's replica id in every group (see `replica`): incarnation 0 until set
         self.data_dir = data_dir
@@ -258,8 +270,9 @@ class RaftHost:
         if others and not secret:
             raise ValueError("refusing to start: a cluster secret is required for a multi-broker cluster")
         self._data_dir_lock = lock_directory(data_dir)  # the groups' logs are opened without locks of their own
-        self.transport = (PeerTransport(node_id, listen or ("127.0.0.1", 0), others, secret, self._on_frame)
-                          if others else None)
+        self.transport = (PeerTransport(node_id, listen or ("127.0.0.1", 0), others, secret, self._on_frame,
+                                        cluster_id=cluster_id)
+                          if others or secret else None)
         self._active: set[RaftGroup] = set()
         self._awake: set[RaftGroup] = set()  # groups the ticker ticks: every one not quiesced (and a few more)
         self._silent: frozenset[int] = frozenset()  # peers silent for an election timeout at the last tick
@@ -281,11 +294,16 @@ class RaftHost:
         self.peer_seen: dict[int, float] = {}  # broker -> when any frame from it last arrived
         self.peer_acked: dict[int, float] = {}  # broker -> send time of the newest broker heartbeat it answered
         self._peers = sorted(others)
+        self._peer_addresses = {p: tuple(a) for p, a in others.items()}
         self.host_ticks = 0  # ticks since start; quiesced groups are not ticked, see _catch_up
         self.peer_announcements: dict[int, Announcement] = {}
         self.incarnations_heard: dict[int, dict[int, float]] = defaultdict(dict)  # broker -> incarnation -> last heard
         self._read_seq = 0
         self._incarnation_changed_at = -1e9  # when a peer last announced another data-directory incarnation
+        rate = self.cfg.learner_catchup_bytes_per_sec
+        self.catchup_limiter = ByteRateLimiter(rate, burst=max(rate // 10, 1 << 20)) if rate > 0 else None
+        self._held: deque[tuple[RaftGroup, int, Message]] = deque()  # snapshot-chunk requests held back
+        self._release_timer: asyncio.TimerHandle | None = None
         self.announce(0, True)
 
     # ------------------------------------------------------------ lifecycle
@@ -310,6 +328,8 @@ class RaftHost:
         deadline = time.monotonic() + transfer_timeout
         while leading and time.monotonic() < deadline and any(g.node.role is Role.LEADER for g in leading):
             await asyncio.sleep(self.cfg.tick_ms / 1000)
+        if self._release_timer is not None:
+            self._release_timer.cancel()
         for task in (self._ticker, self._recovery):
             if task:
                 task.cancel()
@@ -364,6 +384,22 @@ class RaftHost:
             return False
         self._campaign_tokens -= 1
         return True
+    def set_peers(self, peers: dict[int, tuple[str, int]]) -> None:
+        """Adopt a new broker map (broker id -> Raft address, this broker's own entry ignored)."""
+        others = {p: tuple(a) for p, a in peers.items() if p != self.id}
+        if others == self._peer_addresses:
+            return
+        if self.transport is None:
+            if others:
+                raise ValueError("refusing to add peers: this broker has no cluster secret")
+            return
+        self.transport.set_peers(others)
+        self._peer_addresses = others
+        self._peers = sorted(others)
+
+    def set_cluster_id(self, cluster_id: str) -> None:
+        if self.transport is not None:
+            self.transport.set_cluster_id(cluster_id)
 
     def group_directory(self, name: str) -> str:
         return os.path.join(self.data_dir, "raft", name.replace("/", "~"))
@@ -411,8 +447,8 @@ class RaftHost:
         steps = [group.sm.close, group.journal.close]
         if not delete_data and group.storage_error is None:
             steps.insert(0, group.sm.checkpoint)
-        if delete_data:
-            steps.insert(0, group.journal.remove_hard_state)
+        if delete_data:  # after closing: a journal puts a changed hard state into the store as it closes
+            steps.append(group.journal.remove_hard_state)
         for step in steps:  # each one even if another failed (a full disk must not keep the files open)
             try:
                 step()
@@ -505,6 +541,15 @@ class RaftHost:
         leader = self.group(name).node.leader
         return None if leader is None else broker_of(leader)
 
+    def transfer_leadership(self, name: str, target: int) -> bool:
+        """Ask the leader's replica of group `name` to hand leadership to voter `target` (a replica id)."""
+        group = self.group(name)
+        self._catch_up(group)
+        if group.node.transfer_leadership(target) is None:
+            return False
+        self._activate(group)
+        return True
+
     def propose_membership(self, name: str, target: Membership) -> int:
         """Start one membership step (leader only); returns the index of its configuration entry.
 
@@ -583,9 +628,11 @@ class RaftHost:
                 if not fut.done():
                     fut.set_result(None)
 
-    def status(self) -> list[dict]:
+    def status(self, names: set[str] | None = None) -> list[dict]:
         out = []
-        for g in self.groups.values():
+        for g in list(self.groups.values()):
+            if names is not None and g.name not in names:
+                continue
             st = g.status(self.cfg.tick_ms)
             for replica, info in st["followers"].items():
                 info["broker"] = broker_of(replica)
@@ -748,7 +795,11 @@ class RaftHost:
     def _drive(self, group: RaftGroup, messages: list[Message], frames: dict[int, list[bytes]]) -> None:
         node = group.node
         node.persisted()
+        limiter = self.catchup_limiter
         for m in messages:
+            if limiter is not None and m.type is MessageType.SNAPSHOT and m.payload and node.membership is not None \
+                    and m.dst in node.membership.learners:
+                limiter.charge(len(m.payload))
             frames[broker_of(m.dst)].append(encode_message(m))
         for index, entry in node.take_committed(group.journal.synced_index):
             if group.storage_error is not None:
@@ -825,6 +876,13 @@ class RaftHost:
         if m.type in (MessageType.READ_INDEX, MessageType.READ_INDEX_RESP):
             self._on_read_index(group, m)
             return
+        if self._throttled(group, m):
+            self._held.append((group, peer, m))
+            self._schedule_release()
+            return
+        self._step(group, peer, m)
+
+    def _step(self, group: RaftGroup, peer: int, m: Message) -> None:
         try:
             group.node.step(m)
         except Exception as exc:
@@ -832,6 +890,36 @@ class RaftHost:
                 log.exception("raft group %s: message %s from %d failed", group.name, m.type.name, peer)
             return
         self._activate(group)
+
+    # -------------------------------------------------------- catch-up throttle
+
+    def _throttled(self, group: RaftGroup, m: Message) -> bool:
+        """Is `m` a learner's request for the next snapshot chunk that must wait for the byte budget?"""
+        node = group.node
+        if self.catchup_limiter is None or m.type is not MessageType.SNAPSHOT_RESP or m.final or m.reject \
+                or node.role is not Role.LEADER or node.membership is None or m.src not in node.membership.learners:
+            return False
+        return bool(self._held) or self.catchup_limiter.wait_s() > 0
+
+    def _schedule_release(self) -> None:
+        if self._release_timer is None and self._held and self._loop is not None:
+            delay = max(0.001, self.catchup_limiter.wait_s())
+            self._release_timer = self._loop.call_later(delay, self._release_held)
+
+    def _release_held(self) -> None:
+        """Hand one held request to its group (its chunk is charged when sent), then wait for the budget again."""
+        self._release_timer = None
+        while self._held and self.catchup_limiter.wait_s() <= 0:
+            group, peer, m = self._held.popleft()
+            if not group.closed:
+                self._step(group, peer, m)
+                break
+        self._schedule_release()
+
+    def _keep_held_transfers_alive(self) -> None:
+        for group, _, m in self._held:
+            if not group.closed:
+                group.node.hold_snapshot(m.src)
 
     def _on_broker_heartbeat(self, peer: int, m: Message) -> None:
         self._note_announcement(peer, m.payload)
@@ -853,10 +941,16 @@ class RaftHost:
 
     # -------------------------------------------------------- announcements
 
-    def announce(self, incarnation: int | None, formed: bool) -> None:
-        """What every broker heartbeat says about this broker's data directory (see `Announcement`)."""
-        self.announcement = Announcement(incarnation, formed, 0.0)
-        self._announcement_bytes = orjson.dumps({"incarnation": incarnation, "formed": formed})
+    def announce(self, incarnation: int | None, formed: bool, extra: dict | None = None) -> None:
+        """What every broker heartbeat says about this broker (see `Announcement`); `extra` is kept from the
+        previous call when not given."""
+        if extra is None and getattr(self, "announcement", None) is not None:
+            extra = self.announcement.extra
+        self.announcement = Announcement(incarnation, formed, 0.0, extra)
+        doc = {"incarnation": incarnation, "formed": formed}
+        if extra:
+            doc["extra"] = extra
+        self._announcement_bytes = orjson.dumps(doc)
         if self._loop is not None:
             self._send_broker_heartbeats()
 
@@ -865,9 +959,11 @@ class RaftHost:
             return
         try:
             doc = orjson.loads(payload)
-            incarnation, formed = doc["incarnation"], bool(doc["formed"])
+            incarnation, formed, extra = doc["incarnation"], bool(doc["formed"]), doc.get("extra")
             if incarnation is not None and not isinstance(incarnation, int):
                 raise TypeError("incarnation")
+            if extra is not None and not isinstance(extra, dict):
+                raise TypeError("extra")
         except (orjson.JSONDecodeError, KeyError, TypeError):
             log.warning("broker %d sent a malformed announcement %r", peer, payload[:80])
             return
@@ -875,7 +971,7 @@ class RaftHost:
         previous = self.peer_announcements.get(peer)
         if previous is not None and previous.incarnation != incarnation:
             self._incarnation_changed_at = now
-        self.peer_announcements[peer] = Announcement(incarnation, formed, now)
+        self.peer_announcements[peer] = Announcement(incarnation, formed, now, extra)
         if incarnation is None:
             return
         heard = self.incarnations_heard[peer]
@@ -970,6 +1066,8 @@ class RaftHost:
             if ticks_since_storage_check >= self.cfg.storage_check_ticks:
                 ticks_since_storage_check = 0
                 self._check_storage(now)
+            if self._held:
+                self._keep_held_transfers_alive()
             if now - last_checkpoint >= self.cfg.checkpoint_interval_s:
                 last_checkpoint = now
                 self._checkpoint_all()

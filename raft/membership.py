@@ -139,20 +139,32 @@ def replace_with_learner(m: Membership, old: int, new: int) -> Membership:
     return add_learner(remove(m, old), new)
 
 
-def next_step(current: Membership, desired: frozenset[int], caught_up: frozenset[int]) -> Membership | None:
-    """The next single step from `current` toward voters `desired`, or None when there.
+def demote(m: Membership, replica: int) -> Membership:
+    """Voter `replica` keeps following as a learner (one voter fewer)."""
+    if replica not in m.voters:
+        raise MembershipError(f"replica {replica} is not a voter ({m.describe()})")
+    return Membership(m.voters - {replica}, m.learners | {replica})
 
-    `caught_up`: learners that hold every committed entry.  Replica ids name
-    their broker (`replica.broker_of`); a voter whose broker is desired under
-    another replica id came back with an empty disk: it is lost, so it is
-    swapped for its successor (as a learner) first — unless it is the only voter,
-    whose group cannot move without it.  Otherwise a move keeps the group's
-    size: learners are added and promoted before voters are removed.
+
+def next_step(current: Membership, desired: frozenset[int], caught_up: frozenset[int],
+              learners: frozenset[int] = frozenset()) -> Membership | None:
+    """The next single step from `current` toward voters `desired` (and learners `learners`), or None when there.
+
+    `caught_up`: learners that hold every committed entry.  `learners`: replicas
+    that should follow without a vote (the metadata group's other brokers); any
+    other learner is removed.  Replica ids name their broker
+    (`replica.broker_of`); a member whose broker is wanted under another replica
+    id came back with an empty disk: it is lost, so it is swapped for its
+    successor (as a learner) first — unless it is the only voter, whose group
+    cannot move without it.  Otherwise a move keeps the group's size: learners
+    are added and promoted before voters are removed (or demoted, when they
+    should stay on as learners).
     """
     from .replica import broker_of
 
-    successor = {broker_of(r): r for r in desired}
-    for r in sorted(current.learners - desired):
+    wanted = desired | learners
+    successor = {broker_of(r): r for r in wanted}
+    for r in sorted(current.learners - wanted):
         return remove(current, r)
     for r in sorted(current.voters):
         new = successor.get(broker_of(r))
@@ -164,5 +176,7 @@ def next_step(current: Membership, desired: frozenset[int], caught_up: frozenset
         return add_learner(current, r)
     if desired <= current.voters:
         for r in sorted(current.voters - desired):
-            return remove(current, r)
+            return demote(current, r) if r in learners else remove(current, r)
+    for r in sorted(learners - current.members):
+        return add_learner(current, r)
     return None

@@ -40,9 +40,15 @@ machine (it only deletes whole checkpointed segments), so a full disk can be fre
 
 Snapshot stream (see `partition_snapshot` for the formats): the leader serves its stored batches
 from the follower's cursor; the follower stages them in ``snapshot-staging`` and
-`finish_install` moves them into the live log. Its commit point is a checkpoint with an
-``install`` marker written after the staging log and the live log are fsynced; open() finishes
-an install interrupted after that point.
+`finish_install` moves them into the live log: a live log that holds nothing (a replica a move
+just added) is replaced by the staging directory, renamed into place, so that installing a large
+partition costs no copy; a live log with data gets the staged batches copied after it. The commit
+point is a checkpoint with an ``install`` marker written after the staging log and the live log are
+fsynced; open() finishes an install interrupted after that point (the rename or the copy). The
+staging log is fsynced every `STAGING_FLUSH_BYTES` as chunks arrive, so the last fsync is short.
+A checkpoint taken before an install whose job (a worker thread's fsyncs) runs after it writes
+nothing: the install's checkpoint is newer. As the Raft log, a renamed-in log replaces the one
+the journal appends to (`PartitionJournal.use_log`), and the journal restarts at the install.
 
 Directory layout: ``<dir>/checkpoint.json``, ``<dir>/log/`` (the PartitionLog),
 ``<dir>/snapshot-staging/`` (only during an install).
@@ -67,7 +73,9 @@ from __future__ import annotations
 import enum
 import logging
 import os
+import shutil
 import struct
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -84,6 +92,7 @@ from raftka.storage import (
     read_batch_header,
     validate_batch,
 )
+from raftka.storage.fsutil import fsync_dir, record_durable
 
 from . import canary
 from .partition_producers import (
@@ -111,6 +120,8 @@ CHECKPOINT_FILE = "checkpoint.json"
 LOG_DIR = "log"
 DEFAULT_MAX_PRODUCERS = 1000
 DEFAULT_CHUNK_BYTES = 1 << 20
+STAGING_FLUSH_BYTES = 16 << 20
+REPLACED_LOG_DIR = "log.replaced"  # the empty live log a swap install moves aside
 _CHECKPOINT_FORMAT = "raftka-partition-checkpoint"
 _CHECKPOINT_VERSION = 1
 _STORAGE_MAX_MESSAGE_BYTES = (1 << 31) - 1
@@ -236,6 +247,8 @@ class PartitionStateMachine:
         self._pending: ProducerTable | None = None  # leader: producer state of its whole log (see admit)
         self._pending_term = -1
         self._pending_index: dict[int, int] = {}  # leader: base offset -> Raft index of entries not applied yet
+        self._checkpoint_io = threading.Lock()  # a checkpoint's job (worker thread) vs. a snapshot install
+        self._installs = 0  # snapshot installs so far (see begin_checkpoint)
         self._open()
 
     def _open(self) -> None:
@@ -274,6 +287,15 @@ class PartitionStateMachine:
     def log_start_offset(self) -> int:
         """First readable offset: past deleted records and past segments retention removed."""
         return max(self._deleted_before, self.log.log_start_offset)
+
+    @property
+    def replica_bytes(self) -> int:
+        """Bytes of this replica's log, counting a snapshot being received (what a reassignment copied so far)."""
+        staging = self._staging
+        if not staging.active:
+            return self.log.size_bytes
+        staged = staging.log.size_bytes
+        return staged if staging.reset else self.log.size_bytes + staged
 
     @property
     def producer_count(self) -> int:
@@ -477,9 +499,12 @@ class PartitionStateMachine:
         self._check_usable()
         index, end, deleted = self.applied_index, self._applied_end, self._deleted_before
         document = self._checkpoint_document(end, None)
+        installs = self._installs
 
         def job() -> None:
-            with self._fail_stop("checkpoint"):
+            with self._fail_stop("checkpoint"), self._checkpoint_io:
+                if installs != self._installs:
+                    return  # a snapshot install replaced the state meanwhile: its own checkpoint is newer
                 if self.log.flushed_offset < end:
                     self.log.flush()
                 atomic_write(self._checkpoint_path, document)
@@ -608,6 +633,8 @@ class PartitionStateMachine:
             staging.begin(chunk.start, reset=False)
         if staging.active and staging.next_offset == chunk.start:
             staging.add(chunk)
+            if staging.log.size_bytes - staging.flushed_bytes >= STAGING_FLUSH_BYTES:
+                staging.flush()  # spread the fsyncs: finish_install's own stays short
         return self._cursor()
 
     def _cursor(self) -> bytes:
@@ -629,17 +656,44 @@ class PartitionStateMachine:
             logger.info("%s: snapshot install at index %d refused: %s", self.directory, index, problem)
             staging.discard()
             return False
-        with self._fail_stop(f"installing the snapshot at index {index}"):
+        with self._fail_stop(f"installing the snapshot at index {index}"), self._checkpoint_io:
+            self._installs += 1  # a checkpoint taken before, still in flight, must not overwrite this one's
             staging.log.flush()
             self.log.flush()
             self.applied_index, self.applied_term, self._producers = index, term, producers
             self._deleted_before = max(self._deleted_before, staging.final.log_start)
-            marker = {"start": staging.start, "reset": staging.reset}
+            swap = self.log.log_start_offset == self.log.log_end_offset  # nothing live to keep: rename, not copy
+            marker = {"start": staging.start, "reset": staging.reset, "swap": swap}
             self._write_checkpoint(log_end=staging.next_offset, install=marker)  # commit point
-            self._copy_staged(staging.log, staging.start, staging.reset)
+            if swap:
+                self._swap_in_staged()
+            else:
+                self._copy_staged(staging.log, staging.start, staging.reset)
             self._write_checkpoint()
         staging.discard()
         return True
+
+    def _swap_in_staged(self) -> None:
+        """Make the staging directory the live log (the live one holds nothing), durably. As the Raft log, the
+        journal follows the new log (the host then restarts it at the install: `PartitionJournal.reset`)."""
+        log_dir, replaced = os.path.join(self.directory, LOG_DIR), os.path.join(self.directory, REPLACED_LOG_DIR)
+        self.log.close()
+        self._staging.close()
+        shutil.rmtree(replaced, ignore_errors=True)
+        if os.path.isdir(log_dir):
+            os.rename(log_dir, replaced)
+        os.rename(self._staging.path, log_dir)
+        fsync_dir(self.directory)
+        for name in os.listdir(log_dir):  # durable under their new names (the test-mode fsync ledger)
+            path = os.path.join(log_dir, name)
+            if os.path.isfile(path):
+                record_durable(path, os.path.getsize(path))
+        shutil.rmtree(replaced, ignore_errors=True)
+        self.log = PartitionLog.open(log_dir, self._config, lock=self._lock)
+        if self._journal is not None:
+            self._journal.use_log(self.log)
+        self._applied_end = self.log.log_end_offset
+        self._pending, self._pending_term, self._pending_index = None, -1, {}
 
     def _install_problem(self, index: int) -> str | None:
         staging = self._staging
@@ -676,6 +730,18 @@ class PartitionStateMachine:
 
     def _finish_interrupted_install(self, checkpoint: _Checkpoint) -> None:
         start, reset, end = checkpoint.install["start"], checkpoint.install["reset"], checkpoint.log_end_offset
+        if checkpoint.install.get("swap"):
+            logger.warning("%s: finishing the snapshot install of index %d interrupted by a crash (rename)",
+                           self.directory, self.applied_index)
+            if os.path.isdir(self._staging.path):  # the rename had not happened yet
+                self._swap_in_staged()
+            shutil.rmtree(os.path.join(self.directory, REPLACED_LOG_DIR), ignore_errors=True)
+            if (self.log.log_start_offset, self.log.log_end_offset) != (start, end):
+                raise PartitionDataLossError(
+                    f"{self.directory}: an interrupted snapshot install of [{start}, {end}) cannot be finished: the "
+                    f"log holds [{self.log.log_start_offset}, {self.log.log_end_offset})")
+            self._write_checkpoint()
+            return
         staged = self._staging.open_existing()
         if staged is None or staged.log_start_offset != start or staged.log_end_offset != end:
             found = ("no staging log" if staged is None

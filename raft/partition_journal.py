@@ -49,7 +49,7 @@ import base64
 import bisect
 from collections.abc import Callable
 
-from raftka.storage import CorruptBatchError, PartitionLog, iter_batches
+from raftka.storage import CorruptBatchError, LogClosedError, PartitionLog, iter_batches
 
 from . import canary
 from .hardstate import HardStateStore
@@ -212,6 +212,11 @@ class PartitionJournal:
         self._restart_at(snapshot_index, snapshot_term, config, self._log.log_end_offset)
         self._write_hard_state()
 
+    def use_log(self, log: PartitionLog) -> None:
+        """The state machine replaced its log object (a snapshot install renamed the staged log into place);
+        `reset` comes next."""
+        self._log = log
+
     def set_hard_state(self, term: int, vote: int | None) -> None:
         if (term, vote) != (self.term, self.vote):
             self.term, self.vote = term, vote
@@ -249,9 +254,17 @@ class PartitionJournal:
         if self._log.flushed_offset >= self._log.log_end_offset:
             return None
 
+        log = self._log
+
         def job() -> None:
-            if not canary.enabled("no-fsync"):
-                self._log.flush()
+            if canary.enabled("no-fsync"):
+                return
+            try:
+                log.flush()
+            except LogClosedError:
+                if log is self._log:
+                    raise
+                # a snapshot install renamed another log into place meanwhile: what this one held is replaced
         return job
 
     def compact(self, upto: int) -> None:

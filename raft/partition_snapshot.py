@@ -120,6 +120,7 @@ class Staging:
         self.log: PartitionLog | None = None
         self.reset = False  # the install replaces the live log instead of extending it
         self.final: Chunk | None = None  # the last chunk, once received
+        self.flushed_bytes = 0  # of the staged log, fsynced
 
     @property
     def active(self) -> bool:
@@ -145,6 +146,7 @@ class Staging:
         self.log.reset(start)
         self.reset = reset
         self.final = None
+        self.flushed_bytes = 0
 
     def add(self, chunk: Chunk) -> None:
         """Append a chunk that starts at next_offset; batches keep their offsets."""
@@ -161,6 +163,10 @@ class Staging:
         self._config = config
         if self.log is not None:
             self.log.reconfigure(config)
+
+    def flush(self) -> None:
+        self.log.flush()
+        self.flushed_bytes = self.log.size_bytes
 
     def open_existing(self) -> PartitionLog | None:
         """The staging log left by an interrupted install (at open time), or None if there is none."""

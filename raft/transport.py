@@ -392,6 +392,11 @@ class PeerTransport:
             await self._server.wait_closed()
         await asyncio.sleep(0)  # let the aborted connections report connection_lost
 
+    def set_cluster_id(self, cluster_id: str) -> None:
+        """Speak for another cluster id from now on (a broker that learned its cluster's id after starting);
+        links that exist were authenticated under the old one and are kept."""
+        self._cluster_id = encode_cluster_id(cluster_id)
+
     def set_peers(self, peers: Mapping[int, Address]) -> None:
         """Adopt a new peer map: dial new peers, redial moved ones, forget removed ones."""
         wanted = _check_peers(peers, self.node_id)

@@ -26,9 +26,11 @@ def closed_port() -> int:
             return port
 
 
-def free_port_pair(gap: int = 100) -> int:
-    """A port P with P and P+gap free (`raftka dev`'s HTTP and Raft ports for one broker)."""
+def free_dev_base_port(brokers: int) -> int:
+    """A base port P for `raftka dev --base-port P --brokers N`: its HTTP ports P+i, Raft ports P+100+i and
+    Kafka ports P+10000+i are all free and all below the ephemeral range."""
+    kafka_offset = 10_000
     while True:
-        port = random.randrange(PORT_RANGE[0], PORT_RANGE[1] - gap)
-        if _bindable(port) and _bindable(port + gap):
+        port = random.randrange(PORT_RANGE[0] - kafka_offset, PORT_RANGE[1] - kafka_offset - brokers)
+        if all(_bindable(port + offset + i) for offset in (0, 100, kafka_offset) for i in range(brokers)):
             return port

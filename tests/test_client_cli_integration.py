@@ -17,7 +17,7 @@ import urllib.request
 
 import psutil
 import pytest
-from client_ports import free_port_pair
+from client_ports import free_dev_base_port
 from click.testing import CliRunner
 
 from raftka.client.cli import main
@@ -138,7 +138,7 @@ def test_duplicate_topic_and_bad_replication_factor_are_clear_errors(raftka):
 def raftka_dev(tmp_path, brokers: int):
     """`raftka dev` in a subprocess, up and serving: yields (process, base port, output so far, broker processes).
     However the test ends, `raftka dev` is killed and none of its brokers is left running."""
-    port = free_port_pair()
+    port = free_dev_base_port(brokers)
     proc = subprocess.Popen(
         [sys.executable, "-m", "raftka.client.cli", "dev", "--brokers", str(brokers), "--data-dir",
          str(tmp_path / "dev"), "--base-port", str(port)],

@@ -39,7 +39,8 @@ if not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)):
     pytest.skip(f"needs Debian's chromium and chromium-driver ({CHROMIUM}, {CHROMEDRIVER}): `make deb-packages` "
                 "as root installs them", allow_module_level=True)
 
-from selenium.common.exceptions import StaleElementReferenceException, WebDriverException  # noqa: E402
+from selenium.common.exceptions import (  # noqa: E402
+    StaleElementReferenceException, TimeoutException, WebDriverException)
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
@@ -81,7 +82,17 @@ class Console:
                 return condition(self)
             except (StaleElementReferenceException, WebDriverException):
                 return None
-        return WebDriverWait(self.driver, timeout, poll_frequency=0.1).until(attempt, f"waited for {what}")
+        try:
+            return WebDriverWait(self.driver, timeout, poll_frequency=0.1).until(attempt)
+        except TimeoutException:
+            raise AssertionError(f"waited {timeout} s for {what}; the page shows:\n{self.page_text()}") from None
+
+    def page_text(self) -> str:
+        """What the page shows, and the browser console's errors (for a failed wait's message)."""
+        try:
+            return f"{self.find('body').text[:3000]}\nbrowser console errors: {self.console_errors()}"
+        except WebDriverException as exc:
+            return f"(unreadable: {exc})"
 
     def shown(self, css: str, timeout: float = WAIT_S):
         return self.until(lambda c: c.all(css)[0] if c.all(css) else None, css, timeout)

@@ -52,6 +52,8 @@ def test_the_console_asks_for_a_login_and_shows_only_what_the_acls_allow(secured
     ui.screenshot("secured-topics-as-viewer")
     ui.open("/raft")
     assert "DESCRIBE on the cluster" in ui.text_of('[data-testid="raft-refused"]')
+    ui.open("/reassignments")
+    assert "DESCRIBE on the cluster" in ui.text_of('main [role="alert"]')
     ui.find('[data-testid="who"] button').click()  # log out
     ui.shown('[data-testid="login"]')
     log_in(ui, "admin", secured.security.admin_password)

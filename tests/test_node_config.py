@@ -125,7 +125,30 @@ SAMPLES = {
     "kafka-listen": ("0.0.0.0:9092", "0.0.0.0:9092"),
     "kafka-advertise": ("kafka.example:19092", "kafka.example:19092"),
     "min-free-bytes": ("4194304", 4194304),
+    "advertised-host": ("b2.example", "b2.example"),
+    "rack": ("zone-a", "zone-a"),
+    "metadata-voters": ("5", 5),
+    "reassignment-max-bytes-per-sec": ("1000000", 1000000),
 }
+
+
+def test_join_takes_its_own_addresses_and_no_peers():
+    config = load("--id", "4", "--data-dir", "/d", "--join", "127.0.0.1:9091", "--listen", "0.0.0.0:8084",
+                  "--raft-listen", "0.0.0.0:9094", "--advertised-host", "b4", "--rack", "r2",
+                  "--cluster-secret", SECRET)
+    assert config.join_urls == ["http://127.0.0.1:9091"]
+    assert config.peers == (Peer(4, "b4", 8084, 9094),) and config.rack == "r2"
+    assert config.default_replication_factor is None  # auto: from the brokers the cluster has
+    assert config.metadata_voters is None and config.reassignment_max_bytes_per_sec > 0
+
+
+def test_a_broker_serving_tls_joins_over_https(tmp_path):
+    certs = write_dev_certificates(tmp_path / "tls")
+    config = load("--id", "4", "--data-dir", "/d", "--join", "b1:9091,http://b2:9091", "--listen", "127.0.0.1:8084",
+                  "--raft-listen", "127.0.0.1:9094", "--cluster-secret", SECRET, "--tls-cert", str(certs.broker_cert),
+                  "--tls-key", str(certs.broker_key))
+    assert config.join_urls == ["https://b1:9091", "http://b2:9091"]  # a scheme given is kept
+    assert config.self_peer.http_url == "https://127.0.0.1:8084"
 
 
 def toml_text(values: dict) -> str:
@@ -154,7 +177,7 @@ def security_samples(directory: Path) -> dict:
 def test_every_flag_has_an_env_var_and_a_toml_key(tmp_path):
     samples = {**SAMPLES, **security_samples(tmp_path)}
     parser_flags = {a.option_strings[0][2:] for a in build_parser()._actions if a.option_strings and a.dest != "help"}
-    assert parser_flags == set(samples) | {"config", "cluster-secret-file"}
+    assert parser_flags == set(samples) | {"config", "cluster-secret-file", "join"}  # --join excludes --peers
     via_flags = load(*[item for key, (text, _) in samples.items() for item in (f"--{key}", text)])
     via_env = load(env={"RAFTKA_" + key.upper().replace("-", "_"): text for key, (text, _) in samples.items()})
     config = tmp_path / "broker.toml"
@@ -339,7 +362,14 @@ def test_multi_broker_cluster_requires_a_secret():
             {},
             ["--default-replication-factor: Replication factor 3 is larger than the number of available brokers (1)"],
         ),
-        (["--id", "1", "--data-dir", "/d", "--default-replication-factor", "2"], {}, ["one of 1, 3, 5"]),
+        (["--id", "1", "--data-dir", "/d", "--default-replication-factor", "2"], {},
+         ["Replication factor 2 is larger than the number of available brokers (1)"]),
+        (["--id", "4", "--data-dir", "/d", "--join", "http://h:1", "--peers", "4=h:1:2"], {},
+         ["--join and --peers: give one, not both"]),
+        (["--id", "4", "--data-dir", "/d", "--join", "http://h:1"], {}, ["refusing to join: a cluster secret"]),
+        (["--id", "4", "--data-dir", "/d", "--join", "ftp://h:1"], {}, ["--join: invalid value", "http[s]://HOST:PORT"]),
+        (["--id", "4", "--data-dir", "/d", "--rack", "a b"], {}, ["--rack: invalid value"]),
+        (["--id", "4", "--data-dir", "/d", "--metadata-voters", "9"], {}, ["--metadata-voters: invalid value"]),
         (
             ["--id", "1", "--data-dir", "/d", "--default-segment-bytes", "10"],
             {},

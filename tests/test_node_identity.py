@@ -10,9 +10,10 @@ from raftka.node.cluster.identity import (
     BrokerIdentity,
     IdentityError,
     claim_data_dir,
+    bootstrap_identity,
     derive_cluster_id,
     ensure_identity,
-    expected_identity,
+    secret_check,
 )
 from raftka.node.config import load_config
 from raftka.storage import LEDGER_ENV
@@ -41,10 +42,11 @@ def test_cluster_id_is_deterministic_and_depends_on_peers_and_secret():
 def test_first_start_writes_broker_json_without_the_secret(tmp_path):
     data_dir = tmp_path / "nested" / "data"
     identity = ensure_identity(config(data_dir))
-    assert identity == BrokerIdentity(1, derive_cluster_id([1, 2, 3], SECRET.encode()), (1, 2, 3))
+    cluster_id = derive_cluster_id([1, 2, 3], SECRET.encode())
+    assert identity == BrokerIdentity(1, cluster_id, (1, 2, 3), 0, secret_check(cluster_id, SECRET.encode()))
     raw = (data_dir / IDENTITY_FILE).read_bytes()
-    assert orjson.loads(raw) == {"version": 2, "broker_id": 1, "cluster_id": identity.cluster_id, "peer_ids": [1, 2, 3],
-                                 "incarnation": 0}
+    assert orjson.loads(raw) == {"version": 3, "broker_id": 1, "cluster_id": identity.cluster_id, "peer_ids": [1, 2, 3],
+                                 "incarnation": 0, "secret_check": identity.secret_check}
     assert SECRET.encode() not in raw
     assert not [p for p in os.listdir(data_dir) if p != IDENTITY_FILE]  # no temporary file left behind
 
@@ -53,6 +55,9 @@ def test_restart_with_same_identity_is_accepted(tmp_path):
     first = ensure_identity(config(tmp_path))
     assert ensure_identity(config(tmp_path)) == first
     assert ensure_identity(config(tmp_path, peers="3=x:1:2,1=y:1:2,2=z:1:2")) == first  # addresses may change
+    # The cluster id was made at bootstrap: a changed peer list (brokers joined or left) keeps it.
+    assert ensure_identity(config(tmp_path, peers=PEERS + ",4=b4:8080:9090")) == first
+    assert ensure_identity(config(tmp_path, peers="1=b1:8080:9090")) == first
 
 
 def test_other_broker_id_is_refused(tmp_path):
@@ -62,17 +67,18 @@ def test_other_broker_id_is_refused(tmp_path):
     assert f"data directory '{tmp_path}' belongs to broker 1, not broker 2" in str(info.value)
 
 
-@pytest.mark.parametrize(
-    ("peers", "secret"),
-    [(PEERS, "another-secret-0123456789"), ("1=b1:8080:9090,2=b2:8080:9090", SECRET)],
-)
-def test_other_cluster_is_refused(tmp_path, peers, secret):
-    ensure_identity(config(tmp_path))
+@pytest.mark.parametrize("version", [2, 3])
+def test_another_secret_is_refused(tmp_path, version):
+    identity = ensure_identity(config(tmp_path))
+    if version == 2:  # written before brokers could join: checked by re-deriving the cluster id
+        (tmp_path / IDENTITY_FILE).write_bytes(orjson.dumps({"version": 2, "broker_id": 1, "peer_ids": [1, 2, 3],
+                                                             "cluster_id": identity.cluster_id, "incarnation": 0}))
+        assert ensure_identity(config(tmp_path)).cluster_id == identity.cluster_id
     with pytest.raises(IdentityError) as info:
-        ensure_identity(config(tmp_path, peers=peers, secret=secret))
+        ensure_identity(config(tmp_path, secret="another-secret-0123456789"))
     message = str(info.value)
-    assert "refusing to start" in message and "belongs to another cluster" in message
-    assert "brokers [1, 2, 3]" in message and SECRET not in message
+    assert "refusing to start" in message and f"belongs to cluster {identity.cluster_id}" in message
+    assert "another cluster secret" in message and SECRET not in message and "empty data dir" not in message
 
 
 @pytest.mark.parametrize(
@@ -106,8 +112,8 @@ def test_unusable_data_dir(tmp_path):
 
 def test_leftover_temporary_file_from_a_crash_is_harmless(tmp_path):
     (tmp_path / (IDENTITY_FILE + ".tmp")).write_bytes(b'{"half": ')
-    expected = expected_identity(config(tmp_path))
-    assert claim_data_dir(tmp_path, expected) == expected
+    expected = bootstrap_identity(config(tmp_path))
+    assert claim_data_dir(tmp_path, expected, SECRET.encode()) == expected
     assert orjson.loads((tmp_path / IDENTITY_FILE).read_bytes())["broker_id"] == 1
 
 

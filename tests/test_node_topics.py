@@ -86,8 +86,10 @@ def test_partition_count_bounds():
 def test_replication_factor_rules():
     assert validate_replication_factor(3, 3) == 3
     assert validate_replication_factor(1, 1) == 1
-    with pytest.raises(InvalidReplicationFactor, match="one of 1, 3, 5"):
-        validate_replication_factor(2, 5)
+    assert validate_replication_factor(2, 5) == 2  # even factors are allowed (they tolerate no more failures)
+    assert validate_replication_factor(4, 4) == 4
+    with pytest.raises(InvalidReplicationFactor, match="positive integer"):
+        validate_replication_factor(0, 5)
     with pytest.raises(InvalidReplicationFactor, match="larger than the number of available brokers \\(2\\)"):
         validate_replication_factor(3, 2)
     with pytest.raises(InvalidReplicationFactor):

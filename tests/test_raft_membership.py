@@ -424,3 +424,28 @@ def test_a_lost_replica_is_swapped_for_its_successor_first():
     assert step == Membership.of([1, 2], [successor])
     assert next_step(step, desired, caught_up=frozenset()) is None  # waits for the learner
     assert next_step(step, desired, caught_up=frozenset({successor})) == Membership.of([1, 2, successor])
+
+
+@settings(max_examples=300, deadline=None)
+@given(replica_sets, replica_sets, st.frozensets(st.sampled_from([1, 2, 3, 4, 5, 6, 7, replica_id(6, 3)]),
+                                                  max_size=4))
+def test_planned_steps_reach_the_desired_voters_and_learners(start, desired, learners):
+    learners = learners - desired
+    if len({broker_of(r) for r in desired | learners}) < len(desired | learners):
+        return  # one replica per broker, as the broker asks for
+    current = Membership.of(start)
+    for _ in range(40):
+        step = next_step(current, desired, caught_up=current.learners, learners=learners)
+        if step is None:
+            break
+        current = change(current, step)
+    assert current == Membership.of(desired, learners)
+
+
+def test_a_seat_changes_hands_through_a_learner_and_the_old_voter_stays_on_as_a_learner():
+    current = Membership.of([1, 2, 3], [4])
+    desired, learners = frozenset({1, 2, 4}), frozenset({3})
+    assert next_step(current, desired, frozenset(), learners) is None  # 4 has not caught up: 3 keeps its seat
+    promoted = next_step(current, desired, frozenset({4}), learners)
+    assert promoted == Membership.of([1, 2, 3, 4])
+    assert next_step(promoted, desired, frozenset(), learners) == Membership.of([1, 2, 4], [3])

@@ -253,3 +253,46 @@ def test_real_hosts_replicate_the_partition_log_and_a_lagging_replica_catches_up
             await host.stop()
 
     asyncio.run(main())
+
+
+def test_a_deleted_replica_leaves_no_hard_state_behind_and_a_new_one_on_the_same_broker_starts_empty(tmp_path):
+    """A replica moved away is deleted with its log and its record in the hard state store, even when that
+    record changed since the last pump; moved back, the broker hosts a new, empty replica of the group."""
+    import asyncio
+    import shutil
+
+    from raftka.raft.host import RaftHost
+    from test_raft_host import FAST, wait_until
+
+    def machine():
+        return PartitionStateMachine(str(tmp_path / "p"), CONFIG, lock=False, raft_log=True)
+
+    async def lead(host, sm, value):
+        host.add_group("g", [1], sm)
+        host.group("g").node.campaign()
+        await wait_until(lambda: host.read_allowed("g"))
+        return await host.propose("g", data(value))
+
+    async def main():
+        host = RaftHost(1, str(tmp_path / "b1"), config=FAST)
+        await host.start()
+        try:
+            sm = machine()
+            await lead(host, sm, b"old0")
+            for k in (1, 2):
+                await host.propose("g", data(b"old%d" % k))
+            journal = host.group("g").journal
+            sm.checkpoint()
+            journal.compact(sm.applied_index)  # a compaction point beyond the offsets a new replica starts at
+            journal.set_hard_state(journal.term + 1, None)  # changed since the last pump
+            await host.remove_group("g", delete_data=True)
+            shutil.rmtree(sm.directory)
+            host.hard_states.sync()
+            assert "g" not in host.hard_states.groups
+            sm = machine()
+            first = await lead(host, sm, b"new")
+            assert first.base_offset == 0 and sm.log.log_start_offset == 0
+        finally:
+            await host.stop()
+
+    asyncio.run(main())

@@ -114,6 +114,55 @@ def test_empty_follower_receives_a_byte_identical_log_and_the_producer_state(lea
     follower.close()
 
 
+@pytest.mark.parametrize("crash", ["before the rename", "after the rename"])
+def test_an_install_into_an_empty_log_renames_the_staging_log_and_a_crash_midway_is_finished_on_reopen(
+        leader, history, tmp_path, monkeypatch, crash):
+    follower = open_sm(tmp_path / "follower")
+    cursor, done = follower.begin_install(), False
+    while not done:
+        data, done, index = leader.read_chunk(cursor)
+        cursor = follower.install_chunk(data)
+    staged = sorted(os.listdir(tmp_path / "follower" / STAGING_DIR))
+    real_rename, real_checkpoint = os.rename, follower._write_checkpoint
+
+    def rename(src, dst):
+        if crash == "before the rename" and str(src).endswith(STAGING_DIR):
+            raise OSError("power cut")
+        real_rename(src, dst)
+
+    def checkpoint(**kwargs):
+        if crash == "after the rename" and not kwargs:  # the final checkpoint, after the swap
+            raise OSError("power cut")
+        real_checkpoint(**kwargs)
+
+    monkeypatch.setattr(os, "rename", rename)
+    monkeypatch.setattr(follower, "_write_checkpoint", checkpoint)
+    with pytest.raises(OSError, match="power cut"):
+        follower.finish_install(index, leader.applied_term)
+    monkeypatch.undo()
+    follower.log.close()
+    follower._staging.close()
+    follower = open_sm(tmp_path / "follower")
+    assert not os.path.exists(tmp_path / "follower" / STAGING_DIR)
+    assert sorted(os.listdir(tmp_path / "follower" / "log")) == staged  # moved, not copied
+    assert_same_state(leader, follower)
+    assert_same_dedup(leader, follower, history.seqs, last_idempotent_entries(history.journal, 2))
+    follower.close()
+
+
+def test_a_renamed_staging_log_survives_a_power_loss_right_after_the_install(leader, history, tmp_path, monkeypatch):
+    ledger = tmp_path / "ledger"
+    monkeypatch.setenv(LEDGER_ENV, str(ledger))
+    follower = open_sm(tmp_path / "follower")
+    stream(leader, follower)
+    follower.close()
+    report = apply_ledger(ledger, tmp_path / "follower")  # cut every file back to what was fsynced
+    assert not [p for p in report.truncated if "/log/" in p] and not [p for p in report.deleted if "/log/" in p]
+    follower = open_sm(tmp_path / "follower")
+    assert_same_state(leader, follower)
+    follower.close()
+
+
 def test_follower_behind_receives_only_the_missing_tail(leader, history, tmp_path):
     follower = open_sm(tmp_path / "follower")
     history.journal.apply_all(follower, stop=60)
@@ -126,6 +175,26 @@ def test_follower_behind_receives_only_the_missing_tail(leader, history, tmp_pat
     assert raw_log(follower).startswith(before)
     assert_same_state(leader, follower)
     assert_same_dedup(leader, follower, history.seqs, last_idempotent_entries(history.journal, 2))
+    follower.close()
+
+
+@pytest.mark.parametrize("follower_log", ["empty (renamed in)", "behind (copied)"])
+def test_a_checkpoint_begun_before_an_install_and_written_after_it_does_not_undo_it(leader, history, tmp_path,
+                                                                                   follower_log):
+    """The host runs a checkpoint's fsyncs in a worker thread; a snapshot install may finish meanwhile."""
+    follower = open_sm(tmp_path / "follower")
+    if follower_log.startswith("empty"):
+        follower.apply(1, 1, b"")  # a no-op: something to checkpoint, nothing in the log
+    else:
+        history.journal.apply_all(follower, stop=60)
+    _, job = follower.begin_checkpoint()
+    ok, _ = stream(leader, follower)
+    assert ok
+    job()  # the older checkpoint's job runs last
+    follower.checkpoint_done()
+    follower.close()
+    follower = open_sm(tmp_path / "follower")
+    assert_same_state(leader, follower)
     follower.close()
 
 

@@ -6,7 +6,7 @@ requests, acknowledges nothing and applies nothing, and acts normally again once
 Runs on the simulated network of tests/raftsim.py.
 """
 
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 from raftka.raft.core import NotLeaderError, Role
 
@@ -165,6 +165,7 @@ STORAGE_ACTIONS = st.lists(
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from([3, 5]), st.integers(0, 10_000), STORAGE_ACTIONS)
+@example(3, 0, [("tick", 5), ("tick", 6), ("deliver", 2), ("fail", 1)])  # a vote granted, in flight, then the disk fails
 def test_storage_faults_keep_raft_safe_and_failed_nodes_out_of_elections(n, seed, actions):
     """Random storage failures and recoveries among message faults and crashes: Raft's safety
     properties hold (SimCluster checks them), a failed node never becomes leader of a new term and
@@ -172,6 +173,7 @@ def test_storage_faults_keep_raft_safe_and_failed_nodes_out_of_elections(n, seed
     c = SimCluster(n, seed=seed)
     elect(c)
     failed_at: dict[int, int] = {}  # node -> its term when its storage failed
+    sent_while_healthy: set[int] = set()  # ids of a failed node's messages sent before its storage failed
 
     def check_failed_nodes():
         for i, term in failed_at.items():
@@ -181,7 +183,8 @@ def test_storage_faults_keep_raft_safe_and_failed_nodes_out_of_elections(n, seed
             if node.role in (Role.PRE_CANDIDATE, Role.CANDIDATE):
                 raise SafetyViolation(f"node {i} campaigns with failed storage")
         for m in c.network:
-            if m.src in failed_at and m.type.name in ("VOTE_RESP", "PREVOTE_RESP") and not m.reject:
+            if m.src in failed_at and m.type.name in ("VOTE_RESP", "PREVOTE_RESP") and not m.reject \
+                    and id(m) not in sent_while_healthy:
                 raise SafetyViolation(f"node {m.src} granted a vote with failed storage")
 
     for action, arg in actions:
@@ -204,7 +207,8 @@ def test_storage_faults_keep_raft_safe_and_failed_nodes_out_of_elections(n, seed
         elif action == "fail" and c.replicas[i].up:
             c.replicas[i].node.set_storage_failed(True)
             failed_at[i] = c.replicas[i].node.log.term
-            c.persist(i)
+            c.persist(i)  # what it decided before the failure (a vote it granted) is durable and goes out
+            sent_while_healthy.update(id(m) for m in c.network if m.src == i)
         elif action == "clear" and c.replicas[i].up and i in failed_at:
             c.replicas[i].node.set_storage_failed(False)
             del failed_at[i]

@@ -42,6 +42,7 @@ class NemesisContext:
     recorder: HistoryRecorder
     rng: random.Random = field(default_factory=random.Random)
     disks: SmallDisks | None = None  # small data-dir filesystems, for DiskFull
+    api_security: Any = None  # api.ApiSecurity of a --tls run: how nemeses that call the HTTP API log in
 
 
 # --------------------------------------------------------------------- targets

@@ -1,4 +1,4 @@
-"""Processes of the cluster's hosts: start, stop, kill -9, pause, power failure, disk loss, health.
+"""Processes of the cluster's hosts: start, stop, kill -9, pause, power failure, disk loss, rejoin, health.
 
 ``ManagedProcess`` is one OS process in its own process group (signals go to
 the whole group), its stdout+stderr appended to a log file. ``Brokers`` runs
@@ -43,7 +43,7 @@ from .topology import CLIENT
 
 RUN_MARKER_ENV = "RAFTKA_JEPSEN_RUN"
 CANARIES = ("ack-before-commit", "no-fsync", "follower-reads", "no-dedup", "commit-offset-lww", "skip-truncate",
-            "wiped-node-votes", "full-disk-keeps-leadership")
+            "wiped-node-votes", "full-disk-keeps-leadership", "new-replica-votes")
 HARNESS_LINE = "--- harness: "  # how the harness marks its own lines in a broker log
 _PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -171,34 +171,42 @@ Command = Callable[["Brokers", int], list[str]]
 
 
 def raftka_node_command(brokers: Brokers, node: int) -> list[str]:
-    """``python -m raftka.node.main`` with node's id, data dir and the addresses it uses (with a Kafka listener,
-    advertised at the address CLIENT reaches it by, when the cluster has a "kafka" service), and the run's
-    security flags (``Brokers.node_args``)."""
+    """``python -m raftka.node.main`` with node's id, data dir and the addresses it uses: ``--peers`` (the
+    bootstrap nodes) for a node that bootstraps the cluster, ``--join`` (every bootstrap node) and its own
+    address as ``--advertised-host`` for a node that joins it; with a Kafka listener, advertised at the address
+    CLIENT reaches it by, when the cluster has a "kafka" service; and the run's security flags
+    (``Brokers.node_args``)."""
     cluster = brokers.cluster
     http_host, http_port = cluster.bind_address(node, "http")
     raft_host, raft_port = cluster.bind_address(node, "raft")
+    common = [sys.executable, "-m", "raftka.node.main", "--id", str(node), "--data-dir", str(brokers.data_dir(node)),
+              "--listen", f"{http_host}:{http_port}", "--raft-listen", f"{raft_host}:{raft_port}", *brokers.node_args]
+    if "kafka" in cluster.services:
+        kafka_host, kafka_port = cluster.bind_address(node, "kafka")
+        advertised_host, advertised_port = cluster.address(CLIENT, node, "kafka")
+        common += ["--kafka-listen", f"{kafka_host}:{kafka_port}",
+                   "--kafka-advertise", f"{advertised_host}:{advertised_port}"]
+    if node in brokers.joiners:
+        scheme = "https" if brokers.health_context is not None else "http"
+        urls = ",".join("{}://{}:{}".format(scheme, *cluster.address(node, peer, "http"))
+                        for peer in brokers.bootstrap if peer != node)
+        return [*common, "--join", urls, "--advertised-host", http_host]
     peers = []
-    for peer in cluster.nodes:
+    for peer in brokers.bootstrap:
         host, peer_http = cluster.address(node, peer, "http")
         raft_peer_host, peer_raft = cluster.address(node, peer, "raft")
         if host != raft_peer_host:
             raise ValueError(f"node {peer}: HTTP and Raft hosts differ ({host}, {raft_peer_host})")
         peers.append(f"{peer}={host}:{peer_http}:{peer_raft}")
-    argv = [sys.executable, "-m", "raftka.node.main", "--id", str(node), "--data-dir", str(brokers.data_dir(node)),
-            "--listen", f"{http_host}:{http_port}", "--raft-listen", f"{raft_host}:{raft_port}",
-            "--peers", ",".join(peers), *brokers.node_args]
-    if "kafka" in cluster.services:
-        kafka_host, kafka_port = cluster.bind_address(node, "kafka")
-        advertised_host, advertised_port = cluster.address(CLIENT, node, "kafka")
-        argv += ["--kafka-listen", f"{kafka_host}:{kafka_port}",
-                 "--kafka-advertise", f"{advertised_host}:{advertised_port}"]
-    return argv
+    return [*common, "--peers", ",".join(peers)]
 
 
 class Brokers:
     """One managed process per node of a cluster, with the node's files and faults.
 
-    command(brokers, node) gives the argv (run on the node's host); secret defaults to
+    command(brokers, node) gives the argv (run on the node's host); ``bootstrap`` names the nodes that
+    bootstrap the cluster (default: all), the others join it (``--join``) when first started, and so does
+    a node after ``rejoin``; secret defaults to
     a random one per run; health_service names the cluster service whose
     ``GET /health`` says a node is ready (None: running is ready); clock_faults
     preloads libfaketime so that ClockJump can shift the node's clocks. node_args are
@@ -211,10 +219,14 @@ class Brokers:
     def __init__(self, cluster, run_dir: str | os.PathLike[str], *, command: Command = raftka_node_command,
                  secret: str | None = None, canary: str | None = None, env: Mapping[str, str] | None = None,
                  health_service: str | None = "http", clock_faults: bool = False,
-                 node_args: Sequence[str] = ("--auth", "none"), tls_ca: str | None = None) -> None:
+                 bootstrap: Iterable[int] | None = None, node_args: Sequence[str] = ("--auth", "none"),
+                 tls_ca: str | None = None) -> None:
         if canary is not None and canary not in CANARIES:
             raise ValueError(f"unknown canary {canary!r}; known: {', '.join(CANARIES)}")
         self.cluster = cluster
+        self.bootstrap = tuple(cluster.nodes if bootstrap is None else sorted(bootstrap))
+        self.joiners = {n for n in cluster.nodes if n not in self.bootstrap}
+        self._command = command
         self.run_dir = Path(run_dir).resolve()
         self.secret = secret or secrets.token_hex(16)
         self.canary = canary
@@ -301,6 +313,21 @@ class Brokers:
 
     def paused(self, node: int) -> bool:
         return self.processes[node].paused
+
+    def rejoin(self, node: int) -> None:
+        """Stop node, empty its data directory and start it again with ``--join``: the same machine added back
+        to the cluster as a new broker (after a decommission)."""
+        process = self.processes[node]
+        process.stop()
+        shutil.rmtree(self.data_dir(node))
+        self.data_dir(node).mkdir()
+        self._rewrite_ledger(node)
+        self.joiners.add(node)
+        process.argv = self.cluster.command(node, self._command(self, node))
+        with open(self.log_path(node), "ab") as log:
+            stamp = datetime.now(UTC).isoformat(timespec="milliseconds")
+            log.write(f"{HARNESS_LINE}node {node} rejoins with an empty data directory at {stamp}\n".encode())
+        process.start()
 
     def power_failure(self, node: int, keep_unsynced=None) -> PowerLossReport:
         """kill -9 node, then cut its files back to what it had fsynced (see

@@ -5,11 +5,12 @@ One run::
     run.py --nodes 3 --nemesis partition,kill --time-limit 60 --rate 200 --seed 1 --out results/
     run.py --bug no-dedup            # a canary with the scenario that exposes it (scenarios.py)
     run.py --bug follower-reads --nemesis partition --time-limit 30
+    run.py --nodes 5 --bootstrap-nodes 3 --nemesis membership --time-limit 120   # 3 -> 5 brokers, moves
 
 Matrices (each run in its own directory under ``<out>/<stamp>-full|quick/``,
 then a results table, also saved as results.md and summary.json there)::
 
-    run.py --full     # every P0 nemesis x 3 and 5 nodes (>= 60 s each), then every canary
+    run.py --full     # every P0 nemesis x 3 and 5 nodes (>= 60 s each), membership 3 -> 5, every canary
     run.py --quick    # every P0 nemesis on 3 nodes for 20 s, then the fast canaries
 
 Exit status: 0 when every run came out as expected (valid; for a canary run,
@@ -39,7 +40,9 @@ def _parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=f"nemeses: {', '.join(scenarios.NEMESES)}\n"
                                        f"canaries: {', '.join(scenarios.CANARIES)}")
-    p.add_argument("--nodes", type=int, default=3)
+    p.add_argument("--nodes", type=int, help="brokers (default 3; a canary's scenario may need more)")
+    p.add_argument("--bootstrap-nodes", type=int,
+                   help="brokers 1..N bootstrap the cluster, the others join during the run (default: all)")
     p.add_argument("--nemesis", help="comma-separated nemesis names (default: partition; "
                                      "with --bug: the canary's scenario)")
     p.add_argument("--time-limit", type=float, help="seconds of workload under faults (default 60)")
@@ -78,8 +81,10 @@ def _common(args: argparse.Namespace) -> dict:
 
 
 def single_spec(args: argparse.Namespace) -> RunSpec:
-    overrides = {"nodes": args.nodes, **_common(args)}
-    for name, value in (("nemeses", tuple(args.nemesis.split(",")) if args.nemesis else None),
+    overrides = _common(args)
+    for name, value in (("nodes", args.nodes if args.nodes is not None or args.bug else 3),
+                        ("bootstrap_nodes", args.bootstrap_nodes),
+                        ("nemeses", tuple(args.nemesis.split(",")) if args.nemesis else None),
                         ("time_limit_s", args.time_limit), ("fault_s", args.fault_s), ("heal_s", args.heal_s),
                         ("resend_probability", args.resend_probability),
                         ("random_broker_fraction", args.random_broker_fraction)):
@@ -98,6 +103,7 @@ def matrix_specs(args: argparse.Namespace) -> list[RunSpec]:
         limit = max(FULL_MIN_TIME_S, args.time_limit or FULL_MIN_TIME_S)
         specs = [replace(base, nodes=n, nemeses=(name,), time_limit_s=limit)
                  for n in (3, 5) for name in scenarios.P0]
+        specs.append(replace(base, nodes=5, bootstrap_nodes=3, nemeses=("membership",), time_limit_s=2 * limit))
         bugs = list(scenarios.CANARIES)
     else:
         limit = args.time_limit or QUICK_TIME_S

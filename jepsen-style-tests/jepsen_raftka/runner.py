@@ -95,12 +95,15 @@ class RunSpec:
     final_poll_timeout_s: float = 45.0
     convergence_timeout_s: float = 60.0
     windows: int | None = None  # fault windows at most (None: as many as the time limit holds)
+    bootstrap_nodes: int | None = None  # nodes 1..N bootstrap the cluster, the others join later (None: all)
     tls: bool = False  # brokers with TLS and authentication; clients over https as the run's admin
 
     def __post_init__(self) -> None:
         scenarios.check_names(self.nemeses)
         if self.nodes < 1 or self.partitions < 1 or self.time_limit_s <= 0:
             raise ValueError("a run needs nodes >= 1, partitions >= 1 and a positive time limit")
+        if self.bootstrap_nodes is not None and not 1 <= self.bootstrap_nodes <= self.nodes:
+            raise ValueError(f"bootstrap_nodes must be from 1 to nodes ({self.nodes}), got {self.bootstrap_nodes}")
         if self.bug is not None and self.bug not in scenarios.CANARIES:
             raise ValueError(f"unknown canary {self.bug!r}; known: {', '.join(scenarios.CANARIES)}")
 
@@ -108,7 +111,8 @@ class RunSpec:
     def label(self) -> str:
         bug = f"-bug-{self.bug}" if self.bug else ""
         kafka = "-kafka" if self.protocol == "kafka" else ""
-        return f"{self.nodes}n-{'+'.join(self.nemeses)}{kafka}{bug}{'-tls' if self.tls else ''}-s{self.seed}"
+        grown = f"{self.bootstrap_nodes}to" if self.bootstrap_nodes not in (None, self.nodes) else ""
+        return f"{grown}{self.nodes}n-{'+'.join(self.nemeses)}{kafka}{bug}{'-tls' if self.tls else ''}-s{self.seed}"
 
     @classmethod
     def for_canary(cls, bug: str, **overrides: Any) -> RunSpec:
@@ -116,7 +120,8 @@ class RunSpec:
         c = scenarios.CANARIES[bug]
         base = cls(nemeses=c.nemeses, time_limit_s=c.time_limit_s, fault_s=c.fault_s, heal_s=c.heal_s,
                    producer=c.producer, resend_probability=c.resend_probability,
-                   random_broker_fraction=c.random_broker_fraction, windows=c.windows, bug=bug)
+                   random_broker_fraction=c.random_broker_fraction, windows=c.windows, bug=bug,
+                   **({"nodes": c.nodes} if c.nodes is not None else {}))
         return replace(base, **overrides)
 
 
@@ -189,13 +194,15 @@ def _retry(what: str, timeout_s: float, attempt) -> Any:
         time.sleep(0.2)
 
 
-def create_topic(api: BrokerApi, spec: RunSpec, timeout_s: float = 30.0) -> None:
+def create_topic(api: BrokerApi, spec: RunSpec, timeout_s: float = 30.0, nodes: tuple[int, ...] | None = None) -> None:
+    """The workload's topic, answered once every partition has a leader as each of `nodes` (default: all) sees
+    it."""
     body = {"name": TOPIC, "partitions": spec.partitions, "replication_factor": min(3, spec.nodes)}
     _retry("create the topic", timeout_s,
            lambda: api.first_answer("POST", "/topics", body, timeout_s=5.0, accept_status=(201, 409)))
 
     def all_led() -> bool | None:
-        for node in api.nodes:
+        for node in api.nodes if nodes is None else nodes:
             try:
                 reply = api.request(node, "GET", f"/topics/{TOPIC}/partitions", timeout_s=2.0)
             except (NotDelivered, NoAnswer):
@@ -322,16 +329,17 @@ def _drive_cluster(spec: RunSpec, run_dir: Path, info: dict[str, Any], timings: 
         cluster = stack.enter_context(open_cluster(spec.nodes, mode=spec.mode))
         tls = RunTls(run_dir / "tls", hosts_of(cluster)) if spec.tls else None
         brokers = stack.enter_context(Brokers(cluster, run_dir, canary=spec.bug, clock_faults="clock" in spec.nemeses,
+                                              bootstrap=range(1, (spec.bootstrap_nodes or spec.nodes) + 1),
                                               **(tls.broker_options() if tls else {})))
         recorder = stack.enter_context(HistoryRecorder(runner_history))
         info["mode"] = cluster.mode
         log(f"run {spec.label}: {cluster.mode} mode, run dir {run_dir}")
-        brokers.start()
-        brokers.wait_healthy(timeout_s=60.0)
+        brokers.start(brokers.bootstrap)  # the others join during the run (elastic.py), or at the heal
+        brokers.wait_healthy(brokers.bootstrap, timeout_s=60.0)
         security = tls.api if tls else None
         api = BrokerApi({n: cluster.address(CLIENT, n, "http") for n in cluster.nodes}, random.Random(spec.seed + 1),
                         security)
-        create_topic(api, spec)
+        create_topic(api, spec, nodes=brokers.bootstrap)
         group = GROUP if groups_available(api) else None
         info["groups"] = group is not None
         if group is None and spec.bug and scenarios.CANARIES[spec.bug].needs_groups:
@@ -345,12 +353,12 @@ def _drive_cluster(spec: RunSpec, run_dir: Path, info: dict[str, Any], timings: 
         workload = Workload(WorkloadConfig(settings, api.addresses, spec.rate, spec.concurrency, spec.processes,
                                            seed=spec.seed, kafka_brokers=kafka, security=security),
                             run_dir, cluster.run_token)
-        ctx = NemesisContext(cluster, brokers, recorder, random.Random(spec.seed), disks)
+        ctx = NemesisContext(cluster, brokers, recorder, random.Random(spec.seed), disks, security)
         partition_leader, metadata_leader = metadata_lookups(api, spec.partitions, random.Random(spec.seed + 2))
         chosen = scenarios.entries(spec.nemeses, ctx, partition_leader=partition_leader,
                                    metadata_leader=metadata_leader,
                                    view=lambda nodes: raft_state.group_states(api, nodes=nodes, every_broker=False),
-                                   ready=lambda: raft_state.membership_settled(api))
+                                   ready=lambda: raft_state.membership_settled(api), topic=TOPIC)
         timings["setup_s"] = round(time.monotonic() - phase, 3)
         phase = time.monotonic()
         workload.start()

@@ -7,7 +7,10 @@ rotates through them. Leader targets need callbacks that name the current
 leader of a partition or of the metadata group (the runner asks ``GET
 /metadata``); disk-loss faults also need the brokers' view of their Raft
 groups and whether the cluster may lose a disk now (``GET /raft``,
-raft_state.py).
+raft_state.py). Elastic-cluster faults (elastic.py) act on the workload's topic
+through the brokers' API: ``membership`` changes the cluster's shape in every
+window, alone or together with a kill or a partition (run it on 5 nodes of
+which 3 bootstrap: the first windows grow the cluster to 5).
 
 Each canary (``--bug NAME``, raft/canary.py) comes with the scenario that
 exposes it and the anomaly kinds that count as detection: a canary run
@@ -22,6 +25,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from .disk_loss import Ready, View, disk_loss_nemeses
+from .elastic import Membership, MoveAway
 from .nemesis import Nemesis, NemesisContext, p0_nemeses, p1_nemeses
 from .schedule import Entry
 
@@ -54,16 +58,21 @@ NEMESES: dict[str, tuple[str | tuple[str, ...], ...]] = {
     "disk-loss": (("disk-loss-metadata-leader", "pause-another"), "pause-wipe-kill",
                   ("disk-loss-leader", "kill-another"), "disk-loss-one"),
     "pause-wipe-kill": ("pause-wipe-kill",),
+    # elastic cluster (elastic.py): joins, moves, factor changes, drains and re-adds, with kills and partitions
+    "membership": ("membership", ("membership", "kill-one"), ("membership", "partition-one")),
+    "move-away": ("move-away",),
 }
+ELASTIC = ("membership", "move-away")
 P0 = ("partition", "partition-leader", "partition-metadata-leader", "client-isolation", "kill", "kill-leader",
       "kill-metadata-leader", "pause", "power", "power-all", "disk-loss", "disk-full")
 SMALL_DISKS = frozenset({"disk-full"})  # selections that need small data-dir filesystems (diskspace.py)
 
 
 def entries(names: Iterable[str], ctx: NemesisContext, *, partition_leader: LeaderCallback,
-            metadata_leader: LeaderCallback, view: View | None = None, ready: Ready | None = None) -> list[Entry]:
+            metadata_leader: LeaderCallback, view: View | None = None, ready: Ready | None = None,
+            topic: str | None = None) -> list[Entry]:
     """The schedule entries of the named selections, in order (disk-loss faults only when view and
-    ready are given)."""
+    ready are given, elastic-cluster faults only with the workload's topic)."""
     names = list(names)
     check_names(names)
     catalogue: dict[str, Nemesis] = {**p0_nemeses(ctx, partition_leader=partition_leader,
@@ -73,6 +82,8 @@ def entries(names: Iterable[str], ctx: NemesisContext, *, partition_leader: Lead
     if view is not None and ready is not None:
         catalogue.update(disk_loss_nemeses(ctx, ready=ready, view=view, partition_leader=partition_leader,
                                            metadata_leader=metadata_leader))
+    if topic is not None and any(name in ELASTIC for name in names):
+        catalogue.update({"membership": Membership(ctx, topic), "move-away": MoveAway(ctx, topic)})
     out: list[Entry] = []
     for name in names:
         for entry in NEMESES[name]:
@@ -100,6 +111,7 @@ class CanaryScenario:
     needs_groups: bool = False
     fast: bool = False
     windows: int | None = None  # fault windows at most (None: as many as the time limit holds)
+    nodes: int | None = None  # brokers the scenario needs (None: whatever the run asks for)
 
 
 CANARIES: dict[str, CanaryScenario] = {c.bug: c for c in (
@@ -148,6 +160,14 @@ CANARIES: dict[str, CanaryScenario] = {c.bug: c for c in (
         "consumers of one group commit their own positions; last-writer-wins lets a lower commit "
         "overwrite a higher one, which list_committed then shows",
         time_limit_s=10.0, needs_groups=True, fast=True),
+    CanaryScenario(
+        "new-replica-votes", ("move-away",),
+        frozenset({"inconsistent-offsets", "lost-write", "replica-divergence", "election-safety", "duplicate"}),
+        "a partition moves to two new brokers and one old one, and the new ones are cut off from the rest once "
+        "they host it; a replica a move adds starts as a voter of the target replicas instead of a learner, so "
+        "the two new, empty replicas elect a leader of their own, which takes writes at offsets the real group "
+        "gave away",
+        time_limit_s=16.0, fault_s=6.0, heal_s=3.0, windows=1, nodes=5),
 )}
 
 

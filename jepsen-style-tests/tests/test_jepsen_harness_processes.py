@@ -165,6 +165,29 @@ def test_broker_command_line_is_what_raftka_node_accepts(cluster, tmp_path):
         brokers.close()
 
 
+def test_nodes_beyond_the_bootstrap_ones_join_and_a_rejoin_switches_to_join(cluster, tmp_path):
+    brokers = Brokers(cluster, tmp_path, secret="x" * 32, bootstrap=[1, 2])
+    try:
+        assert brokers.bootstrap == (1, 2) and brokers.joiners == {3}
+        env = {"RAFTKA_CLUSTER_SECRET": "x" * 32}
+        bootstrapping = load_config(raftka_node_command(brokers, 1)[3:], env)
+        assert [p.broker_id for p in bootstrapping.peers] == [1, 2] and bootstrapping.join is None
+        joining = load_config(raftka_node_command(brokers, 3)[3:], env)
+        assert joining.join_urls == ["http://{}:{}".format(*cluster.address(3, n, "http")) for n in (1, 2)]
+        assert joining.self_peer.host == cluster.bind_address(3, "http")[0]
+        (brokers.data_dir(1) / "leftover").write_text("x")
+        brokers.rejoin(1)  # a decommissioned node comes back as a new broker: empty data dir, --join
+        assert brokers.joiners == {1, 3} and "--join" in brokers.processes[1].argv
+        assert not (brokers.data_dir(1) / "leftover").exists()
+    finally:
+        brokers.close()
+    tls = RunTls(tmp_path / "tls", hosts_of(cluster))  # a --tls run: the joiner serves and joins over https
+    with Brokers(cluster, tmp_path / "tls-run", secret="x" * 32, bootstrap=[1, 2], **tls.broker_options()) as secured:
+        joining = load_config(raftka_node_command(secured, 3)[3:], env)
+        assert joining.join_urls == ["https://{}:{}".format(*cluster.address(3, n, "http")) for n in (1, 2)]
+        assert joining.self_peer.http_url.startswith("https://") and joining.security.auth == "required"
+
+
 @pytest.mark.skipif(libfaketime_path() is None, reason="libfaketime missing (Debian package faketime)")
 def test_clock_jump_shifts_only_the_target_clock(cluster, tmp_path):
     def clock_printer(brokers, node):

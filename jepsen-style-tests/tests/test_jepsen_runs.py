@@ -6,7 +6,9 @@ that never fails proves nothing.
 Fast tier (part of ``make test``): the leader kill, a disk loss, a leader's disk filling up, and two
 canaries — ack-before-commit (lost writes, divergence) and follower-reads (non-monotonic polls). Every
 other canary runs with RAFTKA_SLOW=1: no-dedup and commit-offset-lww (``fast`` in scenarios.py: part of
-``run.py --quick``), skip-truncate, no-fsync, wiped-node-votes, full-disk-keeps-leadership (``run.py --full``).
+``run.py --quick``), skip-truncate, no-fsync, wiped-node-votes, full-disk-keeps-leadership, new-replica-votes
+(``run.py --full``), and so does the elastic-cluster run (membership changes with kills and partitions, 3 -> 5
+brokers).
 """
 
 import os
@@ -118,6 +120,22 @@ def test_full_disk_of_a_leader_under_load_is_valid_and_heals_without_a_restart(t
     assert "stops acting for the group" in log or "its partition replicas stop" in log
     assert "partition replicas resume" in log or "reopened from the checkpoint" in log
     assert log.count("--- harness: starting") == 1  # recovered in place, never restarted
+
+
+@pytest.mark.parametrize("seed", [pytest.param(7, marks=slow)])
+def test_membership_changes_with_kills_and_partitions_are_valid(tmp_path, seed):
+    """3 brokers bootstrap, 2 join during the run; each fault window changes the cluster's shape (a join, a
+    partition moved, the replication factor changed, a broker drained and added back, a rebalance), alone or
+    with a kill or a partition: nothing acknowledged is lost, no offset reused, every replica the same."""
+    spec = RunSpec(nodes=5, bootstrap_nodes=3, nemeses=("membership",), time_limit_s=60.0, fault_s=6.0,
+                   heal_s=3.0, seed=seed)
+    result = carried_out(spec, tmp_path)
+    report = result.report
+    assert report.verdict == VALID, report.to_text(examples_per_kind=3)
+    history = load_history(result.run_dir / "history.jsonl")
+    actions = [e.value.get("action") for e in history.nemesis if e.f == "start-membership" and e.value]
+    assert actions.count("join") == 2 and len(set(actions)) >= 3, actions
+    assert report.checks["replica-divergence"].startswith("checked")
 
 
 def assert_canary_caught(bug: str, tmp_path, **overrides):

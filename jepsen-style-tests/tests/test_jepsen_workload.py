@@ -286,11 +286,13 @@ def test_replicas_and_leaders_from_broker_files(tmp_path):
                                                                              ("my-topic/0", 4, "3.1f2e3d4c", 1)]
 
 
-def test_full_matrix_covers_every_p0_nemesis_on_3_and_5_nodes_and_every_canary():
+def test_full_matrix_covers_every_p0_nemesis_on_3_and_5_nodes_the_membership_run_and_every_canary():
     args = run_cli._parser().parse_args(["--full", "--time-limit", "30"])
     specs = run_cli.matrix_specs(args)
-    plain = [s for s in specs if s.bug is None]
+    plain = [s for s in specs if s.bug is None and s.bootstrap_nodes is None]
     assert {(s.nodes, s.nemeses) for s in plain} == {(n, (name,)) for n in (3, 5) for name in scenarios.P0}
+    [grown] = [s for s in specs if s.bootstrap_nodes is not None]
+    assert (grown.bootstrap_nodes, grown.nodes, grown.nemeses) == (3, 5, ("membership",))
     assert all(s.time_limit_s >= 60 for s in plain)
     assert sorted(s.bug for s in specs if s.bug) == sorted(scenarios.CANARIES)
     quick = run_cli.matrix_specs(run_cli._parser().parse_args(["--quick"]))

@@ -4,8 +4,10 @@
 no front end. Its only HTTP is the client session used to ask peers which
 groups they lead (and that the HTTP front end borrows to forward).  Its jobs:
 
-* settle this data directory's incarnation with the peers (see `identity`),
-  start the Raft host and the metadata group (every broker is a member), and
+* settle who it is (see `settle`: bootstrap, join, back after a disk loss),
+  start the Raft host and the metadata group (every broker follows it: a few
+  as voters, the others as learners), keep its peers' addresses in line with
+  the metadata's broker registry (brokers join and leave), and
   reconcile the partition groups hosted here with the metadata whenever a
   topic changes (create → add groups, delete → remove groups and their data);
   `membership` keeps each group's Raft membership in line (a broker back with
@@ -33,28 +35,34 @@ import asyncio
 import logging
 import os
 import shutil
+import time
 import uuid
 from dataclasses import dataclass
 
 import aiohttp
 import orjson
 
-from raftka.node.cluster.identity import BrokerIdentity, check_data_dir, claim_data_dir, decide_incarnation, \
-    expected_identity
+from raftka.node.cluster.identity import BrokerIdentity, IdentityError, bootstrap_identity, check_data_dir
+from raftka.node.cluster.jobs import JobDriver
 from raftka.node.cluster.membership import MembershipReconciler
 from raftka.node.cluster.metadata import MetadataStateMachine
 from raftka.node.cluster.topics import partition_directory_name
+from raftka.node.cluster.metadata_cluster import DECOMMISSIONED, DRAINING
+from raftka.node.cluster.placement import choose_metadata_voters, metadata_voter_count
+from raftka.node.cluster.settle import Seed, settle_identity
 from raftka.node.config import BrokerConfig
 from raftka.node.errors import ApiError, NotLeader, PartitionNotFound, RequestTimedOut, StorageUnavailable, TopicNotFound
 from raftka.node.security.peer import PeerSigner
 from raftka.node.security.tls import BrokerTls
 from raftka.raft import canary
 from raftka.raft.core import NotLeaderError, Role
-from raftka.raft.host import GroupStateLost, HostConfig, ProposalDroppedError, RaftHost, StorageUnavailableError
-from raftka.raft.journal import JOURNAL_DIR, Journal
+from raftka.raft.host import (GroupStateLost, HostConfig, ProposalDroppedError, RaftHost, ReadIndexError,
+                              StorageUnavailableError)
+from raftka.raft.journal import Journal
+from raftka.raft.membership import Membership
 from raftka.raft.partition import (DeleteRecordsResult, PartitionStateMachine, ProduceResult, encode_delete_records,
                                   encode_produce)
-from raftka.raft.replica import replica_id
+from raftka.raft.replica import broker_of, replica_id
 from raftka.storage import LogConfig, atomic_write
 
 log = logging.getLogger("raftka.node.cluster.broker")
@@ -68,6 +76,16 @@ OPEN_RETRY_FIRST_S = 0.5  # a partition that failed to open is retried after thi
 OPEN_RETRY_MAX_S = 30.0  # ... up to this
 OPEN_BATCH = 64  # partitions opened in parallel worker threads, then hosted together
 RETENTION_INTERVAL_LOW_DISK_S = 2.0  # free a full disk quickly
+JOINING_CLUSTER_ID = "joining"  # the transport's cluster id until a joining broker learns the real one
+ORPHAN_READ_INDEX_S = 2.0
+ORPHAN_RETRY_S = 2.0
+
+
+def _listdir(path: str) -> list[str]:
+    try:
+        return os.listdir(path)
+    except FileNotFoundError:
+        return []
 
 
 class MetadataRejected(ApiError):
@@ -130,20 +148,26 @@ class NotifyingPartition(PartitionStateMachine):
 
 class Broker:
     def __init__(self, config: BrokerConfig):
-        # Before touching the data dir: refuse another broker's or cluster's (None: an empty directory).
-        self.identity: BrokerIdentity | None = check_data_dir(config.data_dir, expected_identity(config))
+        # Before touching the data dir: refuse another broker's, or one made with another secret (None: empty).
+        self.identity: BrokerIdentity | None = check_data_dir(config.data_dir, config.broker_id, config.cluster_secret)
         self.config = config
         self.id = config.broker_id
         self.data_dir = str(config.data_dir)
-        self.urls = {p.broker_id: p.http_url for p in config.peers}
+        self.urls = {p.broker_id: p.http_url for p in config.peers}  # every broker's HTTP URL (see refresh_peers)
+        self.seed = Seed(dict(self.urls), {p.broker_id: p.raft_address for p in config.peers})
         tick_ms = max(10, min(50, config.heartbeat_ms // 2))
         self.host_config = HostConfig(tick_ms=tick_ms,
                                       heartbeat_ticks=max(1, config.heartbeat_ms // tick_ms),
                                       election_ticks=max(3, config.election_timeout_ms // tick_ms),
-                                      min_free_bytes=config.min_free_bytes)
+                                      min_free_bytes=config.min_free_bytes,
+                                      learner_catchup_bytes_per_sec=config.reassignment_max_bytes_per_sec)
+        if self.identity is not None:
+            cluster_id = self.identity.cluster_id
+        else:
+            cluster_id = JOINING_CLUSTER_ID if config.join else bootstrap_identity(config).cluster_id
         self.host = RaftHost(self.id, self.data_dir, listen=(config.raft_listen.host, config.raft_listen.port),
-                             peers={p.broker_id: p.raft_address for p in config.peers},
-                             secret=config.cluster_secret, config=self.host_config)
+                             peers=dict(self.seed.raft), secret=config.cluster_secret, config=self.host_config,
+                             cluster_id=cluster_id)
         self.metadata: MetadataStateMachine | None = None  # opened once the data directory is claimed (start)
         self.partitions: dict[tuple[str, int], HostedPartition] = {}
         self.partitions_by_group: dict[str, HostedPartition] = {}  # the same, by Raft group name
@@ -159,46 +183,53 @@ class Broker:
         self.peer_signer = PeerSigner(self.id, config.cluster_secret)
         self.tls = BrokerTls(config.security.tls) if config.security.tls is not None else None
         self.change_listeners: list = []  # called after topics change (e.g. the group coordinator)
+        self._proposing: set[str] = set()  # keys of propose_metadata_soon commands in flight
+        self._orphans_unchecked = True  # see _remove_orphans
 
     # ------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
+        # signed with the cluster secret from the first request on: a broker that joins a cluster with
+        # authentication on is let in as Broker:<id> (its requests prove the secret; no user needed)
+        self.session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=30, connect=2), middlewares=(self.peer_signer.sign_request,),
+            connector=aiohttp.TCPConnector(ssl=self.tls.client if self.tls is not None else True))
         await self.host.start()
         try:
             await self._settle_identity()
             self.metadata = MetadataStateMachine(os.path.join(self.data_dir, "metadata"),
                                                  on_change=self._on_metadata_change)
-            self._host_group(METADATA_GROUP, sorted(self.urls), self.metadata, critical=True)
+            if self.metadata.membership_of(self.id) == DECOMMISSIONED and \
+                    self.metadata.incarnation(self.id) == self.identity.incarnation:
+                raise IdentityError(f"refusing to start: broker {self.id} was decommissioned from cluster "
+                                    f"{self.identity.cluster_id}; its data directory cannot rejoin. To add this broker "
+                                    "back, empty its data directory and start it with --join (any live broker).")
+            self.refresh_peers()
+            self._host_group(METADATA_GROUP, self._metadata_bootstrap_membership(), self.metadata, critical=True)
         except BaseException:
             await self.host.stop()
+            await self.session.close()
             raise
-        self.session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=30, connect=2), middlewares=(self.peer_signer.sign_request,),
-            connector=aiohttp.TCPConnector(ssl=self.tls.client if self.tls is not None else True))
         self.membership = MembershipReconciler(self)
+        self.jobs = JobDriver(self)
         self._reconcile()
         self._tasks = [asyncio.create_task(self._reconcile_forever(), name="reconcile"),
                        asyncio.create_task(self._poll_leaders_forever(), name="leader-poller"),
                        asyncio.create_task(self._retention_forever(), name="retention"),
                        asyncio.create_task(self.membership.run_forever(), name="membership"),
+                       asyncio.create_task(self.jobs.run_forever(), name="jobs"),
                        asyncio.create_task(self._announce_forever(), name="announce")]
 
     # ------------------------------------------------------------- identity
 
     async def _settle_identity(self) -> None:
-        """Claim the data directory's incarnation (asking the peers if it is empty), then wait for the
-        peers if the cluster has not formed yet (see `identity`)."""
-        expected = expected_identity(self.config)
-        if self.identity is None:
-            self.host.announce(None, False)
-            incarnation = await self._await_peers(lambda: decide_incarnation(
-                self.urls, self.id, self.host.peer_announcements), "whether the cluster has formed")
-            self.identity = claim_data_dir(self.config.data_dir, expected, incarnation)
-            if incarnation:
-                log.warning("broker %d started with an empty data dir: joining as a new incarnation %08x (its old "
-                            "replicas are replaced once the cluster registers it)", self.id, incarnation)
+        """Claim the data directory (see `settle`), then wait for the peers if the cluster has not formed yet."""
+        self.identity, self.seed = await settle_identity(self)
+        self.host.set_cluster_id(self.identity.cluster_id)
+        self.host.set_peers(self.seed.raft)
+        self.urls.update(self.seed.urls)
         self.host.replica = replica_id(self.id, self.identity.incarnation)
-        self.host.announce(self.identity.incarnation, self._formed())
+        self.host.announce(self.identity.incarnation, self._formed(), self._announced_addresses())
         if not self._formed():
             others = [b for b in self.urls if b != self.id]
             await self._await_peers(lambda: True if all(
@@ -215,6 +246,49 @@ class Broker:
                 log.info("broker %d: waiting for peers to tell %s (not heard from: %s)", self.id, what, silent)
             await asyncio.sleep(0.05)
         return decision
+
+    def _announced_addresses(self) -> dict:
+        """What this broker's heartbeats tell the others besides its incarnation (the metadata leader registers it)."""
+        me = self.config.self_peer
+        return {"http_url": me.http_url, "raft_host": me.host, "raft_port": me.raft_port, "rack": self.config.rack}
+
+    def _metadata_bootstrap_membership(self) -> Membership | None:
+        """The metadata group's first membership, for a broker that bootstraps the cluster: the first
+        `--metadata-voters` of the bootstrap brokers vote, the others follow (None: a later broker, it is added)."""
+        if self.identity.incarnation != 0:
+            return None
+        peers = sorted(self.identity.peer_ids or self.config.peer_ids)
+        count = metadata_voter_count(self.config.metadata_voters, len(peers))
+        return Membership.of(peers[:count], peers[count:])
+
+    def refresh_peers(self) -> None:
+        """Every broker's addresses: the metadata's registry (the seed until the registry exists), except that a
+        broker this one's own --peers lists is reached at the address given there (an operator's view of the
+        network wins: NAT, per-host proxies); decommissioned brokers are dropped."""
+        md = self.metadata
+        if md is None or md.cluster_id is None:
+            source = self.seed
+        else:
+            live = {b for b in md.brokers() if md.membership_of(b) != DECOMMISSIONED}
+            registry = Seed.from_registry(md.brokers())
+            configured = {p.broker_id: p for p in self.config.peers} if self.config.join is None else {}
+            urls = {**self.seed.urls, **registry.urls, **{b: p.http_url for b, p in configured.items()}}
+            raft = {**self.seed.raft, **registry.raft, **{b: p.raft_address for b, p in configured.items()}}
+            source = Seed({b: u for b, u in urls.items() if b in live}, {b: a for b, a in raft.items() if b in live})
+        urls = {**source.urls, self.id: self.config.self_peer.http_url}
+        if urls != self.urls:
+            self.urls.clear()
+            self.urls.update(urls)
+        self.host.set_peers(source.raft)
+
+    def alive(self, broker: int) -> bool:
+        """Heard from (Raft traffic) within an election timeout, as seen by this broker."""
+        silence_s = self.host_config.election_ticks * self.host_config.tick_ms / 1000
+        return broker == self.id or time.monotonic() - self.host.peer_seen.get(broker, -1e9) < silence_s
+
+    def membership_state(self) -> str:
+        """This broker's membership in the cluster: active, draining or decommissioned."""
+        return self.metadata.membership_of(self.id) or "active"
 
     def _formed(self) -> bool:
         """Has the cluster formed as far as this directory knows (a later incarnation, or a metadata term)?"""
@@ -279,6 +353,20 @@ class Broker:
                 out.append(name)
         return out
 
+    def group_statuses(self, names: set[str] | None = None) -> list[dict]:
+        """`RaftHost.status` of the groups hosted here (all, or those named), with partition and log details."""
+        hosted = self.partitions_by_group
+        groups = self.host.status(names)
+        leaderless = set(self.leaderless_groups())
+        for g in groups:
+            g["leaderless"] = g["group"] in leaderless  # no leader for two election timeouts: a quorum is missing
+            h = hosted.get(g["group"])
+            g["partition"] = None if h is None else f"{h.topic}/{h.partition}"  # None: the metadata group
+            if h is not None:  # this replica's log (the leader's high watermark is the partition's)
+                g.update(high_watermark=h.sm.high_watermark, log_start_offset=h.sm.log_start_offset,
+                         size_bytes=h.sm.log.size_bytes, replica_bytes=h.sm.replica_bytes)
+        return groups
+
     def lost_replicas(self) -> list[tuple[str, int]]:
         """(group, replica) of followers, in groups led here, whose broker came back with an empty disk."""
         return [(name, r) for name, g in list(self.host.groups.items()) if g.node.role is Role.LEADER
@@ -288,6 +376,12 @@ class Broker:
         """Why this broker is not fully serving, in words (empty: all is well); `/health` says "degraded"."""
         names = {**self.partition_names(), METADATA_GROUP: "the metadata group"}
         problems = []
+        state = self.membership_state()
+        if state == DECOMMISSIONED:
+            return ["this broker was decommissioned: it hosts no replicas and is no longer a member of the cluster; "
+                    "shut it down"]
+        if state == DRAINING:
+            problems.append("this broker is being decommissioned: its replicas are moving to other brokers")
         if not self.metadata_member():
             problems.append("this broker's data directory is new (incarnation "
                             f"{self.identity.incarnation:08x}): its metadata replica waits to be added and catch "
@@ -312,17 +406,31 @@ class Broker:
                             "replica(s) on this broker stopped until the disk can be written again")
         return problems
 
-    def desired_voters(self, group: str) -> frozenset[int] | None:
-        """The replica ids group `group` should have as voters now, per this broker's metadata."""
+    def desired_membership(self, group: str) -> tuple[frozenset[int], frozenset[int]] | None:
+        """(voters, learners) as replica ids that group `group` should have now, per this broker's metadata."""
+        md = self.metadata
         if group == METADATA_GROUP:
-            return frozenset(self.metadata.replica(b) for b in self.urls)
+            voters = self.metadata_voters()
+            if not voters:
+                return None
+            learners = [b for b in md.registered_brokers() if b not in voters]
+            return frozenset(md.replica(b) for b in voters), frozenset(md.replica(b) for b in learners)
         hosted = self.partitions_by_group.get(group)
-        if hosted is None:
+        if hosted is None or md.topic(hosted.topic) is None:
             return None
-        topic_doc = self.metadata.topic(hosted.topic)
-        if topic_doc is None:
-            return None
-        return frozenset(self.metadata.replica(b) for b in topic_doc["partitions"][hosted.partition])
+        return frozenset(md.replica(b) for b in md.goal(hosted.topic, hosted.partition)), frozenset()
+
+    def metadata_voters(self) -> list[int]:
+        """The brokers that should hold the metadata group's voter seats now ([] before the registry exists)."""
+        md = self.metadata
+        if md.cluster_id is None:
+            return []
+        candidates = md.active_brokers()
+        current = {broker_of(r) for r in self.host.group(METADATA_GROUP).node.voters}
+        racks = {b: e.get("rack") for b, e in md.brokers().items()}
+        return choose_metadata_voters(current, candidates, metadata_voter_count(self.config.metadata_voters,
+                                                                                len(candidates)),
+                                      alive=[b for b in candidates if self.alive(b)], racks=racks)
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -387,6 +495,27 @@ class Broker:
             raise MetadataRejected(result["error"], result["message"])
         return result
 
+    def propose_metadata_soon(self, key: str, cmd: bytes) -> None:
+        """Propose a metadata command in the background, unless the one under `key` is still in flight (a failure
+        is logged; the background loops that use this try again on their next round)."""
+        if key in self._proposing:
+            return
+        self._proposing.add(key)
+
+        async def propose() -> None:
+            try:
+                await self.propose_metadata(cmd)
+            except Exception as exc:
+                log.info("metadata command %s: %s", key, exc)
+            finally:
+                self._proposing.discard(key)
+
+        asyncio.create_task(propose())
+
+    def seated_voters(self) -> set[int]:
+        """Brokers holding a voter seat of the metadata group now (as this replica's configuration says)."""
+        return {broker_of(r) for r in self.host.group(METADATA_GROUP).node.voters}
+
     def topic(self, name: str) -> dict:
         topic = self.metadata.topic(name)
         if topic is None:
@@ -408,6 +537,7 @@ class Broker:
     def _on_metadata_change(self, op: str, cmd: dict) -> None:
         self.topology_version += 1  # topics, assignments or incarnations changed (see MembershipReconciler)
         self._reconcile_wanted.set()
+        self.refresh_peers()
         for listener in self.change_listeners:
             listener(op, cmd)
 
@@ -497,8 +627,14 @@ class Broker:
         for name, topic in self.metadata.topics.items():
             for p, replicas in enumerate(topic["partitions"]):
                 if self.id in replicas:
-                    wanted[(name, p)] = (f"{topic['id']}/{p}", self.metadata.initial_members(topic, p),
-                                         topic["configs"])
+                    # A replica added to an existing group (a move) starts empty and learns its membership from the
+                    # leader; a founding replica bootstraps with the membership its group was created with.
+                    members = self.metadata.initial_members(topic, p)
+                    if self.host.replica not in members:
+                        members = None
+                        if canary.enabled("new-replica-votes"):  # the unsafe bootstrap the rule above prevents
+                            members = [self.metadata.replica(b) for b in self.metadata.goal(name, p)]
+                    wanted[(name, p)] = (f"{topic['id']}/{p}", members, topic["configs"])
         return wanted
 
     async def _reconcile_async(self) -> None:
@@ -534,6 +670,8 @@ class Broker:
             to_open.append((topic, p, group, members, configs))
         for start in range(0, len(to_open), OPEN_BATCH):
             await self._open_partitions(to_open[start:start + OPEN_BATCH])
+        if self._orphans_unchecked:
+            await self._remove_orphans()
 
     async def _open_partitions(self, batch: list[tuple[str, int, str, list[int] | None, dict]]) -> None:
         """Open the partitions' storage in worker threads (in parallel; the event loop serves meanwhile), record
@@ -543,7 +681,7 @@ class Broker:
         hosted."""
         hosted_before = self._read_hosted_groups()
         results = await asyncio.gather(*(asyncio.to_thread(self._open_storage, group, members, configs, topic, p,
-                                                           hosted_before)
+                                                           hosted_before, self._log_is_raft_log(topic))
                                          for topic, p, group, members, configs in batch), return_exceptions=True)
         opened = []
         for (topic, p, group, members, configs), result in zip(batch, results):
@@ -569,17 +707,55 @@ class Broker:
             hosted = self.partitions[(topic, p)] = HostedPartition(topic, p, group, sm, configs)
             self.partitions_by_group[group] = hosted
             node = replica[1]
-            if members[0] == node.id and node.log.term == 0:
+            if members and members[0] == node.id and node.log.term == 0:
                 node.campaign()  # a new partition: the preferred leader stands first
-            log.info("broker %d: hosting partition %s/%d (replicas %s)", self.id, topic, p, members)
+            log.info("broker %d: hosting partition %s/%d (%s)", self.id, topic, p,
+                     f"replicas {members}" if members else "a new replica: it joins as a learner")
+
+    async def _remove_orphans(self) -> None:
+        """Once per start: delete the journals, logs and hard states of replicas this broker no longer hosts (it was
+        down, or stopped, when a move took them away or a topic was deleted; a stale hard state would also keep a
+        replica moved back here later from starting empty). Only with a metadata replica known to be current (a
+        read index): a stale one could take a replica this broker still holds for an orphan."""
+        if not self.is_metadata_leader():
+            try:
+                await self.host.read_index(METADATA_GROUP, ORPHAN_READ_INDEX_S)
+            except ReadIndexError:
+                asyncio.get_running_loop().call_later(ORPHAN_RETRY_S, self._reconcile_wanted.set)
+                return
+        self._orphans_unchecked = False
+        wanted = self._wanted()
+        groups = {group for group, _, _ in wanted.values()} | set(self.host.groups) | {METADATA_GROUP}
+        directories = {partition_directory_name(topic, p, group.split("/")[0])
+                       for (topic, p), (group, _, _) in wanted.items()}
+        directories |= {os.path.basename(h.sm.directory) for h in self.partitions.values()}
+        raft_dir = os.path.join(self.data_dir, "raft")  # group directories (journals), beside the hard state store
+        orphans = [os.path.join(raft_dir, name) for name in _listdir(raft_dir)
+                   if name.replace("~", "/") not in groups and os.path.isdir(os.path.join(raft_dir, name))]
+        orphans += [os.path.join(self.data_dir, "partitions", name)
+                    for name in _listdir(os.path.join(self.data_dir, "partitions")) if name not in directories]
+        for path in orphans:
+            log.info("broker %d: removing %s: no replica of it is hosted here any more", self.id, path)
+            shutil.rmtree(path, ignore_errors=True)
+        for group in self.host.hard_states.groups:  # the term, vote and meta entries of those replicas
+            if group not in groups:
+                log.info("broker %d: removing the hard state of raft group %s: no replica of it is hosted here any "
+                         "more", self.id, group)
+                self.host.hard_states.remove(group)
+
+    def _log_is_raft_log(self, topic: str) -> bool:
+        """Are the logs of the topic's partitions their Raft logs (topics created since), or do their replicas keep
+        a separate journal (older topics: every replica of a group must store its entries alike, also a replica a
+        move or a disk replacement adds now)?"""
+        doc = self.metadata.topic(topic)
+        return doc is not None and bool(doc.get("log_is_raft_log"))
 
     def _open_storage(self, group: str, members: list[int] | None, configs: dict, topic: str, p: int,
-                      hosted: set[str]):
+                      hosted: set[str], log_is_raft_log: bool):
         """(state machine, (journal, node)) of a partition replica; blocking I/O, run in a worker thread."""
         directory = os.path.join(self.data_dir, "partitions", partition_directory_name(topic, p, group.split("/")[0]))
-        legacy = os.path.isdir(os.path.join(self.host.group_directory(group), JOURNAL_DIR))  # a separate journal
-        self._check_not_lost(group, hosted, self.host.group_directory(group) if legacy else directory)
-        sm = NotifyingPartition(directory, LogConfig.from_topic_config(configs), raft_log=not legacy)
+        self._check_not_lost(group, hosted, directory if log_is_raft_log else self.host.group_directory(group))
+        sm = NotifyingPartition(directory, LogConfig.from_topic_config(configs), raft_log=log_is_raft_log)
         try:
             return sm, self.host.open_replica(group, members, sm)
         except BaseException:

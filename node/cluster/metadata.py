@@ -1,14 +1,19 @@
 """The cluster metadata state machine, replicated by the metadata Raft group.
 
-State: topics (id, replica assignment, configs, and the replica ids each
-partition's Raft group started with), the producer-id counter, consumer groups
-(generation, committed offsets), each broker's registered incarnation (its
-data directory's, see `raftka.raft.replica`; 0 unless the broker came back with
-an empty disk), the client listeners each broker registered
-(`register_listener`: its advertised Kafka address), and users and ACLs
-(`raftka.node.security.state`).  The HTTP and Raft addresses are static
-configuration, not state.  Commands are small orjson documents with an "op";
-`apply` validates them deterministically (every replica reaches the same
+State: topics (id, replica assignment, configs, the replica ids a
+partition's Raft group bootstraps a new replica with, and whether its
+partitions' logs are their Raft logs: `log_is_raft_log`, set on topics created
+since; every replica of an older topic, also one added later, keeps a separate
+journal, so that a group's replicas agree on which entries hold records), the producer-id
+counter, consumer groups (generation, committed offsets), the client
+listeners each broker registered (`register_listener`: its advertised Kafka
+address), and the elastic cluster's part (`metadata_cluster`): the cluster
+id, the broker registry (each broker's HTTP and Raft addresses, rack,
+membership and registered incarnation — its data directory's, see
+`raftka.raft.replica`; 0 unless the broker joined later or came back with an
+empty disk) and the replica moves in progress; and users and ACLs
+(`raftka.node.security.state`).  Commands are small orjson documents with an
+"op"; `apply` validates them deterministically (every replica reaches the same
 verdict) and returns `{"ok": ...}` or `{"error": code, "message": ...}` —
 client mistakes are results, never exceptions.
 
@@ -24,6 +29,7 @@ from typing import Any
 
 import orjson
 
+from raftka.node.cluster import metadata_cluster
 from raftka.node.security.state import SECURITY_OPS
 from raftka.raft import canary
 from raftka.raft.replica import replica_id
@@ -90,6 +96,38 @@ class MetadataStateMachine:
             return members[partition]
         return list(topic["partitions"][partition])  # created before incarnations: all at incarnation 0
 
+    @property
+    def cluster_id(self) -> str | None:
+        return self.state.get("cluster_id")
+
+    def brokers(self) -> dict[int, dict]:
+        """The broker registry: id -> entry (see `metadata_cluster`)."""
+        return {int(b): e for b, e in self.state.get("brokers", {}).items()}
+
+    def membership_of(self, broker: int) -> str | None:
+        return metadata_cluster.membership_of(self.state, broker)
+
+    def active_brokers(self) -> list[int]:
+        return metadata_cluster.active(self.state)
+
+    def registered_brokers(self) -> list[int]:
+        return metadata_cluster.registered(self.state)
+
+    def reassignments(self) -> dict[str, dict]:
+        return self.state.get("reassignments", {})
+
+    def reassignment(self, topic: str, partition: int) -> dict | None:
+        return metadata_cluster.job_of(self.state, topic, partition)
+
+    def goal(self, topic: str, partition: int) -> list[int]:
+        """The replicas the partition should end up with: a move's target, else its replica list."""
+        job = self.reassignment(topic, partition)
+        return list(job["target"]) if job is not None else list(self.state["topics"][topic]["partitions"][partition])
+
+    @property
+    def leader_balance_epoch(self) -> int:
+        return self.state.get("leader_balance", 0)
+
     def topic(self, name: str) -> dict | None:
         return self.state["topics"].get(name)
 
@@ -120,15 +158,21 @@ class MetadataStateMachine:
         name = cmd["name"]
         if name in self.state["topics"]:
             return {"error": TOPIC_EXISTS, "message": f"Topic '{name}' already exists."}
-        self.state["topics"][name] = {"id": cmd["id"], "partitions": cmd["assignment"], "configs": cmd["configs"],
-                                      "replication_factor": len(cmd["assignment"][0]),
-                                      "members": [[self.replica(b) for b in replicas] for replicas in cmd["assignment"]]}
+        topic = {"id": cmd["id"], "partitions": cmd["assignment"], "configs": cmd["configs"],
+                 "replication_factor": len(cmd["assignment"][0]),
+                 "members": [[self.replica(b) for b in replicas] for replicas in cmd["assignment"]]}
+        if cmd.get("log_is_raft_log"):  # its partitions' logs are their Raft logs; older topics keep journals
+            topic["log_is_raft_log"] = True
+        self.state["topics"][name] = topic
         return {"ok": True}
 
     def _delete_topic(self, cmd: dict) -> dict:
         name = cmd["name"]
         if self.state["topics"].pop(name, None) is None:
             return {"error": TOPIC_NOT_FOUND, "message": f"Topic '{name}' not found."}
+        moves = self.state.get("reassignments", {})
+        for key in [k for k, job in moves.items() if job["topic"] == name]:
+            del moves[key]
         prefix = name + "/"
         for group in self.state["groups"].values():
             for key in [k for k in group["offsets"] if k.startswith(prefix)]:
@@ -233,9 +277,12 @@ class MetadataStateMachine:
         "delete_group": _delete_group,
         "register_incarnation": _register_incarnation,
         "register_listener": _register_listener,
+        **{op: (lambda fn: lambda self, cmd: fn(self.state, cmd))(fn) for op, fn in metadata_cluster.OPS.items()},
         **SECURITY_OPS,  # users and ACLs (raftka.node.security.state)
     }
-    _topic_ops = frozenset({"create_topic", "delete_topic", "add_partitions", "alter_configs", "register_incarnation"})
+    # ops after which brokers look again at what they host and who their peers are
+    _topic_ops = frozenset({"create_topic", "delete_topic", "add_partitions", "alter_configs", "register_incarnation",
+                            *metadata_cluster.OPS})
 
     # ----------------------------------------------------------- durability
 

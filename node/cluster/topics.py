@@ -40,7 +40,6 @@ from raftka.node.errors import (
 )
 
 __all__ = [
-    "ALLOWED_REPLICATION_FACTORS",
     "MAX_PARTITIONS",
     "TOPIC_CONFIG_BOUNDS",
     "TopicConfig",
@@ -55,7 +54,6 @@ __all__ = [
 
 _TOPIC_NAME = re.compile(r"[a-zA-Z0-9._-]{1,249}")
 MAX_PARTITIONS = 10_000
-ALLOWED_REPLICATION_FACTORS = (1, 3, 5)
 _INT64_MAX = 2**63 - 1
 _INT32_MAX = 2**31 - 1
 
@@ -108,10 +106,15 @@ def validate_partition_count(count: object) -> int:
 
 
 def validate_replication_factor(rf: object, num_brokers: int) -> int:
-    """``rf`` must be 1, 3 or 5 (a Raft group size) and at most the number of brokers."""
-    if type(rf) is not int or rf not in ALLOWED_REPLICATION_FACTORS:
-        allowed = ", ".join(map(str, ALLOWED_REPLICATION_FACTORS))
-        raise InvalidReplicationFactor(f"Replication factor must be one of {allowed}, got {rf!r}.")
+    """``rf`` must be an integer from 1 to the number of (active) brokers.
+
+    Any factor is allowed, even ones: a group of ``rf`` replicas needs a
+    majority, ``rf // 2 + 1``, so it survives ``(rf - 1) // 2`` failures — 4
+    replicas tolerate no more failures than 3 (and 2 none, like 1); they only
+    hold more copies of the data.
+    """
+    if type(rf) is not int or rf < 1:
+        raise InvalidReplicationFactor(f"Replication factor must be a positive integer, got {rf!r}.")
     if rf > num_brokers:
         raise InvalidReplicationFactor(
             f"Replication factor {rf} is larger than the number of available brokers ({num_brokers})."

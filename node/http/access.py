@@ -22,6 +22,16 @@ POST /topics/{t}[/partitions/{p}[/batch]]         WRITE on the topic
 GET /topics/{t}/partitions/{p}/records            READ on the topic
 POST /producers                                   IDEMPOTENT_WRITE on the cluster, or WRITE on some topic
 POST /brokers/{id}/replace                        ALTER on the cluster
+GET /cluster, GET /reassignments,                 DESCRIBE on the cluster
+GET /brokers/{id}/decommission
+POST /brokers (a broker joins)                    CLUSTER_ACTION on the cluster: a broker that joins
+                                                  signs its requests with the cluster secret and is
+                                                  Broker:<id>, allowed everything (no user needed)
+POST/DELETE /topics/{t}/partitions/{p}/           ALTER on the cluster (Kafka's
+reassignment, PATCH /topics/{t} (replication      AlterPartitionReassignments: moving replicas between
+factor), POST /brokers/{id}/decommission,         brokers is a cluster change)
+POST /brokers/{id}/recommission, POST
+/cluster/rebalance, POST /cluster/leaders/balance
 GET /groups/{g}, GET /groups/{g}/offsets          DESCRIBE on the group
 join, heartbeat, leave of /groups/{g}             READ on the group (join: and READ on each topic)
 POST /groups/{g}/offsets                          READ on the group and on each topic committed
@@ -150,6 +160,17 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/metadata"): AUTHENTICATED,
     ("GET", "/whoami"): AUTHENTICATED,
     ("POST", "/brokers/{broker}/replace"): _need(Operation.ALTER, _cluster),
+    ("GET", "/cluster"): _need(DESCRIBE, _cluster),
+    ("POST", "/brokers"): _need(Operation.CLUSTER_ACTION, _cluster),
+    ("GET", "/reassignments"): _need(DESCRIBE, _cluster),
+    ("POST", "/topics/{topic}/partitions/{partition}/reassignment"): _need(Operation.ALTER, _cluster),
+    ("DELETE", "/topics/{topic}/partitions/{partition}/reassignment"): _need(Operation.ALTER, _cluster),
+    ("PATCH", "/topics/{topic}"): _need(Operation.ALTER, _cluster),
+    ("POST", "/brokers/{broker}/decommission"): _need(Operation.ALTER, _cluster),
+    ("GET", "/brokers/{broker}/decommission"): _need(DESCRIBE, _cluster),
+    ("POST", "/brokers/{broker}/recommission"): _need(Operation.ALTER, _cluster),
+    ("POST", "/cluster/rebalance"): _need(Operation.ALTER, _cluster),
+    ("POST", "/cluster/leaders/balance"): _need(Operation.ALTER, _cluster),
     ("GET", "/topics"): AUTHENTICATED,
     ("POST", "/topics"): _create_topic,
     ("GET", "/topics/{topic}"): _need(DESCRIBE, _topic),

@@ -20,6 +20,7 @@ from raftka.node.http.common import JSON, METRICS_KEY, SERVICES_KEY, error_respo
 from raftka.node.http.forwarding import BROKER_HEADER, forward_elsewhere
 from raftka.node.http.openapi import openapi_spec
 from raftka.node.http.peer_views import add_peer_view_routes
+from raftka.node.http.routes_cluster import add_cluster_routes
 from raftka.node.http.routes_groups import GroupsFacade, add_group_routes
 from raftka.node.http.routes_records import add_record_routes
 from raftka.node.http.routes_security import add_security_routes
@@ -90,21 +91,16 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def raft_status(request: web.Request) -> web.Response:
+    """Every Raft group hosted here (`?groups=a,b`: only those)."""
     broker = request.app[SERVICES_KEY].broker
-    hosted = {h.group: h for h in broker.partitions.values()}
-    groups = broker.host.status()
-    leaderless = set(broker.leaderless_groups())
-    for g in groups:
-        g["leaderless"] = g["group"] in leaderless  # no leader for two election timeouts: a quorum is missing
-        h = hosted.get(g["group"])
-        g["partition"] = None if h is None else f"{h.topic}/{h.partition}"  # None: the metadata group
-        if h is not None:  # this replica's log (the leader's high watermark is the partition's)
-            g.update(high_watermark=h.sm.high_watermark, log_start_offset=h.sm.log_start_offset,
-                     size_bytes=h.sm.log.size_bytes)
+    names = request.query.get("groups")
+    groups = broker.group_statuses(set(names.split(",")) if names is not None else None)
     return json_response({"broker": broker.id, "groups": groups, "partition_problems": broker.partition_problems(),
                           "transport": broker.host.transport_stats(),
                           "election_timeout_ms": broker.host_config.election_ticks * broker.host_config.tick_ms,
-                          "storage": broker.host.storage_status()})
+                          "storage": broker.host.storage_status(),
+                          "catchup_bytes_sent": broker.host.catchup_limiter.charged
+                          if broker.host.catchup_limiter else None})
 
 
 async def raft_leaders(request: web.Request) -> web.Response:
@@ -183,6 +179,7 @@ def create_app(services: BrokerServices, groups: GroupsFacade) -> web.Applicatio
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/openapi.json", openapi)
     add_topic_routes(app)
+    add_cluster_routes(app)
     add_record_routes(app)
     add_group_routes(app, groups)
     add_peer_view_routes(app, {"health": health, "raft": raft_status, "metrics": metrics})

@@ -206,7 +206,8 @@ def _ops_paths() -> dict:
                                    "storage"))),
             "503": {"description": "no metadata leader known",
                     "content": {JSON: {"schema": any_object}}}}, tag="ops")},
-        "/raft": {"get": _op("Raft state of every group on this broker.", _ok("groups", any_object), tag="ops")},
+        "/raft": {"get": _op("Raft state of every group on this broker.", _ok("groups", any_object), tag="ops",
+                             params=[_query("groups", {"type": "string"}, "comma-separated group names: only these")])},
         "/raft/leaders": {"get": _op("Partition groups this broker leads, with their terms, and the metadata group's "
                                      "term if it leads it under its lease (used by peers). With `since` = the version "
                                      "of an earlier answer, `groups` is left out while nothing changed.",
@@ -240,9 +241,115 @@ def _console_paths() -> dict:
     }
 
 
+_BROKER_PARAM = {"name": "broker", "in": "path", "required": True, "schema": _int(0, INT32_MAX)}
+_JOB_REPLICA = _obj({"broker": {"type": "integer"}, "role": {"type": "string",
+                                                             "enum": ["voter", "learner", "waiting", "leaving"]},
+                     "in_target": {"type": "boolean"}, "bytes_copied": _nullable({"type": "integer"}),
+                     "bytes_total": _nullable({"type": "integer"}), "alive": {"type": "boolean"}},
+                    ("broker", "role", "bytes_copied", "bytes_total"), additional=True)
+SCHEMAS["Reassignment"] = _obj({
+    "id": {"type": "integer"}, "topic": {"type": "string"}, "partition": {"type": "integer"},
+    "reason": {"type": "string"},
+    "state": {"type": "string", "enum": ["copying", "removing", "cancelling", "stuck", "complete"]},
+    "stuck_reason": _nullable({"type": "string"}), "cancelled": {"type": "boolean"},
+    "before": {"type": "array", "items": {"type": "integer"}}, "target": {"type": "array", "items": {"type": "integer"}},
+    "replicas": {"type": "array", "items": _JOB_REPLICA},
+    "bytes_copied": {"type": "integer"}, "bytes_total": {"type": "integer"}},
+    ("topic", "partition", "state"), additional=True)
+SCHEMAS["ReplicationFactorChange"] = _obj({"name": {"type": "string"}, "replication_factor": {"type": "integer"},
+                                           "reassignments": {"type": "array", "items": _ref("Reassignment")}},
+                                          ("name", "replication_factor", "reassignments"))
+SCHEMAS["Decommission"] = _obj({
+    "broker": {"type": "integer"}, "membership": {"type": "string", "enum": ["active", "draining", "decommissioned"]},
+    "partitions_total": _nullable({"type": "integer"}), "partitions_remaining": {"type": "integer"},
+    "metadata_voter": {"type": "boolean"}, "done": {"type": "boolean"},
+    "reassignments": {"type": "array", "items": _ref("Reassignment")}},
+    ("broker", "membership", "partitions_remaining", "done", "reassignments"), additional=True)
+
+
+def _cluster_paths() -> dict:
+    registry = _obj({"cluster_id": _nullable({"type": "string"}), "formed": {"type": "boolean"},
+                     "brokers": {"type": "object"}, "metadata_leader": _nullable({"type": "integer"})},
+                    ("cluster_id", "formed", "brokers"))
+    broker_detail = _obj({
+        "id": {"type": "integer"}, "url": _nullable({"type": "string"}), "raft_address": _nullable({"type": "string"}),
+        "rack": _nullable({"type": "string"}), "alive": {"type": "boolean"},
+        "membership": {"type": "string", "enum": ["active", "draining", "decommissioned"]},
+        "replicas": {"type": "integer"}, "leaders": {"type": "integer"},
+        "metadata_role": {"type": "string", "enum": ["voter", "learner", "none"]}},
+        ("id", "url", "alive", "membership", "replicas", "leaders", "metadata_role"), additional=True)
+    join = _obj({"id": _int(1, INT32_MAX), "incarnation": _int(1, 2**32 - 1), "http_url": {"type": "string"},
+                 "raft_host": {"type": "string"}, "raft_port": _int(1, 65535), "rack": _nullable({"type": "string"}),
+                 "proof": {"type": "string"}}, ("id", "incarnation", "http_url", "raft_host", "raft_port", "proof"))
+    broker = [_BROKER_PARAM]
+    return {
+        "/cluster": {"get": _op("The cluster id and the broker registry (brokers that start ask it).",
+                                _ok("cluster", registry), tag="cluster")},
+        "/brokers": {
+            "get": _op("Every broker: addresses, rack, alive, membership (active, draining, decommissioned), replica "
+                       "and leader counts, metadata role (voter or learner).", _ok("brokers", _obj({
+                           "brokers": {"type": "array", "items": {"type": "integer"}},
+                           "metadata_leader": _nullable({"type": "integer"}),
+                           "cluster_id": _nullable({"type": "string"}),
+                           "details": {"type": "array", "items": broker_detail}},
+                           ("brokers", "metadata_leader", "details"))), tag="cluster"),
+            "post": _op("A broker joins the cluster (raftka-node --join sends this, with a proof of the cluster "
+                        "secret; with authentication on, as a request signed with the cluster secret: no user "
+                        "needed).", _ok("registered; the cluster as it is now", registry, status="201"),
+                        body=_body(join), tag="cluster",
+                        errors="403 40321 the proof does not match the cluster secret, 409 40923 a live broker runs "
+                               "under that id, 422 42206 malformed, 503 50301 no metadata leader"),
+        },
+        "/reassignments": {"get": _op(
+            "Replica moves in progress: state, the replicas before and after, per-replica bytes copied of the "
+            "leader's total, and why a move is stuck.", _ok("moves", _obj(
+                {"reassignments": {"type": "array", "items": _ref("Reassignment")}}, ("reassignments",))),
+            tag="cluster")},
+        "/topics/{topic}/partitions/{partition}/reassignment": {
+            "parameters": PART,
+            "post": _op("Move a partition to `replicas` (preferred leader first): add learners, let them catch up, "
+                        "promote them, move leadership off a leaving leader, remove the old replicas.",
+                        {**_ok("only the order changed (a new preferred leader), or nothing",
+                               _obj({}, additional=True)),
+                         **_ok("the move started", _ref("Reassignment"), status="202")},
+                        body=_body(_obj({"replicas": {"type": "array", "items": _int(0, INT32_MAX)}},
+                                        ("replicas",))),
+                        tag="cluster", errors="404 40401/40402, 409 40921 moving already, 422 42221 an unknown, "
+                                              "dead, draining or repeated broker, 503 50301 no metadata leader"),
+            "delete": _op("Cancel a move: the partition returns to the replicas it started from.",
+                          _ok("the move, now going back", _ref("Reassignment")), tag="cluster",
+                          errors="404 40411 not moving"),
+        },
+        "/brokers/{broker}/decommission": {
+            "parameters": broker,
+            "post": _op("Drain every replica (and a metadata voter seat) off a broker, keeping each partition's "
+                        "replication factor.", _ok("the drain started", _ref("Decommission"), status="202"),
+                        tag="cluster", errors="404 40406 unknown broker, 409 40921 a partition on it is moving, "
+                                              "409 40922 it would leave a partition short or the metadata group "
+                                              "without a live quorum, or it is not active"),
+            "get": _op("Progress of a broker's drain.", _ok("drain", _ref("Decommission")), tag="cluster",
+                       errors="404 40406 unknown broker"),
+        },
+        "/brokers/{broker}/recommission": {"post": _op(
+            "Stop an unfinished drain: the broker is active again; its moves still running go back.",
+            _ok("drain stopped", _ref("Decommission")), params=broker, tag="cluster",
+            errors="404 40406 unknown broker, 422 42206 not draining")},
+        "/cluster/rebalance": {"post": _op(
+            "Spread replicas and preferred leaders evenly over the live active brokers (racks respected).",
+            {**_ok("the plan (dry run, or nothing to do)", _obj({}, additional=True)),
+             **_ok("moves started", _obj({}, additional=True), status="202")},
+            params=[_query("dry_run", {"type": "boolean"}, "only return the plan")], tag="cluster")},
+        "/cluster/leaders/balance": {"post": _op(
+            "Move partition leadership to each partition's preferred (first) replica.",
+            _ok("transfers asked for", _obj({"epoch": {"type": "integer"}, "transfers": {"type": "array"}},
+                                            ("epoch", "transfers")), status="202"), tag="cluster")},
+    }
+
+
 def _topic_paths() -> dict:
     create = _obj({"name": _ref("Name"), "partitions": _int(1, 10_000), "partitions_count": _int(1, 10_000),
-                   "replication_factor": {"type": "integer", "enum": [1, 3, 5]},
+                   "replication_factor": _int(1, 1000, description="any factor up to the active brokers; an even "
+                                                 "one tolerates no more failures than the odd one below it"),
                    "configs": {"oneOf": [_TOPIC_CONFIGS, {"type": "array", "items": _obj(
                        {"name": {"type": "string"}, "value": {"type": "string"}}, ("name", "value"))}]}},
                   ("name",))
@@ -252,12 +359,6 @@ def _topic_paths() -> dict:
                      ("name", "configs", "partitions"), additional=True)
     configs_doc = _obj({"name": {"type": "string"}, "configs": {"type": "object"}}, ("name", "configs"))
     return {
-        "/brokers": {"get": _op("Brokers of the cluster and the metadata leader.", _ok("brokers", _obj({
-            "brokers": {"type": "array", "items": {"type": "integer"}},
-            "metadata_leader": _nullable({"type": "integer"}),
-            "details": {"type": "array", "items": _obj({"id": {"type": "integer"}, "url": {"type": "string"}},
-                                                        ("id", "url"), additional=True)}},
-            ("brokers", "metadata_leader"))), tag="cluster")},
         "/metadata": {"get": _op("Compact metadata for smart clients (brokers, topics, partition leaders).",
                                  _ok("metadata", _obj({"brokers": {"type": "object"}, "topics": {"type": "object"},
                                                        "metadata_leader": _nullable({"type": "integer"})},
@@ -289,6 +390,14 @@ def _topic_paths() -> dict:
             "get": _op("Describe a topic.", _ok("topic", topic_doc), tag="topics", errors="404 40401"),
             "delete": _op("Delete a topic and its data.", _ok("deleted", status="204"), tag="topics",
                           errors="404 40401"),
+            "patch": _op("Change the replication factor: every partition moves to N replicas through reassignments "
+                         "(202 and the jobs; 200 when nothing changes). Any N from 1 to the active brokers; an even N "
+                         "tolerates no more failures than N - 1.",
+                         {**_ok("unchanged", _ref("ReplicationFactorChange")),
+                          **_ok("moves started", _ref("ReplicationFactorChange"), status="202")},
+                         body=_body(_obj({"replication_factor": _int(1, 1000)}, ("replication_factor",))),
+                         tag="cluster", errors="404 40401, 409 40921 a partition is moving, 409 40922 not enough live "
+                                               "brokers, 422 42206 bad body, 42210 factor above the active brokers"),
             "post": _op("Produce records (REST Proxy v2): explicit partition, else murmur2(key), else round robin.",
                         _ok("per-record offsets (error_code per record when only some partitions failed)",
                             _ref("ProduceResponse"), KAFKA),
@@ -590,7 +699,7 @@ def openapi_spec() -> dict:
                            "certificate (401 40101 without), and the ACLs decide (403 40301 topic, 40302 group, "
                            "40303 cluster).",
         },
-        "paths": {**_ops_paths(), **_topic_paths(), **_group_paths(), **_security_paths()},
+        "paths": {**_ops_paths(), **_topic_paths(), **_cluster_paths(), **_group_paths(), **_security_paths()},
         "components": {
             "schemas": SCHEMAS,
             "parameters": {"topic": _TOPIC_PARAM, "partition": _PARTITION_PARAM, "group": _GROUP_PARAM,

@@ -1,4 +1,4 @@
-"""Cluster and topic administration routes: brokers, topics, partitions, configs, producer ids.
+"""Topic administration routes: topics, partitions, configs, producer ids, cluster metadata.
 
 Thin adapters over `TopicService`: reads answer from this broker's replica of
 the metadata, with each partition's figures fetched from its leader when
@@ -30,11 +30,6 @@ CREATE_FIELDS = {"name", "partitions", "partitions_count", "replication_factor",
 def topics_of(request: web.Request) -> TopicService:
     services: BrokerServices = request.app[SERVICES_KEY]
     return services.topics
-
-
-@forwarded_elsewhere
-async def list_brokers(request: web.Request) -> web.Response:
-    return json_response(await topics_of(request).brokers())
 
 
 @forwarded_elsewhere
@@ -168,7 +163,6 @@ async def allocate_producer(request: web.Request) -> web.Response:
 
 def add_topic_routes(app: web.Application) -> None:
     r = app.router
-    r.add_get("/brokers", list_brokers)
     r.add_get("/metadata", cluster_metadata)
     r.add_get("/topics", list_topics)
     r.add_post("/topics", create_topic)

@@ -1,4 +1,4 @@
-"""Cluster and topic administration, for every front end: brokers, topics, partitions, configs, producer ids,
+"""Topic administration, for every front end: topics, partitions, configs, producer ids, cluster metadata,
 and the client listeners (Kafka) each broker registered.
 
 Reads answer from this broker's replica of the metadata once it is known to
@@ -17,7 +17,6 @@ produce right after the create succeeds.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Mapping
 
 from raftka.node.cluster.broker import Broker
@@ -41,19 +40,8 @@ class TopicService:
     # ---------------------------------------------------------------- reads
 
     def alive(self, b: int) -> bool:
-        """Is broker `b` alive, as seen by this broker: any Raft traffic from it (broker heartbeats flow even while
-        every group is quiesced) within an election timeout."""
-        broker = self.broker
-        silence_s = broker.host_config.election_ticks * broker.host_config.tick_ms / 1000
-        return b == broker.id or time.monotonic() - broker.host.peer_seen.get(b, -1e9) < silence_s
-
-    async def brokers(self) -> dict:
-        """Every broker with its URL, its registered Kafka address (or None) and whether this broker heard from it
-        within an election timeout."""
-        broker = self.broker
-        return {"brokers": sorted(broker.urls), "metadata_leader": broker.metadata_leader(),
-                "details": [{"id": b, "url": u, "alive": self.alive(b), "kafka": broker.metadata.listener(b, "kafka")}
-                            for b, u in sorted(broker.urls.items())]}
+        """Is broker `b` alive, as seen by this broker (see `Broker.alive`)."""
+        return self.broker.alive(b)
 
     async def cluster_metadata(self) -> dict:
         """Brokers, the metadata leader, and every partition's leader and replicas (for routing clients)."""
@@ -164,7 +152,11 @@ class TopicService:
         return self.broker.config.default_partitions
 
     def default_replication_factor(self) -> int:
-        return self.broker.config.default_replication_factor or (3 if len(self.broker.urls) >= 3 else 1)
+        return self.broker.config.default_replication_factor or (3 if len(self.placeable_brokers()) >= 3 else 1)
+
+    def placeable_brokers(self) -> list[int]:
+        """Brokers new replicas go to: the active ones (not draining or decommissioned)."""
+        return self.broker.metadata.active_brokers() or sorted(self.broker.urls)
 
     async def create(self, name: object, partitions: object, replication_factor: object,
                      configs: Mapping[str, object], *, validate_only: bool = False) -> dict:
@@ -173,15 +165,16 @@ class TopicService:
         broker = self.broker
         name = validate_topic_name(name)
         partitions = validate_partition_count(partitions)
-        rf = validate_replication_factor(replication_factor, len(broker.urls))
+        brokers = self.placeable_brokers()
+        rf = validate_replication_factor(replication_factor, len(brokers))
         parsed = parse_topic_configs(configs, broker.config.topic_defaults)
         if validate_only:
             if broker.metadata.topic(name) is not None:
                 raise TopicAlreadyExists(name)
             return {"name": name, "partitions": partitions, "replication_factor": rf, "configs": parsed.to_kafka()}
-        assignment = [list(r) for r in assign_replicas(sorted(broker.urls), partitions, rf)]
+        assignment = [list(r) for r in assign_replicas(brokers, partitions, rf)]
         await self._write(command("create_topic", name=name, id=broker.new_topic_id(), assignment=assignment,
-                                  configs=dict(configs)))
+                                  configs=dict(configs), log_is_raft_log=True))
         await wait_for(lambda: True if all(broker.leader_of(name, p) is not None for p in range(partitions))
                        else None, TOPIC_READY_WAIT_S)
         return {"name": name, "partitions": partitions, "replication_factor": rf, "configs": parsed.to_kafka()}
@@ -200,7 +193,7 @@ class TopicService:
                                     f"(got {total}). Partitions can only be added.")
         if validate_only:
             return {"name": name, "partitions": total}
-        extra = [list(r) for r in assign_replicas(sorted(self.broker.urls), total, topic["replication_factor"])]
+        extra = [list(r) for r in assign_replicas(self.placeable_brokers(), total, topic["replication_factor"])]
         await self._write(command("add_partitions", name=name, from_count=current, assignment=extra[current:]))
         return {"name": name, "partitions": total}
 

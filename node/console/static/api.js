@@ -174,6 +174,8 @@ export async function loadCluster() {
     id,
     url: details[id] ? details[id].url : '',
     alive: alive(id),
+    membership: details[id] ? details[id].membership : 'active', // active, draining (being decommissioned)
+    metadataSeat: details[id] ? details[id].metadata_role : 'none', // voter, learner or none
     problem: details[id] && !details[id].alive ? 'no Raft traffic from it within an election timeout'
       : unreachable[id] ? `not answering: ${unreachable[id]}` : null,
     metadataRole: raft[id] ? (groups.get('metadata')?.replicas[id]?.role ?? 'unknown') : 'unreachable',
@@ -184,6 +186,7 @@ export async function loadCluster() {
   return {
     at: Date.now(), brokers, partitions, groups: sortedGroups, metadataLeader: brokersDoc.metadata_leader,
     topics: Object.keys(meta.topics).sort(), raftRefused,
+    decommissioned: brokersDoc.details.filter((d) => d.membership === 'decommissioned').map((d) => ({ id: d.id, url: d.url })),
   };
 }
 
@@ -198,7 +201,9 @@ export const store = {
   electionCounts: [], // [{at, count}] elections seen per poll
   loginNeeded: false, // the broker answered 401: show the login form
   principal: null, // who the console is logged in as (null: authentication is off, or not logged in)
+  moves: null, // reassignments and drains, kept by reassignments.js (pollMoves)
 };
+let followUps = []; // what startPolling was given to run after each poll of the cluster view
 let scrapes = {};
 
 export function subscribe(listener) {
@@ -246,14 +251,16 @@ async function pollOnce() {
     if (store.cluster) noteElections(store.cluster, cluster);
     store.cluster = cluster;
     store.error = null;
-    await scrapeTraffic(cluster.brokers.map((b) => b.id));
+    await Promise.all([scrapeTraffic(cluster.brokers.map((b) => b.id)), ...followUps.map((poll) => poll(store))]);
   } catch (error) {
     store.error = error.message;
   }
   publish();
 }
 
-export function startPolling() {
+// Poll the cluster view every POLL_MS; each of `after(store)` runs after every poll (it keeps its own errors).
+export function startPolling(...after) {
+  followUps = after;
   whoAmI().catch(() => {}); // a cluster with authentication asks for a login first
   const loop = async () => {
     await pollOnce();

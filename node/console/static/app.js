@@ -1,6 +1,6 @@
 // The console's shell: navigation, hash routing to the pages, the shared poller, the error banner, and
 // the login form when the cluster requires authentication.
-// A page is one entry of PAGES (a new one, e.g. reassignments, is one more entry and one module).
+// A page is one entry of PAGES (a new one is one more entry and one module); `count` puts a number by its nav link.
 
 import { render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
@@ -11,6 +11,7 @@ import { TopicDetail, Topics } from './topics.js';
 import { Messages } from './messages.js';
 import { GroupDetail, Groups } from './groups.js';
 import { Raft } from './raft.js';
+import { Reassignments, movesInProgress, pollMoves } from './reassignments.js';
 import { Login, WhoAmI } from './login.js';
 
 const PAGES = [
@@ -21,6 +22,7 @@ const PAGES = [
   { path: /^\/groups\/(.+)$/, view: ([name]) => html`<${GroupDetail} name=${name} />` },
   { path: /^\/groups$/, nav: 'Consumer groups', href: '#/groups', view: () => html`<${Groups} />` },
   { path: /^\/raft$/, nav: 'Raft', href: '#/raft', view: () => html`<${Raft} />` },
+  { path: /^\/reassignments$/, nav: 'Reassignments', href: '#/reassignments', view: () => html`<${Reassignments} />`, count: movesInProgress },
 ];
 
 function currentRoute() {
@@ -53,7 +55,8 @@ function App() {
     <header>
       <a class="brand" href="#/">raftka</a>
       <nav>${PAGES.filter((p) => p.nav).map((p) => html`
-        <a href=${p.href} class=${active === p ? 'active' : ''}>${p.nav}</a>`)}</nav>
+        <a href=${p.href} class=${active === p ? 'active' : ''}>${p.nav}${p.count && p.count(store)
+          ? html` <span class="count" data-testid=${`count-${p.href.slice(2)}`}>${p.count(store)}</span>` : null}</a>`)}</nav>
       <span class="served">${self === null ? '' : `served by broker ${self}`}</span>
       <${WhoAmI} principal=${store.principal} />
     </header>
@@ -61,7 +64,7 @@ function App() {
     <main key=${route.path}>${store.loginNeeded ? html`<${Login} />` : body}</main>`;
 }
 
-startPolling();
+startPolling(pollMoves);
 const root = document.getElementById('app');
 root.textContent = ''; // the static "Loading…" placeholder
 render(html`<${App} />`, root);

@@ -25,12 +25,28 @@ export function PartitionRow({ p, extra = null }) {
     <td class="leader">${p.leader === null ? '–' : p.leader}</td><td><${Replicas} partition=${p} /></td><td>${state}</td>${extra}</tr>`;
 }
 
+// The metadata group: its leader, a voter or learner seat (and this broker's own Raft role when it is not the usual one).
+function MetadataRole({ b, metadataLeader }) {
+  if (b.id === metadataLeader) return html`<${Badge} kind="info">leader</${Badge}>`;
+  return html`${b.metadataSeat === 'none' ? 'no seat' : b.metadataSeat}${b.metadataRole !== 'follower' && b.metadataSeat !== 'none'
+    ? html` <span class="muted">(${b.metadataRole})</span>` : null}`;
+}
+
 function BrokerRow({ b, metadataLeader }) {
-  return html`<tr data-testid=${`broker-${b.id}`} data-alive=${String(b.alive)} class=${b.alive ? '' : 'row-bad'}>
+  return html`<tr data-testid=${`broker-${b.id}`} data-alive=${String(b.alive)} data-membership=${b.membership}
+      class=${b.alive ? '' : 'row-bad'}>
     <td>${b.id}</td><td><code>${b.url}</code></td>
     <td>${b.alive ? html`<${Badge} kind="ok">alive</${Badge}>` : html`<${Badge} kind="bad">down</${Badge}> <span class="muted">${b.problem}</span>`}</td>
-    <td>${b.id === metadataLeader ? html`<${Badge} kind="info">leader</${Badge}>` : b.metadataRole}</td>
+    <td>${b.membership === 'active' ? 'active'
+      : html`<a href="#/reassignments"><${Badge} kind="warn">${b.membership}</${Badge}></a>`}</td>
+    <td><${MetadataRole} b=${b} metadataLeader=${metadataLeader} /></td>
     <td>${b.leaders}</td><td>${b.replicas}</td></tr>`;
+}
+
+function DecommissionedRow({ b }) {
+  return html`<tr data-testid=${`broker-${b.id}`} data-membership="decommissioned" class="row-gone">
+    <td>${b.id}</td><td><code>${b.url}</code></td><td class="muted">left the cluster</td>
+    <td><${Badge} kind="unknown">decommissioned</${Badge}></td><td>no seat</td><td>0</td><td>0</td></tr>`;
 }
 
 export function Overview() {
@@ -53,8 +69,9 @@ export function Overview() {
       <${Card} label="metadata leader" value=${c.metadataLeader === null ? 'none' : `broker ${c.metadataLeader}`} kind=${c.metadataLeader === null ? 'bad' : ''} />
     </section>
     <h2>Brokers</h2>
-    <table data-testid="brokers"><thead><tr><th>id</th><th>url</th><th>status</th><th>metadata group</th><th>leaders</th><th>replicas</th></tr></thead>
-      <tbody>${c.brokers.map((b) => html`<${BrokerRow} b=${b} metadataLeader=${c.metadataLeader} />`)}</tbody></table>
+    <table data-testid="brokers"><thead><tr><th>id</th><th>url</th><th>status</th><th>membership</th><th>metadata group</th><th>leaders</th><th>replicas</th></tr></thead>
+      <tbody>${c.brokers.map((b) => html`<${BrokerRow} b=${b} metadataLeader=${c.metadataLeader} />`)}
+        ${c.decommissioned.map((b) => html`<${DecommissionedRow} b=${b} />`)}</tbody></table>
     <h2>Throughput and latency <span class="muted">(all brokers, from /metrics every 2 s)</span></h2>
     <section class="charts">
       <${TimeChart} title="records / s" testid="chart-records" points=${t} lines=${[
