@@ -75,7 +75,8 @@ from . import canary
 from .core import MembershipChangeError, NotLeaderError, RaftConfig, RaftNode, Role
 from .journal import Journal
 from .membership import Membership
-from .messages import ENTRY_NORMAL, Message, MessageDecodeError, MessageType, decode_frame, encode_frame, encode_message
+from .messages import (ENTRY_NORMAL, Message, MessageDecodeError, MessageType, decode_frame, encode_frame,
+                       encode_frames, encode_message)
 from .replica import broker_of, format_replica, incarnation_of
 from .storage_health import StorageMonitor, journal_segment_bytes, storage_failure_reason
 from .throttle import ByteRateLimiter
@@ -160,6 +161,7 @@ class HostConfig:
     min_free_bytes: int | None = 0  # low-disk watermark; None: storage_health's default; 0: none
     storage_check_ticks: int = 5  # how often free space is sampled
     learner_catchup_bytes_per_sec: int = 0  # 0: unlimited (see the module docstring)
+    max_frame_bytes: int = 64 << 20  # one transport frame; a pump's messages to a peer are split to fit
 
     def raft_config(self) -> RaftConfig:
         return RaftConfig(election_ticks=self.election_ticks, heartbeat_ticks=self.heartbeat_ticks,
@@ -217,7 +219,7 @@ class RaftHost:
         if others and not secret:
             raise ValueError("refusing to start: a cluster secret is required for a multi-broker cluster")
         self.transport = (PeerTransport(node_id, listen or ("127.0.0.1", 0), others, secret, self._on_frame,
-                                        cluster_id=cluster_id)
+                                        cluster_id=cluster_id, max_frame_bytes=self.cfg.max_frame_bytes)
                           if others or secret else None)
         self._active: set[RaftGroup] = set()
         self._pump_scheduled = False
@@ -611,7 +613,8 @@ class RaftHost:
                     log.exception("raft group %s: unexpected error while driving it", group.name)
         if self.transport is not None:
             for peer, payloads in frames.items():
-                self.transport.send(peer, encode_frame(payloads))
+                for frame in encode_frames(payloads, self.transport.max_frame_bytes):
+                    self.transport.send(peer, frame)
 
     def _drive(self, group: RaftGroup, messages: list[Message], frames: dict[int, list[bytes]]) -> None:
         node = group.node
