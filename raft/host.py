@@ -96,7 +96,8 @@ from .core import MembershipChangeError, NotLeaderError, RaftConfig, RaftNode, R
 from .hardstate import HardStateStore
 from .journal import Journal
 from .membership import Membership
-from .messages import ENTRY_NORMAL, Message, MessageDecodeError, MessageType, decode_frame, encode_frame, encode_message
+from .messages import (ENTRY_NORMAL, Message, MessageDecodeError, MessageType, decode_frame, encode_frame,
+                       encode_frames, encode_message)
 from .replica import broker_of, format_replica, incarnation_of
 from .storage_health import StorageMonitor, journal_segment_bytes, storage_failure_reason
 from .throttle import ByteRateLimiter
@@ -191,6 +192,7 @@ class HostConfig:
     storage_check_ticks: int = 5  # how often free space is sampled
     max_campaigns_per_s: int = 1000  # elections this broker's groups may start per second on their timers
     learner_catchup_bytes_per_sec: int = 0  # 0: unlimited (see the module docstring)
+    max_frame_bytes: int = 64 << 20  # one transport frame; a pump's messages to a peer are split to fit
 
     def raft_config(self) -> RaftConfig:
         return RaftConfig(election_ticks=self.election_ticks, heartbeat_ticks=self.heartbeat_ticks,
@@ -271,7 +273,7 @@ class RaftHost:
             raise ValueError("refusing to start: a cluster secret is required for a multi-broker cluster")
         self._data_dir_lock = lock_directory(data_dir)  # the groups' logs are opened without locks of their own
         self.transport = (PeerTransport(node_id, listen or ("127.0.0.1", 0), others, secret, self._on_frame,
-                                        cluster_id=cluster_id)
+                                        cluster_id=cluster_id, max_frame_bytes=self.cfg.max_frame_bytes)
                           if others or secret else None)
         self._active: set[RaftGroup] = set()
         self._awake: set[RaftGroup] = set()  # groups the ticker ticks: every one not quiesced (and a few more)
@@ -790,7 +792,8 @@ class RaftHost:
                     log.exception("raft group %s: unexpected error while driving it", group.name)
         if self.transport is not None:
             for peer, payloads in frames.items():
-                self.transport.send(peer, encode_frame(payloads))
+                for frame in encode_frames(payloads, self.transport.max_frame_bytes):
+                    self.transport.send(peer, frame)
 
     def _drive(self, group: RaftGroup, messages: list[Message], frames: dict[int, list[bytes]]) -> None:
         node = group.node

@@ -174,6 +174,22 @@ def encode_frame(messages: list[bytes]) -> bytes:
     return b"".join(parts)
 
 
+def encode_frames(messages: list[bytes], max_frame_bytes: int) -> list[bytes]:
+    """Pack already-encoded messages for one peer into frames of at most `max_frame_bytes` each, in order
+    (a catching-up peer may be owed more appends from all its groups than one frame carries)."""
+    frames: list[bytes] = []
+    start, size = 0, 4
+    for i, m in enumerate(messages):
+        need = 4 + len(m)
+        if i > start and size + need > max_frame_bytes:
+            frames.append(encode_frame(messages[start:i]))
+            start, size = i, 4
+        size += need
+    if start < len(messages):
+        frames.append(encode_frame(messages[start:]))
+    return frames
+
+
 def decode_frame(frame: bytes | memoryview) -> list[Message]:
     view = memoryview(frame)
     try:

@@ -415,6 +415,10 @@ class PeerTransport:
                 self._start_dialing(peer)
 
     # -- sending ---------------------------------------------------------------------------------
+    @property
+    def max_frame_bytes(self) -> int:
+        return self._max_frame_bytes
+
     def send(self, peer_id: int, payload: bytes | bytearray | memoryview) -> bool:
         """Queue one payload for peer_id; False if dropped (not connected, or queue full). Never blocks.
 

@@ -33,7 +33,7 @@ BINARY = "application/vnd.kafka.binary.v2+json"
 BATCH = "application/vnd.raftka.batch"
 RETRIABLE_5XX = {(503, 50301), (503, 50302), (500, 50003)}
 # stop generating after this long (bounded run on 2 shared cores); RAFTKA_FUZZ_SECONDS=600 for a long hunt
-FUZZ_SECONDS = float(os.environ.get("RAFTKA_FUZZ_SECONDS", "20"))
+FUZZ_SECONDS = float(os.environ.get("RAFTKA_FUZZ_SECONDS", "12"))
 FUZZ_EXAMPLES = 2000
 
 

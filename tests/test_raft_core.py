@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 import simreport
 from raftka.raft.core import NotLeaderError, RaftConfig, Role
 from raftka.raft.messages import (Entry, Message, MessageDecodeError, MessageType, decode_frame, decode_message,
-                                  encode_frame, encode_message)
+                                  encode_frame, encode_frames, encode_message)
 
 from raftchaos import BUDGET_ENV, DEFAULT_PLANS, SEED_ENV, ChaosPlan, converge, elect, run_chaos
 from raftsim import SimCluster
@@ -171,6 +171,17 @@ def test_message_codec_round_trip():
     assert decode_message(encode_message(m)) == m
     frame = encode_frame([encode_message(m), encode_message(m)])
     assert decode_frame(frame) == [m, m]
+
+
+@given(st.lists(st.integers(0, 300), max_size=40), st.integers(0, 2000))
+def test_messages_for_one_peer_are_split_into_frames_that_fit_in_order(payload_sizes, spare_bytes):
+    messages = [encode_message(Message(MessageType.APPEND, "g", 1, 2, 3, index=i, entries=[Entry(3, b"v" * size)]))
+                for i, size in enumerate(payload_sizes)]
+    max_frame_bytes = max((len(m) + 8 for m in messages), default=8) + spare_bytes  # each message fits alone
+    frames = encode_frames(messages, max_frame_bytes)
+    assert all(len(frame) <= max_frame_bytes for frame in frames)
+    assert [m for frame in frames for m in decode_frame(frame)] == [decode_message(m) for m in messages]
+    assert len(frames) <= max(1, 2 * sum(len(m) + 4 for m in messages) // max_frame_bytes + 1)  # frames are filled
 
 
 @given(st.binary(max_size=200))

@@ -2,6 +2,7 @@
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import os
 import time
 
@@ -67,14 +68,14 @@ FAST = HostConfig(tick_ms=20, election_ticks=10, heartbeat_ticks=2, checkpoint_i
                   journal_keep_entries=5)
 
 
-async def start_cluster(tmp_path, n, secret=b"s3cret", ports=None):
+async def start_cluster(tmp_path, n, secret=b"s3cret", ports=None, config=FAST):
     ids = list(range(1, n + 1))
     hosts = {}
     # Bind every transport first (port 0), then tell each host its peers' real ports.
     for i in ids:
         port = ports[i] if ports else 0
         hosts[i] = RaftHost(i, str(tmp_path / f"b{i}"), listen=("127.0.0.1", port),
-                            peers={j: ("127.0.0.1", 1) for j in ids}, secret=secret, config=FAST)
+                            peers={j: ("127.0.0.1", 1) for j in ids}, secret=secret, config=config)
         await hosts[i].start()
     addresses = {i: ("127.0.0.1", hosts[i].port) for i in ids}
     for i in ids:
@@ -222,6 +223,50 @@ def test_restart_replays_without_applying_twice_and_lagging_follower_catches_up(
             await h.stop()
         again = JsonListMachine(str(tmp_path / f"b{leader}" / "sm" / "g"))
         assert again.items == ["v%d" % k for k in range(40)]
+    asyncio.run(main())
+
+
+def test_a_follower_owed_more_than_one_frame_by_several_groups_catches_up(tmp_path):
+    """A broker back after a while, catching up while producers go on, is owed more appends in one pump,
+    summed over its groups, than one transport frame carries (CI caught 68 MB against the 64 MiB frame:
+    the pump raised, every message of that pump was lost, and the broker never caught up): the host
+    splits a peer's messages into frames that fit, and its pump never fails."""
+    config = dataclasses.replace(FAST, max_frame_bytes=64 << 10, max_append_bytes=16 << 10,
+                                 checkpoint_interval_s=60.0, journal_keep_entries=100_000)
+    names, backlog, bursts, value = ["g1", "g2", "g3"], 40, 3, b"x" * (12 << 10)
+    pump_errors = []
+
+    async def burst(hosts, name, count):
+        leader = await wait_leader(hosts, name)
+        await asyncio.gather(*(hosts[leader].propose(name, value) for _ in range(count)), return_exceptions=True)
+
+    async def main():
+        asyncio.get_running_loop().set_exception_handler(lambda loop, context: pump_errors.append(context))
+        hosts, addresses = await start_cluster(tmp_path, 3, config=config)
+        for name in names:
+            add_group(hosts, tmp_path, name)
+            await wait_leader(hosts, name)
+        await hosts.pop(3).stop(transfer_timeout=0)
+        for name in names:
+            await burst(hosts, name, backlog)
+        restarted = RaftHost(3, str(tmp_path / "b3"), listen=("127.0.0.1", addresses[3][1]),
+                             peers=dict(addresses), secret=b"s3cret", config=config)
+        await restarted.start()
+        machines = {name: JsonListMachine(str(tmp_path / "b3" / "sm" / name)) for name in names}
+        for name in names:
+            restarted.add_group(name, [1, 2, 3], machines[name])
+        hosts[3] = restarted
+        try:
+            for _ in range(bursts):  # each burst fills every group's window of appends to broker 3 at once
+                await asyncio.gather(*(burst(hosts, name, 32) for name in names))
+            leaders = {name: await wait_leader(hosts, name) for name in names}
+            await wait_until(lambda: all(machines[n].items == hosts[leaders[n]].groups[n].sm.items
+                                         for n in names), timeout=20)
+            assert all(len(machines[n].items) == backlog + 32 * bursts for n in names)
+        finally:
+            for h in hosts.values():
+                await h.stop()
+        assert not pump_errors, pump_errors[0]
     asyncio.run(main())
 
 
