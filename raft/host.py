@@ -714,7 +714,8 @@ class RaftHost:
             syncing.append((group, messages, job))
         if early and self.transport is not None:
             for peer, payloads in early.items():
-                self.transport.send(peer, encode_frame(payloads))
+                for frame in encode_frames(payloads, self.transport.max_frame_bytes):
+                    self.transport.send(peer, frame)
         if self.hard_states.pending:  # nobody speaks before the store holds every hard state put so far
             for group, messages in ready:
                 group.synced = self._loop.create_future()
