@@ -1,8 +1,11 @@
-"""Test support for the Kafka listener: a shared 3-broker cluster, and reading records back over HTTP."""
+"""Test support for the Kafka listener: a shared 3-broker cluster, raw responses read off a socket, and reading
+records back over HTTP."""
 
 from __future__ import annotations
 
 import base64
+import socket
+import struct
 
 from cluster import request, retry
 
@@ -18,6 +21,21 @@ def start_kafka_cluster(root, brokers: int = 3) -> LocalCluster:
         cluster.close()
         raise
     return cluster
+
+
+def receive_response(sock: socket.socket, response_cls, version: int):
+    """One size-framed Kafka response read off `sock`, decoded with its header."""
+    size = struct.unpack(">i", _recv_exactly(sock, 4))[0]
+    return response_cls.decode(_recv_exactly(sock, size), version=version, header=True)
+
+
+def _recv_exactly(sock: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        assert chunk, "connection closed"
+        data += chunk
+    return data
 
 
 def http_records(cluster: LocalCluster, topic: str, partition: int, count: int) -> list[dict]:

@@ -118,8 +118,11 @@ def test_moving_replicas_and_draining_take_alter_on_the_cluster(secured):
     wait_until(reassigned, 30, "alice's reassignment to be accepted once every broker applied her ACLs")
     wait_until(lambda: call(secured, "/reassignments")[1]["reassignments"] == [], 60, "the move to finish")
     admin_user = ("admin", secured.security.admin_password)
-    partitions = call(secured, f"/topics/{TOPIC}/partitions", user=admin_user)[1]
-    assert sorted(r["broker"] for r in partitions[0]["replicas"]) == sorted(target), partitions
+
+    def replicas_are_the_target():  # the job ends in the metadata group; the answering broker may apply it a moment later
+        partitions = call(secured, f"/topics/{TOPIC}/partitions", user=admin_user)[1]
+        return sorted(r["broker"] for r in partitions[0]["replicas"]) == sorted(target)
+    wait_until(replicas_are_the_target, 10, f"partition 0's replicas to be {target}")
     status, plan = call(secured, "/cluster/rebalance?dry_run=true", "POST")
     assert status == 200 and "changes" in plan
     status, answer = call(secured, "/topics/guarded", "DELETE")

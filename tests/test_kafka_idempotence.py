@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import struct
 import threading
 import time
 
 import pytest
 from cluster import request
-from kafka_support import http_records, start_kafka_cluster
+from kafka_support import http_records, receive_response, start_kafka_cluster
 
 from raftka.storage import Record, encode_batch
 
@@ -57,20 +56,11 @@ class Wire:
         return self.correlation
 
     def receive(self, response_cls, version: int):
-        size = struct.unpack(">i", self._exactly(4))[0]
-        return response_cls.decode(self._exactly(size), version=version, header=True)
+        return receive_response(self.sock, response_cls, version)
 
     def call(self, message, response_cls):
         self.send(message)
         return self.receive(response_cls, message.API_VERSION)
-
-    def _exactly(self, n: int) -> bytes:
-        data = b""
-        while len(data) < n:
-            chunk = self.sock.recv(n - len(data))
-            assert chunk, "connection closed"
-            data += chunk
-        return data
 
     def close(self) -> None:
         self.sock.close()

@@ -22,7 +22,7 @@ import time
 
 import pytest
 from cluster import request
-from kafka_support import start_kafka_cluster
+from kafka_support import receive_response, start_kafka_cluster
 
 from raftka.client.partitioner import partition_for_key
 
@@ -59,17 +59,7 @@ def _closed_by_broker(sock: socket.socket) -> bool:
 def _exchange(sock: socket.socket, message, response_cls, correlation_id: int):
     message.with_header(correlation_id=correlation_id, client_id="raw-test")
     sock.sendall(bytes(message.encode(header=True, framed=True)))
-    size = struct.unpack(">i", _recv_exactly(sock, 4))[0]
-    return response_cls.decode(_recv_exactly(sock, size), version=message.API_VERSION, header=True)
-
-
-def _recv_exactly(sock: socket.socket, n: int) -> bytes:
-    data = b""
-    while len(data) < n:
-        chunk = sock.recv(n - len(data))
-        assert chunk, "connection closed"
-        data += chunk
-    return data
+    return receive_response(sock, response_cls, message.API_VERSION)
 
 
 def _malformed_counts(cluster, broker: int) -> dict[str, float]:

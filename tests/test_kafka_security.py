@@ -12,7 +12,6 @@ import os
 import shutil
 import socket
 import ssl
-import struct
 import subprocess
 import time
 import urllib.request
@@ -21,6 +20,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from kafka_support import receive_response
 
 from raftka.client import Acl, Admin
 from raftka.client.devcerts import CertificateAuthority, DevSecurity
@@ -207,7 +207,7 @@ def test_a_client_certificate_logs_a_kafka_connection_in_as_its_cn(secured, tmp_
     raw = socket.create_connection(("127.0.0.1", secured.kafka_ports[1]), timeout=10)
     with context.wrap_socket(raw, server_hostname="127.0.0.1") as sock:  # no SASL: the certificate is the login
         sock.sendall(frame(MetadataRequest(version=1, topics=None), 1))
-        answer = receive(sock, kafka.protocol.metadata.MetadataResponse, 1)
+        answer = receive_response(sock, kafka.protocol.metadata.MetadataResponse, 1)
     assert [t.name for t in answer.topics] == ["orders"]
 
 
@@ -257,17 +257,6 @@ def connect(cluster: LocalCluster, tls: bool = False) -> socket.socket:
     return sock
 
 
-def receive(sock: socket.socket, response_cls, version: int):
-    def exactly(n: int) -> bytes:
-        data = b""
-        while len(data) < n:
-            chunk = sock.recv(n - len(data))
-            assert chunk, "connection closed"
-            data += chunk
-        return data
-
-    size = struct.unpack(">i", exactly(4))[0]
-    return response_cls.decode(exactly(size), version=version, header=True)
 
 
 def closed(sock: socket.socket) -> bool:
@@ -279,12 +268,12 @@ def closed(sock: socket.socket) -> bool:
 
 def handshake(sock: socket.socket, mechanism: str):
     sock.sendall(frame(SaslHandshakeRequest(version=1, mechanism=mechanism), 1))
-    return receive(sock, SaslHandshakeResponse, 1)
+    return receive_response(sock, SaslHandshakeResponse, 1)
 
 
 def authenticate(sock: socket.socket, token: bytes):
     sock.sendall(frame(SaslAuthenticateRequest(version=1, auth_bytes=token), 2))
-    return receive(sock, SaslAuthenticateResponse, 1)
+    return receive_response(sock, SaslAuthenticateResponse, 1)
 
 
 def test_requests_before_a_login_and_bad_sasl_requests_are_refused(plain, secured):
@@ -312,7 +301,7 @@ def test_requests_before_a_login_and_bad_sasl_requests_are_refused(plain, secure
         assert handshake(sock, "PLAIN").error_code == 0
         assert authenticate(sock, b"\0erin\0" + erin.encode()).error_code == 0
         sock.sendall(frame(MetadataRequest(version=1, topics=None), 3))
-        assert receive(sock, kafka.protocol.metadata.MetadataResponse, 1).brokers
+        assert receive_response(sock, kafka.protocol.metadata.MetadataResponse, 1).brokers
     with admin_http(plain) as http:
         http.delete_user("erin")
     deadline = time.monotonic() + 10
