@@ -16,7 +16,9 @@ and collects three outputs —
                       toward a majority only for entries that are durable.
 
 Implemented: elections with pre-vote (a partitioned node cannot disrupt a
-healthy leader when it returns), check-quorum (a leader that cannot reach a
+healthy leader when it returns), ordered successors (a follower's election
+timeout grows with its place in an order of the voters every replica computes
+alike, so the survivors of a dead leader do not split their votes), check-quorum (a leader that cannot reach a
 majority steps down) and leader stickiness; log replication with per-follower
 flow control (probe / replicate / snapshot); commit only of entries of the
 leader's own term (Raft §5.4.2, with a no-op appended on election); leader
@@ -25,7 +27,8 @@ catch-up of a follower whose entries were compacted away through a chunked
 snapshot stream supplied by the state machine (`Snapshotter`); and quiescence:
 a leader whose followers are all caught up and know the commit index sends one
 last "quiesce" heartbeat and then stays silent, and its followers stop their
-election timers, so an idle group costs no messages.  Any other message, a
+election timers, so an idle group costs no messages (a follower whose broker
+the host reports down does not hold a quorum's quiescence back).  Any other message, a
 proposal, or the host's `wake()` (it watches broker-level liveness: a quiesced
 follower whose leader's broker went silent is woken) ends the quiet.
 
@@ -59,6 +62,7 @@ from __future__ import annotations
 
 import enum
 import random
+import zlib
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -203,6 +207,9 @@ class RaftNode:
         self.quiesced = False
         self.on_wake = None  # the host's hook: called when a quiesced node wakes up (it ticks it again)
         self.may_campaign = None  # the host's admission hook for elections its timer starts (None: always)
+        self.peer_down = None  # the host's liveness hook: replica -> is its broker silent? (None: never)
+        self._rank_key: tuple[int, int] | None = None  # (leader, membership index) that _rank was computed for
+        self._rank = 0
         self.storage_failed = False  # see set_storage_failed
         self._outbox: list[Message] = []
         self.membership: Membership | None = None
@@ -341,7 +348,8 @@ class RaftNode:
         """End quiescence: a leader resumes heartbeats at once, a follower its election timer.
 
         `leader_lost`: the host saw the leader's broker fall silent for an election
-        timeout, so the follower may campaign after a short random delay.
+        timeout, so the follower campaigns within a heartbeat interval if it is the
+        group's first successor, half an election timeout later per place otherwise.
         """
         if not self.quiesced:
             return
@@ -491,8 +499,31 @@ class RaftNode:
     # ------------------------------------------------------------- transitions
 
     def _reset_election_timeout(self) -> None:
+        """A follower of a known leader times out after one election timeout plus half of one per place in
+        the group's order of successors (`_successor_rank`), plus a jitter under a heartbeat interval: when the
+        leader dies, the first successor stands alone (no split vote among the survivors, thousands of groups
+        at once after a broker's death) and soon after the timeout.  Without a leader: Raft's random timeout
+        in [election_ticks, 2 * election_ticks)."""
         self.elapsed = 0
-        self.randomized_timeout = self.cfg.election_ticks + self.rng.randrange(self.cfg.election_ticks)
+        ticks = self.cfg.election_ticks
+        rank = self._successor_rank()
+        if rank is None:
+            self.randomized_timeout = ticks + self.rng.randrange(ticks)
+        else:
+            self.randomized_timeout = ticks + rank * (ticks // 2) + self.rng.randrange(self.cfg.heartbeat_ticks)
+
+    def _successor_rank(self) -> int | None:
+        """This follower's place among the voters other than its leader, in an order every replica computes
+        alike and that differs from group to group (leadership spreads over the survivors); None if it has
+        no leader or is not a voter."""
+        leader = self.leader
+        if self.role is not Role.FOLLOWER or leader is None or not self.is_voter:
+            return None
+        key = (leader, self.membership_index)
+        if self._rank_key != key:
+            order = sorted(self.voters - {leader}, key=lambda r: zlib.crc32(b"%s/%d" % (self.group.encode(), r)))
+            self._rank_key, self._rank = key, order.index(self.id)
+        return self._rank
 
     def _become_follower(self, term: int, leader: int | None) -> None:
         if term != self.log.term:
@@ -570,18 +601,35 @@ class RaftNode:
                 self._become_follower(self.log.term, None)  # ... unless we cannot write: step down
 
     def _can_quiesce(self) -> bool:
-        """Idle and fully replicated, with every follower heard from lately."""
+        """Idle and replicated to a quorum, with every follower that is not down caught up and heard from
+        lately.  A follower the host reports down (`peer_down`: its broker silent) does not keep the group
+        awake: after a broker dies, the groups it led elect new leaders that could otherwise never go quiet,
+        and thousands of them heartbeating at once is what kept a big cluster from settling.  The host
+        wakes the leader when that broker speaks again (`follower_behind`)."""
         if (not self.cfg.quiesce or not self.others or self.transfer_target is not None or self._broadcast_pending
                 or self.storage_failed):
             return False  # a leader that cannot write must not put its followers to sleep: they elect another
         last = self.log.last_index
         if self.commit != last or self.applied != last:
             return False
-        for pr in self.progress.values():
-            if (pr.state is not ProgressState.REPLICATE or pr.match != last or pr.inflight
-                    or self.now - pr.acked_tick >= self.cfg.election_ticks):
+        replicated = {self.id}
+        for p, pr in self.progress.items():
+            if self.peer_down is not None and self.peer_down(p):
+                continue
+            if not self._caught_up(pr) or pr.inflight or self.now - pr.acked_tick >= self.cfg.election_ticks:
                 return False
-        return True
+            replicated.add(p)
+        return len(self._counted() & replicated) >= self._quorum()
+
+    def _caught_up(self, pr: Progress) -> bool:
+        return pr.state is ProgressState.REPLICATE and pr.match == self.log.last_index
+
+    def follower_behind(self) -> bool:
+        """A leader: does a follower that is not down lack entries (one that was down while the group
+        went quiet and is back)?  The host then wakes the leader to catch it up."""
+        return self.role is Role.LEADER and any(
+            not self._caught_up(pr) for p, pr in self.progress.items()
+            if self.peer_down is None or not self.peer_down(p))
 
     def _broadcast_append(self) -> None:
         for p in self.others:

@@ -31,10 +31,14 @@ one ticker for all groups, and the I/O that the pure `RaftNode`s ask for:
   before the CPU gets through the others' votes.
 * **Broker-level liveness.**  Every heartbeat interval the host exchanges one
   heartbeat with each peer broker (group ""), whatever the number of groups.
-  Idle groups quiesce (see `core`); the host wakes a quiesced follower whose
-  leader's broker fell silent for an election timeout, wakes a quiesced
-  leader that lost touch with a quorum's brokers, and grants a quiesced leader
-  its read lease from these broker-level acknowledgements.
+  Idle groups quiesce (see `core`), even with a follower whose broker is
+  silent (after a broker's death, the groups it led would otherwise never go
+  quiet again, and thousands of them heartbeating kept the survivors too busy
+  to hold their leaders); the host wakes a quiesced follower whose leader's
+  broker fell silent for an election timeout, wakes a quiesced leader that
+  lost touch with a quorum's brokers or whose follower is back and behind, and
+  grants a quiesced leader its read lease from these broker-level
+  acknowledgements.
 * **Read index.**  `read_index` lets a follower serve a read that is as fresh
   as the leader's state: it asks the leader (under its lease) for its commit
   index and waits until it has applied that far (etcd's ReadIndex, answered
@@ -378,6 +382,12 @@ class RaftHost:
     def _hook(self, group: RaftGroup) -> None:
         group.node.on_wake = lambda: self._awake.add(group)
         group.node.may_campaign = self._may_campaign
+        group.node.peer_down = self._peer_down
+
+    def _peer_down(self, replica: int) -> bool:
+        """Was the replica's broker silent for an election timeout at the last tick, or did it lose the
+        replica (an empty disk)?  A leader then quiesces without it (see `RaftNode._can_quiesce`)."""
+        return broker_of(replica) in self._silent or self.replica_lost(replica)
 
     def _may_campaign(self) -> bool:
         """Elections started by timers are admitted at `max_campaigns_per_s` (a burst of one tick's worth):
@@ -1005,7 +1015,8 @@ class RaftHost:
     def _wake_if_needed(self, node: RaftNode, now: float, silence_s: float) -> None:
         """Wake a quiesced node whose peers' brokers went silent (see the module docstring)."""
         if node.role is Role.LEADER:
-            if not node.quorum_with(p for p in node.others if self._replica_heard(p, self.peer_seen, now, silence_s)):
+            if (not node.quorum_with(p for p in node.others if self._replica_heard(p, self.peer_seen, now, silence_s))
+                    or node.follower_behind()):  # a broker that was down while the group went quiet is back
                 node.wake()
         elif node.leader is not None and node.leader != node.id:
             if not self._replica_heard(node.leader, self.peer_seen, now, silence_s):

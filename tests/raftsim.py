@@ -210,8 +210,9 @@ class ListMachine:
 
 
 class Replica:
-    def __init__(self, node_id, peers, cfg, rng, snapshot_chunk=3):
+    def __init__(self, node_id, peers, cfg, rng, snapshot_chunk=3, peer_down=None):
         self.id = node_id
+        self.peer_down = peer_down  # the host's liveness hook (RaftNode.peer_down)
         self.peers = peers
         self.cfg = cfg
         self.rng = rng
@@ -224,6 +225,7 @@ class Replica:
     def restart(self):
         self.node = RaftNode("g", self.id, self.peers, self.log, self.cfg, applied=len(self.sm.applied),
                              applied_term=self.sm.applied_term, snapshotter=self.sm, rng=random.Random(self.rng.random()))
+        self.node.peer_down = self.peer_down
 
 
 class SimCluster:
@@ -235,7 +237,7 @@ class SimCluster:
         self.retired: set[int] = set()  # replicas removed from the group and deleted
         self.leaving: set[int] = set()  # replicas a membership move takes out of the group (chaos runs)
         self.snapshot_chunk = snapshot_chunk
-        self.replicas = {i: Replica(i, peers, self.cfg, self.rng, snapshot_chunk) for i in peers}
+        self.replicas = {i: self.new_replica(i, peers) for i in peers}
         self.network: list[Message] = []
         self.blocked: set[tuple[int, int]] = set()
         self.leaders_by_term: dict[int, int] = {}
@@ -255,6 +257,10 @@ class SimCluster:
         self._applied_checked: dict[int, int] = {}  # replica -> applied entries already checked
 
     # --- host duties -------------------------------------------------------
+
+    def new_replica(self, i, peers) -> Replica:
+        """Replica i, hooked to broker-level liveness as RaftHost hooks its nodes."""
+        return Replica(i, peers, self.cfg, self.rng, self.snapshot_chunk, peer_down=lambda j: self.silent(i, j))
 
     def persist(self, i):
         r = self.replicas[i]
@@ -326,6 +332,8 @@ class SimCluster:
         if node.role is Role.LEADER:
             if not node.quorum_with(j for j in node.others if not self.silent(i, j)):
                 node.wake()  # a quorum's brokers went silent: resume heartbeats and check-quorum
+            elif node.follower_behind():
+                node.wake()  # a follower that was down when the group went quiet is back: catch it up
         elif node.leader is not None and self.silent(i, node.leader):
             node.wake(leader_lost=True)
 
@@ -401,7 +409,7 @@ class SimCluster:
         new = replica_id(broker_of(i), incarnation)
         self.lost_logs.append((i, self.replicas[i].log))  # what the lost disk held (see _check_commit_index)
         del self.replicas[i]
-        self.replicas[new] = Replica(new, self.initial, self.cfg, self.rng, self.snapshot_chunk)
+        self.replicas[new] = self.new_replica(new, self.initial)
         self.pending[new] = {}
         return new
 
@@ -410,7 +418,7 @@ class SimCluster:
         membership, which does not name it): it joins only once a leader adds it as a learner."""
         broker = max(broker_of(r) for r in [*self.replicas, *self.initial, *self.retired]) + 1
         new = replica_id(broker, 0)
-        self.replicas[new] = Replica(new, self.initial, self.cfg, self.rng, self.snapshot_chunk)
+        self.replicas[new] = self.new_replica(new, self.initial)
         self.pending[new] = {}
         return new
 

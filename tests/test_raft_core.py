@@ -11,12 +11,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import simreport
-from raftka.raft.core import NotLeaderError, RaftConfig, Role
+from raftka.raft.core import NotLeaderError, RaftConfig, RaftNode, Role
 from raftka.raft.messages import (Entry, Message, MessageDecodeError, MessageType, decode_frame, decode_message,
                                   encode_frame, encode_frames, encode_message)
 
 from raftchaos import BUDGET_ENV, DEFAULT_PLANS, SEED_ENV, ChaosPlan, converge, elect, run_chaos
-from raftsim import SimCluster
+from raftsim import MemoryLog, SimCluster
 
 
 def commit_values(c: SimCluster, count: int):
@@ -368,6 +368,81 @@ def test_idle_group_quiesces_and_wakes_on_proposal_or_leader_loss():
     assert c.propose(new) is not None
 
 
+def test_a_leader_quiesces_without_a_follower_whose_broker_is_down_and_wakes_when_it_is_back():
+    """After a broker dies, the groups it led elect new leaders; each still has the dead broker as a
+    follower.  They must go quiet anyway (thousands of groups heartbeating kept a 10,000-partition
+    cluster from ever settling), and catch that follower up once its broker speaks again."""
+    c = SimCluster(3, seed=13)
+    leader = elect(c)
+    down = next(i for i in c.replicas if i != leader)
+    c.crash(down)
+    values = commit_values(c, 3)
+    c.run(3 * c.cfg.election_ticks)
+    up = [i for i in c.replicas if i != down]
+    assert all(c.replicas[i].node.quiesced for i in up), [c.replicas[i].node.status() for i in up]
+    assert c.replicas[leader].node.role is Role.LEADER
+    c.network.clear()
+    c.tick_all()
+    c.tick_all()
+    assert c.network == [], "a quiesced group still sends messages"
+    c.replicas[leader].node.peer_down = None  # the rule is the hook's: without it the leader stays awake
+    c.replicas[leader].node.wake()
+    c.run(3 * c.cfg.election_ticks)
+    assert not c.replicas[leader].node.quiesced
+    c.replicas[leader].node.peer_down = lambda j: c.silent(leader, j)
+    c.run(3 * c.cfg.election_ticks)
+    assert c.replicas[leader].node.quiesced
+    c.recover(down)
+    c.tick_all()  # its broker is heard again, long before its own election timer could wake anyone
+    assert not c.replicas[leader].node.quiesced, "the leader was not woken for the follower that is back"
+    c.run(3 * c.cfg.election_ticks)
+    assert applied_data(c, down)[-3:] == values, "the returning follower was not caught up"
+    assert c.leader() == leader
+    c.run(3 * c.cfg.election_ticks)
+    assert all(r.node.quiesced for r in c.replicas.values()), [r.node.status() for r in c.replicas.values()]
+
+
+@pytest.mark.parametrize("quiesced", [False, True], ids=["busy", "quiesced"])
+def test_when_a_leader_dies_its_first_successor_stands_alone_and_wins(quiesced):
+    """Ordered successors: the survivors of a dead leader do not all time out together and split their
+    votes (a 10,000-partition cluster churned for minutes after a broker's death); the first successor
+    stands alone, as soon as the leader's lease can have run out (a busy group) or the host saw the
+    leader's broker fall silent (a quiesced one), and wins."""
+    c = SimCluster(5, seed=14)
+    leader = elect(c)
+    commit_values(c, 2)
+    if quiesced:
+        c.run(3 * c.cfg.election_ticks)
+        assert all(r.node.quiesced for r in c.replicas.values())
+    ranks = {i: c.replicas[i].node._successor_rank() for i in c.replicas if i != leader}
+    assert sorted(ranks.values()) == [0, 1, 2, 3]
+    first = min(ranks, key=ranks.get)
+    c.crash(leader)
+    stood = set()
+    for ticks in range(1, 4 * c.cfg.election_ticks):
+        c.run(1, deliver_all=False)
+        while c.network:
+            if c.network[0].type in (MessageType.PREVOTE, MessageType.VOTE):
+                stood.add(c.network[0].src)
+            c.deliver(0)
+        if c.leader() not in (None, leader):
+            break
+    assert c.leader() == first and stood == {first}, (c.leader(), stood, first)
+    limit = 2 * c.cfg.election_ticks + c.cfg.heartbeat_ticks + 2  # silence seen, then within a heartbeat
+    assert ticks <= limit, f"the first successor took {ticks} ticks"
+
+
+def test_successor_orders_differ_from_group_to_group():
+    """Leadership of a dead broker's groups spreads over the survivors instead of piling onto one."""
+    firsts = []
+    for g in range(300):
+        log = MemoryLog()
+        node = RaftNode(f"t/{g}", 2, [1, 2, 3], log, RaftConfig())
+        node._become_follower(1, 1)
+        firsts.append(2 if node._successor_rank() == 0 else 3)
+    assert 100 < firsts.count(2) < 200, firsts.count(2)
+
+
 def stale_candidate_setup(pre_vote: bool):
     """Three replicas: the leader crashed; `stale` missed the last commits; `current` has them and
     has not heard from the leader for an election timeout (no leader stickiness left)."""
@@ -375,7 +450,8 @@ def stale_candidate_setup(pre_vote: bool):
     c = SimCluster(3, seed=12, cfg=cfg)
     leader = elect(c)
     commit_values(c, 3)
-    stale, current = [i for i in c.replicas if i != leader]
+    # `current` is the leader's second successor: its timer runs past the lease (the first stands as it ends)
+    stale, current = sorted((i for i in c.replicas if i != leader), key=lambda i: c.replicas[i].node._successor_rank())
     c.isolate(stale)
     missed = commit_values(c, 3)
     assert all(v in applied_data(c, current) for v in missed)

@@ -11,7 +11,7 @@ from raftka.raft.membership import (Membership, MembershipError, add_learner, ch
                                     replace_with_learner)
 from raftka.raft.replica import broker_of, format_replica, incarnation_of, replica_id
 
-from raftsim import CONFIG_MARK, Replica, SafetyViolation, SimCluster
+from raftsim import CONFIG_MARK, SafetyViolation, SimCluster
 
 
 def elect(c: SimCluster, ticks=100):
@@ -35,7 +35,7 @@ def applied_data(c: SimCluster, i):
 
 def add_spare(c: SimCluster, rid: int) -> int:
     """Start an empty replica the group does not know yet (as the broker hosts a new one)."""
-    c.replicas[rid] = Replica(rid, c.initial, c.cfg, c.rng)
+    c.replicas[rid] = c.new_replica(rid, c.initial)
     c.pending[rid] = {}
     return rid
 
