@@ -548,6 +548,11 @@ class RaftHost:
         window_s = election_timeouts * self.cfg.election_ticks * self.cfg.tick_ms / 1000
         return broker_of(leader) if self._replica_heard(leader, self.peer_seen, time.monotonic(), window_s) else None
 
+    def broker_reachable(self, broker: int) -> bool:
+        """Is this broker's Raft link to `broker` up?  It goes down at once when that broker's process dies
+        (its socket closes), an election timeout before its silence proves anything."""
+        return self.transport is None or broker == self.id or self.transport.is_connected(broker)
+
     def leader_of(self, name: str) -> int | None:
         """The broker that leads group `name`, as far as this replica knows."""
         leader = self.group(name).node.leader

@@ -158,6 +158,28 @@ def test_kill_9_partition_leader_under_idempotent_load(cluster_factory):
     wait_until(caught_up, 20, f"broker {victim} to catch up on {group}")
 
 
+def test_a_produce_sent_to_a_survivor_right_after_the_leader_died_waits_for_the_election(cluster_factory):
+    """The survivor does not forward into the dead leader's refused connection (a 503 that sent clients into
+    their retry backoff, the larger part of a failover): the dead broker's Raft link is down at once, so the
+    request waits for the election and is served by the new leader."""
+    cluster = cluster_factory(3)
+    urls = cluster.bootstrap
+    assert retry(lambda: request(urls[0] + "/topics", "POST", {"name": "fo", "partitions": 1})).status == 201
+    victim = cluster.leader_of("fo", 0)
+    survivor = next(b for b in cluster.ids if b != victim)
+    path = "/topics/fo/partitions/0"
+    assert retry(lambda: request(cluster.url(survivor) + path, "POST", {"records": [{"value": b64(b"before")}]},
+                                 content_type=BINARY)).status == 200
+    cluster.kill(victim)
+    time.sleep(0.2)  # the survivors' links to it close as its process exits
+    started = time.monotonic()
+    resp = request(cluster.url(survivor) + path, "POST", {"records": [{"value": b64(b"after")}]},
+                   content_type=BINARY)
+    assert resp.status == 200, resp.body
+    assert resp.headers["X-Raftka-Broker"] != str(victim)
+    assert time.monotonic() - started < 5
+
+
 def test_forwarding_from_a_non_leader_names_the_leader(cluster_factory):
     cluster = cluster_factory(3)
     urls = cluster.bootstrap

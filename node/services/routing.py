@@ -53,7 +53,9 @@ async def serve_partition_here(broker: Broker, topic: str, partition: int) -> No
     """Return when this broker should serve the partition itself: it leads with a lease (or it is the preferred
     replica of a partition not hosted yet: the local call then answers NotLeader). Else raise `ServedElsewhere`
     naming the broker to go to, or `NotLeader` when no leader is elected within `LEADER_WAIT_S`
-    (`StorageUnavailable` when this broker's replica is stopped by its disk: it says why)."""
+    (`StorageUnavailable` when this broker's replica is stopped by its disk: it says why). A leader whose
+    broker's Raft link is down counts as none: after a leader's death the request waits for the election
+    instead of failing at once."""
     deadline = asyncio.get_running_loop().time() + LEADER_WAIT_S
     replicas = broker.replicas(topic, partition)
     what = f"partition {topic}/{partition}"
@@ -61,14 +63,18 @@ async def serve_partition_here(broker: Broker, topic: str, partition: int) -> No
         hosted = broker.partitions.get((topic, partition))
         if hosted is not None and broker.host.read_allowed(hosted.group):
             return
+        expired = asyncio.get_running_loop().time() >= deadline
         leader = broker.leader_of(topic, partition)
         if leader is not None and leader != broker.id:
-            raise elsewhere(broker, leader, what)
-        if hosted is None:
+            if expired or hosted is None or broker.host.broker_reachable(leader):
+                raise elsewhere(broker, leader, what)
+            # The leader's broker just closed its link (it died?): wait for the election here rather than
+            # forward into a refused connection and send the client into its retry backoff.
+        elif hosted is None:
             if replicas[0] == broker.id:
                 return
             raise elsewhere(broker, replicas[0], what)  # a replica knows more; it forwards once more if needed
-        if asyncio.get_running_loop().time() >= deadline:
+        elif expired:
             reason = broker.host.storage_stop_reason(broker.host.group(hosted.group))
             if reason is not None:
                 raise StorageUnavailable(broker.id, reason, what)
