@@ -39,7 +39,7 @@ from rich.console import Console
 from bench.compare_clients import RaftkaEndpoint
 from bench.compare_systems import ServerMeter
 from bench.compare_workloads import produce
-from bench.raft import BATCH_TYPE, CpuMeter, broker_procs, drive, led_partitions, load_average, machine
+from bench.raft import BATCH_TYPE, CpuMeter, broker_procs, drive, group_prefix, led_partitions, load_average, machine
 
 RESULTS = Path(__file__).resolve().parent / "results" / "partitions.json"
 RECORD_BYTES = 100
@@ -60,7 +60,8 @@ def fsync_counts(cluster: LocalCluster) -> dict[int, int]:
 
 def wait_all_led(cluster: LocalCluster, topic: str, partitions: int, timeout: float) -> float:
     began = time.monotonic()
-    while len(led_partitions(cluster, topic)) < partitions:
+    prefix = group_prefix(cluster, topic)
+    while len(led_partitions(cluster, prefix)) < partitions:
         if time.monotonic() - began > timeout:
             raise TimeoutError(f"{topic}: not every partition has a leader after {timeout} s")
         time.sleep(0.2)

@@ -13,8 +13,7 @@ sensitive to other load on the machine than the rates), and the whole machine's 
 
 Idle / scale: for 1,000, 3,000 and 10,000 partitions (plus the metadata group) spread over the 3
 brokers, a fresh cluster, a topic of that many partitions with RF=3, waiting until every partition
-has a leader (the broker that leads it says so in GET /topics/{t}/partitions: it alone fills the
-high watermark) or a timeout (then the point is still measured, flagged all_led=false): the
+has a leader (the broker that leads it says so in GET /raft/leaders) or a timeout (then the point is still measured, flagged all_led=false): the
 leaders-ready time; then a settle period, then each broker's CPU% (of one core) and RSS over a
 measuring window, with psutil; then kill -9 of the broker leading the most partitions and the
 seconds until every partition has a leader again.
@@ -225,24 +224,44 @@ def throughput(root: str, batch_sizes: list[int], concurrencies: list[int], warm
 # --------------------------------------------------------------------- idle
 
 
-def led_partitions(cluster: LocalCluster, topic: str) -> dict[int, int]:
-    """partition -> broker, for partitions whose leader reports itself (it fills high_watermark)."""
+def group_prefix(cluster: LocalCluster, topic: str, timeout: float = 60.0) -> str:
+    """The Raft group names of `topic`'s partitions start with this (``<topic id>/``), from one broker's
+    `GET /raft` (once: it describes every group)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for broker in cluster.ids:
+            try:
+                groups = http_json(cluster.url(broker) + "/raft", timeout=30)["groups"]
+            except (urllib.error.URLError, OSError, ValueError, KeyError):
+                continue
+            for g in groups:
+                if str(g.get("partition", "")).rpartition("/")[0] == topic:
+                    return g["group"].rpartition("/")[0] + "/"
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no broker hosts a partition of {topic} after {timeout} s")
+        time.sleep(0.5)
+
+
+def led_partitions(cluster: LocalCluster, prefix: str) -> dict[int, int]:
+    """partition -> broker, for the partitions (groups named `prefix`<partition>) whose leader says it leads
+    them (`GET /raft/leaders` of each live broker: a few bytes per group, where listing 10,000 partitions
+    on every broker took 1-2 s per round and loaded the brokers being measured)."""
     led: dict[int, int] = {}
     for broker in cluster.ids:
         try:
-            docs = http_json(cluster.url(broker) + f"/topics/{topic}/partitions", timeout=5)
+            doc = http_json(cluster.url(broker) + "/raft/leaders", timeout=5)
         except (urllib.error.URLError, OSError, ValueError):
             continue
-        for doc in docs:
-            if doc["leader"] == broker and doc["high_watermark"] is not None:
-                led[doc["partition"]] = broker
+        for group in doc.get("groups", {}):
+            if group.startswith(prefix):
+                led[int(group[len(prefix):])] = broker
     return led
 
 
-def wait_led(cluster: LocalCluster, topic: str, partitions: int, began: float, timeout: float) -> dict[int, int]:
+def wait_led(cluster: LocalCluster, prefix: str, partitions: int, began: float, timeout: float) -> dict[int, int]:
     """Poll until every partition reports a leader (or `timeout` s after `began`); the last answer."""
     while True:
-        led = led_partitions(cluster, topic)
+        led = led_partitions(cluster, prefix)
         if len(led) == partitions or time.monotonic() - began > timeout:
             return led
         time.sleep(0.25)
@@ -266,7 +285,8 @@ def idle_point(root: str, partitions: int, settle: float, window: float, ready_t
         except (urllib.error.URLError, OSError) as exc:  # slow answer: the topic may still be created
             console.print(f"idle: creating {partitions} partitions: {exc!r}; waiting for leaders anyway")
             create_s = None
-        led = wait_led(cluster, topic, partitions, began, ready_timeout)
+        prefix = group_prefix(cluster, topic)
+        led = wait_led(cluster, prefix, partitions, began, ready_timeout)
         ready_s = time.monotonic() - began
         led_ready = len(led)
         all_led = led_ready == partitions
@@ -279,14 +299,14 @@ def idle_point(root: str, partitions: int, settle: float, window: float, ready_t
         time.sleep(window)
         usage = meter.stop()
         rss = {name: round(p.memory_info().rss / 2**20, 1) for name, p in procs.items()}
-        led = led_partitions(cluster, topic)
+        led = led_partitions(cluster, prefix)
         still_led = len(led)
         leaders_per_broker = {f"broker-{b}": sum(1 for v in led.values() if v == b) for b in cluster.ids}
         victim = max(cluster.ids, key=lambda b: leaders_per_broker[f"broker-{b}"])
         orphaned = leaders_per_broker[f"broker-{victim}"]
         cluster.kill(victim)
         killed_at = time.monotonic()
-        after = wait_led(cluster, topic, partitions, killed_at, ready_timeout)
+        after = wait_led(cluster, prefix, partitions, killed_at, ready_timeout)
         failover_s = time.monotonic() - killed_at if len(after) == partitions else None
         console.print(f"idle: kill -9 of broker {victim} (leading {orphaned}): "
                       + (f"every partition led again after {failover_s:.1f} s" if failover_s is not None

@@ -199,15 +199,16 @@ class RaftNode:
         self.now = 0  # ticks since start
         self.elapsed = 0  # ticks since last leader contact / election start / heartbeat
         self.heard_from_leader = -(1 << 60)
-        self.term_start_index = 0  # index of the no-op of the current leadership
+        self.term_start_index = 0  # the leader's last index once elected (its no-op, if it appended one)
         self.transfer_target: int | None = None
         self.transfer_deadline = 0
         self.lease_forfeited = False  # sent TIMEOUT_NOW in this term: no lease until re-elected
         self._broadcast_pending = False
         self.quiesced = False
         self.on_wake = None  # the host's hook: called when a quiesced node wakes up (it ticks it again)
-        self.may_campaign = None  # the host's admission hook for elections its timer starts (None: always)
-        self.peer_down = None  # the host's liveness hook: replica -> is its broker silent? (None: never)
+        self.may_campaign = None  # the host's admission hook for elections its timer starts (None: always);
+        # its argument: is this the dead leader's first successor (an election nobody else contends)?
+        self.peer_silence = None  # the host's liveness hook: replica -> ticks since its broker was heard (None: 0)
         self._rank_key: tuple[int, int] | None = None  # (leader, membership index) that _rank was computed for
         self._rank = 0
         self.storage_failed = False  # see set_storage_failed
@@ -271,7 +272,11 @@ class RaftNode:
         """
         if self.role is not Role.LEADER or self.transfer_target is not None or self.storage_failed:
             raise NotLeaderError(self.group, None if self.transfer_target else self.leader)
-        if self.commit < self.term_start_index and not canary.enabled("membership-before-own-term"):
+        if self.log.term_at(self.commit) != self.log.term and not canary.enabled("membership-before-own-term"):
+            if self.log.term_at(self.log.last_index) != self.log.term:
+                self.wake()
+                self._append_noop()  # not appended at election (nothing was left to commit): now it is needed
+                self._broadcast_pending = True
             raise MembershipChangeError(f"{self.group}: the leader has not yet committed an entry of term "
                                         f"{self.log.term}; retry shortly")
         if self.membership_index > self.commit:
@@ -303,17 +308,21 @@ class RaftNode:
             if not self.is_voter or self.storage_failed:
                 # learners and strangers never campaign, nor does a replica that cannot store a vote
                 self._reset_election_timeout()
-            elif self.may_campaign is None or self.may_campaign():
+            elif self.may_campaign is None or self.may_campaign(self._successor_rank() == 0):
                 self.campaign()
             else:  # the host holds elections back (too many at once): try again in a few ticks
                 self.elapsed -= 1 + self.rng.randrange(2 * self.cfg.heartbeat_ticks)
 
     def step(self, m: Message) -> None:
         if self.quiesced and m.type is not MT.HEARTBEAT_RESP and not (m.type is MT.HEARTBEAT and m.final):
-            self.wake()
+            # A quiesced follower heard nothing of its group lately, but its host heard the leader's broker:
+            # leader stickiness holds until an election timeout after that (no lease can count on us beyond it).
+            self.wake(heard_ticks_ago=self._leader_silence() if m.type in (MT.PREVOTE, MT.VOTE) else 0)
         if m.term > self.log.term:
             if m.type in (MT.PREVOTE, MT.VOTE) and not m.transfer and self._in_lease():
-                return  # a leader is alive: ignore disruptive candidates (leader stickiness)
+                if m.type is MT.PREVOTE:  # a leader may be alive: refuse, and say when our lease ends
+                    self._send(MT.PREVOTE_RESP, m.src, reject=True, context=self._lease_left())
+                return  # leader stickiness: disruptive candidates change nothing here
             if m.type is MT.PREVOTE:
                 pass  # a pre-vote never changes our term
             elif m.type is MT.PREVOTE_RESP and not m.reject:
@@ -344,13 +353,18 @@ class RaftNode:
         self._broadcast_pending = True  # one append per follower for all proposals of this round
         return index, self.log.term
 
-    def wake(self, leader_lost: bool = False) -> None:
+    def wake(self, leader_lost: bool = False, heard_ticks_ago: int = 0) -> None:
         """End quiescence: a leader resumes heartbeats at once, a follower its election timer.
 
         `leader_lost`: the host saw the leader's broker fall silent for an election
         timeout, so the follower campaigns within a heartbeat interval if it is the
-        group's first successor, half an election timeout later per place otherwise.
+        group's first successor, an election timeout later per place otherwise.
+        `heard_ticks_ago`: when the host last heard the leader's broker (the
+        follower's leader stickiness runs from then; an election timeout or more
+        ago counts as `leader_lost`).
         """
+        if heard_ticks_ago >= self.cfg.election_ticks:
+            leader_lost = True
         if not self.quiesced:
             return
         self.quiesced = False
@@ -362,8 +376,9 @@ class RaftNode:
             self._reset_election_timeout()
             self.elapsed = self.cfg.election_ticks
         else:
-            self.heard_from_leader = self.now
+            self.heard_from_leader = self.now - heard_ticks_ago
             self._reset_election_timeout()
+            self.elapsed = heard_ticks_ago
 
     def persisted(self) -> None:
         """The host fsynced the log: durable entries now count toward commit."""
@@ -499,10 +514,10 @@ class RaftNode:
     # ------------------------------------------------------------- transitions
 
     def _reset_election_timeout(self) -> None:
-        """A follower of a known leader times out after one election timeout plus half of one per place in
-        the group's order of successors (`_successor_rank`), plus a jitter under a heartbeat interval: when the
-        leader dies, the first successor stands alone (no split vote among the survivors, thousands of groups
-        at once after a broker's death) and soon after the timeout.  Without a leader: Raft's random timeout
+        """A follower of a known leader times out after one election timeout more per place in the group's
+        order of successors (`_successor_rank`), plus a jitter under a heartbeat interval: when the leader
+        dies, the first successor stands alone (no split vote among the survivors, thousands of groups at once
+        after a broker's death; the next one gives it a whole election timeout) and soon after the timeout.  Without a leader: Raft's random timeout
         in [election_ticks, 2 * election_ticks)."""
         self.elapsed = 0
         ticks = self.cfg.election_ticks
@@ -510,7 +525,16 @@ class RaftNode:
         if rank is None:
             self.randomized_timeout = ticks + self.rng.randrange(ticks)
         else:
-            self.randomized_timeout = ticks + rank * (ticks // 2) + self.rng.randrange(self.cfg.heartbeat_ticks)
+            self.randomized_timeout = ticks * (1 + rank) + self.rng.randrange(self.cfg.heartbeat_ticks)
+
+    def _silence(self, replica: int) -> int:
+        return 0 if self.peer_silence is None else self.peer_silence(replica)
+
+    def _peer_down(self, replica: int) -> bool:
+        return self._silence(replica) >= self.cfg.election_ticks
+
+    def _leader_silence(self) -> int:
+        return 0 if self.leader is None or self.leader == self.id else self._silence(self.leader)
 
     def _successor_rank(self) -> int | None:
         """This follower's place among the voters other than its leader, in an order every replica computes
@@ -556,9 +580,18 @@ class RaftNode:
         self.progress = {p: Progress(last + 1) for p in self.others}
         for pr in self.progress.values():
             pr.resp_tick = self.now
-        self.log.append([Entry(self.log.term, b"")])  # no-op: commits earlier terms' entries
+        if self.commit < last:
+            self._append_noop()
+        # Else no no-op: every committed entry is in our log (leader completeness) at or below `last`, which we
+        # already know committed, so our commit index is current and reads may start once a quorum answers.
+        # An election then costs no log write, only the vote's hard state (one fsync per broker for all the
+        # groups electing at once): a broker's death no longer means one log fsync per group it led.
         self.term_start_index = self.log.last_index
-        self._broadcast_pending = True  # has_ready(): the host persists the no-op (alone, that commits it) and sends
+        self._broadcast_pending = True  # has_ready(): the host persists the no-op if any and sends
+
+    def _append_noop(self) -> None:
+        """An empty entry of our term: committing it commits the earlier terms' entries (Raft §5.4.2)."""
+        self.log.append([Entry(self.log.term, b"")])
 
     def _request_votes(self, kind: MT, term: int, transfer: bool = False) -> None:
         last = self.log.last_index
@@ -602,9 +635,9 @@ class RaftNode:
 
     def _can_quiesce(self) -> bool:
         """Idle and replicated to a quorum, with every follower that is not down caught up and heard from
-        lately.  A follower the host reports down (`peer_down`: its broker silent) does not keep the group
-        awake: after a broker dies, the groups it led elect new leaders that could otherwise never go quiet,
-        and thousands of them heartbeating at once is what kept a big cluster from settling.  The host
+        lately.  A follower the host reports down (`peer_silence`: its broker silent for an election timeout)
+        does not keep the group awake: after a broker dies, the groups it led elect new leaders that could
+        otherwise never go quiet, and thousands of them heartbeating at once kept a big cluster from settling.  The host
         wakes the leader when that broker speaks again (`follower_behind`)."""
         if (not self.cfg.quiesce or not self.others or self.transfer_target is not None or self._broadcast_pending
                 or self.storage_failed):
@@ -614,7 +647,7 @@ class RaftNode:
             return False
         replicated = {self.id}
         for p, pr in self.progress.items():
-            if self.peer_down is not None and self.peer_down(p):
+            if self._peer_down(p):
                 continue
             if not self._caught_up(pr) or pr.inflight or self.now - pr.acked_tick >= self.cfg.election_ticks:
                 return False
@@ -629,7 +662,7 @@ class RaftNode:
         went quiet and is back)?  The host then wakes the leader to catch it up."""
         return self.role is Role.LEADER and any(
             not self._caught_up(pr) for p, pr in self.progress.items()
-            if self.peer_down is None or not self.peer_down(p))
+            if not self._peer_down(p))
 
     def _broadcast_append(self) -> None:
         for p in self.others:
@@ -882,6 +915,16 @@ class RaftNode:
             return True
         return self.leader is not None and self.now - self.heard_from_leader < self.cfg.election_ticks
 
+    def _lease_left(self) -> int:
+        """Ticks until `_in_lease` ends, as far as this replica can tell (a leader: an election timeout)."""
+        ticks = self.cfg.election_ticks
+        if self.role is Role.LEADER:
+            return ticks
+        left = ticks - self.now if self.log.term > 0 else 0
+        if self.leader is not None:
+            left = max(left, ticks - (self.now - self.heard_from_leader))
+        return max(left, 1)
+
     # -------------------------------------------------------------- elections
 
     def _on_vote_request(self, m: Message) -> None:
@@ -912,8 +955,14 @@ class RaftNode:
                 self._request_votes(MT.VOTE, self.log.term)
             else:
                 self._become_leader()
-        elif rejected > len(counted) - quorum:
+            return
+        if rejected > len(counted) - quorum:
             self._become_follower(self.log.term, None)
+        if m.reject and m.type is MT.PREVOTE_RESP and m.context > 0:
+            # Refused while the voter's leader stickiness lasts: stand again as soon as it ends, not after a
+            # random election timeout (the survivors of a dead leader stop hearing it a few ms apart).
+            soon = self.randomized_timeout - m.context - 1 - self.rng.randrange(self.cfg.heartbeat_ticks)
+            self.elapsed = max(self.elapsed, soon)
 
     # ---------------------------------------------------------------- helpers
 

@@ -195,6 +195,7 @@ class HostConfig:
     min_free_bytes: int | None = 0  # low-disk watermark; None: storage_health's default; 0: none
     storage_check_ticks: int = 5  # how often free space is sampled
     max_campaigns_per_s: int = 1000  # elections this broker's groups may start per second on their timers
+    max_successor_campaigns_per_s: int = 2000  # and more, uncontested ones (a dead leader's first successors)
     learner_catchup_bytes_per_sec: int = 0  # 0: unlimited (see the module docstring)
     max_frame_bytes: int = 64 << 20  # one transport frame; a pump's messages to a peer are split to fit
 
@@ -283,6 +284,7 @@ class RaftHost:
         self._awake: set[RaftGroup] = set()  # groups the ticker ticks: every one not quiesced (and a few more)
         self._silent: frozenset[int] = frozenset()  # peers silent for an election timeout at the last tick
         self._campaign_tokens = 0.0  # elections the groups' timers may still start (see _may_campaign)
+        self._successor_tokens = 0.0  # and those of first successors
         self.leading: set[str] = set()  # groups this broker's replica leads
         self.leadership_version = 0  # bumped whenever `leading` or the term of a group in it changes
         self._pump_scheduled = False
@@ -382,16 +384,29 @@ class RaftHost:
     def _hook(self, group: RaftGroup) -> None:
         group.node.on_wake = lambda: self._awake.add(group)
         group.node.may_campaign = self._may_campaign
-        group.node.peer_down = self._peer_down
+        group.node.peer_silence = self._peer_silence
 
-    def _peer_down(self, replica: int) -> bool:
-        """Was the replica's broker silent for an election timeout at the last tick, or did it lose the
-        replica (an empty disk)?  A leader then quiesces without it (see `RaftNode._can_quiesce`)."""
-        return broker_of(replica) in self._silent or self.replica_lost(replica)
+    def _peer_silence(self, replica: int) -> int:
+        """Ticks since anything arrived from the replica's broker (a lost replica, one whose broker came back
+        with an empty disk: forever).  A leader quiesces without a follower silent for an election timeout
+        (see `RaftNode._can_quiesce`), and a quiesced follower woken by a vote request keeps its leader
+        stickiness only until an election timeout after it last heard the leader's broker: any read lease
+        that leader holds from this broker's acknowledgements began before that frame arrived."""
+        if self.replica_lost(replica):
+            return 1 << 30
+        seen = self.peer_seen.get(broker_of(replica))
+        if seen is None:
+            return 1 << 30
+        return min(int((time.monotonic() - seen) * 1000 / self.cfg.tick_ms), 1 << 30)
 
-    def _may_campaign(self) -> bool:
+    def _may_campaign(self, first_successor: bool) -> bool:
         """Elections started by timers are admitted at `max_campaigns_per_s` (a burst of one tick's worth):
-        thousands of groups timing out together would otherwise compete for the same CPU and time out again."""
+        thousands of groups timing out together would otherwise compete for the same CPU and time out again.
+        A leader's first successor (see `RaftNode._successor_rank`) stands uncontested: those elections are
+        admitted at `max_successor_campaigns_per_s`, so that a dead broker's groups get new leaders sooner."""
+        if first_successor and self._successor_tokens > 0:
+            self._successor_tokens -= 1
+            return True
         if self._campaign_tokens <= 0:
             return False
         self._campaign_tokens -= 1
@@ -575,9 +590,12 @@ class RaftHost:
         """
         group = self.group(name)
         self._catch_up(group)
-        index, _ = group.node.propose_membership(target)
+        try:
+            index, _ = group.node.propose_membership(target)
+        finally:
+            if group.node.has_ready():
+                self._activate(group)  # also the no-op a refusal may have appended (an entry of the leader's term)
         log.info("raft group %s: membership change to %s proposed at index %d", name, target.describe(), index)
-        self._activate(group)
         return index
 
     async def read_index(self, name: str, timeout: float) -> None:
@@ -1057,6 +1075,8 @@ class RaftHost:
             self._awake = set()
             per_tick = self.cfg.max_campaigns_per_s * tick_s
             self._campaign_tokens = min(max(per_tick, 1.0), self._campaign_tokens + ticks * per_tick)
+            per_tick = self.cfg.max_successor_campaigns_per_s * tick_s
+            self._successor_tokens = min(max(per_tick, 1.0), self._successor_tokens + ticks * per_tick)
             for group in candidates:
                 if group.closed:
                     continue

@@ -28,7 +28,7 @@ from collections import Counter
 
 import orjson
 
-from raftka.raft.core import RaftConfig, RaftNode, Role
+from raftka.raft.core import MembershipChangeError, RaftConfig, RaftNode, Role
 from raftka.raft.membership import Membership
 from raftka.raft.messages import ENTRY_CONFIG, Entry, Message, MessageType, decode_message, encode_message
 from raftka.raft.replica import broker_of, format_replica, incarnation_for_empty_data_dir, replica_id
@@ -210,9 +210,9 @@ class ListMachine:
 
 
 class Replica:
-    def __init__(self, node_id, peers, cfg, rng, snapshot_chunk=3, peer_down=None):
+    def __init__(self, node_id, peers, cfg, rng, snapshot_chunk=3, peer_silence=None):
         self.id = node_id
-        self.peer_down = peer_down  # the host's liveness hook (RaftNode.peer_down)
+        self.peer_silence = peer_silence  # the host's liveness hook (RaftNode.peer_silence)
         self.peers = peers
         self.cfg = cfg
         self.rng = rng
@@ -225,7 +225,7 @@ class Replica:
     def restart(self):
         self.node = RaftNode("g", self.id, self.peers, self.log, self.cfg, applied=len(self.sm.applied),
                              applied_term=self.sm.applied_term, snapshotter=self.sm, rng=random.Random(self.rng.random()))
-        self.node.peer_down = self.peer_down
+        self.node.peer_silence = self.peer_silence
 
 
 class SimCluster:
@@ -260,7 +260,7 @@ class SimCluster:
 
     def new_replica(self, i, peers) -> Replica:
         """Replica i, hooked to broker-level liveness as RaftHost hooks its nodes."""
-        return Replica(i, peers, self.cfg, self.rng, self.snapshot_chunk, peer_down=lambda j: self.silent(i, j))
+        return Replica(i, peers, self.cfg, self.rng, self.snapshot_chunk, peer_silence=lambda j: self.silence(i, j))
 
     def persist(self, i):
         r = self.replicas[i]
@@ -320,9 +320,13 @@ class SimCluster:
     def reachable(self, src, dst):
         return src in self.replicas and self.replicas[src].up and (src, dst) not in self.blocked
 
+    def silence(self, i, j) -> int:
+        """Ticks since i's broker last heard j's (RaftHost's broker liveness)."""
+        return self.ticks - self.last_heard.get((i, j), 0)
+
     def silent(self, i, j):
-        """Has j's broker been silent to i's for an election timeout (RaftHost's broker liveness)?"""
-        return self.ticks - self.last_heard.get((i, j), 0) >= self.cfg.election_ticks
+        """Has j's broker been silent to i's for an election timeout?"""
+        return self.silence(i, j) >= self.cfg.election_ticks
 
     def wake_like_host(self, i):
         """What RaftHost does from broker-level liveness for a quiesced replica."""
@@ -431,7 +435,14 @@ class SimCluster:
     def change_membership(self, target: Membership):
         """Propose `target` at the current leader (raises what propose_membership raises)."""
         leader = self.leader()
-        self.replicas[leader].node.propose_membership(target)
+        try:
+            self.replicas[leader].node.propose_membership(target)
+        except MembershipChangeError as exc:
+            if "not yet committed an entry of term" not in str(exc):
+                raise
+            self.run(5)  # the refusal appended the leader's no-op (a new leader appends one only if it must)
+            leader = self.leader()
+            self.replicas[leader].node.propose_membership(target)
         self.persist(leader)
 
     def membership(self) -> Membership:

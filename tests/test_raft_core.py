@@ -385,11 +385,11 @@ def test_a_leader_quiesces_without_a_follower_whose_broker_is_down_and_wakes_whe
     c.tick_all()
     c.tick_all()
     assert c.network == [], "a quiesced group still sends messages"
-    c.replicas[leader].node.peer_down = None  # the rule is the hook's: without it the leader stays awake
+    c.replicas[leader].node.peer_silence = None  # the rule is the hook's: without it the leader stays awake
     c.replicas[leader].node.wake()
     c.run(3 * c.cfg.election_ticks)
     assert not c.replicas[leader].node.quiesced
-    c.replicas[leader].node.peer_down = lambda j: c.silent(leader, j)
+    c.replicas[leader].node.peer_silence = lambda j: c.silence(leader, j)
     c.run(3 * c.cfg.election_ticks)
     assert c.replicas[leader].node.quiesced
     c.recover(down)
