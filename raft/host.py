@@ -926,6 +926,10 @@ class RaftHost:
             if not self._storage_failed(group, exc, f"storing {m.type.name} from broker {peer}"):
                 log.exception("raft group %s: message %s from %d failed", group.name, m.type.name, peer)
             return
+        if group.node.quiesced and group.asleep_since is None:
+            # A follower goes quiet on its leader's last heartbeat: its clock stops here and catches up when
+            # touched (a clock left behind made a woken follower take itself for just restarted, in lease).
+            group.asleep_since = self.host_ticks
         self._activate(group)
 
     # -------------------------------------------------------- catch-up throttle

@@ -145,6 +145,31 @@ def test_three_hosts_replicate_and_survive_leader_loss(tmp_path):
     asyncio.run(main())
 
 
+def test_a_quiesced_followers_clock_keeps_time_while_it_sleeps(tmp_path):
+    """A follower goes quiet on its leader's last heartbeat (a message, not a tick): its clock must still
+    catch up when it is next touched.  Left behind, it took itself for just restarted when a vote request
+    woke it (leader stickiness for an election timeout): every first election after a broker's death was
+    refused, and 10,000 partitions took seconds longer to regain leaders."""
+    async def main():
+        hosts, _ = await start_cluster(tmp_path, 3)
+        try:
+            add_group(hosts, tmp_path)
+            leader = await wait_leader(hosts)
+            await hosts[leader].propose("g", b"v")
+            await wait_until(lambda: all(h.groups["g"].node.quiesced for h in hosts.values()), timeout=10)
+            before = {i: (h.groups["g"].node.now, h.host_ticks) for i, h in hosts.items()}
+            await asyncio.sleep(5 * FAST.election_ticks * FAST.tick_ms / 1000)
+            for i, h in hosts.items():
+                h._catch_up(h.groups["g"])
+                slept = h.host_ticks - before[i][1]
+                assert slept >= 3 * FAST.election_ticks
+                assert h.groups["g"].node.now - before[i][0] >= slept - 1, (i, "leader" if i == leader else "follower")
+        finally:
+            for h in hosts.values():
+                await h.stop()
+    asyncio.run(main())
+
+
 def test_large_entries_replicate_to_every_follower(tmp_path):
     async def main():
         hosts, _ = await start_cluster(tmp_path, 3)
