@@ -88,7 +88,7 @@ __all__ = [
 MIN_SECRET_BYTES = 16
 DEFAULT_LISTEN = "127.0.0.1:8080"  # single-broker mode only; with --peers the own entry is the default
 DEFAULT_RAFT_LISTEN = "127.0.0.1:9090"
-DEFAULT_ELECTION_TIMEOUT_MS = 1000
+DEFAULT_ELECTION_TIMEOUT_MS = 800
 DEFAULT_HEARTBEAT_MS = 100
 DEFAULT_MAX_REQUEST_BYTES = 16 * 1024 * 1024
 DEFAULT_PARTITIONS = 1
@@ -142,7 +142,7 @@ class BrokerConfig:
     raft_listen: Address  # Raft transport bind address (one port for all groups)
     peers: tuple[Peer, ...]  # every broker including this one, sorted by id
     cluster_secret: bytes | None = field(repr=False)
-    election_timeout_ms: int  # base election timeout; Raft randomises timeouts above it
+    election_timeout_ms: int  # base election timeout: a dead leader's first successor stands this long after it
     heartbeat_ms: int
     max_request_bytes: int  # HTTP request body limit
     default_partitions: int
