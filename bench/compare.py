@@ -28,6 +28,7 @@ compare.png (`--tls`: every system with TLS and authentication, compare-tls.json
 `--profile` adds py-spy profiles of the raftka partition leader during an
 extra 1 KiB x8 produce run and an extra fixed-rate run
 (bench/results/raftka-leader-profile.txt, raw stacks beside it).
+`--failover-only` runs just the failover workload (about 2 min).
 `--quick` takes < 3 min, the full run (3 alternating repeats of every
 produce measurement, median reported; longer runs) < 20 min.
 """
@@ -269,10 +270,13 @@ class Bench:
 
     # ------------------------------------------------------------ run
 
-    def run(self, profile: bool) -> None:
+    def run(self, profile: bool, failover_only: bool = False) -> None:
         self.say("starting 3 raftka brokers (HTTP and Kafka listeners) and 3 nats-servers ...")
         self.raftka.start()
         self.nats.start()
+        if failover_only:
+            self.failover_all()
+            return
         names = [f"tp-{size}" for size in SIZES.values()] + ["lat-ack", "lat-e2e"]
         for system in (self.raftka, self.kafka, self.nats):
             for name in names:
@@ -337,6 +341,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profile", action="store_true", help="py-spy profile of the raftka partition leader")
     parser.add_argument("--tls", action="store_true", help="both systems with TLS and authentication (client and "
                         "replication links; results in compare-tls.json/.png)")
+    parser.add_argument("--failover-only", action="store_true",
+                        help="only the failover workload (results in compare-failover.json/.png)")
     args = parser.parse_args(argv)
     settings = QUICK if args.quick else FULL
     console = Console(width=140)
@@ -349,12 +355,12 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="raftka-bench-compare-") as root:
         bench = Bench(settings, console, Path(root), args.tls)
         try:
-            bench.run(args.profile)
+            bench.run(args.profile, args.failover_only)
         finally:
             bench.close()
     info["load_avg_at_end"] = list(os.getloadavg())
     info["duration_s"] = round(time.monotonic() - started, 1)
-    stem = "compare-tls" if args.tls else "compare"
+    stem = "compare-tls" if args.tls else "compare-failover" if args.failover_only else "compare"
     title = (f"raftka vs NATS JetStream {info['nats_server'].removeprefix('nats-server: ')} - 3 nodes on loopback, "
              + ("TLS + auth, " if args.tls else "") +
              f"R=3, {info['cores']} cores ({'quick' if args.quick else 'full'} run, {info['duration_s']:.0f} s)")

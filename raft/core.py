@@ -209,7 +209,7 @@ class RaftNode:
         self.may_campaign = None  # the host's admission hook for elections its timer starts (None: always);
         # its argument: is this the dead leader's first successor (an election nobody else contends)?
         self.peer_silence = None  # the host's liveness hook: replica -> ticks since its broker was heard (None: 0)
-        self._rank_key: tuple[int, int] | None = None  # (leader, membership index) that _rank was computed for
+        self._rank_key: tuple[int, int, int] | None = None  # (leader, membership index, term) of _rank
         self._rank = 0
         self.storage_failed = False  # see set_storage_failed
         self._outbox: list[Message] = []
@@ -538,14 +538,17 @@ class RaftNode:
 
     def _successor_rank(self) -> int | None:
         """This follower's place among the voters other than its leader, in an order every replica computes
-        alike and that differs from group to group (leadership spreads over the survivors); None if it has
-        no leader or is not a voter."""
+        alike (they follow the same leader in the same term) and that differs from group to group and from
+        term to term (leadership spreads over the survivors; a leader lost again and again is succeeded by
+        each of them in turn); None if it has no leader or is not a voter."""
         leader = self.leader
         if self.role is not Role.FOLLOWER or leader is None or not self.is_voter:
             return None
-        key = (leader, self.membership_index)
+        term = self.log.term
+        key = (leader, self.membership_index, term)
         if self._rank_key != key:
-            order = sorted(self.voters - {leader}, key=lambda r: zlib.crc32(b"%s/%d" % (self.group.encode(), r)))
+            prefix = b"%s/%d/" % (self.group.encode(), term)
+            order = sorted(self.voters - {leader}, key=lambda r: zlib.crc32(prefix + b"%d" % r))
             self._rank_key, self._rank = key, order.index(self.id)
         return self._rank
 

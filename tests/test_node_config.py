@@ -37,7 +37,7 @@ def test_single_broker_defaults(tmp_path):
     assert cfg.listen == Address("127.0.0.1", 8080) and cfg.raft_listen == Address("127.0.0.1", 9090)
     assert cfg.peers == (Peer(1, "127.0.0.1", 8080, 9090),)
     assert cfg.cluster_secret is None
-    assert (cfg.election_timeout_ms, cfg.heartbeat_ms, cfg.max_request_bytes) == (1000, 100, 16 * 1024 * 1024)
+    assert (cfg.election_timeout_ms, cfg.heartbeat_ms, cfg.max_request_bytes) == (800, 100, 16 * 1024 * 1024)
     assert (cfg.default_partitions, cfg.default_replication_factor, cfg.log_level) == (1, 1, "INFO")
     assert cfg.topic_defaults == TopicConfig()
 
@@ -345,7 +345,7 @@ def test_multi_broker_cluster_requires_a_secret():
         (
             ["--id", "1", "--data-dir", "/d", "--heartbeat-ms", "600"],
             {},
-            ["--heartbeat-ms (600) must be at most half of --election-timeout-ms (1000)"],
+            ["--heartbeat-ms (600) must be at most half of --election-timeout-ms (800)"],
         ),
         (
             ["--id", "1", "--data-dir", "/d", "--election-timeout-ms", "10"],
