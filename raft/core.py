@@ -18,19 +18,21 @@ and collects three outputs —
 Implemented: elections with pre-vote (a partitioned node cannot disrupt a
 healthy leader when it returns), ordered successors (a follower's election
 timeout grows with its place in an order of the voters every replica computes
-alike, so the survivors of a dead leader do not split their votes), check-quorum (a leader that cannot reach a
-majority steps down) and leader stickiness; log replication with per-follower
-flow control (probe / replicate / snapshot); commit only of entries of the
-leader's own term (Raft §5.4.2, with a no-op appended on election); leader
-leases for reads (`read_allowed`); leadership transfer (`transfer_leadership`);
-catch-up of a follower whose entries were compacted away through a chunked
+alike, so the survivors of a dead leader do not split their votes; a refused
+pre-vote says when the voter's leader stickiness ends), check-quorum (a leader
+that cannot reach a majority steps down) and leader stickiness; log
+replication with per-follower flow control (probe / replicate / snapshot);
+commit only of entries of the leader's own term (Raft §5.4.2, with a no-op
+appended on election when entries are left to commit: otherwise every
+committed entry is already known committed); leader leases for reads
+(`read_allowed`); leadership transfer (`transfer_leadership`); catch-up of a follower whose entries were compacted away through a chunked
 snapshot stream supplied by the state machine (`Snapshotter`); and quiescence:
 a leader whose followers are all caught up and know the commit index sends one
 last "quiesce" heartbeat and then stays silent, and its followers stop their
 election timers, so an idle group costs no messages (a follower whose broker
-the host reports down does not hold a quorum's quiescence back).  Any other message, a
-proposal, or the host's `wake()` (it watches broker-level liveness: a quiesced
-follower whose leader's broker went silent is woken) ends the quiet.
+the host reports down does not hold a quorum's quiescence back).  Any other
+message, a proposal, or the host's `wake()` (it watches broker-level liveness:
+a quiesced follower whose leader's broker went silent is woken) ends the quiet.
 
 Membership (see `membership`): voters elect and count toward quorums;
 learners replicate like followers but never vote, campaign or count.  A

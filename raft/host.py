@@ -26,9 +26,10 @@ one ticker for all groups, and the I/O that the pure `RaftNode`s ask for:
   After a stall only leaders catch up on the ticks they missed (their leases
   run in real time); followers count one tick, so that their election timers
   do not all expire together, and elections started by timers are admitted at
-  `max_campaigns_per_s` per broker: thousands of groups electing at once
-  (creation, a broker's death) otherwise livelock, every election timing out
-  before the CPU gets through the others' votes.
+  `max_campaigns_per_s` per broker (a dead leader's first successors, whose
+  elections nobody contends, at `max_successor_campaigns_per_s`): thousands of
+  groups electing at once (creation, a broker's death) otherwise livelock,
+  every election timing out before the CPU gets through the others' votes.
 * **Broker-level liveness.**  Every heartbeat interval the host exchanges one
   heartbeat with each peer broker (group ""), whatever the number of groups.
   Idle groups quiesce (see `core`), even with a follower whose broker is
