@@ -25,8 +25,9 @@ replication with per-follower flow control (probe / replicate / snapshot);
 commit only of entries of the leader's own term (Raft §5.4.2, with a no-op
 appended on election when entries are left to commit: otherwise every
 committed entry is already known committed); leader leases for reads
-(`read_allowed`); leadership transfer (`transfer_leadership`); catch-up of a follower whose entries were compacted away through a chunked
-snapshot stream supplied by the state machine (`Snapshotter`); and quiescence:
+(`read_allowed`); leadership transfer (`transfer_leadership`); catch-up of a
+follower whose entries were compacted away through a chunked snapshot stream
+supplied by the state machine (`Snapshotter`); and quiescence:
 a leader whose followers are all caught up and know the commit index sends one
 last "quiesce" heartbeat and then stays silent, and its followers stop their
 election timers, so an idle group costs no messages (a follower whose broker
