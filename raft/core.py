@@ -520,8 +520,8 @@ class RaftNode:
         """A follower of a known leader times out after one election timeout more per place in the group's
         order of successors (`_successor_rank`), plus a jitter under a heartbeat interval: when the leader
         dies, the first successor stands alone (no split vote among the survivors, thousands of groups at once
-        after a broker's death; the next one gives it a whole election timeout) and soon after the timeout.  Without a leader: Raft's random timeout
-        in [election_ticks, 2 * election_ticks)."""
+        after a broker's death; the next one gives it a whole election timeout) and soon after the timeout.
+        Without a leader: Raft's random timeout in [election_ticks, 2 * election_ticks)."""
         self.elapsed = 0
         ticks = self.cfg.election_ticks
         rank = self._successor_rank()
