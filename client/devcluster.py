@@ -335,6 +335,9 @@ def run_dev(brokers: int = 3, data_dir: str = ".raftka-data", base_port: int = 9
                            security=security)
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _stop_requested)
+    # Started in the background by a script, SIGINT arrives ignored (POSIX shells do that to background jobs
+    # without job control) and Ctrl-C, or `kill -INT`, would not stop the brokers: it always does here.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     print(f"raftka: starting {brokers} brokers (data in {Path(data_dir).resolve()})", flush=True)
     curl = "curl"
     if security is not None:

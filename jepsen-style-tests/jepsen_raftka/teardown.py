@@ -1,4 +1,5 @@
-"""Last-resort release of harness resources: at interpreter exit and on SIGTERM/SIGHUP.
+"""Last-resort release of harness resources: at interpreter exit and on SIGTERM/SIGHUP (and SIGINT, also
+when it was inherited ignored).
 
 Context managers are the normal path. Everything that creates processes or
 kernel objects also registers its close() here, so an exception that escapes
@@ -34,13 +35,16 @@ def _install_signal_handlers() -> None:
     for sig in _SIGNALS:
         if sig not in _installed_signals and signal.getsignal(sig) is signal.SIG_DFL:
             _installed_signals[sig] = signal.signal(sig, _exit_on_signal)
+    if signal.SIGINT not in _installed_signals and signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        # Inherited ignored (a background job of a script): Ctrl-C, or `kill -INT`, must still clean up.
+        _installed_signals[signal.SIGINT] = signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _restore_signal_handlers() -> None:
     if threading.current_thread() is not threading.main_thread():
         return
     for sig, previous in list(_installed_signals.items()):
-        if signal.getsignal(sig) is _exit_on_signal:
+        if signal.getsignal(sig) in (_exit_on_signal, signal.default_int_handler):
             signal.signal(sig, previous)  # type: ignore[arg-type]
         del _installed_signals[sig]
 

@@ -51,14 +51,28 @@ def without_counters(ruleset: str) -> list[str]:
     return [line.split(" [")[0] for line in ruleset.splitlines() if not line.startswith("#")]
 
 
-def start_crash_harness(mode: str, tmp_path):
-    process = subprocess.Popen([sys.executable, str(CRASH_SCRIPT), mode, str(tmp_path)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    line = process.stdout.readline()
-    if not line:
+@pytest.fixture
+def crash_harness(tmp_path):
+    """Start the crash harness (`crash_harness(mode)` -> process, its JSON line); whatever a failed test left
+    running is killed afterwards and its namespaces and orphans removed (cleanup_stale spares live runs)."""
+    started = []
+
+    def start(mode: str):
+        process = subprocess.Popen([sys.executable, str(CRASH_SCRIPT), mode, str(tmp_path)],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        started.append(process)
+        line = process.stdout.readline()
+        if not line:
+            pytest.fail(f"crash harness did not start: {process.stderr.read().decode()}")
+        return process, orjson.loads(line)
+
+    yield start
+    leftovers = [p for p in started if p.poll() is None]
+    for process in leftovers:
         process.kill()
-        pytest.fail(f"crash harness did not start: {process.stderr.read().decode()}")
-    return process, orjson.loads(line)
+        process.wait(timeout=10)
+    if leftovers:
+        cleanup_stale()
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -78,9 +92,9 @@ def test_close_leaves_nothing_behind(mode, tmp_path):
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_sigkilled_harness_leaves_leftovers_that_cleanup_stale_removes(mode, tmp_path):
+def test_sigkilled_harness_leaves_leftovers_that_cleanup_stale_removes(mode, crash_harness):
     skip_unless_mode_available(mode)
-    process, info = start_crash_harness(mode, tmp_path)
+    process, info = crash_harness(mode)
     process.kill()
     process.wait(timeout=10)
     assert all(alive(p) for p in info["pids"])  # orphans: nobody cleaned up
@@ -96,9 +110,9 @@ def test_sigkilled_harness_leaves_leftovers_that_cleanup_stale_removes(mode, tmp
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 @pytest.mark.parametrize("mode", MODES)
-def test_sigterm_and_ctrl_c_make_the_harness_clean_up_itself(mode, sig, tmp_path):
+def test_sigterm_and_ctrl_c_make_the_harness_clean_up_itself(mode, sig, crash_harness):
     skip_unless_mode_available(mode)
-    process, info = start_crash_harness(mode, tmp_path)
+    process, info = crash_harness(mode)
     process.send_signal(sig)
     assert process.wait(timeout=20) != 0
     assert wait_dead(info["pids"]) == []
