@@ -771,7 +771,9 @@ class RaftNode:
               and self.now - pr.resp_tick > 2 * self.cfg.heartbeat_ticks + 1):
             # Appends in flight went unanswered while heartbeats get through: they were lost.
             pr.state, pr.next, pr.inflight = ProgressState.PROBE, pr.match + 1, 0
-        if pr.match < self.log.last_index:
+        if pr.match < self.log.last_index or pr.state is ProgressState.PROBE:
+            # Probe again: also when there is nothing to send (an empty log, or a new leader without a no-op
+            # whose first probe was lost), or the follower would stay in probe and the group never go quiet.
             self._send_append(m.src)
 
     def _on_snapshot_resp(self, m: Message) -> None:

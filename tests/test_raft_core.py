@@ -443,6 +443,25 @@ def test_successor_orders_differ_from_group_to_group():
     assert 100 < firsts.count(2) < 200, firsts.count(2)
 
 
+def test_a_lost_probe_to_a_follower_with_nothing_to_receive_is_sent_again():
+    """A new group's first leader has nothing to replicate (no no-op: nothing is left to commit); if its
+    probe to a follower is lost, heartbeats alone never moved that follower out of probe, and the group
+    never went quiet (10,000 new partitions heartbeating at once churned their leaders for minutes)."""
+    c = SimCluster(3, seed=15)
+    leader, lost = 1, 3
+    c.replicas[leader].node.campaign()
+    c.persist(leader)
+    while c.network:
+        m = c.network[0]
+        if m.type is MessageType.APPEND and m.dst == lost:
+            c.drop(0)
+        else:
+            c.deliver(0)
+    assert c.replicas[leader].node.role is Role.LEADER and c.replicas[leader].node.log.last_index == 0
+    c.run(4 * c.cfg.election_ticks)
+    assert all(r.node.quiesced for r in c.replicas.values()), [r.node.status() for r in c.replicas.values()]
+
+
 def stale_candidate_setup(pre_vote: bool):
     """Three replicas: the leader crashed; `stale` missed the last commits; `current` has them and
     has not heard from the leader for an election timeout (no leader stickiness left)."""
