@@ -84,7 +84,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import fcntl
 import logging
 import os
 import random
@@ -95,6 +94,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
+
+from raftka.storage.fsutil import try_lock_directory
 
 from . import canary
 from .core import MembershipChangeError, NotLeaderError, RaftConfig, RaftNode, Role
@@ -249,12 +250,9 @@ class DataDirectoryInUse(Exception):
 
 def lock_directory(path: str) -> int:
     """An flock on the data directory, held for the host's life (the descriptor to close to release it)."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise DataDirectoryInUse(f"data directory {path} is in use by another broker process") from None
+    fd = try_lock_directory(path)
+    if fd is None:
+        raise DataDirectoryInUse(f"data directory {path} is in use by another broker process")
     return fd
 
 

@@ -12,7 +12,6 @@ saves the descriptor the lock holds (10,000 partitions are 10,000 descriptors).
 
 from __future__ import annotations
 
-import fcntl
 import os
 import re
 from typing import NamedTuple
@@ -20,7 +19,7 @@ from typing import NamedTuple
 import orjson
 
 from .errors import DataDirError, ForeignDirectoryError, UnwritableDirectoryError
-from .fsutil import TMP_SUFFIX, atomic_write, fsync, fsync_dir, record_durable
+from .fsutil import TMP_SUFFIX, atomic_write, fsync, fsync_dir, record_durable, try_lock_directory
 from .segment import INDEX_SUFFIX, LOG_SUFFIX, segment_name
 
 MARKER = "raftka-log.json"
@@ -72,12 +71,9 @@ class LogDirectory:
             raise UnwritableDirectoryError(f"log directory {path} is not writable")
         lock_fd = -1
         if lock:
-            lock_fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(lock_fd)
-                raise DataDirError(f"log directory {path} is already open (locked by another PartitionLog)") from None
+            lock_fd = try_lock_directory(path)
+            if lock_fd is None:
+                raise DataDirError(f"log directory {path} is already open (locked by another PartitionLog)")
         directory = cls(path, lock_fd, LogMeta(0))
         try:
             if marked:

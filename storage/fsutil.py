@@ -14,6 +14,7 @@ thread): the broker's metrics report it, and the benchmarks turn it into fsyncs 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import threading
 
@@ -93,3 +94,15 @@ def atomic_write(path: str | os.PathLike[str], data: bytes, *, sync_dir: bool = 
     if sync_dir:
         fsync_dir(os.path.dirname(os.path.abspath(path)))
         record_durable(path, len(data))
+
+
+def try_lock_directory(path: str) -> int | None:
+    """An exclusive flock on directory `path`: the descriptor to close to release it, or None if another
+    process (or another descriptor in this one) holds it."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
