@@ -311,12 +311,18 @@ class PartitionStateMachine:
         if index != self.applied_index + 1:
             raise PartitionStateError(
                 f"{self.directory}: entry {index} applied after {self.applied_index}: entries are missing")
+        tag = data[:1]
         if not data:
             result = None
+        elif tag == DELETE_RECORDS_TAG:
+            result = self._delete_records(data)
+        elif tag != PRODUCE_TAG:
+            logger.warning("%s: raft entry %d has unknown command tag %r; ignored", self.directory, index, tag)
+            result = ProduceResult.failed(ProduceError.INVALID_REQUEST, f"unknown partition command tag {tag!r}")
         elif self.raft_log:
             result = self._record(index, data)
         else:
-            result = self._execute(index, term, data)
+            result = self._produce(index, term, memoryview(data)[1:])
         self.applied_index, self.applied_term = index, term
         return result
 
@@ -332,14 +338,9 @@ class PartitionStateMachine:
         self._pending, self._pending_term, self._pending_index = None, -1, {}
         return self._journal
 
-    def _record(self, index: int, data: bytes) -> ProduceResult | DeleteRecordsResult:
-        """Apply a committed entry whose batch is already in the log: producer state and high watermark."""
-        tag = data[:1]
-        if tag == DELETE_RECORDS_TAG:
-            return self._delete_records(data)
-        if tag != PRODUCE_TAG:
-            logger.warning("%s: raft entry %d has unknown command tag %r; ignored", self.directory, index, tag)
-            return ProduceResult.failed(ProduceError.INVALID_REQUEST, f"unknown partition command tag {tag!r}")
+    def _record(self, index: int, data: bytes) -> ProduceResult:
+        """Apply a committed produce command whose batch is already in the log: producer state and high
+        watermark."""
         if self._journal is not None and self._journal.is_meta(index):  # not a valid batch: it was not stored
             try:
                 validate_batch(memoryview(data)[1:], records=False)
@@ -430,15 +431,6 @@ class PartitionStateMachine:
         return ProduceResult.failed(ProduceError.INVALID_RECORD,
                                     f"batch of producer {pid} needs epoch >= 0 and base sequence >= 0, "
                                     f"got epoch {epoch} and sequence {first_seq}")
-
-    def _execute(self, index: int, term: int, data: bytes) -> ProduceResult | DeleteRecordsResult:
-        tag = data[:1]
-        if tag == DELETE_RECORDS_TAG:
-            return self._delete_records(data)
-        if tag != PRODUCE_TAG:
-            logger.warning("%s: raft entry %d has unknown command tag %r; ignored", self.directory, index, tag)
-            return ProduceResult.failed(ProduceError.INVALID_REQUEST, f"unknown partition command tag {tag!r}")
-        return self._produce(index, term, memoryview(data)[1:])
 
     def _delete_records(self, data: bytes) -> DeleteRecordsResult:
         if len(data) != 1 + _OFFSET.size:
