@@ -24,8 +24,8 @@ durable entries and a node votes only after its vote is durable.  Compaction
 and snapshot resets write the hard state first, so a crash in between leaves
 at worst extra entries below the compaction point, never a hole.
 
-A bounded cache of the newest entries serves replication and apply without
-reading the disk in the common case.
+What it keeps in memory (terms, the entry cache, the hard state as set) is
+`journal_base`'s, shared with the partition journal.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from raftka.storage import LogConfig, PartitionLog, Record, iter_batches, iter_r
 
 from . import canary
 from .hardstate import HardStateStore
+from .journal_base import JournalBase, JournalError
 from .messages import ENTRY_CONFIG, ENTRY_NORMAL, Entry
 
 LEGACY_HARD_STATE_FILE = "hardstate.json"  # before the HardStateStore
@@ -47,11 +48,7 @@ MAX_ENTRY_BYTES = 64 << 20
 CONFIG_ENTRY_MARK = 1  # producer id of a configuration entry's batch (normal entries: -1)
 
 
-class JournalError(Exception):
-    """The journal on disk is inconsistent in a way recovery must not paper over."""
-
-
-class Journal:
+class Journal(JournalBase):
     def __init__(self, directory: str, *, segment_bytes: int = 64 << 20, cache_bytes: int = 8 << 20,
                  hard_states: HardStateStore | None = None, name: str | None = None, lock: bool = True):
         """`hard_states`: the host's shared store (the host syncs it), with the group's `name` as its key;
@@ -68,28 +65,19 @@ class Journal:
             lock=lock,
         )
         try:
-            state, self._hard_state_dirty = self._read_hard_state()
+            state, dirty = self._read_hard_state()
         except BaseException:
             self.close_files()
             raise
-        self.term = state["term"]
-        self.vote = state["vote"]
-        self.snapshot_index = state["snapshot_index"]
-        self.snapshot_term = state["snapshot_term"]
-        self.snapshot_config: bytes = state.get("snapshot_config", "").encode()
-        self._staged: dict | None = state.get("staged")
+        super().__init__(state, hard_state_dirty=dirty, cache_bytes=cache_bytes)
         start = self._log.log_start_offset
         if start > self.snapshot_index:
             self.close_files()
             raise JournalError(f"{directory}: journal starts at index {start + 1} but the hard state's compaction "
                                f"point is {self.snapshot_index}: entries in between are missing")
-        self._terms: list[int] = []  # term of index snapshot_index+1+i
         self._configs: dict[int, bytes] = {}  # index -> data of each configuration entry above snapshot_index
         self._load_terms()
-        self._cache: list[Entry] = []  # entries cache_base .. last_index
         self._cache_base = self.last_index + 1
-        self._cache_bytes = 0
-        self._cache_limit = cache_bytes
 
     @staticmethod
     def stored_term(hard_states: HardStateStore, name: str, directory: str) -> int:
@@ -108,43 +96,10 @@ class Journal:
     # -------------------------------------------------------------- RaftLog
 
     @property
-    def last_index(self) -> int:
-        return self.snapshot_index + len(self._terms)
-
-    @property
     def synced_index(self) -> int:
         if canary.enabled("no-fsync"):
             return self.last_index
         return min(self._log.flushed_offset, self.last_index)
-
-    def term_at(self, index: int) -> int | None:
-        if index == self.snapshot_index:
-            return self.snapshot_term
-        i = index - self.snapshot_index - 1
-        if 0 <= i < len(self._terms):
-            return self._terms[i]
-        return None
-
-    def entries(self, lo: int, hi: int, max_bytes: int) -> list[Entry]:
-        lo = max(lo, self.snapshot_index + 1)
-        hi = min(hi, self.last_index + 1)
-        out: list[Entry] = []
-        size = 0
-        index = lo
-        while index < hi:
-            if index >= self._cache_base:
-                chunk = self._cache[index - self._cache_base:hi - self._cache_base]
-            else:
-                chunk = self._read_disk(index, min(hi, self._cache_base), max_bytes - size)
-            if not chunk:
-                break
-            for entry in chunk:
-                if out and size + len(entry.data) > max_bytes:
-                    return out
-                out.append(entry)
-                size += len(entry.data)
-            index += len(chunk)
-        return out
 
     def append(self, entries: list[Entry]) -> None:
         for entry in entries:
@@ -161,53 +116,19 @@ class Journal:
         self._trim_cache()
 
     def truncate_from(self, index: int) -> None:
-        if index <= self.snapshot_index:
-            raise JournalError(f"cannot truncate at {index}: entries up to {self.snapshot_index} are compacted")
-        if index > self.last_index:
+        if not self._cuts_entries(index):
             return
         self._log.truncate(index - 1)
-        del self._terms[index - self.snapshot_index - 1:]
+        self._forget_from(index)
         for config_index in [i for i in self._configs if i >= index]:
             del self._configs[config_index]
-        if index < self._cache_base:
-            self._cache, self._cache_base, self._cache_bytes = [], index, 0
-        else:
-            dropped = self._cache[index - self._cache_base:]
-            del self._cache[index - self._cache_base:]
-            self._cache_bytes -= sum(len(e.data) for e in dropped)
 
     def reset(self, snapshot_index: int, snapshot_term: int, config: bytes) -> None:
         """Discard every entry: the state machine now holds everything up to snapshot_index."""
         self._move_compaction_point(snapshot_index, snapshot_term, config, unstage=True)
         self._log.reset(snapshot_index)
-        self._terms = []
+        self._forget_all()
         self._configs = {}
-        self._cache, self._cache_base, self._cache_bytes = [], snapshot_index + 1, 0
-
-    def set_hard_state(self, term: int, vote: int | None) -> None:
-        if (term, vote) != (self.term, self.vote):
-            self.term, self.vote = term, vote
-            self._hard_state_dirty = True
-
-    def config_at(self, index: int) -> tuple[int, bytes]:
-        """(index, data) of the newest configuration entry at or below `index`, else the compaction point's."""
-        found = max((i for i in self._configs if i <= index), default=None)
-        if found is None:
-            return self.snapshot_index, self.snapshot_config
-        return found, self._configs[found]
-
-    def bootstrap_config(self, config: bytes) -> None:
-        """The first membership of a new group (synced with the hard state, before any message leaves)."""
-        self.snapshot_config = config
-        self._hard_state_dirty = True
-
-    def stage_snapshot(self, index: int, term: int, config: bytes) -> None:
-        self._staged = {"index": index, "term": term, "config": config.decode()}
-        self._write_hard_state()
-
-    def staged_config(self, index: int) -> bytes:
-        staged = self._staged
-        return staged["config"].encode() if staged is not None and staged["index"] == index else b""
 
     # --------------------------------------------------------- host duties
 
@@ -263,14 +184,9 @@ class Journal:
         term = self.term_at(upto)
         drop = upto - self.snapshot_index
         self._move_compaction_point(upto, term, self.config_at(upto)[1])
-        del self._terms[:drop]
+        self._forget_through(drop)
         for config_index in [i for i in self._configs if i <= upto]:
             del self._configs[config_index]
-        if self._cache_base <= upto:
-            cut = upto - self._cache_base + 1
-            self._cache_bytes -= sum(len(e.data) for e in self._cache[:cut])
-            del self._cache[:cut]
-            self._cache_base = upto + 1
         self._log.advance_start_offset(upto)
 
     def size_bytes(self) -> int:
@@ -315,15 +231,8 @@ class Journal:
         # A new journal: its hard state is written by the first sync, before any entry is flushed.
         return {"term": 0, "vote": None, "snapshot_index": 0, "snapshot_term": 0, "snapshot_config": ""}, True
 
-    def _hard_state_document(self) -> dict:
-        document = {
-            "term": self.term, "vote": self.vote,
-            "snapshot_index": self.snapshot_index, "snapshot_term": self.snapshot_term,
-            "snapshot_config": self.snapshot_config.decode(),
-        }
-        if self._staged is not None:
-            document["staged"] = self._staged
-        return document
+    def _config_entries(self) -> dict[int, bytes]:
+        return self._configs
 
     def _write_hard_state(self) -> None:
         """Make the hard state durable now (one fsync of the store, for whatever else it holds too)."""
@@ -369,12 +278,3 @@ class Journal:
             out.append(Entry(self.term_at(index), record.value or b"",
                              ENTRY_CONFIG if index in self._configs else ENTRY_NORMAL))
         return out
-
-    def _trim_cache(self) -> None:
-        cut = 0
-        while self._cache_bytes > self._cache_limit and cut < len(self._cache) - 1:
-            self._cache_bytes -= len(self._cache[cut].data)
-            cut += 1
-        if cut:
-            del self._cache[:cut]
-            self._cache_base += cut

@@ -41,19 +41,22 @@ flushes the log; `synced_index` counts an entry once both hold it.
 After a snapshot install the state machine has replaced the log (see `partition`): the journal
 restarts at the install's index, at the log's end (`reset`), also when it is reopened after a
 crash between the install and the hard state that records it (the staged snapshot).
+
+The terms, the cache of the newest entries and the hard state as set are kept as `journal_base`
+keeps them for the other journal too.
 """
 
 from __future__ import annotations
 
 import base64
 import bisect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from raftka.storage import CorruptBatchError, LogClosedError, PartitionLog, iter_batches
 
 from . import canary
 from .hardstate import HardStateStore
-from .journal import JournalError
+from .journal_base import JournalBase, JournalError
 from .messages import ENTRY_CONFIG, ENTRY_NORMAL, Entry
 
 PRODUCE_TAG = b"P"
@@ -67,7 +70,7 @@ def is_data(entry: Entry) -> bool:
     return entry.kind == ENTRY_NORMAL and entry.data[:1] == PRODUCE_TAG and len(entry.data) > _BATCH_HEADER
 
 
-class PartitionJournal:
+class PartitionJournal(JournalBase):
     """`core.RaftLog` over a partition's `PartitionLog` plus its record in the broker's hard state store."""
 
     def __init__(self, log: PartitionLog, hard_states: HardStateStore, name: str, *, cache_bytes: int = 8 << 20,
@@ -78,28 +81,18 @@ class PartitionJournal:
         self._store = hard_states
         self._key = name
         state = hard_states.get(name)
-        self._doc_dirty = state is None  # a new group: written by its first sync
+        new = state is None  # a new group: written by its first sync
         state = state or {"term": 0, "vote": None, "snapshot_index": 0, "snapshot_term": 0, "snapshot_config": "",
                           "snapshot_offset": 0, "meta": []}
-        self.term: int = state["term"]
-        self.vote: int | None = state["vote"]
-        self.snapshot_index: int = state["snapshot_index"]
-        self.snapshot_term: int = state["snapshot_term"]
-        self.snapshot_config: bytes = state.get("snapshot_config", "").encode()
+        super().__init__(state, hard_state_dirty=new, cache_bytes=cache_bytes)
         self.snapshot_offset: int = state.get("snapshot_offset", 0)
-        self._staged: dict | None = state.get("staged")
         self._meta: dict[int, Entry] = {i: Entry(t, base64.b64decode(d), k) for i, t, k, d in state.get("meta", [])}
-        self._terms: list[int] = []  # term of index snapshot_index + 1 + i
         self._ends: list[int] = []  # offset where the entry at snapshot_index + 1 + i ends
         self._undurable: dict[int, int] = {}  # meta entries not known durable -> store sequence of their put (0: none)
         self._meta_unsynced = False  # meta entries added or removed since the store's last sync (see append)
         self._put_seq = 0
         self._durable_floor = self.snapshot_offset  # snapshot_offset as of the last durable put
         self._floor_seq = 0
-        self._cache: list[Entry] = []
-        self._cache_base = 1
-        self._cache_bytes = 0
-        self._cache_limit = cache_bytes
         applied_index, applied_term, applied_end = applied
         staged = self._staged
         if staged is not None and staged["index"] == applied_index > self.snapshot_index:
@@ -113,10 +106,6 @@ class PartitionJournal:
     # -------------------------------------------------------------- RaftLog
 
     @property
-    def last_index(self) -> int:
-        return self.snapshot_index + len(self._terms)
-
-    @property
     def synced_index(self) -> int:
         if canary.enabled("no-fsync"):
             return self.last_index
@@ -128,35 +117,6 @@ class PartitionJournal:
             if self._undurable:
                 index = min(index, min(self._undurable) - 1)
         return index
-
-    def term_at(self, index: int) -> int | None:
-        if index == self.snapshot_index:
-            return self.snapshot_term
-        i = index - self.snapshot_index - 1
-        if 0 <= i < len(self._terms):
-            return self._terms[i]
-        return None
-
-    def entries(self, lo: int, hi: int, max_bytes: int) -> list[Entry]:
-        lo = max(lo, self.snapshot_index + 1)
-        hi = min(hi, self.last_index + 1)
-        out: list[Entry] = []
-        size = 0
-        index = lo
-        while index < hi:
-            if index >= self._cache_base:
-                chunk = self._cache[index - self._cache_base:hi - self._cache_base]
-            else:
-                chunk = self._read_disk(index, min(hi, self._cache_base), max_bytes - size)
-            if not chunk:
-                break
-            for entry in chunk:
-                if out and size + len(entry.data) > max_bytes:
-                    return out
-                out.append(entry)
-                size += len(entry.data)
-            index += len(chunk)
-        return out
 
     def append(self, entries: list[Entry]) -> None:
         for entry in entries:
@@ -176,7 +136,7 @@ class PartitionJournal:
             if not stored:
                 self._meta[index] = entry
                 self._undurable[index] = 0
-                self._meta_unsynced = self._doc_dirty = True
+                self._meta_unsynced = self._hard_state_dirty = True
             self._terms.append(entry.term)
             self._ends.append(end)
             self._cache.append(entry)
@@ -184,9 +144,7 @@ class PartitionJournal:
         self._trim_cache()
 
     def truncate_from(self, index: int) -> None:
-        if index <= self.snapshot_index:
-            raise JournalError(f"cannot truncate at {index}: entries up to {self.snapshot_index} are compacted")
-        if index > self.last_index:
+        if not self._cuts_entries(index):
             return
         keep = index - self.snapshot_index - 1
         start = self._ends[keep - 1] if keep else self.snapshot_offset
@@ -197,15 +155,9 @@ class PartitionJournal:
             del self._meta[i]
             self._undurable.pop(i, None)
         if removed:
-            self._meta_unsynced = self._doc_dirty = True
-        del self._terms[keep:]
+            self._meta_unsynced = self._hard_state_dirty = True
+        self._forget_from(index)
         del self._ends[keep:]
-        if index < self._cache_base:
-            self._cache, self._cache_base, self._cache_bytes = [], index, 0
-        else:
-            dropped = self._cache[index - self._cache_base:]
-            del self._cache[index - self._cache_base:]
-            self._cache_bytes -= sum(len(e.data) for e in dropped)
 
     def reset(self, snapshot_index: int, snapshot_term: int, config: bytes) -> None:
         """The state machine installed a snapshot up to snapshot_index and rewrote the log: restart at its end."""
@@ -217,34 +169,11 @@ class PartitionJournal:
         `reset` comes next."""
         self._log = log
 
-    def set_hard_state(self, term: int, vote: int | None) -> None:
-        if (term, vote) != (self.term, self.vote):
-            self.term, self.vote = term, vote
-            self._doc_dirty = True
-
-    def config_at(self, index: int) -> tuple[int, bytes]:
-        found = max((i for i, e in self._meta.items() if i <= index and e.kind == ENTRY_CONFIG), default=None)
-        if found is None:
-            return self.snapshot_index, self.snapshot_config
-        return found, self._meta[found].data
-
-    def bootstrap_config(self, config: bytes) -> None:
-        self.snapshot_config = config
-        self._doc_dirty = True
-
-    def stage_snapshot(self, index: int, term: int, config: bytes) -> None:
-        self._staged = {"index": index, "term": term, "config": config.decode()}
-        self._write_hard_state()
-
-    def staged_config(self, index: int) -> bytes:
-        staged = self._staged
-        return staged["config"].encode() if staged is not None and staged["index"] == index else b""
-
     # --------------------------------------------------------- host duties
 
     def stage_hard_state(self) -> bool:
         """Put the hard state and meta entries into the store if they changed (durable with its next sync)."""
-        if not self._doc_dirty:
+        if not self._hard_state_dirty:
             return False
         self._put()
         return True
@@ -276,17 +205,12 @@ class PartitionJournal:
         self.snapshot_config = self.config_at(upto)[1]
         self.snapshot_term, self.snapshot_offset = self._terms[i], self._ends[i]
         self.snapshot_index = upto
-        del self._terms[:i + 1]
+        self._forget_through(i + 1)
         del self._ends[:i + 1]
         for index in [index for index in self._meta if index <= upto]:
             del self._meta[index]
             self._undurable.pop(index, None)
-        if self._cache_base <= upto:
-            cut = upto - self._cache_base + 1
-            self._cache_bytes -= sum(len(e.data) for e in self._cache[:cut])
-            del self._cache[:cut]
-            self._cache_base = upto + 1
-        self._doc_dirty = True
+        self._hard_state_dirty = True
         self._put()
 
     def compact_through(self, offset: int, max_index: int) -> None:
@@ -330,7 +254,7 @@ class PartitionJournal:
 
     def _put(self) -> None:
         self._put_seq = self._store.put(self._key, self._document())
-        self._doc_dirty = False
+        self._hard_state_dirty = False
         for i, seq in self._undurable.items():
             if seq == 0:
                 self._undurable[i] = self._put_seq
@@ -346,24 +270,23 @@ class PartitionJournal:
         self._store.sync()
 
     def _document(self) -> dict:
-        doc = {"term": self.term, "vote": self.vote, "snapshot_index": self.snapshot_index,
-               "snapshot_term": self.snapshot_term, "snapshot_config": self.snapshot_config.decode(),
-               "snapshot_offset": self.snapshot_offset,
-               "meta": [[i, e.term, e.kind, base64.b64encode(e.data).decode()] for i, e in sorted(self._meta.items())]}
-        if self._staged is not None:
-            doc["staged"] = self._staged
-        return doc
+        return self._hard_state_document(
+            snapshot_offset=self.snapshot_offset,
+            meta=[[i, e.term, e.kind, base64.b64encode(e.data).decode()] for i, e in sorted(self._meta.items())])
+
+    def _config_entries(self) -> Mapping[int, bytes]:
+        return {i: e.data for i, e in self._meta.items() if e.kind == ENTRY_CONFIG}
 
     def _restart_at(self, index: int, term: int, config: bytes, offset: int) -> None:
         self.snapshot_index, self.snapshot_term, self.snapshot_config, self.snapshot_offset = index, term, config, offset
         self._staged = None
         self._meta = {}
         self._undurable = {}
-        self._terms, self._ends = [], []
-        self._cache, self._cache_base, self._cache_bytes = [], index + 1, 0
+        self._forget_all()
+        self._ends = []
         if offset < self._log.log_end_offset:
             self._log.truncate(offset)
-        self._doc_dirty = True
+        self._hard_state_dirty = True
 
     def _load(self) -> None:
         """Merge the log's batches after snapshot_offset with the meta entries, by index (module docstring)."""
@@ -393,7 +316,7 @@ class PartitionJournal:
         for i in beyond:
             del self._meta[i]
         if beyond:
-            self._doc_dirty = True
+            self._hard_state_dirty = True
         if end < log.log_end_offset:
             log.truncate(end)  # batches no index could be given to: appended, never acknowledged
         self._pending_floor = self._durable_floor = self.snapshot_offset
@@ -422,15 +345,6 @@ class PartitionJournal:
             size += len(entry.data)
             start = self._ends[index - self.snapshot_index - 1]
         return out
-
-    def _trim_cache(self) -> None:
-        cut = 0
-        while self._cache_bytes > self._cache_limit and cut < len(self._cache) - 1:
-            self._cache_bytes -= len(self._cache[cut].data)
-            cut += 1
-        if cut:
-            del self._cache[:cut]
-            self._cache_base += cut
 
 
 def _headers(log: PartitionLog, offset: int):
