@@ -6,6 +6,7 @@ import resource
 import signal
 from contextlib import contextmanager
 
+from raftka.raft.messages import Entry
 from raftka.raft.partition import DeleteRecordsResult, PartitionStateMachine, encode_produce
 from raftka.storage import Record, encode_batch
 
@@ -17,6 +18,16 @@ def batch(values, pid=-1, epoch=-1, seq=-1) -> bytes:
 
 def produce(values, pid=-1, epoch=-1, seq=-1) -> bytes:
     return encode_produce(batch(values, pid, epoch, seq))
+
+
+def same_entry(a: Entry, b: Entry) -> bool:
+    """Same Raft entry; a data entry read back from the partition log differs only in its batch's baseOffset and
+    partitionLeaderEpoch (not covered by the batch CRC)."""
+    if a.term != b.term or a.kind != b.kind:
+        return False
+    if a.data[:1] == b"P" and len(a.data) > 62:
+        return a.data[17:] == b.data[17:]
+    return a.data == b.data
 
 
 def summary(result) -> tuple | None:

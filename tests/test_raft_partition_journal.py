@@ -13,6 +13,8 @@ from raftka.raft.partition_journal import PartitionJournal
 from raftka.storage import LEDGER_ENV, LogConfig, PartitionLog, Record, encode_batch, fsync_count, iter_records
 from raftka.storage.powerloss import apply_ledger
 
+from partition_helpers import same_entry
+
 CONFIG = LogConfig(segment_bytes=4096)
 
 
@@ -25,15 +27,6 @@ def open_journal(root, store=None) -> tuple[PartitionLog, HardStateStore, Partit
     log = PartitionLog.open(os.path.join(root, "log"), CONFIG, lock=False)
     store = store or HardStateStore(os.path.join(root, "raft"))
     return log, store, PartitionJournal(log, store, "g")
-
-
-def same(a: Entry, b: Entry) -> bool:
-    """Same entry; a data entry's stored batch differs only in baseOffset and epoch (not covered by its CRC)."""
-    if a.term != b.term or a.kind != b.kind:
-        return False
-    if a.data[:1] == b"P" and len(a.data) > 62:
-        return a.data[17:] == b.data[17:]
-    return a.data == b.data
 
 
 def sync(log, store, journal) -> None:
@@ -53,13 +46,13 @@ def test_data_entries_are_the_log_and_meta_entries_the_hard_state(tmp_path):
     assert journal.synced_index == 6
     assert [r.value for r in log.read_records(0)] == [b"a", b"b", b"c"]  # offsets stay dense: data only
     assert [b.partition_leader_epoch for b in _headers(log)] == [1, 1, 2]
-    assert all(same(a, b) for a, b in zip(journal.entries(1, 7, 1 << 20), entries))
+    assert all(same_entry(a, b) for a, b in zip(journal.entries(1, 7, 1 << 20), entries))
     assert journal.config_at(6) == (5, b'{"voters":[1],"learners":[]}')
     log.close()
     store.close()
     log, store, journal = open_journal(tmp_path)
     assert [journal.term_at(i) for i in range(7)] == [0, 1, 1, 1, 2, 2, 2]
-    assert all(same(a, b) for a, b in zip(journal.entries(1, 7, 1 << 20), entries))
+    assert all(same_entry(a, b) for a, b in zip(journal.entries(1, 7, 1 << 20), entries))
     assert journal.data_range(6) == (2, 2) and journal.is_meta(4) and not journal.is_meta(2)
 
 
@@ -194,7 +187,7 @@ def test_power_loss_leaves_a_prefix_of_a_log_it_had_that_holds_every_synced_entr
     log, store, journal = open_journal(str(root))
     got = journal.entries(1, journal.last_index + 1, 1 << 30)
     assert synced <= journal.last_index == len(got)
-    assert any(len(got) <= len(state) and all(same(a, b) for a, b in zip(got, state)) for state in history), \
+    assert any(len(got) <= len(state) and all(same_entry(a, b) for a, b in zip(got, state)) for state in history), \
         (got, history)
 
 
