@@ -20,26 +20,17 @@ one ticker for all groups, and the I/O that the pure `RaftNode`s ask for:
   Messages of all groups to the same peer travel in one frame.
 * **One ticker.**  Groups advance by elapsed time (`tick_ms`), catching up after
   a stall so that a paused leader sees its lease expire; reads check that the
-  clock was ticked recently.  Only awake groups are ticked: a quiesced group
-  costs nothing per tick (its clock catches up when it is next touched), and
-  quiesced groups are looked at only when the set of silent brokers changes.
-  After a stall only leaders catch up on the ticks they missed (their leases
-  run in real time); followers count one tick, so that their election timers
-  do not all expire together, and elections started by timers are admitted at
-  `max_campaigns_per_s` per broker (a dead leader's first successors, whose
-  elections nobody contends, at `max_successor_campaigns_per_s`): thousands of
-  groups electing at once (creation, a broker's death) otherwise livelock,
-  every election timing out before the CPU gets through the others' votes.
+  clock was ticked recently.  Which groups a tick advances, which quiesced ones
+  it wakes and which elections their timers may start is `liveness`'s decision
+  (only awake groups are ticked; a campaign budget per broker).
 * **Broker-level liveness.**  Every heartbeat interval the host exchanges one
   heartbeat with each peer broker (group ""), whatever the number of groups.
   Idle groups quiesce (see `core`), even with a follower whose broker is
   silent (after a broker's death, the groups it led would otherwise never go
   quiet again, and thousands of them heartbeating kept the survivors too busy
-  to hold their leaders); the host wakes a quiesced follower whose leader's
-  broker fell silent for an election timeout, wakes a quiesced leader that
-  lost touch with a quorum's brokers or whose follower is back and behind, and
-  grants a quiesced leader its read lease from these broker-level
-  acknowledgements.
+  to hold their leaders); what the host hears from its peers (`liveness`) wakes
+  quiesced groups whose leader or quorum fell silent and grants a quiesced
+  leader its read lease from these broker-level acknowledgements.
 * **Read index.**  `read_index` lets a follower serve a read that is as fresh
   as the leader's state: it asks the leader (under its lease) for its commit
   index and waits until it has applied that far (etcd's ReadIndex, answered
@@ -101,6 +92,7 @@ from . import canary
 from .core import MembershipChangeError, NotLeaderError, RaftConfig, RaftNode, Role
 from .hardstate import HardStateStore
 from .journal import Journal
+from .liveness import Liveness
 from .membership import Membership
 from .messages import (ENTRY_NORMAL, Message, MessageDecodeError, MessageType, decode_frame, encode_frame,
                        encode_frames, encode_message)
@@ -280,10 +272,8 @@ class RaftHost:
                                         cluster_id=cluster_id, max_frame_bytes=self.cfg.max_frame_bytes)
                           if others or secret else None)
         self._active: set[RaftGroup] = set()
-        self._awake: set[RaftGroup] = set()  # groups the ticker ticks: every one not quiesced (and a few more)
-        self._silent: frozenset[int] = frozenset()  # peers silent for an election timeout at the last tick
-        self._campaign_tokens = 0.0  # elections the groups' timers may still start (see _may_campaign)
-        self._successor_tokens = 0.0  # and those of first successors
+        self.liveness = Liveness(self.cfg, self.groups, replica_lost=self.replica_lost, activate=self._activate,
+                                 note_role=self._note_role)
         self.leading: set[str] = set()  # groups this broker's replica leads
         self.leadership_version = 0  # bumped whenever `leading` or the term of a group in it changes
         self._pump_scheduled = False
@@ -298,15 +288,11 @@ class RaftHost:
         self._last_tick = time.monotonic()
         self._rng = random.Random()
         self.dropped_messages = 0
-        self.peer_seen: dict[int, float] = {}  # broker -> when any frame from it last arrived
-        self.peer_acked: dict[int, float] = {}  # broker -> send time of the newest broker heartbeat it answered
         self._peers = sorted(others)
         self._peer_addresses = {p: tuple(a) for p, a in others.items()}
-        self.host_ticks = 0  # ticks since start; quiesced groups are not ticked, see _catch_up
         self.peer_announcements: dict[int, Announcement] = {}
         self.incarnations_heard: dict[int, dict[int, float]] = defaultdict(dict)  # broker -> incarnation -> last heard
         self._read_seq = 0
-        self._incarnation_changed_at = -1e9  # when a peer last announced another data-directory incarnation
         rate = self.cfg.learner_catchup_bytes_per_sec
         self.catchup_limiter = ByteRateLimiter(rate, burst=max(rate // 10, 1 << 20)) if rate > 0 else None
         self._held: deque[tuple[RaftGroup, int, Message]] = deque()  # snapshot-chunk requests held back
@@ -325,6 +311,21 @@ class RaftHost:
     @property
     def port(self) -> int | None:
         return self.transport.port if self.transport else None
+
+    @property
+    def peer_seen(self) -> dict[int, float]:
+        """Broker -> when any frame from it last arrived."""
+        return self.liveness.peer_seen
+
+    @property
+    def peer_acked(self) -> dict[int, float]:
+        """Broker -> send time of the newest broker heartbeat it answered."""
+        return self.liveness.peer_acked
+
+    @property
+    def host_ticks(self) -> int:
+        """Ticks since start (quiesced groups are not ticked: see `Liveness.catch_up`)."""
+        return self.liveness.host_ticks
 
     async def stop(self, transfer_timeout: float = 1.0) -> None:
         """Hand over leaderships, then close every group and the transport."""
@@ -374,42 +375,12 @@ class RaftHost:
         directory = self.group_directory(name)
         journal, node = opened or self._open_replica(name, directory, members, sm)
         group = RaftGroup(name, node, journal, sm, directory, critical)
-        self._hook(group)
+        self.liveness.hook(group)
         self.groups[name] = group
         self._apply_storage_state(group)
         self._activate(group)  # replay committed journal entries beyond the checkpoint
         return group
 
-    def _hook(self, group: RaftGroup) -> None:
-        group.node.on_wake = lambda: self._awake.add(group)
-        group.node.may_campaign = self._may_campaign
-        group.node.peer_silence = self._peer_silence
-
-    def _peer_silence(self, replica: int) -> int:
-        """Ticks since anything arrived from the replica's broker (a lost replica, one whose broker came back
-        with an empty disk: forever).  A leader quiesces without a follower silent for an election timeout
-        (see `RaftNode._can_quiesce`), and a quiesced follower woken by a vote request keeps its leader
-        stickiness only until an election timeout after it last heard the leader's broker: any read lease
-        that leader holds from this broker's acknowledgements began before that frame arrived."""
-        if self.replica_lost(replica):
-            return 1 << 30
-        seen = self.peer_seen.get(broker_of(replica))
-        if seen is None:
-            return 1 << 30
-        return min(int((time.monotonic() - seen) * 1000 / self.cfg.tick_ms), 1 << 30)
-
-    def _may_campaign(self, first_successor: bool) -> bool:
-        """Elections started by timers are admitted at `max_campaigns_per_s` (a burst of one tick's worth):
-        thousands of groups timing out together would otherwise compete for the same CPU and time out again.
-        A leader's first successor (see `RaftNode._successor_rank`) stands uncontested: those elections are
-        admitted at `max_successor_campaigns_per_s`, so that a dead broker's groups get new leaders sooner."""
-        if first_successor and self._successor_tokens > 0:
-            self._successor_tokens -= 1
-            return True
-        if self._campaign_tokens <= 0:
-            return False
-        self._campaign_tokens -= 1
-        return True
     def set_peers(self, peers: dict[int, tuple[str, int]]) -> None:
         """Adopt a new broker map (broker id -> Raft address, this broker's own entry ignored)."""
         others = {p: tuple(a) for p, a in peers.items() if p != self.id}
@@ -459,7 +430,7 @@ class RaftHost:
             return
         group.closed = True
         self._active.discard(group)
-        self._awake.discard(group)
+        self.liveness.awake.discard(group)
         self._note_role(group)
         for fut in [f for waits in group.waiting.values() for _, f, _ in waits] + list(group.reads.values()) + \
                 [f for _, f in group.read_waits]:
@@ -498,7 +469,7 @@ class RaftHost:
         ProposalDroppedError if another leader overwrote the entry.
         """
         group = self.group(name)
-        self._catch_up(group)
+        self.liveness.catch_up(group)
         reason = self.storage_stop_reason(group)
         if reason is not None:
             raise StorageUnavailableError(name, reason, self._other_leader(group))
@@ -532,7 +503,7 @@ class RaftHost:
     def read_allowed(self, name: str) -> bool:
         """Leader-lease check: may this broker serve reads of the group's committed state now?"""
         group = self.group(name)
-        self._catch_up(group)
+        self.liveness.catch_up(group)
         node = group.node
         now = time.monotonic()
         tick_s = self.cfg.tick_ms / 1000
@@ -540,7 +511,7 @@ class RaftHost:
             if node.applied < node.term_start_index or node.lease_forfeited:
                 return False
             lease_s = (self.cfg.election_ticks - 1) * tick_s
-            return node.quorum_with(p for p in node.others if self._replica_heard(p, self.peer_acked, now, lease_s))
+            return node.quorum_with(p for p in node.others if self.liveness.acked_lately(p, now, lease_s))
         # The node counts the lease in ticks; time since our last tick (a busy or paused
         # process) is not counted yet, so take it off what is left.
         return node.lease_remaining() * tick_s - (now - self._last_tick) > 0
@@ -560,7 +531,7 @@ class RaftHost:
         if leader == self.replica:
             return self.id
         window_s = election_timeouts * self.cfg.election_ticks * self.cfg.tick_ms / 1000
-        return broker_of(leader) if self._replica_heard(leader, self.peer_seen, time.monotonic(), window_s) else None
+        return broker_of(leader) if self.liveness.heard_lately(leader, time.monotonic(), window_s) else None
 
     def broker_reachable(self, broker: int) -> bool:
         """Is this broker's Raft link to `broker` up?  It goes down at once when that broker's process dies
@@ -575,7 +546,7 @@ class RaftHost:
     def transfer_leadership(self, name: str, target: int) -> bool:
         """Ask the leader's replica of group `name` to hand leadership to voter `target` (a replica id)."""
         group = self.group(name)
-        self._catch_up(group)
+        self.liveness.catch_up(group)
         if group.node.transfer_leadership(target) is None:
             return False
         self._activate(group)
@@ -588,7 +559,7 @@ class RaftHost:
         MembershipChangeError (not now: a change is in flight, or a learner lags).
         """
         group = self.group(name)
-        self._catch_up(group)
+        self.liveness.catch_up(group)
         try:
             index, _ = group.node.propose_membership(target)
         finally:
@@ -698,7 +669,7 @@ class RaftHost:
 
     def _activate(self, group: RaftGroup) -> None:
         self._active.add(group)
-        self._awake.add(group)  # it may have woken up: the ticker looks at it (and drops it once quiesced)
+        self.liveness.awake.add(group)  # it may have woken up: the ticker looks at it (and drops it once quiesced)
         if not self._pump_scheduled and self._loop is not None:
             self._pump_scheduled = True
             self._loop.call_soon(self._pump)
@@ -891,7 +862,7 @@ class RaftHost:
     # ------------------------------------------------------------ network
 
     def _on_frame(self, peer: int, payload: bytes) -> None:
-        self.peer_seen[peer] = time.monotonic()
+        self.liveness.peer_seen[peer] = time.monotonic()
         try:
             messages = decode_frame(payload)
         except MessageDecodeError as exc:
@@ -908,7 +879,7 @@ class RaftHost:
         if group is None or m.dst != self.replica or broker_of(m.src) != peer:
             self.dropped_messages += 1
             return
-        self._catch_up(group)
+        self.liveness.catch_up(group)
         if m.type in (MessageType.READ_INDEX, MessageType.READ_INDEX_RESP):
             self._on_read_index(group, m)
             return
@@ -925,10 +896,7 @@ class RaftHost:
             if not self._storage_failed(group, exc, f"storing {m.type.name} from broker {peer}"):
                 log.exception("raft group %s: message %s from %d failed", group.name, m.type.name, peer)
             return
-        if group.node.quiesced and group.asleep_since is None:
-            # A follower goes quiet on its leader's last heartbeat: its clock stops here and catches up when
-            # touched (a clock left behind made a woken follower take itself for just restarted, in lease).
-            group.asleep_since = self.host_ticks
+        self.liveness.after_step(group)
         self._activate(group)
 
     # -------------------------------------------------------- catch-up throttle
@@ -968,7 +936,8 @@ class RaftHost:
                             payload=self._announcement_bytes)
             self.transport.send(peer, encode_frame([encode_message(reply)]))
         elif m.type is MessageType.HEARTBEAT_RESP:
-            self.peer_acked[peer] = max(self.peer_acked.get(peer, 0.0), m.context / 1e6)
+            acked = self.liveness.peer_acked
+            acked[peer] = max(acked.get(peer, 0.0), m.context / 1e6)
 
     def _send_broker_heartbeats(self) -> None:
         if self.transport is None:
@@ -1010,7 +979,7 @@ class RaftHost:
         now = time.monotonic()
         previous = self.peer_announcements.get(peer)
         if previous is not None and previous.incarnation != incarnation:
-            self._incarnation_changed_at = now
+            self.liveness.note_incarnation_change(now)
         self.peer_announcements[peer] = Announcement(incarnation, formed, now, extra)
         if incarnation is None:
             return
@@ -1028,31 +997,10 @@ class RaftHost:
         # None: the broker restarted with an empty directory and is still deciding who it is.
         return announced is not None and announced.incarnation != incarnation_of(replica)
 
-    def _replica_heard(self, replica: int, table: dict[int, float], now: float, window_s: float) -> bool:
-        """Did `replica` (not merely its broker: a broker back with an empty disk is not it) answer lately?"""
-        return now - table.get(broker_of(replica), -1e9) < window_s and not self.replica_lost(replica)
-
-    def _catch_up(self, group: RaftGroup) -> None:
-        """Give a quiesced node the ticks the ticker skipped, before anyone looks at or drives it."""
-        if group.asleep_since is not None:
-            group.node.now += self.host_ticks - group.asleep_since
-            group.asleep_since = self.host_ticks if group.node.quiesced else None
-
-    def _wake_if_needed(self, node: RaftNode, now: float, silence_s: float) -> None:
-        """Wake a quiesced node whose peers' brokers went silent (see the module docstring)."""
-        if node.role is Role.LEADER:
-            if (not node.quorum_with(p for p in node.others if self._replica_heard(p, self.peer_seen, now, silence_s))
-                    or node.follower_behind()):  # a broker that was down while the group went quiet is back
-                node.wake()
-        elif node.leader is not None and node.leader != node.id:
-            if not self._replica_heard(node.leader, self.peer_seen, now, silence_s):
-                node.wake(leader_lost=True)
-
     # --------------------------------------------------------------- ticks
 
     async def _tick_forever(self) -> None:
         tick_s = self.cfg.tick_ms / 1000
-        silence_s = self.cfg.election_ticks * tick_s
         last_checkpoint = time.monotonic()
         ticks_since_beat = ticks_since_storage_check = 0
         while True:
@@ -1069,42 +1017,7 @@ class RaftHost:
             if ticks_since_beat >= self.cfg.heartbeat_ticks:
                 ticks_since_beat = 0
                 self._send_broker_heartbeats()
-            # Quiesced groups need a look when the set of silent brokers changes, or one lately changed its
-            # data directory; otherwise only awake groups are ticked (idle cost: the awake groups, not all).
-            silent = frozenset(p for p in self._peers if now - self.peer_seen.get(p, -1e9) > silence_s)
-            full = silent != self._silent or now - self._incarnation_changed_at < 10 * silence_s
-            self._silent = silent
-            candidates = list(self.groups.values()) if full else list(self._awake)
-            self._awake = set()
-            per_tick = self.cfg.max_campaigns_per_s * tick_s
-            self._campaign_tokens = min(max(per_tick, 1.0), self._campaign_tokens + ticks * per_tick)
-            per_tick = self.cfg.max_successor_campaigns_per_s * tick_s
-            self._successor_tokens = min(max(per_tick, 1.0), self._successor_tokens + ticks * per_tick)
-            for group in candidates:
-                if group.closed:
-                    continue
-                node = group.node
-                self._catch_up(group)  # now == host_ticks (before this batch of ticks)
-                if node.quiesced:
-                    if not full:
-                        continue
-                    self._wake_if_needed(node, now, silence_s)
-                    if node.quiesced:
-                        continue
-                # A leader counts every tick (its lease runs in real time); the others count at most one per
-                # round: after a stall their election timers do not all expire at once (counting less time
-                # than passed only makes a follower respect a leader's lease longer, which is safe).
-                for _ in range(ticks if node.role is Role.LEADER else 1):
-                    node.tick()
-                if node.quiesced:
-                    group.asleep_since = self.host_ticks + ticks
-                else:
-                    self._awake.add(group)
-                if group.led_term is not None and node.role is not Role.LEADER:
-                    self._note_role(group)  # stepped down on its own (check quorum)
-                if node.has_ready():
-                    self._activate(group)
-            self.host_ticks += ticks
+            self.liveness.tick(self._peers, now, ticks)
             ticks_since_storage_check += ticks
             if ticks_since_storage_check >= self.cfg.storage_check_ticks:
                 ticks_since_storage_check = 0
@@ -1213,7 +1126,7 @@ class RaftHost:
         stop = self.storage_stop_reason(group) is not None
         if stop == group.node.storage_failed:
             return
-        self._catch_up(group)
+        self.liveness.catch_up(group)
         group.node.set_storage_failed(stop)
         if stop:
             self._fail_waiting(group, "its broker's storage failed")
@@ -1284,7 +1197,7 @@ class RaftHost:
                       group.name, exc)
             return
         group.journal, group.node = journal, node
-        self._hook(group)
+        self.liveness.hook(group)
         self._note_role(group)
         group.checkpointed = group.sm.applied_index
         group.storage_error, group.asleep_since, group.known_leader = None, None, (None, 0)

@@ -160,7 +160,7 @@ def test_a_quiesced_followers_clock_keeps_time_while_it_sleeps(tmp_path):
             before = {i: (h.groups["g"].node.now, h.host_ticks) for i, h in hosts.items()}
             await asyncio.sleep(5 * FAST.election_ticks * FAST.tick_ms / 1000)
             for i, h in hosts.items():
-                h._catch_up(h.groups["g"])
+                h.liveness.catch_up(h.groups["g"])
                 slept = h.host_ticks - before[i][1]
                 assert slept >= 3 * FAST.election_ticks
                 assert h.groups["g"].node.now - before[i][0] >= slept - 1, (i, "leader" if i == leader else "follower")

@@ -1,0 +1,170 @@
+"""When this broker's Raft groups tick, sleep, wake and campaign, from what it hears of peer brokers.
+
+`host.RaftHost` does the I/O (frames, broker heartbeats, fsyncs, the ticker's clock); one
+`Liveness` per host decides, without I/O, what the groups' clocks and elections do:
+
+* **Ticks.**  Only awake groups are ticked: a quiesced group costs nothing per tick (its
+  clock catches up when it is next touched: `catch_up`), and quiesced groups are looked at
+  only when the set of silent brokers changes (or a broker lately announced another
+  data-directory incarnation).  After a stall only leaders catch up on the ticks they missed
+  (their leases run in real time); followers count one tick, so that their election timers
+  do not all expire together.
+* **Campaign budget.**  Elections started by timers are admitted at `max_campaigns_per_s`
+  per broker (a dead leader's first successors, whose elections nobody contends, at
+  `max_successor_campaigns_per_s`): thousands of groups electing at once (creation, a
+  broker's death) otherwise livelock, every election timing out before the CPU gets through
+  the others' votes.
+* **Peer silence.**  `peer_seen` (any frame from a broker) and `peer_acked` (the newest
+  broker heartbeat it answered) are the host's record of its peers.  A quiesced follower
+  whose leader's broker fell silent for an election timeout is woken, and so is a quiesced
+  leader that lost touch with a quorum's brokers or whose follower is back and behind;
+  `acked_lately` is what grants a quiesced leader its read lease.
+
+The nodes reach it through the hooks `hook` installs (`RaftNode.on_wake`, `may_campaign`,
+`peer_silence`); the host calls back with `activate` (a group has work for the pump) and
+`note_role` (a leader stepped down on its own).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+
+from .core import RaftNode, Role
+from .replica import broker_of
+
+if TYPE_CHECKING:
+    from .host import HostConfig, RaftGroup
+
+
+class Liveness:
+    def __init__(self, cfg: HostConfig, groups: dict[str, RaftGroup], *, replica_lost: Callable[[int], bool],
+                 activate: Callable[[RaftGroup], None], note_role: Callable[[RaftGroup], None]):
+        """`groups`: the host's groups by name (the same dict, as it changes); `replica_lost`: does the
+        replica's broker announce another data-directory incarnation."""
+        self.cfg = cfg
+        self._groups = groups
+        self._replica_lost = replica_lost
+        self._activate = activate
+        self._note_role = note_role
+        self.peer_seen: dict[int, float] = {}  # broker -> when any frame from it last arrived
+        self.peer_acked: dict[int, float] = {}  # broker -> send time of the newest broker heartbeat it answered
+        self.host_ticks = 0  # ticks since start; quiesced groups are not ticked, see catch_up
+        self.awake: set[RaftGroup] = set()  # groups the ticker ticks: every one not quiesced (and a few more)
+        self._silent: frozenset[int] = frozenset()  # peers silent for an election timeout at the last tick
+        self._campaign_tokens = 0.0  # elections the groups' timers may still start (see may_campaign)
+        self._successor_tokens = 0.0  # and those of first successors
+        self._incarnation_changed_at = -1e9  # when a peer last announced another data-directory incarnation
+
+    def hook(self, group: RaftGroup) -> None:
+        """Connect a group's node to the broker's liveness (again after the node is replaced)."""
+        group.node.on_wake = lambda: self.awake.add(group)
+        group.node.may_campaign = self.may_campaign
+        group.node.peer_silence = self.peer_silence
+
+    def peer_silence(self, replica: int) -> int:
+        """Ticks since anything arrived from the replica's broker (a lost replica, one whose broker came back
+        with an empty disk: forever).  A leader quiesces without a follower silent for an election timeout
+        (see `RaftNode._can_quiesce`), and a quiesced follower woken by a vote request keeps its leader
+        stickiness only until an election timeout after it last heard the leader's broker: any read lease
+        that leader holds from this broker's acknowledgements began before that frame arrived."""
+        if self._replica_lost(replica):
+            return 1 << 30
+        seen = self.peer_seen.get(broker_of(replica))
+        if seen is None:
+            return 1 << 30
+        return min(int((time.monotonic() - seen) * 1000 / self.cfg.tick_ms), 1 << 30)
+
+    def may_campaign(self, first_successor: bool) -> bool:
+        """Elections started by timers are admitted at `max_campaigns_per_s` (a burst of one tick's worth):
+        thousands of groups timing out together would otherwise compete for the same CPU and time out again.
+        A leader's first successor (see `RaftNode._successor_rank`) stands uncontested: those elections are
+        admitted at `max_successor_campaigns_per_s`, so that a dead broker's groups get new leaders sooner."""
+        if first_successor and self._successor_tokens > 0:
+            self._successor_tokens -= 1
+            return True
+        if self._campaign_tokens <= 0:
+            return False
+        self._campaign_tokens -= 1
+        return True
+
+    def heard_lately(self, replica: int, now: float, window_s: float) -> bool:
+        """Did anything arrive from `replica` (not merely its broker: one back with an empty disk is not it)
+        within `window_s`?"""
+        return self._replica_heard(replica, self.peer_seen, now, window_s)
+
+    def acked_lately(self, replica: int, now: float, window_s: float) -> bool:
+        """Did `replica` answer a broker heartbeat sent within `window_s`?"""
+        return self._replica_heard(replica, self.peer_acked, now, window_s)
+
+    def note_incarnation_change(self, now: float) -> None:
+        """A peer announced another data-directory incarnation: the quiesced groups get a look for a while."""
+        self._incarnation_changed_at = now
+
+    def catch_up(self, group: RaftGroup) -> None:
+        """Give a quiesced node the ticks the ticker skipped, before anyone looks at or drives it."""
+        if group.asleep_since is not None:
+            group.node.now += self.host_ticks - group.asleep_since
+            group.asleep_since = self.host_ticks if group.node.quiesced else None
+
+    def after_step(self, group: RaftGroup) -> None:
+        """A message was stepped into the group's node."""
+        if group.node.quiesced and group.asleep_since is None:
+            # A follower goes quiet on its leader's last heartbeat: its clock stops here and catches up when
+            # touched (a clock left behind made a woken follower take itself for just restarted, in lease).
+            group.asleep_since = self.host_ticks
+
+    def tick(self, peers: Iterable[int], now: float, ticks: int) -> None:
+        """Advance the groups by `ticks` ticks (the ticker's clock says so at `now`)."""
+        tick_s = self.cfg.tick_ms / 1000
+        silence_s = self.cfg.election_ticks * tick_s
+        # Quiesced groups need a look when the set of silent brokers changes, or one lately changed its
+        # data directory; otherwise only awake groups are ticked (idle cost: the awake groups, not all).
+        silent = frozenset(p for p in peers if now - self.peer_seen.get(p, -1e9) > silence_s)
+        full = silent != self._silent or now - self._incarnation_changed_at < 10 * silence_s
+        self._silent = silent
+        candidates = list(self._groups.values()) if full else list(self.awake)
+        self.awake = set()
+        per_tick = self.cfg.max_campaigns_per_s * tick_s
+        self._campaign_tokens = min(max(per_tick, 1.0), self._campaign_tokens + ticks * per_tick)
+        per_tick = self.cfg.max_successor_campaigns_per_s * tick_s
+        self._successor_tokens = min(max(per_tick, 1.0), self._successor_tokens + ticks * per_tick)
+        for group in candidates:
+            if group.closed:
+                continue
+            node = group.node
+            self.catch_up(group)  # now == host_ticks (before this batch of ticks)
+            if node.quiesced:
+                if not full:
+                    continue
+                self._wake_if_needed(node, now, silence_s)
+                if node.quiesced:
+                    continue
+            # A leader counts every tick (its lease runs in real time); the others count at most one per
+            # round: after a stall their election timers do not all expire at once (counting less time
+            # than passed only makes a follower respect a leader's lease longer, which is safe).
+            for _ in range(ticks if node.role is Role.LEADER else 1):
+                node.tick()
+            if node.quiesced:
+                group.asleep_since = self.host_ticks + ticks
+            else:
+                self.awake.add(group)
+            if group.led_term is not None and node.role is not Role.LEADER:
+                self._note_role(group)  # stepped down on its own (check quorum)
+            if node.has_ready():
+                self._activate(group)
+        self.host_ticks += ticks
+
+    def _wake_if_needed(self, node: RaftNode, now: float, silence_s: float) -> None:
+        """Wake a quiesced node whose peers' brokers went silent (see the module docstring)."""
+        if node.role is Role.LEADER:
+            if (not node.quorum_with(p for p in node.others if self.heard_lately(p, now, silence_s))
+                    or node.follower_behind()):  # a broker that was down while the group went quiet is back
+                node.wake()
+        elif node.leader is not None and node.leader != node.id:
+            if not self.heard_lately(node.leader, now, silence_s):
+                node.wake(leader_lost=True)
+
+    def _replica_heard(self, replica: int, table: dict[int, float], now: float, window_s: float) -> bool:
+        return now - table.get(broker_of(replica), -1e9) < window_s and not self._replica_lost(replica)
