@@ -23,8 +23,12 @@ one ticker for all groups, and the I/O that the pure `RaftNode`s ask for:
   clock was ticked recently.  Which groups a tick advances, which quiesced ones
   it wakes and which elections their timers may start is `liveness`'s decision
   (only awake groups are ticked; a campaign budget per broker).
-* **Broker-level liveness.**  Every heartbeat interval the host exchanges one
-  heartbeat with each peer broker (group ""), whatever the number of groups.
+* **Broker-level liveness.**  Every heartbeat interval the host sends one
+  heartbeat to each peer broker (group ""), whatever the number of groups; it
+  also answers the peer's last heartbeat (echoes its stamp), so an idle pair of
+  brokers exchanges two frames per interval, not four.  Heartbeats carry the
+  broker's announcement, including a tag of the groups it leads (the broker
+  layer asks a peer for its leaders only when that tag changed).
   Idle groups quiesce (see `core`), even with a follower whose broker is
   silent (after a broker's death, the groups it led would otherwise never go
   quiet again, and thousands of them heartbeating kept the survivors too busy
@@ -80,6 +84,7 @@ import os
 import random
 import shutil
 import time
+import uuid
 from collections import defaultdict, deque
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -127,6 +132,11 @@ class StateMachine(Protocol):
     # asked by the leader before proposing; proposed(index, data) after.
 
 
+def _resolve(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 @dataclass
 class Announcement:
     """What a broker says of itself in every broker heartbeat.
@@ -141,6 +151,7 @@ class Announcement:
     formed: bool
     seen: float  # monotonic time it arrived (0 for our own)
     extra: dict | None = None  # the broker layer's own fields (addresses, rack), opaque here
+    leadership: str | None = None  # its `leadership_tag`: changes whenever the set of groups it leads does
 
 
 class ProposalDroppedError(Exception):
@@ -273,9 +284,11 @@ class RaftHost:
                           if others or secret else None)
         self._active: set[RaftGroup] = set()
         self.liveness = Liveness(self.cfg, self.groups, replica_lost=self.replica_lost, activate=self._activate,
-                                 note_role=self._note_role)
+                                 note_role=self._note_role, wake_ticker=self._wake_ticker)
         self.leading: set[str] = set()  # groups this broker's replica leads
         self.leadership_version = 0  # bumped whenever `leading` or the term of a group in it changes
+        self._instance = uuid.uuid4().hex[:8]  # tells this process's leadership versions from a restarted one's
+        self._leadership_waiters: list[asyncio.Future] = []  # see leadership_change
         self._pump_scheduled = False
         self._deferred: set[RaftGroup] = set()  # activated while their sync was in flight
         self._synced: list = []  # groups whose sync finished, to be finished together
@@ -285,18 +298,27 @@ class RaftHost:
         self._fsync_pool = concurrent.futures.ThreadPoolExecutor(FSYNC_THREADS, thread_name_prefix=f"raft-fsync-{node_id}")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ticker: asyncio.Task | None = None
+        self._ticker_nap: asyncio.Future | None = None  # resolved to end the ticker's sleep early
+        self.ticker_rounds = 0  # times the ticker woke up (an idle broker: once per heartbeat interval)
         self._last_tick = time.monotonic()
         self._rng = random.Random()
         self.dropped_messages = 0
+        self._stamp_from: dict[int, int] = {}  # broker -> stamp of its newest heartbeat, echoed in our next one
+        # A peer's heartbeat is answered in our next heartbeat to it (its echo), unless that could leave the
+        # peer's freshest acknowledgement older than its lease (a heartbeat interval close to half the
+        # election timeout): then at once, with a HEARTBEAT_RESP.
+        self._answer_at_once = 2 * self.cfg.heartbeat_ticks + 2 > self.cfg.election_ticks - 1
         self._peers = sorted(others)
         self._peer_addresses = {p: tuple(a) for p, a in others.items()}
         self.peer_announcements: dict[int, Announcement] = {}
+        self._announcement_from: dict[int, bytes] = {}  # broker -> its last announcement as received
         self.incarnations_heard: dict[int, dict[int, float]] = defaultdict(dict)  # broker -> incarnation -> last heard
         self._read_seq = 0
         rate = self.cfg.learner_catchup_bytes_per_sec
         self.catchup_limiter = ByteRateLimiter(rate, burst=max(rate // 10, 1 << 20)) if rate > 0 else None
         self._held: deque[tuple[RaftGroup, int, Message]] = deque()  # snapshot-chunk requests held back
         self._release_timer: asyncio.TimerHandle | None = None
+        self._announced: tuple[str, bytes] | None = None  # (leadership tag, announcement encoded with it)
         self.announce(0, True)
 
     # ------------------------------------------------------------ lifecycle
@@ -667,9 +689,13 @@ class RaftHost:
 
     # ----------------------------------------------------------------- pump
 
+    def _wake_ticker(self) -> None:
+        if self._ticker_nap is not None:
+            _resolve(self._ticker_nap)  # the ticker napped with no group awake: tick again
+
     def _activate(self, group: RaftGroup) -> None:
         self._active.add(group)
-        self.liveness.awake.add(group)  # it may have woken up: the ticker looks at it (and drops it once quiesced)
+        self.liveness.mark_awake(group)  # it may have woken up: the ticker looks at it (and drops it once quiesced)
         if not self._pump_scheduled and self._loop is not None:
             self._pump_scheduled = True
             self._loop.call_soon(self._pump)
@@ -832,6 +858,23 @@ class RaftHost:
             group.led_term = term
             (self.leading.add if term is not None else self.leading.discard)(group.name)
             self.leadership_version += 1
+            for waiter in self._leadership_waiters:
+                _resolve(waiter)
+            self._leadership_waiters.clear()
+
+    async def leadership_change(self, since: int, timeout: float) -> None:
+        """Return once `leadership_version` is no longer `since`, or after `timeout` seconds."""
+        if self.leadership_version != since:
+            return
+        waiter = self._loop.create_future()
+        self._leadership_waiters.append(waiter)
+        timer = self._loop.call_later(timeout, _resolve, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            if waiter in self._leadership_waiters:
+                self._leadership_waiters.remove(waiter)
 
     def _apply(self, group: RaftGroup, index: int, term: int, data: bytes) -> None:
         try:
@@ -930,22 +973,40 @@ class RaftHost:
                 group.node.hold_snapshot(m.src)
 
     def _on_broker_heartbeat(self, peer: int, m: Message) -> None:
+        """A peer's broker heartbeat (or an answer to ours).
+
+        A heartbeat's `context` is its send time (microseconds, monotonic) and its `index` echoes the
+        newest heartbeat stamp its sender received from us (0: none yet).  The echo is the peer's
+        acknowledgement: quiesced leaders hold their read lease from it (`read_allowed`).  One heartbeat
+        each way per interval thus carries both brokers' beats and answers; a heartbeat without an echo
+        (the peer has not heard from us yet) is answered at once with a HEARTBEAT_RESP, as is every one
+        when the echo would come too late for the lease (`_answer_at_once`).
+        """
         self._note_announcement(peer, m.payload)
-        if m.type is MessageType.HEARTBEAT and self.transport is not None:
-            reply = Message(MessageType.HEARTBEAT_RESP, "", self.id, peer, 0, context=m.context,
-                            payload=self._announcement_bytes)
-            self.transport.send(peer, encode_frame([encode_message(reply)]))
+        if m.type is MessageType.HEARTBEAT:
+            self._stamp_from[peer] = m.context
+            if m.index:
+                self._note_acked(peer, m.index)
+            if (m.index == 0 or self._answer_at_once) and self.transport is not None:
+                reply = Message(MessageType.HEARTBEAT_RESP, "", self.id, peer, 0, context=m.context,
+                                payload=self._announcement_payload())
+                self.transport.send(peer, encode_frame([encode_message(reply)]))
         elif m.type is MessageType.HEARTBEAT_RESP:
-            acked = self.liveness.peer_acked
-            acked[peer] = max(acked.get(peer, 0.0), m.context / 1e6)
+            self._note_acked(peer, m.context)
+
+    def _note_acked(self, peer: int, stamp_us: int) -> None:
+        stamp = stamp_us / 1e6
+        if stamp <= time.monotonic():  # a stamp from before this machine's clock restarted is not ours
+            self.liveness.peer_acked[peer] = max(self.liveness.peer_acked.get(peer, 0.0), stamp)
 
     def _send_broker_heartbeats(self) -> None:
         if self.transport is None:
             return
         stamp = int(time.monotonic() * 1e6)
+        payload = self._announcement_payload()
         for peer in self._peers:
-            beat = Message(MessageType.HEARTBEAT, "", self.id, peer, 0, context=stamp,
-                           payload=self._announcement_bytes)
+            beat = Message(MessageType.HEARTBEAT, "", self.id, peer, 0, index=self._stamp_from.get(peer, 0),
+                           context=stamp, payload=payload)
             self.transport.send(peer, encode_frame([encode_message(beat)]))
 
     # -------------------------------------------------------- announcements
@@ -956,31 +1017,51 @@ class RaftHost:
         if extra is None and getattr(self, "announcement", None) is not None:
             extra = self.announcement.extra
         self.announcement = Announcement(incarnation, formed, 0.0, extra)
-        doc = {"incarnation": incarnation, "formed": formed}
-        if extra:
-            doc["extra"] = extra
-        self._announcement_bytes = orjson.dumps(doc)
+        self._announced = None  # encoded again for the next heartbeat
         if self._loop is not None:
             self._send_broker_heartbeats()
+
+    @property
+    def leadership_tag(self) -> str:
+        """Names this process's set of led groups and their terms: equal tags, equal sets."""
+        return f"{self._instance}:{self.leadership_version}"
+
+    def _announcement_payload(self) -> bytes:
+        """The announcement as heartbeats carry it, encoded once per change (of it or of `leadership_tag`)."""
+        tag = self.leadership_tag
+        if self._announced is None or self._announced[0] != tag:
+            ann = self.announcement
+            doc = {"incarnation": ann.incarnation, "formed": ann.formed, "leadership": tag}
+            if ann.extra:
+                doc["extra"] = ann.extra
+            self._announced = (tag, orjson.dumps(doc))
+        return self._announced[1]
 
     def _note_announcement(self, peer: int, payload: bytes) -> None:
         if not payload:
             return
+        now = time.monotonic()
+        previous = self.peer_announcements.get(peer)
+        if previous is not None and payload == self._announcement_from.get(peer):
+            previous.seen = now  # unchanged (most heartbeats): nothing to decode
+            return
         try:
             doc = orjson.loads(payload)
             incarnation, formed, extra = doc["incarnation"], bool(doc["formed"]), doc.get("extra")
+            leadership = doc.get("leadership")
             if incarnation is not None and not isinstance(incarnation, int):
                 raise TypeError("incarnation")
             if extra is not None and not isinstance(extra, dict):
                 raise TypeError("extra")
+            if leadership is not None and not isinstance(leadership, str):
+                raise TypeError("leadership")
         except (orjson.JSONDecodeError, KeyError, TypeError):
             log.warning("broker %d sent a malformed announcement %r", peer, payload[:80])
             return
-        now = time.monotonic()
-        previous = self.peer_announcements.get(peer)
         if previous is not None and previous.incarnation != incarnation:
             self.liveness.note_incarnation_change(now)
-        self.peer_announcements[peer] = Announcement(incarnation, formed, now, extra)
+        self.peer_announcements[peer] = Announcement(incarnation, formed, now, extra, leadership)
+        self._announcement_from[peer] = payload
         if incarnation is None:
             return
         heard = self.incarnations_heard[peer]
@@ -1004,7 +1085,13 @@ class RaftHost:
         last_checkpoint = time.monotonic()
         ticks_since_beat = ticks_since_storage_check = 0
         while True:
-            await asyncio.sleep(tick_s)
+            if self.liveness.busy() or self._held:
+                delay = tick_s
+            else:  # an idle broker wakes once per heartbeat interval, not per tick
+                delay = self.liveness.idle_delay(self._peers, time.monotonic(), self._last_tick,
+                                                 self.cfg.heartbeat_ticks - ticks_since_beat)
+            await self._nap(delay)
+            self.ticker_rounds += 1
             now = time.monotonic()
             ticks = min(int((now - self._last_tick) / tick_s), self.cfg.election_ticks + 1)
             if ticks <= 0:
@@ -1027,6 +1114,17 @@ class RaftHost:
             if now - last_checkpoint >= self.cfg.checkpoint_interval_s:
                 last_checkpoint = now
                 self._checkpoint_all()
+
+    async def _nap(self, delay: float) -> None:
+        """Sleep `delay` seconds, or until a group wakes (`_wake_ticker`)."""
+        nap = self._loop.create_future()
+        timer = self._loop.call_later(delay, _resolve, nap)
+        self._ticker_nap = nap
+        try:
+            await nap
+        finally:
+            timer.cancel()
+            self._ticker_nap = None
 
     def _checkpoint_all(self) -> None:
         """Checkpoint the groups whose checkpoint lets their journal be compacted (or is older than

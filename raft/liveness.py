@@ -14,6 +14,9 @@
   `max_successor_campaigns_per_s`): thousands of groups electing at once (creation, a
   broker's death) otherwise livelock, every election timing out before the CPU gets through
   the others' votes.
+* **Idle ticker.**  With no group awake, the ticker need not tick every tick: it naps until
+  the next broker heartbeat or a peer's silence deadline (`idle_delay`), and a group that
+  wakes ends the nap (`mark_awake`).  An idle broker wakes once per heartbeat interval.
 * **Peer silence.**  `peer_seen` (any frame from a broker) and `peer_acked` (the newest
   broker heartbeat it answered) are the host's record of its peers.  A quiesced follower
   whose leader's broker fell silent for an election timeout is woken, and so is a quiesced
@@ -27,6 +30,7 @@ The nodes reach it through the hooks `hook` installs (`RaftNode.on_wake`, `may_c
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
@@ -40,14 +44,17 @@ if TYPE_CHECKING:
 
 class Liveness:
     def __init__(self, cfg: HostConfig, groups: dict[str, RaftGroup], *, replica_lost: Callable[[int], bool],
-                 activate: Callable[[RaftGroup], None], note_role: Callable[[RaftGroup], None]):
+                 activate: Callable[[RaftGroup], None], note_role: Callable[[RaftGroup], None],
+                 wake_ticker: Callable[[], None]):
         """`groups`: the host's groups by name (the same dict, as it changes); `replica_lost`: does the
-        replica's broker announce another data-directory incarnation."""
+        replica's broker announce another data-directory incarnation; `wake_ticker`: a group woke up, the
+        ticker must tick again if it napped (see `idle_delay`)."""
         self.cfg = cfg
         self._groups = groups
         self._replica_lost = replica_lost
         self._activate = activate
         self._note_role = note_role
+        self._wake_ticker = wake_ticker
         self.peer_seen: dict[int, float] = {}  # broker -> when any frame from it last arrived
         self.peer_acked: dict[int, float] = {}  # broker -> send time of the newest broker heartbeat it answered
         self.host_ticks = 0  # ticks since start; quiesced groups are not ticked, see catch_up
@@ -59,9 +66,34 @@ class Liveness:
 
     def hook(self, group: RaftGroup) -> None:
         """Connect a group's node to the broker's liveness (again after the node is replaced)."""
-        group.node.on_wake = lambda: self.awake.add(group)
+        group.node.on_wake = lambda: self.mark_awake(group)
         group.node.may_campaign = self.may_campaign
         group.node.peer_silence = self.peer_silence
+
+    def mark_awake(self, group: RaftGroup) -> None:
+        """The group may have woken up: the next tick looks at it (and drops it from `awake` once quiesced)."""
+        self.awake.add(group)
+        self._wake_ticker()
+
+    def busy(self) -> bool:
+        """Must the ticker tick every tick: a group is awake, or quiesced groups get a look every tick (for a
+        while after a peer announced another data-directory incarnation)?"""
+        silence_s = self.cfg.election_ticks * self.cfg.tick_ms / 1000
+        return bool(self.awake) or time.monotonic() - self._incarnation_changed_at < 10 * silence_s
+
+    def idle_delay(self, peers: Iterable[int], now: float, last_tick: float, ticks_to_heartbeat: int) -> float:
+        """Seconds a ticker with nothing `busy` may sleep: until the next broker heartbeat is due, or a peer's
+        silence deadline (an election timeout after it was last heard) if that comes first, on the tick grid
+        that `last_tick` set."""
+        tick_s = self.cfg.tick_ms / 1000
+        wake_at = last_tick + ticks_to_heartbeat * tick_s
+        for peer in peers:
+            if peer not in self._silent:
+                wake_at = min(wake_at, self.peer_seen.get(peer, now) + self.cfg.election_ticks * tick_s)
+        ticks = max(1, math.ceil((wake_at - last_tick) / tick_s - 1e-6))
+        # just past the grid point: a timer may fire up to a millisecond early (uvloop counts whole
+        # milliseconds from the loop's cached time), and a wake-up before it counts no tick and naps again
+        return max(0.0, last_tick + ticks * tick_s - now) + 0.002
 
     def peer_silence(self, replica: int) -> int:
         """Ticks since anything arrived from the replica's broker (a lost replica, one whose broker came back

@@ -170,6 +170,50 @@ def test_a_quiesced_followers_clock_keeps_time_while_it_sleeps(tmp_path):
     asyncio.run(main())
 
 
+# Heartbeat interval close to half the election timeout: an answer in the next heartbeat could come after
+# the lease ran out, so heartbeats are answered at once (two frames per interval each way).
+SLOW_BEATS = dataclasses.replace(FAST, heartbeat_ticks=4)
+
+
+@pytest.mark.parametrize("config, frames_per_beat", [(FAST, 1), (SLOW_BEATS, 2)], ids=["echo", "answer-at-once"])
+def test_idle_hosts_exchange_heartbeats_and_keep_the_lease(tmp_path, config, frames_per_beat):
+    """With every group quiesced, a host wakes once per heartbeat interval (not per tick) and sends one
+    frame per interval to each peer: its heartbeat, which also answers the peer's last one (the echo).  The
+    quiesced leader keeps its read lease throughout on those answers."""
+    async def main():
+        hosts, _ = await start_cluster(tmp_path, 3, config=config)
+        try:
+            add_group(hosts, tmp_path)
+            leader = await wait_leader(hosts)
+            await hosts[leader].propose("g", b"v")
+            await wait_until(lambda: all(h.groups["g"].node.quiesced for h in hosts.values()), timeout=10)
+            await asyncio.sleep(0.2)  # the last answers of the wake-up are out
+
+            def frames():
+                return {i: {p: st["frames_sent"] for p, st in h.transport_stats()["peers"].items()}
+                        for i, h in hosts.items()}
+            before, rounds = frames(), {i: h.ticker_rounds for i, h in hosts.items()}
+            beat_s = config.heartbeat_ticks * config.tick_ms / 1000
+            began = time.monotonic()
+            lapses = 0
+            while time.monotonic() - began < 40 * beat_s:
+                lapses += not hosts[leader].read_allowed("g")
+                await asyncio.sleep(0.01)
+            beats = (time.monotonic() - began) / beat_s
+            after = frames()
+            assert lapses == 0, "the quiesced leader lost its lease while idle"
+            assert all(h.groups["g"].node.quiesced for h in hosts.values())
+            for i, h in hosts.items():
+                assert h.ticker_rounds - rounds[i] <= 1.3 * beats, (i, h.ticker_rounds - rounds[i], beats)
+                for peer, sent in after[i].items():
+                    assert 0.7 * frames_per_beat * beats <= sent - before[i][peer] <= 1.3 * frames_per_beat * beats, \
+                        (i, peer, sent - before[i][peer], beats)
+        finally:
+            for h in hosts.values():
+                await h.stop()
+    asyncio.run(main())
+
+
 def test_large_entries_replicate_to_every_follower(tmp_path):
     async def main():
         hosts, _ = await start_cluster(tmp_path, 3)

@@ -107,6 +107,16 @@ class OpenFailure:
 
 
 @dataclass
+class PeerLeaders:
+    """What a peer last answered to `GET /raft/leaders`."""
+
+    version: str  # its leadership tag then
+    groups: dict[str, int]  # partition group -> term it leads
+    metadata_term: int | None  # the metadata group's term, if it led it under its lease
+    metadata_lease_pending: bool  # it led the metadata group, its lease not yet confirmed
+
+
+@dataclass
 class HostedPartition:
     topic: str
     partition: int
@@ -172,11 +182,11 @@ class Broker:
         self.partitions: dict[tuple[str, int], HostedPartition] = {}
         self.partitions_by_group: dict[str, HostedPartition] = {}  # the same, by Raft group name
         self.topology_version = 0  # bumped by every metadata change of topics, assignments or incarnations
-        self._instance = uuid.uuid4().hex[:8]  # tells this process's leadership versions from a restarted one's
         self._hosted_groups: set[str] | None = None  # hosted-groups.json, once read
         self.lost_groups: dict[str, str] = {}  # group -> why this broker will not host it
         self.open_failures: dict[tuple[str, int], OpenFailure] = {}  # partitions that could not be opened here
         self.remote_leaders: dict[str, int] = {}  # group -> leader, as reported by peers
+        self.leader_polls = 0  # GET /raft/leaders sent to peers (see _poll_leaders_forever)
         self._reconcile_wanted = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self.session: aiohttp.ClientSession | None = None
@@ -814,9 +824,11 @@ class Broker:
     def led_groups(self, since: str | None = None) -> dict:
         """What `GET /raft/leaders` answers: the partition groups this broker leads with their terms (omitted when
         unchanged since version `since`), and the metadata group's term if it leads it under its lease."""
-        version = f"{self._instance}:{self.host.leadership_version}"
-        metadata = self.metadata_leader_term() if self.host.read_allowed(METADATA_GROUP) else None
-        doc = {"broker": self.id, "version": version, "metadata_term": metadata}
+        version = self.host.leadership_tag
+        leading = self.metadata_leader_term()
+        metadata = leading if leading is not None and self.host.read_allowed(METADATA_GROUP) else None
+        doc = {"broker": self.id, "version": version, "metadata_term": metadata,
+               "metadata_lease_pending": leading is not None and metadata is None}
         if since != version:
             doc["groups"] = {name: group.led_term for name in list(self.host.leading)
                              if name != METADATA_GROUP and (group := self.host.groups.get(name)) is not None
@@ -824,28 +836,49 @@ class Broker:
         return doc
 
     async def _poll_leaders_forever(self) -> None:
-        """Ask every peer which groups it leads; a peer answers with its changes only (versions), so an idle
-        cluster of 10,000 partitions costs a few bytes per poll."""
-        known: dict[int, tuple[str, dict[str, int]]] = {}  # peer -> (version, its groups)
+        """Ask peers which groups they lead; a peer answers with its changes only (versions), so a cluster
+        of 10,000 partitions costs a few bytes per poll.  A peer is asked only when its heartbeats announce
+        another leadership tag than the version it last answered with, when it fell silent or its Raft link
+        is down (the request fails and its claims are dropped), or while it leads the metadata group without
+        its lease yet (leases are not in the tag): an idle cluster sends no poll at all."""
+        known: dict[int, PeerLeaders] = {}
+        silence_s = self.host.cfg.election_ticks * self.host.cfg.tick_ms / 1000
         while True:
             await asyncio.sleep(LEADER_POLL_INTERVAL_S)
+            now = time.monotonic()
             peers = [b for b in self.urls if b != self.id]
-            results = await asyncio.gather(*(self._fetch_led(b, known.get(b, ("", {}))[0]) for b in peers),
-                                           return_exceptions=True)
-            reports: dict[str, tuple[int, int]] = {}
-            for broker, doc in zip(peers, results):
+            due = [b for b in peers if self._leaders_changed(b, known.get(b), now, silence_s)]
+            if not due:
+                continue
+            self.leader_polls += len(due)
+            results = await asyncio.gather(*(self._fetch_led(b, known[b].version if b in known else "")
+                                             for b in due), return_exceptions=True)
+            for broker, doc in zip(due, results):
                 if not isinstance(doc, dict):
                     known.pop(broker, None)  # a silent peer's claims are dropped
                     continue
-                groups = doc["groups"] if "groups" in doc else known.get(broker, ("", {}))[1]
-                known[broker] = (doc["version"], groups)
-                led = dict(groups)
-                if doc.get("metadata_term") is not None:
-                    led[METADATA_GROUP] = doc["metadata_term"]
+                groups = doc["groups"] if "groups" in doc else known[broker].groups if broker in known else {}
+                known[broker] = PeerLeaders(doc["version"], groups, doc.get("metadata_term"),
+                                            bool(doc.get("metadata_lease_pending")))
+            reports: dict[str, tuple[int, int]] = {}
+            for broker in peers:
+                if broker not in known:
+                    continue
+                led = dict(known[broker].groups)
+                if known[broker].metadata_term is not None:
+                    led[METADATA_GROUP] = known[broker].metadata_term
                 for group, term in led.items():
                     if group not in reports or reports[group][1] < term:
                         reports[group] = (broker, term)
             self.remote_leaders = {g: b for g, (b, _) in reports.items()}
+
+    def _leaders_changed(self, broker: int, known: PeerLeaders | None, now: float, silence_s: float) -> bool:
+        """Must `_poll_leaders_forever` ask `broker` again (see there)?"""
+        if known is None or known.metadata_lease_pending:
+            return True
+        announced = self.host.peer_announcements.get(broker)
+        return (announced is None or announced.leadership != known.version or now - announced.seen > silence_s
+                or not self.host.broker_reachable(broker))
 
     async def _fetch_led(self, broker: int, since: str) -> dict | None:
         async with self.session.get(self.urls[broker] + "/raft/leaders", params={"since": since},

@@ -24,7 +24,8 @@ from raftka.node.groups.coordinator import GroupCoordinator
 
 log = logging.getLogger("raftka.node.groups.service")
 
-LEADERSHIP_POLL_S = 0.1
+LEADERSHIP_POLL_S = 0.1  # while this broker leads the metadata group but its lease is not yet confirmed
+LEADERSHIP_IDLE_S = 2.0  # otherwise it looks again when a leadership changes, or after this
 LEASE_WAIT_S = 1.0
 COORDINATOR_WAIT_S = 3.0
 COORDINATOR = "the consumer group coordinator (metadata group)"
@@ -59,7 +60,9 @@ class GroupService:
         # Start once the lease confirms the leadership (its term's entries applied: fresh metadata);
         # stop only when the Raft leadership of that term ends. A lapsed lease alone (a stalled event
         # loop) must not wipe every group's membership.
+        host = self.broker.host
         while True:
+            version = host.leadership_version
             term = self.broker.metadata_leader_term()
             if self._coordinator is not None and term != self._coordinator_term:
                 coordinator, self._coordinator = self._coordinator, None
@@ -68,7 +71,10 @@ class GroupService:
             if self._coordinator is None and term is not None and self.broker.is_metadata_leader():
                 await self._become_coordinator()
                 self._coordinator_term = term
-            await asyncio.sleep(LEADERSHIP_POLL_S)
+            if self._coordinator is None and term is not None:
+                await asyncio.sleep(LEADERSHIP_POLL_S)
+            else:
+                await host.leadership_change(version, LEADERSHIP_IDLE_S)
 
     async def _become_coordinator(self) -> None:
         coordinator = GroupCoordinator(self._commit_generation, self.partitions_of,

@@ -209,7 +209,8 @@ def _ops_paths() -> dict:
         "/raft": {"get": _op("Raft state of every group on this broker.", _ok("groups", any_object), tag="ops",
                              params=[_query("groups", {"type": "string"}, "comma-separated group names: only these")])},
         "/raft/leaders": {"get": _op("Partition groups this broker leads, with their terms, and the metadata group's "
-                                     "term if it leads it under its lease (used by peers). With `since` = the version "
+                                     "term if it leads it under its lease (`metadata_lease_pending`: it leads it, the lease not yet confirmed; "
+                                     "used by peers, when a broker's heartbeats announce a new leadership tag). With `since` = the version "
                                      "of an earlier answer, `groups` is left out while nothing changed.",
                                      _ok("led groups", any_object), tag="ops",
                                      params=[_query("since", {"type": "string"}, "version of an earlier answer")])},
