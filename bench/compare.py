@@ -71,7 +71,8 @@ IN_FLIGHT = 1000
 REPLICAS = 3
 RATE = 2000
 LATENCY_SIZE = 100
-IDLE_SECONDS = 3.0
+IDLE_SETTLE_SECONDS = 5.0  # after creating the logs, before measuring idle CPU (elections and catch-up done)
+IDLE_SECONDS = 10.0  # CPU times count in 10 ms steps: a 3 s window read 0.33 % of a core per server as 0 or 1
 LATENCY_LINGER_MS = 0.0  # raftka's default linger_ms=5 would add ~5 ms to every latency by design
 
 
@@ -281,6 +282,7 @@ class Bench:
         for system in (self.raftka, self.kafka, self.nats):
             for name in names:
                 system.create_log(name)
+        time.sleep(IDLE_SETTLE_SECONDS)
         idle = {s.name: s.meter() for s in (self.raftka, self.nats)}
         for meter in idle.values():
             meter.start()
