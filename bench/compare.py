@@ -63,6 +63,7 @@ from bench.compare_workloads import (
 )
 from bench.machine import cpu_model
 from bench.nats_cluster import nats_server_version
+from raftka.node.config import DEFAULT_ELECTION_TIMEOUT_MS, DEFAULT_HEARTBEAT_MS
 
 RESULTS = Path(__file__).parent / "results"
 SIZES = {"100 B": 100, "1 KiB": 1024}
@@ -332,7 +333,10 @@ def notes(settings: Settings) -> list[str]:
         (f"failover: median of {settings.failover_runs} kills for raftka (HTTP; Kafka too in a full run), one for "
          "NATS (not restarted after it); "
          f"{RATE:,} msg/s, producer connected only to the survivors, each message retried until "
-         "acknowledged (NATS: 1 s ack timeout per attempt); raftka election timeout 1 s (default), NATS defaults"),
+         "acknowledged (NATS: 1 s ack timeout per attempt); raftka election timeout "
+         f"{DEFAULT_ELECTION_TIMEOUT_MS} ms (default), NATS defaults (election timeout 4-9 s, heartbeat 1 s)"),
+        (f"idle: server CPU over {IDLE_SECONDS:.0f} s, {IDLE_SETTLE_SECONDS:.0f} s after the logs were created; raftka's "
+         f"brokers heartbeat each other every {DEFAULT_HEARTBEAT_MS} ms (the price of its failover), NATS every 1 s"),
         "load = 1-minute load average when the workload started (2 cores shared with other work)",
     ]
 
