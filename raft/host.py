@@ -1041,34 +1041,34 @@ class RaftHost:
         if not payload:
             return
         now = time.monotonic()
-        previous = self.peer_announcements.get(peer)
-        if previous is not None and payload == self._announcement_from.get(peer):
-            previous.seen = now  # unchanged (most heartbeats): nothing to decode
-            return
-        try:
-            doc = orjson.loads(payload)
-            incarnation, formed, extra = doc["incarnation"], bool(doc["formed"]), doc.get("extra")
-            leadership = doc.get("leadership")
-            if incarnation is not None and not isinstance(incarnation, int):
-                raise TypeError("incarnation")
-            if extra is not None and not isinstance(extra, dict):
-                raise TypeError("extra")
-            if leadership is not None and not isinstance(leadership, str):
-                raise TypeError("leadership")
-        except (orjson.JSONDecodeError, KeyError, TypeError):
-            log.warning("broker %d sent a malformed announcement %r", peer, payload[:80])
-            return
-        if previous is not None and previous.incarnation != incarnation:
-            self.liveness.note_incarnation_change(now)
-        self.peer_announcements[peer] = Announcement(incarnation, formed, now, extra, leadership)
-        self._announcement_from[peer] = payload
-        if incarnation is None:
+        announced = self.peer_announcements.get(peer)
+        if announced is not None and payload == self._announcement_from.get(peer):
+            announced.seen = now  # unchanged (most heartbeats): nothing to decode
+        else:
+            try:
+                doc = orjson.loads(payload)
+                incarnation, formed, extra = doc["incarnation"], bool(doc["formed"]), doc.get("extra")
+                leadership = doc.get("leadership")
+                if incarnation is not None and not isinstance(incarnation, int):
+                    raise TypeError("incarnation")
+                if extra is not None and not isinstance(extra, dict):
+                    raise TypeError("extra")
+                if leadership is not None and not isinstance(leadership, str):
+                    raise TypeError("leadership")
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                log.warning("broker %d sent a malformed announcement %r", peer, payload[:80])
+                return
+            if announced is not None and announced.incarnation != incarnation:
+                self.liveness.note_incarnation_change(now)
+            announced = self.peer_announcements[peer] = Announcement(incarnation, formed, now, extra, leadership)
+            self._announcement_from[peer] = payload
+        if announced.incarnation is None:
             return
         heard = self.incarnations_heard[peer]
-        if incarnation not in heard and heard:
+        if announced.incarnation not in heard and heard:
             log.warning("broker %d now announces incarnation %08x (was %s): its data directory was replaced",
-                        peer, incarnation, ", ".join(f"{i:08x}" for i in heard))
-        heard[incarnation] = now
+                        peer, announced.incarnation, ", ".join(f"{i:08x}" for i in heard))
+        heard[announced.incarnation] = now  # "last heard": two live directories of one broker are told apart
 
     def replica_lost(self, replica: int) -> bool:
         """Does the replica's broker announce another incarnation (it lost the replica's state)?"""

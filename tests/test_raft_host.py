@@ -214,6 +214,26 @@ def test_idle_hosts_exchange_heartbeats_and_keep_the_lease(tmp_path, config, fra
     asyncio.run(main())
 
 
+def test_an_unchanged_announcement_still_counts_as_hearing_the_incarnation(tmp_path):
+    """Heartbeats whose announcement did not change are not decoded again, but each one still says when
+    the broker's incarnation was last heard: the broker registry tells a live data directory from a gone
+    one by it (two directories announcing one broker id; a join with a live broker's id)."""
+    async def main():
+        hosts, _ = await start_cluster(tmp_path, 2)
+        try:
+            hosts[1].announce(7, True)
+            await wait_until(lambda: 7 in hosts[2].incarnations_heard[1])
+            first = hosts[2].incarnations_heard[1][7]
+            await asyncio.sleep(20 * FAST.heartbeat_ticks * FAST.tick_ms / 1000)
+            assert time.monotonic() - hosts[2].incarnations_heard[1][7] < 0.5, "the incarnation went unheard"
+            assert hosts[2].incarnations_heard[1][7] > first
+            assert hosts[2].peer_announcements[1].incarnation == 7
+        finally:
+            for h in hosts.values():
+                await h.stop()
+    asyncio.run(main())
+
+
 def test_large_entries_replicate_to_every_follower(tmp_path):
     async def main():
         hosts, _ = await start_cluster(tmp_path, 3)
