@@ -204,6 +204,11 @@ class HostConfig:
     learner_catchup_bytes_per_sec: int = 0  # 0: unlimited (see the module docstring)
     max_frame_bytes: int = 64 << 20  # one transport frame; a pump's messages to a peer are split to fit
 
+    @property
+    def election_timeout_s(self) -> float:
+        """Also how long a silent peer broker is given before it counts as gone."""
+        return self.election_ticks * self.tick_ms / 1000
+
     def raft_config(self) -> RaftConfig:
         return RaftConfig(election_ticks=self.election_ticks, heartbeat_ticks=self.heartbeat_ticks,
                           max_append_bytes=self.max_append_bytes, max_inflight=self.max_inflight)
@@ -552,7 +557,7 @@ class RaftHost:
             return None
         if leader == self.replica:
             return self.id
-        window_s = election_timeouts * self.cfg.election_ticks * self.cfg.tick_ms / 1000
+        window_s = election_timeouts * self.cfg.election_timeout_s
         return broker_of(leader) if self.liveness.heard_lately(leader, time.monotonic(), window_s) else None
 
     def broker_reachable(self, broker: int) -> bool:
@@ -868,13 +873,19 @@ class RaftHost:
             return
         waiter = self._loop.create_future()
         self._leadership_waiters.append(waiter)
-        timer = self._loop.call_later(timeout, _resolve, waiter)
         try:
-            await waiter
+            await self._resolved_or_timeout(waiter, timeout)
         finally:
-            timer.cancel()
             if waiter in self._leadership_waiters:
                 self._leadership_waiters.remove(waiter)
+
+    async def _resolved_or_timeout(self, future: asyncio.Future, timeout: float) -> None:
+        """Wait until `future` is resolved (see `_resolve`), or resolve it after `timeout` seconds."""
+        timer = self._loop.call_later(timeout, _resolve, future)
+        try:
+            await future
+        finally:
+            timer.cancel()
 
     def _apply(self, group: RaftGroup, index: int, term: int, data: bytes) -> None:
         try:
@@ -1117,13 +1128,10 @@ class RaftHost:
 
     async def _nap(self, delay: float) -> None:
         """Sleep `delay` seconds, or until a group wakes (`_wake_ticker`)."""
-        nap = self._loop.create_future()
-        timer = self._loop.call_later(delay, _resolve, nap)
-        self._ticker_nap = nap
+        nap = self._ticker_nap = self._loop.create_future()
         try:
-            await nap
+            await self._resolved_or_timeout(nap, delay)
         finally:
-            timer.cancel()
             self._ticker_nap = None
 
     def _checkpoint_all(self) -> None:

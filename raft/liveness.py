@@ -78,8 +78,11 @@ class Liveness:
     def busy(self) -> bool:
         """Must the ticker tick every tick: a group is awake, or quiesced groups get a look every tick (for a
         while after a peer announced another data-directory incarnation)?"""
-        silence_s = self.cfg.election_ticks * self.cfg.tick_ms / 1000
-        return bool(self.awake) or time.monotonic() - self._incarnation_changed_at < 10 * silence_s
+        return bool(self.awake) or self._sweeping(time.monotonic())
+
+    def _sweeping(self, now: float) -> bool:
+        """Do quiesced groups get a look every tick: a peer lately announced another data-directory incarnation?"""
+        return now - self._incarnation_changed_at < 10 * self.cfg.election_timeout_s
 
     def idle_delay(self, peers: Iterable[int], now: float, last_tick: float, ticks_to_heartbeat: int) -> float:
         """Seconds a ticker with nothing `busy` may sleep: until the next broker heartbeat is due, or a peer's
@@ -89,7 +92,7 @@ class Liveness:
         wake_at = last_tick + ticks_to_heartbeat * tick_s
         for peer in peers:
             if peer not in self._silent:
-                wake_at = min(wake_at, self.peer_seen.get(peer, now) + self.cfg.election_ticks * tick_s)
+                wake_at = min(wake_at, self.peer_seen.get(peer, now) + self.cfg.election_timeout_s)
         ticks = max(1, math.ceil((wake_at - last_tick) / tick_s - 1e-6))
         # just past the grid point: a timer may fire up to a millisecond early (uvloop counts whole
         # milliseconds from the loop's cached time), and a wake-up before it counts no tick and naps again
@@ -150,11 +153,11 @@ class Liveness:
     def tick(self, peers: Iterable[int], now: float, ticks: int) -> None:
         """Advance the groups by `ticks` ticks (the ticker's clock says so at `now`)."""
         tick_s = self.cfg.tick_ms / 1000
-        silence_s = self.cfg.election_ticks * tick_s
+        silence_s = self.cfg.election_timeout_s
         # Quiesced groups need a look when the set of silent brokers changes, or one lately changed its
         # data directory; otherwise only awake groups are ticked (idle cost: the awake groups, not all).
         silent = frozenset(p for p in peers if now - self.peer_seen.get(p, -1e9) > silence_s)
-        full = silent != self._silent or now - self._incarnation_changed_at < 10 * silence_s
+        full = silent != self._silent or self._sweeping(now)
         self._silent = silent
         candidates = list(self._groups.values()) if full else list(self.awake)
         self.awake = set()

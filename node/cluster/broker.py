@@ -293,8 +293,8 @@ class Broker:
 
     def alive(self, broker: int) -> bool:
         """Heard from (Raft traffic) within an election timeout, as seen by this broker."""
-        silence_s = self.host_config.election_ticks * self.host_config.tick_ms / 1000
-        return broker == self.id or time.monotonic() - self.host.peer_seen.get(broker, -1e9) < silence_s
+        return broker == self.id or time.monotonic() - self.host.peer_seen.get(broker, -1e9) \
+            < self.host_config.election_timeout_s
 
     def membership_state(self) -> str:
         """This broker's membership in the cluster: active, draining or decommissioned."""
@@ -842,12 +842,10 @@ class Broker:
         is down (the request fails and its claims are dropped), or while it leads the metadata group without
         its lease yet (leases are not in the tag): an idle cluster sends no poll at all."""
         known: dict[int, PeerLeaders] = {}
-        silence_s = self.host.cfg.election_ticks * self.host.cfg.tick_ms / 1000
         while True:
             await asyncio.sleep(LEADER_POLL_INTERVAL_S)
-            now = time.monotonic()
             peers = [b for b in self.urls if b != self.id]
-            due = [b for b in peers if self._leaders_changed(b, known.get(b), now, silence_s)]
+            due = [b for b in peers if self._leaders_changed(b, known.get(b))]
             if not due:
                 continue
             self.leader_polls += len(due)
@@ -872,12 +870,12 @@ class Broker:
                         reports[group] = (broker, term)
             self.remote_leaders = {g: b for g, (b, _) in reports.items()}
 
-    def _leaders_changed(self, broker: int, known: PeerLeaders | None, now: float, silence_s: float) -> bool:
+    def _leaders_changed(self, broker: int, known: PeerLeaders | None) -> bool:
         """Must `_poll_leaders_forever` ask `broker` again (see there)?"""
         if known is None or known.metadata_lease_pending:
             return True
         announced = self.host.peer_announcements.get(broker)
-        return (announced is None or announced.leadership != known.version or now - announced.seen > silence_s
+        return (announced is None or announced.leadership != known.version or not self.alive(broker)
                 or not self.host.broker_reachable(broker))
 
     async def _fetch_led(self, broker: int, since: str) -> dict | None:
