@@ -15,8 +15,8 @@ Idle / scale: for 1,000, 3,000 and 10,000 partitions (plus the metadata group) s
 brokers, a fresh cluster, a topic of that many partitions with RF=3, waiting until every partition
 has a leader (the broker that leads it says so in GET /raft/leaders) or a timeout (then the point
 is still measured, flagged all_led=false): the leaders-ready time; then a settle period, then
-each broker's CPU% (of one core) and RSS over a measuring window, with psutil; then kill -9 of the broker leading the most partitions and the
-seconds until every partition has a leader again.
+each broker's CPU% (of one core) and RSS over a measuring window, with psutil; then kill -9 of
+the broker leading the most partitions and the seconds until every partition has a leader again.
 
 Prints numbers only (no pass/fail) and writes bench/results/raft.json.  The client shares the
 machine with the brokers (and with whatever else runs there: the load average is recorded).
