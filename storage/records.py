@@ -30,15 +30,28 @@ partitionLeaderEpoch, so a log assigns offsets to a pre-encoded batch by rewriti
 8 bytes without re-encoding. Flipped bits in partitionLeaderEpoch cannot be detected (as in
 Kafka); a flipped batchLength or baseOffset is caught by the CRC check or the log's offset
 continuity check. Every decoding error surfaces as CorruptBatchError.
+
+Records are read by aiokafka's compiled (Cython) record parser: validating 1,000 records of
+100 B takes about 0.13 ms instead of 0.75 ms for the Python walk it replaced. Its rules are
+Kafka's DefaultRecord rules (a negative key, value or header-value length means null; a header
+name is UTF-8; a record fills exactly its length and the records fill the batch) with one
+difference: it reads the record attributes as a varint where Kafka reads an int8 — the same
+byte for every value below 0x80, and Kafka clients always write 0. raftka adds that a record's
+offsetDelta must equal its index. tests/test_storage_records.py pins all of this against a
+reference decoder written for reading.
 """
 
 from __future__ import annotations
 
 import struct
 import time
-from collections.abc import Iterator, Sequence
-from typing import NamedTuple
+from collections.abc import Callable, Iterator, Sequence
+from functools import partial
+from operator import attrgetter, itemgetter
+from typing import Any, NamedTuple
 
+from aiokafka.errors import CorruptRecordException
+from aiokafka.record.default_records import DefaultRecordBatch
 from crc32c import crc32c
 
 from .errors import CorruptBatchError, InvalidRecordError
@@ -54,6 +67,9 @@ _HEADER = struct.Struct(">qiibIhiqqqhii")
 _HEADER_TAIL = struct.Struct(">hiqqqhii")  # attributes .. recordsCount, the CRC-covered part of the header
 _HEADER_HEAD = struct.Struct(">qiibI")  # baseOffset .. crc
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
+# What aiokafka's record parser raises on malformed records (ValueError covers a header name
+# that is not UTF-8; IndexError and ValueError come from its pure-Python fallback).
+_PARSE_ERRORS = (CorruptRecordException, ValueError, IndexError, OverflowError)
 
 
 class Record(NamedTuple):
@@ -73,6 +89,22 @@ class StoredRecord(NamedTuple):
     key: bytes | None
     value: bytes | None
     headers: list[tuple[str, bytes | None]]
+
+
+def _python_record_fields(record: Any) -> tuple:
+    timestamp = record.timestamp
+    return record.offset, -1 if timestamp is None else timestamp, record.key, record.value, record.headers
+
+
+# Picked from each record aiokafka parses, at C speed. Its pure-Python fallback (used where no
+# compiled wheel exists, or with AIOKAFKA_NO_EXTENSIONS set) reports timestamp -1 as None.
+_offset = attrgetter("offset")
+_first = itemgetter(0)
+if DefaultRecordBatch.__name__ == "_DefaultRecordBatchPy":
+    _record_fields: Callable[[Any], tuple] = _python_record_fields
+else:
+    _record_fields = attrgetter("offset", "timestamp", "key", "value", "headers")
+_new_stored_record = partial(tuple.__new__, StoredRecord)  # skips the namedtuple's Python-level __new__
 
 
 class BatchHeader(NamedTuple):
@@ -311,179 +343,35 @@ def batch_crc_ok(data: bytes | bytearray | memoryview, position: int, header: Ba
         return crc32c(view[position + CRC_START : position + header.size]) == header.crc
 
 
-def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
-    """Decode a zigzag varint at buf[pos]; returns (value, next position)."""
-    byte = buf[pos]
-    pos += 1
-    result = byte & 0x7F
-    shift = 7
-    while byte & 0x80:
-        if shift > 63:
-            raise CorruptBatchError("varint longer than 10 bytes")
-        byte = buf[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        shift += 7
-    return (result >> 1) ^ -(result & 1), pos
+def _parse(view: memoryview, pick: Callable[[Any], Any]) -> list:
+    """pick(record) for every record of one batch whose header and CRC were checked, as
+    aiokafka's compiled parser reads them.
 
-
-def _records(buf: bytes, start: int, header: BatchHeader) -> Iterator[StoredRecord]:
-    """Decode the records of the whole batch at buf[start:start + header.size].
-
-    One-byte varints (most lengths, deltas and counts) are decoded inline.
+    view must be exactly that batch, cut from a bytes object: the parser bounds-checks every
+    length against the view, but a varint it is reading may run one byte past the view's end,
+    which then lies inside the same bytes object (or on the NUL byte CPython keeps after it).
+    A record that does not parse raises CorruptBatchError naming it.
     """
-    end = start + header.size
-    pos = start + HEADER_SIZE
-    base_offset, base_ts = header.base_offset, header.base_timestamp
-    log_append_time = header.attributes & TIMESTAMP_TYPE_LOG_APPEND
-    read_varint = _read_varint
-    for index in range(header.record_count):
-        byte = buf[pos]
-        if byte < 0x80:
-            length, pos = (byte >> 1) ^ -(byte & 1), pos + 1
-        else:
-            length, pos = read_varint(buf, pos)
-        record_end = pos + length
-        if length < 0 or record_end > end:
-            raise CorruptBatchError(f"record {index} length {length} overruns the batch")
-        byte = buf[pos + 1]  # after the record attributes, unused
-        if byte < 0x80:
-            ts_delta, pos = (byte >> 1) ^ -(byte & 1), pos + 2
-        else:
-            ts_delta, pos = read_varint(buf, pos + 1)
-        byte = buf[pos]
-        if byte < 0x80:
-            offset_delta, pos = (byte >> 1) ^ -(byte & 1), pos + 1
-        else:
-            offset_delta, pos = read_varint(buf, pos)
-        if offset_delta != index:
-            raise CorruptBatchError(f"record {index} has offset delta {offset_delta}")
-        byte = buf[pos]
-        if byte < 0x80:
-            key_len, pos = (byte >> 1) ^ -(byte & 1), pos + 1
-        else:
-            key_len, pos = read_varint(buf, pos)
-        if key_len < 0:
-            key = None
-        else:
-            key = buf[pos : pos + key_len]
-            pos += key_len
-        byte = buf[pos]
-        if byte < 0x80:
-            value_len, pos = (byte >> 1) ^ -(byte & 1), pos + 1
-        else:
-            value_len, pos = read_varint(buf, pos)
-        if value_len < 0:
-            value = None
-        else:
-            value = buf[pos : pos + value_len]
-            pos += value_len
-        if key_len < -1 or value_len < -1 or pos >= record_end:
-            raise CorruptBatchError(f"record {index} key/value lengths overrun the record")
-        headers = []
-        if buf[pos] == 0:
-            pos += 1
-        else:
-            header_count, pos = read_varint(buf, pos)
-            if header_count < 0 or header_count > record_end - pos:
-                raise CorruptBatchError(f"record {index} has an invalid header count {header_count}")
-            for _ in range(header_count):
-                name_len, pos = read_varint(buf, pos)
-                if name_len < 0:
-                    raise CorruptBatchError(f"record {index} has a header with a null key")
-                name = str(buf[pos : pos + name_len], "utf-8")
-                hvalue_len, pos = read_varint(buf, pos + name_len)
-                if hvalue_len < -1:
-                    raise CorruptBatchError(f"record {index} has a header value length {hvalue_len}")
-                headers.append((name, None if hvalue_len < 0 else buf[pos : pos + hvalue_len]))
-                if hvalue_len > 0:
-                    pos += hvalue_len
-                if pos > record_end:
-                    raise CorruptBatchError(f"record {index} headers overrun the record")
-        if pos != record_end:
-            raise CorruptBatchError(f"record {index} fields do not fill its {length} bytes")
-        yield StoredRecord(base_offset + index, header.max_timestamp if log_append_time else base_ts + ts_delta, key, value, headers)
-    if pos != end:
-        raise CorruptBatchError(f"{end - pos} bytes after the last record of the batch")
+    picked: list = []
+    try:
+        picked.extend(map(pick, DefaultRecordBatch(view)))  # keeps what came before a bad record
+    except _PARSE_ERRORS as exc:
+        raise CorruptBatchError(f"record {len(picked)}: {exc}") from exc
+    return picked
 
 
-def _check_records(buf: bytes, header: BatchHeader) -> None:
-    """Accept exactly what _records accepts for the single batch in buf, without building records.
+def _check_offset_deltas(offsets: list[int], header: BatchHeader) -> None:
+    """A record's offset delta must be its index in the batch: offsets stay dense."""
+    base_offset = header.base_offset
+    if offsets != list(range(base_offset, base_offset + len(offsets))):
+        index = next(i for i, offset in enumerate(offsets) if offset != base_offset + i)
+        raise CorruptBatchError(f"record {index} has offset delta {offsets[index] - base_offset}")
 
-    A separate, allocation-free walk (with the one- and two-byte varint cases inlined) makes validating a
-    batch several times cheaper than decoding it.
-    """
-    end = header.size
-    pos = HEADER_SIZE
-    read_varint = _read_varint
-    for index in range(header.record_count):
-        byte = buf[pos]
-        if byte < 0x80:
-            length, pos = (byte >> 1) ^ -(byte & 1), pos + 1
-        elif buf[pos + 1] < 0x80:  # two-byte varint (values 64..8191): 100 B records
-            raw = (byte & 0x7F) | (buf[pos + 1] << 7)
-            length, pos = (raw >> 1) ^ -(raw & 1), pos + 2
-        else:
-            length, pos = read_varint(buf, pos)
-        record_end = pos + length
-        if length < 0 or record_end > end:
-            raise CorruptBatchError(f"record {index} length {length} overruns the batch")
-        pos += 1  # record attributes
-        if buf[pos] < 0x80:  # timestampDelta: any value is valid
-            pos += 1
-        else:
-            pos = read_varint(buf, pos)[1]
-        byte = buf[pos]
-        if byte < 0x80:
-            offset_delta, pos = (byte >> 1) ^ -(byte & 1), pos + 1
-        elif buf[pos + 1] < 0x80:  # two-byte varint (values 64..8191): 100 B records
-            raw = (byte & 0x7F) | (buf[pos + 1] << 7)
-            offset_delta, pos = (raw >> 1) ^ -(raw & 1), pos + 2
-        else:
-            offset_delta, pos = read_varint(buf, pos)
-        if offset_delta != index:
-            raise CorruptBatchError(f"record {index} has offset delta {offset_delta}")
-        byte = buf[pos]
-        if byte < 0x80:
-            key_len, pos = (byte >> 1) ^ -(byte & 1), pos + 1
-        else:
-            key_len, pos = read_varint(buf, pos)
-        if key_len > 0:
-            pos += key_len
-        byte = buf[pos]
-        if byte < 0x80:
-            value_len, pos = (byte >> 1) ^ -(byte & 1), pos + 1
-        elif buf[pos + 1] < 0x80:  # two-byte varint (values 64..8191): 100 B records
-            raw = (byte & 0x7F) | (buf[pos + 1] << 7)
-            value_len, pos = (raw >> 1) ^ -(raw & 1), pos + 2
-        else:
-            value_len, pos = read_varint(buf, pos)
-        if value_len > 0:
-            pos += value_len
-        if key_len < -1 or value_len < -1 or pos >= record_end:
-            raise CorruptBatchError(f"record {index} key/value lengths overrun the record")
-        if buf[pos] == 0:  # no headers
-            pos += 1
-        else:
-            header_count, pos = read_varint(buf, pos)
-            if header_count < 0 or header_count > record_end - pos:
-                raise CorruptBatchError(f"record {index} has an invalid header count {header_count}")
-            for _ in range(header_count):
-                name_len, pos = read_varint(buf, pos)
-                if name_len < 0:
-                    raise CorruptBatchError(f"record {index} has a header with a null key")
-                str(buf[pos : pos + name_len], "utf-8")
-                hvalue_len, pos = read_varint(buf, pos + name_len)
-                if hvalue_len < -1:
-                    raise CorruptBatchError(f"record {index} has a header value length {hvalue_len}")
-                if hvalue_len > 0:
-                    pos += hvalue_len
-                if pos > record_end:
-                    raise CorruptBatchError(f"record {index} headers overrun the record")
-        if pos != record_end:
-            raise CorruptBatchError(f"record {index} fields do not fill its {length} bytes")
-    if pos != end:
-        raise CorruptBatchError(f"{end - pos} bytes after the last record of the batch")
+
+def _stored_records(view: memoryview, header: BatchHeader) -> list[StoredRecord]:
+    fields = _parse(view, _record_fields)
+    _check_offset_deltas(list(map(_first, fields)), header)
+    return list(map(_new_stored_record, fields))
 
 
 def _check_whole_batch(buf: bytes, position: int) -> BatchHeader:
@@ -495,26 +383,18 @@ def _check_whole_batch(buf: bytes, position: int) -> BatchHeader:
     return header
 
 
-_DECODE_ERRORS = (IndexError, ValueError, struct.error, UnicodeDecodeError, OverflowError)
-
-
 def validate_batch(data: bytes | bytearray | memoryview, *, records: bool = True) -> BatchHeader:
     """Check that data is exactly one well-formed batch with a correct CRC; return its header.
 
     With records=True every record is parsed too (use it for bytes from untrusted writers).
     """
     buf = data if type(data) is bytes else bytes(data)
-    try:
-        header = _check_whole_batch(buf, 0)
-        if header.size != len(buf):
-            raise CorruptBatchError(f"{len(buf) - header.size} bytes after the batch")
-        if records:
-            _check_records(buf, header)
-        return header
-    except CorruptBatchError:
-        raise
-    except _DECODE_ERRORS as exc:
-        raise CorruptBatchError(f"malformed batch: {exc}") from exc
+    header = _check_whole_batch(buf, 0)
+    if header.size != len(buf):
+        raise CorruptBatchError(f"{len(buf) - header.size} bytes after the batch")
+    if records:
+        _check_offset_deltas(_parse(memoryview(buf), _offset), header)
+    return header
 
 
 def _split(buf: bytes) -> Iterator[tuple[int, BatchHeader]]:
@@ -538,14 +418,11 @@ def iter_batches(data: bytes | bytearray | memoryview) -> Iterator[tuple[BatchHe
 def iter_records(data: bytes | bytearray | memoryview, *, start_offset: int = 0) -> Iterator[StoredRecord]:
     """Decode every record with offset >= start_offset in one or more concatenated batches."""
     buf = data if type(data) is bytes else bytes(data)
+    view = memoryview(buf)
     for position, header in _split(buf):
         if header.last_offset < start_offset:
             continue
-        try:
-            for record in _records(buf, position, header):
-                if record.offset >= start_offset:
-                    yield record
-        except CorruptBatchError:
-            raise
-        except _DECODE_ERRORS as exc:
-            raise CorruptBatchError(f"malformed record in batch at offset {header.base_offset}: {exc}") from exc
+        records = _stored_records(view[position : position + header.size], header)
+        if header.base_offset < start_offset:
+            del records[: start_offset - header.base_offset]
+        yield from records
