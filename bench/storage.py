@@ -90,6 +90,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=1.0, help="time per mode and row (default 1.0)")
     parser.add_argument("--dir", default=None, help="directory on the disk to measure (default: system temp dir)")
     args = parser.parse_args()
+    if args.dir is not None and not os.path.isdir(args.dir):
+        parser.error(f"--dir {args.dir}: no such directory")
     directory = tempfile.mkdtemp(prefix="raftka-bench-", dir=args.dir)
     rows: list[dict] = []
     load_before = os.getloadavg()
