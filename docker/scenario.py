@@ -46,7 +46,7 @@ import urllib.error
 import urllib.request
 
 TOPIC = "docker-test"
-METADATA_GROUP = "__metadata"  # raftka.node.cluster.broker.METADATA_GROUP; every other Raft group is a partition
+METADATA_GROUP = "__metadata"  # raftka.node.cluster.metadata.METADATA_GROUP; every other Raft group is a partition
 JSON_V2 = "application/vnd.kafka.json.v2+json"
 RETRIABLE_STATUS = {408, 429, 502, 503, 504}
 REQUEST_TIMED_OUT = 50003  # HTTP 500, outcome unknown: retried like Kafka's producers do

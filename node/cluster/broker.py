@@ -45,7 +45,7 @@ import orjson
 from raftka.node.cluster.identity import BrokerIdentity, IdentityError, bootstrap_identity, check_data_dir
 from raftka.node.cluster.jobs import JobDriver
 from raftka.node.cluster.membership import MembershipReconciler
-from raftka.node.cluster.metadata import MetadataStateMachine
+from raftka.node.cluster.metadata import METADATA_GROUP, MetadataStateMachine
 from raftka.node.cluster.topics import partition_directory_name
 from raftka.node.cluster.metadata_cluster import DECOMMISSIONED, DRAINING
 from raftka.node.cluster.placement import choose_metadata_voters, metadata_voter_count
@@ -67,7 +67,6 @@ from raftka.storage import LogConfig, atomic_write
 
 log = logging.getLogger("raftka.node.cluster.broker")
 
-METADATA_GROUP = "__metadata"
 LEADER_POLL_INTERVAL_S = 0.5
 RETENTION_INTERVAL_S = 10.0
 BOOTSTRAP_LOG_INTERVAL_S = 5.0

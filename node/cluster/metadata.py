@@ -35,6 +35,7 @@ from raftka.raft import canary
 from raftka.raft.replica import replica_id
 from raftka.storage import atomic_write
 
+METADATA_GROUP = "__metadata"  # the metadata Raft group's name; every other Raft group is a partition's
 CHECKPOINT_FILE = "metadata.json"
 
 TOPIC_EXISTS = 40904

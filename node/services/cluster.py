@@ -20,10 +20,10 @@ from __future__ import annotations
 import time
 
 from raftka.node.cluster import metadata_cluster as registry
-from raftka.node.cluster.broker import METADATA_GROUP, Broker
+from raftka.node.cluster.broker import Broker
 from raftka.node.cluster.join import JoinRequestError, parse_join_request, proof_valid
 from raftka.node.cluster.membership import PROVEN_GONE_S
-from raftka.node.cluster.metadata import command
+from raftka.node.cluster.metadata import METADATA_GROUP, command
 from raftka.node.cluster.placement import (PlacementError, drain_plan, leader_counts, metadata_voter_count,
                                            rebalance_plan, replica_counts, replication_factor_plan)
 from raftka.node.cluster.topics import validate_replication_factor

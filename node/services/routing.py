@@ -15,7 +15,8 @@ import asyncio
 from collections.abc import Callable
 from typing import TypeVar
 
-from raftka.node.cluster.broker import METADATA_GROUP, Broker
+from raftka.node.cluster.broker import Broker
+from raftka.node.cluster.metadata import METADATA_GROUP
 from raftka.node.errors import NotLeader, StorageUnavailable
 from raftka.raft.host import ReadIndexError
 
