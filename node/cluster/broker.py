@@ -17,7 +17,7 @@ groups they lead (and that the HTTP front end borrows to forward).  Its jobs:
   other group proceeds;
 * never host a replica whose state was lost under a live incarnation (its
   directory vanished, or its state machine is behind its own journal): it
-  would vote as the replica it was; `hosted-groups.json` remembers what this
+  would vote as the replica it was; `hosted_groups` remembers what this
   directory hosts;
 * propose metadata commands and produce batches, serve committed reads under
   the leader lease, and wake long-polling fetches when data is applied;
@@ -42,6 +42,7 @@ from dataclasses import dataclass
 import aiohttp
 import orjson
 
+from raftka.node.cluster.hosted_groups import HostedGroups
 from raftka.node.cluster.identity import BrokerIdentity, IdentityError, bootstrap_identity, check_data_dir
 from raftka.node.cluster.jobs import JobDriver
 from raftka.node.cluster.membership import MembershipReconciler
@@ -63,14 +64,13 @@ from raftka.raft.membership import Membership
 from raftka.raft.partition import (DeleteRecordsResult, PartitionStateMachine, ProduceResult, encode_delete_records,
                                   encode_produce)
 from raftka.raft.replica import broker_of, replica_id
-from raftka.storage import LogConfig, atomic_write
+from raftka.storage import LogConfig
 
 log = logging.getLogger("raftka.node.cluster.broker")
 
 LEADER_POLL_INTERVAL_S = 0.5
 RETENTION_INTERVAL_S = 10.0
 BOOTSTRAP_LOG_INTERVAL_S = 5.0
-HOSTED_GROUPS_FILE = "hosted-groups.json"
 OPEN_RETRY_FIRST_S = 0.5  # a partition that failed to open is retried after this, doubling each time ...
 OPEN_RETRY_MAX_S = 30.0  # ... up to this
 OPEN_BATCH = 64  # partitions opened in parallel worker threads, then hosted together
@@ -181,7 +181,7 @@ class Broker:
         self.partitions: dict[tuple[str, int], HostedPartition] = {}
         self.partitions_by_group: dict[str, HostedPartition] = {}  # the same, by Raft group name
         self.topology_version = 0  # bumped by every metadata change of topics, assignments or incarnations
-        self._hosted_groups: set[str] | None = None  # hosted-groups.json, once read
+        self.hosted_groups = HostedGroups(self.data_dir)
         self.lost_groups: dict[str, str] = {}  # group -> why this broker will not host it
         self.open_failures: dict[tuple[str, int], OpenFailure] = {}  # partitions that could not be opened here
         self.remote_leaders: dict[str, int] = {}  # group -> leader, as reported by peers
@@ -317,35 +317,15 @@ class Broker:
 
     def _host_group(self, name: str, members: list[int] | None, sm, *, critical: bool = False) -> None:
         """add_group, unless this directory hosted the group before and its state is gone (GroupStateLost)."""
-        hosted = self._read_hosted_groups()
+        hosted = self.hosted_groups.read()
         try:
-            self._check_not_lost(name, hosted, self.host.group_directory(name))
+            self.hosted_groups.check_not_lost(name, hosted, self.host.group_directory(name))
         except GroupStateLost:
             sm.close()
             raise
         self.host.add_group(name, members, sm, critical=critical)
         if name not in hosted:  # after the journal exists, before it can say anything (pump)
-            self._write_hosted_groups(hosted | {name})
-
-    def _check_not_lost(self, name: str, hosted: set[str], directory: str) -> None:
-        """A group this directory hosted whose log (`directory`) vanished would vote as its old self."""
-        if name in hosted and not os.path.isdir(directory):
-            raise GroupStateLost(f"raft group {name}: its log vanished from {self.data_dir}; stop the broker, "
-                                 "empty its data directory and start it again to rejoin as a new incarnation")
-
-    def _read_hosted_groups(self) -> set[str]:
-        """The groups this directory hosts (`hosted-groups.json`; read once, then kept in memory)."""
-        if self._hosted_groups is None:
-            try:
-                with open(os.path.join(self.data_dir, HOSTED_GROUPS_FILE), "rb") as f:
-                    self._hosted_groups = set(orjson.loads(f.read()))
-            except FileNotFoundError:
-                self._hosted_groups = set()
-        return set(self._hosted_groups)
-
-    def _write_hosted_groups(self, groups: set[str]) -> None:
-        atomic_write(os.path.join(self.data_dir, HOSTED_GROUPS_FILE), orjson.dumps(sorted(groups)))
-        self._hosted_groups = set(groups)
+            self.hosted_groups.write(hosted | {name})
 
     def partition_names(self) -> dict[str, str]:
         """Raft group name -> "topic/partition" for the partitions hosted here."""
@@ -656,9 +636,9 @@ class Broker:
                 await self.host.remove_group(hosted.group, delete_data=True)
                 shutil.rmtree(hosted.sm.directory, ignore_errors=True)  # also on a broker whose disk is full
                 log.info("broker %d: removed partition %s/%d", self.id, *key)
-        stale = {g for g in self._read_hosted_groups() if g != METADATA_GROUP and g not in wanted_groups}
+        stale = {g for g in self.hosted_groups.read() if g != METADATA_GROUP and g not in wanted_groups}
         if stale:
-            self._write_hosted_groups(self._read_hosted_groups() - stale)
+            self.hosted_groups.write(self.hosted_groups.read() - stale)
         for group in [g for g in self.lost_groups if g not in wanted_groups]:
             del self.lost_groups[group]
         for key in [k for k in self.open_failures if k not in wanted or wanted[k][0] != self.open_failures[k].group]:
@@ -688,7 +668,7 @@ class Broker:
         goes to `lost_groups`; any other failure (a full or broken disk, ...) is logged and recorded in
         `open_failures` with a retry time (exponential backoff). One partition never keeps the others from being
         hosted."""
-        hosted_before = self._read_hosted_groups()
+        hosted_before = self.hosted_groups.read()
         results = await asyncio.gather(*(asyncio.to_thread(self._open_storage, group, members, configs, topic, p,
                                                            hosted_before, self._log_is_raft_log(topic))
                                          for topic, p, group, members, configs in batch), return_exceptions=True)
@@ -701,7 +681,7 @@ class Broker:
         new = {group for (_, _, group, _, _), _ in opened} - hosted_before
         if new:  # after the journals exist, before any of them can say anything (the pump)
             try:
-                await asyncio.to_thread(self._write_hosted_groups, self._read_hosted_groups() | new)
+                await asyncio.to_thread(self.hosted_groups.write, self.hosted_groups.read() | new)
             except OSError as exc:
                 for (topic, p, group, _, _), (sm, (journal, _)) in opened:
                     self._close_quietly(sm, journal)
@@ -763,7 +743,8 @@ class Broker:
                       hosted: set[str], log_is_raft_log: bool):
         """(state machine, (journal, node)) of a partition replica; blocking I/O, run in a worker thread."""
         directory = os.path.join(self.data_dir, "partitions", partition_directory_name(topic, p, group.split("/")[0]))
-        self._check_not_lost(group, hosted, directory if log_is_raft_log else self.host.group_directory(group))
+        self.hosted_groups.check_not_lost(group, hosted,
+                                          directory if log_is_raft_log else self.host.group_directory(group))
         sm = NotifyingPartition(directory, LogConfig.from_topic_config(configs), raft_log=log_is_raft_log)
         try:
             return sm, self.host.open_replica(group, members, sm)
