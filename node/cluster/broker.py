@@ -22,8 +22,8 @@ groups they lead (and that the HTTP front end borrows to forward).  Its jobs:
 * propose metadata commands and produce batches, serve committed reads under
   the leader lease, and wake long-polling fetches when data is applied;
 * know who leads what: groups hosted here know their leader; for the others a
-  background poller asks every peer which groups it leads (`GET /raft/leaders`,
-  answered with changes since the poller's last version only).
+  background poller (`leaders`) asks every peer which groups it leads
+  (`GET /raft/leaders`, answered with changes since the poller's last version only).
 
 Its HTTP session to peers speaks TLS when the brokers do (`tls`, re-read on SIGHUP) and signs every request
 with the cluster secret (`peer_signer`, see `raftka.node.security.peer`).
@@ -40,11 +40,11 @@ import uuid
 from dataclasses import dataclass
 
 import aiohttp
-import orjson
 
 from raftka.node.cluster.hosted_groups import HostedGroups
 from raftka.node.cluster.identity import BrokerIdentity, IdentityError, bootstrap_identity, check_data_dir
 from raftka.node.cluster.jobs import JobDriver
+from raftka.node.cluster.leaders import LeaderPoller
 from raftka.node.cluster.membership import MembershipReconciler
 from raftka.node.cluster.metadata import METADATA_GROUP, MetadataStateMachine
 from raftka.node.cluster.topics import partition_directory_name
@@ -68,7 +68,6 @@ from raftka.storage import LogConfig
 
 log = logging.getLogger("raftka.node.cluster.broker")
 
-LEADER_POLL_INTERVAL_S = 0.5
 RETENTION_INTERVAL_S = 10.0
 BOOTSTRAP_LOG_INTERVAL_S = 5.0
 OPEN_RETRY_FIRST_S = 0.5  # a partition that failed to open is retried after this, doubling each time ...
@@ -103,16 +102,6 @@ class OpenFailure:
     error: str
     attempts: int
     retry_at: float
-
-
-@dataclass
-class PeerLeaders:
-    """What a peer last answered to `GET /raft/leaders`."""
-
-    version: str  # its leadership tag then
-    groups: dict[str, int]  # partition group -> term it leads
-    metadata_term: int | None  # the metadata group's term, if it led it under its lease
-    metadata_lease_pending: bool  # it led the metadata group, its lease not yet confirmed
 
 
 @dataclass
@@ -184,8 +173,7 @@ class Broker:
         self.hosted_groups = HostedGroups(self.data_dir)
         self.lost_groups: dict[str, str] = {}  # group -> why this broker will not host it
         self.open_failures: dict[tuple[str, int], OpenFailure] = {}  # partitions that could not be opened here
-        self.remote_leaders: dict[str, int] = {}  # group -> leader, as reported by peers
-        self.leader_polls = 0  # GET /raft/leaders sent to peers (see _poll_leaders_forever)
+        self.leaders = LeaderPoller(self)  # who leads the groups not hosted here, as the peers report
         self._reconcile_wanted = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self.session: aiohttp.ClientSession | None = None
@@ -223,7 +211,7 @@ class Broker:
         self.jobs = JobDriver(self)
         self._reconcile()
         self._tasks = [asyncio.create_task(self._reconcile_forever(), name="reconcile"),
-                       asyncio.create_task(self._poll_leaders_forever(), name="leader-poller"),
+                       asyncio.create_task(self.leaders.run_forever(), name="leader-poller"),
                        asyncio.create_task(self._retention_forever(), name="retention"),
                        asyncio.create_task(self.membership.run_forever(), name="membership"),
                        asyncio.create_task(self.jobs.run_forever(), name="jobs"),
@@ -438,7 +426,7 @@ class Broker:
     def metadata_leader(self) -> int | None:
         """Where to send metadata work: the leader this broker's replica knows, else what the peers report."""
         leader = self.host.leader_of(METADATA_GROUP)
-        return leader if leader is not None else self.remote_leaders.get(METADATA_GROUP)
+        return leader if leader is not None else self.leaders.remote_leaders.get(METADATA_GROUP)
 
     def live_metadata_leader(self) -> int | None:
         """The metadata leader as far as this broker can vouch for it (`/health`): itself only under its lease,
@@ -446,7 +434,7 @@ class Broker:
         if self.host.group(METADATA_GROUP).node.role is Role.LEADER:
             return self.id if self.host.read_allowed(METADATA_GROUP) else None
         leader = self.host.live_leader_of(METADATA_GROUP)
-        return leader if leader is not None else self.remote_leaders.get(METADATA_GROUP)
+        return leader if leader is not None else self.leaders.remote_leaders.get(METADATA_GROUP)
 
     def metadata_member(self) -> bool:
         """Is this broker's metadata replica a member of the metadata group (not a new incarnation still waiting)?"""
@@ -547,7 +535,7 @@ class Broker:
             leader = self.host.leader_of(group)
             if leader is not None:
                 return leader
-        leader = self.remote_leaders.get(group)
+        leader = self.leaders.remote_leaders.get(group)
         return leader if leader in replicas else None
 
     def local_partition(self, topic: str, partition: int) -> HostedPartition:
@@ -798,67 +786,3 @@ class Broker:
             hosted.sm.apply_retention()
         except Exception:
             log.exception("broker %d: retention of %s/%d failed", self.id, hosted.topic, hosted.partition)
-
-    # ------------------------------------------------------- leader poller
-
-    def led_groups(self, since: str | None = None) -> dict:
-        """What `GET /raft/leaders` answers: the partition groups this broker leads with their terms (omitted when
-        unchanged since version `since`), and the metadata group's term if it leads it under its lease."""
-        version = self.host.leadership_tag
-        leading = self.metadata_leader_term()
-        metadata = leading if leading is not None and self.host.read_allowed(METADATA_GROUP) else None
-        doc = {"broker": self.id, "version": version, "metadata_term": metadata,
-               "metadata_lease_pending": leading is not None and metadata is None}
-        if since != version:
-            doc["groups"] = {name: group.led_term for name in list(self.host.leading)
-                             if name != METADATA_GROUP and (group := self.host.groups.get(name)) is not None
-                             and group.led_term is not None}
-        return doc
-
-    async def _poll_leaders_forever(self) -> None:
-        """Ask peers which groups they lead; a peer answers with its changes only (versions), so a cluster
-        of 10,000 partitions costs a few bytes per poll.  A peer is asked only when its heartbeats announce
-        another leadership tag than the version it last answered with, when it fell silent or its Raft link
-        is down (the request fails and its claims are dropped), or while it leads the metadata group without
-        its lease yet (leases are not in the tag): an idle cluster sends no poll at all."""
-        known: dict[int, PeerLeaders] = {}
-        while True:
-            await asyncio.sleep(LEADER_POLL_INTERVAL_S)
-            peers = [b for b in self.urls if b != self.id]
-            due = [b for b in peers if self._leaders_changed(b, known.get(b))]
-            if not due:
-                continue
-            self.leader_polls += len(due)
-            results = await asyncio.gather(*(self._fetch_led(b, known[b].version if b in known else "")
-                                             for b in due), return_exceptions=True)
-            for broker, doc in zip(due, results):
-                if not isinstance(doc, dict):
-                    known.pop(broker, None)  # a silent peer's claims are dropped
-                    continue
-                groups = doc["groups"] if "groups" in doc else known[broker].groups if broker in known else {}
-                known[broker] = PeerLeaders(doc["version"], groups, doc.get("metadata_term"),
-                                            bool(doc.get("metadata_lease_pending")))
-            reports: dict[str, tuple[int, int]] = {}
-            for broker in peers:
-                if broker not in known:
-                    continue
-                led = dict(known[broker].groups)
-                if known[broker].metadata_term is not None:
-                    led[METADATA_GROUP] = known[broker].metadata_term
-                for group, term in led.items():
-                    if group not in reports or reports[group][1] < term:
-                        reports[group] = (broker, term)
-            self.remote_leaders = {g: b for g, (b, _) in reports.items()}
-
-    def _leaders_changed(self, broker: int, known: PeerLeaders | None) -> bool:
-        """Must `_poll_leaders_forever` ask `broker` again (see there)?"""
-        if known is None or known.metadata_lease_pending:
-            return True
-        announced = self.host.peer_announcements.get(broker)
-        return (announced is None or announced.leadership != known.version or not self.alive(broker)
-                or not self.host.broker_reachable(broker))
-
-    async def _fetch_led(self, broker: int, since: str) -> dict | None:
-        async with self.session.get(self.urls[broker] + "/raft/leaders", params={"since": since},
-                                    timeout=aiohttp.ClientTimeout(total=2)) as resp:
-            return orjson.loads(await resp.read()) if resp.status == 200 else None

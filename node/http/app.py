@@ -97,7 +97,7 @@ async def raft_status(request: web.Request) -> web.Response:
     groups = broker.group_statuses(set(names.split(",")) if names is not None else None)
     return json_response({"broker": broker.id, "groups": groups, "partition_problems": broker.partition_problems(),
                           "transport": broker.host.transport_stats(),
-                          "ticker_rounds": broker.host.ticker_rounds, "leader_polls": broker.leader_polls,
+                          "ticker_rounds": broker.host.ticker_rounds, "leader_polls": broker.leaders.polls,
                           "election_timeout_ms": broker.host_config.election_ticks * broker.host_config.tick_ms,
                           "storage": broker.host.storage_status(),
                           "catchup_bytes_sent": broker.host.catchup_limiter.charged
@@ -106,7 +106,7 @@ async def raft_status(request: web.Request) -> web.Response:
 
 async def raft_leaders(request: web.Request) -> web.Response:
     broker = request.app[SERVICES_KEY].broker
-    return json_response(broker.led_groups(request.query.get("since")))
+    return json_response(broker.leaders.led_groups(request.query.get("since")))
 
 
 async def metrics(request: web.Request) -> web.Response:
