@@ -7,20 +7,20 @@ groups they lead (and that the HTTP front end borrows to forward).  Its jobs:
 * settle who it is (see `settle`: bootstrap, join, back after a disk loss),
   start the Raft host and the metadata group (every broker follows it: a few
   as voters, the others as learners), keep its peers' addresses in line with
-  the metadata's broker registry (brokers join and leave), and
-  reconcile the partition groups hosted here with the metadata whenever a
-  topic changes (create → add groups, delete → remove groups and their data);
-  `membership` keeps each group's Raft membership in line (a broker back with
-  an empty disk is registered as a new incarnation and its replicas replaced);
-  a partition that cannot be opened is recorded (`partition_problems`, shown
-  by /health, /raft and the metrics) and retried with backoff, while every
-  other group proceeds;
+  the metadata's broker registry (brokers join and leave); `hosting` keeps
+  the partition groups hosted here in line with the metadata whenever a topic
+  changes (create → add groups, delete → remove groups and their data; a
+  partition that cannot be opened is recorded and retried with backoff, while
+  every other group proceeds), and `membership` keeps each group's Raft
+  membership in line (a broker back with an empty disk is registered as a new
+  incarnation and its replicas replaced);
 * never host a replica whose state was lost under a live incarnation (its
   directory vanished, or its state machine is behind its own journal): it
   would vote as the replica it was; `hosted_groups` remembers what this
   directory hosts;
-* propose metadata commands and produce batches, serve committed reads under
-  the leader lease, and wake long-polling fetches when data is applied;
+* propose metadata commands and produce batches, and serve committed reads
+  under the leader lease (a hosted partition, `hosting.NotifyingPartition`,
+  wakes long-polling fetches when data is applied);
 * know who leads what: groups hosted here know their leader; for the others a
   background poller (`leaders`) asks every peer which groups it leads
   (`GET /raft/leaders`, answered with changes since the poller's last version only).
@@ -34,20 +34,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import shutil
 import time
 import uuid
-from dataclasses import dataclass
 
 import aiohttp
 
 from raftka.node.cluster.hosted_groups import HostedGroups
+from raftka.node.cluster.hosting import HostedPartition, PartitionHosting
 from raftka.node.cluster.identity import BrokerIdentity, IdentityError, bootstrap_identity, check_data_dir
 from raftka.node.cluster.jobs import JobDriver
 from raftka.node.cluster.leaders import LeaderPoller
 from raftka.node.cluster.membership import MembershipReconciler
 from raftka.node.cluster.metadata import METADATA_GROUP, MetadataStateMachine
-from raftka.node.cluster.topics import partition_directory_name
 from raftka.node.cluster.metadata_cluster import DECOMMISSIONED, DRAINING
 from raftka.node.cluster.placement import choose_metadata_voters, metadata_voter_count
 from raftka.node.cluster.settle import Seed, settle_identity
@@ -57,33 +55,16 @@ from raftka.node.security.peer import PeerSigner
 from raftka.node.security.tls import BrokerTls
 from raftka.raft import canary
 from raftka.raft.core import NotLeaderError, Role
-from raftka.raft.host import (GroupStateLost, HostConfig, ProposalDroppedError, RaftHost, ReadIndexError,
-                              StorageUnavailableError)
+from raftka.raft.host import GroupStateLost, HostConfig, ProposalDroppedError, RaftHost, StorageUnavailableError
 from raftka.raft.journal import Journal
 from raftka.raft.membership import Membership
-from raftka.raft.partition import (DeleteRecordsResult, PartitionStateMachine, ProduceResult, encode_delete_records,
-                                  encode_produce)
+from raftka.raft.partition import DeleteRecordsResult, ProduceResult, encode_delete_records, encode_produce
 from raftka.raft.replica import broker_of, replica_id
-from raftka.storage import LogConfig
 
 log = logging.getLogger("raftka.node.cluster.broker")
 
-RETENTION_INTERVAL_S = 10.0
 BOOTSTRAP_LOG_INTERVAL_S = 5.0
-OPEN_RETRY_FIRST_S = 0.5  # a partition that failed to open is retried after this, doubling each time ...
-OPEN_RETRY_MAX_S = 30.0  # ... up to this
-OPEN_BATCH = 64  # partitions opened in parallel worker threads, then hosted together
-RETENTION_INTERVAL_LOW_DISK_S = 2.0  # free a full disk quickly
 JOINING_CLUSTER_ID = "joining"  # the transport's cluster id until a joining broker learns the real one
-ORPHAN_READ_INDEX_S = 2.0
-ORPHAN_RETRY_S = 2.0
-
-
-def _listdir(path: str) -> list[str]:
-    try:
-        return os.listdir(path)
-    except FileNotFoundError:
-        return []
 
 
 class MetadataRejected(ApiError):
@@ -92,56 +73,6 @@ class MetadataRejected(ApiError):
     def __init__(self, error_code: int, message: str):
         super().__init__(message)
         self.error_code, self.http_status = error_code, error_code // 100
-
-
-@dataclass
-class OpenFailure:
-    """A partition this broker should host but could not open: the error, attempts so far, next retry (loop time)."""
-
-    group: str
-    error: str
-    attempts: int
-    retry_at: float
-
-
-@dataclass
-class HostedPartition:
-    topic: str
-    partition: int
-    group: str
-    sm: "NotifyingPartition"
-    configs: dict  # the topic configs its log runs with
-
-
-class NotifyingPartition(PartitionStateMachine):
-    """A partition state machine that wakes long-polling fetches after each append."""
-
-    def __init__(self, directory: str, log_config: LogConfig, *, raft_log: bool = True):
-        # The broker's Raft host locks the data directory; the log is the group's Raft log (partition_journal)
-        # unless the replica was created by a raftka that kept a separate journal.
-        super().__init__(directory, log_config, lock=False, raft_log=raft_log)
-        self._waiters: list[asyncio.Future] = []
-
-    def apply(self, index, term, data):
-        result = super().apply(index, term, data)
-        if self._waiters:
-            waiters, self._waiters = self._waiters, []
-            for fut in waiters:
-                if not fut.done():
-                    fut.set_result(None)
-        return result
-
-    async def wait_beyond(self, offset: int, timeout: float) -> None:
-        """Return when the high watermark passes `offset`, or after `timeout` seconds."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while self.high_watermark <= offset and loop.time() < deadline:
-            fut = loop.create_future()
-            self._waiters.append(fut)
-            try:
-                await asyncio.wait_for(fut, deadline - loop.time())
-            except asyncio.TimeoutError:
-                return
 
 
 class Broker:
@@ -171,17 +102,14 @@ class Broker:
         self.partitions_by_group: dict[str, HostedPartition] = {}  # the same, by Raft group name
         self.topology_version = 0  # bumped by every metadata change of topics, assignments or incarnations
         self.hosted_groups = HostedGroups(self.data_dir)
-        self.lost_groups: dict[str, str] = {}  # group -> why this broker will not host it
-        self.open_failures: dict[tuple[str, int], OpenFailure] = {}  # partitions that could not be opened here
+        self.hosting = PartitionHosting(self)  # opens and removes the partition replicas the metadata assigns here
         self.leaders = LeaderPoller(self)  # who leads the groups not hosted here, as the peers report
-        self._reconcile_wanted = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self.session: aiohttp.ClientSession | None = None
         self.peer_signer = PeerSigner(self.id, config.cluster_secret)
         self.tls = BrokerTls(config.security.tls) if config.security.tls is not None else None
         self.change_listeners: list = []  # called after topics change (e.g. the group coordinator)
         self._proposing: set[str] = set()  # keys of propose_metadata_soon commands in flight
-        self._orphans_unchecked = True  # see _remove_orphans
 
     # ------------------------------------------------------------ lifecycle
 
@@ -209,10 +137,10 @@ class Broker:
             raise
         self.membership = MembershipReconciler(self)
         self.jobs = JobDriver(self)
-        self._reconcile()
-        self._tasks = [asyncio.create_task(self._reconcile_forever(), name="reconcile"),
+        self.hosting.reconcile_soon()
+        self._tasks = [asyncio.create_task(self.hosting.run_forever(), name="reconcile"),
                        asyncio.create_task(self.leaders.run_forever(), name="leader-poller"),
-                       asyncio.create_task(self._retention_forever(), name="retention"),
+                       asyncio.create_task(self.hosting.retention_forever(), name="retention"),
                        asyncio.create_task(self.membership.run_forever(), name="membership"),
                        asyncio.create_task(self.jobs.run_forever(), name="jobs"),
                        asyncio.create_task(self._announce_forever(), name="announce")]
@@ -367,9 +295,9 @@ class Broker:
         if leaderless:
             problems.append(f"no leader (a quorum of replicas is missing) for {len(leaderless)} group(s): "
                             + ", ".join(sorted(names.get(g, g) for g in leaderless)[:20]))
-        for group, reason in sorted(self.lost_groups.items()):
+        for group, reason in sorted(self.hosting.lost_groups.items()):
             problems.append(f"not hosting {group}: {reason}")
-        for failure in self.partition_problems():
+        for failure in self.hosting.partition_problems():
             problems.append(f"cannot open partition {failure['partition']} (attempt {failure['attempts']}, next try "
                             f"in {failure['retry_in_s']} s): {failure['error']}")
         lost = self.lost_replicas()
@@ -513,7 +441,7 @@ class Broker:
 
     def _on_metadata_change(self, op: str, cmd: dict) -> None:
         self.topology_version += 1  # topics, assignments or incarnations changed (see MembershipReconciler)
-        self._reconcile_wanted.set()
+        self.hosting.reconcile_soon()
         self.refresh_peers()
         for listener in self.change_listeners:
             listener(op, cmd)
@@ -584,205 +512,3 @@ class Broker:
             raise RequestTimedOut(f"{action} {topic}/{partition}: outcome unknown ({exc}); {retry_advice}."
                                   ) from None
         return result
-
-    # ------------------------------------------------------ reconciliation
-
-    async def _reconcile_forever(self) -> None:
-        while True:
-            await self._reconcile_wanted.wait()
-            self._reconcile_wanted.clear()
-            try:
-                await self._reconcile_async()
-            except Exception:
-                log.exception("broker %d: reconciling partition groups failed", self.id)
-
-    def _reconcile(self) -> None:
-        self._reconcile_wanted.set()
-
-    def _wanted(self) -> dict[tuple[str, int], tuple[str, list[int], dict]]:
-        wanted = {}
-        for name, topic in self.metadata.topics.items():
-            for p, replicas in enumerate(topic["partitions"]):
-                if self.id in replicas:
-                    # A replica added to an existing group (a move) starts empty and learns its membership from the
-                    # leader; a founding replica bootstraps with the membership its group was created with.
-                    members = self.metadata.initial_members(topic, p)
-                    if self.host.replica not in members:
-                        members = None
-                        if canary.enabled("new-replica-votes"):  # the unsafe bootstrap the rule above prevents
-                            members = [self.metadata.replica(b) for b in self.metadata.goal(name, p)]
-                    wanted[(name, p)] = (f"{topic['id']}/{p}", members, topic["configs"])
-        return wanted
-
-    async def _reconcile_async(self) -> None:
-        wanted = self._wanted()
-        wanted_groups = {group for group, _, _ in wanted.values()}
-        for key, hosted in list(self.partitions.items()):
-            if key not in wanted or wanted[key][0] != hosted.group:
-                del self.partitions[key]
-                self.partitions_by_group.pop(hosted.group, None)
-                await self.host.remove_group(hosted.group, delete_data=True)
-                shutil.rmtree(hosted.sm.directory, ignore_errors=True)  # also on a broker whose disk is full
-                log.info("broker %d: removed partition %s/%d", self.id, *key)
-        stale = {g for g in self.hosted_groups.read() if g != METADATA_GROUP and g not in wanted_groups}
-        if stale:
-            self.hosted_groups.write(self.hosted_groups.read() - stale)
-        for group in [g for g in self.lost_groups if g not in wanted_groups]:
-            del self.lost_groups[group]
-        for key in [k for k in self.open_failures if k not in wanted or wanted[k][0] != self.open_failures[k].group]:
-            del self.open_failures[key]
-        to_open = []
-        now = asyncio.get_running_loop().time()
-        for (topic, p), (group, members, configs) in wanted.items():
-            hosted = self.partitions.get((topic, p))
-            if hosted is not None:
-                if hosted.configs != configs:  # e.g. lowered retention: takes effect at once
-                    hosted.sm.reconfigure(LogConfig.from_topic_config(configs))
-                    hosted.configs = configs
-                    self._apply_retention(hosted)
-                continue
-            failure = self.open_failures.get((topic, p))
-            if group in self.lost_groups or (failure is not None and now < failure.retry_at):
-                continue  # lost, or failed and retried later (open_failures)
-            to_open.append((topic, p, group, members, configs))
-        for start in range(0, len(to_open), OPEN_BATCH):
-            await self._open_partitions(to_open[start:start + OPEN_BATCH])
-        if self._orphans_unchecked:
-            await self._remove_orphans()
-
-    async def _open_partitions(self, batch: list[tuple[str, int, str, list[int] | None, dict]]) -> None:
-        """Open the partitions' storage in worker threads (in parallel; the event loop serves meanwhile), record
-        them in hosted-groups.json once for the batch, then host their Raft groups. A replica whose state was lost
-        goes to `lost_groups`; any other failure (a full or broken disk, ...) is logged and recorded in
-        `open_failures` with a retry time (exponential backoff). One partition never keeps the others from being
-        hosted."""
-        hosted_before = self.hosted_groups.read()
-        results = await asyncio.gather(*(asyncio.to_thread(self._open_storage, group, members, configs, topic, p,
-                                                           hosted_before, self._log_is_raft_log(topic))
-                                         for topic, p, group, members, configs in batch), return_exceptions=True)
-        opened = []
-        for (topic, p, group, members, configs), result in zip(batch, results):
-            if isinstance(result, BaseException):
-                self._open_failed(topic, p, group, result)
-            else:
-                opened.append(((topic, p, group, members, configs), result))
-        new = {group for (_, _, group, _, _), _ in opened} - hosted_before
-        if new:  # after the journals exist, before any of them can say anything (the pump)
-            try:
-                await asyncio.to_thread(self.hosted_groups.write, self.hosted_groups.read() | new)
-            except OSError as exc:
-                for (topic, p, group, _, _), (sm, (journal, _)) in opened:
-                    self._close_quietly(sm, journal)
-                    self._open_failed(topic, p, group, exc)
-                return
-        for (topic, p, group, members, configs), (sm, replica) in opened:
-            self.host.add_group(group, members, sm, opened=replica)
-            failure = self.open_failures.pop((topic, p), None)
-            if failure is not None:
-                log.info("broker %d: partition %s/%d opened after %d failed attempts", self.id, topic, p,
-                         failure.attempts)
-            hosted = self.partitions[(topic, p)] = HostedPartition(topic, p, group, sm, configs)
-            self.partitions_by_group[group] = hosted
-            node = replica[1]
-            if members and members[0] == node.id and node.log.term == 0:
-                node.campaign()  # a new partition: the preferred leader stands first
-            log.info("broker %d: hosting partition %s/%d (%s)", self.id, topic, p,
-                     f"replicas {members}" if members else "a new replica: it joins as a learner")
-
-    async def _remove_orphans(self) -> None:
-        """Once per start: delete the journals, logs and hard states of replicas this broker no longer hosts (it was
-        down, or stopped, when a move took them away or a topic was deleted; a stale hard state would also keep a
-        replica moved back here later from starting empty). Only with a metadata replica known to be current (a
-        read index): a stale one could take a replica this broker still holds for an orphan."""
-        if not self.is_metadata_leader():
-            try:
-                await self.host.read_index(METADATA_GROUP, ORPHAN_READ_INDEX_S)
-            except ReadIndexError:
-                asyncio.get_running_loop().call_later(ORPHAN_RETRY_S, self._reconcile_wanted.set)
-                return
-        self._orphans_unchecked = False
-        wanted = self._wanted()
-        groups = {group for group, _, _ in wanted.values()} | set(self.host.groups) | {METADATA_GROUP}
-        directories = {partition_directory_name(topic, p, group.split("/")[0])
-                       for (topic, p), (group, _, _) in wanted.items()}
-        directories |= {os.path.basename(h.sm.directory) for h in self.partitions.values()}
-        raft_dir = os.path.join(self.data_dir, "raft")  # group directories (journals), beside the hard state store
-        orphans = [os.path.join(raft_dir, name) for name in _listdir(raft_dir)
-                   if name.replace("~", "/") not in groups and os.path.isdir(os.path.join(raft_dir, name))]
-        orphans += [os.path.join(self.data_dir, "partitions", name)
-                    for name in _listdir(os.path.join(self.data_dir, "partitions")) if name not in directories]
-        for path in orphans:
-            log.info("broker %d: removing %s: no replica of it is hosted here any more", self.id, path)
-            shutil.rmtree(path, ignore_errors=True)
-        for group in self.host.hard_states.groups:  # the term, vote and meta entries of those replicas
-            if group not in groups:
-                log.info("broker %d: removing the hard state of raft group %s: no replica of it is hosted here any "
-                         "more", self.id, group)
-                self.host.hard_states.remove(group)
-
-    def _log_is_raft_log(self, topic: str) -> bool:
-        """Are the logs of the topic's partitions their Raft logs (topics created since), or do their replicas keep
-        a separate journal (older topics: every replica of a group must store its entries alike, also a replica a
-        move or a disk replacement adds now)?"""
-        doc = self.metadata.topic(topic)
-        return doc is not None and bool(doc.get("log_is_raft_log"))
-
-    def _open_storage(self, group: str, members: list[int] | None, configs: dict, topic: str, p: int,
-                      hosted: set[str], log_is_raft_log: bool):
-        """(state machine, (journal, node)) of a partition replica; blocking I/O, run in a worker thread."""
-        directory = os.path.join(self.data_dir, "partitions", partition_directory_name(topic, p, group.split("/")[0]))
-        self.hosted_groups.check_not_lost(group, hosted,
-                                          directory if log_is_raft_log else self.host.group_directory(group))
-        sm = NotifyingPartition(directory, LogConfig.from_topic_config(configs), raft_log=log_is_raft_log)
-        try:
-            return sm, self.host.open_replica(group, members, sm)
-        except BaseException:
-            self._close_quietly(sm)
-            raise
-
-    @staticmethod
-    def _close_quietly(*things) -> None:
-        for thing in things:
-            try:
-                thing.close()
-            except Exception:
-                log.debug("closing %r after a failed open", thing, exc_info=True)
-
-    def _open_failed(self, topic: str, p: int, group: str, exc: BaseException) -> None:
-        if isinstance(exc, GroupStateLost):
-            self.lost_groups[group] = str(exc)
-            self.open_failures.pop((topic, p), None)
-            log.error("broker %d: not hosting partition %s/%d: %s", self.id, topic, p, exc)
-            return
-        loop = asyncio.get_running_loop()
-        failure = self.open_failures.get((topic, p))
-        attempts = failure.attempts + 1 if failure is not None else 1
-        delay = min(OPEN_RETRY_MAX_S, OPEN_RETRY_FIRST_S * 2 ** (attempts - 1))
-        self.open_failures[(topic, p)] = OpenFailure(group, f"{type(exc).__name__}: {exc}", attempts,
-                                                     loop.time() + delay)
-        loop.call_later(delay, self._reconcile_wanted.set)
-        log.error("broker %d: cannot host partition %s/%d (attempt %d, next in %.1f s)", self.id, topic, p,
-                  attempts, delay, exc_info=(type(exc), exc, exc.__traceback__) if attempts == 1 else None)
-
-    def partition_problems(self) -> list[dict]:
-        """Partitions this broker should host but could not open: why, how often tried, when next (replicas whose
-        state was lost are `lost_groups`, not retried)."""
-        now = asyncio.get_running_loop().time()
-        return [{"partition": f"{topic}/{p}", "group": f.group, "error": f.error, "attempts": f.attempts,
-                 "retry_in_s": round(max(0.0, f.retry_at - now), 1)}
-                for (topic, p), f in sorted(self.open_failures.items())]
-
-    async def _retention_forever(self) -> None:
-        """Each replica deletes whole segments past retention.ms / retention.bytes (as in Kafka), also
-        replicas stopped by a full disk; more often while the disk is low."""
-        while True:
-            low = self.host.storage_status()["status"] != "ok"
-            await asyncio.sleep(RETENTION_INTERVAL_LOW_DISK_S if low else RETENTION_INTERVAL_S)
-            for hosted in list(self.partitions.values()):
-                self._apply_retention(hosted)
-
-    def _apply_retention(self, hosted: HostedPartition) -> None:
-        try:
-            hosted.sm.apply_retention()
-        except Exception:
-            log.exception("broker %d: retention of %s/%d failed", self.id, hosted.topic, hosted.partition)

@@ -81,7 +81,7 @@ async def health(request: web.Request) -> web.Response:
     problems = broker.health_problems()
     status = "unavailable" if leader is None else "degraded" if problems else "ok"
     doc = {"status": status, "broker": broker.id, "metadata_leader": leader, "problems": problems,
-           "partition_problems": broker.partition_problems(), "storage": broker.host.storage_status()}
+           "partition_problems": broker.hosting.partition_problems(), "storage": broker.host.storage_status()}
     if broker.config.kafka_advertise is not None:  # read by the metadata leader to register it (node/kafka)
         doc["listeners"] = {"kafka": str(broker.config.kafka_advertise)}
     security = request.app[SERVICES_KEY].security.settings
@@ -95,7 +95,8 @@ async def raft_status(request: web.Request) -> web.Response:
     broker = request.app[SERVICES_KEY].broker
     names = request.query.get("groups")
     groups = broker.group_statuses(set(names.split(",")) if names is not None else None)
-    return json_response({"broker": broker.id, "groups": groups, "partition_problems": broker.partition_problems(),
+    return json_response({"broker": broker.id, "groups": groups,
+                          "partition_problems": broker.hosting.partition_problems(),
                           "transport": broker.host.transport_stats(),
                           "ticker_rounds": broker.host.ticker_rounds, "leader_polls": broker.leaders.polls,
                           "election_timeout_ms": broker.host_config.election_ticks * broker.host_config.tick_ms,
@@ -146,13 +147,14 @@ def register_raft_metrics(registry: MetricsRegistry, broker: Broker) -> None:
                             "with an empty data directory, not yet replaced.", (),
                             lambda: [((), len(broker.lost_replicas()))])
     registry.gauge_function("raftka_raft_groups_not_hosted", "Groups this broker should host but will not: their "
-                            "state was lost under a live incarnation.", (), lambda: [((), len(broker.lost_groups))])
+                            "state was lost under a live incarnation.", (),
+                            lambda: [((), len(broker.hosting.lost_groups))])
     registry.gauge_function("raftka_metadata_replica_member", "1 if this broker's metadata replica is a member of "
                             "the metadata group (0: a new incarnation catching up).", (),
                             lambda: [((), int(broker.metadata_member()))])
     registry.gauge_function("raftka_partitions_failed",
                             "Partition replicas this broker should host but could not open (retried with backoff).",
-                            (), lambda: [((), len(broker.open_failures))])
+                            (), lambda: [((), len(broker.hosting.open_failures))])
     registry.gauge_function("raftka_raft_storage_stopped",
                             "1 if this replica stopped acting for the group: its disk cannot be written.", ("group",),
                             lambda: [((n,), int(g.node.storage_failed)) for n, g in groups()])
