@@ -39,6 +39,7 @@ import uuid
 
 import aiohttp
 
+from raftka.node.cluster.health import BrokerHealth
 from raftka.node.cluster.hosted_groups import HostedGroups
 from raftka.node.cluster.hosting import HostedPartition, PartitionHosting
 from raftka.node.cluster.identity import BrokerIdentity, IdentityError, bootstrap_identity, check_data_dir
@@ -46,7 +47,7 @@ from raftka.node.cluster.jobs import JobDriver
 from raftka.node.cluster.leaders import LeaderPoller
 from raftka.node.cluster.membership import MembershipReconciler
 from raftka.node.cluster.metadata import METADATA_GROUP, MetadataStateMachine
-from raftka.node.cluster.metadata_cluster import DECOMMISSIONED, DRAINING
+from raftka.node.cluster.metadata_cluster import DECOMMISSIONED
 from raftka.node.cluster.placement import choose_metadata_voters, metadata_voter_count
 from raftka.node.cluster.settle import Seed, settle_identity
 from raftka.node.config import BrokerConfig
@@ -103,6 +104,7 @@ class Broker:
         self.topology_version = 0  # bumped by every metadata change of topics, assignments or incarnations
         self.hosted_groups = HostedGroups(self.data_dir)
         self.hosting = PartitionHosting(self)  # opens and removes the partition replicas the metadata assigns here
+        self.health = BrokerHealth(self)  # /health, /raft and the metrics
         self.leaders = LeaderPoller(self)  # who leads the groups not hosted here, as the peers report
         self._tasks: list[asyncio.Task] = []
         self.session: aiohttp.ClientSession | None = None
@@ -242,74 +244,6 @@ class Broker:
         self.host.add_group(name, members, sm, critical=critical)
         if name not in hosted:  # after the journal exists, before it can say anything (pump)
             self.hosted_groups.write(hosted | {name})
-
-    def partition_names(self) -> dict[str, str]:
-        """Raft group name -> "topic/partition" for the partitions hosted here."""
-        return {h.group: f"{h.topic}/{h.partition}" for h in self.partitions.values()}
-
-    def leaderless_groups(self) -> list[str]:
-        """Hosted groups that have known no leader for two election timeouts (a quorum is missing)."""
-        limit = 2 * self.host_config.election_ticks
-        out = []
-        for name, group in list(self.host.groups.items()):
-            node = group.node
-            if node.leader is None and node.role is not Role.LEADER and \
-                    node.now - max(node.heard_from_leader, 0) > limit:
-                out.append(name)
-        return out
-
-    def group_statuses(self, names: set[str] | None = None) -> list[dict]:
-        """`RaftHost.status` of the groups hosted here (all, or those named), with partition and log details."""
-        hosted = self.partitions_by_group
-        groups = self.host.status(names)
-        leaderless = set(self.leaderless_groups())
-        for g in groups:
-            g["leaderless"] = g["group"] in leaderless  # no leader for two election timeouts: a quorum is missing
-            h = hosted.get(g["group"])
-            g["partition"] = None if h is None else f"{h.topic}/{h.partition}"  # None: the metadata group
-            if h is not None:  # this replica's log (the leader's high watermark is the partition's)
-                g.update(high_watermark=h.sm.high_watermark, log_start_offset=h.sm.log_start_offset,
-                         size_bytes=h.sm.log.size_bytes, replica_bytes=h.sm.replica_bytes)
-        return groups
-
-    def lost_replicas(self) -> list[tuple[str, int]]:
-        """(group, replica) of followers, in groups led here, whose broker came back with an empty disk."""
-        return [(name, r) for name, g in list(self.host.groups.items()) if g.node.role is Role.LEADER
-                for r in g.node.progress if self.host.replica_lost(r)]
-
-    def health_problems(self) -> list[str]:
-        """Why this broker is not fully serving, in words (empty: all is well); `/health` says "degraded"."""
-        names = {**self.partition_names(), METADATA_GROUP: "the metadata group"}
-        problems = []
-        state = self.membership_state()
-        if state == DECOMMISSIONED:
-            return ["this broker was decommissioned: it hosts no replicas and is no longer a member of the cluster; "
-                    "shut it down"]
-        if state == DRAINING:
-            problems.append("this broker is being decommissioned: its replicas are moving to other brokers")
-        if not self.metadata_member():
-            problems.append("this broker's data directory is new (incarnation "
-                            f"{self.identity.incarnation:08x}): its metadata replica waits to be added and catch "
-                            "up; requests are forwarded to the metadata leader meanwhile")
-        leaderless = self.leaderless_groups()
-        if leaderless:
-            problems.append(f"no leader (a quorum of replicas is missing) for {len(leaderless)} group(s): "
-                            + ", ".join(sorted(names.get(g, g) for g in leaderless)[:20]))
-        for group, reason in sorted(self.hosting.lost_groups.items()):
-            problems.append(f"not hosting {group}: {reason}")
-        for failure in self.hosting.partition_problems():
-            problems.append(f"cannot open partition {failure['partition']} (attempt {failure['attempts']}, next try "
-                            f"in {failure['retry_in_s']} s): {failure['error']}")
-        lost = self.lost_replicas()
-        if lost:
-            problems.append(f"{len(lost)} replica(s) lost with their broker's disk, being replaced: "
-                            + ", ".join(sorted(f"{names.get(g, g)} on broker {r & ((1 << 31) - 1)}"
-                                               for g, r in lost)[:20]))
-        storage = self.host.storage_status()
-        if storage["status"] != "ok":  # a full or failing disk: the broker lives on, its replicas stand aside
-            problems.append(f"storage {storage['status']}: {storage['reason']}; {storage['stopped_groups']} "
-                            "replica(s) on this broker stopped until the disk can be written again")
-        return problems
 
     def desired_membership(self, group: str) -> tuple[frozenset[int], frozenset[int]] | None:
         """(voters, learners) as replica ids that group `group` should have now, per this broker's metadata."""

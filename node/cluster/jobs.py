@@ -110,7 +110,7 @@ class JobDriver:
     async def _statuses(self, b: int, groups: set[str]) -> list[dict]:
         broker = self.broker
         if b == broker.id:
-            return broker.group_statuses(groups)
+            return broker.health.group_statuses(groups)
         url = f"{broker.urls[b]}/raft?groups={','.join(sorted(groups))}"
         try:
             async with broker.session.get(url, timeout=aiohttp.ClientTimeout(total=POLL_TIMEOUT_S)) as resp:

@@ -74,11 +74,11 @@ async def errors_middleware(request: web.Request, handler):
 # ------------------------------------------------------------------ ops routes
 
 async def health(request: web.Request) -> web.Response:
-    """200 "ok", 200 "degraded" with the problems in words (see `Broker.health_problems`), or 503 "unavailable"
+    """200 "ok", 200 "degraded" with the problems in words (see `BrokerHealth.problems`), or 503 "unavailable"
     when no metadata leader is known."""
     broker = request.app[SERVICES_KEY].broker
     leader = broker.live_metadata_leader()
-    problems = broker.health_problems()
+    problems = broker.health.problems()
     status = "unavailable" if leader is None else "degraded" if problems else "ok"
     doc = {"status": status, "broker": broker.id, "metadata_leader": leader, "problems": problems,
            "partition_problems": broker.hosting.partition_problems(), "storage": broker.host.storage_status()}
@@ -94,7 +94,7 @@ async def raft_status(request: web.Request) -> web.Response:
     """Every Raft group hosted here (`?groups=a,b`: only those)."""
     broker = request.app[SERVICES_KEY].broker
     names = request.query.get("groups")
-    groups = broker.group_statuses(set(names.split(",")) if names is not None else None)
+    groups = broker.health.group_statuses(set(names.split(",")) if names is not None else None)
     return json_response({"broker": broker.id, "groups": groups,
                           "partition_problems": broker.hosting.partition_problems(),
                           "transport": broker.host.transport_stats(),
@@ -142,10 +142,11 @@ def register_raft_metrics(registry: MetricsRegistry, broker: Broker) -> None:
     registry.gauge_function("raftka_partitions_hosted", "Partition replicas hosted by this broker.", (),
                             lambda: [((), len(broker.partitions))])
     registry.gauge_function("raftka_raft_groups_leaderless", "Hosted groups with no leader for two election "
-                            "timeouts (a quorum is missing).", (), lambda: [((), len(broker.leaderless_groups()))])
+                            "timeouts (a quorum is missing).", (),
+                            lambda: [((), len(broker.health.leaderless_groups()))])
     registry.gauge_function("raftka_raft_replicas_lost", "Followers (in groups led here) whose broker came back "
                             "with an empty data directory, not yet replaced.", (),
-                            lambda: [((), len(broker.lost_replicas()))])
+                            lambda: [((), len(broker.health.lost_replicas()))])
     registry.gauge_function("raftka_raft_groups_not_hosted", "Groups this broker should host but will not: their "
                             "state was lost under a live incarnation.", (),
                             lambda: [((), len(broker.hosting.lost_groups))])
