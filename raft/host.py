@@ -305,6 +305,7 @@ class RaftHost:
         self._ticker: asyncio.Task | None = None
         self._ticker_nap: asyncio.Future | None = None  # resolved to end the ticker's sleep early
         self.ticker_rounds = 0  # times the ticker woke up (an idle broker: once per heartbeat interval)
+        self.ticker_late_max_s = 0.0  # the most the ticker woke after its nap should have ended (event loop lag)
         self._last_tick = time.monotonic()
         self._rng = random.Random()
         self.dropped_messages = 0
@@ -1101,9 +1102,12 @@ class RaftHost:
             else:  # an idle broker wakes once per heartbeat interval, not per tick
                 delay = self.liveness.idle_delay(self._peers, time.monotonic(), self._last_tick,
                                                  self.cfg.heartbeat_ticks - ticks_since_beat)
+            planned = time.monotonic() + delay
             await self._nap(delay)
             self.ticker_rounds += 1
             now = time.monotonic()
+            if now - planned > self.ticker_late_max_s:
+                self.ticker_late_max_s = now - planned
             ticks = min(int((now - self._last_tick) / tick_s), self.cfg.election_ticks + 1)
             if ticks <= 0:
                 continue

@@ -2,6 +2,7 @@
 to each peer, one ticker round per interval, and no `GET /raft/leaders` while no peer's leadership changed;
 and that peers still learn of new leaders (a broker that hosts no replica of a partition routes to it)."""
 
+import signal
 import time
 
 import pytest
@@ -73,3 +74,17 @@ def test_peers_learn_new_leaders_of_partitions_they_do_not_host(cluster):
             resp = retry(lambda: request(url, "POST", {"records": [{"value": "eA=="}]},
                                          content_type="application/vnd.kafka.binary.v2+json"))
             assert resp.status == 200, resp.body
+
+
+def test_a_broker_kept_from_running_reports_how_late_its_ticker_woke(cluster):
+    # Last in this module: the pause may cost leaderships. /raft's ticker_late_max_ms is how an operator sees
+    # that a broker's event loop was kept from running (CPU starvation, a blocking call) before elections say so.
+    broker = max(cluster.procs)
+    before = raft_docs(cluster)[broker]["ticker_late_max_ms"]
+    cluster.procs[broker].send_signal(signal.SIGSTOP)
+    try:
+        time.sleep(1.5)
+    finally:
+        cluster.procs[broker].send_signal(signal.SIGCONT)
+    wait_until(lambda: raft_docs(cluster)[broker]["ticker_late_max_ms"] >= 1300, 10,
+               f"broker {broker} reports its ticker woke at least 1.3 s late (it was {before} ms before the pause)")

@@ -99,6 +99,7 @@ async def raft_status(request: web.Request) -> web.Response:
                           "partition_problems": broker.hosting.partition_problems(),
                           "transport": broker.host.transport_stats(),
                           "ticker_rounds": broker.host.ticker_rounds, "leader_polls": broker.leaders.polls,
+                          "ticker_late_max_ms": round(broker.host.ticker_late_max_s * 1000, 1),
                           "election_timeout_ms": broker.host_config.election_ticks * broker.host_config.tick_ms,
                           "storage": broker.host.storage_status(),
                           "catchup_bytes_sent": broker.host.catchup_limiter.charged
