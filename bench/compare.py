@@ -319,7 +319,8 @@ def notes(settings: Settings) -> list[str]:
         ("one log each: raftka topic with 1 partition, JetStream stream with 1 subject, 3 replicas, one Raft "
          "group; Python clients: raftka.client AIOProducer/AIOConsumer (binary batch fast path, "
          "leader-direct, 1 batch in flight per partition) and nats-py publish_async / pull fetch"),
-        ("raftka (Kafka): confluent-kafka (librdkafka) Producer (acks=all, idempotent, linger.ms as raftka's) and "
+        ("raftka (Kafka): confluent-kafka (librdkafka) Producer (acks=all, idempotent, linger.ms as raftka's; "
+         "throughput cells in its produce()/poll() idiom with a counting delivery callback) and "
          "Consumer (assign, consume() batches) against raftka's Kafka listeners: the same cluster as raftka (HTTP), "
          "topics of its own; idle CPU is the raftka cluster's (counted once)"),
         (f"produce: <= {IN_FLIGHT} unacknowledged messages per producer; 8 producers = 8 processes (one Python "
