@@ -61,7 +61,6 @@ HEADER_SIZE = 61
 CRC_START = 21
 LOG_OVERHEAD = 12  # baseOffset + batchLength: bytes not counted in batchLength
 COMPRESSION_MASK = 0x07
-TIMESTAMP_TYPE_LOG_APPEND = 0x08
 
 _HEADER = struct.Struct(">qiibIhiqqqhii")
 _HEADER_TAIL = struct.Struct(">hiqqqhii")  # attributes .. recordsCount, the CRC-covered part of the header
