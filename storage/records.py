@@ -90,19 +90,10 @@ class StoredRecord(NamedTuple):
     headers: list[tuple[str, bytes | None]]
 
 
-def _python_record_fields(record: Any) -> tuple:
-    timestamp = record.timestamp
-    return record.offset, -1 if timestamp is None else timestamp, record.key, record.value, record.headers
-
-
-# Picked from each record aiokafka parses, at C speed. Its pure-Python fallback (used where no
-# compiled wheel exists, or with AIOKAFKA_NO_EXTENSIONS set) reports timestamp -1 as None.
+# Picked from each record aiokafka parses, at C speed.
 _offset = attrgetter("offset")
 _first = itemgetter(0)
-if DefaultRecordBatch.__name__ == "_DefaultRecordBatchPy":
-    _record_fields: Callable[[Any], tuple] = _python_record_fields
-else:
-    _record_fields = attrgetter("offset", "timestamp", "key", "value", "headers")
+_record_fields = attrgetter("offset", "timestamp", "key", "value", "headers")
 _new_stored_record = partial(tuple.__new__, StoredRecord)  # skips the namedtuple's Python-level __new__
 
 
