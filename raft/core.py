@@ -64,8 +64,8 @@ lease, which is safe because the node votes for nobody.
 from __future__ import annotations
 
 import enum
+import hashlib
 import random
-import zlib
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -543,7 +543,9 @@ class RaftNode:
         """This follower's place among the voters other than its leader, in an order every replica computes
         alike (they follow the same leader in the same term) and that differs from group to group and from
         term to term (leadership spreads over the survivors; a leader lost again and again is succeeded by
-        each of them in turn); None if it has no leader or is not a voter."""
+        any of them alike); None if it has no leader or is not a voter. The order comes from a hash that mixes
+        its input (blake2b): CRC-32 is affine over GF(2), so which of two voters' CRCs is the smaller hardly
+        depends on the term, and a group's first successor after a given leader would nearly always be the same."""
         leader = self.leader
         if self.role is not Role.FOLLOWER or leader is None or not self.is_voter:
             return None
@@ -551,7 +553,8 @@ class RaftNode:
         key = (leader, self.membership_index, term)
         if self._rank_key != key:
             prefix = b"%s/%d/" % (self.group.encode(), term)
-            order = sorted(self.voters - {leader}, key=lambda r: zlib.crc32(prefix + b"%d" % r))
+            order = sorted(self.voters - {leader},
+                           key=lambda r: hashlib.blake2b(prefix + b"%d" % r, digest_size=8).digest())
             self._rank_key, self._rank = key, order.index(self.id)
         return self._rank
 

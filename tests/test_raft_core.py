@@ -443,6 +443,21 @@ def test_successor_orders_differ_from_group_to_group():
     assert 100 < firsts.count(2) < 200, firsts.count(2)
 
 
+def test_successor_orders_differ_from_term_to_term():
+    """A leader lost again and again is succeeded by each survivor alike, not by the same one every time: with
+    an order by CRC-32 (affine, so the comparison of two voters' CRCs barely depends on the term) orders/0's
+    first successor after broker 1 was broker 2 in every term, and a test pausing leaders to move one onto
+    broker 3 never got there."""
+    for group in ("orders/0", "t/5", "bulk/1", "__metadata"):
+        for leader in (1, 2, 3):
+            firsts = []
+            for term in range(1, 201):
+                node = RaftNode(group, 2 if leader != 2 else 1, [1, 2, 3], MemoryLog(), RaftConfig())
+                node._become_follower(term, leader)
+                firsts.append(node.id if node._successor_rank() == 0 else ({1, 2, 3} - {leader, node.id}).pop())
+            assert len(set(firsts)) == 2 and 60 < firsts.count(firsts[0]) < 140, (group, leader, firsts)
+
+
 def test_a_lost_probe_to_a_follower_with_nothing_to_receive_is_sent_again():
     """A new group's first leader has nothing to replicate (no no-op: nothing is left to commit); if its
     probe to a follower is lost, heartbeats alone never moved that follower out of probe, and the group
