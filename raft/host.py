@@ -98,6 +98,7 @@ from .core import MembershipChangeError, NotLeaderError, RaftConfig, RaftNode, R
 from .hardstate import HardStateStore
 from .journal import Journal
 from .liveness import Liveness
+from .loop_lag import LoopLag
 from .membership import Membership
 from .messages import (ENTRY_NORMAL, Message, MessageDecodeError, MessageType, decode_frame, encode_frame,
                        encode_frames, encode_message)
@@ -305,7 +306,7 @@ class RaftHost:
         self._ticker: asyncio.Task | None = None
         self._ticker_nap: asyncio.Future | None = None  # resolved to end the ticker's sleep early
         self.ticker_rounds = 0  # times the ticker woke up (an idle broker: once per heartbeat interval)
-        self.ticker_late_max_s = 0.0  # the most the ticker woke after its nap should have ended (event loop lag)
+        self.ticker_lag = LoopLag()  # how late the ticker woke after its naps (event loop lag)
         self._last_tick = time.monotonic()
         self._rng = random.Random()
         self.dropped_messages = 0
@@ -1106,8 +1107,7 @@ class RaftHost:
             await self._nap(delay)
             self.ticker_rounds += 1
             now = time.monotonic()
-            if now - planned > self.ticker_late_max_s:
-                self.ticker_late_max_s = now - planned
+            self.ticker_lag.record(now - planned, now)
             ticks = min(int((now - self._last_tick) / tick_s), self.cfg.election_ticks + 1)
             if ticks <= 0:
                 continue

@@ -8,6 +8,7 @@ answered 500 50002) — a bad request never takes the broker down.
 from __future__ import annotations
 
 import logging
+import time
 
 import orjson
 from aiohttp import web
@@ -99,7 +100,9 @@ async def raft_status(request: web.Request) -> web.Response:
                           "partition_problems": broker.hosting.partition_problems(),
                           "transport": broker.host.transport_stats(),
                           "ticker_rounds": broker.host.ticker_rounds, "leader_polls": broker.leaders.polls,
-                          "ticker_late_max_ms": round(broker.host.ticker_late_max_s * 1000, 1),
+                          "ticker_late_max_ms": round(broker.host.ticker_lag.max_s * 1000, 1),
+                          "ticker_late_recent_max_ms":
+                              round(broker.host.ticker_lag.recent_max_s(time.monotonic()) * 1000, 1),
                           "election_timeout_ms": broker.host_config.election_ticks * broker.host_config.tick_ms,
                           "storage": broker.host.storage_status(),
                           "catchup_bytes_sent": broker.host.catchup_limiter.charged
@@ -166,6 +169,10 @@ def register_raft_metrics(registry: MetricsRegistry, broker: Broker) -> None:
                             lambda: [((), broker.host.storage.min_free_bytes)])
     registry.gauge_function("raftka_fsyncs_total", "fsync calls made by this broker process (files and "
                             "directories).", (), lambda: [((), fsync_count())])
+    registry.gauge_function("raftka_ticker_late_max_seconds",
+                            "The most the broker's ticker woke late in the last minute: how long its event loop was "
+                            "kept from running (CPU starvation, a blocking call); near the election timeout, peers "
+                            "hold elections.", (), lambda: [((), broker.host.ticker_lag.recent_max_s(time.monotonic()))])
     registry.gauge_function("raftka_storage_degraded",
                             "1 if the disk is below the watermark or a write failed (see /health).", (),
                             lambda: [((), int(broker.host.storage_status()["status"] != "ok"))])
