@@ -276,7 +276,7 @@ def test_metadata_leader_on_a_full_disk_hands_over_and_topic_changes_still_work(
         seen = {health(cluster, b)["metadata_leader"] for b in brokers}
         return seen.pop() if len(seen) == 1 and None not in seen else None
 
-    for _ in range(12):  # make the broker with the small disk the metadata leader
+    for _ in range(20):  # make the broker with the small disk the metadata leader
         leader = wait_until(agreed_metadata_leader, 20, "a metadata leader all brokers agree on")
         if leader == FULL:
             break
