@@ -268,6 +268,15 @@ class NatsEndpoint:
         finally:
             await nc.close()
 
+    async def replica_backlog(self) -> int:
+        """Messages the stream's followers still lack (a follower that is not current counts one at least)."""
+        nc = await self._connect()
+        try:
+            info = await nc.jetstream().stream_info(self.stream)
+            return sum(max(peer.lag or 0, 0 if peer.current else 1) for peer in info.cluster.replicas or [])
+        finally:
+            await nc.close()
+
     async def open_producer(self) -> NatsProducer:
         nc = await self._connect()
         return NatsProducer(nc, self.subject)

@@ -113,6 +113,17 @@ class RaftkaSystem:
             self.cluster.wait_kafka_registered()
             self.killed = None
 
+    def replica_backlog(self) -> int:
+        """Raft entries the followers of every group still lack, as the leaders that answer see it."""
+        backlog = 0
+        for broker in self.cluster.procs:
+            try:
+                groups = self.cluster.http_json(self.cluster.url(broker) + "/raft", timeout=2)["groups"]
+            except OSError:  # a stopped broker leads nothing
+                continue
+            backlog += sum(f["lag"] for group in groups for f in group["followers"].values())
+        return backlog
+
     def _metadata_leader(self) -> int | None:
         for broker in self.cluster.procs:
             try:
@@ -176,6 +187,7 @@ class NatsSystem:
         if tls:
             self.tls = (write_dev_certificates(root / "nats-tls"), secrets.token_urlsafe(18))
         self.cluster = NatsCluster(servers=3, root=root / "nats", tls=self.tls)
+        self.logs: list[str] = []
 
     def _endpoint(self, servers: tuple[str, ...], stream: str) -> NatsEndpoint:
         if self.tls is None:
@@ -191,6 +203,11 @@ class NatsSystem:
 
     def create_log(self, name: str) -> None:
         asyncio.run(self.endpoint(name).create_stream())
+        self.logs.append(name)
+
+    def replica_backlog(self) -> int:
+        """Messages the followers of every stream created here still lack."""
+        return sum(asyncio.run(self.endpoint(name).replica_backlog()) for name in self.logs)
 
     def endpoint(self, name: str, linger_ms: float = 5.0) -> NatsEndpoint:
         """``linger_ms`` is a raftka producer setting: accepted so both systems take the same calls."""
