@@ -10,7 +10,8 @@ one ticker for all groups, and the I/O that the pure `RaftNode`s ask for:
   newly committed entries (a leader's appends and heartbeats go out before its
   own fsync: Raft thesis §10.2.1; it counts itself only for fsynced entries).
   The fsyncs run in worker threads while the loop
-  keeps serving requests and appending; each group has at most one sync in
+  keeps serving requests and appending (a pump's only fsync runs on the loop
+  itself while fsyncs are fast: `sync_policy`); each group has at most one sync in
   flight, and what arrives meanwhile forms its next group commit, while other
   groups' messages go out as soon as their own syncs are done (one busy or
   slow group never holds back another's heartbeats or votes).  Every
@@ -104,6 +105,7 @@ from .messages import (ENTRY_NORMAL, Message, MessageDecodeError, MessageType, d
                        encode_frames, encode_message)
 from .replica import broker_of, format_replica, incarnation_of
 from .storage_health import StorageMonitor, journal_segment_bytes, storage_failure_reason
+from .sync_policy import InlineSyncPolicy
 from .throttle import ByteRateLimiter
 from .transport import PeerTransport
 
@@ -186,6 +188,13 @@ class StorageUnavailableError(Exception):
         self.group, self.reason, self.leader = group, reason, leader
 
 
+def _timed(job) -> float:
+    """Run `job`; the seconds it took."""
+    started = time.perf_counter()
+    job()
+    return time.perf_counter() - started
+
+
 @dataclass
 class HostConfig:
     tick_ms: int = 50
@@ -204,6 +213,7 @@ class HostConfig:
     max_successor_campaigns_per_s: int = 2000  # and more, uncontested ones (a dead leader's first successors)
     learner_catchup_bytes_per_sec: int = 0  # 0: unlimited (see the module docstring)
     max_frame_bytes: int = 64 << 20  # one transport frame; a pump's messages to a peer are split to fit
+    inline_sync_max_ms: float = 1.0  # a lone journal fsync runs on the loop after a streak this fast (sync_policy)
 
     @property
     def election_timeout_s(self) -> float:
@@ -302,6 +312,7 @@ class RaftHost:
         # fsyncs of different files overlap on the device: many groups syncing at once (an election of
         # thousands of groups) need many threads, a few busy partitions a few
         self._fsync_pool = concurrent.futures.ThreadPoolExecutor(FSYNC_THREADS, thread_name_prefix=f"raft-fsync-{node_id}")
+        self.sync_policy = InlineSyncPolicy(self.cfg.inline_sync_max_ms / 1000)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ticker: asyncio.Task | None = None
         self._ticker_nap: asyncio.Future | None = None  # resolved to end the ticker's sleep early
@@ -766,7 +777,7 @@ class RaftHost:
             store.add_done_callback(lambda f: self._after_hard_states(f, syncing))
         else:
             for group, messages, job in syncing:
-                self._submit_sync(group, messages, job)
+                self._submit_sync(group, messages, job, alone=len(syncing) == 1, sends_first=bool(early))
 
     def _after_hard_states(self, store: asyncio.Future, syncing: list) -> None:
         error = store.exception() if not store.cancelled() else asyncio.CancelledError()
@@ -776,13 +787,38 @@ class RaftHost:
             else:  # none of them may speak: any may have had its hard state in there
                 self._sync_done(group, messages, error, "syncing the hard state")
 
-    def _submit_sync(self, group: RaftGroup, messages: list[Message], job) -> None:
+    def _submit_sync(self, group: RaftGroup, messages: list[Message], job, alone: bool = False,
+                     sends_first: bool = False) -> None:
+        """Run a group's journal sync in a worker thread, or on the loop when it is the pump's only one and
+        syncs have been fast (`sync_policy`); either way its messages wait for it (`_sync_done`). `sends_first`:
+        this pump queued a leader's appends, which go out before its own fsync (the transport's flush runs
+        first: it was scheduled first)."""
         if job is None:  # only its hard state changed, and that is durable now
             self._sync_done(group, messages, None, "")
             return
-        future = self._loop.run_in_executor(self._fsync_pool, job)
-        future.add_done_callback(lambda f: self._sync_done(
-            group, messages, f.exception() if not f.cancelled() else asyncio.CancelledError(), "syncing the journal"))
+        if alone and self.sync_policy.inline():
+            if sends_first:
+                self._loop.call_soon(self._sync_inline, group, messages, job)
+            else:
+                self._sync_inline(group, messages, job)
+            return
+        future = self._loop.run_in_executor(self._fsync_pool, _timed, job)
+        future.add_done_callback(lambda f: self._pool_sync_done(group, messages, f))
+
+    def _sync_inline(self, group: RaftGroup, messages: list[Message], job) -> None:
+        self.sync_policy.inline_count += 1
+        try:
+            self.sync_policy.record(_timed(job))
+            error = None
+        except Exception as exc:
+            self.sync_policy.record(float("inf"))
+            error = exc
+        self._sync_done(group, messages, error, "syncing the journal")
+
+    def _pool_sync_done(self, group: RaftGroup, messages: list[Message], future: asyncio.Future) -> None:
+        error = future.exception() if not future.cancelled() else asyncio.CancelledError()
+        self.sync_policy.record(future.result() if error is None else float("inf"))
+        self._sync_done(group, messages, error, "syncing the journal")
 
     def _sync_done(self, group: RaftGroup, messages: list[Message], error: BaseException | None, action: str) -> None:
         """A group's sync finished: queue its messages; all groups done by now are finished together."""

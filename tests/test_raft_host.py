@@ -441,6 +441,7 @@ def test_a_follower_acknowledges_only_entries_it_has_fsynced(tmp_path, monkeypat
                 disks[i] = StallableDisk(hosts[i]._fsync_pool, hosts[i].groups["g"].journal)
                 disks[i].stalled = True
                 hosts[i]._fsync_pool = disks[i]
+                hosts[i].sync_policy.max_s = 0  # every fsync through the stallable pool, none on the loop
             node = hosts[leader].groups["g"].node
             index = node.log.last_index + 1
             proposal = asyncio.ensure_future(hosts[leader].propose("g", b"x"))
@@ -484,6 +485,57 @@ def test_a_follower_acknowledges_only_entries_it_has_fsynced(tmp_path, monkeypat
                 await host.stop(transfer_timeout=0)
             for disk in disks.values():
                 disk.resume()  # a host stopped early must not wait on a stalled fsync forever
+            for host in hosts.values():
+                if not host._ticker.done():
+                    await host.stop(transfer_timeout=0)
+    asyncio.run(main())
+
+
+def test_fast_lone_fsyncs_run_on_the_loop_and_what_they_acknowledged_survives_power_loss(tmp_path, monkeypatch):
+    """A pump's only journal fsync runs on the event loop once fsyncs have been fast (sync_policy), in worker
+    threads when the policy says no: both paths replicate every entry, and no entry acknowledged through the
+    inline path is lost when power fails on every broker at once (files cut back to what was fsynced)."""
+    ledger = tmp_path / "fsync.ledger"
+    monkeypatch.setenv(LEDGER_ENV, str(ledger))
+
+    async def main():
+        hosts, addresses = await start_cluster(tmp_path, 3)
+        restarted = {}
+        try:
+            add_group(hosts, tmp_path)
+            acknowledged = []
+            for k in range(80):
+                acknowledged.append(f"inline{k}")
+                await propose_retrying(hosts, acknowledged[-1].encode())
+            inline = {i: h.sync_policy.inline_count for i, h in hosts.items()}
+            assert all(inline.values()), f"no fsync ran on the loop: {inline}"
+            for h in hosts.values():
+                h.sync_policy.max_s = 0
+            for k in range(20):
+                acknowledged.append(f"threads{k}")
+                await propose_retrying(hosts, acknowledged[-1].encode())
+            assert {i: h.sync_policy.inline_count for i, h in hosts.items()} == inline
+            for host in hosts.values():
+                await power_cut(host)
+            for i in hosts:
+                apply_ledger(ledger, tmp_path / f"b{i}")
+            for host in hosts.values():
+                release_journals(host)
+            survivors = {}
+            for i in hosts:
+                restarted[i] = RaftHost(i, str(tmp_path / f"b{i}"), listen=addresses[i],
+                                        peers=addresses, secret=b"s3cret", config=FAST)
+                await restarted[i].start()
+                survivors[i] = JsonListMachine(str(tmp_path / f"b{i}" / "sm" / "g"))
+                restarted[i].add_group("g", sorted(hosts), survivors[i])
+            await propose_retrying(restarted, b"after", timeout=60)
+            await wait_until(lambda: all("after" in m.items for m in survivors.values()), timeout=30)
+            for i, sm in survivors.items():
+                lost = [v for v in acknowledged if v not in sm.items]
+                assert not lost, f"acknowledged entries {lost[:5]} lost after power loss (broker {i})"
+        finally:
+            for host in restarted.values():
+                await host.stop(transfer_timeout=0)
             for host in hosts.values():
                 if not host._ticker.done():
                     await host.stop(transfer_timeout=0)

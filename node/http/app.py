@@ -100,6 +100,7 @@ async def raft_status(request: web.Request) -> web.Response:
                           "partition_problems": broker.hosting.partition_problems(),
                           "transport": broker.host.transport_stats(),
                           "ticker_rounds": broker.host.ticker_rounds, "leader_polls": broker.leaders.polls,
+                          "inline_syncs": broker.host.sync_policy.inline_count,
                           "ticker_late_max_ms": round(broker.host.ticker_lag.max_s * 1000, 1),
                           "ticker_late_recent_max_ms":
                               round(broker.host.ticker_lag.recent_max_s(time.monotonic()) * 1000, 1),
