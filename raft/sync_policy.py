@@ -9,7 +9,9 @@ meanwhile) or when several groups sync at once (their fsyncs overlap on the
 device). `InlineSyncPolicy` says "inline" only after a streak of fast syncs:
 one sync slower than `max_s` sends the next `streak` syncs to the threads
 again, so a disk that turns slow blocks the loop at most once per streak.
-Pure bookkeeping: the host measures each sync and asks before the next one.
+A sync in a thread is timed until the thread holds the interpreter again:
+on a busy machine syncs count as slow, and stay in the threads. Pure
+bookkeeping: the host measures each sync and asks before the next one.
 """
 
 from __future__ import annotations
