@@ -12,7 +12,8 @@ Idempotence is the partition's producer table (`raft/partition_producers.py`)
 applied to the producer id, epoch and base sequence in the batch header: a
 retried batch answers success with its original offsets, a sequence gap
 OUT_OF_ORDER_SEQUENCE_NUMBER, an older epoch INVALID_PRODUCER_EPOCH. Producer
-ids come from the metadata group (InitProducerId, relayed to its leader).
+ids come from the metadata group (InitProducerId, relayed to its leader;
+COORDINATOR_LOAD_IN_PROGRESS, which clients retry, while none can be had).
 Produce needs WRITE on each topic (TOPIC_AUTHORIZATION_FAILED per partition
 otherwise); InitProducerId IDEMPOTENT_WRITE on the cluster or WRITE on some
 topic (CLUSTER_AUTHORIZATION_FAILED otherwise), as in Kafka.
@@ -102,13 +103,16 @@ async def init_producer_id(conn: Any, request: Any) -> Any:
     if not allowed(conn, Operation.IDEMPOTENT_WRITE, Resource.cluster()) and \
             (refused := await denied_unless_any_topic(conn, Operation.WRITE)) is not None:
         return answer(refused)
+    # No id now (no metadata leader, or it did not answer): COORDINATOR_LOAD_IN_PROGRESS, as Kafka answers while
+    # its producer id block is pending. Clients retry it as it is; a coordinator error would send kafka-python
+    # to look up a transaction coordinator for a null transactional id, which fails its producer for good.
     try:
         return answer(ErrorCode.NONE, await conn.server.services.topics.allocate_producer_id(), 0)
     except ServedElsewhere as elsewhere:
         relayed = await conn.server.relay.relay(request, elsewhere.leader_id)
-        return RawResponse(relayed) if relayed is not None else answer(ErrorCode.COORDINATOR_NOT_AVAILABLE)
+        return RawResponse(relayed) if relayed is not None else answer(ErrorCode.COORDINATOR_LOAD_IN_PROGRESS)
     except ApiError as exc:
-        return answer(ErrorCode.COORDINATOR_NOT_AVAILABLE if exc.retriable else error_code(exc))
+        return answer(ErrorCode.COORDINATOR_LOAD_IN_PROGRESS if exc.retriable else error_code(exc))
 
 
 __all__ = ["init_producer_id", "produce"]
