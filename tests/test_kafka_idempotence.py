@@ -208,3 +208,38 @@ def test_kill_the_leader_mid_produce_every_acknowledged_record_exactly_once(clus
     finally:
         cluster.restart(leader)
         cluster.wait_kafka_registered()
+
+
+def test_init_producer_id_without_a_metadata_quorum_is_retriable_and_not_a_coordinator_error(tmp_path):
+    """InitProducerId while no metadata leader can be had answers COORDINATOR_LOAD_IN_PROGRESS (Kafka's answer
+    while its producer id block is pending), which every client retries as it is. COORDINATOR_NOT_AVAILABLE sent
+    kafka-python looking up a transaction coordinator for a null transactional id, which failed its idempotent
+    producer for good (a CI run lost every record of one that started right after a broker was killed)."""
+    cluster = start_kafka_cluster(tmp_path)
+    try:
+        alive, *killed = cluster.ids
+        init = InitProducerIdRequest(version=4, transactional_id=None, transaction_timeout_ms=60000)
+        for broker in killed:
+            cluster.kill(broker)
+        wire = Wire(cluster.kafka_ports[alive])
+        wire.sock.settimeout(60)
+        try:
+            refused = wire.call(init, InitProducerIdResponse)
+        finally:
+            wire.close()
+        assert refused.error_code == 14 and refused.producer_id == -1, refused  # COORDINATOR_LOAD_IN_PROGRESS
+        for broker in killed:
+            cluster.restart(broker)
+        deadline = time.monotonic() + 60
+        while True:
+            wire = Wire(cluster.kafka_ports[alive])
+            try:
+                answer = wire.call(init, InitProducerIdResponse)
+            finally:
+                wire.close()
+            if answer.error_code == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert answer.error_code == 0 and answer.producer_id >= 0, answer
+    finally:
+        cluster.close()
