@@ -415,6 +415,23 @@ def release_journals(host: RaftHost) -> None:
     os.close(host._data_dir_lock)
 
 
+async def restart_and_check_nothing_acknowledged_is_lost(restarted, ids, members, addresses, tmp_path, acknowledged):
+    """Restart the hosts `ids` from their disks into `restarted` (which the caller stops), commit one more entry
+    and check that each of their state machines holds every `acknowledged` value."""
+    survivors = {}
+    for i in ids:
+        restarted[i] = RaftHost(i, str(tmp_path / f"b{i}"), listen=addresses[i],
+                                peers=addresses, secret=b"s3cret", config=FAST)
+        await restarted[i].start()
+        survivors[i] = JsonListMachine(str(tmp_path / f"b{i}" / "sm" / "g"))
+        restarted[i].add_group("g", members, survivors[i])
+    await propose_retrying(restarted, b"after", timeout=60)
+    await wait_until(lambda: all("after" in m.items for m in survivors.values()), timeout=30)
+    for i, sm in survivors.items():
+        lost = [v for v in acknowledged if v not in sm.items]
+        assert not lost, f"acknowledged entries {lost[:5]} lost after power loss (broker {i} has {len(sm.items)})"
+
+
 def test_a_follower_acknowledges_only_entries_it_has_fsynced(tmp_path, monkeypatch):
     """Raft's durability rule on the follower side, through the real RaftHost pump: with both
     followers' disks stalled, a new entry is appended by them but not fsynced; the leader must
@@ -466,18 +483,9 @@ def test_a_follower_acknowledges_only_entries_it_has_fsynced(tmp_path, monkeypat
                 apply_ledger(ledger, tmp_path / f"b{i}")
             for host in hosts.values():
                 release_journals(host)
-            for i in followers:  # the leader's broker is gone for good; its followers restart
-                restarted[i] = RaftHost(i, str(tmp_path / f"b{i}"), listen=addresses[i],
-                                        peers=addresses, secret=b"s3cret", config=FAST)
-                await restarted[i].start()
-            survivors = {i: JsonListMachine(str(tmp_path / f"b{i}" / "sm" / "g")) for i in followers}
-            for i in followers:
-                restarted[i].add_group("g", sorted(hosts), survivors[i])
-            await propose_retrying(restarted, b"after", timeout=60)
-            await wait_until(lambda: all("after" in m.items for m in survivors.values()), timeout=30)
-            for i, sm in survivors.items():
-                lost = [v for v in acknowledged if v not in sm.items]
-                assert not lost, f"acknowledged entries {lost} lost after power loss (broker {i} has {sm.items})"
+            # the leader's broker is gone for good; its followers restart
+            await restart_and_check_nothing_acknowledged_is_lost(restarted, followers, sorted(hosts), addresses,
+                                                                 tmp_path, acknowledged)
             assert all(matched[i] <= synced[i] for i in followers), \
                 f"the leader saw followers match {matched} beyond what they had fsynced {synced}"
         finally:
@@ -523,18 +531,8 @@ def test_fast_lone_fsyncs_run_on_the_loop_and_what_they_acknowledged_survives_po
                 apply_ledger(ledger, tmp_path / f"b{i}")
             for host in hosts.values():
                 release_journals(host)
-            survivors = {}
-            for i in hosts:
-                restarted[i] = RaftHost(i, str(tmp_path / f"b{i}"), listen=addresses[i],
-                                        peers=addresses, secret=b"s3cret", config=FAST)
-                await restarted[i].start()
-                survivors[i] = JsonListMachine(str(tmp_path / f"b{i}" / "sm" / "g"))
-                restarted[i].add_group("g", sorted(hosts), survivors[i])
-            await propose_retrying(restarted, b"after", timeout=60)
-            await wait_until(lambda: all("after" in m.items for m in survivors.values()), timeout=30)
-            for i, sm in survivors.items():
-                lost = [v for v in acknowledged if v not in sm.items]
-                assert not lost, f"acknowledged entries {lost[:5]} lost after power loss (broker {i})"
+            await restart_and_check_nothing_acknowledged_is_lost(restarted, sorted(hosts), sorted(hosts), addresses,
+                                                                 tmp_path, acknowledged)
         finally:
             for host in restarted.values():
                 await host.stop(transfer_timeout=0)
