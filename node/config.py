@@ -435,7 +435,9 @@ _SETTINGS = [
         "MS",
     ),
     _Setting(
-        "--heartbeat-ms", _parse_int(10, 10_000), f"Raft heartbeat interval (default {DEFAULT_HEARTBEAT_MS})", "MS"
+        "--heartbeat-ms", _parse_int(10, 10_000),
+        f"Raft heartbeat interval (default {DEFAULT_HEARTBEAT_MS}; twice that while no group of the broker is active)",
+        "MS",
     ),
     _Setting(
         "--max-request-bytes",

@@ -23,11 +23,15 @@ one ticker for all groups, and the I/O that the pure `RaftNode`s ask for:
   a stall so that a paused leader sees its lease expire; reads check that the
   clock was ticked recently.  Which groups a tick advances, which quiesced ones
   it wakes and which elections their timers may start is `liveness`'s decision
-  (only awake groups are ticked; a campaign budget per broker).
+  (only awake groups are ticked; a campaign budget per broker).  Ticks and
+  heartbeats fall on the multiples of their intervals on the monotonic clock
+  (`wake_grid`), where the broker's periodic tasks wake too.
 * **Broker-level liveness.**  Every heartbeat interval the host sends one
   heartbeat to each peer broker (group ""), whatever the number of groups; it
   also answers the peer's last heartbeat (echoes its stamp), so an idle pair of
-  brokers exchanges two frames per interval, not four.  Heartbeats carry the
+  brokers exchanges two frames per interval, not four; while none of its groups
+  is awake, a broker beats at half that rate (`HostConfig.idle_beat_ticks`: an
+  election timeout still spans several beats).  Heartbeats carry the
   broker's announcement, including a tag of the groups it leads (the broker
   layer asks a peer for its leaders only when that tag changed).
   Idle groups quiesce (see `core`), even with a follower whose broker is
@@ -108,6 +112,7 @@ from .storage_health import StorageMonitor, journal_segment_bytes, storage_failu
 from .sync_policy import InlineSyncPolicy
 from .throttle import ByteRateLimiter
 from .transport import PeerTransport
+from .wake_grid import grid_delay, grid_floor, set_beat
 
 log = logging.getLogger("raftka.raft.host")
 
@@ -200,6 +205,7 @@ class HostConfig:
     tick_ms: int = 50
     election_ticks: int = 10
     heartbeat_ticks: int = 2
+    idle_heartbeat_ticks: int | None = None  # broker heartbeats while no group is awake; None: see idle_beat_ticks
     max_append_bytes: int = 1 << 20
     max_inflight: int = 16
     checkpoint_interval_s: float = 5.0  # how often groups are looked at for a checkpoint ...
@@ -219,6 +225,16 @@ class HostConfig:
     def election_timeout_s(self) -> float:
         """Also how long a silent peer broker is given before it counts as gone."""
         return self.election_ticks * self.tick_ms / 1000
+
+    @property
+    def idle_beat_ticks(self) -> int:
+        """Ticks between broker heartbeats while no group of the broker is awake: twice `heartbeat_ticks` by
+        default, unless a peer's echo of a heartbeat could then come too late for a quiesced leader's lease
+        (see `RaftHost._answer_at_once`)."""
+        if self.idle_heartbeat_ticks is not None:
+            return self.idle_heartbeat_ticks
+        doubled = 2 * self.heartbeat_ticks
+        return doubled if 2 * doubled + 2 <= self.election_ticks - 1 else self.heartbeat_ticks
 
     def raft_config(self) -> RaftConfig:
         return RaftConfig(election_ticks=self.election_ticks, heartbeat_ticks=self.heartbeat_ticks,
@@ -316,16 +332,17 @@ class RaftHost:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ticker: asyncio.Task | None = None
         self._ticker_nap: asyncio.Future | None = None  # resolved to end the ticker's sleep early
-        self.ticker_rounds = 0  # times the ticker woke up (an idle broker: once per heartbeat interval)
+        self.ticker_rounds = 0  # times the ticker woke up (an idle broker: once per idle heartbeat interval)
         self.ticker_lag = LoopLag()  # how late the ticker woke after its naps (event loop lag)
-        self._last_tick = time.monotonic()
+        self._last_tick = grid_floor(time.monotonic(), self.cfg.tick_ms / 1000)  # ticks fall on its multiples
         self._rng = random.Random()
         self.dropped_messages = 0
         self._stamp_from: dict[int, int] = {}  # broker -> stamp of its newest heartbeat, echoed in our next one
         # A peer's heartbeat is answered in our next heartbeat to it (its echo), unless that could leave the
         # peer's freshest acknowledgement older than its lease (a heartbeat interval close to half the
-        # election timeout): then at once, with a HEARTBEAT_RESP.
-        self._answer_at_once = 2 * self.cfg.heartbeat_ticks + 2 > self.cfg.election_ticks - 1
+        # election timeout): then at once, with a HEARTBEAT_RESP.  (An idle broker beats less often.)
+        beat_ticks = max(self.cfg.heartbeat_ticks, self.cfg.idle_beat_ticks)
+        self._answer_at_once = 2 * beat_ticks + 2 > self.cfg.election_ticks - 1
         self._peers = sorted(others)
         self._peer_addresses = {p: tuple(a) for p, a in others.items()}
         self.peer_announcements: dict[int, Announcement] = {}
@@ -345,7 +362,8 @@ class RaftHost:
         self._loop = asyncio.get_running_loop()
         if self.transport is not None:
             await self.transport.start()
-        self._last_tick = time.monotonic()
+        self._last_tick = grid_floor(time.monotonic(), self.cfg.tick_ms / 1000)
+        set_beat(self.cfg.tick_ms * self.cfg.idle_beat_ticks / 1000)  # the broker's periodic tasks wake with it
         self._ticker = asyncio.create_task(self._tick_forever(), name=f"raft-ticker-{self.id}")
 
     @property
@@ -1130,16 +1148,21 @@ class RaftHost:
     # --------------------------------------------------------------- ticks
 
     async def _tick_forever(self) -> None:
+        """Tick on the multiples of the tick (see `wake_grid`); broker heartbeats on those of the heartbeat
+        interval, or of the idle one (`HostConfig.idle_beat_ticks`) while no group is awake."""
         tick_s = self.cfg.tick_ms / 1000
         last_checkpoint = time.monotonic()
-        ticks_since_beat = ticks_since_storage_check = 0
+        ticks_since_storage_check = 0
         while True:
+            now = time.monotonic()
             if self.liveness.busy() or self._held:
-                delay = tick_s
-            else:  # an idle broker wakes once per heartbeat interval, not per tick
-                delay = self.liveness.idle_delay(self._peers, time.monotonic(), self._last_tick,
-                                                 self.cfg.heartbeat_ticks - ticks_since_beat)
-            planned = time.monotonic() + delay
+                beat_every = self.cfg.heartbeat_ticks
+                # the first grid point half a tick away: a round that overran its tick leaves the loop time
+                delay = grid_delay(tick_s, now + tick_s / 2) + tick_s / 2
+            else:  # an idle broker wakes once per (idle) heartbeat interval, not per tick
+                beat_every = self.cfg.idle_beat_ticks
+                delay = self.liveness.idle_delay(self._peers, now, self._last_tick, self._ticks_to_beat(beat_every))
+            planned = now + delay
             await self._nap(delay)
             self.ticker_rounds += 1
             now = time.monotonic()
@@ -1147,13 +1170,12 @@ class RaftHost:
             ticks = min(int((now - self._last_tick) / tick_s), self.cfg.election_ticks + 1)
             if ticks <= 0:
                 continue
+            beat_due = ticks >= self._ticks_to_beat(beat_every)
             if ticks > self.cfg.election_ticks:
-                self._last_tick = now  # a long stall: every lease has expired anyway
+                self._last_tick = grid_floor(now, tick_s)  # a long stall: every lease has expired anyway
             else:
                 self._last_tick += ticks * tick_s
-            ticks_since_beat += ticks
-            if ticks_since_beat >= self.cfg.heartbeat_ticks:
-                ticks_since_beat = 0
+            if beat_due:
                 self._send_broker_heartbeats()
             self.liveness.tick(self._peers, now, ticks)
             ticks_since_storage_check += ticks
@@ -1165,6 +1187,11 @@ class RaftHost:
             if now - last_checkpoint >= self.cfg.checkpoint_interval_s:
                 last_checkpoint = now
                 self._checkpoint_all()
+
+    def _ticks_to_beat(self, beat_every: int) -> int:
+        """Ticks from `_last_tick` to the next multiple of `beat_every` ticks (1 to beat_every)."""
+        tick_no = round(self._last_tick * 1000 / self.cfg.tick_ms)
+        return beat_every - tick_no % beat_every
 
     async def _nap(self, delay: float) -> None:
         """Sleep `delay` seconds, or until a group wakes (`_wake_ticker`)."""

@@ -16,7 +16,7 @@
   the others' votes.
 * **Idle ticker.**  With no group awake, the ticker need not tick every tick: it naps until
   the next broker heartbeat or a peer's silence deadline (`idle_delay`), and a group that
-  wakes ends the nap (`mark_awake`).  An idle broker wakes once per heartbeat interval.
+  wakes ends the nap (`mark_awake`).  An idle broker wakes once per idle heartbeat interval.
 * **Peer silence.**  `peer_seen` (any frame from a broker) and `peer_acked` (the newest
   broker heartbeat it answered) are the host's record of its peers.  A quiesced follower
   whose leader's broker fell silent for an election timeout is woken, and so is a quiesced
@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING
 
 from .core import RaftNode, Role
 from .replica import broker_of
+from .wake_grid import GRID_LAG_S
 
 if TYPE_CHECKING:
     from .host import HostConfig, RaftGroup
@@ -94,9 +95,7 @@ class Liveness:
             if peer not in self._silent:
                 wake_at = min(wake_at, self.peer_seen.get(peer, now) + self.cfg.election_timeout_s)
         ticks = max(1, math.ceil((wake_at - last_tick) / tick_s - 1e-6))
-        # just past the grid point: a timer may fire up to a millisecond early (uvloop counts whole
-        # milliseconds from the loop's cached time), and a wake-up before it counts no tick and naps again
-        return max(0.0, last_tick + ticks * tick_s - now) + 0.002
+        return max(0.0, last_tick + ticks * tick_s - now) + GRID_LAG_S  # just past the grid point (see wake_grid)
 
     def peer_silence(self, replica: int) -> int:
         """Ticks since anything arrived from the replica's broker (a lost replica, one whose broker came back

@@ -540,3 +540,12 @@ def test_fast_lone_fsyncs_run_on_the_loop_and_what_they_acknowledged_survives_po
                 if not host._ticker.done():
                     await host.stop(transfer_timeout=0)
     asyncio.run(main())
+
+
+def test_an_idle_broker_beats_half_as_often_unless_an_echo_could_then_come_too_late_for_a_lease():
+    # the brokers' defaults: 50 ms ticks, heartbeat 100 ms, election timeout 800 ms -> idle beat 200 ms
+    assert HostConfig(tick_ms=50, heartbeat_ticks=2, election_ticks=16).idle_beat_ticks == 4
+    # a quiesced leader's lease is election_ticks - 1 ticks; an echo comes at most two idle beats after
+    # the beat it answers (plus a tick of slack): 2 * 4 + 2 > 10 - 1, so the idle beat stays the heartbeat
+    assert HostConfig(tick_ms=50, heartbeat_ticks=2, election_ticks=10).idle_beat_ticks == 2
+    assert HostConfig(heartbeat_ticks=2, election_ticks=10, idle_heartbeat_ticks=3).idle_beat_ticks == 3

@@ -32,6 +32,7 @@ from raftka.node.cluster.topics import partition_directory_name
 from raftka.raft import canary
 from raftka.raft.host import GroupStateLost, ReadIndexError
 from raftka.raft.partition import PartitionStateMachine
+from raftka.raft.wake_grid import sleep_on_grid
 from raftka.storage import LogConfig
 
 if TYPE_CHECKING:
@@ -310,7 +311,7 @@ class PartitionHosting:
         broker = self.broker
         while True:
             low = broker.host.storage_status()["status"] != "ok"
-            await asyncio.sleep(RETENTION_INTERVAL_LOW_DISK_S if low else RETENTION_INTERVAL_S)
+            await sleep_on_grid(RETENTION_INTERVAL_LOW_DISK_S if low else RETENTION_INTERVAL_S)
             for hosted in list(broker.partitions.values()):
                 self._apply_retention(hosted)
 

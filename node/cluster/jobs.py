@@ -35,6 +35,7 @@ import orjson
 from raftka.node.cluster.metadata import command
 from raftka.node.cluster.metadata_cluster import DRAINING, replicas_on
 from raftka.raft.replica import broker_of
+from raftka.raft.wake_grid import sleep_on_grid
 
 if TYPE_CHECKING:
     from raftka.node.cluster.broker import Broker
@@ -54,7 +55,7 @@ class JobDriver:
 
     async def run_forever(self) -> None:
         while True:
-            await asyncio.sleep(INTERVAL_S)
+            await sleep_on_grid(INTERVAL_S)
             if not self.broker.is_metadata_leader():
                 self.views = {}
                 continue

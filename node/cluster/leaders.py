@@ -19,6 +19,7 @@ import aiohttp
 import orjson
 
 from raftka.node.cluster.metadata import METADATA_GROUP
+from raftka.raft.wake_grid import sleep_on_grid
 
 if TYPE_CHECKING:
     from raftka.node.cluster.broker import Broker
@@ -66,7 +67,7 @@ class LeaderPoller:
         broker = self.broker
         known: dict[int, PeerLeaders] = {}
         while True:
-            await asyncio.sleep(LEADER_POLL_INTERVAL_S)
+            await sleep_on_grid(LEADER_POLL_INTERVAL_S)
             peers = [b for b in broker.urls if b != broker.id]
             due = [b for b in peers if self._leaders_changed(b, known.get(b))]
             if not due:

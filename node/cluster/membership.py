@@ -40,6 +40,7 @@ from raftka.node.cluster.metadata_cluster import DECOMMISSIONED
 from raftka.raft.core import MembershipChangeError, NotLeaderError, Role
 from raftka.raft.membership import MembershipError, next_step
 from raftka.raft.replica import broker_of, incarnation_of
+from raftka.raft.wake_grid import sleep_on_grid
 
 if TYPE_CHECKING:
     from raftka.node.cluster.broker import Broker
@@ -65,7 +66,7 @@ class MembershipReconciler:
 
     async def run_forever(self) -> None:
         while True:
-            await asyncio.sleep(INTERVAL_S)
+            await sleep_on_grid(INTERVAL_S)
             try:
                 self.reconcile_once()
             except Exception:

@@ -85,6 +85,7 @@ from raftka.node.errors import (
     StaleGeneration,
 )
 from raftka.node.groups.assignor import TopicPartition, assign
+from raftka.raft.wake_grid import sleep_on_grid
 
 __all__ = [
     "SERVER_ASSIGNED",
@@ -677,7 +678,7 @@ class GroupCoordinator:
 
     async def _reap_forever(self) -> None:
         while True:
-            await asyncio.sleep(self._tick)
+            await sleep_on_grid(self._tick)
             try:
                 self.expire()
             except Exception:  # a bug here must not end session expiry for good

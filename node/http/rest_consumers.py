@@ -71,6 +71,7 @@ from raftka.node.errors import (
 from raftka.node.groups.assignor import TopicPartition
 from raftka.node.groups.coordinator import JoinResult, validate_group_name
 from raftka.node.http.codecs import EmbeddedFormat
+from raftka.raft.wake_grid import sleep_on_grid
 
 __all__ = [
     "MAX_REQUEST_TIMEOUT_MS",
@@ -735,7 +736,7 @@ class RestConsumers:
 
     async def _maintain_forever(self) -> None:
         while True:
-            await asyncio.sleep(self._tick)
+            await sleep_on_grid(self._tick)
             try:
                 now = self._clock()
                 instances = list(self._instances.values())

@@ -20,6 +20,7 @@ import orjson
 
 from raftka.node.errors import ApiError
 from raftka.node.services import BrokerServices
+from raftka.raft.wake_grid import sleep_on_grid
 
 log = logging.getLogger("raftka.node.kafka.registration")
 
@@ -49,7 +50,7 @@ class ListenerRegistrar:
         last_round = -RECHECK_INTERVAL_S
         loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(REGISTER_INTERVAL_S)
+            await sleep_on_grid(REGISTER_INTERVAL_S)
             complete = all(self.broker.metadata.listener(b, LISTENER) is not None for b in self.broker.urls)
             if not self.broker.is_metadata_leader() or (complete and loop.time() - last_round < RECHECK_INTERVAL_S):
                 continue
