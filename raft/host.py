@@ -23,9 +23,9 @@ one ticker for all groups, and the I/O that the pure `RaftNode`s ask for:
   a stall so that a paused leader sees its lease expire; reads check that the
   clock was ticked recently.  Which groups a tick advances, which quiesced ones
   it wakes and which elections their timers may start is `liveness`'s decision
-  (only awake groups are ticked; a campaign budget per broker).  Ticks and
-  heartbeats fall on the multiples of their intervals on the monotonic clock
-  (`wake_grid`), where the broker's periodic tasks wake too.
+  (only awake groups are ticked; a campaign budget per broker).  An idle
+  ticker's beats fall on the multiples of the beat on the monotonic clock, where
+  the broker's periodic tasks and its peers wake too (`wake_grid`).
 * **Broker-level liveness.**  Every heartbeat interval the host sends one
   heartbeat to each peer broker (group ""), whatever the number of groups; it
   also answers the peer's last heartbeat (echoes its stamp), so an idle pair of
@@ -112,7 +112,7 @@ from .storage_health import StorageMonitor, journal_segment_bytes, storage_failu
 from .sync_policy import InlineSyncPolicy
 from .throttle import ByteRateLimiter
 from .transport import PeerTransport
-from .wake_grid import grid_delay, grid_floor, set_beat
+from .wake_grid import broker_phase, grid_delay, grid_floor, set_beat
 
 log = logging.getLogger("raftka.raft.host")
 
@@ -334,7 +334,8 @@ class RaftHost:
         self._ticker_nap: asyncio.Future | None = None  # resolved to end the ticker's sleep early
         self.ticker_rounds = 0  # times the ticker woke up (an idle broker: once per idle heartbeat interval)
         self.ticker_lag = LoopLag()  # how late the ticker woke after its naps (event loop lag)
-        self._last_tick = grid_floor(time.monotonic(), self.cfg.tick_ms / 1000)  # ticks fall on its multiples
+        self._last_tick = grid_floor(time.monotonic(), self.cfg.tick_ms / 1000)  # ticks count on the grid
+        self._busy_phase = broker_phase(node_id, self.cfg.tick_ms / 1000)  # see _tick_forever
         self._rng = random.Random()
         self.dropped_messages = 0
         self._stamp_from: dict[int, int] = {}  # broker -> stamp of its newest heartbeat, echoed in our next one
@@ -1148,8 +1149,9 @@ class RaftHost:
     # --------------------------------------------------------------- ticks
 
     async def _tick_forever(self) -> None:
-        """Tick on the multiples of the tick (see `wake_grid`); broker heartbeats on those of the heartbeat
-        interval, or of the idle one (`HostConfig.idle_beat_ticks`) while no group is awake."""
+        """Count ticks on the multiples of the tick (see `wake_grid`), and beat on those of the heartbeat interval,
+        or of the idle one (`HostConfig.idle_beat_ticks`) while no group is awake.  An idle ticker wakes just past
+        those points (as the peers and periodic tasks do), a busy one a phase of the broker's own later."""
         tick_s = self.cfg.tick_ms / 1000
         last_checkpoint = time.monotonic()
         ticks_since_storage_check = 0
@@ -1157,8 +1159,11 @@ class RaftHost:
             now = time.monotonic()
             if self.liveness.busy() or self._held:
                 beat_every = self.cfg.heartbeat_ticks
-                # the first grid point half a tick away: a round that overran its tick leaves the loop time
-                delay = grid_delay(tick_s, now + tick_s / 2) + tick_s / 2
+                # The broker's phase past the first grid point half a tick away (a round that overran its tick
+                # leaves the loop time): brokers whose busy rounds fell at the same instants started the
+                # elections of groups whose timers expired on the same tick at the same instant, and such tied
+                # candidacies split the votes (10,000 groups created at once never all got leaders).
+                delay = grid_delay(tick_s, now + tick_s / 2 - self._busy_phase) + tick_s / 2
             else:  # an idle broker wakes once per (idle) heartbeat interval, not per tick
                 beat_every = self.cfg.idle_beat_ticks
                 delay = self.liveness.idle_delay(self._peers, now, self._last_tick, self._ticks_to_beat(beat_every))

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from raftka.raft import wake_grid
-from raftka.raft.wake_grid import GRID_LAG_S, grid_delay, on_beat
+from raftka.raft.wake_grid import GRID_LAG_S, broker_phase, grid_delay, on_beat
 
 
 @pytest.fixture
@@ -47,3 +47,13 @@ def test_timers_of_different_periods_share_the_broker_s_beats(beat):
 
 def test_without_a_broker_a_period_is_its_own_grid():
     assert on_beat(0.5) == 0.5
+
+
+def test_busy_brokers_wake_at_phases_of_their_own():
+    # Busy brokers ticking at the same instants start the elections of groups whose timers expire on the same tick
+    # together, and tied candidacies split the votes (10,000 groups created at once: 88 led after 122 s).
+    tick = 0.05
+    phases = sorted(broker_phase(b, tick) for b in range(1, 6))
+    gaps = [b - a for a, b in zip(phases, phases[1:])] + [phases[0] + tick - phases[-1]]
+    assert min(gaps) >= 0.1 * tick, phases
+    assert all(0 <= p < tick for p in phases)
