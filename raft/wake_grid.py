@@ -6,7 +6,7 @@ timers at ten phases cost about ten times one timer that runs ten callbacks.  Th
 (`host.RaftHost`) therefore counts its ticks on the multiples of the tick on the monotonic clock
 and, while idle, beats on those of its idle heartbeat interval; it announces that interval here
 (`set_beat`), and every periodic task of the broker sleeps until the next multiple of its period
-rounded to a multiple of that beat (`sleep_on_grid`), a wake-up the ticker has anyway.
+rounded up to a multiple of that beat (`sleep_on_grid`), a wake-up the ticker has anyway.
 CLOCK_MONOTONIC is one clock for all processes of a machine, so idle brokers sharing one beat at
 the same instants, and a peer's heartbeat tends to arrive while its receiver is awake.  A busy
 ticker wakes a phase of its broker's own past the grid (`broker_phase`): groups whose election
@@ -53,10 +53,10 @@ def grid_delay(period_s: float, now: float) -> float:
 
 
 def on_beat(period_s: float) -> float:
-    """`period_s` rounded to the nearest multiple of the broker's beat (at least one beat)."""
+    """`period_s` rounded up to a multiple of the broker's beat: a task never runs more often than it asked."""
     if _beat_s is None:
         return period_s
-    return max(1, round(period_s / _beat_s)) * _beat_s
+    return max(1, math.ceil(period_s / _beat_s - 1e-9)) * _beat_s
 
 
 async def sleep_on_grid(period_s: float) -> None:
