@@ -94,6 +94,7 @@ DEFAULT_MAX_REQUEST_BYTES = 16 * 1024 * 1024
 DEFAULT_PARTITIONS = 1
 DEFAULT_LOG_LEVEL = "INFO"
 DEFAULT_REASSIGNMENT_BYTES_PER_SEC = 100 * 1024 * 1024
+DEFAULT_INLINE_FSYNC_MAX_US = 1000
 MAX_METADATA_VOTERS = 7
 _TOPIC_DEFAULTS = TopicConfig()
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -159,6 +160,7 @@ class BrokerConfig:
     rack: str | None = None
     metadata_voters: int | None = None  # None: auto (3, or 5 from 5 brokers up)
     reassignment_max_bytes_per_sec: int = DEFAULT_REASSIGNMENT_BYTES_PER_SEC  # 0: unlimited
+    inline_fsync_max_us: int = DEFAULT_INLINE_FSYNC_MAX_US  # a lone fsync this fast runs on the loop (0: never)
     security: SecurityConfig = SecurityConfig()  # TLS, authentication, superusers (raftka.node.security.settings)
 
     @property
@@ -426,6 +428,10 @@ _SETTINGS = [
     _Setting("--reassignment-max-bytes-per-sec", _parse_int(0, 1 << 40),
              f"limit on catch-up traffic to replicas being added (default {DEFAULT_REASSIGNMENT_BYTES_PER_SEC}; "
              "0: unlimited)", "BYTES"),
+    _Setting("--inline-fsync-max-us", _parse_int(0, 1_000_000),
+             "a partition's only journal fsync of a round runs on the event loop once 32 in a row took less than "
+             f"this, instead of in a worker thread (default {DEFAULT_INLINE_FSYNC_MAX_US}; 0: always in a thread)",
+             "MICROSECONDS"),
     _Setting("--cluster-secret", _parse_str, "shared secret for Raft traffic (prefer the file or env)", "SECRET", True),
     _Setting("--cluster-secret-file", _parse_path, "file holding the cluster secret", "FILE"),
     _Setting(
@@ -784,6 +790,7 @@ def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | 
         rack=get("rack"),
         metadata_voters=get("metadata_voters"),
         reassignment_max_bytes_per_sec=get("reassignment_max_bytes_per_sec", DEFAULT_REASSIGNMENT_BYTES_PER_SEC),
+        inline_fsync_max_us=get("inline_fsync_max_us", DEFAULT_INLINE_FSYNC_MAX_US),
         security=security,
     )
 

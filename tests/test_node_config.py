@@ -129,6 +129,7 @@ SAMPLES = {
     "rack": ("zone-a", "zone-a"),
     "metadata-voters": ("5", 5),
     "reassignment-max-bytes-per-sec": ("1000000", 1000000),
+    "inline-fsync-max-us": ("0", 0),
 }
 
 

@@ -90,7 +90,8 @@ class Broker:
                                       heartbeat_ticks=max(1, config.heartbeat_ms // tick_ms),
                                       election_ticks=max(3, config.election_timeout_ms // tick_ms),
                                       min_free_bytes=config.min_free_bytes,
-                                      learner_catchup_bytes_per_sec=config.reassignment_max_bytes_per_sec)
+                                      learner_catchup_bytes_per_sec=config.reassignment_max_bytes_per_sec,
+                                      inline_sync_max_ms=config.inline_fsync_max_us / 1000)
         if self.identity is not None:
             cluster_id = self.identity.cluster_id
         else:
