@@ -60,6 +60,6 @@ def on_beat(period_s: float) -> float:
 
 
 async def sleep_on_grid(period_s: float) -> None:
-    """Sleep until just past the next multiple of `period_s` (rounded to the broker's beat, see `on_beat`) on the
+    """Sleep until just past the next multiple of `period_s` (rounded up to the broker's beat, see `on_beat`) on the
     monotonic clock."""
     await asyncio.sleep(grid_delay(on_beat(period_s), time.monotonic()))
