@@ -234,7 +234,12 @@ class HostConfig:
         if self.idle_heartbeat_ticks is not None:
             return self.idle_heartbeat_ticks
         doubled = 2 * self.heartbeat_ticks
-        return doubled if 2 * doubled + 2 <= self.election_ticks - 1 else self.heartbeat_ticks
+        return doubled if self.echo_in_time(doubled) else self.heartbeat_ticks
+
+    def echo_in_time(self, beat_ticks: int) -> bool:
+        """Does a peer's echo of our heartbeat, when the peer beats every `beat_ticks`, come in time for a quiesced
+        leader's lease (`election_ticks - 1` ticks)?  It comes at most two beats and a tick of slack after the beat."""
+        return 2 * beat_ticks + 2 <= self.election_ticks - 1
 
     def raft_config(self) -> RaftConfig:
         return RaftConfig(election_ticks=self.election_ticks, heartbeat_ticks=self.heartbeat_ticks,
@@ -342,8 +347,7 @@ class RaftHost:
         # A peer's heartbeat is answered in our next heartbeat to it (its echo), unless that could leave the
         # peer's freshest acknowledgement older than its lease (a heartbeat interval close to half the
         # election timeout): then at once, with a HEARTBEAT_RESP.  (An idle broker beats less often.)
-        beat_ticks = max(self.cfg.heartbeat_ticks, self.cfg.idle_beat_ticks)
-        self._answer_at_once = 2 * beat_ticks + 2 > self.cfg.election_ticks - 1
+        self._answer_at_once = not self.cfg.echo_in_time(max(self.cfg.heartbeat_ticks, self.cfg.idle_beat_ticks))
         self._peers = sorted(others)
         self._peer_addresses = {p: tuple(a) for p, a in others.items()}
         self.peer_announcements: dict[int, Announcement] = {}
