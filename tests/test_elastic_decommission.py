@@ -71,6 +71,8 @@ def test_decommission_the_metadata_leaders_broker(cluster_factory):
     assert_replicas_identical(cluster, TOPIC)
     health = request(cluster.url(leader) + "/health").json()
     assert any("decommissioned" in problem for problem in health["problems"]), health
+    relayed = request(cluster.url(other) + f"/brokers/{leader}/health")  # still running: its views are relayed
+    assert relayed.status == 200 and relayed.json()["broker"] == leader, relayed.body
     kafka = AdminClient({"bootstrap.servers": cluster.kafka_address(other)})
     wait_until(lambda: sorted(kafka.list_topics(timeout=10).brokers) == sorted(b for b in cluster.ids if b != leader),
                30, "Kafka Metadata to list the brokers left and not the decommissioned one")
