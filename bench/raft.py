@@ -50,6 +50,7 @@ from bench.machine import cpu_model
 BATCH_TYPE = "application/vnd.raftka.batch"
 RECORD_BYTES = 100
 RESULTS = Path(__file__).resolve().parent / "results" / "raft.json"
+PROGRESS_S = 10.0  # a line of progress while leaders are awaited
 
 
 # ------------------------------------------------------------------ machine
@@ -258,12 +259,36 @@ def led_partitions(cluster: LocalCluster, prefix: str) -> dict[int, int]:
     return led
 
 
-def wait_led(cluster: LocalCluster, prefix: str, partitions: int, began: float, timeout: float) -> dict[int, int]:
-    """Poll until every partition reports a leader (or `timeout` s after `began`); the last answer."""
+def election_totals(cluster: LocalCluster, brokers: list[int] | None = None) -> dict[str, int]:
+    """Elections started, deferred by the campaign budget and won, summed over `brokers` (default: the running
+    ones; `GET /raft?groups=`: the counters without any group's status)."""
+    totals = {"started": 0, "deferred": 0, "won": 0}
+    for broker in list(cluster.procs) if brokers is None else brokers:
+        try:
+            counts = http_json(cluster.url(broker) + "/raft?groups=", timeout=5)["elections"]
+        except (urllib.error.URLError, OSError, ValueError, KeyError):
+            continue
+        for outcome in totals:
+            totals[outcome] += counts[outcome]
+    return totals
+
+
+def wait_led(cluster: LocalCluster, prefix: str, partitions: int, began: float, timeout: float,
+             console: Console) -> dict[int, int]:
+    """Poll until every partition reports a leader (or `timeout` s after `began`); the last answer.  Every
+    `PROGRESS_S` a line: partitions led, and elections started, deferred and won since the last line (a
+    creation that does not converge shows whether elections are held back, failing, or not started)."""
+    last_line, last_totals = began, election_totals(cluster)
     while True:
         led = led_partitions(cluster, prefix)
-        if len(led) == partitions or time.monotonic() - began > timeout:
+        now = time.monotonic()
+        if len(led) == partitions or now - began > timeout:
             return led
+        if now - last_line >= PROGRESS_S:
+            totals = election_totals(cluster)
+            console.print(f"  {now - began:5.1f} s: {len(led)} of {partitions} led; elections in the last "
+                          f"{now - last_line:.0f} s: " + ", ".join(f"{totals[k] - last_totals[k]} {k}" for k in totals))
+            last_line, last_totals = now, totals
         time.sleep(0.25)
 
 
@@ -286,11 +311,13 @@ def idle_point(root: str, partitions: int, settle: float, window: float, ready_t
             console.print(f"idle: creating {partitions} partitions: {exc!r}; waiting for leaders anyway")
             create_s = None
         prefix = group_prefix(cluster, topic)
-        led = wait_led(cluster, prefix, partitions, began, ready_timeout)
+        led = wait_led(cluster, prefix, partitions, began, ready_timeout, console)
         ready_s = time.monotonic() - began
+        creation_elections = election_totals(cluster)
         led_ready = len(led)
         all_led = led_ready == partitions
-        console.print(f"idle: {len(led)} of {partitions} partition(s) led after {ready_s:.1f} s; "
+        console.print(f"idle: {len(led)} of {partitions} partition(s) led after {ready_s:.1f} s "
+                      f"(elections: {', '.join(f'{n} {k}' for k, n in creation_elections.items())}); "
                       f"settling {settle:.0f} s, measuring {window:.0f} s ...")
         time.sleep(settle)
         procs = broker_procs(cluster)
@@ -304,10 +331,12 @@ def idle_point(root: str, partitions: int, settle: float, window: float, ready_t
         leaders_per_broker = {f"broker-{b}": sum(1 for v in led.values() if v == b) for b in cluster.ids}
         victim = max(cluster.ids, key=lambda b: leaders_per_broker[f"broker-{b}"])
         orphaned = leaders_per_broker[f"broker-{victim}"]
+        survivors_before = election_totals(cluster, [b for b in cluster.procs if b != victim])
         cluster.kill(victim)
         killed_at = time.monotonic()
-        after = wait_led(cluster, prefix, partitions, killed_at, ready_timeout)
+        after = wait_led(cluster, prefix, partitions, killed_at, ready_timeout, console)
         failover_s = time.monotonic() - killed_at if len(after) == partitions else None
+        failover_elections = {k: v - survivors_before[k] for k, v in election_totals(cluster).items()}
         console.print(f"idle: kill -9 of broker {victim} (leading {orphaned}): "
                       + (f"every partition led again after {failover_s:.1f} s" if failover_s is not None
                          else f"{partitions - len(after)} partition(s) still without a leader after {ready_timeout} s"))
@@ -321,7 +350,8 @@ def idle_point(root: str, partitions: int, settle: float, window: float, ready_t
             "max_broker_cpu_percent": max(cpu.values()), "mean_broker_cpu_percent": round(statistics.fmean(cpu.values()), 1),
             "max_rss_mib": max(rss.values()), "failover_killed": f"broker-{victim}", "failover_orphaned": orphaned,
             "failover_s": None if failover_s is None else round(failover_s, 2),
-            "failover_led": len(after), **usage}
+            "failover_led": len(after), "elections_until_led": creation_elections,
+            "failover_elections": failover_elections, **usage}
 
 
 # -------------------------------------------------------------------- report

@@ -324,6 +324,7 @@ class RaftHost:
                                  note_role=self._note_role, wake_ticker=self._wake_ticker)
         self.leading: set[str] = set()  # groups this broker's replica leads
         self.leadership_version = 0  # bumped whenever `leading` or the term of a group in it changes
+        self.leaderships_won = 0  # terms in which one of this broker's replicas became its group's leader
         self._instance = uuid.uuid4().hex[:8]  # tells this process's leadership versions from a restarted one's
         self._leadership_waiters: list[asyncio.Future] = []  # see leadership_change
         self._pump_scheduled = False
@@ -728,6 +729,11 @@ class RaftHost:
     def transport_stats(self) -> dict:
         return self.transport.stats() if self.transport else {}
 
+    def election_stats(self) -> dict:
+        """Elections since start: started by this broker's timers, held back by the campaign budget, won here."""
+        return {"started": self.liveness.campaigns_started, "deferred": self.liveness.campaigns_deferred,
+                "won": self.leaderships_won}
+
     # ----------------------------------------------------------------- pump
 
     def _wake_ticker(self) -> None:
@@ -922,6 +928,7 @@ class RaftHost:
         term = node.log.term if node.role is Role.LEADER and not group.closed else None
         if term != group.led_term:
             group.led_term = term
+            self.leaderships_won += term is not None
             (self.leading.add if term is not None else self.leading.discard)(group.name)
             self.leadership_version += 1
             for waiter in self._leadership_waiters:

@@ -64,6 +64,8 @@ class Liveness:
         self._campaign_tokens = 0.0  # elections the groups' timers may still start (see may_campaign)
         self._successor_tokens = 0.0  # and those of first successors
         self._incarnation_changed_at = -1e9  # when a peer last announced another data-directory incarnation
+        self.campaigns_started = 0  # elections the groups' timers started here (admitted by the budget)
+        self.campaigns_deferred = 0  # and those the budget held back for a few ticks
 
     def hook(self, group: RaftGroup) -> None:
         """Connect a group's node to the broker's liveness (again after the node is replaced)."""
@@ -117,10 +119,12 @@ class Liveness:
         admitted at `max_successor_campaigns_per_s`, so that a dead broker's groups get new leaders sooner."""
         if first_successor and self._successor_tokens > 0:
             self._successor_tokens -= 1
-            return True
-        if self._campaign_tokens <= 0:
+        elif self._campaign_tokens > 0:
+            self._campaign_tokens -= 1
+        else:
+            self.campaigns_deferred += 1
             return False
-        self._campaign_tokens -= 1
+        self.campaigns_started += 1
         return True
 
     def heard_lately(self, replica: int, now: float, window_s: float) -> bool:

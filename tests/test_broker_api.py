@@ -177,6 +177,13 @@ def test_ops_endpoints(cluster):
     assert any(g["group"] == "__metadata" for g in raft["groups"])
     metrics = request(url + "/metrics").body.decode()
     assert "raftka_raft_commit_index" in metrics
+    elections = {b: request(cluster.url(b) + "/raft?groups=").json() for b in cluster.ids}
+    assert all(doc["groups"] == [] and set(doc["elections"]) == {"started", "deferred", "won"}
+               for doc in elections.values()), elections
+    leader = request(url + "/health").json()["metadata_leader"]
+    assert elections[leader]["elections"]["won"] >= 1, elections
+    scrape = request(cluster.url(leader) + "/metrics").body.decode()
+    assert metric_total(scrape, "raftka_raft_elections_total", outcome="won") >= elections[leader]["elections"]["won"]
 
 
 def test_any_broker_relays_another_brokers_own_views(cluster):

@@ -135,8 +135,13 @@ def test_three_hosts_replicate_and_survive_leader_loss(tmp_path):
         with pytest.raises(NotLeaderError) as info:
             await hosts[follower].propose("g", b"x")
         assert info.value.leader == leader
+        before = {i: h.election_stats() for i, h in hosts.items()}  # GET /raft "elections"
+        assert before[leader]["won"] >= 1 and before[leader]["started"] >= 1, before
         await hosts.pop(leader).stop(transfer_timeout=0)  # crash-like: no transfer
         await propose_retrying(hosts, b"after")
+        successor = await wait_leader(hosts)
+        assert hosts[successor].election_stats()["won"] > before[successor]["won"]
+        assert sum(h.election_stats()["started"] for h in hosts.values()) > sum(before[i]["started"] for i in hosts)
         survivors = [machines[i] for i in hosts]
         await wait_until(lambda: all(m.items[-1] == "after" for m in survivors))
         assert all(m.items[:20] == ["v%d" % k for k in range(20)] for m in survivors)

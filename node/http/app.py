@@ -99,6 +99,7 @@ async def raft_status(request: web.Request) -> web.Response:
     return json_response({"broker": broker.id, "groups": groups,
                           "partition_problems": broker.hosting.partition_problems(),
                           "transport": broker.host.transport_stats(),
+                          "elections": broker.host.election_stats(),
                           "ticker_rounds": broker.host.ticker_rounds, "leader_polls": broker.leaders.polls,
                           "inline_syncs": broker.host.sync_policy.inline_count,
                           "ticker_late_max_ms": round(broker.host.ticker_lag.max_s * 1000, 1),
@@ -142,6 +143,9 @@ def register_raft_metrics(registry: MetricsRegistry, broker: Broker) -> None:
         "raftka_raft_follower_lag_entries", "Entries a follower is behind the leader.", ("group", "follower"),
         lambda: [((n, str(p)), g.node.log.last_index - pr.match)
                  for n, g in groups() if g.node.role is Role.LEADER for p, pr in g.node.progress.items()])
+    registry.gauge_function("raftka_raft_elections_total", "Elections since the broker started: started by its "
+                            "groups' timers, deferred a few ticks by the broker's campaign budget, won here.",
+                            ("outcome",), lambda: [((k,), v) for k, v in broker.host.election_stats().items()])
     registry.gauge_function("raftka_metadata_leader", "Metadata group leader as seen here.", (),
                             lambda: [((), broker.metadata_leader() or 0)])
     registry.gauge_function("raftka_partitions_hosted", "Partition replicas hosted by this broker.", (),
