@@ -260,9 +260,10 @@ def led_partitions(cluster: LocalCluster, prefix: str) -> dict[int, int]:
 
 
 def election_totals(cluster: LocalCluster, brokers: list[int] | None = None) -> dict[str, int]:
-    """Elections started, deferred by the campaign budget and won, summed over `brokers` (default: the running
+    """Elections started, deferred by the campaign budget and won, and leaders stepped down (no quorum heard),
+    summed over `brokers` (default: the running
     ones; `GET /raft?groups=`: the counters without any group's status)."""
-    totals = {"started": 0, "deferred": 0, "won": 0}
+    totals = {"started": 0, "deferred": 0, "won": 0, "stepped_down": 0}
     for broker in list(cluster.procs) if brokers is None else brokers:
         try:
             counts = http_json(cluster.url(broker) + "/raft?groups=", timeout=5)["elections"]

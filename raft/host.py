@@ -730,9 +730,10 @@ class RaftHost:
         return self.transport.stats() if self.transport else {}
 
     def election_stats(self) -> dict:
-        """Elections since start: started by this broker's timers, held back by the campaign budget, won here."""
+        """Elections since start: started by this broker's timers, held back by the campaign budget, won here; and
+        leaders here that stepped down on their own (they heard no quorum for an election timeout)."""
         return {"started": self.liveness.campaigns_started, "deferred": self.liveness.campaigns_deferred,
-                "won": self.leaderships_won}
+                "won": self.leaderships_won, "stepped_down": self.liveness.stepped_down}
 
     # ----------------------------------------------------------------- pump
 

@@ -66,6 +66,7 @@ class Liveness:
         self._incarnation_changed_at = -1e9  # when a peer last announced another data-directory incarnation
         self.campaigns_started = 0  # elections the groups' timers started here (admitted by the budget)
         self.campaigns_deferred = 0  # and those the budget held back for a few ticks
+        self.stepped_down = 0  # leaders here that stepped down on a tick (no quorum heard: check quorum)
 
     def hook(self, group: RaftGroup) -> None:
         """Connect a group's node to the broker's liveness (again after the node is replaced)."""
@@ -189,6 +190,7 @@ class Liveness:
             else:
                 self.awake.add(group)
             if group.led_term is not None and node.role is not Role.LEADER:
+                self.stepped_down += 1
                 self._note_role(group)  # stepped down on its own (check quorum)
             if node.has_ready():
                 self._activate(group)

@@ -178,7 +178,7 @@ def test_ops_endpoints(cluster):
     metrics = request(url + "/metrics").body.decode()
     assert "raftka_raft_commit_index" in metrics
     elections = {b: request(cluster.url(b) + "/raft?groups=").json() for b in cluster.ids}
-    assert all(doc["groups"] == [] and set(doc["elections"]) == {"started", "deferred", "won"}
+    assert all(doc["groups"] == [] and set(doc["elections"]) == {"started", "deferred", "won", "stepped_down"}
                for doc in elections.values()), elections
     leader = request(url + "/health").json()["metadata_leader"]
     assert elections[leader]["elections"]["won"] >= 1, elections

@@ -9,7 +9,7 @@ import time
 import orjson
 import pytest
 
-from raftka.raft.core import NotLeaderError
+from raftka.raft.core import NotLeaderError, Role
 from raftka.raft.host import HostConfig, RaftHost
 from raftka.storage import LEDGER_ENV, atomic_write
 from raftka.storage.powerloss import apply_ledger
@@ -145,6 +145,9 @@ def test_three_hosts_replicate_and_survive_leader_loss(tmp_path):
         survivors = [machines[i] for i in hosts]
         await wait_until(lambda: all(m.items[-1] == "after" for m in survivors))
         assert all(m.items[:20] == ["v%d" % k for k in range(20)] for m in survivors)
+        await hosts.pop(next(i for i in hosts if i != successor)).stop(transfer_timeout=0)  # no quorum left
+        await wait_until(lambda: hosts[successor].group("g").node.role is not Role.LEADER)
+        assert hosts[successor].election_stats()["stepped_down"] == 1
         for h in hosts.values():
             await h.stop()
     asyncio.run(main())

@@ -144,7 +144,8 @@ def register_raft_metrics(registry: MetricsRegistry, broker: Broker) -> None:
         lambda: [((n, str(p)), g.node.log.last_index - pr.match)
                  for n, g in groups() if g.node.role is Role.LEADER for p, pr in g.node.progress.items()])
     registry.gauge_function("raftka_raft_elections_total", "Elections since the broker started: started by its "
-                            "groups' timers, deferred a few ticks by the broker's campaign budget, won here.",
+                            "groups' timers, deferred a few ticks by the broker's campaign budget, won here; and "
+                            "leaders here that stepped down (no quorum heard for an election timeout).",
                             ("outcome",), lambda: [((k,), v) for k, v in broker.host.election_stats().items()])
     registry.gauge_function("raftka_metadata_leader", "Metadata group leader as seen here.", (),
                             lambda: [((), broker.metadata_leader() or 0)])
