@@ -9,7 +9,7 @@ import urllib.parse
 
 import pytest
 
-from cluster import metric_total, request, retry
+from cluster import metric_total, request, retry, wait_until
 from raftka.client.partitioner import partition_for_key
 from raftka.storage import Record, encode_batch, iter_records
 
@@ -184,6 +184,14 @@ def test_ops_endpoints(cluster):
     assert elections[leader]["elections"]["won"] >= 1, elections
     scrape = request(cluster.url(leader) + "/metrics").body.decode()
     assert metric_total(scrape, "raftka_raft_elections_total", outcome="won") >= elections[leader]["elections"]["won"]
+    assert request(url + "/topics", "POST", {"name": "frozen", "partitions": 3}).status == 201
+
+    def frozen():  # the hosted partitions' objects are kept out of the collector's scans
+        counts = {b: metric_total(request(cluster.url(b) + "/metrics").body.decode(), "raftka_gc_frozen_objects")
+                  for b in cluster.ids}
+        return all(n > 10_000 for n in counts.values()) and counts
+
+    wait_until(frozen, 30, "every broker to freeze its heap after hosting the new partitions")
 
 
 def test_any_broker_relays_another_brokers_own_views(cluster):

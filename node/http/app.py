@@ -7,6 +7,7 @@ answered 500 50002) — a bad request never takes the broker down.
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 
@@ -147,6 +148,9 @@ def register_raft_metrics(registry: MetricsRegistry, broker: Broker) -> None:
                             "groups' timers, deferred a few ticks by the broker's campaign budget, won here; and "
                             "leaders here that stepped down (no quorum heard for an election timeout).",
                             ("outcome",), lambda: [((k,), v) for k, v in broker.host.election_stats().items()])
+    registry.gauge_function("raftka_gc_frozen_objects", "Objects frozen out of the garbage collector's scans after "
+                            "the hosted partitions changed (see node/cluster/heap.py).", (),
+                            lambda: [((), gc.get_freeze_count())])
     registry.gauge_function("raftka_metadata_leader", "Metadata group leader as seen here.", (),
                             lambda: [((), broker.metadata_leader() or 0)])
     registry.gauge_function("raftka_partitions_hosted", "Partition replicas hosted by this broker.", (),
