@@ -261,8 +261,8 @@ def led_partitions(cluster: LocalCluster, prefix: str) -> dict[int, int]:
 
 def election_totals(cluster: LocalCluster, brokers: list[int] | None = None) -> dict[str, int]:
     """Elections started, deferred by the campaign budget and won, and leaders stepped down (no quorum heard),
-    summed over `brokers` (default: the running
-    ones; `GET /raft?groups=`: the counters without any group's status)."""
+    summed over `brokers` (default: the running ones; `GET /raft?groups=`: the counters without any group's
+    status)."""
     totals = {"started": 0, "deferred": 0, "won": 0, "stepped_down": 0}
     for broker in list(cluster.procs) if brokers is None else brokers:
         try:
@@ -277,8 +277,8 @@ def election_totals(cluster: LocalCluster, brokers: list[int] | None = None) -> 
 def wait_led(cluster: LocalCluster, prefix: str, partitions: int, began: float, timeout: float,
              console: Console) -> dict[int, int]:
     """Poll until every partition reports a leader (or `timeout` s after `began`); the last answer.  Every
-    `PROGRESS_S` a line: partitions led, and elections started, deferred and won since the last line (a
-    creation that does not converge shows whether elections are held back, failing, or not started)."""
+    `PROGRESS_S` a line: partitions led, and the `election_totals` since the last line (a creation that does
+    not converge shows whether elections are held back, failing, undone by step-downs, or not started)."""
     last_line, last_totals = began, election_totals(cluster)
     while True:
         led = led_partitions(cluster, prefix)

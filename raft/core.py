@@ -544,7 +544,7 @@ class RaftNode:
         host's hook)?  With thousands of groups on a broker, one group's answer can come late behind a busy
         event loop while its broker is plainly alive: such a leader need not step down (a broker cut off is
         no longer heard, and its groups' leaders still step down)."""
-        return self.peer_silence is not None and self.peer_silence(replica) < self.cfg.election_ticks
+        return self.peer_silence is not None and not self._peer_down(replica)
 
     def _leader_silence(self) -> int:
         return 0 if self.leader is None or self.leader == self.id else self._silence(self.leader)
