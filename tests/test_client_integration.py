@@ -180,6 +180,31 @@ def test_batches_too_large_for_the_topic_are_split_and_an_oversized_record_fails
     assert after.offset == 100  # the failed record left no gap and no stuck sequence
 
 
+def test_a_changed_max_message_bytes_applies_to_the_next_batches(cluster, admin):
+    """The leader keeps the topic's limit between produces; a config change must still reach it."""
+    admin.create_topic("limit-changes", partitions=1, configs={"max.message.bytes": 20_000})
+
+    def accepted(size: int) -> bool:
+        try:
+            producer.send("limit-changes", b"v" * size).result(timeout=30)
+            return True
+        except RecordTooLargeError:
+            return False
+
+    def eventually(size: int, outcome: bool) -> None:
+        deadline = time.monotonic() + 15
+        while accepted(size) is not outcome:
+            assert time.monotonic() < deadline, f"a {size} B record is still {'refused' if outcome else 'accepted'}"
+            time.sleep(0.2)
+
+    with Producer(cluster.bootstrap) as producer:
+        assert accepted(15_000)
+        admin.alter_configs("limit-changes", {"max.message.bytes": 10_000})
+        eventually(15_000, False)
+        admin.alter_configs("limit-changes", {"max.message.bytes": 40_000})
+        eventually(30_000, True)
+
+
 def test_unknown_topic_fails_the_record_with_suggestions(cluster, admin):
     admin.create_topic("payments", partitions=1)
     with Producer(cluster.bootstrap, max_block_ms=1_000) as producer:

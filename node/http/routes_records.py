@@ -10,8 +10,6 @@ path, a fetch, offsets or delete-records request replayed as it is.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import asdict
-
 import orjson
 from aiohttp import web
 
@@ -40,7 +38,7 @@ async def produce_batch(request: web.Request, services: BrokerServices, topic: s
     Returns the batch endpoint's answer and the id of the broker that served it (for X-Raftka-Broker)."""
     try:
         ack = await services.produce.append(topic, partition, batch, timeout_s, validate=validate)
-        return asdict(ack), str(services.broker.id)
+        return ack.as_dict(), str(services.broker.id)
     except ServedElsewhere as elsewhere:
         path = f"/topics/{topic}/partitions/{partition}/batch?timeout_ms={int(timeout_s * 1000)}"
         resp = await forward_elsewhere(request, elsewhere, body=batch, path=path, content_type=BATCH_TYPE,

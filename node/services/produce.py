@@ -66,6 +66,10 @@ class ProduceAck:
     last_offset: int
     duplicate: bool
 
+    def as_dict(self) -> dict:
+        return {"partition": self.partition, "base_offset": self.base_offset, "last_offset": self.last_offset,
+                "duplicate": self.duplicate}
+
 
 def encode_records(records: Iterable[Record], producer_id: int | None = None, producer_epoch: int | None = None,
                    base_sequence: int | None = None) -> bytes:
@@ -81,6 +85,7 @@ class ProduceService:
         self.broker = broker
         self.traffic = traffic
         self._round_robin: dict[str, itertools.count] = defaultdict(itertools.count)  # null-key spreading per topic
+        self._limits: dict[str, tuple[object, int]] = {}  # topic -> (its configs, max.message.bytes from them)
 
     def partition_records(self, topic: str, records: Sequence[tuple[int | None, bytes | None]]) -> dict[int, list[int]]:
         """Record indexes by partition, for records given as (explicit partition or None, key or None)."""
@@ -101,8 +106,12 @@ class ProduceService:
         return by_partition
 
     def max_message_bytes(self, topic: str) -> int:
-        return parse_topic_configs(self.broker.topic(topic)["configs"], self.broker.config.topic_defaults
-                                   ).max_message_bytes
+        configs = self.broker.topic(topic)["configs"]
+        known = self._limits.get(topic)
+        if known is None or known[0] is not configs:  # the metadata replaces a topic's configs when they change
+            known = self._limits[topic] = (
+                configs, parse_topic_configs(configs, self.broker.config.topic_defaults).max_message_bytes)
+        return known[1]
 
     async def append(self, topic: str, partition: int, batch: bytes, timeout_s: float, *,
                      validate: bool = False, on_proposing: Callable[[], None] | None = None) -> ProduceAck:
