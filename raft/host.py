@@ -515,8 +515,8 @@ class RaftHost:
                 step()
             except Exception as exc:
                 log.warning("raft group %s: closing it: %s failed: %r", name, step.__qualname__, exc)
-        if delete_data:
-            shutil.rmtree(group.directory, ignore_errors=True)
+        if delete_data:  # in a worker thread: removing a topic's thousands of replicas must not stall the loop
+            await asyncio.to_thread(shutil.rmtree, group.directory, ignore_errors=True)
 
     def group(self, name: str) -> RaftGroup:
         group = self.groups.get(name)

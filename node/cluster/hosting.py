@@ -156,7 +156,9 @@ class PartitionHosting:
                 del broker.partitions[key]
                 broker.partitions_by_group.pop(hosted.group, None)
                 await broker.host.remove_group(hosted.group, delete_data=True)
-                shutil.rmtree(hosted.sm.directory, ignore_errors=True)  # also on a broker whose disk is full
+                # Also on a broker whose disk is full; in a worker thread, so a removal of thousands of partitions
+                # leaves the loop free between them (it stalled the loop past an election timeout).
+                await asyncio.to_thread(shutil.rmtree, hosted.sm.directory, ignore_errors=True)
                 log.info("broker %d: removed partition %s/%d", broker.id, *key)
         stale = {g for g in broker.hosted_groups.read() if g != METADATA_GROUP and g not in wanted_groups}
         if stale:
