@@ -49,7 +49,8 @@ class ByteBudget:
         entry = (size, waiter)
         self._waiters.append(entry)
         try:
-            await asyncio.wait_for(waiter, timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await waiter
         except TimeoutError:
             if entry in self._waiters:
                 self._waiters.remove(entry)

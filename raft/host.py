@@ -658,7 +658,8 @@ class RaftHost:
             request = Message(MessageType.READ_INDEX, name, node.id, leader, node.log.term, context=self._read_seq)
             self.transport.send(broker_of(leader), encode_frame([encode_message(request)]))
             try:
-                target = await asyncio.wait_for(fut, max(0.0, deadline - loop.time()))
+                async with asyncio.timeout_at(deadline):
+                    target = await fut
             except asyncio.TimeoutError:
                 raise ReadIndexError(f"{name}: the leader did not answer a read-index request in time") from None
             finally:
@@ -668,7 +669,8 @@ class RaftHost:
         fut = loop.create_future()
         group.read_waits.append((target, fut))
         try:
-            await asyncio.wait_for(fut, max(0.0, deadline - loop.time()))
+            async with asyncio.timeout_at(deadline):
+                await fut
         except asyncio.TimeoutError:
             raise ReadIndexError(f"{name}: this replica did not reach index {target} in time") from None
 

@@ -324,7 +324,8 @@ class Broker:
     async def propose_metadata(self, cmd: bytes, timeout: float = 10.0) -> dict:
         """Replicate a metadata command here (this broker must lead the metadata group)."""
         try:
-            result = await asyncio.wait_for(self.host.propose(METADATA_GROUP, cmd), timeout)
+            async with asyncio.timeout(timeout):
+                result = await self.host.propose(METADATA_GROUP, cmd)
         except NotLeaderError as exc:
             raise self.not_leader(exc.leader, "the metadata group") from None
         except StorageUnavailableError as exc:

@@ -104,7 +104,8 @@ class NotifyingPartition(PartitionStateMachine):
             fut = loop.create_future()
             self._waiters.append(fut)
             try:
-                await asyncio.wait_for(fut, deadline - loop.time())
+                async with asyncio.timeout_at(deadline):
+                    await fut
             except asyncio.TimeoutError:
                 return
 

@@ -424,7 +424,8 @@ class RestConsumers:
                 await self._heartbeat(inst)
                 if not inst.join_settled.is_set():
                     try:
-                        await asyncio.wait_for(inst.join_settled.wait(), max(0.0, deadline - loop.time()))
+                        async with asyncio.timeout_at(deadline):
+                            await inst.join_settled.wait()
                     except TimeoutError:
                         return empty
                 if inst.join_error is not None:

@@ -115,7 +115,8 @@ class KafkaConnection:
         finally:
             await self._responses.put(None)
             try:
-                await asyncio.wait_for(writer_task, 5.0)
+                async with asyncio.timeout(5.0):
+                    await writer_task
             except (asyncio.TimeoutError, ConnectionError):
                 writer_task.cancel()
             self.writer.close()

@@ -105,12 +105,14 @@ class _Link:
         async with self.lock:
             try:
                 if self.writer is None or self.writer.is_closing():
-                    self.reader, self.writer = await asyncio.wait_for(asyncio.open_connection(
-                        *self.address, ssl=self.ssl_context), 3.0)
+                    async with asyncio.timeout(3.0):
+                        self.reader, self.writer = await asyncio.open_connection(*self.address, ssl=self.ssl_context)
                 self.writer.write(framed)
-                size_bytes = await asyncio.wait_for(self.reader.readexactly(4), RELAY_TIMEOUT_S)
+                async with asyncio.timeout(RELAY_TIMEOUT_S):
+                    size_bytes = await self.reader.readexactly(4)
                 (size,) = _INT32.unpack(size_bytes)
-                return size_bytes + await asyncio.wait_for(self.reader.readexactly(size), RELAY_TIMEOUT_S)
+                async with asyncio.timeout(RELAY_TIMEOUT_S):
+                    return size_bytes + await self.reader.readexactly(size)
             except BaseException:
                 self.close()
                 raise
