@@ -10,6 +10,7 @@ path, a fetch, offsets or delete-records request replayed as it is.
 from __future__ import annotations
 
 import asyncio
+
 import orjson
 from aiohttp import web
 
