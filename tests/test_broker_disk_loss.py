@@ -13,7 +13,7 @@ import urllib.error
 import pytest
 
 from cluster import request, retry, wait_until
-from test_broker_faults import BINARY, b64, fetch_values, raft_group
+from test_broker_faults import BINARY, b64, caught_up, fetch_values, raft_group, wait_for_the_leader_to_see
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -98,17 +98,14 @@ def test_pause_wipe_kill_resume_loses_nothing_and_reuses_no_offset(cluster_facto
     lost = [(o, v) for o, v in acked if stored.get(o) != v]
     assert not lost, f"{len(lost)} acknowledged records lost or overwritten, e.g. {lost[:3]}"
     # The new incarnation of B is swapped in for the lost replica and catches up.
-    incarnation = new_incarnation_of(cluster, b)
+    new_replica = new_incarnation_of(cluster, b) << 31 | b
 
-    def b_is_a_caught_up_voter():
-        group = raft_group(cluster, leader, partition_group_of(cluster, leader)["group"])
-        if group is None or group["role"] != "leader":
-            return False
+    def b_is_a_caught_up_voter(group: dict) -> bool:
         replicas = {r for r in group["voters"] if r % (1 << 31) == b}
-        follower = group["followers"].get(str(incarnation << 31 | b))
-        return replicas == {incarnation << 31 | b} and follower and follower["lag"] == 0
+        return replicas == {new_replica} and caught_up(group, new_replica)
 
-    wait_until(b_is_a_caught_up_voter, 40, f"broker {b}'s new incarnation to be a caught-up voter")
+    wait_for_the_leader_to_see(cluster, partition_group_of(cluster, leader)["group"], b_is_a_caught_up_voter, 40,
+                               f"broker {b}'s new incarnation to be a caught-up voter")
     wait_until(lambda: request(cluster.url(b) + "/health").json()["status"] == "ok", 20,
                f"broker {b} to report itself healthy once it replaced its lost replicas")
 
@@ -129,10 +126,10 @@ def test_an_idle_wiped_follower_is_noticed_replaced_and_never_answers_an_empty_t
     cluster = cluster_factory(3)
     cluster.create_topic(TOPIC, 1, 3)
     acked = produce_acked(cluster, [b"idle-%d" % i for i in range(20)])
-    leader = cluster.leader_of(TOPIC, 0)
+    group = partition_group_of(cluster, cluster.leader_of(TOPIC, 0))["group"]
+    idle = wait_for_the_leader_to_see(cluster, group, lambda g: g["quiesced"], 20, "the partition group to go idle")
+    leader = idle["id"] % (1 << 31)
     victim = next(x for x in cluster.ids if x != leader)
-    group = partition_group_of(cluster, leader)["group"]
-    wait_until(lambda: raft_group(cluster, leader, group)["quiesced"], 20, "the partition group to go idle")
     cluster.kill(victim)
     wipe(cluster, victim)
     cluster.start_broker(victim)
@@ -156,13 +153,10 @@ def test_an_idle_wiped_follower_is_noticed_replaced_and_never_answers_an_empty_t
     incarnation = new_incarnation_of(cluster, victim)
     new_replica = incarnation << 31 | victim
 
-    def replaced():
-        g = raft_group(cluster, leader, group)
-        follower = g and g["followers"].get(str(new_replica))
-        return g and new_replica in g["voters"] and victim not in g["voters"] and follower and follower["lag"] == 0
+    def replaced(g: dict) -> bool:
+        return new_replica in g["voters"] and victim not in g["voters"] and caught_up(g, new_replica)
 
-    wait_until(replaced, 40, "the wiped replica to be replaced and caught up")
-    theirs = raft_group(cluster, leader, group)
+    theirs = wait_for_the_leader_to_see(cluster, group, replaced, 40, "the wiped replica to be replaced and caught up")
     wait_until(lambda: raft_group(cluster, victim, group)["applied_index"] >= theirs["commit_index"], 10,
                "the new replica to apply everything")
     assert fetch_values(cluster.url(victim), TOPIC)[:len(acked)] == acked  # served via the leader, complete

@@ -47,6 +47,37 @@ def raft_group(cluster, broker: int, group: str) -> dict | None:
     return next((g for g in groups if g["group"] == group), None)
 
 
+def group_at_its_leader(cluster, group: str) -> dict | None:
+    """The group as the broker that leads it now reports it: leadership may move during a test
+    (a loaded machine can stall the leader past an election timeout), so no test waits on one broker's view."""
+    for broker in list(cluster.procs):
+        doc = raft_group(cluster, broker, group)
+        if doc is not None and doc["role"] == "leader":
+            return doc
+    return None
+
+
+def wait_for_the_leader_to_see(cluster, group: str, predicate, timeout: float, what: str) -> dict:
+    """Poll the group at its current leader until predicate(doc) holds; the timeout names the last doc seen."""
+    seen = []
+
+    def holds():
+        doc = group_at_its_leader(cluster, group)
+        seen[:] = [doc]
+        return doc if doc is not None and predicate(doc) else None
+
+    try:
+        return wait_until(holds, timeout, what)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; the group at its leader last: {seen[0] if seen else None}") from None
+
+
+def caught_up(group: dict, replica: int) -> bool:
+    """Does the group's leader (its doc) have everything on `replica` (which may be the leader itself)?"""
+    follower = group["followers"].get(str(replica))
+    return group["id"] == replica or (follower is not None and follower["lag"] == 0)
+
+
 def fetch_values(url: str, topic: str, partition: int = 0) -> list[tuple[int, bytes]]:
     """(offset, value) of every committed record, read from `url` (the leader, or forwarded to it)."""
     out, offset = [], 0
@@ -146,16 +177,13 @@ def test_kill_9_partition_leader_under_idempotent_load(cluster_factory):
     assert dict(stored).items() >= dict(producer.acked).items(), "an acknowledged record is missing or moved"
     assert len(stored) == len(producer.acked)  # the producer stopped after an acknowledgement
 
-    # The restarted broker catches up: the leader sees it with lag 0, and its commit index matches.
-    def caught_up():
-        lead = raft_group(cluster, leader, group)
+    # The restarted broker catches up: the leader (whichever broker leads now) sees it with lag 0, and its commit
+    # index matches.
+    def victim_caught_up(lead: dict) -> bool:
         mine = raft_group(cluster, victim, group)
-        if lead is None or mine is None or lead["role"] != "leader":
-            return False
-        follower = lead["followers"].get(str(victim))
-        return follower is not None and follower["lag"] == 0 and mine["commit_index"] == lead["commit_index"]
+        return caught_up(lead, victim) and mine is not None and mine["commit_index"] == lead["commit_index"]
 
-    wait_until(caught_up, 20, f"broker {victim} to catch up on {group}")
+    wait_for_the_leader_to_see(cluster, group, victim_caught_up, 20, f"broker {victim} to catch up on {group}")
 
 
 def test_a_produce_sent_to_a_survivor_right_after_the_leader_died_waits_for_the_election(cluster_factory):
