@@ -1,6 +1,8 @@
-"""Shared fixtures: real broker clusters on loopback (see tests/cluster.py); the Raft
-simulation statistics at the end of the run, gathered from every pytest-xdist worker
-(see tests/simreport.py)."""
+"""Shared fixtures: real broker clusters on loopback (see tests/cluster.py), whose brokers' last log
+lines join the report of a test that fails (CI keeps nothing else of a run); the Raft simulation
+statistics at the end of the run, gathered from every pytest-xdist worker (see tests/simreport.py)."""
+
+from pathlib import Path
 
 import pytest
 
@@ -27,9 +29,25 @@ def pytest_terminal_summary(terminalreporter):
             terminalreporter.write_line(line)
 
 
+LOG_LINES_ON_FAILURE = 40
+CLUSTERS = pytest.StashKey[list]()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call" and report.failed:
+        for cluster in item.stash.get(CLUSTERS, []):
+            for log in sorted(Path(cluster.root).glob("broker-*.log")):
+                lines = log.read_text(errors="replace").splitlines()[-LOG_LINES_ON_FAILURE:]
+                report.sections.append((f"last lines of {log.name} ({cluster.root.name})",
+                                        "\n".join(line[:300] for line in lines)))
+
+
 @pytest.fixture
-def cluster_factory(tmp_path):
-    started = []
+def cluster_factory(tmp_path, request):
+    started = request.node.stash.setdefault(CLUSTERS, [])
 
     def make(brokers: int = 3, **kwargs) -> LocalCluster:
         kwargs.setdefault("election_timeout_ms", 300)
