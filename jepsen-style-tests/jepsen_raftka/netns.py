@@ -44,6 +44,7 @@ _NS_RE = re.compile(r"^rk-(\d+)-(\d+|sw)$")
 _PROBE_NS_RE = re.compile(r"^rk-probe-(\d+)$")
 _LINK_RE = re.compile(r"^rk(\d+)c$")
 _COMMAND_TIMEOUT_S = 20
+_DELETE_ATTEMPTS = 3
 
 
 class NetnsError(RuntimeError):
@@ -282,17 +283,35 @@ def _kill_namespace_processes(ns: str) -> None:
         time.sleep(0.05)
 
 
+def _delete_namespace(ns: str) -> str | None:
+    """Kill ns's processes and delete it, trying `_DELETE_ATTEMPTS` times (its file can be busy for a moment);
+    None once it is gone, else why it is not."""
+    error = None
+    for attempt in range(_DELETE_ATTEMPTS):
+        time.sleep(0.1 * attempt)
+        try:
+            _kill_namespace_processes(ns)
+            _run(["ip", "netns", "delete", ns])
+            return None
+        except (NetnsError, subprocess.TimeoutExpired) as exc:
+            error = str(exc)
+        if ns not in _namespaces():
+            return None
+    return error
+
+
 def _remove_slot(slot: int) -> list[str]:
-    """Delete the namespaces (and their processes) and links of a slot; returns their names."""
+    """Delete the namespaces (and their processes) and links of a slot; returns their names.  One that cannot
+    be deleted does not keep the others: every failure is raised together once the rest are gone."""
     def of_slot(regex: re.Pattern, names: list[str]) -> list[str]:
         return [n for n in names if (m := regex.match(n)) and int(m.group(1)) == slot]
 
     namespaces, links = of_slot(_NS_RE, _namespaces()), of_slot(_LINK_RE, _links())
-    for ns in namespaces:
-        _kill_namespace_processes(ns)
-        _run(["ip", "netns", "delete", ns])
+    failures = [error for ns in namespaces if (error := _delete_namespace(ns)) is not None]
     for link in of_slot(_LINK_RE, _links()):  # normally gone with the switch namespace
         _run(["ip", "link", "delete", link], check=False)
+    if failures:
+        raise NetnsError(f"run slot {slot}: {len(failures)} namespace(s) not deleted: " + "; ".join(failures))
     return namespaces + links
 
 
@@ -319,13 +338,18 @@ def cleanup_stale() -> list[str]:
         match = _NS_RE.match(name) or _LINK_RE.match(name)
         if match:
             candidates.add(int(match.group(1)))
-    removed = []
+    removed, failures = [], []
     with runslot.stale_slots(candidates) as stale:
         for slot in sorted(stale):
-            removed += _remove_slot(slot)
+            try:
+                removed += _remove_slot(slot)
+            except NetnsError as exc:  # the other slots are still removed
+                failures.append(str(exc))
     for ns in _namespaces():
         match = _PROBE_NS_RE.match(ns)
         if match and not _pid_alive(int(match.group(1))):
             _run(["ip", "netns", "delete", ns], check=False)
             removed.append(ns)
+    if failures:
+        raise NetnsError("; ".join(failures))
     return removed
