@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
@@ -69,8 +70,18 @@ class Liveness:
         self.stepped_down = 0  # leaders here that stepped down on a tick (no quorum heard: check quorum)
 
     def hook(self, group: RaftGroup) -> None:
-        """Connect a group's node to the broker's liveness (again after the node is replaced)."""
-        group.node.on_wake = lambda: self.mark_awake(group)
+        """Connect a group's node to the broker's liveness (again after the node is replaced).  The node's wake
+        hook holds its group weakly: group -> node -> hook -> group would be a reference cycle, and a removed
+        group would then wait for a full garbage collection (see node/cluster/heap.py) instead of being freed
+        as its last reference goes."""
+        group_ref = weakref.ref(group)
+
+        def wake() -> None:
+            woken = group_ref()
+            if woken is not None:
+                self.mark_awake(woken)
+
+        group.node.on_wake = wake
         group.node.may_campaign = self.may_campaign
         group.node.peer_silence = self.peer_silence
 
