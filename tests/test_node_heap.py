@@ -1,5 +1,6 @@
 """`node.cluster.heap`: what exists when the hosted partitions change is frozen out of the garbage collector's
-scans; after partitions were removed, their reference cycles are still freed."""
+scans, and a frozen object with no reference cycle is still freed as its last reference goes (a removed
+partition's group is such an object: tests/test_raft_host_removal.py)."""
 
 from __future__ import annotations
 
@@ -9,22 +10,21 @@ import weakref
 from raftka.node.cluster import heap
 
 
-class Group:  # a removed partition's group: a reference cycle, as RaftGroup and RaftNode's hooks make
-    def __init__(self):
-        self.hook = lambda: self
+class Obj:
+    pass
 
 
-def test_frozen_objects_are_not_scanned_and_a_removal_frees_their_cycles():
+def test_frozen_objects_are_not_scanned_and_are_freed_by_reference_counting():
     try:
-        group = Group()
-        gone = weakref.ref(group)
-        heap.settle(removed=False)
+        cycle, plain = Obj(), Obj()
+        cycle.me = cycle
+        cycle_gone, plain_gone = weakref.ref(cycle), weakref.ref(plain)
+        heap.settle()
         assert gc.get_freeze_count() > 0
-        del group
+        del cycle, plain
         gc.collect()
-        assert gone() is not None, "a frozen cycle was scanned"
-        heap.settle(removed=True)
-        assert gone() is None, "the removed group's cycle was not freed"
-        assert gc.get_freeze_count() > 0
+        assert cycle_gone() is not None, "a frozen object was scanned"
+        assert plain_gone() is None, "a frozen object without a cycle outlived its last reference"
     finally:
         gc.unfreeze()
+        gc.collect()

@@ -8,26 +8,20 @@ election timeout, peers elected new leaders, and the extra work made the next
 pauses longer until 10,000 partitions had almost no leader (the hosting of many
 groups then never settled).  `settle` freezes what exists after the hosted
 partitions changed (`gc.freeze`, which only moves the collector's lists: the
-collector no longer scans those objects; reference counting still frees them);
-after partitions were removed it first unfreezes and collects once, so the
-removed groups' reference cycles are freed (one pause, at that moment, in
-proportion to the heap).
+collector no longer scans those objects; reference counting still frees them).
+
+A removed partition is freed by reference counting alone: its Raft group holds
+no reference cycle (`raft.liveness.Liveness.hook`; tests/test_raft_host_removal.py
+keeps it so).  Removals used to unfreeze the heap and collect it in full to free
+such cycles: 0.34-0.59 s with 10,000 partitions, for nothing once the cycle was
+gone (a full collection after deleting a topic then found 0 objects).
 """
 
 from __future__ import annotations
 
 import gc
-import logging
-import time
-
-log = logging.getLogger("raftka.heap")
 
 
-def settle(removed: bool) -> None:
-    """The hosted partitions changed (`removed`: some were removed): freeze the heap as it is now."""
-    if removed:
-        began = time.perf_counter()
-        gc.unfreeze()
-        gc.collect()
-        log.info("freed the removed partitions' objects: full collection in %.0f ms", (time.perf_counter() - began) * 1000)
+def settle() -> None:
+    """The hosted partitions changed: freeze the heap as it is now."""
     gc.freeze()

@@ -183,10 +183,10 @@ class PartitionHosting:
                 continue  # lost, or failed and retried later (open_failures)
             to_open.append((topic, p, group, members, configs))
         if removed:
-            heap.settle(removed=True)
+            heap.settle()
         for start in range(0, len(to_open), OPEN_BATCH):
             await self._open_partitions(to_open[start:start + OPEN_BATCH])
-            heap.settle(removed=False)
+            heap.settle()
         if self._orphans_unchecked:
             await self._remove_orphans()
 
