@@ -343,7 +343,8 @@ def notes(settings: Settings) -> list[str]:
          "leader-direct, 1 batch in flight per partition) and nats-py publish_async / pull fetch"),
         ("raftka (Kafka): confluent-kafka (librdkafka) Producer (acks=all, idempotent, linger.ms as raftka's; "
          "throughput cells in its produce()/poll() idiom with a counting delivery callback) and "
-         "Consumer (assign, consume() batches) against raftka's Kafka listeners: the same cluster as raftka (HTTP), "
+         "Consumer (the topic's metadata fetched, then assign; consume() batches; fetch.queue.backoff.ms=10) "
+         "against raftka's Kafka listeners: the same cluster as raftka (HTTP), "
          "topics of its own; idle CPU is the raftka cluster's (counted once)"),
         (f"produce: <= {IN_FLIGHT} unacknowledged messages per producer; 8 producers = 8 processes (one Python "
          "process is CPU-bound); all clients share the 2 cores with the servers; raftka linger_ms=5 (default)"),
