@@ -123,7 +123,7 @@ class KafkaEndpoint:
         topic's metadata is fetched before the assignment (the first record then comes 16-69 ms after the
         consumer is created instead of 513 ms); and a consumer that fetched more than queued.min.messages
         ahead of its application postpones its next fetch by fetch.queue.backoff.ms, 1 s by default, which
-        stalled a backlog read in about one run in twenty (10 ms here)."""
+        stalled about one backlog read in thirty (10 ms here)."""
         consumer = confluent_kafka.Consumer({"bootstrap.servers": self.bootstrap, "group.id": "bench",
                                              "enable.auto.commit": False, "fetch.wait.max.ms": 100,
                                              "fetch.queue.backoff.ms": 10, "log_level": 3,
