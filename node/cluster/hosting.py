@@ -16,8 +16,8 @@ effect at once) and keeps `Broker.partitions` (`HostedPartition`):
   hard states of replicas no longer hosted here are deleted (orphans);
 * every replica deletes whole segments past retention.ms / retention.bytes
   (`retention_forever`);
-* after each batch of partitions opened, and after partitions were removed, the
-  heap is frozen out of the garbage collector's scans (`heap.settle`).
+* after each batch of partitions opened, the heap is frozen out of the garbage
+  collector's scans (`heap.settle`; a removed partition needs no collection).
 """
 
 from __future__ import annotations
@@ -150,10 +150,8 @@ class PartitionHosting:
         broker = self.broker
         wanted = self._wanted()
         wanted_groups = {group for group, _, _ in wanted.values()}
-        removed = False
         for key, hosted in list(broker.partitions.items()):
             if key not in wanted or wanted[key][0] != hosted.group:
-                removed = True
                 del broker.partitions[key]
                 broker.partitions_by_group.pop(hosted.group, None)
                 await broker.host.remove_group(hosted.group, delete_data=True)
@@ -182,8 +180,6 @@ class PartitionHosting:
             if group in self.lost_groups or (failure is not None and now < failure.retry_at):
                 continue  # lost, or failed and retried later (open_failures)
             to_open.append((topic, p, group, members, configs))
-        if removed:
-            heap.settle()
         for start in range(0, len(to_open), OPEN_BATCH):
             await self._open_partitions(to_open[start:start + OPEN_BATCH])
             heap.settle()

@@ -149,7 +149,7 @@ def register_raft_metrics(registry: MetricsRegistry, broker: Broker) -> None:
                             "leaders here that stepped down (no quorum heard for an election timeout).",
                             ("outcome",), lambda: [((k,), v) for k, v in broker.host.election_stats().items()])
     registry.gauge_function("raftka_gc_frozen_objects", "Objects frozen out of the garbage collector's scans after "
-                            "the hosted partitions changed (see node/cluster/heap.py).", (),
+                            "partitions were opened (see node/cluster/heap.py).", (),
                             lambda: [((), gc.get_freeze_count())])
     registry.gauge_function("raftka_metadata_leader", "Metadata group leader as seen here.", (),
                             lambda: [((), broker.metadata_leader() or 0)])
