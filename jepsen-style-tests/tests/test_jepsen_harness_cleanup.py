@@ -142,7 +142,6 @@ exec {real_ip} "$@"
         monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
         with pytest.raises(netns.NetnsError, match=f"{stuck} failed.*busy"):
             cluster.close()
-        monkeypatch.undo()
         assert slot_names(slot) == [stuck]
     finally:
         monkeypatch.undo()
