@@ -4,7 +4,10 @@
 a root directory, a generated cluster secret, free loopback ports, a Kafka
 listener on each), waits for them to be healthy, and can kill -9, stop, pause,
 resume and restart any of them, and add brokers to the running cluster
-(`add_broker`: ``--join``).  It talks to the brokers over HTTP only. With
+(`add_broker`: ``--join``).  It talks to the brokers over HTTP only.  Ports it
+picks itself are free when picked, not when a broker binds them a second later:
+a first start that loses one to another process starts afresh on new ports
+(`start`).  With
 `security` (a `DevSecurity`) the brokers serve TLS and require authentication;
 the cluster then speaks https and logs in as the bootstrap admin.
 """
@@ -15,6 +18,7 @@ import json
 import os
 import random
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -27,6 +31,7 @@ from pathlib import Path
 from raftka.client.devcerts import DevSecurity
 
 SECRET_FILE = "cluster.secret"
+PORT_ATTEMPTS = 3  # first starts on freshly picked ports (see LocalCluster.start)
 
 
 PORT_RANGE = (20000, 32000)  # below Linux's ephemeral range: no outgoing connection takes these meanwhile
@@ -47,6 +52,15 @@ def free_ports(count: int) -> list[int]:
                 continue
         ports.append(port)
     return ports
+
+
+class BrokerExitedError(RuntimeError):
+    """A broker process ended while the cluster waited for it to become healthy."""
+
+    def __init__(self, broker: int, returncode: int, log: Path):
+        super().__init__(f"broker {broker} exited with {returncode}; see {log}")
+        self.broker = broker
+        self.log = log
 
 
 def http_json(url: str, method: str = "GET", body: dict | None = None, timeout: float = 5.0,
@@ -71,7 +85,8 @@ class LocalCluster:
         self.root = Path(data_dir)
         self.security = security.prepare() if security is not None else None
         self.ids = list(range(1, brokers + 1))
-        ports = free_ports(3 * brokers) if None in (http_ports, raft_ports, kafka_ports) else []
+        self._ports_picked = None in (http_ports, raft_ports, kafka_ports)  # start() may pick others
+        ports = free_ports(3 * brokers) if self._ports_picked else []
         self.http_ports = dict(zip(self.ids, http_ports or ports[:brokers]))
         self.raft_ports = dict(zip(self.ids, raft_ports or ports[brokers:2 * brokers]))
         self.kafka_ports = dict(zip(self.ids, kafka_ports or ports[2 * brokers:]))
@@ -178,10 +193,35 @@ class LocalCluster:
             out.close()
 
     def start(self, timeout: float = 30.0) -> "LocalCluster":
+        """Start every broker and wait until all are healthy.  On a first start (no data directory yet) on ports
+        picked here, a broker that exits because another process bound one of its ports in the meantime ("address
+        already in use") has the whole cluster start again on newly picked ports, up to `PORT_ATTEMPTS` times."""
+        fresh = self._ports_picked and not any((self.root / f"broker-{b}").exists() for b in self.ids)
+        attempt = 1
+        while True:
+            for broker in self.ids:
+                self.start_broker(broker)
+            try:
+                self.wait_healthy(timeout)
+                return self
+            except BrokerExitedError as exc:
+                if not fresh or attempt == PORT_ATTEMPTS or b"address already in use" not in exc.log.read_bytes():
+                    raise
+            attempt += 1
+            self._start_over_on_new_ports()
+
+    def _start_over_on_new_ports(self) -> None:
+        """Kill the brokers of a failed first start, delete what they wrote, and pick new ports for all of them."""
+        for broker, proc in list(self.procs.items()):
+            if proc.poll() is None:
+                self.kill(broker)
+            else:
+                del self.procs[broker]
         for broker in self.ids:
-            self.start_broker(broker)
-        self.wait_healthy(timeout)
-        return self
+            shutil.rmtree(self.root / f"broker-{broker}", ignore_errors=True)
+        ports = free_ports(3 * len(self.ids))
+        for i, broker in enumerate(self.ids):
+            self.http_ports[broker], self.raft_ports[broker], self.kafka_ports[broker] = ports[3 * i:3 * i + 3]
 
     def wait_healthy(self, timeout: float = 30.0, brokers: list[int] | None = None) -> None:
         deadline = time.monotonic() + timeout
@@ -190,8 +230,7 @@ class LocalCluster:
             for broker in list(pending):
                 proc = self.procs[broker]
                 if proc.poll() is not None:
-                    raise RuntimeError(f"broker {broker} exited with {proc.returncode}; see "
-                                       f"{self.root / f'broker-{broker}.log'}")
+                    raise BrokerExitedError(broker, proc.returncode, self.root / f"broker-{broker}.log")
                 try:
                     self.http_json(self.url(broker) + "/health", timeout=1)
                     pending.discard(broker)
