@@ -1,4 +1,4 @@
-"""HTTP to one broker: bootstrap address parsing, one aiohttp session, answers or mapped errors.
+"""HTTP to one broker: bootstrap address parsing, keep-alive connections, answers or mapped errors.
 
 ``Connection.request`` sends one request to one broker base URL and returns a
 ``Response`` for 2xx answers. Everything else becomes a ``RaftkaError``:
@@ -17,18 +17,20 @@ a CA file to trust the brokers' certificates
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
-import aiohttp
 import orjson
 from multidict import CIMultiDictProxy
 
 from raftka.client.errors import BrokerConnectionError, ProtocolError, RequestTimedOutError, error_from_response
+from raftka.client.http_answers import MalformedAnswer
+from raftka.client.http_channels import Channels, ChannelLost
 
 __all__ = [
     "BATCH_CONTENT_TYPE",
@@ -130,7 +132,7 @@ class ClientSecurity:
             raise ValueError("ssl_keyfile needs ssl_certfile")
 
     def ssl_context(self) -> ssl.SSLContext | bool:
-        """What aiohttp verifies https with: True (the system's CAs) or a context with our CA / certificate."""
+        """What https is verified with: True (the system's CAs) or a context with our CA / certificate."""
         if self.ssl_cafile is None and self.ssl_certfile is None:
             return True
         context = ssl.create_default_context(cafile=self.ssl_cafile)
@@ -142,26 +144,38 @@ class ClientSecurity:
         """Headers every request carries (HTTP Basic credentials, if any)."""
         if self.username is None:
             return {}
-        return {"Authorization": aiohttp.encode_basic_auth(self.username, self.password or "", "utf-8")}
+        token = base64.b64encode(f"{self.username}:{self.password or ''}".encode()).decode("ascii")
+        return {"Authorization": f"Basic {token}"}
 
 
 class Connection:
-    """One aiohttp session (keep-alive pool) shared by all requests of a client; used on one event loop."""
+    """Keep-alive HTTP/1.1 connections (``http_channels``) shared by all requests of a client; used on one
+    event loop. A lean client of its own rather than aiohttp's: a request costs the client about 40 % less
+    CPU (README, "The Python client's own HTTP")."""
 
     def __init__(self, *, request_timeout_s: float = 30.0, connect_timeout_s: float = 5.0,
                  security: ClientSecurity | None = None) -> None:
         self.request_timeout_s = request_timeout_s
         self.connect_timeout_s = connect_timeout_s
         self.security = security or ClientSecurity()
-        self._ssl = self.security.ssl_context()  # read the files now: a missing CA file fails at construction
-        self._session: aiohttp.ClientSession | None = None
+        context = self.security.ssl_context()  # read the files now: a missing CA file fails at construction
+        self._channels = Channels(context if isinstance(context, ssl.SSLContext) else None)
+        self._auth = "".join(f"{name}: {value}\r\n" for name, value in self.security.headers().items())
+        self._brokers: dict[str, tuple[str, int, bool, str]] = {}  # base URL -> host, port, TLS, Host header
 
-    def _get_session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60, ttl_dns_cache=60, ssl=self._ssl)
-            self._session = aiohttp.ClientSession(connector=connector, skip_auto_headers=("User-Agent",),
-                                                  headers=self.security.headers())
-        return self._session
+    def _broker(self, base_url: str) -> tuple[str, int, bool, str]:
+        broker = self._brokers.get(base_url)
+        if broker is None:
+            parts = urlsplit(base_url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise BrokerConnectionError(f"cannot connect: not a broker address {base_url!r}", broker=base_url)
+            tls = parts.scheme == "https"
+            try:
+                port = parts.port or (443 if tls else 80)
+            except ValueError as exc:
+                raise BrokerConnectionError(f"cannot connect: {exc}", broker=base_url) from None
+            broker = self._brokers[base_url] = (parts.hostname, port, tls, parts.netloc)
+        return broker
 
     async def request(
         self,
@@ -177,47 +191,55 @@ class Connection:
         timeout_s: float | None = None,
     ) -> Response:
         """Send one request; 2xx -> Response, anything else -> a RaftkaError subclass."""
-        headers = {}
         if json is not None:
             data = orjson.dumps(json)
             content_type = _JSON
-        if content_type:
-            headers["Content-Type"] = content_type
-        if accept:
-            headers["Accept"] = accept
+        host, port, tls, netloc = self._broker(base_url)
+        target = f"{path}?{urlencode(params)}" if params else path
+        body = data or b""
+        head = (f"{method} {target} HTTP/1.1\r\nHost: {netloc}\r\n{self._auth}"
+                + (f"Content-Type: {content_type}\r\n" if content_type else "")
+                + (f"Accept: {accept}\r\n" if accept else "")
+                + f"Content-Length: {len(body)}\r\n\r\n").encode("latin-1")
         total = self.request_timeout_s if timeout_s is None else timeout_s
-        timeout = aiohttp.ClientTimeout(total=total, sock_connect=min(self.connect_timeout_s, total))
-        url = base_url + path
-        try:
-            async with self._get_session().request(
-                method, url, data=data, headers=headers, params=params, timeout=timeout, allow_redirects=False
-            ) as answer:
-                body = await answer.read()
-                if answer.status >= 400:
-                    raise error_from_response(answer.status, body, broker=base_url)
-                return Response(answer.status, answer.headers, body, base_url)
-        except (aiohttp.ClientConnectorError, aiohttp.InvalidURL) as exc:
-            raise BrokerConnectionError(f"cannot connect: {_reason(exc)}", broker=base_url) from exc
-        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + total
+        channel = self._channels.take_idle(host, port, tls)
+        if channel is None:
+            try:
+                async with asyncio.timeout(min(self.connect_timeout_s, total)):
+                    channel = await self._channels.connect(host, port, tls)
+            except TimeoutError as exc:
                 raise BrokerConnectionError("connect timed out", broker=base_url) from exc
+            except (OSError, ssl.SSLError) as exc:
+                raise BrokerConnectionError(f"cannot connect: {_reason(exc)}", broker=base_url) from exc
+        try:
+            async with asyncio.timeout_at(deadline):
+                answer = await channel.exchange((head, body) if body else (head,))
+        except TimeoutError as exc:
+            self._channels.discard(channel)
             raise RequestTimedOutError(f"no answer within {total:g} s", broker=base_url) from exc
-        except (aiohttp.ClientError, OSError) as exc:
-            raise RequestTimedOutError(f"connection lost: {_reason(exc)}", broker=base_url) from exc
+        except (ChannelLost, MalformedAnswer, OSError) as exc:
+            self._channels.discard(channel)
+            raise RequestTimedOutError(f"connection lost: {exc}", broker=base_url) from exc
+        except BaseException:
+            self._channels.discard(channel)
+            raise
+        self._channels.release(channel, host, port, tls, answer)
+        if answer.status >= 400:
+            raise error_from_response(answer.status, answer.body, broker=base_url)
+        return Response(answer.status, answer.headers, answer.body, base_url)
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        self._channels.close()
 
 
 def _reason(exc: BaseException) -> str:
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        return f"TLS certificate not trusted ({exc.certificate_error.__class__.__name__}: " \
-               f"{getattr(exc.certificate_error, 'verify_message', None) or exc.certificate_error}); " \
+    """Why connecting failed, in words (with the fix when it is a certificate nobody told us to trust)."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS certificate not trusted (SSLCertVerificationError: {exc.verify_message or exc}); " \
                "give the CA file (ssl_cafile / --ca-file)"
-    if isinstance(exc, aiohttp.ClientConnectorSSLError):
-        return f"TLS handshake failed: {exc.os_error}"
-    cause = getattr(exc, "os_error", None) or exc
-    text = getattr(cause, "strerror", None) or str(cause) or type(cause).__name__
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS handshake failed: {exc}"
+    text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
     return text
