@@ -215,7 +215,7 @@ class Connection:
                 raise BrokerConnectionError(f"cannot connect: {_reason(exc)}", broker=base_url) from exc
         try:
             async with asyncio.timeout_at(deadline):
-                answer = await channel.exchange((head, body) if body else (head,))
+                answer = await channel.exchange(head + body)
         except TimeoutError as exc:
             self._channels.discard(channel)
             raise RequestTimedOutError(f"no answer within {total:g} s", broker=base_url) from exc

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from collections.abc import Sequence
 
 from raftka.client.http_answers import AnswerReader, HttpAnswer, MalformedAnswer
 
@@ -85,13 +84,13 @@ class Channel(asyncio.Protocol):
         if self._transport is not None:
             self._transport.close()
 
-    async def exchange(self, parts: Sequence[bytes]) -> HttpAnswer:
-        """Write one request (its bytes in ``parts``) and return its answer. The caller closes the
-        channel if this raises or is cancelled."""
+    async def exchange(self, request: bytes) -> HttpAnswer:
+        """Write one request (its head and body) and return its answer. The caller closes the channel if
+        this raises or is cancelled."""
         if self.closed or self._transport is None:
             raise ChannelLost("the connection is closed")
         waiter = self._waiter = asyncio.get_running_loop().create_future()
-        self._transport.writelines(parts)
+        self._transport.write(request)
         return await waiter
 
     @property
