@@ -335,6 +335,8 @@ class RaftHost:
         # thousands of groups) need many threads, a few busy partitions a few
         self._fsync_pool = concurrent.futures.ThreadPoolExecutor(FSYNC_THREADS, thread_name_prefix=f"raft-fsync-{node_id}")
         self.sync_policy = InlineSyncPolicy(self.cfg.inline_sync_max_ms / 1000)
+        self._slow_sync_logged_at = float("-inf")
+        self._slow_syncs_unlogged = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ticker: asyncio.Task | None = None
         self._ticker_nap: asyncio.Future | None = None  # resolved to end the ticker's sleep early
@@ -840,7 +842,7 @@ class RaftHost:
     def _sync_inline(self, group: RaftGroup, messages: list[Message], job) -> None:
         self.sync_policy.inline_count += 1
         try:
-            self.sync_policy.record(_timed(job))
+            self._record_sync(group, _timed(job), inline=True)
             error = None
         except Exception as exc:
             self.sync_policy.record(float("inf"))
@@ -849,8 +851,21 @@ class RaftHost:
 
     def _pool_sync_done(self, group: RaftGroup, messages: list[Message], future: asyncio.Future) -> None:
         error = future.exception() if not future.cancelled() else asyncio.CancelledError()
-        self.sync_policy.record(future.result() if error is None else float("inf"))
+        self._record_sync(group, future.result() if error is None else float("inf"), inline=False)
         self._sync_done(group, messages, error, "syncing the journal")
+
+    def _record_sync(self, group: RaftGroup, seconds: float, inline: bool) -> None:
+        """Feed the sync policy; log a slow sync (at most one line a second, with how many were not logged)."""
+        if not self.sync_policy.record(seconds, inline):
+            return
+        now = time.monotonic()
+        if now - self._slow_sync_logged_at < 1.0:
+            self._slow_syncs_unlogged += 1
+            return
+        unlogged, self._slow_syncs_unlogged, self._slow_sync_logged_at = self._slow_syncs_unlogged, 0, now
+        log.warning("raft group %s: a journal fsync took %.0f ms (%s)%s", group.name, seconds * 1000,
+                    "on the event loop: this broker did nothing else meanwhile" if inline else "in a worker thread",
+                    f"; {unlogged} more slow fsync(s) since the last such line" if unlogged else "")
 
     def _sync_done(self, group: RaftGroup, messages: list[Message], error: BaseException | None, action: str) -> None:
         """A group's sync finished: queue its messages; all groups done by now are finished together."""

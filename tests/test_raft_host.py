@@ -3,6 +3,7 @@
 import asyncio
 import concurrent.futures
 import dataclasses
+import logging
 import os
 import time
 
@@ -548,6 +549,37 @@ def test_fast_lone_fsyncs_run_on_the_loop_and_what_they_acknowledged_survives_po
                 if not host._ticker.done():
                     await host.stop(transfer_timeout=0)
     asyncio.run(main())
+
+
+def test_slow_fsyncs_are_counted_and_logged_at_most_once_a_second(tmp_path, caplog):
+    """Every fsync counts as slow here (slow_s 0), on the loop and in the threads: each host counts them all and
+    logs at most one line a second, which names the group and where the fsync ran."""
+    async def main():
+        hosts, _ = await start_cluster(tmp_path, 3)
+        try:
+            for h in hosts.values():
+                h.sync_policy.slow_s = 0.0
+                h.sync_policy.max_s = 60.0  # on the loop once the streak is there
+            add_group(hosts, tmp_path)
+            started = time.monotonic()
+            for k in range(60):
+                await propose_retrying(hosts, b"e%d" % k)
+            await asyncio.sleep(1.1)  # the next slow fsync is logged again, with the count of those that were not
+            for k in range(5):
+                await propose_retrying(hosts, b"f%d" % k)
+            return {i: (h.sync_policy.slow_count, h.sync_policy.slow_inline_count) for i, h in hosts.items()}, \
+                time.monotonic() - started
+        finally:
+            for h in hosts.values():
+                await h.stop(transfer_timeout=0)
+
+    with caplog.at_level(logging.WARNING, logger="raftka.raft.host"):
+        counts, seconds = asyncio.run(main())
+    lines = [r.getMessage() for r in caplog.records if "journal fsync took" in r.getMessage()]
+    assert all(slow >= 60 and inline > 0 for slow, inline in counts.values()), counts
+    assert 6 <= len(lines) <= 3 * (int(seconds) + 2), (len(lines), seconds)
+    assert any(line.startswith("raft group g: a journal fsync took") and "on the event loop" in line
+               and "more slow fsync(s) since the last such line" in line for line in lines), lines
 
 
 def test_an_idle_broker_beats_half_as_often_unless_an_echo_could_then_come_too_late_for_a_lease():

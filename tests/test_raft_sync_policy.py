@@ -18,3 +18,11 @@ def test_zero_means_never_inline():
     for _ in range(5):
         policy.record(0.0)
     assert not policy.inline()
+
+
+def test_slow_syncs_are_counted_apart_and_failures_are_not_slow():
+    policy = InlineSyncPolicy(max_s=0.001, streak=1, slow_s=0.1)
+    assert [policy.record(s, inline) for s, inline in
+            ((0.0002, True), (0.1, True), (0.5, False), (float("inf"), False), (0.099, False))] == \
+        [False, True, True, False, False]
+    assert (policy.slow_count, policy.slow_inline_count) == (2, 1)

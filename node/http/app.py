@@ -103,6 +103,8 @@ async def raft_status(request: web.Request) -> web.Response:
                           "elections": broker.host.election_stats(),
                           "ticker_rounds": broker.host.ticker_rounds, "leader_polls": broker.leaders.polls,
                           "inline_syncs": broker.host.sync_policy.inline_count,
+                          "slow_syncs": broker.host.sync_policy.slow_count,
+                          "slow_inline_syncs": broker.host.sync_policy.slow_inline_count,
                           "ticker_late_max_ms": round(broker.host.ticker_lag.max_s * 1000, 1),
                           "ticker_late_recent_max_ms":
                               round(broker.host.ticker_lag.recent_max_s(time.monotonic()) * 1000, 1),
