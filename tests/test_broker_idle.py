@@ -104,3 +104,7 @@ def test_a_broker_kept_from_running_reports_how_late_its_ticker_woke(cluster):
     metrics = request(cluster.url(broker) + "/metrics").body.decode()
     [gauge] = [line for line in metrics.splitlines() if line.startswith("raftka_ticker_late_max_seconds ")]
     assert float(gauge.split()[1]) >= 1.3, gauge
+    slow = {line.split('"')[1]: float(line.split()[1]) for line in metrics.splitlines()
+            if line.startswith("raftka_slow_fsyncs_total{")}
+    doc = raft_docs(cluster)[broker]
+    assert slow == {"inline": doc["slow_inline_syncs"], "thread": doc["slow_syncs"] - doc["slow_inline_syncs"]}, slow

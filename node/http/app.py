@@ -181,6 +181,12 @@ def register_raft_metrics(registry: MetricsRegistry, broker: Broker) -> None:
                             lambda: [((), broker.host.storage.min_free_bytes)])
     registry.gauge_function("raftka_fsyncs_total", "fsync calls made by this broker process (files and "
                             "directories).", (), lambda: [((), fsync_count())])
+    registry.gauge_function("raftka_slow_fsyncs_total",
+                            "Raft journal fsyncs that took 100 ms or more since the broker started (each also logged); "
+                            "inline: run on the event loop, which kept the whole broker waiting.", ("where",),
+                            lambda: [(("inline",), broker.host.sync_policy.slow_inline_count),
+                                     (("thread",), broker.host.sync_policy.slow_count
+                                      - broker.host.sync_policy.slow_inline_count)])
     registry.gauge_function("raftka_ticker_late_max_seconds",
                             "The most the broker's ticker woke late in the last minute: how long its event loop was "
                             "kept from running (CPU starvation, a blocking call); near the election timeout, peers "
