@@ -112,6 +112,7 @@ from .storage_health import StorageMonitor, journal_segment_bytes, storage_failu
 from .sync_policy import InlineSyncPolicy
 from .throttle import ByteRateLimiter
 from .transport import PeerTransport
+from .warning_throttle import WarningThrottle
 from .wake_grid import broker_phase, grid_delay, grid_floor, set_beat
 
 log = logging.getLogger("raftka.raft.host")
@@ -119,6 +120,7 @@ log = logging.getLogger("raftka.raft.host")
 _APPLIED = object()  # a waiting proposal's answer: whatever the state machine's apply returns
 
 FSYNC_THREADS = 16
+SLOW_SYNC_WARNING_INTERVAL_S = 1.0
 
 
 class StateMachine(Protocol):
@@ -335,8 +337,7 @@ class RaftHost:
         # thousands of groups) need many threads, a few busy partitions a few
         self._fsync_pool = concurrent.futures.ThreadPoolExecutor(FSYNC_THREADS, thread_name_prefix=f"raft-fsync-{node_id}")
         self.sync_policy = InlineSyncPolicy(self.cfg.inline_sync_max_ms / 1000)
-        self._slow_sync_logged_at = float("-inf")
-        self._slow_syncs_unlogged = 0
+        self._slow_sync_warnings = WarningThrottle(log, SLOW_SYNC_WARNING_INTERVAL_S)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ticker: asyncio.Task | None = None
         self._ticker_nap: asyncio.Future | None = None  # resolved to end the ticker's sleep early
@@ -856,16 +857,10 @@ class RaftHost:
 
     def _record_sync(self, group: RaftGroup, seconds: float, inline: bool) -> None:
         """Feed the sync policy; log a slow sync (at most one line a second, with how many were not logged)."""
-        if not self.sync_policy.record(seconds, inline):
-            return
-        now = time.monotonic()
-        if now - self._slow_sync_logged_at < 1.0:
-            self._slow_syncs_unlogged += 1
-            return
-        unlogged, self._slow_syncs_unlogged, self._slow_sync_logged_at = self._slow_syncs_unlogged, 0, now
-        log.warning("raft group %s: a journal fsync took %.0f ms (%s)%s", group.name, seconds * 1000,
-                    "on the event loop: this broker did nothing else meanwhile" if inline else "in a worker thread",
-                    f"; {unlogged} more slow fsync(s) since the last such line" if unlogged else "")
+        if self.sync_policy.record(seconds, inline):
+            self._slow_sync_warnings.warn(
+                "slow fsync", "raft group %s: a journal fsync took %.0f ms (%s)", group.name, seconds * 1000,
+                "on the event loop: this broker did nothing else meanwhile" if inline else "in a worker thread")
 
     def _sync_done(self, group: RaftGroup, messages: list[Message], error: BaseException | None, action: str) -> None:
         """A group's sync finished: queue its messages; all groups done by now are finished together."""

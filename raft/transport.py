@@ -26,11 +26,11 @@ import logging
 import os
 import random
 import socket
-import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from raftka.raft.warning_throttle import WarningThrottle
 from raftka.raft.wire_frames import (
     HEADER,
     FrameError,
@@ -284,30 +284,6 @@ class _Peer:
         self.queue_bytes = 0
 
 
-class _WarningThrottle:
-    """Logs a warning per key at most once per interval, counting what it held back."""
-
-    MAX_KEYS = 1024
-
-    def __init__(self, interval_s: float) -> None:
-        self._interval_s = interval_s
-        self._seen: dict[object, list[float]] = {}
-
-    def warn(self, key: object, message: str, *args: object, exc_info: bool = False) -> None:
-        now = time.monotonic()
-        seen = self._seen.get(key)
-        if seen is not None and now - seen[0] < self._interval_s:
-            seen[1] += 1
-            return
-        if len(self._seen) >= self.MAX_KEYS:
-            self._seen.clear()
-        suppressed = int(seen[1]) if seen is not None else 0
-        self._seen[key] = [now, 0]
-        if suppressed:
-            message += f" ({suppressed} similar in the last {self._interval_s:.0f} s not logged)"
-        log.warning(message, *args, exc_info=exc_info)
-
-
 def _check_address(address: object, what: str, *, allow_port_zero: bool) -> Address:
     if not (isinstance(address, (tuple, list)) and len(address) == 2):
         raise ValueError(f"{what} must be a (host, port) pair, got {address!r}")
@@ -360,7 +336,7 @@ class PeerTransport:
         self._closed = False
         self._unattributed_handshake_failures = 0
         self._unknown_peer_drops = 0
-        self._throttle = _WarningThrottle(WARNING_INTERVAL_S)
+        self._throttle = WarningThrottle(log, WARNING_INTERVAL_S)
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:
