@@ -85,11 +85,9 @@ class LocalCluster:
         self.root = Path(data_dir)
         self.security = security.prepare() if security is not None else None
         self.ids = list(range(1, brokers + 1))
-        self._ports_picked = None in (http_ports, raft_ports, kafka_ports)  # start() may pick others
-        ports = free_ports(3 * brokers) if self._ports_picked else []
-        self.http_ports = dict(zip(self.ids, http_ports or ports[:brokers]))
-        self.raft_ports = dict(zip(self.ids, raft_ports or ports[brokers:2 * brokers]))
-        self.kafka_ports = dict(zip(self.ids, kafka_ports or ports[2 * brokers:]))
+        self._given_ports = (http_ports, raft_ports, kafka_ports)
+        self._ports_picked = None in self._given_ports  # start() may pick others
+        self._assign_ports()
         self.env = env or {}
         self.extra_args = list(extra_args or [])
         if election_timeout_ms is not None:
@@ -211,7 +209,7 @@ class LocalCluster:
             self._start_over_on_new_ports()
 
     def _start_over_on_new_ports(self) -> None:
-        """Kill the brokers of a failed first start, delete what they wrote, and pick new ports for all of them."""
+        """Kill the brokers of a failed first start, delete what they wrote, and pick new ports for them."""
         for broker, proc in list(self.procs.items()):
             if proc.poll() is None:
                 self.kill(broker)
@@ -219,9 +217,16 @@ class LocalCluster:
                 del self.procs[broker]
         for broker in self.ids:
             shutil.rmtree(self.root / f"broker-{broker}", ignore_errors=True)
-        ports = free_ports(3 * len(self.ids))
-        for i, broker in enumerate(self.ids):
-            self.http_ports[broker], self.raft_ports[broker], self.kafka_ports[broker] = ports[3 * i:3 * i + 3]
+        self._assign_ports()
+
+    def _assign_ports(self) -> None:
+        """Each broker's HTTP, Raft and Kafka port: those given to the constructor, the others picked now."""
+        count = len(self.ids)
+        http_ports, raft_ports, kafka_ports = self._given_ports
+        ports = free_ports(3 * count) if self._ports_picked else []
+        self.http_ports = dict(zip(self.ids, http_ports or ports[:count]))
+        self.raft_ports = dict(zip(self.ids, raft_ports or ports[count:2 * count]))
+        self.kafka_ports = dict(zip(self.ids, kafka_ports or ports[2 * count:]))
 
     def wait_healthy(self, timeout: float = 30.0, brokers: list[int] | None = None) -> None:
         deadline = time.monotonic() + timeout
