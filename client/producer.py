@@ -1,7 +1,8 @@
 """AIOProducer: batching, idempotent, leader-direct producer on asyncio (the blocking Producer wraps it).
 
 Path of a record: ``send`` validates and sizes it and takes buffer space;
-the partition is chosen (``routing``) once the topic's partition count is
+the partition is chosen (``routing``: by key, or for keyless records one
+partition per ``sticky_partition_bytes``) once the topic's partition count is
 known (``GET /metadata``); the record joins its partition's open batch
 (``accumulator``). The sender task ships ready batches - at most ONE in flight
 per partition - as raw RecordBatch v2 bytes to
@@ -112,6 +113,7 @@ class AIOProducer:
         *,
         linger_ms: float = 5,
         batch_size: int = 256 * 1024,
+        sticky_partition_bytes: int = 1024 * 1024,
         buffer_memory: int = 64 * 1024 * 1024,
         max_request_size: int = 1024 * 1024,
         max_block_ms: int = 10_000,
@@ -132,6 +134,7 @@ class AIOProducer:
         for name, value in (
             ("linger_ms", linger_ms),
             ("batch_size", batch_size),
+            ("sticky_partition_bytes", sticky_partition_bytes),
             ("max_request_size", max_request_size),
             ("max_block_ms", max_block_ms),
             ("delivery_timeout_ms", delivery_timeout_ms),
@@ -147,7 +150,7 @@ class AIOProducer:
             security=ClientSecurity(username, password, ssl_cafile, ssl_certfile, ssl_keyfile),
         )
         self._acc = RecordAccumulator(batch_size, linger_ms / 1000)
-        self._chooser = PartitionChooser(batch_size)
+        self._chooser = PartitionChooser(sticky_partition_bytes)
         self._budget = ByteBudget(buffer_memory)
         self._backoff = Backoff(retry_backoff_ms / 1000, retry_backoff_max_ms / 1000)
         self._max_request_size = max_request_size

@@ -86,6 +86,24 @@ def test_100k_keyed_records_each_key_in_one_partition_in_send_order(cluster, adm
         assert values == sorted(values) and len(values) == 200, key
 
 
+def test_keyless_records_fill_one_partition_for_a_mebibyte_then_move_on(cluster, admin):
+    """A switch of partitions costs raftka a request and a Raft round (routing's docstring): by default a
+    producer stays on one partition for 1 MiB of keyless records, four default batches, not one."""
+    admin.create_topic("keyless", partitions=4)
+    value = b"v" * 1_000
+    with Producer(cluster.bootstrap) as producer:
+        first = [producer.send("keyless", value) for _ in range(900)]  # ~0.9 MB: still the first partition
+        producer.flush()
+        later = [producer.send("keyless", value) for _ in range(2_000)]
+        producer.flush()
+    with Producer(cluster.bootstrap, sticky_partition_bytes=20_000) as producer:
+        short = [producer.send("keyless", value) for _ in range(200)]
+        producer.flush()
+    assert len({f.result().partition for f in first}) == 1
+    assert len({f.result().partition for f in first + later}) > 1  # moved on after about 1 MiB
+    assert len({f.result().partition for f in short}) > 1  # ~200 KB in 20 KB sticks
+
+
 def test_leader_killed_mid_stream_no_loss_no_duplicates_order_per_key(tmp_path):
     """Producing and consuming at once while the leader of partition 0 is killed with SIGKILL."""
     with LocalCluster(brokers=3, data_dir=tmp_path, election_timeout_ms=300) as cluster:

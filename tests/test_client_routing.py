@@ -31,30 +31,30 @@ def test_explicit_partition_wins_and_is_checked():
         chooser.choose("t", b"k", 4, 4, 10)
 
 
-def test_null_keys_stick_to_a_partition_for_about_batch_size_bytes_then_move():
-    chooser = PartitionChooser(batch_size=1000, rng=random.Random(7))
+def test_null_keys_stick_to_a_partition_for_about_stick_bytes_then_move():
+    chooser = PartitionChooser(stick_bytes=1000, rng=random.Random(7))
     picks = [chooser.choose("t", None, None, 8, 100) for _ in range(40)]
     runs = [picks[i : i + 10] for i in range(0, 40, 10)]
     for run in runs:
-        assert len(set(run)) == 1  # 10 x 100 bytes = one batch's worth on one partition
+        assert len(set(run)) == 1  # 10 x 100 bytes = one stick on one partition
     for before, after in zip(runs, runs[1:]):
         assert before[0] != after[0]  # the next sticky partition is a different one
 
 
 def test_null_keys_spread_evenly_over_all_partitions():
-    chooser = PartitionChooser(batch_size=1000, rng=random.Random(11))
+    chooser = PartitionChooser(stick_bytes=1000, rng=random.Random(11))
     counts = Counter(chooser.choose("t", None, None, 6, 100) for _ in range(60_000))
     assert set(counts) == set(range(6))
     assert max(counts.values()) < 1.25 * min(counts.values())
 
 
 def test_sticky_state_is_per_topic_and_survives_partition_growth():
-    chooser = PartitionChooser(batch_size=10_000, rng=random.Random(5))
+    chooser = PartitionChooser(stick_bytes=10_000, rng=random.Random(5))
     a = chooser.choose("a", None, None, 2, 10)
     assert chooser.choose("a", None, None, 4, 10) == a  # grew from 2 to 4: still a valid partition
     assert 0 <= chooser.choose("b", None, None, 1, 10) < 1
 
 
 def test_single_partition_topics_always_get_partition_zero():
-    chooser = PartitionChooser(batch_size=10)
+    chooser = PartitionChooser(stick_bytes=10)
     assert {chooser.choose("t", None, None, 1, 100) for _ in range(20)} == {0}
