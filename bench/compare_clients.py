@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -140,28 +141,52 @@ class KafkaEndpoint:
 
 
 class KafkaProducer:
-    """confluent-kafka's Producer on the event loop: a task serves its delivery reports (``poll``)."""
+    """confluent-kafka's Producer on the event loop, in Confluent's own asyncio idiom: a thread blocked in
+    ``poll()`` serves the delivery reports and hands each to the loop (``call_soon_threadsafe``). A task that
+    called ``poll(0)`` and napped 1 ms between empty polls (how this harness began) added about 1 ms to every
+    acknowledgement: p50 2.6 ms against 1.2-1.6 ms with the thread, at 2,000 msg/s of 100 B."""
 
     def __init__(self, producer: confluent_kafka.Producer, topic: str) -> None:
         self.producer = producer
         self.topic = topic
-        self.poller = asyncio.get_running_loop().create_task(self._serve_reports())
+        self._loop = asyncio.get_running_loop()
+        self._stop_polling: threading.Event | None = None
+        self._poller: threading.Thread | None = None
+        self._start_polling()
 
-    async def _serve_reports(self) -> None:
-        while True:
-            served = self.producer.poll(0)
-            await asyncio.sleep(0 if served else 0.001)
+    def _start_polling(self) -> None:
+        stop = self._stop_polling = threading.Event()
+
+        def serve() -> None:
+            while not stop.is_set():
+                self.producer.poll(0.05)
+
+        self._poller = threading.Thread(target=serve, name="kafka-reports", daemon=True)
+        self._poller.start()
+
+    async def _stop_polling_thread(self) -> None:
+        if self._poller is not None:
+            assert self._stop_polling is not None
+            self._stop_polling.set()
+            await self._loop.run_in_executor(None, self._poller.join)
+            self._poller = None
 
     async def send(self, payload: bytes) -> asyncio.Future:
-        future = asyncio.get_running_loop().create_future()
+        future = self._loop.create_future()
 
-        def delivered(err, msg) -> None:
+        def settle(err, msg) -> None:
             if future.done():
                 return
             if err is not None:
                 future.set_exception(confluent_kafka.KafkaException(err))
             else:
                 future.set_result(msg)
+
+        def delivered(err, msg) -> None:  # in the poll thread
+            try:
+                self._loop.call_soon_threadsafe(settle, err, msg)
+            except RuntimeError:  # the loop is closed: nobody waits for this report any more
+                pass
 
         while True:
             try:
@@ -185,7 +210,15 @@ class KafkaProducer:
         core: replies were served late). poll() blocks until a report comes (at most 10 ms): the producer
         process runs nothing else meanwhile, and a poll loop that naps on the event loop instead cost eight
         producers over a core of the machine's two, starving the brokers.
+        The report thread is stopped meanwhile: the callbacks count without a lock.
         Returns (acknowledged, sent, failed, start time, end time)."""
+        await self._stop_polling_thread()
+        try:
+            return self._flood(payload, seconds, in_flight)
+        finally:
+            self._start_polling()
+
+    def _flood(self, payload: bytes, seconds: float, in_flight: int) -> tuple[int, int, int, float, float]:
         counts = {"acked": 0, "failed": 0}
 
         def delivered(err, msg) -> None:
@@ -208,8 +241,8 @@ class KafkaProducer:
         return counts["acked"], sent, counts["failed"], started, time.monotonic()
 
     async def close(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(None, self.producer.flush, 30)
-        self.poller.cancel()
+        await self._loop.run_in_executor(None, self.producer.flush, 30)
+        await self._stop_polling_thread()
         self.producer.poll(0)
 
 
