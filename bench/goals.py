@@ -216,6 +216,24 @@ class Goals:
                 continue
             value, load = self.compare_value(workload, "msg/s", "kafka")
             self.absolute(figure, value, bound, False, " msg/s", load, "-")
+        # ... while keeping the wins over Apache Kafka 3.8 measured on this kind of machine (issue 16: at
+        # 2,000 msg/s ack p50 15-99 ms and p99 49-1,685 ms; idle 13-30 % of a core for 4 topics; failover
+        # after kill -9 of the leader 8-14 s): below the best Kafka figure of each. Idle is the brokers'
+        # (both front ends share them).
+        for figure, workload, metric, system, bound, unit in (
+                ("Kafka: confluent-kafka ack p50 at 2,000 msg/s, below Apache Kafka's best (15 ms)",
+                 "latency 2,000 msg/s", "ack p50 ms", "kafka", 15.0, " ms"),
+                ("Kafka: confluent-kafka ack p99 at 2,000 msg/s, below Apache Kafka's best (49 ms)",
+                 "latency 2,000 msg/s", "ack p99 ms", "kafka", 49.0, " ms"),
+                ("Kafka: idle server CPU, 4 logs, below Apache Kafka's best (13 %)",
+                 "idle (after creating 4 logs per system)", "server CPU % of a core", "raftka", 13.0, " %"),
+                ("Kafka: confluent-kafka failover after kill -9 of the leader, below Apache Kafka's best (8 s)",
+                 "failover (kill -9 leader)", "seconds", "kafka", 8.0, " s")):
+            if self.compare is None:
+                self._missing(figure, f"< {_fmt(bound, unit)}", "bench.compare")
+                continue
+            value, load = self.compare_value(workload, metric, system)
+            self.absolute(figure, value, bound, True, unit, load, "this cell of bench.compare")
 
     # ------------------------------------------------------------- output
 
