@@ -8,7 +8,10 @@ one ticker for all groups, and the I/O that the pure `RaftNode`s ask for:
   produced and fsyncs its journal if dirty (group commit: every append since
   the last pump in one fsync), and only then sends those messages and applies
   newly committed entries (a leader's appends and heartbeats go out before its
-  own fsync: Raft thesis §10.2.1; it counts itself only for fsynced entries).
+  own fsync: Raft thesis §10.2.1; it counts itself only for fsynced entries,
+  and applies and answers what its followers' acknowledgements commit while
+  its own fsync still runs, so one slow disk under a leader holds back nothing
+  a majority made durable; checkpoints never get ahead of the durable journal).
   The fsyncs run in worker threads while the loop
   keeps serving requests and appending (a pump's only fsync runs on the loop
   itself while fsyncs are fast: `sync_policy`); each group has at most one sync in
@@ -770,6 +773,8 @@ class RaftHost:
                 continue
             if group.synced is not None:
                 self._deferred.add(group)  # pumped again once its sync in flight is done
+                if group.node.role is Role.LEADER:
+                    self._apply_committed(group)  # its followers' acknowledgements may commit entries meanwhile
                 continue
             # Messages are taken before the sync: they speak of the state now being made durable.
             messages = group.node.take_messages()
@@ -919,7 +924,28 @@ class RaftHost:
                     and m.dst in node.membership.learners:
                 limiter.charge(len(m.payload))
             frames[broker_of(m.dst)].append(encode_message(m))
-        for index, entry in node.take_committed(group.journal.synced_index):
+        self._apply_committed(group)
+        if node.has_ready():
+            self._activate(group)
+        self._note_role(group)
+        if (node.leader, node.log.term) != group.known_leader and node.leader is not None:
+            group.known_leader = (node.leader, node.log.term)
+            log.info("raft group %s: leader is replica %s in term %d", group.name, format_replica(node.leader),
+                     node.log.term)
+
+    def _apply_committed(self, group: RaftGroup) -> None:
+        """Apply the group's newly committed entries and answer their proposals.
+
+        A follower applies only what its own journal holds durably.  A leader applies whatever is committed,
+        also while its own fsync of those entries is still running: a majority of followers has fsynced them
+        (the core counts the leader only for entries it synced), so a slow fsync on the leader's disk does not
+        hold back answers that the followers' disks already made safe.  The state machine's checkpoint never
+        gets ahead of the journal's durable entries (`_checkpoint_all`), so after a crash the replica reopens
+        at a point its own journal holds, and takes the rest from the new leader.
+        """
+        node = group.node
+        limit = None if node.role is Role.LEADER else group.journal.synced_index
+        for index, entry in node.take_committed(limit):
             if group.storage_error is not None:
                 break  # the state machine failed: it is reopened from its checkpoint once the disk works
             # A configuration entry is the core's business: the state machine sees a no-op.
@@ -928,13 +954,6 @@ class RaftHost:
             self._fail_skipped(group)
         if group.read_waits:
             self._resolve_reads(group)
-        if node.has_ready():
-            self._activate(group)
-        self._note_role(group)
-        if (node.leader, node.log.term) != group.known_leader and node.leader is not None:
-            group.known_leader = (node.leader, node.log.term)
-            log.info("raft group %s: leader is replica %s in term %d", group.name, format_replica(node.leader),
-                     node.log.term)
 
     def _note_role(self, group: RaftGroup) -> None:
         node = group.node
@@ -1238,8 +1257,9 @@ class RaftHost:
             stopped = group.node.storage_failed
             if group.closed or group.synced is not None or group.checkpointing:
                 continue  # (compaction rewrites journal files: not under an fsync in flight; next time)
+            ahead = group.sm.applied_index > group.journal.synced_index  # a leader applied what its fsync missed
             if stopped:  # a stopped replica serves nobody: it checkpoints (unless its writes fail) and frees what it can
-                if group.storage_error is None and group.sm.applied_index > group.checkpointed:
+                if group.storage_error is None and group.sm.applied_index > group.checkpointed and not ahead:
                     try:
                         group.checkpointed = group.sm.checkpoint()
                     except Exception as exc:
@@ -1247,6 +1267,8 @@ class RaftHost:
                             log.exception("raft group %s: checkpoint failed", group.name)
                 self._compact(group, 0)
                 continue
+            if ahead:
+                continue  # a checkpoint never gets ahead of the journal's durable entries: next time
             behind = group.sm.applied_index - group.checkpointed
             if group.storage_error is not None or not getattr(group.sm, "checkpoint_wanted", False) and (
                     behind <= 0 or behind < self.cfg.journal_keep_entries

@@ -508,6 +508,55 @@ def test_a_follower_acknowledges_only_entries_it_has_fsynced(tmp_path, monkeypat
     asyncio.run(main())
 
 
+def test_a_leader_answers_once_both_followers_fsynced_while_its_own_fsync_hangs(tmp_path, monkeypatch):
+    """A slow disk on the leader alone does not hold back answers its followers' disks made safe: with the
+    leader's fsyncs stalled, a proposal is answered once both followers have fsynced it (a majority without
+    the leader).  Then power fails everywhere before the leader's fsync ever happens: the leader's journal
+    lost the entry it applied, and after the restart every broker, that one too, holds every answered entry."""
+    ledger = tmp_path / "fsync.ledger"
+    monkeypatch.setenv(LEDGER_ENV, str(ledger))
+
+    async def main():
+        hosts, addresses = await start_cluster(tmp_path, 3)
+        restarted, disks = {}, {}
+        try:
+            machines = add_group(hosts, tmp_path)
+            leader = await wait_leader(hosts, timeout=30)
+            acknowledged = []
+            for k in range(3):
+                acknowledged.append("v%d" % k)
+                await hosts[leader].propose("g", acknowledged[-1].encode())
+            await wait_until(lambda: all(len(m.items) == 3 for m in machines.values()), timeout=30)
+            await wait_until(lambda: hosts[leader].groups["g"].synced is None, timeout=30)
+            disks[leader] = StallableDisk(hosts[leader]._fsync_pool, hosts[leader].groups["g"].journal)
+            disks[leader].stalled = True
+            hosts[leader]._fsync_pool = disks[leader]
+            hosts[leader].sync_policy.max_s = 0  # every fsync through the stallable pool, none on the loop
+            index = hosts[leader].groups["g"].node.log.last_index + 1
+            await asyncio.wait_for(hosts[leader].propose("g", b"x"), 30)
+            acknowledged.append("x")
+            assert hosts[leader].groups["g"].journal.synced_index < index  # answered before its own fsync
+            assert any(c >= index for c in disks[leader].covered)  # which is waiting on the stalled disk
+            assert "x" in machines[leader].items
+            for i, host in hosts.items():
+                await power_cut(host, disks.get(i))
+            for i in hosts:
+                apply_ledger(ledger, tmp_path / f"b{i}")
+            for host in hosts.values():
+                release_journals(host)
+            await restart_and_check_nothing_acknowledged_is_lost(restarted, sorted(hosts), sorted(hosts), addresses,
+                                                                 tmp_path, acknowledged)
+        finally:
+            for host in restarted.values():
+                await host.stop(transfer_timeout=0)
+            for disk in disks.values():
+                disk.resume()  # a host stopped early must not wait on a stalled fsync forever
+            for host in hosts.values():
+                if not host._ticker.done():
+                    await host.stop(transfer_timeout=0)
+    asyncio.run(main())
+
+
 def test_fast_lone_fsyncs_run_on_the_loop_and_what_they_acknowledged_survives_power_loss(tmp_path, monkeypatch):
     """A pump's only journal fsync runs on the event loop once fsyncs have been fast (sync_policy), in worker
     threads when the policy says no: both paths replicate every entry, and no entry acknowledged through the
