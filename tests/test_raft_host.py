@@ -424,6 +424,30 @@ def release_journals(host: RaftHost) -> None:
     os.close(host._data_dir_lock)
 
 
+async def group_with_three_entries(hosts: dict, tmp_path) -> tuple[dict, int, list[str]]:
+    """Group "g" on every host, three entries applied everywhere: (state machines, leader, the entries)."""
+    machines = add_group(hosts, tmp_path)
+    leader = await wait_leader(hosts, timeout=30)
+    entries = []
+    for k in range(3):
+        entries.append("v%d" % k)
+        await hosts[leader].propose("g", entries[-1].encode())
+    await wait_until(lambda: all(len(m.items) == 3 for m in machines.values()), timeout=30)
+    return machines, leader, entries
+
+
+async def stop_everything(hosts: dict, restarted: dict, disks: dict | None = None) -> None:
+    """Stop the restarted hosts, release stalled disks (a host stopped early must not wait on a stalled fsync
+    forever), then stop whatever original host still runs."""
+    for host in restarted.values():
+        await host.stop(transfer_timeout=0)
+    for disk in (disks or {}).values():
+        disk.resume()
+    for host in hosts.values():
+        if not host._ticker.done():
+            await host.stop(transfer_timeout=0)
+
+
 async def restart_and_check_nothing_acknowledged_is_lost(restarted, ids, members, addresses, tmp_path, acknowledged):
     """Restart the hosts `ids` from their disks into `restarted` (which the caller stops), commit one more entry
     and check that each of their state machines holds every `acknowledged` value."""
@@ -454,14 +478,8 @@ def test_a_follower_acknowledges_only_entries_it_has_fsynced(tmp_path, monkeypat
         hosts, addresses = await start_cluster(tmp_path, 3)
         restarted, disks = {}, {}
         try:
-            machines = add_group(hosts, tmp_path)
-            leader = await wait_leader(hosts, timeout=30)
+            machines, leader, acknowledged = await group_with_three_entries(hosts, tmp_path)
             followers = sorted(i for i in hosts if i != leader)
-            acknowledged = []
-            for k in range(3):
-                acknowledged.append("v%d" % k)
-                await hosts[leader].propose("g", acknowledged[-1].encode())
-            await wait_until(lambda: all(len(m.items) == 3 for m in machines.values()), timeout=30)
             await wait_until(lambda: all(hosts[i].groups["g"].synced is None for i in followers), timeout=30)
             for i in followers:
                 disks[i] = StallableDisk(hosts[i]._fsync_pool, hosts[i].groups["g"].journal)
@@ -498,13 +516,7 @@ def test_a_follower_acknowledges_only_entries_it_has_fsynced(tmp_path, monkeypat
             assert all(matched[i] <= synced[i] for i in followers), \
                 f"the leader saw followers match {matched} beyond what they had fsynced {synced}"
         finally:
-            for host in restarted.values():
-                await host.stop(transfer_timeout=0)
-            for disk in disks.values():
-                disk.resume()  # a host stopped early must not wait on a stalled fsync forever
-            for host in hosts.values():
-                if not host._ticker.done():
-                    await host.stop(transfer_timeout=0)
+            await stop_everything(hosts, restarted, disks)
     asyncio.run(main())
 
 
@@ -520,13 +532,7 @@ def test_a_leader_answers_once_both_followers_fsynced_while_its_own_fsync_hangs(
         hosts, addresses = await start_cluster(tmp_path, 3)
         restarted, disks = {}, {}
         try:
-            machines = add_group(hosts, tmp_path)
-            leader = await wait_leader(hosts, timeout=30)
-            acknowledged = []
-            for k in range(3):
-                acknowledged.append("v%d" % k)
-                await hosts[leader].propose("g", acknowledged[-1].encode())
-            await wait_until(lambda: all(len(m.items) == 3 for m in machines.values()), timeout=30)
+            machines, leader, acknowledged = await group_with_three_entries(hosts, tmp_path)
             await wait_until(lambda: hosts[leader].groups["g"].synced is None, timeout=30)
             disks[leader] = StallableDisk(hosts[leader]._fsync_pool, hosts[leader].groups["g"].journal)
             disks[leader].stalled = True
@@ -547,13 +553,7 @@ def test_a_leader_answers_once_both_followers_fsynced_while_its_own_fsync_hangs(
             await restart_and_check_nothing_acknowledged_is_lost(restarted, sorted(hosts), sorted(hosts), addresses,
                                                                  tmp_path, acknowledged)
         finally:
-            for host in restarted.values():
-                await host.stop(transfer_timeout=0)
-            for disk in disks.values():
-                disk.resume()  # a host stopped early must not wait on a stalled fsync forever
-            for host in hosts.values():
-                if not host._ticker.done():
-                    await host.stop(transfer_timeout=0)
+            await stop_everything(hosts, restarted, disks)
     asyncio.run(main())
 
 
@@ -592,11 +592,7 @@ def test_fast_lone_fsyncs_run_on_the_loop_and_what_they_acknowledged_survives_po
             await restart_and_check_nothing_acknowledged_is_lost(restarted, sorted(hosts), sorted(hosts), addresses,
                                                                  tmp_path, acknowledged)
         finally:
-            for host in restarted.values():
-                await host.stop(transfer_timeout=0)
-            for host in hosts.values():
-                if not host._ticker.done():
-                    await host.stop(transfer_timeout=0)
+            await stop_everything(hosts, restarted)
     asyncio.run(main())
 
 
