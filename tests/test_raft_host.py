@@ -621,7 +621,9 @@ def test_slow_fsyncs_are_counted_and_logged_at_most_once_a_second(tmp_path, capl
     with caplog.at_level(logging.WARNING, logger="raftka.raft.host"):
         counts, seconds = asyncio.run(main())
     lines = [r.getMessage() for r in caplog.records if "journal fsync took" in r.getMessage()]
-    assert all(slow >= 60 and inline > 0 for slow, inline in counts.values()), counts
+    # 65 entries; a leader that answers from its followers' majority while its own fsync runs may fold the next
+    # entry into its following fsync, so a host syncs a little less often than once per entry
+    assert all(slow >= 40 and inline > 0 for slow, inline in counts.values()), counts
     assert 6 <= len(lines) <= 3 * (int(seconds) + 2), (len(lines), seconds)
     assert any(line.startswith("raft group g: a journal fsync took") and "on the event loop" in line
                and "similar in the last 1 s not logged" in line for line in lines), lines
