@@ -424,6 +424,35 @@ def release_journals(host: RaftHost) -> None:
     os.close(host._data_dir_lock)
 
 
+@pytest.fixture
+def ledger(tmp_path, monkeypatch):
+    """Where every fsync of the hosts this test starts is recorded (`apply_ledger` cuts files back to it)."""
+    path = tmp_path / "fsync.ledger"
+    monkeypatch.setenv(LEDGER_ENV, str(path))
+    return path
+
+
+def stall_disk(host: RaftHost) -> StallableDisk:
+    """A stalled disk in front of the host's fsyncs of group "g"; every fsync goes through it, none on the loop."""
+    disk = StallableDisk(host._fsync_pool, host.groups["g"].journal)
+    disk.stalled = True
+    host._fsync_pool = disk
+    host.sync_policy.max_s = 0
+    return disk
+
+
+async def cut_power_everywhere(hosts: dict, ledger, tmp_path, disks: dict | None = None,
+                               cut_back: list[int] | None = None) -> None:
+    """Power fails on every host (fsyncs waiting on a stalled disk never happen); the files of the brokers in
+    `cut_back` (all of them by default) are cut back to what was fsynced, and every host's handles let go."""
+    for i, host in hosts.items():
+        await power_cut(host, (disks or {}).get(i))
+    for i in hosts if cut_back is None else cut_back:
+        apply_ledger(ledger, tmp_path / f"b{i}")
+    for host in hosts.values():
+        release_journals(host)
+
+
 async def group_with_three_entries(hosts: dict, tmp_path) -> tuple[dict, int, list[str]]:
     """Group "g" on every host, three entries applied everywhere: (state machines, leader, the entries)."""
     machines = add_group(hosts, tmp_path)
@@ -465,15 +494,12 @@ async def restart_and_check_nothing_acknowledged_is_lost(restarted, ids, members
         assert not lost, f"acknowledged entries {lost[:5]} lost after power loss (broker {i} has {len(sm.items)})"
 
 
-def test_a_follower_acknowledges_only_entries_it_has_fsynced(tmp_path, monkeypatch):
+def test_a_follower_acknowledges_only_entries_it_has_fsynced(tmp_path, ledger):
     """Raft's durability rule on the follower side, through the real RaftHost pump: with both
     followers' disks stalled, a new entry is appended by them but not fsynced; the leader must
     not get an acknowledgement for it (so cannot commit it).  Then power fails everywhere, the
     leader's broker never comes back, and the followers restart from what they fsynced: every
     entry the leader acknowledged to its client must still be there."""
-    ledger = tmp_path / "fsync.ledger"
-    monkeypatch.setenv(LEDGER_ENV, str(ledger))
-
     async def main():
         hosts, addresses = await start_cluster(tmp_path, 3)
         restarted, disks = {}, {}
@@ -482,10 +508,7 @@ def test_a_follower_acknowledges_only_entries_it_has_fsynced(tmp_path, monkeypat
             followers = sorted(i for i in hosts if i != leader)
             await wait_until(lambda: all(hosts[i].groups["g"].synced is None for i in followers), timeout=30)
             for i in followers:
-                disks[i] = StallableDisk(hosts[i]._fsync_pool, hosts[i].groups["g"].journal)
-                disks[i].stalled = True
-                hosts[i]._fsync_pool = disks[i]
-                hosts[i].sync_policy.max_s = 0  # every fsync through the stallable pool, none on the loop
+                disks[i] = stall_disk(hosts[i])
             node = hosts[leader].groups["g"].node
             index = node.log.last_index + 1
             proposal = asyncio.ensure_future(hosts[leader].propose("g", b"x"))
@@ -504,12 +527,7 @@ def test_a_follower_acknowledges_only_entries_it_has_fsynced(tmp_path, monkeypat
             if proposal.done() and not proposal.exception():
                 acknowledged.append("x")
             proposal.cancel()
-            for i, host in hosts.items():
-                await power_cut(host, disks.get(i))
-            for i in followers:
-                apply_ledger(ledger, tmp_path / f"b{i}")
-            for host in hosts.values():
-                release_journals(host)
+            await cut_power_everywhere(hosts, ledger, tmp_path, disks, cut_back=followers)
             # the leader's broker is gone for good; its followers restart
             await restart_and_check_nothing_acknowledged_is_lost(restarted, followers, sorted(hosts), addresses,
                                                                  tmp_path, acknowledged)
@@ -520,36 +538,25 @@ def test_a_follower_acknowledges_only_entries_it_has_fsynced(tmp_path, monkeypat
     asyncio.run(main())
 
 
-def test_a_leader_answers_once_both_followers_fsynced_while_its_own_fsync_hangs(tmp_path, monkeypatch):
+def test_a_leader_answers_once_both_followers_fsynced_while_its_own_fsync_hangs(tmp_path, ledger):
     """A slow disk on the leader alone does not hold back answers its followers' disks made safe: with the
     leader's fsyncs stalled, a proposal is answered once both followers have fsynced it (a majority without
     the leader).  Then power fails everywhere before the leader's fsync ever happens: the leader's journal
     lost the entry it applied, and after the restart every broker, that one too, holds every answered entry."""
-    ledger = tmp_path / "fsync.ledger"
-    monkeypatch.setenv(LEDGER_ENV, str(ledger))
-
     async def main():
         hosts, addresses = await start_cluster(tmp_path, 3)
         restarted, disks = {}, {}
         try:
             machines, leader, acknowledged = await group_with_three_entries(hosts, tmp_path)
             await wait_until(lambda: hosts[leader].groups["g"].synced is None, timeout=30)
-            disks[leader] = StallableDisk(hosts[leader]._fsync_pool, hosts[leader].groups["g"].journal)
-            disks[leader].stalled = True
-            hosts[leader]._fsync_pool = disks[leader]
-            hosts[leader].sync_policy.max_s = 0  # every fsync through the stallable pool, none on the loop
+            disks[leader] = stall_disk(hosts[leader])
             index = hosts[leader].groups["g"].node.log.last_index + 1
             await asyncio.wait_for(hosts[leader].propose("g", b"x"), 30)
             acknowledged.append("x")
             assert hosts[leader].groups["g"].journal.synced_index < index  # answered before its own fsync
             assert any(c >= index for c in disks[leader].covered)  # which is waiting on the stalled disk
             assert "x" in machines[leader].items
-            for i, host in hosts.items():
-                await power_cut(host, disks.get(i))
-            for i in hosts:
-                apply_ledger(ledger, tmp_path / f"b{i}")
-            for host in hosts.values():
-                release_journals(host)
+            await cut_power_everywhere(hosts, ledger, tmp_path, disks)
             await restart_and_check_nothing_acknowledged_is_lost(restarted, sorted(hosts), sorted(hosts), addresses,
                                                                  tmp_path, acknowledged)
         finally:
@@ -557,13 +564,10 @@ def test_a_leader_answers_once_both_followers_fsynced_while_its_own_fsync_hangs(
     asyncio.run(main())
 
 
-def test_fast_lone_fsyncs_run_on_the_loop_and_what_they_acknowledged_survives_power_loss(tmp_path, monkeypatch):
+def test_fast_lone_fsyncs_run_on_the_loop_and_what_they_acknowledged_survives_power_loss(tmp_path, ledger):
     """A pump's only journal fsync runs on the event loop once fsyncs have been fast (sync_policy), in worker
     threads when the policy says no: both paths replicate every entry, and no entry acknowledged through the
     inline path is lost when power fails on every broker at once (files cut back to what was fsynced)."""
-    ledger = tmp_path / "fsync.ledger"
-    monkeypatch.setenv(LEDGER_ENV, str(ledger))
-
     async def main():
         hosts, addresses = await start_cluster(tmp_path, 3)
         restarted = {}
@@ -583,12 +587,7 @@ def test_fast_lone_fsyncs_run_on_the_loop_and_what_they_acknowledged_survives_po
                 acknowledged.append(f"threads{k}")
                 await propose_retrying(hosts, acknowledged[-1].encode())
             assert {i: h.sync_policy.inline_count for i, h in hosts.items()} == inline
-            for host in hosts.values():
-                await power_cut(host)
-            for i in hosts:
-                apply_ledger(ledger, tmp_path / f"b{i}")
-            for host in hosts.values():
-                release_journals(host)
+            await cut_power_everywhere(hosts, ledger, tmp_path)
             await restart_and_check_nothing_acknowledged_is_lost(restarted, sorted(hosts), sorted(hosts), addresses,
                                                                  tmp_path, acknowledged)
         finally:
