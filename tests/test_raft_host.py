@@ -424,9 +424,9 @@ def release_journals(host: RaftHost) -> None:
     os.close(host._data_dir_lock)
 
 
-@pytest.fixture
-def ledger(tmp_path, monkeypatch):
-    """Where every fsync of the hosts this test starts is recorded (`apply_ledger` cuts files back to it)."""
+def record_fsyncs(tmp_path, monkeypatch):
+    """The ledger where every fsync of the hosts this test starts is recorded (`apply_ledger` cuts files back to
+    it). A plain function, not a fixture: test_raft_mutants runs these tests with tmp_path and monkeypatch only."""
     path = tmp_path / "fsync.ledger"
     monkeypatch.setenv(LEDGER_ENV, str(path))
     return path
@@ -494,12 +494,14 @@ async def restart_and_check_nothing_acknowledged_is_lost(restarted, ids, members
         assert not lost, f"acknowledged entries {lost[:5]} lost after power loss (broker {i} has {len(sm.items)})"
 
 
-def test_a_follower_acknowledges_only_entries_it_has_fsynced(tmp_path, ledger):
+def test_a_follower_acknowledges_only_entries_it_has_fsynced(tmp_path, monkeypatch):
     """Raft's durability rule on the follower side, through the real RaftHost pump: with both
     followers' disks stalled, a new entry is appended by them but not fsynced; the leader must
     not get an acknowledgement for it (so cannot commit it).  Then power fails everywhere, the
     leader's broker never comes back, and the followers restart from what they fsynced: every
     entry the leader acknowledged to its client must still be there."""
+    ledger = record_fsyncs(tmp_path, monkeypatch)
+
     async def main():
         hosts, addresses = await start_cluster(tmp_path, 3)
         restarted, disks = {}, {}
@@ -538,11 +540,13 @@ def test_a_follower_acknowledges_only_entries_it_has_fsynced(tmp_path, ledger):
     asyncio.run(main())
 
 
-def test_a_leader_answers_once_both_followers_fsynced_while_its_own_fsync_hangs(tmp_path, ledger):
+def test_a_leader_answers_once_both_followers_fsynced_while_its_own_fsync_hangs(tmp_path, monkeypatch):
     """A slow disk on the leader alone does not hold back answers its followers' disks made safe: with the
     leader's fsyncs stalled, a proposal is answered once both followers have fsynced it (a majority without
     the leader).  Then power fails everywhere before the leader's fsync ever happens: the leader's journal
     lost the entry it applied, and after the restart every broker, that one too, holds every answered entry."""
+    ledger = record_fsyncs(tmp_path, monkeypatch)
+
     async def main():
         hosts, addresses = await start_cluster(tmp_path, 3)
         restarted, disks = {}, {}
@@ -564,10 +568,12 @@ def test_a_leader_answers_once_both_followers_fsynced_while_its_own_fsync_hangs(
     asyncio.run(main())
 
 
-def test_fast_lone_fsyncs_run_on_the_loop_and_what_they_acknowledged_survives_power_loss(tmp_path, ledger):
+def test_fast_lone_fsyncs_run_on_the_loop_and_what_they_acknowledged_survives_power_loss(tmp_path, monkeypatch):
     """A pump's only journal fsync runs on the event loop once fsyncs have been fast (sync_policy), in worker
     threads when the policy says no: both paths replicate every entry, and no entry acknowledged through the
     inline path is lost when power fails on every broker at once (files cut back to what was fsynced)."""
+    ledger = record_fsyncs(tmp_path, monkeypatch)
+
     async def main():
         hosts, addresses = await start_cluster(tmp_path, 3)
         restarted = {}
