@@ -273,6 +273,7 @@ class RaftGroup:
         self.known_leader: tuple[int | None, int] = (None, 0)  # (leader, term) last logged
         self.asleep_since: int | None = None  # host tick at which the ticker stopped ticking it (quiesced)
         self.synced: asyncio.Future | None = None  # set while its sync is in flight, resolved when done
+        self.held: list[Message] = []  # a leader's messages taken while its sync ran, which wait for the next one
         self.led_term: int | None = None  # the term in which this replica leads the group (None: it does not)
         self.checkpointing = False  # a checkpoint's fsyncs are in flight
         self.checkpointed_at = time.monotonic()  # when its last checkpoint started
@@ -775,9 +776,13 @@ class RaftHost:
                 self._deferred.add(group)  # pumped again once its sync in flight is done
                 if group.node.role is Role.LEADER:
                     self._apply_committed(group)  # its followers' acknowledgements may commit entries meanwhile
+                    # New entries go to the followers now, not after this sync: the leader writes them with
+                    # its next one (§10.2.1 again); what else it says waits for that sync.
+                    group.held += self._split_early(group.node.take_messages(), early)
                 continue
             # Messages are taken before the sync: they speak of the state now being made durable.
-            messages = group.node.take_messages()
+            messages = group.held + group.node.take_messages()
+            group.held = []
             staged = group.journal.stage_hard_state()  # into the shared store, synced below for all groups
             job = group.journal.begin_sync()
             if job is None and not staged:
@@ -788,16 +793,7 @@ class RaftHost:
                 ready.append((group, messages))
                 messages = []
             elif group.node.role is Role.LEADER and messages:
-                # Raft §10.2.1: a leader sends its entries while it writes them; it counts itself toward a
-                # commit only for entries it has fsynced (core), so nothing claims what is not durable.  A final
-                # heartbeat (followers may sleep) waits: a failed sync must still wake them (see _finish).
-                later = []
-                for m in messages:
-                    if m.type is MessageType.APPEND or m.type is MessageType.HEARTBEAT and not m.final:
-                        early[broker_of(m.dst)].append(encode_message(m))
-                    else:
-                        later.append(m)
-                messages = later
+                messages = self._split_early(messages, early)
             syncing.append((group, messages, job))
         if early and self.transport is not None:
             for peer, payloads in early.items():
@@ -818,6 +814,22 @@ class RaftHost:
         else:
             for group, messages, job in syncing:
                 self._submit_sync(group, messages, job, alone=len(syncing) == 1, sends_first=bool(early))
+
+    @staticmethod
+    def _split_early(messages: list[Message], early: dict[int, list[bytes]]) -> list[Message]:
+        """Put a leader's appends into `early` (sent before its fsync ends) and return the messages that wait.
+
+        Raft §10.2.1: a leader sends its entries while it writes them; it counts itself toward a commit only
+        for entries it has fsynced (core), so nothing claims what is not durable.  A final heartbeat (followers
+        may sleep) waits: a failed sync must still wake them (see _finish).
+        """
+        later = []
+        for m in messages:
+            if m.type is MessageType.APPEND or m.type is MessageType.HEARTBEAT and not m.final:
+                early[broker_of(m.dst)].append(encode_message(m))
+            else:
+                later.append(m)
+        return later
 
     def _after_hard_states(self, store: asyncio.Future, syncing: list) -> None:
         error = store.exception() if not store.cancelled() else asyncio.CancelledError()
@@ -1408,6 +1420,7 @@ class RaftHost:
             return  # from here on nothing awaits: no pump can start a sync of the old journal
         self._active.discard(group)
         self._deferred.discard(group)
+        group.held = []  # the old node's words
         self._fail_waiting(group, "the replica was reopened")
         try:
             group.journal.close()

@@ -543,8 +543,9 @@ def test_a_follower_acknowledges_only_entries_it_has_fsynced(tmp_path, monkeypat
 def test_a_leader_answers_once_both_followers_fsynced_while_its_own_fsync_hangs(tmp_path, monkeypatch):
     """A slow disk on the leader alone does not hold back answers its followers' disks made safe: with the
     leader's fsyncs stalled, a proposal is answered once both followers have fsynced it (a majority without
-    the leader).  Then power fails everywhere before the leader's fsync ever happens: the leader's journal
-    lost the entry it applied, and after the restart every broker, that one too, holds every answered entry."""
+    the leader), and so is the next one: the leader sends new entries to its followers while its own fsync
+    still runs.  Then power fails everywhere before the leader's fsync ever happens: the leader's journal
+    lost the entries it applied, and after the restart every broker, that one too, holds every answered entry."""
     ledger = record_fsyncs(tmp_path, monkeypatch)
 
     async def main():
@@ -555,11 +556,12 @@ def test_a_leader_answers_once_both_followers_fsynced_while_its_own_fsync_hangs(
             await wait_until(lambda: hosts[leader].groups["g"].synced is None, timeout=30)
             disks[leader] = stall_disk(hosts[leader])
             index = hosts[leader].groups["g"].node.log.last_index + 1
-            await asyncio.wait_for(hosts[leader].propose("g", b"x"), 30)
-            acknowledged.append("x")
+            for value in ("x", "y"):
+                await asyncio.wait_for(hosts[leader].propose("g", value.encode()), 30)
+                acknowledged.append(value)
+                assert value in machines[leader].items
             assert hosts[leader].groups["g"].journal.synced_index < index  # answered before its own fsync
             assert any(c >= index for c in disks[leader].covered)  # which is waiting on the stalled disk
-            assert "x" in machines[leader].items
             await cut_power_everywhere(hosts, ledger, tmp_path, disks)
             await restart_and_check_nothing_acknowledged_is_lost(restarted, sorted(hosts), sorted(hosts), addresses,
                                                                  tmp_path, acknowledged)
