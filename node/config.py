@@ -95,6 +95,7 @@ DEFAULT_PARTITIONS = 1
 DEFAULT_LOG_LEVEL = "INFO"
 DEFAULT_REASSIGNMENT_BYTES_PER_SEC = 100 * 1024 * 1024
 DEFAULT_INLINE_FSYNC_MAX_US = 1000
+DEFAULT_LEADER_FSYNC_DELAY_MS = 50
 MAX_METADATA_VOTERS = 7
 _TOPIC_DEFAULTS = TopicConfig()
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -161,6 +162,7 @@ class BrokerConfig:
     metadata_voters: int | None = None  # None: auto (3, or 5 from 5 brokers up)
     reassignment_max_bytes_per_sec: int = DEFAULT_REASSIGNMENT_BYTES_PER_SEC  # 0: unlimited
     inline_fsync_max_us: int = DEFAULT_INLINE_FSYNC_MAX_US  # a lone fsync this fast runs on the loop (0: never)
+    leader_fsync_delay_ms: int = DEFAULT_LEADER_FSYNC_DELAY_MS  # while followers commit alone (0: fsync at once)
     security: SecurityConfig = SecurityConfig()  # TLS, authentication, superusers (raftka.node.security.settings)
 
     @property
@@ -432,6 +434,10 @@ _SETTINGS = [
              "a partition's only journal fsync of a round runs on the event loop once 32 in a row took less than "
              f"this, instead of in a worker thread (default {DEFAULT_INLINE_FSYNC_MAX_US}; 0: always in a thread)",
              "MICROSECONDS"),
+    _Setting("--leader-fsync-delay-ms", _parse_int(0, 1000),
+             "a Raft leader whose followers answer promptly enough to commit without it lets its own journal "
+             "fsync wait up to this long, to cover more entries (its answers never wait for it; default "
+             f"{DEFAULT_LEADER_FSYNC_DELAY_MS}; 0: every round)", "MILLISECONDS"),
     _Setting("--cluster-secret", _parse_str, "shared secret for Raft traffic (prefer the file or env)", "SECRET", True),
     _Setting("--cluster-secret-file", _parse_path, "file holding the cluster secret", "FILE"),
     _Setting(
@@ -791,6 +797,7 @@ def load_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | 
         metadata_voters=get("metadata_voters"),
         reassignment_max_bytes_per_sec=get("reassignment_max_bytes_per_sec", DEFAULT_REASSIGNMENT_BYTES_PER_SEC),
         inline_fsync_max_us=get("inline_fsync_max_us", DEFAULT_INLINE_FSYNC_MAX_US),
+        leader_fsync_delay_ms=get("leader_fsync_delay_ms", DEFAULT_LEADER_FSYNC_DELAY_MS),
         security=security,
     )
 

@@ -235,6 +235,21 @@ class RaftNode:
     def voters(self) -> frozenset[int]:
         return self.membership.voters if self.membership is not None else frozenset()
 
+    def followers_commit_alone(self) -> bool:
+        """Leader: do enough voters besides this one replicate and answer promptly to commit entries without it?
+
+        They count while their progress is in replicate state and they answered an append within two heartbeat
+        intervals and a tick (the window after which unanswered appends count as lost).  The host then lets
+        its own fsync wait a little, for more entries to cover (`HostConfig.leader_sync_delay_ms`); whether
+        it does or not, the leader counts itself toward a commit only for entries it has fsynced.
+        """
+        if self.role is not Role.LEADER:
+            return False
+        recent = self.now - 2 * self.cfg.heartbeat_ticks - 1
+        prompt = sum(1 for p in self._counted() if p != self.id and (pr := self.progress.get(p)) is not None
+                     and pr.state is ProgressState.REPLICATE and pr.resp_tick >= recent)
+        return prompt >= self._quorum()
+
     def quorum_with(self, replicas) -> bool:
         """Would this replica plus `replicas` be a quorum of voters (host liveness checks)?"""
         counted = self._counted()

@@ -12,6 +12,10 @@ one ticker for all groups, and the I/O that the pure `RaftNode`s ask for:
   and applies and answers what its followers' acknowledgements commit while
   its own fsync still runs, so one slow disk under a leader holds back nothing
   a majority made durable; checkpoints never get ahead of the durable journal).
+  While its followers commit without it, a leader lets its own fsync wait
+  (`leader_sync_delay_ms`, one fsync for many rounds instead of one per round)
+  and starts it at once when its entries stay uncommitted for `commit_lag_ms`
+  (a follower is slow, and the leader's disk would make the majority).
   The fsyncs run in worker threads while the loop
   keeps serving requests and appending (a pump's only fsync runs on the loop
   itself while fsyncs are fast: `sync_policy`); each group has at most one sync in
@@ -205,6 +209,15 @@ def _timed(job) -> float:
     return time.perf_counter() - started
 
 
+def _after(first, then):
+    """A job that runs `first`, then `then` (not if `first` raised)."""
+    def job() -> None:
+        first()
+        then()
+    job.__qualname__ = getattr(then, "__qualname__", "job")  # named for what it is for
+    return job
+
+
 @dataclass
 class HostConfig:
     tick_ms: int = 50
@@ -225,6 +238,8 @@ class HostConfig:
     learner_catchup_bytes_per_sec: int = 0  # 0: unlimited (see the module docstring)
     max_frame_bytes: int = 64 << 20  # one transport frame; a pump's messages to a peer are split to fit
     inline_sync_max_ms: float = 1.0  # a lone journal fsync runs on the loop after a streak this fast (sync_policy)
+    leader_sync_delay_ms: float = 50.0  # a leader whose followers commit alone fsyncs at most this late (0: at once)
+    commit_lag_ms: float = 2.0  # ... or once its entries stay uncommitted this long (a follower is slow: it is needed)
 
     @property
     def election_timeout_s(self) -> float:
@@ -274,6 +289,9 @@ class RaftGroup:
         self.asleep_since: int | None = None  # host tick at which the ticker stopped ticking it (quiesced)
         self.synced: asyncio.Future | None = None  # set while its sync is in flight, resolved when done
         self.held: list[Message] = []  # a leader's messages taken while its sync ran, which wait for the next one
+        self.sync_timer: asyncio.TimerHandle | None = None  # a leader's deferred fsync (leader_sync_delay_ms)
+        self.lag_timer: asyncio.TimerHandle | None = None  # ... unless its entries wait uncommitted (commit_lag_ms)
+        self.sync_due = False  # the deferred fsync's time has come: the next pump starts it
         self.led_term: int | None = None  # the term in which this replica leads the group (None: it does not)
         self.checkpointing = False  # a checkpoint's fsyncs are in flight
         self.checkpointed_at = time.monotonic()  # when its last checkpoint started
@@ -501,6 +519,7 @@ class RaftHost:
             return
         group.closed = True
         self._active.discard(group)
+        self._disarm_sync_timer(group)
         self.liveness.awake.discard(group)
         self._note_role(group)
         for fut in [f for waits in group.waiting.values() for _, f, _ in waits] + list(group.reads.values()) + \
@@ -514,7 +533,7 @@ class RaftHost:
             await asyncio.shield(group.synced)  # do not close a journal under its fsync
         steps = [group.sm.close, group.journal.close]
         if not delete_data and group.storage_error is None:
-            steps.insert(0, group.sm.checkpoint)
+            steps.insert(0, _after(group.journal.begin_sync() or (lambda: None), group.sm.checkpoint))
         if delete_data:  # after closing: a journal puts a changed hard state into the store as it closes
             steps.append(group.journal.remove_hard_state)
         for step in steps:  # each one even if another failed (a full disk must not keep the files open)
@@ -784,10 +803,18 @@ class RaftHost:
             messages = group.held + group.node.take_messages()
             group.held = []
             staged = group.journal.stage_hard_state()  # into the shared store, synced below for all groups
+            if not staged and self._defers_sync(group):
+                messages = self._split_early(messages, early)
+                if not messages:  # only entries and heartbeats: its followers commit them; it fsyncs a little later
+                    self._arm_sync_timer(group)
+                    ready.append((group, messages))
+                    continue
             job = group.journal.begin_sync()
             if job is None and not staged:
+                group.sync_due = False  # a checkpoint's fsync covered it
                 ready.append((group, messages))
                 continue
+            self._disarm_sync_timer(group)
             group.synced = self._loop.create_future()
             if canary.enabled("send-before-fsync"):  # mutant: send and apply first, fsync after
                 ready.append((group, messages))
@@ -814,6 +841,52 @@ class RaftHost:
         else:
             for group, messages, job in syncing:
                 self._submit_sync(group, messages, job, alone=len(syncing) == 1, sends_first=bool(early))
+
+    def _defers_sync(self, group: RaftGroup) -> bool:
+        """Does a leader let its journal fsync wait (group commit over `leader_sync_delay_ms`)?
+
+        Only while its followers commit without it (`RaftNode.followers_commit_alone`): the fsync it saves is
+        one of three per round on a three-replica group, and the commit never waited for it.  It fsyncs at
+        once when a follower falls silent or behind, or when its messages need more than its entries and
+        heartbeats; a checkpoint fsyncs the journal first (`_checkpoint_all`).
+        """
+        return (self.cfg.leader_sync_delay_ms > 0 and not group.sync_due and group.journal.synced_index
+                < group.node.log.last_index and group.node.followers_commit_alone())
+
+    def _arm_sync_timer(self, group: RaftGroup) -> None:
+        """The deferred fsync starts `leader_sync_delay_ms` after the first entry it covers, or once entries
+        have waited `commit_lag_ms` uncommitted (a follower is slow: the leader's fsync would commit them; a round
+        between brokers nearby takes well under that)."""
+        if group.sync_timer is None:
+            group.sync_timer = self._loop.call_later(self.cfg.leader_sync_delay_ms / 1000, self._sync_deferred, group)
+        node = group.node
+        if node.commit >= node.log.last_index:
+            if group.lag_timer is not None:
+                group.lag_timer.cancel()
+                group.lag_timer = None
+        elif group.lag_timer is None:
+            group.lag_timer = self._loop.call_later(self.cfg.commit_lag_ms / 1000, self._commit_lagged, group,
+                                                    node.log.last_index)
+
+    def _disarm_sync_timer(self, group: RaftGroup) -> None:
+        for timer in (group.sync_timer, group.lag_timer):
+            if timer is not None:
+                timer.cancel()
+        group.sync_timer = group.lag_timer = None
+
+    def _commit_lagged(self, group: RaftGroup, index: int) -> None:
+        group.lag_timer = None
+        if group.node.commit < index:
+            self._sync_deferred(group)
+        elif group.node.commit < group.node.log.last_index and not group.closed:
+            group.lag_timer = self._loop.call_later(self.cfg.commit_lag_ms / 1000, self._commit_lagged, group,
+                                                    group.node.log.last_index)
+
+    def _sync_deferred(self, group: RaftGroup) -> None:
+        self._disarm_sync_timer(group)
+        if not group.closed:
+            group.sync_due = True
+            self._activate(group)
 
     @staticmethod
     def _split_early(messages: list[Message], early: dict[int, list[bytes]]) -> list[Message]:
@@ -845,10 +918,12 @@ class RaftHost:
         syncs have been fast (`sync_policy`); either way its messages wait for it (`_sync_done`). `sends_first`:
         this pump queued a leader's appends, which go out before its own fsync (the transport's flush runs
         first: it was scheduled first)."""
+        deferred, group.sync_due = group.sync_due, False
         if job is None:  # only its hard state changed, and that is durable now
             self._sync_done(group, messages, None, "")
             return
-        if alone and self.sync_policy.inline():
+        # A leader's deferred fsync waits for nobody: in a thread, it never stalls the loop under a round.
+        if alone and not deferred and self.sync_policy.inline():
             if sends_first:
                 self._loop.call_soon(self._sync_inline, group, messages, job)
             else:
@@ -1279,17 +1354,20 @@ class RaftHost:
                             log.exception("raft group %s: checkpoint failed", group.name)
                 self._compact(group, 0)
                 continue
-            if ahead:
-                continue  # a checkpoint never gets ahead of the journal's durable entries: next time
             behind = group.sm.applied_index - group.checkpointed
             if group.storage_error is not None or not getattr(group.sm, "checkpoint_wanted", False) and (
                     behind <= 0 or behind < self.cfg.journal_keep_entries
                     and now - group.checkpointed_at < self.cfg.checkpoint_max_age_s):
                 continue
             group.checkpointed_at = now
+            # A checkpoint never gets ahead of the journal's durable entries: a leader that applied entries its
+            # own fsync has not covered yet (its followers' made them safe) fsyncs its journal first.
+            journal_sync = group.journal.begin_sync() if ahead else None
             begin = getattr(group.sm, "begin_checkpoint", None)
             if begin is None:
                 try:
+                    if journal_sync is not None:
+                        journal_sync()
                     group.checkpointed = group.sm.checkpoint()
                 except Exception as exc:
                     if not self._storage_failed(group, exc, "checkpoint"):
@@ -1304,6 +1382,8 @@ class RaftHost:
                     log.exception("raft group %s: checkpoint failed", group.name)
                 continue
             group.checkpointing = True
+            if journal_sync is not None:
+                job = _after(journal_sync, job)
             future = self._loop.run_in_executor(self._fsync_pool, job)
             future.add_done_callback(lambda f, group=group, index=index: self._checkpointed(group, index, f))
         if self.hard_states.pending:  # compaction points (and anything else) put since the last pump
@@ -1420,6 +1500,7 @@ class RaftHost:
             return  # from here on nothing awaits: no pump can start a sync of the old journal
         self._active.discard(group)
         self._deferred.discard(group)
+        self._disarm_sync_timer(group)
         group.held = []  # the old node's words
         self._fail_waiting(group, "the replica was reopened")
         try:

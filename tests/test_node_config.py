@@ -130,6 +130,7 @@ SAMPLES = {
     "metadata-voters": ("5", 5),
     "reassignment-max-bytes-per-sec": ("1000000", 1000000),
     "inline-fsync-max-us": ("0", 0),
+    "leader-fsync-delay-ms": ("20", 20),
 }
 
 

@@ -114,6 +114,30 @@ def test_rejoining_partitioned_follower_does_not_disrupt_the_leader():
     assert c.replicas[leader].node.log.term == term
 
 
+def test_a_leader_knows_when_its_followers_commit_without_it():
+    """The host lets a leader's own fsync wait only while enough other voters answer appends promptly to
+    commit without it: both followers of three, not one of them, and never the one follower of two."""
+    c = SimCluster(3, seed=7)
+    leader = elect(c)
+    node = c.replicas[leader].node
+    commit_values(c, 2)
+    assert node.followers_commit_alone()
+    assert not any(c.replicas[i].node.followers_commit_alone() for i in c.replicas if i != leader)
+    follower = next(i for i in c.replicas if i != leader)
+    c.isolate(follower)
+    c.run(2 * node.cfg.heartbeat_ticks + 2)
+    commit_values(c, 2)  # the other follower answers; the isolated one has been silent too long
+    assert node.role is Role.LEADER and not node.followers_commit_alone()
+    c.heal()
+    c.run(10)
+    commit_values(c, 2)
+    assert node.followers_commit_alone()
+    pair = SimCluster(2, seed=8)
+    first = elect(pair)
+    commit_values(pair, 2)
+    assert not pair.replicas[first].node.followers_commit_alone()
+
+
 def test_isolated_leader_steps_down_and_loses_its_lease():
     c = SimCluster(3, seed=6)
     leader = elect(c)

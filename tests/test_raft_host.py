@@ -494,6 +494,15 @@ async def restart_and_check_nothing_acknowledged_is_lost(restarted, ids, members
         assert not lost, f"acknowledged entries {lost[:5]} lost after power loss (broker {i} has {len(sm.items)})"
 
 
+async def power_fails_everywhere_and_nothing_acknowledged_is_lost(hosts, restarted, ledger, tmp_path, addresses,
+                                                                 acknowledged, disks=None):
+    """Power fails on every host at once; all of them restart (into `restarted`) from what they had fsynced,
+    and each must hold every acknowledged entry."""
+    await cut_power_everywhere(hosts, ledger, tmp_path, disks)
+    await restart_and_check_nothing_acknowledged_is_lost(restarted, sorted(hosts), sorted(hosts), addresses, tmp_path,
+                                                         acknowledged)
+
+
 def test_a_follower_acknowledges_only_entries_it_has_fsynced(tmp_path, monkeypatch):
     """Raft's durability rule on the follower side, through the real RaftHost pump: with both
     followers' disks stalled, a new entry is appended by them but not fsynced; the leader must
@@ -561,12 +570,112 @@ def test_a_leader_answers_once_both_followers_fsynced_while_its_own_fsync_hangs(
                 acknowledged.append(value)
                 assert value in machines[leader].items
             assert hosts[leader].groups["g"].journal.synced_index < index  # answered before its own fsync
-            assert any(c >= index for c in disks[leader].covered)  # which is waiting on the stalled disk
-            await cut_power_everywhere(hosts, ledger, tmp_path, disks)
-            await restart_and_check_nothing_acknowledged_is_lost(restarted, sorted(hosts), sorted(hosts), addresses,
-                                                                 tmp_path, acknowledged)
+            await wait_until(lambda: any(c >= index for c in disks[leader].covered), timeout=5)  # stalled there
+            await power_fails_everywhere_and_nothing_acknowledged_is_lost(hosts, restarted, ledger, tmp_path,
+                                                                        addresses, acknowledged, disks)
         finally:
             await stop_everything(hosts, restarted, disks)
+    asyncio.run(main())
+
+
+# A leader's own fsync waits a minute here unless a checkpoint or a silent follower needs it.
+LAZY_LEADER = dataclasses.replace(FAST, leader_sync_delay_ms=60_000, commit_lag_ms=60_000)
+# Every replica fsyncs each round (tests of the fsync paths themselves count a leader's fsyncs too).
+EAGER_LEADER = dataclasses.replace(FAST, leader_sync_delay_ms=0)
+
+
+def test_a_leader_whose_followers_commit_lets_its_fsync_wait_and_power_loss_loses_nothing(tmp_path, monkeypatch):
+    """While both followers answer, a leader lets its own journal fsync wait (`leader_sync_delay_ms`): its
+    proposals are answered once the followers fsynced them.  Power then fails everywhere before the leader
+    fsyncs: its journal lost every one of them, and after the restart every broker holds every answered entry."""
+    ledger = record_fsyncs(tmp_path, monkeypatch)
+    config = dataclasses.replace(LAZY_LEADER, journal_keep_entries=10_000)  # no checkpoint fsyncs the journal
+
+    async def main():
+        hosts, addresses = await start_cluster(tmp_path, 3, config=config)
+        restarted = {}
+        try:
+            machines, leader, acknowledged = await group_with_three_entries(hosts, tmp_path)
+            journal = hosts[leader].groups["g"].journal
+            synced = journal.synced_index
+            for k in range(20):
+                acknowledged.append(f"lazy{k}")
+                await asyncio.wait_for(hosts[leader].propose("g", acknowledged[-1].encode()), 10)
+            assert journal.synced_index == synced < journal.last_index  # answered, never fsynced by the leader
+            await power_fails_everywhere_and_nothing_acknowledged_is_lost(hosts, restarted, ledger, tmp_path,
+                                                                        addresses, acknowledged)
+        finally:
+            await stop_everything(hosts, restarted)
+    asyncio.run(main())
+
+
+def test_a_leader_fsyncs_at_once_when_a_follower_falls_silent(tmp_path):
+    """With one follower gone, the leader's fsync is part of every commit: it stops waiting for the delay (a
+    minute here) as soon as the follower's silence shows, whether it went before or after the proposal came."""
+    async def main():
+        hosts, _ = await start_cluster(tmp_path, 3, config=LAZY_LEADER)
+        try:
+            machines, leader, _ = await group_with_three_entries(hosts, tmp_path)
+            follower = next(i for i in hosts if i != leader)
+            await hosts[follower].stop(transfer_timeout=0)
+            started = time.monotonic()
+            await asyncio.wait_for(hosts[leader].propose("g", b"right after"), 10)
+            await asyncio.sleep(0.5)
+            await asyncio.wait_for(hosts[leader].propose("g", b"later"), 10)
+            assert time.monotonic() - started < 5
+            assert machines[leader].items[-2:] == ["right after", "later"]
+        finally:
+            for h in hosts.values():
+                if not h._ticker.done():
+                    await h.stop(transfer_timeout=0)
+    asyncio.run(main())
+
+
+def test_a_leader_fsyncs_once_its_entries_wait_uncommitted_for_a_slow_follower(tmp_path):
+    """One follower's disk stalls while it still looks healthy (its silence would show only after 2 s here): the
+    leader's entries stay uncommitted for `commit_lag_ms`, and then it fsyncs them itself, without waiting for
+    the delay (a minute) or for the follower's silence."""
+    config = dataclasses.replace(FAST, leader_sync_delay_ms=60_000, commit_lag_ms=2, election_ticks=200,
+                                 heartbeat_ticks=50)
+
+    async def main():
+        hosts, _ = await start_cluster(tmp_path, 3, config=config)
+        disks = {}
+        try:
+            machines, leader, _ = await group_with_three_entries(hosts, tmp_path)
+            follower = next(i for i in hosts if i != leader)
+            await wait_until(lambda: hosts[follower].groups["g"].synced is None, timeout=30)
+            disks[follower] = stall_disk(hosts[follower])
+            started = time.monotonic()
+            await asyncio.wait_for(hosts[leader].propose("g", b"slow follower"), 10)
+            assert time.monotonic() - started < 1
+            assert hosts[leader].groups["g"].journal.synced_index == hosts[leader].groups["g"].node.log.last_index
+        finally:
+            await stop_everything(hosts, {}, disks)
+    asyncio.run(main())
+
+
+def test_a_leader_that_let_its_fsync_wait_fsyncs_before_it_checkpoints(tmp_path):
+    """The checkpoint of a leader that applied entries its own fsync has not covered fsyncs the journal first:
+    checkpoints (and the journal compaction behind them) go on, and none gets ahead of the durable journal."""
+    async def main():
+        hosts, _ = await start_cluster(tmp_path, 3, config=LAZY_LEADER)
+        try:
+            machines, leader, _ = await group_with_three_entries(hosts, tmp_path)
+            group = hosts[leader].groups["g"]
+            deadline = time.monotonic() + 10
+            k = 0
+            while group.checkpointed < 30:  # proposals keep coming: the group never goes quiet (which fsyncs too)
+                assert time.monotonic() < deadline, f"no checkpoint past {group.checkpointed}"
+                await asyncio.wait_for(hosts[leader].propose("g", b"c%d" % k), 10)
+                k += 1
+            with open(machines[leader].path, "rb") as f:
+                on_disk = orjson.loads(f.read())["index"]
+            assert group.checkpointed <= on_disk <= group.journal.synced_index
+            assert group.journal.snapshot_index > 0  # compacted
+        finally:
+            for h in hosts.values():
+                await h.stop(transfer_timeout=0)
     asyncio.run(main())
 
 
@@ -577,7 +686,7 @@ def test_fast_lone_fsyncs_run_on_the_loop_and_what_they_acknowledged_survives_po
     ledger = record_fsyncs(tmp_path, monkeypatch)
 
     async def main():
-        hosts, addresses = await start_cluster(tmp_path, 3)
+        hosts, addresses = await start_cluster(tmp_path, 3, config=EAGER_LEADER)
         restarted = {}
         try:
             for h in hosts.values():  # fast enough whatever the disk and the machine's load: only the streak counts
@@ -595,9 +704,8 @@ def test_fast_lone_fsyncs_run_on_the_loop_and_what_they_acknowledged_survives_po
                 acknowledged.append(f"threads{k}")
                 await propose_retrying(hosts, acknowledged[-1].encode())
             assert {i: h.sync_policy.inline_count for i, h in hosts.items()} == inline
-            await cut_power_everywhere(hosts, ledger, tmp_path)
-            await restart_and_check_nothing_acknowledged_is_lost(restarted, sorted(hosts), sorted(hosts), addresses,
-                                                                 tmp_path, acknowledged)
+            await power_fails_everywhere_and_nothing_acknowledged_is_lost(hosts, restarted, ledger, tmp_path,
+                                                                        addresses, acknowledged)
         finally:
             await stop_everything(hosts, restarted)
     asyncio.run(main())
@@ -607,7 +715,7 @@ def test_slow_fsyncs_are_counted_and_logged_at_most_once_a_second(tmp_path, capl
     """Every fsync counts as slow here (slow_s 0), on the loop and in the threads: each host counts them all and
     logs at most one line a second, which names the group and where the fsync ran."""
     async def main():
-        hosts, _ = await start_cluster(tmp_path, 3)
+        hosts, _ = await start_cluster(tmp_path, 3, config=EAGER_LEADER)
         try:
             for h in hosts.values():
                 h.sync_policy.slow_s = 0.0

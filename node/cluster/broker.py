@@ -91,7 +91,8 @@ class Broker:
                                       election_ticks=max(3, config.election_timeout_ms // tick_ms),
                                       min_free_bytes=config.min_free_bytes,
                                       learner_catchup_bytes_per_sec=config.reassignment_max_bytes_per_sec,
-                                      inline_sync_max_ms=config.inline_fsync_max_us / 1000)
+                                      inline_sync_max_ms=config.inline_fsync_max_us / 1000,
+                                      leader_sync_delay_ms=config.leader_fsync_delay_ms)
         if self.identity is not None:
             cluster_id = self.identity.cluster_id
         else:
