@@ -276,10 +276,31 @@ def authenticate(sock: socket.socket, token: bytes):
     return receive_response(sock, SaslAuthenticateResponse, 1)
 
 
-def test_requests_before_a_login_and_bad_sasl_requests_are_refused(plain, secured):
-    with connect(plain) as sock:  # anything but ApiVersions and SASL before a login closes the connection
+def request_before_a_login(cluster: LocalCluster) -> None:
+    with connect(cluster) as sock:  # anything but ApiVersions and SASL before a login closes the connection
         sock.sendall(frame(MetadataRequest(version=1, topics=None), 1))
         assert closed(sock)
+
+
+def log_in_with_a_wrong_password(cluster: LocalCluster, user: str = "admin", password: str = "wrong") -> None:
+    with connect(cluster) as sock:
+        assert handshake(sock, "PLAIN").error_code == 0
+        answer = authenticate(sock, b"\0" + user.encode() + b"\0" + password.encode())
+        assert (answer.error_code, answer.error_message) == (SASL_AUTHENTICATION_FAILED,
+                                                             "Authentication failed: invalid credentials")
+        assert closed(sock)
+
+
+def send_a_forged_relayed_request(cluster: LocalCluster) -> None:
+    marked = MetadataRequest(version=1, topics=None)
+    marked.with_header(correlation_id=1, client_id="raftka-relay:User%3Aadmin|127.0.0.1|1.1.ffff:x")
+    with connect(cluster) as sock:
+        sock.sendall(bytes(marked.encode(header=True, framed=True)))
+        assert closed(sock)  # counted with the malformed frames (see the last test)
+
+
+def test_requests_before_a_login_and_bad_sasl_requests_are_refused(plain, secured):
+    request_before_a_login(plain)
     with connect(secured, tls=True) as sock:
         answer = handshake(sock, "GSSAPI")
         assert answer.error_code == UNSUPPORTED_SASL_MECHANISM
@@ -291,12 +312,7 @@ def test_requests_before_a_login_and_bad_sasl_requests_are_refused(plain, secure
     with admin_http(plain) as http:
         http.create_user("erin", erin)
     for user, password in (("admin", "wrong"), ("nobody", "x")):
-        with connect(plain) as sock:
-            assert handshake(sock, "PLAIN").error_code == 0
-            answer = authenticate(sock, b"\0" + user.encode() + b"\0" + password.encode())
-            assert (answer.error_code, answer.error_message) == (SASL_AUTHENTICATION_FAILED,
-                                                                 "Authentication failed: invalid credentials")
-            assert closed(sock)
+        log_in_with_a_wrong_password(plain, user, password)
     with connect(plain) as sock:
         assert handshake(sock, "PLAIN").error_code == 0
         assert authenticate(sock, b"\0erin\0" + erin.encode()).error_code == 0
@@ -337,14 +353,13 @@ def test_malformed_sasl_tokens_fail_the_login_and_nothing_else(plain, mechanism,
 
 
 def test_a_forged_relayed_request_is_refused(plain):
-    marked = MetadataRequest(version=1, topics=None)
-    marked.with_header(correlation_id=1, client_id="raftka-relay:User%3Aadmin|127.0.0.1|1.1.ffff:x")
-    with connect(plain) as sock:
-        sock.sendall(bytes(marked.encode(header=True, framed=True)))
-        assert closed(sock)  # counted with the malformed frames (see the last test)
+    send_a_forged_relayed_request(plain)
 
 
 def test_failed_sasl_logins_are_counted_and_no_password_is_logged(plain, secured):
+    request_before_a_login(plain)  # this test's own failures: it does not rely on the tests before it
+    log_in_with_a_wrong_password(plain)
+    send_a_forged_relayed_request(plain)
     text = metrics(plain)
     failures = [line for line in text.splitlines() if line.startswith('raftka_auth_failures_total{listener="kafka"}')]
     assert failures and float(failures[0].rsplit(" ", 1)[1]) >= 1
