@@ -65,6 +65,15 @@ class JsonListMachine:
         return True
 
 
+class ThreadCheckpointMachine(JsonListMachine):
+    """The same machine, checkpointing the way a partition does: the state is taken on the loop, written in a
+    worker thread (`begin_checkpoint`)."""
+
+    def begin_checkpoint(self):
+        state = orjson.dumps({"index": self.applied_index, "term": self.applied_term, "items": list(self.items)})
+        return self.applied_index, lambda: atomic_write(self.path, state)
+
+
 FAST = HostConfig(tick_ms=20, election_ticks=10, heartbeat_ticks=2, checkpoint_interval_s=0.2,
                   journal_keep_entries=5)
 
@@ -84,11 +93,11 @@ async def start_cluster(tmp_path, n, secret=b"s3cret", ports=None, config=FAST):
     return hosts, addresses
 
 
-def add_group(hosts, tmp_path, name="g", members=None):
+def add_group(hosts, tmp_path, name="g", members=None, machine=JsonListMachine):
     members = members or sorted(hosts)
     machines = {}
     for i in members:
-        machines[i] = JsonListMachine(str(tmp_path / f"b{i}" / "sm" / name))
+        machines[i] = machine(str(tmp_path / f"b{i}" / "sm" / name))
         hosts[i].add_group(name, members, machines[i])
     return machines
 
@@ -453,9 +462,9 @@ async def cut_power_everywhere(hosts: dict, ledger, tmp_path, disks: dict | None
         release_journals(host)
 
 
-async def group_with_three_entries(hosts: dict, tmp_path) -> tuple[dict, int, list[str]]:
+async def group_with_three_entries(hosts: dict, tmp_path, machine=JsonListMachine) -> tuple[dict, int, list[str]]:
     """Group "g" on every host, three entries applied everywhere: (state machines, leader, the entries)."""
-    machines = add_group(hosts, tmp_path)
+    machines = add_group(hosts, tmp_path, machine=machine)
     leader = await wait_leader(hosts, timeout=30)
     entries = []
     for k in range(3):
@@ -655,13 +664,15 @@ def test_a_leader_fsyncs_once_its_entries_wait_uncommitted_for_a_slow_follower(t
     asyncio.run(main())
 
 
-def test_a_leader_that_let_its_fsync_wait_fsyncs_before_it_checkpoints(tmp_path):
-    """The checkpoint of a leader that applied entries its own fsync has not covered fsyncs the journal first:
-    checkpoints (and the journal compaction behind them) go on, and none gets ahead of the durable journal."""
+@pytest.mark.parametrize("machine", [JsonListMachine, ThreadCheckpointMachine])
+def test_a_leader_that_let_its_fsync_wait_fsyncs_before_it_checkpoints(tmp_path, machine):
+    """The checkpoint of a leader that applied entries its own fsync has not covered fsyncs the journal first,
+    on the loop or in the checkpoint's worker thread: checkpoints (and the journal compaction behind them) go
+    on, and none gets ahead of the durable journal."""
     async def main():
         hosts, _ = await start_cluster(tmp_path, 3, config=LAZY_LEADER)
         try:
-            machines, leader, _ = await group_with_three_entries(hosts, tmp_path)
+            machines, leader, _ = await group_with_three_entries(hosts, tmp_path, machine)
             group = hosts[leader].groups["g"]
             deadline = time.monotonic() + 10
             k = 0
