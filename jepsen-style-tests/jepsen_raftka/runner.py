@@ -313,6 +313,9 @@ def run(spec: RunSpec, out_root: str | Path, log=print) -> RunResult:
 def _drive(spec: RunSpec, run_dir: Path, info: dict[str, Any], timings: dict[str, float],
            log) -> tuple[ReplicaLogs, list]:
     """Phases 1-5; writes history.jsonl; returns (replica logs, leader observations)."""
+    canary = scenarios.CANARIES.get(spec.bug) if spec.bug else None
+    if canary is not None and canary.http_only and spec.protocol == "kafka":
+        raise UnsupportedFault(f"canary {spec.bug} needs HTTP clients: {canary.http_only}")
     if not any(name in scenarios.SMALL_DISKS for name in spec.nemeses):
         return _drive_cluster(spec, run_dir, info, timings, log, None)
     # Small data-dir filesystems (disk-full): mounted before the brokers start, unmounted after the

@@ -112,6 +112,7 @@ class CanaryScenario:
     fast: bool = False
     windows: int | None = None  # fault windows at most (None: as many as the time limit holds)
     nodes: int | None = None  # brokers the scenario needs (None: whatever the run asks for)
+    http_only: str = ""  # why clients speaking the Kafka protocol cannot expose it ("": they can)
 
 
 CANARIES: dict[str, CanaryScenario] = {c.bug: c for c in (
@@ -119,13 +120,17 @@ CANARIES: dict[str, CanaryScenario] = {c.bug: c for c in (
         "no-dedup", ("none",), frozenset({"duplicate"}),
         "idempotent producer; 20 % of acknowledged sends are resent as a client would after a lost ack: "
         "without dedup the value lands at a second offset",
-        time_limit_s=8.0, producer="idempotent", resend_probability=0.2, fast=True),
+        time_limit_s=8.0, producer="idempotent", resend_probability=0.2, fast=True,
+        http_only="librdkafka numbers and retries batches itself: a Kafka client cannot send an acknowledged batch "
+                  "again under its old sequence numbers"),
     CanaryScenario(
         "follower-reads", ("partition",), frozenset({"nonmonotonic-poll", "poll-skip", "lost-write"}),
         "any replica serves fetches; a consumer that read ahead on the leader meets a stale replica, gets "
         "offset-out-of-range and resets back (auto.offset.reset=latest): a nonmonotonic poll. Clients pick "
         "brokers at random (as behind a load balancer) so that they keep meeting the stale replica",
-        time_limit_s=14.0, fault_s=5.0, heal_s=3.0, random_broker_fraction=1.0, fast=True),
+        time_limit_s=14.0, fault_s=5.0, heal_s=3.0, random_broker_fraction=1.0, fast=True,
+        http_only="a Kafka consumer fetches from the partition leader its metadata names, never from a broker "
+                  "picked at random"),
     CanaryScenario(
         "ack-before-commit", ("partition-leader",),
         frozenset({"lost-write", "inconsistent-offsets", "replica-divergence"}),

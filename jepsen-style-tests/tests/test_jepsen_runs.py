@@ -191,6 +191,17 @@ def test_commit_offset_lww_canary_lets_committed_offsets_go_back(tmp_path):
     assert_canary_caught("commit-offset-lww", tmp_path, seed=6)
 
 
+@pytest.mark.parametrize("bug", ["no-dedup", "follower-reads"])
+def test_a_canary_kafka_clients_cannot_expose_is_skipped_with_the_reason(bug, tmp_path):
+    """`run.py --quick --protocol kafka` reported these two canaries as not caught: the Kafka workload cannot
+    resend an acknowledged batch, and its consumers never fetch from a follower. They are skipped, saying so,
+    before any broker starts."""
+    result = run(RunSpec.for_canary(bug, protocol="kafka"), tmp_path, log=lambda line: None)
+    assert result.skipped and "needs HTTP clients" in result.skipped, result.skipped
+    assert result.as_expected and result.verdict == "skipped"
+    assert not any(tmp_path.rglob("broker.log"))  # no broker started
+
+
 def test_quick_run_proves_four_canaries():
     assert sorted(b for b, c in scenarios.CANARIES.items() if c.fast) == [
         "ack-before-commit", "commit-offset-lww", "follower-reads", "no-dedup"]
