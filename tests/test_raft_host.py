@@ -2,6 +2,7 @@
 
 import asyncio
 import concurrent.futures
+import contextlib
 import dataclasses
 import logging
 import os
@@ -486,6 +487,18 @@ async def stop_everything(hosts: dict, restarted: dict, disks: dict | None = Non
             await host.stop(transfer_timeout=0)
 
 
+@contextlib.asynccontextmanager
+async def running_hosts(tmp_path, config=FAST):
+    """Three started hosts, with the dicts a test fills: hosts it restarted and stalled disks by broker. Whatever
+    happens, everything is stopped at the end (`stop_everything`)."""
+    hosts, addresses = await start_cluster(tmp_path, 3, config=config)
+    restarted, disks = {}, {}
+    try:
+        yield hosts, addresses, restarted, disks
+    finally:
+        await stop_everything(hosts, restarted, disks)
+
+
 async def restart_and_check_nothing_acknowledged_is_lost(restarted, ids, members, addresses, tmp_path, acknowledged):
     """Restart the hosts `ids` from their disks into `restarted` (which the caller stops), commit one more entry
     and check that each of their state machines holds every `acknowledged` value."""
@@ -521,9 +534,7 @@ def test_a_follower_acknowledges_only_entries_it_has_fsynced(tmp_path, monkeypat
     ledger = record_fsyncs(tmp_path, monkeypatch)
 
     async def main():
-        hosts, addresses = await start_cluster(tmp_path, 3)
-        restarted, disks = {}, {}
-        try:
+        async with running_hosts(tmp_path) as (hosts, addresses, restarted, disks):
             machines, leader, acknowledged = await group_with_three_entries(hosts, tmp_path)
             followers = sorted(i for i in hosts if i != leader)
             await wait_until(lambda: all(hosts[i].groups["g"].synced is None for i in followers), timeout=30)
@@ -553,8 +564,6 @@ def test_a_follower_acknowledges_only_entries_it_has_fsynced(tmp_path, monkeypat
                                                                  tmp_path, acknowledged)
             assert all(matched[i] <= synced[i] for i in followers), \
                 f"the leader saw followers match {matched} beyond what they had fsynced {synced}"
-        finally:
-            await stop_everything(hosts, restarted, disks)
     asyncio.run(main())
 
 
@@ -567,9 +576,7 @@ def test_a_leader_answers_once_both_followers_fsynced_while_its_own_fsync_hangs(
     ledger = record_fsyncs(tmp_path, monkeypatch)
 
     async def main():
-        hosts, addresses = await start_cluster(tmp_path, 3)
-        restarted, disks = {}, {}
-        try:
+        async with running_hosts(tmp_path) as (hosts, addresses, restarted, disks):
             machines, leader, acknowledged = await group_with_three_entries(hosts, tmp_path)
             await wait_until(lambda: hosts[leader].groups["g"].synced is None, timeout=30)
             disks[leader] = stall_disk(hosts[leader])
@@ -582,8 +589,6 @@ def test_a_leader_answers_once_both_followers_fsynced_while_its_own_fsync_hangs(
             await wait_until(lambda: any(c >= index for c in disks[leader].covered), timeout=5)  # stalled there
             await power_fails_everywhere_and_nothing_acknowledged_is_lost(hosts, restarted, ledger, tmp_path,
                                                                         addresses, acknowledged, disks)
-        finally:
-            await stop_everything(hosts, restarted, disks)
     asyncio.run(main())
 
 
@@ -601,9 +606,7 @@ def test_a_leader_whose_followers_commit_lets_its_fsync_wait_and_power_loss_lose
     config = dataclasses.replace(LAZY_LEADER, journal_keep_entries=10_000)  # no checkpoint fsyncs the journal
 
     async def main():
-        hosts, addresses = await start_cluster(tmp_path, 3, config=config)
-        restarted = {}
-        try:
+        async with running_hosts(tmp_path, config) as (hosts, addresses, restarted, disks):
             machines, leader, acknowledged = await group_with_three_entries(hosts, tmp_path)
             journal = hosts[leader].groups["g"].journal
             synced = journal.synced_index
@@ -613,8 +616,6 @@ def test_a_leader_whose_followers_commit_lets_its_fsync_wait_and_power_loss_lose
             assert journal.synced_index == synced < journal.last_index  # answered, never fsynced by the leader
             await power_fails_everywhere_and_nothing_acknowledged_is_lost(hosts, restarted, ledger, tmp_path,
                                                                         addresses, acknowledged)
-        finally:
-            await stop_everything(hosts, restarted)
     asyncio.run(main())
 
 
@@ -622,8 +623,7 @@ def test_a_leader_fsyncs_at_once_when_a_follower_falls_silent(tmp_path):
     """With one follower gone, the leader's fsync is part of every commit: it stops waiting for the delay (a
     minute here) as soon as the follower's silence shows, whether it went before or after the proposal came."""
     async def main():
-        hosts, _ = await start_cluster(tmp_path, 3, config=LAZY_LEADER)
-        try:
+        async with running_hosts(tmp_path, LAZY_LEADER) as (hosts, _, restarted, disks):
             machines, leader, _ = await group_with_three_entries(hosts, tmp_path)
             follower = next(i for i in hosts if i != leader)
             await hosts[follower].stop(transfer_timeout=0)
@@ -633,10 +633,6 @@ def test_a_leader_fsyncs_at_once_when_a_follower_falls_silent(tmp_path):
             await asyncio.wait_for(hosts[leader].propose("g", b"later"), 10)
             assert time.monotonic() - started < 5
             assert machines[leader].items[-2:] == ["right after", "later"]
-        finally:
-            for h in hosts.values():
-                if not h._ticker.done():
-                    await h.stop(transfer_timeout=0)
     asyncio.run(main())
 
 
@@ -648,9 +644,7 @@ def test_a_leader_fsyncs_once_its_entries_wait_uncommitted_for_a_slow_follower(t
                                  heartbeat_ticks=50)
 
     async def main():
-        hosts, _ = await start_cluster(tmp_path, 3, config=config)
-        disks = {}
-        try:
+        async with running_hosts(tmp_path, config) as (hosts, _, restarted, disks):
             machines, leader, _ = await group_with_three_entries(hosts, tmp_path)
             follower = next(i for i in hosts if i != leader)
             await wait_until(lambda: hosts[follower].groups["g"].synced is None, timeout=30)
@@ -659,8 +653,6 @@ def test_a_leader_fsyncs_once_its_entries_wait_uncommitted_for_a_slow_follower(t
             await asyncio.wait_for(hosts[leader].propose("g", b"slow follower"), 10)
             assert time.monotonic() - started < 1
             assert hosts[leader].groups["g"].journal.synced_index == hosts[leader].groups["g"].node.log.last_index
-        finally:
-            await stop_everything(hosts, {}, disks)
     asyncio.run(main())
 
 
@@ -670,8 +662,7 @@ def test_a_leader_that_let_its_fsync_wait_fsyncs_before_it_checkpoints(tmp_path,
     on the loop or in the checkpoint's worker thread: checkpoints (and the journal compaction behind them) go
     on, and none gets ahead of the durable journal."""
     async def main():
-        hosts, _ = await start_cluster(tmp_path, 3, config=LAZY_LEADER)
-        try:
+        async with running_hosts(tmp_path, LAZY_LEADER) as (hosts, _, restarted, disks):
             machines, leader, _ = await group_with_three_entries(hosts, tmp_path, machine)
             group = hosts[leader].groups["g"]
             deadline = time.monotonic() + 10
@@ -684,9 +675,6 @@ def test_a_leader_that_let_its_fsync_wait_fsyncs_before_it_checkpoints(tmp_path,
                 on_disk = orjson.loads(f.read())["index"]
             assert group.checkpointed <= on_disk <= group.journal.synced_index
             assert group.journal.snapshot_index > 0  # compacted
-        finally:
-            for h in hosts.values():
-                await h.stop(transfer_timeout=0)
     asyncio.run(main())
 
 
@@ -697,9 +685,7 @@ def test_fast_lone_fsyncs_run_on_the_loop_and_what_they_acknowledged_survives_po
     ledger = record_fsyncs(tmp_path, monkeypatch)
 
     async def main():
-        hosts, addresses = await start_cluster(tmp_path, 3, config=EAGER_LEADER)
-        restarted = {}
-        try:
+        async with running_hosts(tmp_path, EAGER_LEADER) as (hosts, addresses, restarted, disks):
             for h in hosts.values():  # fast enough whatever the disk and the machine's load: only the streak counts
                 h.sync_policy.max_s = 60.0
             add_group(hosts, tmp_path)
@@ -717,8 +703,6 @@ def test_fast_lone_fsyncs_run_on_the_loop_and_what_they_acknowledged_survives_po
             assert {i: h.sync_policy.inline_count for i, h in hosts.items()} == inline
             await power_fails_everywhere_and_nothing_acknowledged_is_lost(hosts, restarted, ledger, tmp_path,
                                                                         addresses, acknowledged)
-        finally:
-            await stop_everything(hosts, restarted)
     asyncio.run(main())
 
 
