@@ -850,8 +850,9 @@ class RaftHost:
         once when a follower falls silent or behind, or when its messages need more than its entries and
         heartbeats; a checkpoint fsyncs the journal first (`_checkpoint_all`).
         """
-        return (self.cfg.leader_sync_delay_ms > 0 and not group.sync_due and group.journal.synced_index
-                < group.node.log.last_index and group.node.followers_commit_alone())
+        node = group.node
+        return (node.role is Role.LEADER and self.cfg.leader_sync_delay_ms > 0 and not group.sync_due
+                and group.journal.synced_index < node.log.last_index and node.followers_commit_alone())
 
     def _arm_sync_timer(self, group: RaftGroup) -> None:
         """The deferred fsync starts `leader_sync_delay_ms` after the first entry it covers, or once entries
@@ -859,8 +860,12 @@ class RaftHost:
         between brokers nearby takes well under that)."""
         if group.sync_timer is None:
             group.sync_timer = self._loop.call_later(self.cfg.leader_sync_delay_ms / 1000, self._sync_deferred, group)
+        self._watch_commit(group)
+
+    def _watch_commit(self, group: RaftGroup) -> None:
+        """While entries are uncommitted, look again `commit_lag_ms` later whether the newest of them now is."""
         node = group.node
-        if node.commit >= node.log.last_index:
+        if node.commit >= node.log.last_index or group.closed:
             if group.lag_timer is not None:
                 group.lag_timer.cancel()
                 group.lag_timer = None
@@ -878,9 +883,8 @@ class RaftHost:
         group.lag_timer = None
         if group.node.commit < index:
             self._sync_deferred(group)
-        elif group.node.commit < group.node.log.last_index and not group.closed:
-            group.lag_timer = self._loop.call_later(self.cfg.commit_lag_ms / 1000, self._commit_lagged, group,
-                                                    group.node.log.last_index)
+        else:
+            self._watch_commit(group)
 
     def _sync_deferred(self, group: RaftGroup) -> None:
         self._disarm_sync_timer(group)
