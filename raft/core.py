@@ -676,7 +676,11 @@ class RaftNode:
         lately.  A follower the host reports down (`peer_silence`: its broker silent for an election timeout)
         does not keep the group awake: after a broker dies, the groups it led elect new leaders that could
         otherwise never go quiet, and thousands of them heartbeating at once kept a big cluster from settling.  The host
-        wakes the leader when that broker speaks again (`follower_behind`)."""
+        wakes the leader when that broker speaks again (`follower_behind`).  A caught-up follower whose broker the
+        host hears counts as heard even when its answers to this group are older than an election timeout: when
+        thousands of groups keep two brokers so busy that a round trip takes that long, no leader could ever go
+        quiet again, and their heartbeats kept the round trips that long (the quiet leader's read lease then
+        rests on broker heartbeats, as always)."""
         if (not self.cfg.quiesce or not self.others or self.transfer_target is not None or self._broadcast_pending
                 or self.storage_failed):
             return False  # a leader that cannot write must not put its followers to sleep: they elect another
@@ -687,7 +691,9 @@ class RaftNode:
         for p, pr in self.progress.items():
             if self._peer_down(p):
                 continue
-            if not self._caught_up(pr) or pr.inflight or self.now - pr.acked_tick >= self.cfg.election_ticks:
+            if not self._caught_up(pr) or pr.inflight:
+                return False
+            if self.now - pr.acked_tick >= self.cfg.election_ticks and not self._broker_heard(p):
                 return False
             replicated.add(p)
         return len(self._counted() & replicated) >= self._quorum()
