@@ -401,10 +401,10 @@ class RaftHost:
     def port(self) -> int | None:
         return self.transport.port if self.transport else None
 
-    @property
-    def peer_seen(self) -> dict[int, float]:
-        """Broker -> when any frame from it last arrived."""
-        return self.liveness.peer_seen
+    def peer_silence_s(self, broker: int) -> float:
+        """Seconds since any frame from `broker` arrived, not counting the time this broker's event loop stood
+        still (`Liveness.note_late`); very large for a broker never heard."""
+        return self.liveness.silence_s(broker, time.monotonic())
 
     @property
     def peer_acked(self) -> dict[int, float]:
@@ -1107,7 +1107,7 @@ class RaftHost:
     # ------------------------------------------------------------ network
 
     def _on_frame(self, peer: int, payload: bytes) -> None:
-        self.liveness.peer_seen[peer] = time.monotonic()
+        self.liveness.heard_from(peer, time.monotonic())
         try:
             messages = decode_frame(payload)
         except MessageDecodeError as exc:
@@ -1306,6 +1306,7 @@ class RaftHost:
             self.ticker_rounds += 1
             now = time.monotonic()
             self.ticker_lag.record(now - planned, now)
+            self.liveness.note_late(now - planned, now)
             ticks = min(int((now - self._last_tick) / tick_s), self.cfg.election_ticks + 1)
             if ticks <= 0:
                 continue

@@ -22,6 +22,15 @@
   whose leader's broker fell silent for an election timeout is woken, and so is a quiesced
   leader that lost touch with a quorum's brokers or whose follower is back and behind;
   `acked_lately` is what grants a quiesced leader its read lease.
+* **Deafness is not silence.**  While this broker's event loop stands still (a long callback,
+  CPU starvation, a paused process), its peers' frames wait unread in the sockets; after it,
+  uvloop runs the due timers before it reads them, so the ticker would find every peer silent
+  and every leader here without a quorum.  Silence is therefore counted on a clock that stops
+  while the loop does (`peer_seen` holds readings of it): the ticker reports how late it woke
+  (`note_late`), and lateness beyond a heartbeat interval is taken off.  A peer really gone is
+  found out that much later; the read leases are untouched (`peer_acked` and the nodes'
+  acknowledgements count in real time from the send), and a quiesced follower's leader
+  stickiness only lasts longer, which is the safe side.
 
 The nodes reach it through the hooks `hook` installs (`RaftNode.on_wake`, `may_campaign`,
 `peer_silence`); the host calls back with `activate` (a group has work for the pump) and
@@ -57,7 +66,9 @@ class Liveness:
         self._activate = activate
         self._note_role = note_role
         self._wake_ticker = wake_ticker
-        self.peer_seen: dict[int, float] = {}  # broker -> when any frame from it last arrived
+        self.peer_seen: dict[int, float] = {}  # broker -> when any frame from it last arrived (`hearing_time`)
+        self.deaf_s = 0.0  # seconds the event loop stood still (beyond a heartbeat interval): not peers' silence
+        self._now: float | None = None  # the clock's reading for the length of a tick (see peer_silence)
         self.peer_acked: dict[int, float] = {}  # broker -> send time of the newest broker heartbeat it answered
         self.host_ticks = 0  # ticks since start; quiesced groups are not ticked, see catch_up
         self.awake: set[RaftGroup] = set()  # groups the ticker ticks: every one not quiesced (and a few more)
@@ -99,6 +110,31 @@ class Liveness:
         """Do quiesced groups get a look every tick: a peer lately announced another data-directory incarnation?"""
         return now - self._incarnation_changed_at < 10 * self.cfg.election_timeout_s
 
+    def hearing_time(self, now: float) -> float:
+        """The clock silence is counted on: the monotonic clock, less the time this broker was deaf."""
+        return now - self.deaf_s
+
+    def heard_from(self, broker: int, now: float) -> None:
+        """A frame from `broker` arrived."""
+        self.peer_seen[broker] = now - self.deaf_s
+
+    def silence_s(self, broker: int, now: float) -> float:
+        """Seconds since anything arrived from `broker`, not counting the time this broker could not listen."""
+        return max(0.0, now - self.deaf_s - self.peer_seen.get(broker, -1e9))
+
+    def note_late(self, late_s: float, now: float) -> None:
+        """The ticker woke `late_s` later than it planned: the event loop stood still meanwhile, and its peers'
+        frames waited unread.  What exceeds a heartbeat interval (a busy loop is late by less) is not counted
+        as their silence; a frame read before this report, in the same wake-up, counts as heard now."""
+        deaf = late_s - self.cfg.heartbeat_ticks * self.cfg.tick_ms / 1000
+        if deaf <= 0:
+            return
+        self.deaf_s += deaf
+        heard_now = now - self.deaf_s
+        for broker, seen in self.peer_seen.items():
+            if seen > heard_now:
+                self.peer_seen[broker] = heard_now
+
     def idle_delay(self, peers: Iterable[int], now: float, last_tick: float, ticks_to_heartbeat: int) -> float:
         """Seconds a ticker with nothing `busy` may sleep: until the next broker heartbeat is due, or a peer's
         silence deadline (an election timeout after it was last heard) if that comes first, on the tick grid
@@ -107,7 +143,8 @@ class Liveness:
         wake_at = last_tick + ticks_to_heartbeat * tick_s
         for peer in peers:
             if peer not in self._silent:
-                wake_at = min(wake_at, self.peer_seen.get(peer, now) + self.cfg.election_timeout_s)
+                silence = self.silence_s(peer, now) if peer in self.peer_seen else 0.0
+                wake_at = min(wake_at, now - silence + self.cfg.election_timeout_s)
         ticks = max(1, math.ceil((wake_at - last_tick) / tick_s - 1e-6))
         return max(0.0, last_tick + ticks * tick_s - now) + GRID_LAG_S  # just past the grid point (see wake_grid)
 
@@ -117,12 +154,10 @@ class Liveness:
         (see `RaftNode._can_quiesce`), and a quiesced follower woken by a vote request keeps its leader
         stickiness only until an election timeout after it last heard the leader's broker: any read lease
         that leader holds from this broker's acknowledgements began before that frame arrived."""
-        if self._replica_lost(replica):
+        if self._replica_lost(replica) or broker_of(replica) not in self.peer_seen:
             return 1 << 30
-        seen = self.peer_seen.get(broker_of(replica))
-        if seen is None:
-            return 1 << 30
-        return min(int((time.monotonic() - seen) * 1000 / self.cfg.tick_ms), 1 << 30)
+        now = self._now if self._now is not None else time.monotonic()  # one reading for a whole tick's groups
+        return min(int(self.silence_s(broker_of(replica), now) * 1000 / self.cfg.tick_ms), 1 << 30)
 
     def may_campaign(self, first_successor: bool) -> bool:
         """Elections started by timers are admitted at `max_campaigns_per_s` (a burst of one tick's worth):
@@ -141,12 +176,12 @@ class Liveness:
 
     def heard_lately(self, replica: int, now: float, window_s: float) -> bool:
         """Did anything arrive from `replica` (not merely its broker: one back with an empty disk is not it)
-        within `window_s`?"""
-        return self._replica_heard(replica, self.peer_seen, now, window_s)
+        within `window_s` (of hearing time)?"""
+        return self.silence_s(broker_of(replica), now) < window_s and not self._replica_lost(replica)
 
     def acked_lately(self, replica: int, now: float, window_s: float) -> bool:
-        """Did `replica` answer a broker heartbeat sent within `window_s`?"""
-        return self._replica_heard(replica, self.peer_acked, now, window_s)
+        """Did `replica` answer a broker heartbeat sent within `window_s` (real time: a lease counts on it)?"""
+        return now - self.peer_acked.get(broker_of(replica), -1e9) < window_s and not self._replica_lost(replica)
 
     def note_incarnation_change(self, now: float) -> None:
         """A peer announced another data-directory incarnation: the quiesced groups get a look for a while."""
@@ -171,7 +206,7 @@ class Liveness:
         silence_s = self.cfg.election_timeout_s
         # Quiesced groups need a look when the set of silent brokers changes, or one lately changed its
         # data directory; otherwise only awake groups are ticked (idle cost: the awake groups, not all).
-        silent = frozenset(p for p in peers if now - self.peer_seen.get(p, -1e9) > silence_s)
+        silent = frozenset(p for p in peers if self.silence_s(p, now) > silence_s)
         full = silent != self._silent or self._sweeping(now)
         self._silent = silent
         candidates = list(self._groups.values()) if full else list(self.awake)
@@ -180,32 +215,38 @@ class Liveness:
         self._campaign_tokens = min(max(per_tick, 1.0), self._campaign_tokens + ticks * per_tick)
         per_tick = self.cfg.max_successor_campaigns_per_s * tick_s
         self._successor_tokens = min(max(per_tick, 1.0), self._successor_tokens + ticks * per_tick)
-        for group in candidates:
-            if group.closed:
-                continue
-            node = group.node
-            self.catch_up(group)  # now == host_ticks (before this batch of ticks)
-            if node.quiesced:
-                if not full:
-                    continue
-                self._wake_if_needed(node, now, silence_s)
-                if node.quiesced:
-                    continue
-            # A leader counts every tick (its lease runs in real time); the others count at most one per
-            # round: after a stall their election timers do not all expire at once (counting less time
-            # than passed only makes a follower respect a leader's lease longer, which is safe).
-            for _ in range(ticks if node.role is Role.LEADER else 1):
-                node.tick()
-            if node.quiesced:
-                group.asleep_since = self.host_ticks + ticks
-            else:
-                self.awake.add(group)
-            if group.led_term is not None and node.role is not Role.LEADER:
-                self.stepped_down += 1
-                self._note_role(group)  # stepped down on its own (check quorum)
-            if node.has_ready():
-                self._activate(group)
+        self._now = now  # a long sweep does not make the groups it reaches last hear less
+        try:
+            for group in candidates:
+                if not group.closed:
+                    self._tick_group(group, now, ticks, full, silence_s)
+        finally:
+            self._now = None
         self.host_ticks += ticks
+
+    def _tick_group(self, group: RaftGroup, now: float, ticks: int, full: bool, silence_s: float) -> None:
+        node = group.node
+        self.catch_up(group)  # now == host_ticks (before this batch of ticks)
+        if node.quiesced:
+            if not full:
+                return
+            self._wake_if_needed(node, now, silence_s)
+            if node.quiesced:
+                return
+        # A leader counts every tick (its lease runs in real time); the others count at most one per
+        # round: after a stall their election timers do not all expire at once (counting less time
+        # than passed only makes a follower respect a leader's lease longer, which is safe).
+        for _ in range(ticks if node.role is Role.LEADER else 1):
+            node.tick()
+        if node.quiesced:
+            group.asleep_since = self.host_ticks + ticks
+        else:
+            self.awake.add(group)
+        if group.led_term is not None and node.role is not Role.LEADER:
+            self.stepped_down += 1
+            self._note_role(group)  # stepped down on its own (check quorum)
+        if node.has_ready():
+            self._activate(group)
 
     def _wake_if_needed(self, node: RaftNode, now: float, silence_s: float) -> None:
         """Wake a quiesced node whose peers' brokers went silent (see the module docstring)."""
@@ -217,5 +258,3 @@ class Liveness:
             if not self.heard_lately(node.leader, now, silence_s):
                 node.wake(leader_lost=True)
 
-    def _replica_heard(self, replica: int, table: dict[int, float], now: float, window_s: float) -> bool:
-        return now - table.get(broker_of(replica), -1e9) < window_s and not self._replica_lost(replica)

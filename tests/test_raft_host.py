@@ -10,6 +10,7 @@ import time
 
 import orjson
 import pytest
+import uvloop
 
 from raftka.raft.core import NotLeaderError, Role
 from raftka.raft.host import HostConfig, RaftHost
@@ -162,6 +163,39 @@ def test_three_hosts_replicate_and_survive_leader_loss(tmp_path):
         for h in hosts.values():
             await h.stop()
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("quiet", [False, True], ids=["busy", "quiesced"])
+def test_an_event_loop_that_stood_still_starts_no_election(tmp_path, quiet):
+    """A broker's event loop stands still for longer than an election timeout (a long callback, CPU starvation, a
+    paused process): its peers' frames wait unread, and uvloop (the brokers' loop) runs the due timers before it
+    reads them.  The ticker then took every peer for silent: quiesced followers woke up to campaign against
+    leaders that were there all along, and leaders could step down for want of a quorum.  The time the loop stood
+    still does not count as the peers' silence: here the three hosts share one loop, and no group starts an
+    election, loses its leader or changes its term, awake or quiesced."""
+    names = [f"g{k}" for k in range(6)]
+
+    async def main():
+        async with running_hosts(tmp_path) as (hosts, _, _, _):
+            for name in names:
+                add_group(hosts, tmp_path, name)
+            leaders = {name: await wait_leader(hosts, name) for name in names}
+            for name in names:
+                await propose_retrying(hosts, b"x", name)
+            await asyncio.sleep(3 * FAST.election_timeout_s)  # idle groups go quiet ...
+            assert all(h.group(n).node.quiesced for h in hosts.values() for n in names)
+            if not quiet:  # ... and a proposal wakes them
+                await asyncio.gather(*(hosts[leaders[name]].propose(name, b"y") for name in names))
+            terms = {name: hosts[leaders[name]].group(name).node.log.term for name in names}
+            campaigns = {i: h.liveness.campaigns_started for i, h in hosts.items()}
+            time.sleep(3 * FAST.election_timeout_s)  # the loop stands still
+            await asyncio.sleep(3 * FAST.election_timeout_s)
+            assert {i: h.liveness.stepped_down for i, h in hosts.items()} == {i: 0 for i in hosts}
+            assert {i: h.liveness.campaigns_started for i, h in hosts.items()} == campaigns
+            assert {name: await wait_leader(hosts, name) for name in names} == leaders
+            assert {name: hosts[leaders[name]].group(name).node.log.term for name in names} == terms
+
+    uvloop.run(main())
 
 
 def test_a_quiesced_followers_clock_keeps_time_while_it_sleeps(tmp_path):

@@ -34,7 +34,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import time
 import uuid
 
 import aiohttp
@@ -212,8 +211,7 @@ class Broker:
 
     def alive(self, broker: int) -> bool:
         """Heard from (Raft traffic) within an election timeout, as seen by this broker."""
-        return broker == self.id or time.monotonic() - self.host.peer_seen.get(broker, -1e9) \
-            < self.host_config.election_timeout_s
+        return broker == self.id or self.host.peer_silence_s(broker) < self.host_config.election_timeout_s
 
     def membership_state(self) -> str:
         """This broker's membership in the cluster: active, draining or decommissioned."""

@@ -124,7 +124,7 @@ class JobDriver:
     def _silent_for(self, b: int) -> float:
         if b == self.broker.id:
             return 0.0
-        return time.monotonic() - self.broker.host.peer_seen.get(b, -1e9)
+        return self.broker.host.peer_silence_s(b)
 
     def _view(self, job: dict, statuses: dict[tuple[int, str], dict]) -> dict:
         broker, md = self.broker, self.broker.metadata
