@@ -116,11 +116,11 @@ class Liveness:
 
     def heard_from(self, broker: int, now: float) -> None:
         """A frame from `broker` arrived."""
-        self.peer_seen[broker] = now - self.deaf_s
+        self.peer_seen[broker] = self.hearing_time(now)
 
     def silence_s(self, broker: int, now: float) -> float:
         """Seconds since anything arrived from `broker`, not counting the time this broker could not listen."""
-        return max(0.0, now - self.deaf_s - self.peer_seen.get(broker, -1e9))
+        return max(0.0, self.hearing_time(now) - self.peer_seen.get(broker, -1e9))
 
     def note_late(self, late_s: float, now: float) -> None:
         """The ticker woke `late_s` later than it planned: the event loop stood still meanwhile, and its peers'
@@ -130,7 +130,7 @@ class Liveness:
         if deaf <= 0:
             return
         self.deaf_s += deaf
-        heard_now = now - self.deaf_s
+        heard_now = self.hearing_time(now)
         for broker, seen in self.peer_seen.items():
             if seen > heard_now:
                 self.peer_seen[broker] = heard_now
