@@ -583,6 +583,26 @@ class RaftNode:
             self._rank_key, self._rank = key, order.index(self.id)
         return self._rank
 
+    def _outranks_rival(self, m: Message) -> bool:
+        """Are we a pre-candidate with exactly the requester's log, placed before it in the group's fixed order?
+
+        Two survivors of a dead leader that stand at the same moment granted each other's pre-votes, voted for
+        themselves in the next term, and split it; with the third replica gone neither could win, and both
+        waited out another random election timeout (after a broker's death, one group in a few hundred).  Of
+        two such rivals exactly one refuses the other's pre-vote: the order is the same on every replica and
+        for every term (blake2b of group and replica), and it is asked only when both logs end alike.  So the
+        refused one still grants, the other wins, and a rival with the longer log is never refused (nobody
+        waits on a replica that cannot win).  A refused pre-vote changes no state: this is never unsafe."""
+        if self.role is not Role.PRE_CANDIDATE:
+            return False
+        last = self.log.last_index
+        if (m.log_term, m.index) != (self.log.term_at(last), last):
+            return False
+        return self._precedence(self.id) < self._precedence(m.src)
+
+    def _precedence(self, replica: int) -> bytes:
+        return hashlib.blake2b(b"%s/%d" % (self.group.encode(), replica), digest_size=8).digest()
+
     def _become_follower(self, term: int, leader: int | None) -> None:
         if term != self.log.term:
             self.log.set_hard_state(term, None)
@@ -978,6 +998,8 @@ class RaftNode:
         up_to_date = (m.log_term, m.index) >= (self.log.term_at(last), last) and not self.storage_failed
         if m.type is MT.PREVOTE:
             grant = (up_to_date or canary.enabled("prevote-no-uptodate")) and m.term > self.log.term
+            if grant and self._outranks_rival(m):
+                grant = False  # we stand ourselves, and the group's order puts us first: no split vote
             self._send(MT.PREVOTE_RESP, m.src, term=m.term if grant else self.log.term, reject=not grant)
             return
         grant = (up_to_date or canary.enabled("vote-no-uptodate")) and self.log.vote in (None, m.src)
