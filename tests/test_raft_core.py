@@ -486,7 +486,7 @@ def test_when_a_leader_dies_its_first_successor_stands_alone_and_wins(quiesced):
 @pytest.mark.parametrize("seed", range(8))
 def test_two_survivors_that_stand_at_once_elect_one_of_them_in_one_round(seed):
     """The dead leader's two survivors both stand at the same moment (the successor order normally keeps them
-    apart; a busy broker's campaign budget can hold the first back until the second's turn): each used to grant
+    apart; most likely a busy broker's campaign budget held the first back until the second's turn): each used to grant
     the other's pre-vote, vote for itself in the next term and wait out a random election timeout after the
     split (one group in a few hundred after a broker's death, the last second of a 10,000-partition failover).
     Of two pre-candidates with the same log, the one placed first in the group's order refuses the other."""
