@@ -98,6 +98,7 @@ import shutil
 import time
 import uuid
 from collections import defaultdict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -136,6 +137,9 @@ class StateMachine(Protocol):
 
     def apply(self, index: int, term: int, data: bytes) -> Any: ...
     def checkpoint(self) -> int: ...  # make applied state durable; returns the durable index
+    # the same in two steps: the state taken now, on the loop; the job (its writes and fsyncs) run in a worker thread
+    # while entries are applied meanwhile; checkpoint_done(), if the machine has it, called on the loop after the job
+    def begin_checkpoint(self) -> tuple[int, Callable[[], None]]: ...
     def close(self) -> None: ...
     def reopen(self) -> None: ...  # after a storage failure: back to the last durable checkpoint
     # snapshot stream, see core.Snapshotter
@@ -143,7 +147,6 @@ class StateMachine(Protocol):
     def read_chunk(self, cursor: bytes) -> tuple[bytes, bool, int]: ...
     def install_chunk(self, data: bytes) -> bytes: ...
     def finish_install(self, index: int, term: int) -> bool: ...
-    # Optional: begin_checkpoint() -> (index, job): checkpoint's state taken now, its fsyncs in a worker thread.
     # Optional, with raft_log = True (the state machine's log is the group's Raft log, see partition_journal):
     # open_journal(hard_states, name, cache_bytes) -> the RaftLog; admit(data, term) -> partition.Admission,
     # asked by the leader before proposing; proposed(index, data) after.
@@ -1368,20 +1371,8 @@ class RaftHost:
             # A checkpoint never gets ahead of the journal's durable entries: a leader that applied entries its
             # own fsync has not covered yet (its followers' made them safe) fsyncs its journal first.
             journal_sync = group.journal.begin_sync() if ahead else None
-            begin = getattr(group.sm, "begin_checkpoint", None)
-            if begin is None:
-                try:
-                    if journal_sync is not None:
-                        journal_sync()
-                    group.checkpointed = group.sm.checkpoint()
-                except Exception as exc:
-                    if not self._storage_failed(group, exc, "checkpoint"):
-                        log.exception("raft group %s: checkpoint failed", group.name)
-                    continue
-                self._compact(group, self.cfg.journal_keep_entries)
-                continue
             try:
-                index, job = begin()
+                index, job = group.sm.begin_checkpoint()
             except Exception as exc:
                 if not self._storage_failed(group, exc, "checkpoint"):
                     log.exception("raft group %s: checkpoint failed", group.name)

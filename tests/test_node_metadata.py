@@ -1,7 +1,8 @@
 """The metadata state machine's consumer-group rules (raftka.node.cluster.metadata), against a model:
 generations only grow; a commit is fenced by the persisted generation and its members; committed
 offsets only grow per partition unless the commit says reset; every verdict is a result, never an
-exception, and a checkpoint restores the same state."""
+exception, and a checkpoint restores the same state; a checkpoint's file is written by its job (which the Raft
+host runs in a worker thread) as the state was when it was taken, and never over a snapshot installed meanwhile."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import tempfile
 from hypothesis import HealthCheck, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from raftka.node.cluster.metadata import STALE_GENERATION, TOPIC_NOT_FOUND, MetadataStateMachine, command
+from raftka.node.cluster.metadata import (CHECKPOINT_FILE, STALE_GENERATION, TOPIC_NOT_FOUND, MetadataStateMachine,
+                                         command)
 
 MEMBERS = st.sampled_from(["a", "b", "c"])
 PARTITIONS = st.sampled_from(["t/0", "t/1", "gone/0"])
@@ -88,3 +90,35 @@ class GroupRules(RuleBasedStateMachine):
 GroupRules.TestCase.settings = settings(max_examples=60, stateful_step_count=30, deadline=None,
                                         suppress_health_check=[HealthCheck.too_slow])
 test_group_rules_match_the_model = GroupRules.TestCase
+
+
+def create_topic(sm: MetadataStateMachine, name: str) -> None:
+    assert sm.apply(sm.applied_index + 1, 1, command("create_topic", name=name, id=name, assignment=[[1]],
+                                                      configs={})) == {"ok": True}
+
+
+def test_a_checkpoint_is_written_by_its_job_as_the_state_was_when_it_was_taken(tmp_path):
+    sm = MetadataStateMachine(str(tmp_path))
+    create_topic(sm, "t")
+    index, job = sm.begin_checkpoint()
+    create_topic(sm, "u")  # applied while the job waits for its worker thread
+    assert not (tmp_path / CHECKPOINT_FILE).exists()
+    job()
+    reopened = MetadataStateMachine(str(tmp_path))
+    assert reopened.applied_index == index == 1
+    assert set(reopened.topics) == {"t"}
+
+
+def test_a_checkpoint_taken_before_a_snapshot_install_never_overwrites_it(tmp_path):
+    follower, leader = MetadataStateMachine(str(tmp_path / "follower")), MetadataStateMachine(str(tmp_path / "leader"))
+    create_topic(follower, "t")
+    _, stale_job = follower.begin_checkpoint()
+    for name in ("t", "u", "v"):
+        create_topic(leader, name)
+    follower.begin_install()
+    follower.install_chunk(leader.read_chunk(b"")[0])
+    assert follower.finish_install(leader.applied_index, 1)
+    stale_job()  # its worker thread got to it only now
+    reopened = MetadataStateMachine(str(tmp_path / "follower"))
+    assert reopened.applied_index == 3
+    assert set(reopened.topics) == {"t", "u", "v"}

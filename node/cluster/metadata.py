@@ -17,13 +17,16 @@ empty disk) and the replica moves in progress; and users and ACLs
 verdict) and returns `{"ok": ...}` or `{"error": code, "message": ...}` —
 client mistakes are results, never exceptions.
 
-Checkpoint = the whole state as one JSON file written atomically; the snapshot
-stream to a lagging replica is that same document in one chunk.
+Checkpoint = the whole state as one JSON file written atomically: the document
+is taken on the event loop, written and fsynced in a worker thread
+(`begin_checkpoint`); the snapshot stream to a lagging replica is that same
+document in one chunk.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -67,6 +70,8 @@ class MetadataStateMachine:
         self.applied_term = doc["applied_term"]
         self.state: dict = doc["state"]
         self._staged: dict | None = None
+        self._checkpoint_io = threading.Lock()  # a checkpoint's job (worker thread) vs. a snapshot install
+        self._installs = 0  # snapshot installs so far (see begin_checkpoint)
 
     @staticmethod
     def _empty() -> dict:
@@ -292,8 +297,20 @@ class MetadataStateMachine:
                              "state": self.state})
 
     def checkpoint(self) -> int:
-        atomic_write(self.path, self._document())
-        return self.applied_index
+        index, job = self.begin_checkpoint()
+        job()
+        return index
+
+    def begin_checkpoint(self) -> tuple[int, Callable[[], None]]:
+        """(applied index, the job writing the state as it is now): the job's write and fsyncs may run in a
+        worker thread while entries are applied meanwhile."""
+        index, document, installs = self.applied_index, self._document(), self._installs
+
+        def job() -> None:
+            with self._checkpoint_io:
+                if installs == self._installs:  # else a snapshot install replaced the state: its checkpoint is newer
+                    atomic_write(self.path, document)
+        return index, job
 
     def close(self) -> None:
         pass
@@ -320,7 +337,9 @@ class MetadataStateMachine:
             return False
         self.state = staged["state"]
         self.applied_index, self.applied_term = index, term
-        self.checkpoint()
+        with self._checkpoint_io:
+            self._installs += 1  # a checkpoint taken before, still in flight, must not overwrite this one's
+            atomic_write(self.path, self._document())
         if self.on_change is not None:
             self.on_change("snapshot", {})
         return True
