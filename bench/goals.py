@@ -6,13 +6,20 @@ at 1k/3k/10k partitions), `partitions.json` (bench.partitions: 64 busy partition
 `storage.json` (bench.storage) — and prints one table: figure, value, goal, the ratio or margin the
 goal is about, met or missed, and the load average of the run it came from.  A figure whose benchmark
 did not run is shown as "not measured".  Writes bench/results/goals.json and goals.md (a Markdown
-table for the README).
+table for the README), and keeps a copy of the run's JSON under bench/results/runs/<UTC time>/.
+
+`python -m bench.goals --runs DIR...` puts several kept runs side by side (the README shows at least
+three, the machine being shared and noisy): each figure's values run by run, the range of its ratio,
+and in how many runs it met its goal.  Writes bench/results/goals-runs.md.
 """
 
 from __future__ import annotations
 
+import argparse
 import math
+import shutil
 import sys
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -125,8 +132,9 @@ class Goals:
         soak = (self.partitions or {}).get("soak")
         if soak is None:
             return self._missing(figure, goal, "bench.partitions --soak-minutes")
-        self.outcomes.append(Outcome(f"3. term changes in {soak['minutes']:g} min at 80 % of peak "
-                                     f"({soak['paced_records_per_s']:,} records/s)", str(soak["elections"]), goal,
+        self.outcomes.append(Outcome("3. term changes in a soak at 80 % of peak",
+                                     f"{soak['elections']} in {soak['minutes']:g} min at "
+                                     f"{soak['paced_records_per_s']:,} records/s", goal,
                                      None, soak["elections"] == 0, self._load(self.partitions)))
 
     def disk(self) -> None:
@@ -169,10 +177,10 @@ class Goals:
                 self.absolute(f"{label}: idle CPU per broker (max)", point["max_broker_cpu_percent"], 10, True, " %",
                               load, "")
                 self.absolute(f"{label}: RSS per broker (max)", point["max_rss_mib"], 2048, True, " MiB", load, "")
-                self.absolute(f"{label}: every partition led again after kill -9 of "
-                              f"{point['failover_killed']} (led {point['failover_orphaned']:,})",
+                self.absolute(f"{label}: every partition led again after kill -9 of the broker leading the most",
                               point["failover_s"], 5, True, " s", load,
                               f"{partitions - point['failover_led']:,} leaderless")
+                self.outcomes[-1].value += f" ({point['failover_killed']} led {point['failover_orphaned']:,})"
             else:
                 failover = "-" if point["failover_s"] is None else f"{point['failover_s']:.1f} s"
                 value = (f"led after {_fmt(ready, ' s') if ready is not None else 'never'}, idle "
@@ -270,7 +278,78 @@ def markdown(outcomes: list[Outcome]) -> str:
     return "\n".join(lines) + "\n"
 
 
+@dataclass
+class AcrossRuns:
+    """One figure over several runs."""
+
+    figure: str
+    values: list[str]  # run by run ("-" where a run lacks the figure)
+    goal: str
+    ratios: list[float]
+    met: int  # runs that met the goal
+    measured: int  # runs that measured it against a goal (met is not None)
+    loads: list[str]
+
+    @property
+    def verdict(self) -> str:
+        if self.goal == "reported" or not self.measured:
+            return "reported" if self.measured else "not measured"
+        runs = len(self.values)
+        return f"**met** {self.met} of {runs}" if self.met == runs else f"**missed** (met {self.met} of {runs})"
+
+
+def across_runs(runs: list[list[Outcome]]) -> list[AcrossRuns]:
+    """Each figure of any run, in the order the runs list them, with its value in every run."""
+    figures: dict[str, AcrossRuns] = {}
+    for number, outcomes in enumerate(runs):
+        for o in outcomes:
+            row = figures.setdefault(o.figure, AcrossRuns(o.figure, ["-"] * len(runs), o.goal, [], 0, 0,
+                                                          ["-"] * len(runs)))
+            row.values[number], row.loads[number] = o.value, o.load
+            if o.ratio is not None:
+                row.ratios.append(o.ratio)
+            if o.met is not None:
+                row.measured += 1
+                row.met += o.met
+    return list(figures.values())
+
+
+def across_runs_markdown(rows: list[AcrossRuns]) -> str:
+    runs = len(rows[0].values) if rows else 0
+    lines = [f"| figure | runs {' / '.join(str(n + 1) for n in range(runs))} | goal | ratio range | met | load |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        ratios = f"{min(r.ratios):.2f}-{max(r.ratios):.2f}" if r.ratios else "-"
+        lines.append(f"| {r.figure} | {' / '.join(r.values)} | {r.goal} | {ratios} | {r.verdict} | "
+                     f"{' / '.join(r.loads)} |")
+    return "\n".join(lines) + "\n"
+
+
+def read_run(path: Path) -> list[Outcome]:
+    return [Outcome(**o) for o in orjson.loads((path / "goals.json" if path.is_dir() else path).read_bytes())]
+
+
+def _keep_run() -> Path:
+    """A copy of this run's JSON under bench/results/runs/<UTC time>/ (the next run overwrites bench/results)."""
+    kept = RESULTS / "runs" / time.strftime("%Y-%m-%dT%H%M%SZ", time.gmtime())
+    kept.mkdir(parents=True, exist_ok=True)
+    for name in ("compare", "raft", "partitions", "storage", "goals"):
+        if (RESULTS / f"{name}.json").exists():
+            shutil.copy2(RESULTS / f"{name}.json", kept / f"{name}.json")
+    return kept
+
+
 def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.goals", description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", nargs="+", type=Path, metavar="DIR",
+                        help="kept runs (bench/results/runs/...) or their goals.json, side by side")
+    args = parser.parse_args(argv)
+    if args.runs:
+        text = across_runs_markdown(across_runs([read_run(path) for path in args.runs]))
+        sys.stdout.write(text)
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / "goals-runs.md").write_text(text)
+        return 0
     outcomes = Goals().evaluate()
     console = Console(width=180)
     table = Table("figure", "measured", "goal", "ratio", "met?", "load", title="raftka performance goals (issue 16)")
@@ -286,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "goals.json").write_bytes(orjson.dumps([asdict(o) for o in outcomes], option=orjson.OPT_INDENT_2))
     (RESULTS / "goals.md").write_text(markdown(outcomes))
-    console.print(f"wrote {RESULTS / 'goals.json'} and {RESULTS / 'goals.md'}")
+    console.print(f"wrote {RESULTS / 'goals.json'} and {RESULTS / 'goals.md'}; this run kept in {_keep_run()}")
     return 0
 
 
