@@ -61,7 +61,7 @@ from bench.compare_workloads import (
     percentile,
     produce,
 )
-from bench.machine import cpu_model
+from bench.machine import cpu_model, dirty_kib
 from bench.nats_cluster import nats_server_version
 from raftka.node.config import DEFAULT_ELECTION_TIMEOUT_MS, DEFAULT_HEARTBEAT_MS
 
@@ -140,9 +140,15 @@ class Bench:
                              started_load, values.get("kafka")))
 
     def settle(self, cell: str) -> None:
-        """Wait until no follower of either cluster lags: a cell must not pay for the catch-up (a leader re-reading
-        its log for followers, their fsyncs) of the one before it, which shares the machine's two cores."""
-        started = time.monotonic()
+        """Write back the machine's dirty pages, then wait until no follower of either cluster lags: a cell must
+        not pay for what the one before it left behind on the shared disk and cores — JetStream's writes, which it
+        does not fsync (hundreds of MB after its 1 KiB cells, written back by the kernel 30 s later, in
+        whichever cell runs then: an fsync waits behind them for tens of ms), or followers' catch-up (a leader
+        re-reading its log for them, their fsyncs)."""
+        dirty, started = dirty_kib(), time.monotonic()
+        os.sync()
+        synced = time.monotonic() - started
+        started += synced
         first = None
         while time.monotonic() - started < SETTLE_MAX_SECONDS:
             backlog = {s.name: s.replica_backlog() for s in (self.raftka, self.nats)}
@@ -151,8 +157,11 @@ class Bench:
                 break
             time.sleep(0.1)
         waited = time.monotonic() - started
-        self.details.setdefault("settle", []).append({"cell": cell, "backlog": first, "seconds": waited,
-                                                      "left": backlog})
+        self.details.setdefault("settle", []).append({"cell": cell, "dirty_kib": dirty, "sync_s": synced,
+                                                      "backlog": first, "seconds": waited, "left": backlog})
+        if synced > 0.5:
+            self.say(f"{'':<22} settling before {cell}: {dirty / 1024:,.0f} MiB of dirty pages written back in "
+                     f"{synced:.1f} s")
         if any(backlog.values()) or waited > 0.5:
             self.say(f"{'':<22} settling before {cell}: followers lagged {first} (entries / messages); "
                      f"{'caught up' if not any(backlog.values()) else f'still {backlog}'} after {waited:.1f} s")
@@ -349,9 +358,10 @@ def notes(settings: Settings) -> list[str]:
         (f"produce: <= {IN_FLIGHT} unacknowledged messages per producer; 8 producers = 8 processes (one Python "
          "process is CPU-bound); all clients share the 2 cores with the servers; raftka linger_ms=5 (default)"),
         runs,
-        ("every cell starts once no follower of either cluster lags (at most "
-         f"{SETTLE_MAX_SECONDS:.0f} s; raftka's /raft, JetStream's stream info): no cell pays for the catch-up of "
-         "the one before it"),
+        ("every cell starts once the machine's dirty pages are written back (sync: JetStream's unsynced writes "
+         "of one cell would otherwise be written back during a later one, and fsyncs wait behind them) and no "
+         f"follower of either cluster lags (at most {SETTLE_MAX_SECONDS:.0f} s; raftka's /raft, JetStream's "
+         "stream info): no cell pays for what the one before it left behind"),
         "server CPU = user+system seconds of the 3 server processes during the run (client CPU not counted)",
         ("disk bytes per byte acked = /proc/PID/io write_bytes of the 3 servers during the run / (acknowledged "
          "payload bytes x 3 replicas): 1.0 is one copy of the payload per replica"),
