@@ -36,7 +36,8 @@ test: $(STAMP) deb-packages
 jepsen: $(STAMP) deb-packages
 	$(PY) jepsen-style-tests/run.py --full
 
-## Every figure of the performance goals, each with its goal and ratio (bench.goals; JSON under bench/results/):
+## Every figure of the performance goals, each with its goal and ratio (bench.goals; JSON under bench/results/, each
+## run kept under bench/results/runs/, and `python -m bench.goals --runs DIR...` puts kept runs side by side):
 ## storage, raftka beside NATS JetStream and confluent-kafka, 64 busy partitions and a 10-minute soak, scale at
 ## 1k/3k/10k partitions (about 45 min). `make bench BENCH_ARGS=--quick` runs every benchmark short (about 12 min).
 bench: $(STAMP)
