@@ -7,8 +7,10 @@ Two measurements on one fresh 3-broker cluster (loopback, RF 3):
                    partition, then to a topic of 64 partitions, for the same time each.  Per run:
                    aggregate msg/s, the brokers' CPU per message, the bytes each broker writes to
                    disk per byte acknowledged (per replica, /proc/PID/io write_bytes) and each
-                   broker's fsyncs per second (its `raftka_fsyncs_total` metric).  The figure is the
-                   ratio 64 partitions / 1 partition (goal >= 1: no collapse from per-group fsyncs).
+                   broker's fsyncs per second (its `raftka_fsyncs_total` metric), and the batches the
+                   leaders committed (`raftka_produce_seconds`: records per batch, and the leaders'
+                   mean time from taking a batch to committing it).  The figure is the ratio 64
+                   partitions / 1 partition (goal >= 1: no collapse from per-group fsyncs).
   soak             the binary batch fast path (100 records of 100 B per batch) at full speed for a
                    few seconds (the peak), then paced at 80 % of that peak for `--soak-minutes`;
                    before and after, every broker's /raft: term changes of every group
@@ -46,6 +48,7 @@ RECORD_BYTES = 100
 REPLICAS = 3
 IN_FLIGHT = 1000
 _FSYNCS = re.compile(rb"^raftka_fsyncs_total (\S+)$", re.M)
+_PRODUCED = re.compile(rb"^raftka_produce_seconds_(count|sum) (\S+)$", re.M)
 
 
 def fsync_counts(cluster: LocalCluster) -> dict[int, int]:
@@ -56,6 +59,19 @@ def fsync_counts(cluster: LocalCluster) -> dict[int, int]:
             match = _FSYNCS.search(resp.read())
         counts[broker] = int(float(match.group(1))) if match else 0
     return counts
+
+
+def produced_batches(cluster: LocalCluster) -> tuple[int, float]:
+    """Batches the live brokers committed as partition leaders, and the seconds they took (summed)."""
+    count, seconds = 0, 0.0
+    for broker in cluster.procs:
+        with urllib.request.urlopen(cluster.url(broker) + "/metrics", timeout=10) as resp:
+            for name, value in _PRODUCED.findall(resp.read()):
+                if name == b"count":
+                    count += int(float(value))
+                else:
+                    seconds += float(value)
+    return count, seconds
 
 
 def wait_all_led(cluster: LocalCluster, topic: str, partitions: int, timeout: float) -> float:
@@ -77,9 +93,11 @@ def many_partitions(cluster: LocalCluster, partitions: int, producers: int, seco
         wait_all_led(cluster, topic, count, 60)
         endpoint = RaftkaEndpoint(tuple(cluster.bootstrap), topic, 5.0, partition=None)
         meter = ServerMeter(pids)
-        before = fsync_counts(cluster)
+        before, batches_before = fsync_counts(cluster), produced_batches(cluster)
         result = produce(endpoint, RECORD_BYTES, seconds, IN_FLIGHT, producers, meter)
-        after = fsync_counts(cluster)
+        after, batches_after = fsync_counts(cluster), produced_batches(cluster)
+        batches = batches_after[0] - batches_before[0]
+        batch_seconds = batches_after[1] - batches_before[1]
         rate = result.acked / result.elapsed
         fsyncs = {f"broker-{b}": round((after[b] - before[b]) / result.elapsed) for b in after}
         runs[topic] = {
@@ -87,10 +105,15 @@ def many_partitions(cluster: LocalCluster, partitions: int, producers: int, seco
             "server_cpu_s_per_M": round(meter.seconds / result.acked * 1e6, 2) if result.acked else None,
             "disk_bytes_per_byte": round(meter.written / (result.acked * RECORD_BYTES * REPLICAS), 2)
             if result.acked else None,
-            "fsyncs_per_s": fsyncs, "failed": result.failed, "load_average": load_average(),
+            "fsyncs_per_s": fsyncs, "batches_per_s": round(batches / result.elapsed),
+            "records_per_batch": round(result.acked / batches) if batches else None,
+            "leader_ms_per_batch": round(batch_seconds / batches * 1e3, 2) if batches else None,
+            "failed": result.failed, "load_average": load_average(),
         }
         console.print(f"{count:>3} partition(s), {producers} producers: {rate:,.0f} msg/s, fsyncs/s per broker "
-                      f"{fsyncs}, disk {runs[topic]['disk_bytes_per_byte']} B/B")
+                      f"{fsyncs}, disk {runs[topic]['disk_bytes_per_byte']} B/B, "
+                      f"{runs[topic]['batches_per_s']:,} batches/s of {runs[topic]['records_per_batch']} records, "
+                      f"{runs[topic]['leader_ms_per_batch']} ms each on the leader")
     one, many = runs["one"]["msg_per_s"], runs["many"]["msg_per_s"]
     return {**runs, "ratio": round(many / one, 2) if one else None}
 
