@@ -51,26 +51,33 @@ _FSYNCS = re.compile(rb"^raftka_fsyncs_total (\S+)$", re.M)
 _PRODUCED = re.compile(rb"^raftka_produce_seconds_(count|sum) (\S+)$", re.M)
 
 
-def fsync_counts(cluster: LocalCluster) -> dict[int, int]:
-    """Each live broker's raftka_fsyncs_total."""
-    counts = {}
+def scrape_metrics(cluster: LocalCluster) -> dict[int, bytes]:
+    """Each live broker's /metrics, read once for every figure taken from it."""
+    scrapes = {}
     for broker in cluster.procs:
         with urllib.request.urlopen(cluster.url(broker) + "/metrics", timeout=10) as resp:
-            match = _FSYNCS.search(resp.read())
+            scrapes[broker] = resp.read()
+    return scrapes
+
+
+def fsync_counts(scrapes: dict[int, bytes]) -> dict[int, int]:
+    """Each broker's raftka_fsyncs_total."""
+    counts = {}
+    for broker, text in scrapes.items():
+        match = _FSYNCS.search(text)
         counts[broker] = int(float(match.group(1))) if match else 0
     return counts
 
 
-def produced_batches(cluster: LocalCluster) -> tuple[int, float]:
-    """Batches the live brokers committed as partition leaders, and the seconds they took (summed)."""
+def produced_batches(scrapes: dict[int, bytes]) -> tuple[int, float]:
+    """Batches the brokers committed as partition leaders, and the seconds they took (summed)."""
     count, seconds = 0, 0.0
-    for broker in cluster.procs:
-        with urllib.request.urlopen(cluster.url(broker) + "/metrics", timeout=10) as resp:
-            for name, value in _PRODUCED.findall(resp.read()):
-                if name == b"count":
-                    count += int(float(value))
-                else:
-                    seconds += float(value)
+    for text in scrapes.values():
+        for name, value in _PRODUCED.findall(text):
+            if name == b"count":
+                count += int(float(value))
+            else:
+                seconds += float(value)
     return count, seconds
 
 
@@ -93,9 +100,11 @@ def many_partitions(cluster: LocalCluster, partitions: int, producers: int, seco
         wait_all_led(cluster, topic, count, 60)
         endpoint = RaftkaEndpoint(tuple(cluster.bootstrap), topic, 5.0, partition=None)
         meter = ServerMeter(pids)
-        before, batches_before = fsync_counts(cluster), produced_batches(cluster)
+        scraped_before = scrape_metrics(cluster)
         result = produce(endpoint, RECORD_BYTES, seconds, IN_FLIGHT, producers, meter)
-        after, batches_after = fsync_counts(cluster), produced_batches(cluster)
+        scraped_after = scrape_metrics(cluster)
+        before, after = fsync_counts(scraped_before), fsync_counts(scraped_after)
+        batches_before, batches_after = produced_batches(scraped_before), produced_batches(scraped_after)
         batches = batches_after[0] - batches_before[0]
         batch_seconds = batches_after[1] - batches_before[1]
         rate = result.acked / result.elapsed
