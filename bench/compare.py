@@ -145,10 +145,10 @@ class Bench:
         does not fsync (hundreds of MB after its 1 KiB cells, written back by the kernel 30 s later, in
         whichever cell runs then: an fsync waits behind them for tens of ms), or followers' catch-up (a leader
         re-reading its log for them, their fsyncs)."""
-        dirty, started = dirty_kib(), time.monotonic()
+        dirty, sync_started = dirty_kib(), time.monotonic()
         os.sync()
-        synced = time.monotonic() - started
-        started += synced
+        started = time.monotonic()
+        synced = started - sync_started
         first = None
         while time.monotonic() - started < SETTLE_MAX_SECONDS:
             backlog = {s.name: s.replica_backlog() for s in (self.raftka, self.nats)}
