@@ -14,7 +14,10 @@ from elastic_support import get_json, produce_values, replicas_of
 
 pytestmark = pytest.mark.timeout(180)
 
-RATE = 400_000  # bytes/s: a 3 MB partition's snapshot (1 MiB chunks) reaches a new replica in about 6 s
+# bytes/s: a 3 MB partition's snapshot goes in 1 MiB chunks, the first at once and each next one 5 s later, so a
+# move stays partly done for about 10 s: long enough for the page, which polls every 2 s on a loaded machine, to
+# show it (at 400 kB/s the decommission's move took 5 s, and under CI's load the page once missed it)
+RATE = 200_000
 ENTRIES = 250  # more than a journal keeps after a checkpoint (200), so a new replica is sent a snapshot
 VALUE_BYTES = 12_000
 TOPIC = "mv"
