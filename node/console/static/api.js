@@ -25,10 +25,11 @@ export class ApiError extends Error {
 }
 
 // One request; the parsed JSON answer (text for non-JSON), or an ApiError with the broker's message.
-export async function api(path, { method = 'GET', body, contentType = 'application/json', accept, signal } = {}) {
+// `credentials`: send these instead of the stored ones (a login attempt); their 401 changes nothing here.
+export async function api(path, { method = 'GET', body, contentType = 'application/json', accept, signal, credentials } = {}) {
   const headers = { 'X-Requested-With': 'raftka-console' }; // so the browser shows our login, not its own
-  const credentials = sessionStorage.getItem(CREDENTIALS);
-  if (credentials) headers.Authorization = `Basic ${credentials}`;
+  const sent = credentials ?? sessionStorage.getItem(CREDENTIALS);
+  if (sent) headers.Authorization = `Basic ${sent}`;
   if (body !== undefined) headers['Content-Type'] = contentType;
   if (accept) headers.Accept = accept;
   let response;
@@ -44,7 +45,10 @@ export async function api(path, { method = 'GET', body, contentType = 'applicati
   if (isJson && text) {
     try { doc = JSON.parse(text); } catch { doc = text; }
   }
-  if (response.status === 401 && !store.loginNeeded) {
+  // A 401 to the credentials in use forgets them and asks again; not one to a login attempt's, nor to a request
+  // sent before a login replaced them.
+  const current = sessionStorage.getItem(CREDENTIALS);
+  if (response.status === 401 && credentials === undefined && sent === current && !store.loginNeeded) {
     sessionStorage.removeItem(CREDENTIALS);
     store.loginNeeded = true;
     store.principal = null;
@@ -69,17 +73,16 @@ export async function whoAmI() {
   publish();
 }
 
+// Check the credentials first and keep them only if the broker takes them: until then the login form stays
+// as it is (a re-render of the page behind it would lose the form's error), and a 401 simply throws.
 export async function logIn(user, password) {
   const bytes = new TextEncoder().encode(`${user}:${password}`);
-  sessionStorage.setItem(CREDENTIALS, btoa(String.fromCharCode(...bytes)));
+  const credentials = btoa(String.fromCharCode(...bytes));
+  const me = await api('/whoami', { credentials });
+  sessionStorage.setItem(CREDENTIALS, credentials);
+  store.principal = me.auth === 'none' ? null : me.principal;
   store.loginNeeded = false;
-  try {
-    await whoAmI();
-  } catch (error) {
-    sessionStorage.removeItem(CREDENTIALS);
-    throw error;
-  }
-  if (store.loginNeeded) throw new ApiError(401, 40101, 'Wrong user name or password.');
+  publish();
   await refreshNow();
 }
 
