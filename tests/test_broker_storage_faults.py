@@ -206,7 +206,16 @@ def assert_identical_copies(root: Path, topic: str, partitions: int) -> None:
             + ", ".join(f"broker {b} holds {len(bs)} batches up to offset {bs[-1][1] if bs else None}"
                         for b, bs in batches.items())
             + f"; batch #{first} (base offset, last offset, leader epoch) on each: "
-            + str({b: batch and batch[:3] for b, batch in at(first).items()}))
+            + str({b: batch and batch[:3] for b, batch in at(first).items()})
+            + "".join(f"\nbroker {b}'s warnings about {topic}:\n  " + "\n  ".join(broker_warnings(root, b, topic))
+                      for b in batches))
+
+
+def broker_warnings(root: Path, broker: int, topic: str, last: int = 8) -> list[str]:
+    """The last warnings and errors in the broker's log that name `topic` (for a failure's message)."""
+    path = root / f"broker-{broker}.log"
+    lines = path.read_text(errors="replace").splitlines() if path.exists() else []
+    return [line[:240] for line in lines if topic in line and (" WARNING " in line or " ERROR " in line)][-last:]
 
 
 def test_a_full_disk_moves_leadership_loses_nothing_frees_space_and_recovers_without_a_restart(small_disk_cluster):
