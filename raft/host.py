@@ -296,7 +296,7 @@ class RaftGroup:
         self.lag_timer: asyncio.TimerHandle | None = None  # ... unless its entries wait uncommitted (commit_lag_ms)
         self.sync_due = False  # the deferred fsync's time has come: the next pump starts it
         self.led_term: int | None = None  # the term in which this replica leads the group (None: it does not)
-        self.checkpointing = False  # a checkpoint's fsyncs are in flight
+        self.checkpoint_job: asyncio.Future | None = None  # a checkpoint's fsyncs in flight (a worker thread)
         self.checkpointed_at = time.monotonic()  # when its last checkpoint started
 
     def status(self, tick_ms: int) -> dict:
@@ -534,6 +534,8 @@ class RaftHost:
         group.read_waits.clear()
         if group.synced is not None:
             await asyncio.shield(group.synced)  # do not close a journal under its fsync
+        if group.checkpoint_job is not None:  # its older checkpoint must not land after the final one below
+            await asyncio.wait([group.checkpoint_job])
         steps = [group.sm.close, group.journal.close]
         if not delete_data and group.storage_error is None:
             steps.insert(0, _after(group.journal.begin_sync() or (lambda: None), group.sm.checkpoint))
@@ -1350,7 +1352,7 @@ class RaftHost:
         now = time.monotonic()
         for group in list(self.groups.values()):
             stopped = group.node.storage_failed
-            if group.closed or group.synced is not None or group.checkpointing:
+            if group.closed or group.synced is not None or group.checkpoint_job is not None:
                 continue  # (compaction rewrites journal files: not under an fsync in flight; next time)
             ahead = group.sm.applied_index > group.journal.synced_index  # a leader applied what its fsync missed
             if stopped:  # a stopped replica serves nobody: it checkpoints (unless its writes fail) and frees what it can
@@ -1377,16 +1379,15 @@ class RaftHost:
                 if not self._storage_failed(group, exc, "checkpoint"):
                     log.exception("raft group %s: checkpoint failed", group.name)
                 continue
-            group.checkpointing = True
             if journal_sync is not None:
                 job = _after(journal_sync, job)
-            future = self._loop.run_in_executor(self._fsync_pool, job)
+            future = group.checkpoint_job = self._loop.run_in_executor(self._fsync_pool, job)
             future.add_done_callback(lambda f, group=group, index=index: self._checkpointed(group, index, f))
         if self.hard_states.pending:  # compaction points (and anything else) put since the last pump
             self._loop.run_in_executor(self._fsync_pool, self._sync_hard_states_quietly)
 
     def _checkpointed(self, group: RaftGroup, index: int, future: asyncio.Future) -> None:
-        group.checkpointing = False
+        group.checkpoint_job = None
         if group.closed:
             return
         error = future.exception() if not future.cancelled() else None
@@ -1490,8 +1491,11 @@ class RaftHost:
 
     async def _reopen(self, group: RaftGroup) -> None:
         """Replace the replica's journal, state machine and node by fresh ones opened from disk."""
-        while group.synced is not None:
-            await asyncio.shield(group.synced)  # do not close a journal under its fsync
+        while group.synced is not None or group.checkpoint_job is not None:
+            if group.synced is not None:
+                await asyncio.shield(group.synced)  # do not close a journal under its fsync
+            else:  # nor reopen the state machine under its checkpoint's
+                await asyncio.wait([group.checkpoint_job])
         if group.closed:
             return  # from here on nothing awaits: no pump can start a sync of the old journal
         self._active.discard(group)
