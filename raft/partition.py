@@ -514,11 +514,15 @@ class PartitionStateMachine:
     def _delete_segments_below(self, offset: int) -> None:
         """Delete the segments that hold only offsets below `offset`. The log's own start stays a segment base, a
         batch boundary, where a snapshot stream can begin; reads go by `log_start_offset`."""
-        if offset <= self.log.log_start_offset:
-            return
-        base = max(s.base_offset for s in self.log.segments() if s.base_offset <= offset)
+        base = self._segment_base_below(offset)
         if base > self.log.log_start_offset:
             self.log.advance_start_offset(base)
+
+    def _segment_base_below(self, offset: int) -> int:
+        """Where the log would start with the segments wholly below `offset` deleted."""
+        if offset <= self.log.log_start_offset:
+            return self.log.log_start_offset
+        return max(s.base_offset for s in self.log.segments() if s.base_offset <= offset)
 
     def _segment_ceiling(self, offset: int) -> int:
         """As the Raft log, segments are deleted only below the journal's durable compaction point, which is
@@ -531,8 +535,10 @@ class PartitionStateMachine:
 
     @property
     def checkpoint_wanted(self) -> bool:
-        """Deleted records wait for a checkpoint to have their segments deleted."""
-        return self._deleted_before > self._checkpointed_deleted
+        """Deleted records wait for a checkpoint to have their segments deleted; so do segments that a checkpoint
+        left (the journal's durable compaction point was still below them, or a crash came first)."""
+        deleted = self._checkpointed_deleted
+        return self._deleted_before > deleted or self._segment_base_below(deleted) > self.log.log_start_offset
 
     def apply_retention(self, now: int | None = None) -> int:
         """Delete old segments per retention.ms / retention.bytes (only checkpointed ones); returns the count.

@@ -4,7 +4,7 @@ The command moves the log start offset forward (never back, never past the
 log end), identically on every application; it survives a crash (replayed
 from the journal) and a restart (kept in the checkpoint); the segments wholly
 below it go at the next checkpoint, never before; a snapshot stream carries
-it to a follower.
+it to a follower.  Segments a checkpoint could not delete yet still want one.
 """
 
 from __future__ import annotations
@@ -82,6 +82,25 @@ def test_segments_below_go_at_the_checkpoint_and_a_crash_replays_the_deletion(tm
     sm = PartitionStateMachine(str(tmp_path), CONFIG)  # a restart keeps it (the checkpoint has it)
     assert sm.log_start_offset == cut
     assert values_of(sm) == values[cut:]
+    sm.close()
+
+
+def test_segments_a_checkpoint_left_below_the_log_start_go_at_the_next_one(tmp_path):
+    j = Journal()
+    fill(j, 30)
+    sm = PartitionStateMachine(str(tmp_path), CONFIG)
+    j.apply_all(sm)
+    segments = sm.log.segments()
+    sm.apply(*j.add(encode_delete_records(segments[3].base_offset + 1)))
+    assert sm.checkpoint_wanted
+    _, job = sm.begin_checkpoint()
+    job()  # the checkpoint records the new start; the process dies before it deletes the segments
+    sm.close()
+    sm = PartitionStateMachine(str(tmp_path), CONFIG)
+    assert sm.log.segments()[0].base_offset == 0
+    assert sm.checkpoint_wanted  # nothing new was applied, the segments below the start still want a checkpoint
+    sm.checkpoint()
+    assert sm.log.log_start_offset == segments[3].base_offset and not sm.checkpoint_wanted
     sm.close()
 
 
