@@ -178,15 +178,26 @@ def replica_bytes(root: Path, broker: int, topic: str, partition: int) -> bytes:
         log.close()
 
 
-def replicas_converged(cluster, topic: str, partitions: int) -> bool:
-    """Has every replica of every partition of `topic` applied the same Raft index, and holds no entry beyond it?
-    (An entry appended but not committed yet may be in one replica's log only: then the logs differ.)"""
-    indexes: dict[str, set[tuple[int, int]]] = {}
-    for b in cluster.ids:
-        for g in http_json(cluster.url(b) + "/raft", timeout=5)["groups"]:
-            if g["partition"] and g["partition"].startswith(topic + "/"):
-                indexes.setdefault(g["partition"], set()).add((g["applied_index"], g["last_index"]))
-    return len(indexes) == partitions and all(len(v) == 1 and len(set(*v)) == 1 for v in indexes.values())
+def wait_converged(cluster, topic: str, partitions: int, timeout: float = 30) -> None:
+    """Wait until every replica of every partition of `topic` has applied the same Raft index and holds no entry
+    beyond it (an entry appended but not committed yet may be in one replica's log only: then the logs differ).
+    On a timeout, say what each replica reported last."""
+    deadline = time.monotonic() + timeout
+    while True:
+        seen: dict[str, dict[int, tuple]] = {}
+        for b in cluster.ids:
+            for g in http_json(cluster.url(b) + "/raft", timeout=5)["groups"]:
+                if g["partition"] and g["partition"].startswith(topic + "/"):
+                    seen.setdefault(g["partition"], {})[b] = (g["applied_index"], g["last_index"], g["commit_index"],
+                                                              g["role"], g["term"], g["quiesced"])
+        if len(seen) == partitions and all(len({(r[0], r[1]) for r in replicas.values()}) == 1
+                                           and all(r[0] == r[1] for r in replicas.values())
+                                           for replicas in seen.values()):
+            return
+        assert time.monotonic() < deadline, (
+            f"the replicas of {topic} did not converge in {timeout} s; (applied, last, commit, role, term, quiesced) "
+            f"by partition and broker: {seen}")
+        time.sleep(0.05)
 
 
 def assert_identical_copies(root: Path, topic: str, partitions: int) -> None:
@@ -286,7 +297,7 @@ def test_a_full_disk_moves_leadership_loses_nothing_frees_space_and_recovers_wit
         assert not missing, f"acknowledged records of orders/{p} missing or changed at offsets {sorted(missing)[:10]}"
 
     # The recovered replica converges on the leaders' copy, byte for byte.
-    wait_until(lambda: replicas_converged(cluster, "orders", 3), 30, "every replica of orders to apply the same index")
+    wait_converged(cluster, "orders", 3)
     cluster.close()
     assert_identical_copies(Path(cluster.root), "orders", 3)
 
@@ -385,7 +396,7 @@ def test_an_io_error_stops_the_replica_and_a_restart_on_the_repaired_disk_catche
                 stored = read_back(cluster, "orders", p)
                 acked = {o: v for (q, o), v in orders.acked.items() if q == p}
                 assert all(stored.get(o) == v for o, v in acked.items()), f"orders/{p} lost acknowledged records"
-            wait_until(lambda: replicas_converged(cluster, "orders", 3), 30, "every replica to apply the same index")
+            wait_converged(cluster, "orders", 3)
             cluster.close()
             assert_identical_copies(root, "orders", 3)
         finally:
