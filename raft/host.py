@@ -81,7 +81,9 @@ one ticker for all groups, and the I/O that the pure `RaftNode`s ask for:
   disk is usable again (free space sampled every few ticks; a write probe with
   backoff after a failure) a replica whose write failed is reopened from its
   checkpoint — journal, state machine and node — and catches up like any
-  follower, without a restart.
+  follower, without a restart.  A follower whose disk lost writes it had
+  acknowledged as fsynced (a disk that lies) cannot catch up from its leader;
+  the leader logs it.
 
 State machines implement `StateMachine` (apply + checkpoint + the snapshot
 stream of `core.Snapshotter`).
@@ -363,6 +365,7 @@ class RaftHost:
         self._fsync_pool = concurrent.futures.ThreadPoolExecutor(FSYNC_THREADS, thread_name_prefix=f"raft-fsync-{node_id}")
         self.sync_policy = InlineSyncPolicy(self.cfg.inline_sync_max_ms / 1000)
         self._slow_sync_warnings = WarningThrottle(log, SLOW_SYNC_WARNING_INTERVAL_S)
+        self._lost_entry_warnings = WarningThrottle(log, 60)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ticker: asyncio.Task | None = None
         self._ticker_nap: asyncio.Future | None = None  # resolved to end the ticker's sleep early
@@ -1140,6 +1143,8 @@ class RaftHost:
         self._step(group, peer, m)
 
     def _step(self, group: RaftGroup, peer: int, m: Message) -> None:
+        if m.type is MessageType.APPEND_RESP and m.reject:
+            self._check_lost_entries(group, peer, m)
         try:
             group.node.step(m)
         except Exception as exc:
@@ -1148,6 +1153,19 @@ class RaftHost:
             return
         self.liveness.after_step(group)
         self._activate(group)
+
+    def _check_lost_entries(self, group: RaftGroup, peer: int, m: Message) -> None:
+        """A follower refused an append at the very entry it had acknowledged as durable (the rejected index is
+        its match index, its log ends below it): its disk lost writes it had fsynced.  Raft cannot repair a disk
+        that lies; the leader keeps probing just above what it was told, so the replica stays behind until
+        another replica leads the group.  Say so, at most once a minute per replica."""
+        node = group.node
+        pr = node.progress.get(m.src) if node.role is Role.LEADER and m.term == node.log.term else None
+        if pr is not None and 0 < pr.match == m.log_term and m.index < pr.match:
+            self._lost_entry_warnings.warn(
+                (group.name, peer), "raft group %s: broker %d's replica no longer holds entry %d, which it had "
+                "acknowledged as written to disk (its log ends at %d): its disk lost fsynced writes; it stays "
+                "behind until another replica leads the group", group.name, peer, pr.match, m.index)
 
     # -------------------------------------------------------- catch-up throttle
 

@@ -787,3 +787,36 @@ def test_an_idle_broker_beats_half_as_often_unless_an_echo_could_then_come_too_l
     # the beat it answers (plus a tick of slack): 2 * 4 + 2 > 10 - 1, so the idle beat stays the heartbeat
     assert HostConfig(tick_ms=50, heartbeat_ticks=2, election_ticks=10).idle_beat_ticks == 2
     assert HostConfig(heartbeat_ticks=2, election_ticks=10, idle_heartbeat_ticks=3).idle_beat_ticks == 3
+
+
+def test_a_leader_says_when_a_followers_disk_lost_entries_it_had_acknowledged(tmp_path, monkeypatch, caplog):
+    """A disk that lies: a follower's files are cut back to what it had fsynced a few entries earlier (it
+    acknowledged the later ones as durable). Raft cannot repair that; the leader's log says it."""
+    ledger = record_fsyncs(tmp_path, monkeypatch)
+    config = dataclasses.replace(FAST, journal_keep_entries=10_000)  # no checkpoint rewrites a file meanwhile
+
+    async def main():
+        async with running_hosts(tmp_path, config) as (hosts, addresses, restarted, _disks):
+            machines, leader, _ = await group_with_three_entries(hosts, tmp_path)
+            follower = next(i for i in hosts if i != leader)
+            before = ledger.read_text()
+            for k in range(5):
+                await asyncio.wait_for(hosts[leader].propose("g", b"later%d" % k), 10)
+            node = hosts[leader].groups["g"].node
+            await wait_until(lambda: node.progress[follower].match == node.log.last_index, timeout=10)
+            await power_cut(hosts[follower])
+            earlier = tmp_path / "earlier.ledger"
+            earlier.write_text(before)
+            apply_ledger(earlier, tmp_path / f"b{follower}")  # what it fsynced before the last five entries
+            release_journals(hosts[follower])
+            del hosts[follower]
+            restarted[follower] = RaftHost(follower, str(tmp_path / f"b{follower}"), listen=addresses[follower],
+                                           peers=addresses, secret=b"s3cret", config=config)
+            await restarted[follower].start()
+            machine = JsonListMachine(str(tmp_path / f"b{follower}" / "sm" / "g"))
+            restarted[follower].add_group("g", sorted(addresses), machine)
+            with caplog.at_level(logging.WARNING, logger="raftka.raft.host"):
+                await asyncio.wait_for(hosts[leader].propose("g", b"next"), 10)  # the other follower commits it
+                await wait_until(lambda: "its disk lost fsynced writes" in caplog.text, timeout=10)
+            assert f"broker {follower}'s replica no longer holds entry" in caplog.text
+    asyncio.run(main())
