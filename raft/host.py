@@ -131,6 +131,7 @@ _APPLIED = object()  # a waiting proposal's answer: whatever the state machine's
 
 FSYNC_THREADS = 16
 SLOW_SYNC_WARNING_INTERVAL_S = 1.0
+LOST_ENTRY_WARNING_INTERVAL_S = 60.0  # per follower replica whose disk lost acknowledged entries
 
 
 class StateMachine(Protocol):
@@ -365,7 +366,7 @@ class RaftHost:
         self._fsync_pool = concurrent.futures.ThreadPoolExecutor(FSYNC_THREADS, thread_name_prefix=f"raft-fsync-{node_id}")
         self.sync_policy = InlineSyncPolicy(self.cfg.inline_sync_max_ms / 1000)
         self._slow_sync_warnings = WarningThrottle(log, SLOW_SYNC_WARNING_INTERVAL_S)
-        self._lost_entry_warnings = WarningThrottle(log, 60)
+        self._lost_entry_warnings = WarningThrottle(log, LOST_ENTRY_WARNING_INTERVAL_S)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ticker: asyncio.Task | None = None
         self._ticker_nap: asyncio.Future | None = None  # resolved to end the ticker's sleep early
@@ -535,10 +536,7 @@ class RaftHost:
         group.waiting.clear()
         group.reads.clear()
         group.read_waits.clear()
-        if group.synced is not None:
-            await asyncio.shield(group.synced)  # do not close a journal under its fsync
-        if group.checkpoint_job is not None:  # its older checkpoint must not land after the final one below
-            await asyncio.wait([group.checkpoint_job])
+        await self._io_settled(group)  # also: a checkpoint in flight must not land after the final one below
         steps = [group.sm.close, group.journal.close]
         if not delete_data and group.storage_error is None:
             steps.insert(0, _after(group.journal.begin_sync() or (lambda: None), group.sm.checkpoint))
@@ -1507,13 +1505,19 @@ class RaftHost:
         finally:
             self._recovery = None
 
-    async def _reopen(self, group: RaftGroup) -> None:
-        """Replace the replica's journal, state machine and node by fresh ones opened from disk."""
+    @staticmethod
+    async def _io_settled(group: RaftGroup) -> None:
+        """Wait until neither a journal sync nor a checkpoint of the group runs in a worker thread: its journal or
+        state machine is about to be closed."""
         while group.synced is not None or group.checkpoint_job is not None:
             if group.synced is not None:
-                await asyncio.shield(group.synced)  # do not close a journal under its fsync
-            else:  # nor reopen the state machine under its checkpoint's
+                await asyncio.shield(group.synced)
+            else:
                 await asyncio.wait([group.checkpoint_job])
+
+    async def _reopen(self, group: RaftGroup) -> None:
+        """Replace the replica's journal, state machine and node by fresh ones opened from disk."""
+        await self._io_settled(group)
         if group.closed:
             return  # from here on nothing awaits: no pump can start a sync of the old journal
         self._active.discard(group)
