@@ -48,14 +48,15 @@ def retry(fn, *, timeout: float = 20.0, retry_on=(503,)):
         time.sleep(0.1)
 
 
-def wait_until(predicate, timeout: float, what: str):
-    """predicate()'s first truthy value, polling every 50 ms; fails the test after `timeout` seconds."""
+def wait_until(predicate, timeout: float, what):
+    """predicate()'s first truthy value, polling every 50 ms; fails the test after `timeout` seconds, saying what
+    it waited for (`what`: a text, or a function giving one then, e.g. with the state last seen)."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what() if callable(what) else what}"
         time.sleep(0.05)
 
 

@@ -182,22 +182,20 @@ def wait_converged(cluster, topic: str, partitions: int, timeout: float = 30) ->
     """Wait until every replica of every partition of `topic` has applied the same Raft index and holds no entry
     beyond it (an entry appended but not committed yet may be in one replica's log only: then the logs differ).
     On a timeout, say what each replica reported last."""
-    deadline = time.monotonic() + timeout
-    while True:
-        seen: dict[str, dict[int, tuple]] = {}
+    seen: dict[str, dict[int, tuple]] = {}
+
+    def converged() -> bool:
+        seen.clear()
         for b in cluster.ids:
             for g in http_json(cluster.url(b) + "/raft", timeout=5)["groups"]:
                 if g["partition"] and g["partition"].startswith(topic + "/"):
                     seen.setdefault(g["partition"], {})[b] = (g["applied_index"], g["last_index"], g["commit_index"],
                                                               g["role"], g["term"], g["quiesced"])
-        if len(seen) == partitions and all(len({(r[0], r[1]) for r in replicas.values()}) == 1
-                                           and all(r[0] == r[1] for r in replicas.values())
-                                           for replicas in seen.values()):
-            return
-        assert time.monotonic() < deadline, (
-            f"the replicas of {topic} did not converge in {timeout} s; (applied, last, commit, role, term, quiesced) "
-            f"by partition and broker: {seen}")
-        time.sleep(0.05)
+        indexes = [{replica[:2] for replica in replicas.values()} for replicas in seen.values()]
+        return len(seen) == partitions and all(len(pairs) == 1 and len(set(*pairs)) == 1 for pairs in indexes)
+
+    wait_until(converged, timeout, lambda: f"the replicas of {topic} to converge; (applied, last, commit, role, "
+                                           f"term, quiesced) by partition and broker: {seen}")
 
 
 def assert_identical_copies(root: Path, topic: str, partitions: int) -> None:
