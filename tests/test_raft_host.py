@@ -541,16 +541,22 @@ async def running_hosts(tmp_path, config=FAST):
         await stop_everything(hosts, restarted, disks)
 
 
+async def restart_host(i: int, tmp_path, addresses: dict, members: list[int],
+                       config=FAST) -> tuple[RaftHost, JsonListMachine]:
+    """Host `i` started again from its data directory, with group "g" of `members` on its JsonListMachine."""
+    host = RaftHost(i, str(tmp_path / f"b{i}"), listen=addresses[i], peers=addresses, secret=b"s3cret", config=config)
+    await host.start()
+    machine = JsonListMachine(str(tmp_path / f"b{i}" / "sm" / "g"))
+    host.add_group("g", members, machine)
+    return host, machine
+
+
 async def restart_and_check_nothing_acknowledged_is_lost(restarted, ids, members, addresses, tmp_path, acknowledged):
     """Restart the hosts `ids` from their disks into `restarted` (which the caller stops), commit one more entry
     and check that each of their state machines holds every `acknowledged` value."""
     survivors = {}
     for i in ids:
-        restarted[i] = RaftHost(i, str(tmp_path / f"b{i}"), listen=addresses[i],
-                                peers=addresses, secret=b"s3cret", config=FAST)
-        await restarted[i].start()
-        survivors[i] = JsonListMachine(str(tmp_path / f"b{i}" / "sm" / "g"))
-        restarted[i].add_group("g", members, survivors[i])
+        restarted[i], survivors[i] = await restart_host(i, tmp_path, addresses, members)
     await propose_retrying(restarted, b"after", timeout=60)
     await wait_until(lambda: all("after" in m.items for m in survivors.values()), timeout=30)
     for i, sm in survivors.items():
@@ -810,11 +816,7 @@ def test_a_leader_says_when_a_followers_disk_lost_entries_it_had_acknowledged(tm
             apply_ledger(earlier, tmp_path / f"b{follower}")  # what it fsynced before the last five entries
             release_journals(hosts[follower])
             del hosts[follower]
-            restarted[follower] = RaftHost(follower, str(tmp_path / f"b{follower}"), listen=addresses[follower],
-                                           peers=addresses, secret=b"s3cret", config=config)
-            await restarted[follower].start()
-            machine = JsonListMachine(str(tmp_path / f"b{follower}" / "sm" / "g"))
-            restarted[follower].add_group("g", sorted(addresses), machine)
+            restarted[follower], _ = await restart_host(follower, tmp_path, addresses, sorted(addresses), config)
             with caplog.at_level(logging.WARNING, logger="raftka.raft.host"):
                 await asyncio.wait_for(hosts[leader].propose("g", b"next"), 10)  # the other follower commits it
                 await wait_until(lambda: "its disk lost fsynced writes" in caplog.text, timeout=10)
